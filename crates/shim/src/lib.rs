@@ -1,0 +1,1 @@
+//! podhost-shim: per-pod supervisor (protocol in proto.rs).
