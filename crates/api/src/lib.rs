@@ -1,1 +1,77 @@
-//! Pod objects.
+//! Pod objects for podhost: Kubernetes' own `v1` Pod schema read from YAML, defaulted
+//! and validated as an API server would, and printed as kubectl prints it.
+//!
+//! # Layout
+//! - [`parse`]: YAML text (several documents) → [`Manifest`]s, with strict decoding
+//!   (unknown fields are errors naming their path) and YAML positions in errors.
+//! - [`defaults`]: [`default_pod`], Kubernetes' defaulting of the fields podhost uses.
+//! - [`validate`]: [`validate_pod`], Kubernetes' validation rules plus podhost's own
+//!   limits (one machine: cluster-only fields are warnings or errors by name).
+//! - [`quantity`]: resource quantities (`500m`, `64Mi`) as integers, for validation
+//!   and cgroup limits.
+//! - [`display`]: kubectl's `get pods` columns (STATUS, READY, RESTARTS, AGE).
+//!
+//! Typical use: `parse_manifests` → `default_pod` → `validate_pod`.
+
+pub mod defaults;
+pub mod display;
+mod names;
+pub mod parse;
+pub mod quantity;
+pub mod validate;
+
+pub use defaults::default_pod;
+pub use k8s_openapi;
+pub use k8s_openapi::api::core::v1::{
+    Container, ContainerState, ContainerStatus, EphemeralContainer, Pod, PodCondition, PodSpec,
+    PodStatus, Probe, Volume, VolumeMount,
+};
+pub use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+pub use k8s_openapi::jiff;
+pub use parse::{parse_manifests, Manifest, ParseError};
+pub use quantity::QuantityError;
+pub use validate::{validate_pod, FieldError, FieldErrorKind, InvalidPod, Validation};
+
+/// The namespace of objects that do not name one.
+pub const DEFAULT_NAMESPACE: &str = "default";
+
+/// The pod's `namespace/name` key (namespace `default` when unset).
+pub fn pod_key(pod: &Pod) -> String {
+    let namespace = pod
+        .metadata
+        .namespace
+        .as_deref()
+        .filter(|ns| !ns.is_empty())
+        .unwrap_or(DEFAULT_NAMESPACE);
+    format!(
+        "{namespace}/{}",
+        pod.metadata.name.as_deref().unwrap_or_default()
+    )
+}
+
+/// Whether an init container is a native sidecar (`restartPolicy: Always`).
+pub fn is_sidecar(c: &Container) -> bool {
+    c.restart_policy.as_deref() == Some("Always")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_defaults_namespace() {
+        let mut pod = Pod::default();
+        pod.metadata.name = Some("web".into());
+        assert_eq!(pod_key(&pod), "default/web");
+        pod.metadata.namespace = Some("prod".into());
+        assert_eq!(pod_key(&pod), "prod/web");
+    }
+
+    #[test]
+    fn sidecar_detection() {
+        let mut c = Container::default();
+        assert!(!is_sidecar(&c));
+        c.restart_policy = Some("Always".into());
+        assert!(is_sidecar(&c));
+    }
+}

@@ -1,0 +1,1089 @@
+//! The shim's single-threaded event loop: one poll(2) over the listening
+//! socket, client connections, container output pipes, exec pipes and a
+//! signalfd. Nothing in here may block on a container or a client, except
+//! the short synchronous `podhost-runc` create/start/delete helpers.
+
+use crate::crilog::{self, LineSplitter};
+use crate::launch::Config;
+use crate::proto::{frame, ContainerState, ContainerStatus, Event, Request, Response, PAUSE_ID};
+use crate::sys::{self, ctx};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Stop reading a client's input while this much is queued for it.
+const OUT_HIGH_WATER: usize = 256 * 1024;
+/// A subscriber that falls this far behind is disconnected.
+const OUT_MAX: usize = 8 << 20;
+/// Longest request line accepted.
+const MAX_REQUEST: usize = 1 << 20;
+/// Upper bound on the output drained from an exec after its helper exited
+/// (a background process may keep writing forever).
+const EXEC_DRAIN_MAX: usize = 1 << 20;
+const MAX_CLIENTS: usize = 128;
+const STREAMS: [&str; 2] = ["stdout", "stderr"];
+
+struct Output {
+    fd: OwnedFd,
+    split: LineSplitter,
+}
+
+struct Container {
+    token: u64,
+    id: String,
+    pid: libc::pid_t,
+    state: ContainerState,
+    exit_code: Option<i32>,
+    signal: Option<i32>,
+    created_at: i64,
+    started_at: Option<i64>,
+    finished_at: Option<i64>,
+    log_path: String,
+    log: Option<File>,
+    outputs: [Option<Output>; 2],
+}
+
+struct Exec {
+    pid: libc::pid_t,
+    stdin: Option<OwnedFd>,
+    stdin_buf: Vec<u8>,
+    stdin_eof: bool,
+    out: [Option<OwnedFd>; 2],
+    exit: Option<i32>,
+}
+
+struct Client {
+    token: u64,
+    sock: UnixStream,
+    inbuf: Vec<u8>,
+    outbuf: Vec<u8>,
+    subscribed: bool,
+    exec: Option<Exec>,
+    /// Close once `outbuf` is flushed.
+    closing: bool,
+    dead: bool,
+}
+
+#[derive(Clone, Copy)]
+enum Slot {
+    Listener,
+    Signal,
+    Client(u64),
+    CtrOut(u64, usize),
+    ExecOut(u64, usize),
+    ExecIn(u64),
+}
+
+/// The running shim: pause process, containers and connections.
+pub struct Shim {
+    cfg: Config,
+    diag: Option<File>,
+    listener: UnixListener,
+    sigfd: OwnedFd,
+    pause_pid: libc::pid_t,
+    pause_exit: Option<(i32, Option<i32>)>,
+    containers: Vec<Container>,
+    clients: Vec<Client>,
+    next_token: u64,
+    buf: Vec<u8>,
+    stop: bool,
+}
+
+fn would_block(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::WouldBlock
+}
+
+/// Opens `<dir>/shim.log` for appending diagnostics.
+pub fn open_diag(dir: &Path) -> Option<File> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(dir.join("shim.log"))
+        .ok()
+}
+
+/// Appends one timestamped line to the diagnostics log.
+pub fn diag_line(f: &mut Option<File>, msg: &str) {
+    if let Some(f) = f {
+        let line = format!("{} {msg}\n", crilog::rfc3339_nano(sys::now_ns()));
+        let _ = f.write_all(line.as_bytes());
+    }
+}
+
+impl Shim {
+    /// Binds the socket and sets up signal handling; the pause is already running.
+    pub fn new(
+        cfg: Config,
+        mut diag: Option<File>,
+        pause_pid: libc::pid_t,
+        sigfd: OwnedFd,
+    ) -> io::Result<Shim> {
+        let sock_path = cfg.dir.join("shim.sock");
+        match fs::remove_file(&sock_path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                return Err(ctx(e, format!("remove stale {}", sock_path.display())))
+            }
+            _ => {}
+        }
+        let listener = UnixListener::bind(&sock_path)
+            .map_err(|e| ctx(e, format!("bind {}", sock_path.display())))?;
+        fs::set_permissions(&sock_path, fs::Permissions::from_mode(0o600))
+            .map_err(|e| ctx(e, format!("chmod {}", sock_path.display())))?;
+        listener.set_nonblocking(true)?;
+        diag_line(
+            &mut diag,
+            &format!("shim {} started, pause pid {pause_pid}", cfg.id),
+        );
+        Ok(Shim {
+            cfg,
+            diag,
+            listener,
+            sigfd,
+            pause_pid,
+            pause_exit: None,
+            containers: Vec::new(),
+            clients: Vec::new(),
+            next_token: 1,
+            buf: vec![0u8; 64 * 1024],
+            stop: false,
+        })
+    }
+
+    fn diag(&mut self, msg: &str) {
+        diag_line(&mut self.diag, msg);
+    }
+
+    fn token(&mut self) -> u64 {
+        self.next_token += 1;
+        self.next_token
+    }
+
+    /// Runs until `shutdown` (request or SIGTERM/SIGINT).
+    pub fn run(&mut self) {
+        // Children may have died before the signalfd existed.
+        self.reap();
+        let mut fds: Vec<libc::pollfd> = Vec::new();
+        let mut slots: Vec<Slot> = Vec::new();
+        while !self.stop {
+            fds.clear();
+            slots.clear();
+            self.build_pollset(&mut fds, &mut slots);
+            // SAFETY: fds is a valid array of fds.len() pollfd entries.
+            let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() != io::ErrorKind::Interrupted {
+                    self.diag(&format!("poll failed: {e}"));
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                continue;
+            }
+            for (pfd, slot) in fds.iter().zip(slots.iter()) {
+                if pfd.revents == 0 {
+                    continue;
+                }
+                self.dispatch(*slot, pfd.revents);
+                if self.stop {
+                    break;
+                }
+            }
+            self.clients.retain(|c| !c.dead);
+        }
+    }
+
+    fn build_pollset(&self, fds: &mut Vec<libc::pollfd>, slots: &mut Vec<Slot>) {
+        let mut push = |fd: RawFd, events: libc::c_short, slot: Slot| {
+            fds.push(libc::pollfd {
+                fd,
+                events,
+                revents: 0,
+            });
+            slots.push(slot);
+        };
+        if self.clients.len() < MAX_CLIENTS {
+            push(self.listener.as_raw_fd(), libc::POLLIN, Slot::Listener);
+        }
+        push(self.sigfd.as_raw_fd(), libc::POLLIN, Slot::Signal);
+        for c in &self.containers {
+            for (s, o) in c.outputs.iter().enumerate() {
+                if let Some(o) = o {
+                    push(o.fd.as_raw_fd(), libc::POLLIN, Slot::CtrOut(c.token, s));
+                }
+            }
+        }
+        for c in &self.clients {
+            let mut ev = 0;
+            if !c.outbuf.is_empty() {
+                ev |= libc::POLLOUT;
+            }
+            let backlog = c.exec.as_ref().map_or(0, |e| e.stdin_buf.len());
+            if !c.closing && c.outbuf.len() < OUT_HIGH_WATER && backlog < OUT_HIGH_WATER {
+                ev |= libc::POLLIN;
+            }
+            push(c.sock.as_raw_fd(), ev, Slot::Client(c.token));
+            if let Some(e) = &c.exec {
+                if c.outbuf.len() < OUT_HIGH_WATER {
+                    for (s, fd) in e.out.iter().enumerate() {
+                        if let Some(fd) = fd {
+                            push(fd.as_raw_fd(), libc::POLLIN, Slot::ExecOut(c.token, s));
+                        }
+                    }
+                }
+                if let Some(fd) = &e.stdin {
+                    if !e.stdin_buf.is_empty() {
+                        push(fd.as_raw_fd(), libc::POLLOUT, Slot::ExecIn(c.token));
+                    }
+                }
+            }
+        }
+    }
+
+    fn dispatch(&mut self, slot: Slot, revents: libc::c_short) {
+        match slot {
+            Slot::Listener => self.accept(),
+            Slot::Signal => self.on_signals(),
+            Slot::CtrOut(tok, s) => self.container_output(tok, s),
+            Slot::Client(tok) => self.client_io(tok, revents),
+            Slot::ExecOut(tok, s) => {
+                if let Some(i) = self.client_index(tok) {
+                    let buf = &mut self.buf;
+                    exec_output(&mut self.clients[i], s, buf, false);
+                    finish_exec_if_done(&mut self.clients[i]);
+                    flush_client(&mut self.clients[i]);
+                }
+            }
+            Slot::ExecIn(tok) => {
+                if let Some(i) = self.client_index(tok) {
+                    if let Some(e) = self.clients[i].exec.as_mut() {
+                        feed_stdin(e);
+                    }
+                }
+            }
+        }
+    }
+
+    fn client_index(&self, tok: u64) -> Option<usize> {
+        self.clients.iter().position(|c| c.token == tok && !c.dead)
+    }
+
+    fn accept(&mut self) {
+        loop {
+            match self.listener.accept() {
+                Ok((sock, _)) => {
+                    if let Err(e) = sock.set_nonblocking(true) {
+                        self.diag(&format!("client socket: set non-blocking: {e}"));
+                        continue;
+                    }
+                    let token = self.token();
+                    self.clients.push(Client {
+                        token,
+                        sock,
+                        inbuf: Vec::new(),
+                        outbuf: Vec::new(),
+                        subscribed: false,
+                        exec: None,
+                        closing: false,
+                        dead: false,
+                    });
+                }
+                Err(e) if would_block(&e) => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.diag(&format!("accept on shim.sock: {e}"));
+                    return;
+                }
+            }
+        }
+    }
+
+    fn on_signals(&mut self) {
+        let sigs = sys::read_signals(self.sigfd.as_raw_fd());
+        if sigs.contains(&(libc::SIGCHLD as u32)) {
+            self.reap();
+        }
+        if let Some(&s) = sigs.iter().find(|&&s| s != libc::SIGCHLD as u32) {
+            self.diag(&format!("received signal {s}, shutting down"));
+            self.shutdown();
+        }
+    }
+
+    fn reap(&mut self) {
+        while let Ok(Some((pid, status))) = sys::try_wait(-1) {
+            self.on_exit(pid, status);
+        }
+    }
+
+    fn on_exit(&mut self, pid: libc::pid_t, status: libc::c_int) {
+        let (code, signal) = sys::decode_status(status);
+        if pid == self.pause_pid && self.pause_exit.is_none() {
+            self.pause_exit = Some((code, signal));
+            self.diag(&format!("pause {pid} exited with {code}"));
+            self.broadcast(&Event::Exit {
+                id: PAUSE_ID.into(),
+                exit_code: code,
+                signal,
+            });
+            return;
+        }
+        if let Some(c) = self
+            .containers
+            .iter_mut()
+            .find(|c| c.pid == pid && c.state != ContainerState::Exited)
+        {
+            c.state = ContainerState::Exited;
+            c.exit_code = Some(code);
+            c.signal = signal;
+            c.finished_at = Some(sys::now_ns());
+            let id = c.id.clone();
+            self.broadcast(&Event::Exit {
+                id,
+                exit_code: code,
+                signal,
+            });
+            return;
+        }
+        if let Some(c) = self.clients.iter_mut().find(|c| {
+            c.exec
+                .as_ref()
+                .is_some_and(|e| e.pid == pid && e.exit.is_none())
+        }) {
+            if let Some(e) = c.exec.as_mut() {
+                e.exit = Some(code);
+            }
+            // Whatever the command wrote before exiting is in the pipes now;
+            // take it, then stop waiting for writers that outlive it.
+            let buf = &mut self.buf;
+            for s in 0..2 {
+                exec_output(c, s, buf, true);
+                if let Some(e) = c.exec.as_mut() {
+                    e.out[s] = None;
+                }
+            }
+            finish_exec_if_done(c);
+            flush_client(c);
+        }
+        // Anything else is an orphan reparented to us: nothing to record.
+    }
+
+    fn broadcast(&mut self, ev: &Event) {
+        let Ok(mut line) = serde_json::to_vec(ev) else {
+            return;
+        };
+        line.push(b'\n');
+        for c in self.clients.iter_mut().filter(|c| c.subscribed && !c.dead) {
+            c.outbuf.extend_from_slice(&line);
+            flush_client(c);
+            if c.outbuf.len() > OUT_MAX {
+                c.dead = true;
+            }
+        }
+    }
+
+    fn container_output(&mut self, tok: u64, s: usize) {
+        let Some(c) = self.containers.iter_mut().find(|c| c.token == tok) else {
+            return;
+        };
+        let Some(out) = c.outputs[s].as_mut() else {
+            return;
+        };
+        let n = match sys::read(out.fd.as_raw_fd(), &mut self.buf) {
+            Ok(n) => n,
+            Err(e) if would_block(&e) => return,
+            Err(_) => 0,
+        };
+        let mut records = Vec::new();
+        let now = sys::now_ns();
+        let mut emit = |text: &[u8], full: bool| {
+            crilog::format_record(&mut records, now, STREAMS[s], full, text)
+        };
+        if n == 0 {
+            out.split.finish(&mut emit);
+            c.outputs[s] = None;
+        } else {
+            out.split.push(&self.buf[..n], &mut emit);
+        }
+        let mut failed = None;
+        if !records.is_empty() {
+            if let Some(log) = c.log.as_mut() {
+                if let Err(e) = log.write_all(&records) {
+                    failed = Some(format!("container {}: write log {}: {e}", c.id, c.log_path));
+                }
+            }
+        }
+        if c.outputs.iter().all(Option::is_none) {
+            c.log = None;
+        }
+        if let Some(msg) = failed {
+            self.diag(&msg);
+        }
+    }
+
+    fn client_io(&mut self, tok: u64, revents: libc::c_short) {
+        let Some(i) = self.client_index(tok) else {
+            return;
+        };
+        if revents & libc::POLLOUT != 0 {
+            flush_client(&mut self.clients[i]);
+        }
+        if revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0 {
+            let c = &mut self.clients[i];
+            match c.sock.read(&mut self.buf) {
+                Ok(0) => {
+                    c.dead = true;
+                }
+                Ok(n) => c.inbuf.extend_from_slice(&self.buf[..n]),
+                Err(e) if would_block(&e) || e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => c.dead = true,
+            }
+            if c.dead {
+                if let Some(e) = &c.exec {
+                    if e.exit.is_none() {
+                        // Nobody is listening any more: stop the session.
+                        let _ = sys::kill(e.pid, libc::SIGKILL);
+                    }
+                }
+                return;
+            }
+            self.process_input(i);
+        }
+        if let Some(c) = self.clients.get_mut(i) {
+            if c.outbuf.is_empty() && c.closing {
+                c.dead = true;
+            }
+        }
+    }
+
+    fn process_input(&mut self, i: usize) {
+        loop {
+            let c = &mut self.clients[i];
+            if c.closing || c.dead {
+                return;
+            }
+            if c.exec.is_some() {
+                process_frames(c);
+                flush_client(c);
+                return;
+            }
+            let Some(pos) = c.inbuf.iter().position(|&b| b == b'\n') else {
+                if c.inbuf.len() > MAX_REQUEST {
+                    c.outbuf
+                        .extend_from_slice(b"{\"ok\":false,\"error\":\"request line too long\"}\n");
+                    c.closing = true;
+                    flush_client(c);
+                }
+                return;
+            };
+            let line: Vec<u8> = c.inbuf.drain(..=pos).collect();
+            let line = &line[..pos];
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            let resp = match serde_json::from_slice::<Request>(line) {
+                Ok(req) => self.handle(i, req),
+                Err(e) => Response::err(format!("invalid request: {e}")),
+            };
+            if self.stop {
+                return;
+            }
+            let c = &mut self.clients[i];
+            match serde_json::to_vec(&resp) {
+                Ok(mut v) => {
+                    v.push(b'\n');
+                    c.outbuf.extend_from_slice(&v);
+                }
+                Err(_) => c
+                    .outbuf
+                    .extend_from_slice(b"{\"ok\":false,\"error\":\"cannot encode response\"}\n"),
+            }
+            flush_client(c);
+        }
+    }
+
+    fn handle(&mut self, client: usize, req: Request) -> Response {
+        let res = match req {
+            Request::CreateContainer {
+                id,
+                bundle,
+                log_path,
+            } => self.create(&id, &bundle, &log_path),
+            Request::StartContainer { id } => self.start(&id),
+            Request::Signal { id, signal } => self.signal(&id, signal),
+            Request::Status => Ok(self.status()),
+            Request::Subscribe => {
+                self.clients[client].subscribed = true;
+                Ok(Response::ok())
+            }
+            Request::RemoveContainer { id } => self.remove(&id),
+            Request::Exec { id, cmd } => self.exec(client, &id, &cmd),
+            Request::Shutdown => {
+                self.shutdown();
+                // Answer synchronously: the process exits right after.
+                let c = &mut self.clients[client];
+                let _ = c.sock.set_nonblocking(false);
+                let _ = c.sock.write_all(&c.outbuf);
+                let _ = c.sock.write_all(b"{\"ok\":true}\n");
+                return Response::ok();
+            }
+        };
+        res.unwrap_or_else(Response::err)
+    }
+
+    fn find(&mut self, id: &str) -> Result<usize, String> {
+        self.containers
+            .iter()
+            .position(|c| c.id == id)
+            .ok_or_else(|| format!("container {id:?} not found in sandbox {}", self.cfg.id))
+    }
+
+    fn runc(&self) -> Command {
+        let mut cmd = Command::new(&self.cfg.runc);
+        cmd.arg("--root").arg(&self.cfg.runc_root);
+        cmd
+    }
+
+    fn err_file(&self, id: &str) -> PathBuf {
+        self.cfg.dir.join(format!("{id}.err"))
+    }
+
+    /// Runs a synchronous helper; on failure returns a message with the error file's content.
+    fn run_helper(&self, id: &str, what: &str, mut cmd: Command) -> Result<(), String> {
+        let out = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output()
+            .map_err(|e| {
+                format!(
+                    "container {id}: {what}: run {}: {e}",
+                    self.cfg.runc.display()
+                )
+            })?;
+        if out.status.success() {
+            return Ok(());
+        }
+        let detail = helper_error(&self.err_file(id), &out.stderr);
+        Err(format!(
+            "container {id}: {what} failed ({}): {detail}",
+            out.status
+        ))
+    }
+
+    fn create(&mut self, id: &str, bundle: &str, log_path: &str) -> Result<Response, String> {
+        if id.is_empty() || id.contains('/') || id == PAUSE_ID {
+            return Err(format!("invalid container id {id:?}"));
+        }
+        if self.containers.iter().any(|c| c.id == id) {
+            return Err(format!(
+                "container {id:?} already exists in sandbox {}",
+                self.cfg.id
+            ));
+        }
+        if !Path::new(bundle).is_absolute() || !Path::new(log_path).is_absolute() {
+            return Err(format!(
+                "container {id}: bundle {bundle:?} and log_path {log_path:?} must be absolute"
+            ));
+        }
+        if self.pause_exit.is_some() {
+            return Err(format!(
+                "container {id}: pause process of sandbox {} has exited",
+                self.cfg.id
+            ));
+        }
+        let log = open_log(log_path).map_err(|e| format!("container {id}: {e}"))?;
+        let err_file = self.err_file(id);
+        let pid_file = Path::new(bundle).join("pid");
+        let _ = fs::remove_file(&err_file);
+        let _ = fs::remove_file(&pid_file);
+        let pipes = (|| -> io::Result<_> { Ok((sys::pipe()?, sys::pipe()?)) })()
+            .map_err(|e| format!("container {id}: create output pipes: {e}"))?;
+        let ((out_r, out_w), (err_r, err_w)) = pipes;
+        let mut cmd = self.runc();
+        cmd.arg("--error-file")
+            .arg(&err_file)
+            .arg("create")
+            .arg("--bundle")
+            .arg(bundle)
+            .arg("--pid-file")
+            .arg(&pid_file)
+            .arg(id)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(out_w))
+            .stderr(Stdio::from(err_w));
+        let spawned = cmd.spawn();
+        // Drop our copies of the write ends now, or the pipes never hit EOF.
+        drop(cmd);
+        let mut child = spawned.map_err(|e| {
+            format!(
+                "container {id}: run {} create: {e}",
+                self.cfg.runc.display()
+            )
+        })?;
+        let status = child
+            .wait()
+            .map_err(|e| format!("container {id}: wait for runc create: {e}"))?;
+        if !status.success() {
+            let mut early = vec![0u8; 4096];
+            let _ = sys::set_nonblocking(&err_r);
+            let n = sys::read(err_r.as_raw_fd(), &mut early).unwrap_or(0);
+            let detail = helper_error(&err_file, &early[..n]);
+            self.cleanup_failed(id);
+            return Err(format!(
+                "container {id}: runc create failed ({status}): {detail}"
+            ));
+        }
+        let pid = match read_pid(&pid_file) {
+            Ok(p) => p,
+            Err(e) => {
+                self.cleanup_failed(id);
+                return Err(format!("container {id}: {e}"));
+            }
+        };
+        for fd in [&out_r, &err_r] {
+            sys::set_nonblocking(fd)
+                .map_err(|e| format!("container {id}: output pipe non-blocking: {e}"))?;
+        }
+        let token = self.token();
+        self.containers.push(Container {
+            token,
+            id: id.to_string(),
+            pid,
+            state: ContainerState::Created,
+            exit_code: None,
+            signal: None,
+            created_at: sys::now_ns(),
+            started_at: None,
+            finished_at: None,
+            log_path: log_path.to_string(),
+            log: Some(log),
+            outputs: [
+                Some(Output {
+                    fd: out_r,
+                    split: LineSplitter::default(),
+                }),
+                Some(Output {
+                    fd: err_r,
+                    split: LineSplitter::default(),
+                }),
+            ],
+        });
+        self.diag(&format!("container {id} created, pid {pid}"));
+        Ok(Response {
+            pid: Some(pid),
+            ..Response::ok()
+        })
+    }
+
+    fn cleanup_failed(&mut self, id: &str) {
+        let mut cmd = self.runc();
+        cmd.args(["delete", "--force", id]);
+        if let Err(e) = self.run_helper(id, "delete after failed create", cmd) {
+            self.diag(&e);
+        }
+    }
+
+    fn start(&mut self, id: &str) -> Result<Response, String> {
+        let i = self.find(id)?;
+        match self.containers[i].state {
+            ContainerState::Created => {}
+            ContainerState::Running => return Err(format!("container {id} is already running")),
+            ContainerState::Exited => {
+                return Err(format!("container {id} has exited; it cannot be started"))
+            }
+        }
+        let mut cmd = self.runc();
+        cmd.arg("--error-file")
+            .arg(self.err_file(id))
+            .args(["start", id]);
+        self.run_helper(id, "runc start", cmd)?;
+        // Reaping happens only in the loop, so the state cannot have moved on.
+        let c = &mut self.containers[i];
+        c.state = ContainerState::Running;
+        c.started_at = Some(sys::now_ns());
+        Ok(Response::ok())
+    }
+
+    fn signal(&mut self, id: &str, sig: i32) -> Result<Response, String> {
+        let i = self.find(id)?;
+        let c = &self.containers[i];
+        if c.state != ContainerState::Running {
+            return Err(format!("container {id} is not running"));
+        }
+        sys::kill(c.pid, sig)
+            .map_err(|e| format!("container {id}: kill({}, {sig}): {e}", c.pid))?;
+        Ok(Response::ok())
+    }
+
+    fn status(&self) -> Response {
+        let containers = self
+            .containers
+            .iter()
+            .map(|c| ContainerStatus {
+                id: c.id.clone(),
+                pid: c.pid,
+                state: c.state,
+                exit_code: c.exit_code,
+                signal: c.signal,
+                created_at: c.created_at,
+                started_at: c.started_at,
+                finished_at: c.finished_at,
+                log_path: c.log_path.clone(),
+            })
+            .collect();
+        Response {
+            shim_pid: Some(std::process::id() as i32),
+            pause_pid: Some(self.pause_pid),
+            pause_running: Some(self.pause_exit.is_none()),
+            containers: Some(containers),
+            ..Response::ok()
+        }
+    }
+
+    fn remove(&mut self, id: &str) -> Result<Response, String> {
+        let i = self.find(id)?;
+        if self.containers[i].state == ContainerState::Running {
+            return Err(format!(
+                "container {id} is running; stop it before removing"
+            ));
+        }
+        let mut cmd = self.runc();
+        cmd.args(["delete", "--force", id]);
+        self.run_helper(id, "runc delete", cmd)?;
+        let mut c = self.containers.remove(i);
+        flush_outputs(&mut c);
+        let _ = fs::remove_file(self.err_file(id));
+        self.diag(&format!("container {id} removed"));
+        Ok(Response::ok())
+    }
+
+    fn exec(&mut self, client: usize, id: &str, argv: &[String]) -> Result<Response, String> {
+        let i = self.find(id)?;
+        if self.containers[i].state != ContainerState::Running {
+            return Err(format!("container {id} is not running"));
+        }
+        if argv.is_empty() {
+            return Err(format!("exec in container {id}: empty command"));
+        }
+        let mut cmd = self.runc();
+        cmd.args(["exec", id, "--"])
+            .args(argv)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().map_err(|e| {
+            format!(
+                "exec in container {id}: run {}: {e}",
+                self.cfg.runc.display()
+            )
+        })?;
+        let fds: Option<(OwnedFd, OwnedFd, OwnedFd)> = (|| {
+            Some((
+                child.stdin.take()?.into(),
+                child.stdout.take()?.into(),
+                child.stderr.take()?.into(),
+            ))
+        })();
+        let Some((stdin, stdout, stderr)) = fds else {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!("exec in container {id}: helper stdio missing"));
+        };
+        for fd in [&stdin, &stdout, &stderr] {
+            if let Err(e) = sys::set_nonblocking(fd) {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("exec in container {id}: non-blocking pipes: {e}"));
+            }
+        }
+        // From here the helper is reaped by the loop's waitpid(-1).
+        let pid = child.id() as libc::pid_t;
+        self.diag(&format!(
+            "exec in container {id}: helper pid {pid}: {argv:?}"
+        ));
+        self.clients[client].exec = Some(Exec {
+            pid,
+            stdin: Some(stdin),
+            stdin_buf: Vec::new(),
+            stdin_eof: false,
+            out: [Some(stdout), Some(stderr)],
+            exit: None,
+        });
+        Ok(Response::ok())
+    }
+
+    /// Stops everything synchronously and marks the loop to end.
+    fn shutdown(&mut self) {
+        self.stop = true;
+        for i in 0..self.containers.len() {
+            let (id, pid, state) = {
+                let c = &self.containers[i];
+                (c.id.clone(), c.pid, c.state)
+            };
+            if state != ContainerState::Exited {
+                let _ = sys::kill(pid, libc::SIGKILL);
+                if let Ok(status) = sys::wait_pid(pid) {
+                    let (code, signal) = sys::decode_status(status);
+                    let c = &mut self.containers[i];
+                    c.state = ContainerState::Exited;
+                    c.exit_code = Some(code);
+                    c.signal = signal;
+                    c.finished_at = Some(sys::now_ns());
+                }
+            }
+            let mut cmd = self.runc();
+            cmd.args(["delete", "--force", &id]);
+            if let Err(e) = self.run_helper(&id, "runc delete", cmd) {
+                self.diag(&e);
+            }
+        }
+        for c in &mut self.clients {
+            if let Some(e) = &c.exec {
+                if e.exit.is_none() {
+                    let _ = sys::kill(e.pid, libc::SIGKILL);
+                    let _ = sys::wait_pid(e.pid);
+                }
+            }
+        }
+        if self.pause_exit.is_none() {
+            let pid = self.pause_pid;
+            let _ = sys::kill(pid, libc::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(2);
+            let mut done = false;
+            while Instant::now() < deadline {
+                match sys::try_wait(pid) {
+                    Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+                    _ => {
+                        done = true;
+                        break;
+                    }
+                }
+            }
+            if !done {
+                self.diag(&format!("pause {pid} ignored SIGTERM for 2s; killing"));
+                let _ = sys::kill(pid, libc::SIGKILL);
+                let _ = sys::wait_pid(pid);
+            }
+            self.pause_exit = Some((0, None));
+        }
+        for c in &mut self.containers {
+            // Pick up whatever the dying processes wrote.
+            for s in 0..2 {
+                drain_container_output(c, s, &mut self.buf);
+            }
+            flush_outputs(c);
+        }
+        while let Ok(Some(_)) = sys::try_wait(-1) {}
+        for f in ["shim.sock", "shim.pid", "pause.pid"] {
+            let _ = fs::remove_file(self.cfg.dir.join(f));
+        }
+        self.diag("shim shut down");
+    }
+}
+
+/// Reads everything currently buffered in a container pipe into its log.
+fn drain_container_output(c: &mut Container, s: usize, buf: &mut [u8]) {
+    let Some(out) = c.outputs[s].as_mut() else {
+        return;
+    };
+    let mut records = Vec::new();
+    loop {
+        match sys::read(out.fd.as_raw_fd(), buf) {
+            Ok(n) if n > 0 => {
+                let now = sys::now_ns();
+                out.split.push(&buf[..n], &mut |t, f| {
+                    crilog::format_record(&mut records, now, STREAMS[s], f, t)
+                });
+            }
+            _ => break,
+        }
+    }
+    if let Some(log) = c.log.as_mut() {
+        let _ = log.write_all(&records);
+    }
+}
+
+/// Writes pending partial lines and closes the container's pipes and log.
+fn flush_outputs(c: &mut Container) {
+    let mut records = Vec::new();
+    let now = sys::now_ns();
+    for (s, o) in c.outputs.iter_mut().enumerate() {
+        if let Some(o) = o.as_mut() {
+            o.split
+                .finish(&mut |t, f| crilog::format_record(&mut records, now, STREAMS[s], f, t));
+        }
+    }
+    if let Some(log) = c.log.as_mut() {
+        let _ = log.write_all(&records);
+    }
+    c.outputs = [None, None];
+    c.log = None;
+}
+
+fn open_log(path: &str) -> Result<File, String> {
+    let p = Path::new(path);
+    if let Some(parent) = p.parent() {
+        fs::create_dir_all(parent)
+            .map_err(|e| format!("create log directory {}: {e}", parent.display()))?;
+    }
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o640)
+        .open(p)
+        .map_err(|e| format!("open log file {path}: {e}"))
+}
+
+fn read_pid(path: &Path) -> Result<libc::pid_t, String> {
+    let text =
+        fs::read_to_string(path).map_err(|e| format!("read pid file {}: {e}", path.display()))?;
+    match text.trim().parse::<libc::pid_t>() {
+        Ok(p) if p > 0 => Ok(p),
+        _ => Err(format!(
+            "pid file {} holds {:?}, not a pid",
+            path.display(),
+            text.trim()
+        )),
+    }
+}
+
+/// The helper's own error message: the error file, else its stderr.
+fn helper_error(err_file: &Path, stderr: &[u8]) -> String {
+    let from_file = fs::read_to_string(err_file).unwrap_or_default();
+    let msg = if from_file.trim().is_empty() {
+        String::from_utf8_lossy(stderr).into_owned()
+    } else {
+        from_file
+    };
+    let msg = msg.trim();
+    if msg.is_empty() {
+        "no error message".into()
+    } else {
+        msg.to_string()
+    }
+}
+
+/// Writes as much of the client's output as the socket takes.
+fn flush_client(c: &mut Client) {
+    while !c.outbuf.is_empty() && !c.dead {
+        match c.sock.write(&c.outbuf) {
+            Ok(0) => c.dead = true,
+            Ok(n) => {
+                c.outbuf.drain(..n);
+            }
+            Err(e) if would_block(&e) => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => c.dead = true,
+        }
+    }
+    if c.outbuf.capacity() > OUT_HIGH_WATER && c.outbuf.is_empty() {
+        c.outbuf = Vec::new();
+    }
+    if c.closing && c.outbuf.is_empty() {
+        c.dead = true;
+    }
+}
+
+/// Decodes the client's exec frames (stdin data, stdin close).
+fn process_frames(c: &mut Client) {
+    let Some(e) = c.exec.as_mut() else {
+        return;
+    };
+    let mut consumed = 0;
+    loop {
+        match frame::decode(&c.inbuf[consumed..]) {
+            Ok(Some((kind, payload, n))) => {
+                match kind {
+                    frame::STDIN if e.stdin.is_some() && !e.stdin_eof => {
+                        e.stdin_buf.extend_from_slice(payload)
+                    }
+                    frame::STDIN_CLOSE => e.stdin_eof = true,
+                    // Unknown kinds are ignored so clients can add e.g. resize later.
+                    _ => {}
+                }
+                consumed += n;
+            }
+            Ok(None) => break,
+            Err(_) => {
+                // A corrupt stream cannot be resynchronised.
+                c.dead = true;
+                let _ = sys::kill(e.pid, libc::SIGKILL);
+                break;
+            }
+        }
+    }
+    c.inbuf.drain(..consumed);
+    feed_stdin(e);
+}
+
+/// Writes queued stdin to the exec process; closes it after `STDIN_CLOSE`.
+fn feed_stdin(e: &mut Exec) {
+    if let Some(fd) = &e.stdin {
+        while !e.stdin_buf.is_empty() {
+            match sys::write(fd.as_raw_fd(), &e.stdin_buf) {
+                Ok(n) => {
+                    e.stdin_buf.drain(..n);
+                }
+                Err(err) if would_block(&err) => return,
+                Err(_) => {
+                    // The process closed its stdin (EPIPE): discard the rest.
+                    e.stdin_buf.clear();
+                    e.stdin = None;
+                    return;
+                }
+            }
+        }
+    }
+    if e.stdin_eof && e.stdin_buf.is_empty() {
+        e.stdin = None;
+    }
+}
+
+/// Relays exec output to the client as frames: one read, or with `drain`
+/// everything buffered (bounded by [`EXEC_DRAIN_MAX`]).
+fn exec_output(c: &mut Client, s: usize, buf: &mut [u8], drain: bool) {
+    let Some(e) = c.exec.as_mut() else {
+        return;
+    };
+    let mut total = 0;
+    while let Some(fd) = &e.out[s] {
+        match sys::read(fd.as_raw_fd(), buf) {
+            Ok(0) => e.out[s] = None,
+            Ok(n) => {
+                frame::encode(
+                    &mut c.outbuf,
+                    if s == 0 { frame::STDOUT } else { frame::STDERR },
+                    &buf[..n],
+                );
+                total += n;
+                // One read per wake-up keeps the loop fair between sessions.
+                if !drain || total >= EXEC_DRAIN_MAX {
+                    break;
+                }
+            }
+            Err(err) if would_block(&err) => break,
+            Err(_) => e.out[s] = None,
+        }
+    }
+}
+
+/// Sends the exit frame once the helper is reaped and its output drained.
+fn finish_exec_if_done(c: &mut Client) {
+    let Some(e) = c.exec.as_mut() else {
+        return;
+    };
+    if c.closing {
+        return;
+    }
+    if let Some(code) = e.exit {
+        if e.out.iter().all(Option::is_none) {
+            e.stdin = None;
+            frame::encode(&mut c.outbuf, frame::EXIT, &code.to_be_bytes());
+            c.closing = true;
+        }
+    }
+}

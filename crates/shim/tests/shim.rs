@@ -1,0 +1,574 @@
+//! End-to-end tests: a real shim, the real pause binary, real namespaces and
+//! a fake `podhost-runc` shell script. Needs root. Each test uses its own
+//! temp dir and netns so they run in parallel.
+
+use podhost_shim::proto::{self, frame, Client, ContainerState, Event, Request};
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+const FAKE_RUNC: &str = r#"#!/bin/sh
+# Fake podhost-runc: containers are plain background shells.
+root=; errf=/dev/null
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --root) root=$2; shift 2;;
+    --error-file) errf=$2; shift 2;;
+    *) break;;
+  esac
+done
+op=$1; shift
+case "$op" in
+create)
+  while [ $# -gt 1 ]; do
+    case "$1" in
+      --bundle) bundle=$2; shift 2;;
+      --pid-file) pidf=$2; shift 2;;
+      *) break;;
+    esac
+  done
+  id=$1
+  if [ -f "$bundle/fail" ]; then cat "$bundle/fail" > "$errf"; exit 1; fi
+  mkdir -p "$root/$id" && mkfifo "$root/$id/start" || exit 1
+  # The init waits on the fifo until `start`, then becomes the workload.
+  sh -c 'read x < "$1"; exec sh "$2"' init "$root/$id/start" "$bundle/cmd" < /dev/null &
+  echo $! > "$pidf"
+  ;;
+start)
+  [ -p "$root/$1/start" ] || { echo "container $1 does not exist" > "$errf"; exit 1; }
+  echo go > "$root/$1/start"
+  ;;
+exec)
+  shift; [ "$1" = "--" ] && shift
+  exec "$@"
+  ;;
+delete)
+  [ "$1" = "--force" ] && shift
+  rm -rf "$root/$1"
+  ;;
+*) echo "unknown op $op" >&2; exit 2;;
+esac
+"#;
+
+fn shim_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_podhost-shim"))
+}
+
+/// The pause binary: `$PODHOST_TEST_PAUSE`, else next to the shim binary
+/// (built by `cargo test -p pause -p podhost-shim` or `cargo build -p pause`).
+fn pause_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("PODHOST_TEST_PAUSE") {
+        return PathBuf::from(p);
+    }
+    let p = shim_bin().with_file_name("pause");
+    assert!(
+        p.exists(),
+        "{} missing: run `cargo build -p pause` (same profile/target dir) or set PODHOST_TEST_PAUSE",
+        p.display()
+    );
+    p
+}
+
+fn alive(pid: i32) -> bool {
+    // A zombie is dead for our purposes.
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => s
+            .rsplit_once(')')
+            .map(|(_, rest)| !rest.trim_start().starts_with('Z'))
+            .unwrap_or(false),
+        Err(_) => false,
+    }
+}
+
+fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let end = Instant::now() + timeout;
+    while !f() {
+        assert!(Instant::now() < end, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A test sandbox: temp dir, pinned netns, fake runc; torn down on drop.
+struct Env {
+    name: String,
+    dir: PathBuf,
+    netns: PathBuf,
+    pids: Vec<i32>,
+}
+
+impl Env {
+    fn new(tag: &str) -> Env {
+        let name = format!(
+            "phshim-{tag}-{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::SeqCst)
+        );
+        let dir = std::env::temp_dir().join(&name);
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(dir.join("runc-root")).unwrap();
+        let runc = dir.join("fake-runc");
+        fs::write(&runc, FAKE_RUNC).unwrap();
+        fs::set_permissions(&runc, fs::Permissions::from_mode(0o755)).unwrap();
+        let st = Command::new("ip")
+            .args(["netns", "add", &name])
+            .status()
+            .unwrap();
+        assert!(st.success(), "ip netns add {name}");
+        Env {
+            netns: PathBuf::from("/run/netns").join(&name),
+            name,
+            dir,
+            pids: Vec::new(),
+        }
+    }
+
+    fn state(&self) -> PathBuf {
+        self.dir.join("state")
+    }
+
+    fn sock(&self) -> PathBuf {
+        self.state().join("shim.sock")
+    }
+
+    fn shim_cmd(&self, pause: &Path, netns: &Path) -> Command {
+        let mut c = Command::new(shim_bin());
+        c.arg("--id")
+            .arg(&self.name)
+            .arg("--dir")
+            .arg(self.state())
+            .arg("--netns")
+            .arg(netns)
+            .arg("--hostname")
+            .arg("pod-host-1")
+            .arg("--pause")
+            .arg(pause)
+            .arg("--runc")
+            .arg(self.dir.join("fake-runc"))
+            .arg("--runc-root")
+            .arg(self.dir.join("runc-root"))
+            .stdin(Stdio::null());
+        c
+    }
+
+    /// Starts the shim; returns (pause_pid, shim_pid).
+    fn start(&mut self) -> (i32, i32) {
+        let out = self
+            .shim_cmd(&pause_bin(), &self.netns.clone())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "shim start failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let line = String::from_utf8(out.stdout).unwrap();
+        assert_eq!(line.lines().count(), 1, "one JSON line: {line:?}");
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        let pause = v["pause_pid"].as_i64().unwrap() as i32;
+        let shim = v["shim_pid"].as_i64().unwrap() as i32;
+        self.pids.extend([pause, shim]);
+        (pause, shim)
+    }
+
+    /// Writes a bundle whose container runs `script` under sh.
+    fn bundle(&self, id: &str, script: &str) -> String {
+        let b = self.dir.join("bundles").join(id);
+        fs::create_dir_all(&b).unwrap();
+        fs::write(b.join("cmd"), script).unwrap();
+        b.to_str().unwrap().to_string()
+    }
+
+    fn log_path(&self, id: &str) -> String {
+        self.dir
+            .join(format!("logs/{id}/0.log"))
+            .to_str()
+            .unwrap()
+            .to_string()
+    }
+
+    fn call(&self, req: Request) -> proto::Response {
+        proto::call(&self.sock(), &req).unwrap()
+    }
+
+    fn create(&mut self, id: &str, script: &str) -> i32 {
+        let r = self
+            .call(Request::CreateContainer {
+                id: id.into(),
+                bundle: self.bundle(id, script),
+                log_path: self.log_path(id),
+            })
+            .into_result()
+            .unwrap();
+        let pid = r.pid.unwrap();
+        self.pids.push(pid);
+        pid
+    }
+
+    /// Every process whose command line mentions this test's directory.
+    fn leftovers(&self) -> Vec<String> {
+        let needle = self.dir.to_str().unwrap().as_bytes().to_vec();
+        let mut found = Vec::new();
+        for e in fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            if let Ok(cmd) = fs::read(format!("/proc/{pid}/cmdline")) {
+                if cmd.windows(needle.len()).any(|w| w == needle) && alive(pid) {
+                    found.push(format!("{pid}: {}", String::from_utf8_lossy(&cmd)));
+                }
+            }
+        }
+        found
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        for &p in &self.pids {
+            if alive(p) {
+                unsafe { libc::kill(p, libc::SIGKILL) };
+            }
+        }
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .stderr(Stdio::null())
+            .status();
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn ns_ino(pid: &str, ns: &str) -> u64 {
+    fs::metadata(format!("/proc/{pid}/ns/{ns}")).unwrap().ino()
+}
+
+fn read_log(path: &str, want_lines: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    wait_until("log lines", Duration::from_secs(10), || {
+        lines = fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .map(String::from)
+            .collect();
+        lines.len() >= want_lines
+    });
+    lines
+}
+
+/// Splits a CRI log line, checking the timestamp's shape.
+fn parse_cri(line: &str) -> (String, String, String) {
+    let mut it = line.splitn(4, ' ');
+    let ts = it.next().unwrap();
+    let b = ts.as_bytes();
+    assert_eq!(b.len(), 30, "timestamp {ts:?}");
+    assert!(
+        b[4] == b'-' && b[10] == b'T' && b[19] == b'.' && b[29] == b'Z',
+        "timestamp {ts:?}"
+    );
+    assert!(ts.starts_with("20"), "timestamp {ts:?}");
+    (
+        it.next().unwrap().to_string(),
+        it.next().unwrap().to_string(),
+        it.next().unwrap_or("").to_string(),
+    )
+}
+
+fn next_exit(sub: &mut Client, id: &str) -> (i32, Option<i32>) {
+    loop {
+        let Event::Exit {
+            id: got,
+            exit_code,
+            signal,
+        } = sub.next_event().unwrap();
+        if got == id {
+            return (exit_code, signal);
+        }
+    }
+}
+
+/// Runs an exec session: sends `stdin` then closes it; returns (stdout, stderr, exit).
+fn exec(sock: &Path, id: &str, cmd: &[&str], stdin: &[u8]) -> (Vec<u8>, Vec<u8>, i32) {
+    let mut c = Client::connect(sock).unwrap();
+    c.stream()
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    c.call(&Request::Exec {
+        id: id.into(),
+        cmd: cmd.iter().map(|s| s.to_string()).collect(),
+    })
+    .unwrap()
+    .into_result()
+    .unwrap();
+    if !stdin.is_empty() {
+        frame::write(c.frames_writer(), frame::STDIN, stdin).unwrap();
+    }
+    frame::write(c.frames_writer(), frame::STDIN_CLOSE, &[]).unwrap();
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    loop {
+        let (kind, payload) = frame::read(c.frames_reader())
+            .unwrap()
+            .expect("exit frame before EOF");
+        match kind {
+            frame::STDOUT => out.extend_from_slice(&payload),
+            frame::STDERR => err.extend_from_slice(&payload),
+            frame::EXIT => {
+                let code = i32::from_be_bytes(payload[..4].try_into().unwrap());
+                assert!(frame::read(c.frames_reader()).unwrap().is_none());
+                return (out, err, code);
+            }
+            k => panic!("unexpected frame kind {k}"),
+        }
+    }
+}
+
+#[test]
+fn pod_lifecycle() {
+    let mut env = Env::new("life");
+    let (pause, shim) = env.start();
+    let st = env.state();
+    assert_eq!(
+        fs::read_to_string(st.join("pause.pid")).unwrap().trim(),
+        pause.to_string()
+    );
+    assert_eq!(
+        fs::read_to_string(st.join("shim.pid")).unwrap().trim(),
+        shim.to_string()
+    );
+    assert_eq!(
+        fs::metadata(env.sock()).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+
+    // Namespaces: new net (the pinned one), ipc, uts and pid.
+    let p = pause.to_string();
+    for ns in ["net", "ipc", "uts", "pid"] {
+        assert_ne!(ns_ino(&p, ns), ns_ino("self", ns), "{ns} namespace shared");
+    }
+    assert_eq!(ns_ino(&p, "net"), fs::metadata(&env.netns).unwrap().ino());
+    let status = fs::read_to_string(format!("/proc/{pause}/status")).unwrap();
+    let nspid = status.lines().find(|l| l.starts_with("NSpid:")).unwrap();
+    assert!(nspid.trim_end().ends_with("\t1"), "pause is PID 1: {nspid}");
+    let stat = fs::read_to_string(format!("/proc/{pause}/stat")).unwrap();
+    let ppid: i32 = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(ppid, shim, "pause is the shim's child");
+    let out = Command::new("nsenter")
+        .arg(format!("--uts=/proc/{pause}/ns/uts"))
+        .args(["cat", "/proc/sys/kernel/hostname"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "pod-host-1");
+
+    let r = env.call(Request::Status);
+    assert!(r.ok && r.pause_running == Some(true) && r.pause_pid == Some(pause));
+
+    let mut sub = Client::connect(&env.sock()).unwrap();
+    sub.stream()
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    assert!(sub.call(&Request::Subscribe).unwrap().ok);
+
+    // A container that prints and exits 3.
+    let long = "x".repeat(20_000);
+    let c1 = env.create(
+        "c1",
+        &format!("echo line1\necho oops >&2\necho {long}\nprintf no-newline\nexit 3\n"),
+    );
+    let r = env.call(Request::Status);
+    let cs = &r.containers.unwrap()[0];
+    assert_eq!(
+        (cs.id.as_str(), cs.pid, cs.state),
+        ("c1", c1, ContainerState::Created)
+    );
+    assert!(cs.started_at.is_none() && cs.exit_code.is_none());
+    env.call(Request::StartContainer { id: "c1".into() })
+        .into_result()
+        .unwrap();
+    assert_eq!(next_exit(&mut sub, "c1"), (3, None));
+    let lines = read_log(&env.log_path("c1"), 5);
+    let parsed: Vec<_> = lines.iter().map(|l| parse_cri(l)).collect();
+    let mut stdout: Vec<_> = parsed.iter().filter(|p| p.0 == "stdout").cloned().collect();
+    let stderr: Vec<_> = parsed.iter().filter(|p| p.0 == "stderr").cloned().collect();
+    assert_eq!(stderr, vec![("stderr".into(), "F".into(), "oops".into())]);
+    assert_eq!(stdout.len(), 4, "{lines:?}");
+    assert_eq!(stdout[0], ("stdout".into(), "F".into(), "line1".into()));
+    assert_eq!((stdout[1].1.as_str(), stdout[1].2.len()), ("P", 16 * 1024));
+    assert_eq!(
+        (stdout[2].1.as_str(), stdout[2].2.len()),
+        ("F", 20_000 - 16 * 1024)
+    );
+    let last = stdout.pop().unwrap();
+    assert_eq!(last, ("stdout".into(), "P".into(), "no-newline".into()));
+    let r = env.call(Request::Status);
+    let cs = &r.containers.unwrap()[0];
+    assert_eq!(
+        (cs.state, cs.exit_code, cs.signal),
+        (ContainerState::Exited, Some(3), None)
+    );
+    assert!(cs.started_at.unwrap() >= cs.created_at);
+    assert!(cs.finished_at.unwrap() >= cs.started_at.unwrap());
+
+    // Signals: SIGTERM kills `sleep`, reported as 128+15.
+    let c2 = env.create("c2", "exec sleep 1000\n");
+    let r = env.call(Request::Signal {
+        id: "c2".into(),
+        signal: 15,
+    });
+    assert!(!r.ok && r.error.unwrap().contains("not running"));
+    env.call(Request::StartContainer { id: "c2".into() })
+        .into_result()
+        .unwrap();
+    wait_until("c2 running", Duration::from_secs(5), || {
+        fs::read_to_string(format!("/proc/{c2}/cmdline")).is_ok_and(|c| c.starts_with("sleep"))
+    });
+    env.call(Request::Signal {
+        id: "c2".into(),
+        signal: 15,
+    })
+    .into_result()
+    .unwrap();
+    assert_eq!(next_exit(&mut sub, "c2"), (143, Some(15)));
+    let r = env.call(Request::Status);
+    let cs = r
+        .containers
+        .unwrap()
+        .into_iter()
+        .find(|c| c.id == "c2")
+        .unwrap();
+    assert_eq!((cs.exit_code, cs.signal), (Some(143), Some(15)));
+
+    // Exec: stdin/stdout/stderr relayed, exit code returned; sessions overlap.
+    env.create("c3", "echo ready\nexec sleep 1000\n");
+    env.call(Request::StartContainer { id: "c3".into() })
+        .into_result()
+        .unwrap();
+    let sock = env.sock();
+    let slow =
+        std::thread::spawn(move || exec(&sock, "c3", &["sh", "-c", "sleep 1; echo slow"], b""));
+    let t0 = Instant::now();
+    let (out, err, code) = exec(
+        &env.sock(),
+        "c3",
+        &["sh", "-c", "cat; echo to-err >&2; exit 7"],
+        b"hello exec\n",
+    );
+    assert!(
+        t0.elapsed() < Duration::from_millis(900),
+        "exec sessions must not block each other"
+    );
+    assert_eq!(
+        (out.as_slice(), err.as_slice(), code),
+        (&b"hello exec\n"[..], &b"to-err\n"[..], 7)
+    );
+    let big = vec![b'z'; 300_000];
+    let (out, _, code) = exec(&env.sock(), "c3", &["cat"], &big);
+    assert_eq!((out.len(), code), (big.len(), 0));
+    assert_eq!(slow.join().unwrap(), (b"slow\n".to_vec(), vec![], 0));
+    let r = env.call(Request::Exec {
+        id: "c1".into(),
+        cmd: vec!["true".into()],
+    });
+    assert!(!r.ok && r.error.unwrap().contains("not running"));
+
+    // Removal and error paths.
+    let r = env.call(Request::RemoveContainer { id: "c3".into() });
+    assert!(!r.ok && r.error.unwrap().contains("running"));
+    env.call(Request::RemoveContainer { id: "c1".into() })
+        .into_result()
+        .unwrap();
+    let r = env.call(Request::StartContainer { id: "c1".into() });
+    assert!(
+        !r.ok && r.error.as_deref().unwrap().contains("\"c1\" not found"),
+        "{r:?}"
+    );
+    let b = env.bundle("bad", "true\n");
+    fs::write(Path::new(&b).join("fail"), "bundle is broken: no rootfs\n").unwrap();
+    let r = env.call(Request::CreateContainer {
+        id: "bad".into(),
+        bundle: b,
+        log_path: env.log_path("bad"),
+    });
+    let e = r.error.unwrap();
+    assert!(e.contains("bad") && e.contains("no rootfs"), "{e}");
+    let r = env.call(Request::CreateContainer {
+        id: "c2".into(),
+        bundle: env.bundle("c2", "true\n"),
+        log_path: env.log_path("c2"),
+    });
+    assert!(r.error.unwrap().contains("already exists"));
+    let r = proto::call(&env.sock(), &Request::Status).unwrap();
+    assert_eq!(r.containers.unwrap().len(), 2);
+
+    // Shutdown with c3 still running.
+    let c3 = env
+        .call(Request::Status)
+        .containers
+        .unwrap()
+        .into_iter()
+        .find(|c| c.id == "c3")
+        .unwrap()
+        .pid;
+    env.call(Request::Shutdown).into_result().unwrap();
+    wait_until("shim, pause and c3 gone", Duration::from_secs(10), || {
+        !alive(shim) && !alive(pause) && !alive(c3)
+    });
+    assert!(!env.sock().exists() && !st.join("shim.pid").exists());
+    assert_eq!(env.leftovers(), Vec::<String>::new());
+}
+
+#[test]
+fn start_failures_are_reported() {
+    let env = Env::new("fail");
+    let out = env
+        .shim_cmd(Path::new("/nonexistent/pause"), &env.netns)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("exec pause binary /nonexistent/pause"),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty());
+
+    let out = env
+        .shim_cmd(&pause_bin(), Path::new("/run/netns/does-not-exist"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("/run/netns/does-not-exist"), "{err}");
+
+    let out = Command::new(shim_bin()).arg("--id").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    wait_until("no leftovers", Duration::from_secs(5), || {
+        env.leftovers().is_empty()
+    });
+}
+
+#[test]
+fn sigterm_shuts_the_pod_down() {
+    let mut env = Env::new("term");
+    let (pause, shim) = env.start();
+    let c = env.create("c", "exec sleep 1000\n");
+    env.call(Request::StartContainer { id: "c".into() })
+        .into_result()
+        .unwrap();
+    unsafe { libc::kill(shim, libc::SIGTERM) };
+    wait_until("everything gone", Duration::from_secs(10), || {
+        !alive(shim) && !alive(pause) && !alive(c)
+    });
+    assert!(!env.sock().exists());
+    assert_eq!(env.leftovers(), Vec::<String>::new());
+}
