@@ -1,1 +1,25 @@
-//! podhost library.
+//! podhost: Kubernetes Pods on one Linux machine, with kubelet semantics.
+//!
+//! # Layout
+//! Data flows top to bottom (see `shared/DESIGN.md`):
+//! - [`cli`]: the `podhost` command: kubectl-like verbs, talks HTTP/JSON to the daemon.
+//! - [`server`]: the daemon's HTTP API on a root-only unix socket; owns the pod workers.
+//! - [`lifecycle`]: one worker per pod applying kubelet rules (start order, restarts,
+//!   backoff, status and phase, termination) through the [`runtime::Runtime`] trait only.
+//! - [`runtime`]: the CRI-shaped [`runtime::Runtime`] trait and its implementation on
+//!   this machine: sandboxes (netns pin, per-pod shim, pause), containers (overlay rootfs,
+//!   OCI bundle), images (the `podhost-image` store).
+//! - [`store`]: the daemon's durable state (one JSON file per pod, written atomically).
+//! - [`config`]: where everything lives on disk and the daemon's knobs.
+//!
+//! Sibling crates: `podhost-api` (Pod YAML, validation, kubectl columns), `podhost-image`
+//! (content store), `podhost-oci` (config.json), `podhost-shim` (per-pod supervisor and
+//! its protocol), `podhost-runc` (libcontainer helper), `pause`.
+
+pub mod cli;
+pub mod config;
+pub mod lifecycle;
+pub mod runtime;
+pub mod server;
+pub mod store;
+pub mod timefmt;

@@ -1,0 +1,567 @@
+//! The `podhost` command: kubectl habits over the daemon's API.
+//!
+//! - [`client`]: HTTP over the unix socket.
+//! - [`output`]: tables, `describe`, yaml/json printing.
+//! - [`exec`]: the client side of an exec session.
+
+pub mod client;
+mod exec;
+mod output;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use hyper::Method;
+use k8s_openapi::api::core::v1::Pod;
+
+use crate::config::Config;
+use client::{enc, Client};
+
+/// podhost: run Kubernetes Pods on this machine.
+#[derive(Debug, Parser)]
+#[command(name = "podhost", version, about)]
+pub struct Cli {
+    /// Keep all state, runtime files and logs under this directory (tests, sandboxes).
+    #[arg(long, global = true, env = "PODHOST_ROOT")]
+    pub root: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon (API on a root-only unix socket).
+    Serve,
+    /// Create pods from Kubernetes YAML.
+    Apply {
+        /// Files with Pod manifests (`-` for stdin); several documents per file.
+        #[arg(short = 'f', long = "filename", required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// List pods or events.
+    Get(GetArgs),
+    /// Show a pod in detail with its events.
+    Describe {
+        /// Resource type (`pod`).
+        kind: String,
+        /// Pod name.
+        name: String,
+        #[arg(short = 'n', long, default_value = "default")]
+        namespace: String,
+    },
+    /// Print a container's logs.
+    Logs {
+        /// Pod name.
+        pod: String,
+        /// Container (default: the first).
+        #[arg(short = 'c', long)]
+        container: Option<String>,
+        /// Follow the log.
+        #[arg(short = 'f', long)]
+        follow: bool,
+        /// The previous (terminated) container's log.
+        #[arg(short = 'p', long)]
+        previous: bool,
+        /// Prefix each line with its timestamp.
+        #[arg(long)]
+        timestamps: bool,
+        #[arg(short = 'n', long, default_value = "default")]
+        namespace: String,
+    },
+    /// Run a command in a container.
+    Exec {
+        /// Pod name.
+        pod: String,
+        /// Container (default: the first).
+        #[arg(short = 'c', long)]
+        container: Option<String>,
+        /// Pass stdin to the command.
+        #[arg(short = 'i', long)]
+        stdin: bool,
+        /// Allocate a TTY (not supported yet; accepted for kubectl habits).
+        #[arg(short = 't', long)]
+        tty: bool,
+        #[arg(short = 'n', long, default_value = "default")]
+        namespace: String,
+        /// The command and its arguments (after `--`).
+        #[arg(last = true, required = true)]
+        cmd: Vec<String>,
+    },
+    /// Delete pods by name or by file.
+    Delete(DeleteArgs),
+    /// List containers, each pod's pause included (like `crictl ps`).
+    Ps {
+        /// Show all containers, exited ones too.
+        #[arg(short = 'a', long)]
+        all: bool,
+    },
+    /// List images.
+    Images,
+    /// Image commands.
+    Image {
+        #[command(subcommand)]
+        command: ImageCommand,
+    },
+    /// Wait for a pod condition or its deletion (like `kubectl wait`).
+    Wait {
+        /// `--for=condition=Ready`, `--for=delete`, `--for=jsonpath={.status.phase}=Running`.
+        #[arg(long = "for")]
+        for_: String,
+        /// `pod/NAME`.
+        target: String,
+        #[arg(long, default_value = "30s")]
+        timeout: String,
+        #[arg(short = 'n', long, default_value = "default")]
+        namespace: String,
+    },
+}
+
+/// `podhost image …`.
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Load a docker-archive, OCI archive or OCI layout directory.
+    Load {
+        /// The archive or directory.
+        #[arg(short = 'i', long)]
+        input: PathBuf,
+        /// Name to give the image when the archive carries none.
+        #[arg(long)]
+        tag: Option<String>,
+    },
+    /// List images.
+    Ls,
+}
+
+/// `podhost get …`.
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    /// `pods` (`pod`, `po`) or `events` (`ev`).
+    pub kind: String,
+    /// Pod names (all when none).
+    pub names: Vec<String>,
+    #[arg(short = 'n', long, default_value = "default")]
+    pub namespace: String,
+    /// All namespaces.
+    #[arg(short = 'A', long)]
+    pub all_namespaces: bool,
+    /// Output: wide, yaml, json, name.
+    #[arg(short = 'o', long)]
+    pub output: Option<String>,
+    /// Label selector (`app=web,tier!=db`).
+    #[arg(short = 'l', long)]
+    pub selector: Option<String>,
+}
+
+/// `podhost delete …`.
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    /// `pod` and names, e.g. `delete pod web`.
+    pub args: Vec<String>,
+    /// Files whose pods to delete.
+    #[arg(short = 'f', long = "filename")]
+    pub files: Vec<PathBuf>,
+    #[arg(short = 'n', long, default_value = "default")]
+    pub namespace: String,
+    /// Seconds given to the pod to end (default: its terminationGracePeriodSeconds).
+    #[arg(long)]
+    pub grace_period: Option<i64>,
+    /// Kill immediately.
+    #[arg(long)]
+    pub force: bool,
+    /// Wait until the pods are gone.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub wait: bool,
+}
+
+impl Cli {
+    /// The config these flags select.
+    pub fn config(&self) -> Config {
+        match &self.root {
+            Some(r) => Config::rooted(r),
+            None => Config::default(),
+        }
+    }
+}
+
+fn read_manifest(path: &PathBuf) -> Result<(String, String)> {
+    if path.as_os_str() == "-" {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)?;
+        return Ok((s, "<stdin>".into()));
+    }
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok((text, path.display().to_string()))
+}
+
+fn parse_duration(s: &str) -> Result<Duration> {
+    let (num, unit) = s.split_at(
+        s.find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(s.len()),
+    );
+    let n: f64 = num
+        .parse()
+        .with_context(|| format!("invalid duration {s:?}"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "ms" => n / 1000.0,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => bail!("invalid duration {s:?}"),
+    };
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// Run the CLI; returns the process exit code.
+pub async fn run(cli: Cli) -> Result<i32> {
+    let config = cli.config();
+    let client = Client::new(&config.api_socket());
+    match cli.command {
+        Command::Serve => unreachable_serve(),
+        Command::Apply { files } => {
+            for f in &files {
+                let (yaml, source) = read_manifest(f)?;
+                let resp: crate::server::ApplyResponse = client
+                    .call(
+                        Method::POST,
+                        "/v1/apply",
+                        Some(serde_json::json!({ "yaml": yaml, "source": source })),
+                    )
+                    .await?;
+                for w in &resp.warnings {
+                    eprintln!("Warning: {w}");
+                }
+                for r in &resp.results {
+                    println!("{r}");
+                }
+            }
+            Ok(0)
+        }
+        Command::Get(args) => get(&client, args).await,
+        Command::Describe {
+            kind,
+            name,
+            namespace,
+        } => {
+            if !is_pod_kind(&kind) {
+                bail!("the server doesn't have a resource type {kind:?} (podhost knows: pods)");
+            }
+            let pod: Pod = client
+                .call(Method::GET, &format!("/v1/pods/{namespace}/{name}"), None)
+                .await?;
+            let events: Vec<crate::lifecycle::PodEvent> = client
+                .call(
+                    Method::GET,
+                    &format!("/v1/pods/{namespace}/{name}/events"),
+                    None,
+                )
+                .await?;
+            let rows: Vec<crate::server::ContainerRow> =
+                client.call(Method::GET, "/v1/containers", None).await?;
+            print!(
+                "{}",
+                output::describe(&pod, &events, &rows, crate::timefmt::now_nanos())
+            );
+            Ok(0)
+        }
+        Command::Logs {
+            pod,
+            container,
+            follow,
+            previous,
+            timestamps,
+            namespace,
+        } => {
+            let mut path = format!("/v1/pods/{namespace}/{pod}/log?follow={follow}&previous={previous}&timestamps={timestamps}");
+            if let Some(c) = container {
+                path.push_str(&format!("&container={}", enc(&c)));
+            }
+            let mut out = std::io::stdout();
+            client
+                .stream(&path, |chunk| {
+                    out.write_all(chunk)?;
+                    out.flush()?;
+                    Ok(())
+                })
+                .await?;
+            Ok(0)
+        }
+        Command::Exec {
+            pod,
+            container,
+            stdin,
+            tty: _,
+            namespace,
+            cmd,
+        } => {
+            let mut path = format!(
+                "/v1/pods/{namespace}/{pod}/exec?cmd={}",
+                enc(&serde_json::to_string(&cmd)?)
+            );
+            if let Some(c) = container {
+                path.push_str(&format!("&container={}", enc(&c)));
+            }
+            let io = client.upgrade(&path).await?;
+            exec::relay(io, stdin).await
+        }
+        Command::Delete(args) => delete(&client, args).await,
+        Command::Ps { all } => {
+            let rows: Vec<crate::server::ContainerRow> =
+                client.call(Method::GET, "/v1/containers", None).await?;
+            print!(
+                "{}",
+                output::ps_table(&rows, all, crate::timefmt::now_nanos())
+            );
+            Ok(0)
+        }
+        Command::Images
+        | Command::Image {
+            command: ImageCommand::Ls,
+        } => {
+            let images: Vec<crate::runtime::ImageInfo> =
+                client.call(Method::GET, "/v1/images", None).await?;
+            print!("{}", output::images_table(&images));
+            Ok(0)
+        }
+        Command::Image {
+            command: ImageCommand::Load { input, tag },
+        } => {
+            let path = std::fs::canonicalize(&input)
+                .with_context(|| format!("open {}", input.display()))?;
+            let images: Vec<podhost_image::Image> = client
+                .call(
+                    Method::POST,
+                    "/v1/images/load",
+                    Some(serde_json::json!({ "path": path, "tag": tag })),
+                )
+                .await?;
+            for i in images {
+                let name = i.repo_tags.first().cloned().unwrap_or_else(|| i.id.clone());
+                println!("Loaded image: {name}");
+            }
+            Ok(0)
+        }
+        Command::Wait {
+            for_,
+            target,
+            timeout,
+            namespace,
+        } => wait(&client, &for_, &target, &timeout, &namespace).await,
+    }
+}
+
+fn unreachable_serve() -> Result<i32> {
+    bail!("`serve` is handled by main before the CLI runs")
+}
+
+fn is_pod_kind(k: &str) -> bool {
+    matches!(k, "pod" | "pods" | "po")
+}
+
+async fn get(client: &Client, args: GetArgs) -> Result<i32> {
+    let kind = args.kind.as_str();
+    let kind_name = kind
+        .split_once('/')
+        .map(|(k, n)| (k, Some(n)))
+        .unwrap_or((kind, None));
+    let mut names = args.names.clone();
+    if let Some(n) = kind_name.1 {
+        names.push(n.to_string());
+    }
+    let mut q = format!(
+        "/v1/pods?namespace={}&all_namespaces={}",
+        enc(&args.namespace),
+        args.all_namespaces
+    );
+    if let Some(s) = &args.selector {
+        q.push_str(&format!("&selector={}", enc(s)));
+    }
+    match kind_name.0 {
+        k if is_pod_kind(k) => {
+            let mut pods: Vec<Pod> = client.call(Method::GET, &q, None).await?;
+            if !names.is_empty() {
+                for n in &names {
+                    if !pods.iter().any(|p| p.metadata.name.as_deref() == Some(n)) {
+                        bail!("pods \"{n}\" not found");
+                    }
+                }
+                pods.retain(|p| names.iter().any(|n| p.metadata.name.as_deref() == Some(n)));
+            }
+            let single = names.len() == 1;
+            match args.output.as_deref() {
+                Some("yaml") => print!("{}", output::to_yaml(&pods, single)?),
+                Some("json") => println!("{}", output::to_json(&pods, single)?),
+                Some("name") => pods.iter().for_each(|p| println!("pod/{}", p.metadata.name.as_deref().unwrap_or(""))),
+                Some("wide") => print!("{}", output::pods_table(&pods, true, args.all_namespaces, crate::timefmt::now_nanos())),
+                None => {
+                    if pods.is_empty() {
+                        let where_ = if args.all_namespaces { String::new() } else { format!(" in {} namespace", args.namespace) };
+                        eprintln!("No resources found{where_}.");
+                    } else {
+                        print!("{}", output::pods_table(&pods, false, args.all_namespaces, crate::timefmt::now_nanos()));
+                    }
+                }
+                Some(o) => bail!("unable to match a printer suitable for the output format {o:?}, allowed formats are: json,name,wide,yaml"),
+            }
+            Ok(0)
+        }
+        "events" | "event" | "ev" => {
+            let pods: Vec<Pod> = client.call(Method::GET, &q, None).await?;
+            let mut rows = Vec::new();
+            for p in pods {
+                let ns = p.metadata.namespace.clone().unwrap_or_default();
+                let name = p.metadata.name.clone().unwrap_or_default();
+                let evs: Vec<crate::lifecycle::PodEvent> = client
+                    .call(Method::GET, &format!("/v1/pods/{ns}/{name}/events"), None)
+                    .await?;
+                rows.extend(evs.into_iter().map(|e| (format!("pod/{name}"), e)));
+            }
+            print!(
+                "{}",
+                output::events_table(&rows, crate::timefmt::now_nanos())
+            );
+            Ok(0)
+        }
+        other => {
+            bail!("the server doesn't have a resource type {other:?} (podhost knows: pods, events)")
+        }
+    }
+}
+
+async fn delete(client: &Client, args: DeleteArgs) -> Result<i32> {
+    let mut targets: Vec<(String, String)> = Vec::new();
+    for f in &args.files {
+        let (yaml, source) = read_manifest(f)?;
+        for m in podhost_api::parse_manifests(&yaml, &source).map_err(|e| anyhow::anyhow!("{e}"))? {
+            let podhost_api::Manifest::Pod(p) = m;
+            let ns = p
+                .metadata
+                .namespace
+                .clone()
+                .unwrap_or_else(|| args.namespace.clone());
+            targets.push((ns, p.metadata.name.clone().unwrap_or_default()));
+        }
+    }
+    let mut rest = args.args.iter();
+    if let Some(first) = rest.next() {
+        match first.split_once('/') {
+            Some((k, n)) if is_pod_kind(k) => targets.push((args.namespace.clone(), n.to_string())),
+            None if is_pod_kind(first) => {}
+            _ => bail!("the server doesn't have a resource type {first:?} (podhost knows: pods)"),
+        }
+        for n in rest {
+            let n = n.strip_prefix("pod/").unwrap_or(n);
+            targets.push((args.namespace.clone(), n.to_string()));
+        }
+    }
+    if targets.is_empty() {
+        bail!("resource(s) were provided, but no name was specified");
+    }
+    let mut code = 0;
+    let mut q = format!("force={}", args.force);
+    if let Some(g) = args.grace_period {
+        q.push_str(&format!("&grace={g}"));
+    }
+    if args.force {
+        eprintln!("Warning: Immediate deletion does not wait for confirmation that the running resource has been terminated.");
+    }
+    let mut deleted = Vec::new();
+    for (ns, name) in targets {
+        let r: Result<serde_json::Value> = client
+            .call(Method::DELETE, &format!("/v1/pods/{ns}/{name}?{q}"), None)
+            .await;
+        match r {
+            Ok(_) => {
+                println!("pod \"{name}\" deleted");
+                deleted.push((ns, name));
+            }
+            Err(e) => {
+                eprintln!("Error from server (NotFound): {e}");
+                code = 1;
+            }
+        }
+    }
+    if args.wait {
+        for (ns, name) in deleted {
+            wait_gone(client, &ns, &name, Duration::from_secs(600)).await?;
+        }
+    }
+    Ok(code)
+}
+
+async fn wait_gone(client: &Client, ns: &str, name: &str, timeout: Duration) -> Result<bool> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let r: Result<Pod> = client
+            .call(Method::GET, &format!("/v1/pods/{ns}/{name}"), None)
+            .await;
+        if r.is_err() {
+            return Ok(true);
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Ok(false);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn wait(client: &Client, for_: &str, target: &str, timeout: &str, ns: &str) -> Result<i32> {
+    let name = target
+        .strip_prefix("pod/")
+        .or_else(|| target.strip_prefix("pods/"))
+        .unwrap_or(target);
+    let timeout = parse_duration(timeout)?;
+    if for_ == "delete" {
+        if wait_gone(client, ns, name, timeout).await? {
+            println!("pod/{name} condition met");
+            return Ok(0);
+        }
+        bail!("timed out waiting for the condition on pods/{name}");
+    }
+    let check: Box<dyn Fn(&Pod) -> bool> = if let Some(cond) = for_.strip_prefix("condition=") {
+        let (ctype, want) = cond.split_once('=').unwrap_or((cond, "True"));
+        let (ctype, want) = (ctype.to_lowercase(), want.to_lowercase());
+        Box::new(move |p: &Pod| {
+            p.status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|cs| {
+                    cs.iter()
+                        .any(|c| c.type_.to_lowercase() == ctype && c.status.to_lowercase() == want)
+                })
+        })
+    } else if let Some(jp) = for_.strip_prefix("jsonpath=") {
+        let (path, want) = jp.split_once('=').context("jsonpath needs `={value}`")?;
+        let path = path
+            .trim_start_matches('{')
+            .trim_end_matches('}')
+            .trim_start_matches('.')
+            .to_string();
+        let want = want.to_string();
+        Box::new(move |p: &Pod| {
+            let v = serde_json::to_value(p).unwrap_or_default();
+            let got = path.split('.').try_fold(&v, |v, k| v.get(k));
+            got.and_then(|g| g.as_str()) == Some(want.as_str())
+        })
+    } else {
+        bail!("unrecognized condition: {for_:?} (use condition=Ready, delete or jsonpath={{.status.phase}}=Running)");
+    };
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let pod: Pod = client
+            .call(Method::GET, &format!("/v1/pods/{ns}/{name}"), None)
+            .await?;
+        if check(&pod) {
+            println!("pod/{name} condition met");
+            return Ok(0);
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("timed out waiting for the condition on pods/{name}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

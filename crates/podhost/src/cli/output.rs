@@ -1,0 +1,501 @@
+//! What the CLI prints: kubectl-style tables, `describe`, YAML/JSON.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use anyhow::Result;
+use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
+use podhost_api::display;
+
+use crate::lifecycle::PodEvent;
+use crate::runtime::ImageInfo;
+use crate::server::ContainerRow;
+use crate::timefmt::{from_k8s_time, rfc3339};
+
+/// Columns padded like kubectl's tabwriter (3 spaces between columns).
+pub fn table(rows: &[Vec<String>]) -> String {
+    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..cols)
+        .map(|i| {
+            rows.iter()
+                .filter_map(|r| r.get(i))
+                .map(|c| c.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for r in rows {
+        let mut line = String::new();
+        for (i, c) in r.iter().enumerate() {
+            if i + 1 == r.len() {
+                line.push_str(c);
+            } else {
+                let _ = write!(line, "{:w$}   ", c, w = widths[i]);
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+fn age_since(nanos: Option<i64>, now: i64) -> String {
+    match nanos {
+        Some(t) => display::age(Duration::from_nanos(now.saturating_sub(t).max(0) as u64)),
+        None => "<unknown>".into(),
+    }
+}
+
+/// `get pods` (and `-o wide`).
+pub fn pods_table(pods: &[Pod], wide: bool, all_namespaces: bool, now: i64) -> String {
+    let mut header: Vec<String> = Vec::new();
+    if all_namespaces {
+        header.push("NAMESPACE".into());
+    }
+    header.extend(["NAME", "READY", "STATUS", "RESTARTS", "AGE"].map(String::from));
+    if wide {
+        header.extend(["IP", "NODE", "NOMINATED NODE", "READINESS GATES"].map(String::from));
+    }
+    let mut rows = vec![header];
+    for p in pods {
+        let mut r = Vec::new();
+        if all_namespaces {
+            r.push(p.metadata.namespace.clone().unwrap_or_default());
+        }
+        r.push(p.metadata.name.clone().unwrap_or_default());
+        r.push(display::ready_column(p));
+        r.push(display::status_column(p));
+        r.push(display::restarts_column(p, crate::timefmt::k8s_time(now).0));
+        r.push(age_since(
+            p.metadata.creation_timestamp.as_ref().map(from_k8s_time),
+            now,
+        ));
+        if wide {
+            let st = p.status.as_ref();
+            r.push(
+                st.and_then(|s| s.pod_ip.clone())
+                    .unwrap_or_else(|| "<none>".into()),
+            );
+            r.push(
+                p.spec
+                    .as_ref()
+                    .and_then(|s| s.node_name.clone())
+                    .unwrap_or_else(|| "<none>".into()),
+            );
+            r.push("<none>".into());
+            r.push("<none>".into());
+        }
+        rows.push(r);
+    }
+    table(&rows)
+}
+
+/// `ps`, like `crictl ps -a` (the pause appears as container `POD`).
+pub fn ps_table(rows: &[ContainerRow], all: bool, now: i64) -> String {
+    let mut out = vec![[
+        "CONTAINER",
+        "IMAGE",
+        "CREATED",
+        "STATE",
+        "NAME",
+        "ATTEMPT",
+        "POD ID",
+        "POD",
+        "PID",
+    ]
+    .map(String::from)
+    .to_vec()];
+    for r in rows.iter().filter(|r| all || r.state == "Running") {
+        out.push(vec![
+            r.id.chars().take(13).collect(),
+            r.image.clone(),
+            format!("{} ago", age_since(Some(r.created), now)),
+            r.state.clone(),
+            r.name.clone(),
+            r.attempt.to_string(),
+            r.pod_id.chars().take(13).collect(),
+            r.pod.clone(),
+            r.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+        ]);
+    }
+    table(&out)
+}
+
+fn human_size(n: u64) -> String {
+    let units = ["B", "kB", "MB", "GB", "TB"];
+    let mut v = n as f64;
+    let mut i = 0;
+    while v >= 1000.0 && i + 1 < units.len() {
+        v /= 1000.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{n}B")
+    } else {
+        format!("{v:.3}{}", units[i]).replace(".000", "")
+    }
+}
+
+/// `images`: REPOSITORY TAG IMAGE ID SIZE.
+pub fn images_table(images: &[ImageInfo]) -> String {
+    let mut rows = vec![["REPOSITORY", "TAG", "IMAGE ID", "SIZE"]
+        .map(String::from)
+        .to_vec()];
+    for i in images {
+        let id: String =
+            i.id.trim_start_matches("sha256:")
+                .chars()
+                .take(12)
+                .collect();
+        let refs = if i.repo_tags.is_empty() {
+            vec!["<none>:<none>".to_string()]
+        } else {
+            i.repo_tags.clone()
+        };
+        for r in refs {
+            let (repo, tag) = match r.rsplit_once(':') {
+                Some((repo, tag)) if !tag.contains('/') => (repo.to_string(), tag.to_string()),
+                _ => (r.clone(), "<none>".into()),
+            };
+            rows.push(vec![repo, tag, id.clone(), human_size(i.size)]);
+        }
+    }
+    table(&rows)
+}
+
+/// `get events`.
+pub fn events_table(rows: &[(String, PodEvent)], now: i64) -> String {
+    let mut sorted: Vec<&(String, PodEvent)> = rows.iter().collect();
+    sorted.sort_by_key(|(_, e)| e.time);
+    let mut out = vec![["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]
+        .map(String::from)
+        .to_vec()];
+    for (obj, e) in sorted {
+        out.push(vec![
+            age_since(Some(e.time), now),
+            e.kind.clone(),
+            e.reason.clone(),
+            obj.clone(),
+            e.message.clone(),
+        ]);
+    }
+    table(&out)
+}
+
+/// `-o yaml`: one Pod, or a v1 List like kubectl.
+pub fn to_yaml(pods: &[Pod], single: bool) -> Result<String> {
+    let v = list_value(pods, single)?;
+    Ok(serde_saphyr::to_string(&v)?)
+}
+
+/// `-o json`.
+pub fn to_json(pods: &[Pod], single: bool) -> Result<String> {
+    Ok(serde_json::to_string_pretty(&list_value(pods, single)?)?)
+}
+
+fn list_value(pods: &[Pod], single: bool) -> Result<serde_json::Value> {
+    if single && pods.len() == 1 {
+        return Ok(serde_json::to_value(&pods[0])?);
+    }
+    Ok(serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "List",
+        "items": pods,
+        "metadata": { "resourceVersion": "" },
+    }))
+}
+
+fn state_lines(
+    out: &mut String,
+    title: &str,
+    st: Option<&k8s_openapi::api::core::v1::ContainerState>,
+) {
+    let Some(st) = st else { return };
+    if let Some(r) = &st.running {
+        let _ = writeln!(out, "    {title}:          Running");
+        if let Some(t) = &r.started_at {
+            let _ = writeln!(out, "      Started:      {}", rfc3339(from_k8s_time(t)));
+        }
+    } else if let Some(w) = &st.waiting {
+        let _ = writeln!(out, "    {title}:          Waiting");
+        let _ = writeln!(
+            out,
+            "      Reason:       {}",
+            w.reason.clone().unwrap_or_default()
+        );
+        if let Some(m) = &w.message {
+            let _ = writeln!(out, "      Message:      {m}");
+        }
+    } else if let Some(t) = &st.terminated {
+        let _ = writeln!(out, "    {title}:          Terminated");
+        let _ = writeln!(
+            out,
+            "      Reason:       {}",
+            t.reason.clone().unwrap_or_default()
+        );
+        let _ = writeln!(out, "      Exit Code:    {}", t.exit_code);
+        if let Some(s) = &t.started_at {
+            let _ = writeln!(out, "      Started:      {}", rfc3339(from_k8s_time(s)));
+        }
+        if let Some(f) = &t.finished_at {
+            let _ = writeln!(out, "      Finished:     {}", rfc3339(from_k8s_time(f)));
+        }
+    }
+}
+
+/// Namespace inodes of a process, for showing who shares what (`net:[4026532…]`).
+fn ns_line(pid: u32) -> String {
+    ["net", "ipc", "uts", "pid", "mnt"]
+        .iter()
+        .map(|n| {
+            let link = std::fs::read_link(format!("/proc/{pid}/ns/{n}"))
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|_| format!("{n}:?"));
+            link
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `describe pod`: the pod, its containers, conditions, volumes and events.
+pub fn describe(pod: &Pod, events: &[PodEvent], rows: &[ContainerRow], now: i64) -> String {
+    let mut o = String::new();
+    let m = &pod.metadata;
+    let spec = pod.spec.clone().unwrap_or_default();
+    let st = pod.status.clone().unwrap_or_default();
+    let name = m.name.clone().unwrap_or_default();
+    let ns = m.namespace.clone().unwrap_or_default();
+    let _ = writeln!(o, "Name:             {name}");
+    let _ = writeln!(o, "Namespace:        {ns}");
+    let _ = writeln!(
+        o,
+        "Node:             {}",
+        spec.node_name.clone().unwrap_or_default()
+    );
+    if let Some(t) = &st.start_time {
+        let _ = writeln!(o, "Start Time:       {}", rfc3339(from_k8s_time(t)));
+    }
+    let labels = m.labels.clone().unwrap_or_default();
+    let lbl: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let _ = writeln!(
+        o,
+        "Labels:           {}",
+        if lbl.is_empty() {
+            "<none>".into()
+        } else {
+            lbl.join("\n                  ")
+        }
+    );
+    if m.deletion_timestamp.is_some() {
+        let _ = writeln!(
+            o,
+            "Status:           Terminating (lasts {}s)",
+            m.deletion_grace_period_seconds.unwrap_or(0)
+        );
+    } else {
+        let _ = writeln!(
+            o,
+            "Status:           {}",
+            st.phase.clone().unwrap_or_default()
+        );
+    }
+    let _ = writeln!(
+        o,
+        "IP:               {}",
+        st.pod_ip.clone().unwrap_or_default()
+    );
+    let pod_key = format!("{ns}/{name}");
+    if let Some(pause) = rows
+        .iter()
+        .find(|r| r.pod == pod_key && r.name == "POD" && r.state == "Running")
+    {
+        let _ = writeln!(o, "Sandbox:          {}", pause.id);
+        if let Some(pid) = pause.pid {
+            let _ = writeln!(o, "  Pause PID:      {pid}");
+            let _ = writeln!(o, "  Namespaces:     {}", ns_line(pid));
+        }
+    }
+    let section = |o: &mut String,
+                   title: &str,
+                   containers: &[k8s_openapi::api::core::v1::Container],
+                   statuses: &[ContainerStatus]| {
+        if containers.is_empty() {
+            return;
+        }
+        let _ = writeln!(o, "{title}:");
+        for c in containers {
+            let s = statuses.iter().find(|s| s.name == c.name);
+            let _ = writeln!(o, "  {}:", c.name);
+            if let Some(id) = s.and_then(|s| s.container_id.clone()) {
+                let _ = writeln!(o, "    Container ID:   {id}");
+            }
+            let _ = writeln!(
+                o,
+                "    Image:          {}",
+                c.image.clone().unwrap_or_default()
+            );
+            if let Some(s) = s {
+                let _ = writeln!(o, "    Image ID:       {}", s.image_id);
+            }
+            let ports: Vec<String> = c
+                .ports
+                .iter()
+                .flatten()
+                .map(|p| {
+                    format!(
+                        "{}/{}",
+                        p.container_port,
+                        p.protocol.clone().unwrap_or_else(|| "TCP".into())
+                    )
+                })
+                .collect();
+            if !ports.is_empty() {
+                let _ = writeln!(o, "    Port:           {}", ports.join(", "));
+            }
+            if let Some(cmd) = &c.command {
+                let _ = writeln!(o, "    Command:\n      {}", cmd.join("\n      "));
+            }
+            if let Some(args) = &c.args {
+                let _ = writeln!(o, "    Args:\n      {}", args.join("\n      "));
+            }
+            state_lines(o, "State", s.and_then(|s| s.state.as_ref()));
+            state_lines(o, "Last State", s.and_then(|s| s.last_state.as_ref()));
+            if let Some(s) = s {
+                let _ = writeln!(
+                    o,
+                    "    Ready:          {}",
+                    if s.ready { "True" } else { "False" }
+                );
+                let _ = writeln!(o, "    Restart Count:  {}", s.restart_count);
+                let cid = s.container_id.clone().unwrap_or_default();
+                let cid = cid.trim_start_matches("podhost://");
+                if let Some(pid) = rows.iter().find(|r| r.id == cid).and_then(|r| r.pid) {
+                    let _ = writeln!(o, "    PID (host):     {pid}");
+                    let _ = writeln!(o, "    Namespaces:     {}", ns_line(pid));
+                }
+            }
+            let env: Vec<String> = c
+                .env
+                .iter()
+                .flatten()
+                .map(|e| {
+                    format!(
+                        "{}:  {}",
+                        e.name,
+                        e.value.clone().unwrap_or_else(|| "(from field)".into())
+                    )
+                })
+                .collect();
+            let _ = writeln!(
+                o,
+                "    Environment:    {}",
+                if env.is_empty() {
+                    "<none>".into()
+                } else {
+                    env.join("\n                    ")
+                }
+            );
+            let mounts: Vec<String> = c
+                .volume_mounts
+                .iter()
+                .flatten()
+                .map(|v| {
+                    format!(
+                        "{} from {} ({})",
+                        v.mount_path,
+                        v.name,
+                        if v.read_only == Some(true) {
+                            "ro"
+                        } else {
+                            "rw"
+                        }
+                    )
+                })
+                .collect();
+            let _ = writeln!(
+                o,
+                "    Mounts:         {}",
+                if mounts.is_empty() {
+                    "<none>".into()
+                } else {
+                    mounts.join("\n                    ")
+                }
+            );
+        }
+    };
+    section(
+        &mut o,
+        "Init Containers",
+        &spec.init_containers.clone().unwrap_or_default(),
+        &st.init_container_statuses.clone().unwrap_or_default(),
+    );
+    section(
+        &mut o,
+        "Containers",
+        &spec.containers,
+        &st.container_statuses.clone().unwrap_or_default(),
+    );
+    let _ = writeln!(o, "Conditions:\n  Type                        Status");
+    for c in st.conditions.iter().flatten() {
+        let _ = writeln!(o, "  {:<27} {}", c.type_, c.status);
+    }
+    let vols = spec.volumes.clone().unwrap_or_default();
+    if vols.is_empty() {
+        let _ = writeln!(o, "Volumes:            <none>");
+    } else {
+        let _ = writeln!(o, "Volumes:");
+        for v in vols {
+            let _ = writeln!(o, "  {}:", v.name);
+            if let Some(e) = v.empty_dir {
+                let _ = writeln!(
+                    o,
+                    "    Type:       EmptyDir (a temporary directory that shares a pod's lifetime)"
+                );
+                let _ = writeln!(o, "    Medium:     {}", e.medium.unwrap_or_default());
+            } else if let Some(h) = v.host_path {
+                let _ = writeln!(o, "    Type:       HostPath (bare host directory volume)");
+                let _ = writeln!(o, "    Path:       {}", h.path);
+            }
+        }
+    }
+    let _ = writeln!(
+        o,
+        "QoS Class:        {}",
+        st.qos_class.clone().unwrap_or_default()
+    );
+    if events.is_empty() {
+        let _ = writeln!(o, "Events:           <none>");
+    } else {
+        let _ = writeln!(o, "Events:");
+        let mut rows = vec![["  Type", "Reason", "Age", "From", "Message"]
+            .map(String::from)
+            .to_vec()];
+        rows.push(
+            ["  ----", "------", "----", "----", "-------"]
+                .map(String::from)
+                .to_vec(),
+        );
+        for e in events {
+            let age = if e.count > 1 {
+                format!("{} (x{})", age_since(Some(e.time), now), e.count)
+            } else {
+                age_since(Some(e.time), now)
+            };
+            let from = if e.reason == "Scheduled" {
+                "default-scheduler"
+            } else {
+                "kubelet"
+            };
+            rows.push(vec![
+                format!("  {}", e.kind),
+                e.reason.clone(),
+                age,
+                from.into(),
+                e.message.clone(),
+            ]);
+        }
+        o.push_str(&table(&rows));
+    }
+    o
+}

@@ -1,0 +1,123 @@
+//! Kubelet semantics, one worker per pod (see `shared/SPEC-lifecycle.md`).
+//!
+//! - [`restart`]: `shouldRestart` and CrashLoopBackOff — where restarts are decided.
+//! - [`status`]: phase, conditions and container statuses as Kubernetes reports them.
+//! - [`podspec`]: a Pod's container → the runtime's `ContainerConfig` (env, mounts, logs).
+//! - [`worker`]: the per-pod loop: sandbox, init containers, containers, termination.
+//!
+//! Lifecycle talks only to the [`crate::runtime::Runtime`] trait.
+
+pub mod podspec;
+pub mod restart;
+pub mod status;
+pub mod worker;
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::Pod;
+use serde::{Deserialize, Serialize};
+
+use crate::runtime::ContainerStatus;
+
+pub use worker::{PodHandle, PodWorker, WorkerCmd};
+
+/// Everything the daemon keeps about one pod: the object and what lifecycle tracks.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PodRecord {
+    /// The Pod: metadata and spec as applied (defaulted), status as last computed.
+    pub pod: Pod,
+    /// Current sandbox, if one exists.
+    pub sandbox_id: Option<String>,
+    /// How many sandboxes were created for this pod (CRI attempt).
+    pub sandbox_attempts: u32,
+    /// Per container name (init and regular).
+    pub containers: BTreeMap<String, ContainerTrack>,
+    /// All regular init containers completed once; they never run again.
+    pub initialized: bool,
+    /// Phase is final (Succeeded/Failed) and the sandbox is torn down.
+    pub finished: bool,
+    /// Events about this pod, oldest first (bounded).
+    pub events: Vec<PodEvent>,
+    /// Deletion requested: the grace period in seconds to use.
+    pub deleting: Option<i64>,
+}
+
+/// What lifecycle knows about one container of the pod across restarts.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ContainerTrack {
+    /// The current container (running, or the last one that ran).
+    pub current: Option<ContainerStatus>,
+    /// The one before the current (`logs --previous`, `lastState`).
+    pub previous: Option<ContainerStatus>,
+    /// Restarts so far (kubelet's restartCount).
+    pub restart_count: u32,
+    /// Why it is waiting, when it is not running: (reason, message).
+    pub waiting: Option<(String, String)>,
+    /// Current CrashLoopBackOff delay in ms (absent: next restart is immediate).
+    pub backoff_ms: Option<u64>,
+    /// Ran to completion (exit 0) as an init container.
+    pub init_done: bool,
+}
+
+/// A Kubernetes-style event (`kubectl describe` / `get events`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PodEvent {
+    /// Unix nanoseconds of the last occurrence.
+    pub time: i64,
+    /// Normal or Warning.
+    pub kind: String,
+    /// CamelCase reason: Scheduled, Created, Started, Killing, BackOff …
+    pub reason: String,
+    /// Human text.
+    pub message: String,
+    /// How many times it happened in a row.
+    pub count: u32,
+}
+
+impl PodRecord {
+    /// A new record for an applied (defaulted, validated) pod.
+    pub fn new(pod: Pod) -> Self {
+        PodRecord {
+            pod,
+            sandbox_id: None,
+            sandbox_attempts: 0,
+            containers: BTreeMap::new(),
+            initialized: false,
+            finished: false,
+            events: Vec::new(),
+            deleting: None,
+        }
+    }
+    /// The pod's UID.
+    pub fn uid(&self) -> String {
+        self.pod.metadata.uid.clone().unwrap_or_default()
+    }
+    /// `namespace/name`.
+    pub fn key(&self) -> String {
+        format!(
+            "{}/{}",
+            self.pod.metadata.namespace.as_deref().unwrap_or("default"),
+            self.pod.metadata.name.as_deref().unwrap_or("")
+        )
+    }
+    /// Record an event; repeats of the last one are counted, not appended.
+    pub fn event(&mut self, now: i64, kind: &str, reason: &str, message: String) {
+        if let Some(last) = self.events.last_mut() {
+            if last.reason == reason && last.message == message {
+                last.count += 1;
+                last.time = now;
+                return;
+            }
+        }
+        self.events.push(PodEvent {
+            time: now,
+            kind: kind.into(),
+            reason: reason.into(),
+            message,
+            count: 1,
+        });
+        if self.events.len() > 100 {
+            self.events.remove(0);
+        }
+    }
+}

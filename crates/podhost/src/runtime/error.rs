@@ -1,0 +1,119 @@
+//! Errors of the runtime layer, each naming what it was working on.
+
+use std::path::PathBuf;
+
+/// Failure of a runtime operation.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// No sandbox with this id.
+    #[error("sandbox {0} not found")]
+    SandboxNotFound(String),
+    /// No container with this id.
+    #[error("container {0} not found")]
+    ContainerNotFound(String),
+    /// The image is not in the store.
+    #[error("image {reference:?} not found: load it with `podhost image load -i FILE` (pulling from registries is not supported yet)")]
+    ImageNotFound {
+        /// As written in the pod.
+        reference: String,
+    },
+    /// The image store failed.
+    #[error("image {reference:?}: {source}")]
+    Image {
+        /// As written in the pod.
+        reference: String,
+        /// Underlying error.
+        #[source]
+        source: podhost_image::ImageError,
+    },
+    /// A filesystem operation failed.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// On what.
+        path: PathBuf,
+        /// Underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A system call failed.
+    #[error("{action} {path}: {source}")]
+    Sys {
+        /// What was being done.
+        action: &'static str,
+        /// On what.
+        path: PathBuf,
+        /// Underlying errno.
+        #[source]
+        source: nix::Error,
+    },
+    /// The shim could not be started.
+    #[error("starting shim for sandbox {sandbox_id}: {message}")]
+    ShimStart {
+        /// The sandbox.
+        sandbox_id: String,
+        /// What the shim said.
+        message: String,
+    },
+    /// The shim answered with an error or could not be reached.
+    #[error("sandbox {sandbox_id}: {op}: {message}")]
+    Shim {
+        /// The sandbox.
+        sandbox_id: String,
+        /// The request.
+        op: &'static str,
+        /// What went wrong.
+        message: String,
+    },
+    /// Building the OCI spec failed.
+    #[error("container {container}: {source}")]
+    Oci {
+        /// Container name.
+        container: String,
+        /// Underlying error.
+        #[source]
+        source: podhost_oci::OciError,
+    },
+    /// A state file could not be encoded or decoded.
+    #[error("state file {path}: {source}")]
+    State {
+        /// The file.
+        path: PathBuf,
+        /// Underlying error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A create failed, and undoing its earlier steps failed too: both are kept.
+    #[error("{error} (cleanup also failed: {cleanup})")]
+    WithCleanup {
+        /// The original failure.
+        error: Box<RuntimeError>,
+        /// The cleanup failure.
+        cleanup: Box<RuntimeError>,
+    },
+}
+
+impl RuntimeError {
+    /// Shorthand for an [`RuntimeError::Io`] with context.
+    pub fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(std::io::Error) -> Self {
+        let path = path.into();
+        move |source| RuntimeError::Io {
+            action,
+            path,
+            source,
+        }
+    }
+    /// Shorthand for an [`RuntimeError::Sys`] with context.
+    pub fn sys(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(nix::Error) -> Self {
+        let path = path.into();
+        move |source| RuntimeError::Sys {
+            action,
+            path,
+            source,
+        }
+    }
+}

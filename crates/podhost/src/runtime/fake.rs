@@ -1,0 +1,268 @@
+//! An in-memory `Runtime` for lifecycle tests: no processes, controllable exits,
+//! time from the lifecycle [`Clock`](crate::lifecycle::worker::Clock) (tokio's, pausable).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::sync::broadcast;
+
+use super::*;
+use crate::lifecycle::worker::Clock;
+
+#[derive(Default)]
+struct State {
+    sandboxes: HashMap<String, SandboxStatus>,
+    containers: HashMap<String, ContainerStatus>,
+    next: u64,
+    /// Every call, for assertions on order (`run_pod_sandbox`, `start:<name>` …).
+    calls: Vec<String>,
+    /// Images present.
+    images: Vec<String>,
+}
+
+/// A fake runtime whose containers run until told to exit.
+pub struct FakeRuntime {
+    state: Mutex<State>,
+    clock: Clock,
+    events: broadcast::Sender<RuntimeEvent>,
+}
+
+impl FakeRuntime {
+    /// A fake with the given images present.
+    pub fn new(clock: Clock, images: &[&str]) -> Self {
+        let (events, _) = broadcast::channel(64);
+        let state = State {
+            images: images.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        };
+        FakeRuntime {
+            state: Mutex::new(state),
+            clock,
+            events,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The calls made so far.
+    pub fn calls(&self) -> Vec<String> {
+        self.lock().calls.clone()
+    }
+
+    /// Make the running container named `name` exit with `code`.
+    pub fn exit(&self, name: &str, code: i32) -> bool {
+        let now = self.clock.now();
+        let mut st = self.lock();
+        let found = st
+            .containers
+            .values_mut()
+            .find(|c| c.config.name == name && c.state == ContainerState::Running);
+        let Some(c) = found else { return false };
+        c.state = ContainerState::Exited;
+        c.exit_code = Some(code);
+        c.finished_at = Some(now);
+        c.reason = Some(if code == 0 { "Completed" } else { "Error" }.into());
+        let ev = RuntimeEvent::ContainerExited {
+            sandbox_id: c.sandbox_id.clone(),
+            container_id: c.id.clone(),
+        };
+        drop(st);
+        let _ = self.events.send(ev);
+        true
+    }
+
+    /// Kill the pause of every sandbox (the sandbox becomes NotReady).
+    pub fn kill_sandboxes(&self) {
+        let mut st = self.lock();
+        let ids: Vec<String> = st.sandboxes.keys().cloned().collect();
+        for s in st.sandboxes.values_mut() {
+            s.state = SandboxState::NotReady;
+        }
+        drop(st);
+        for id in ids {
+            let _ = self
+                .events
+                .send(RuntimeEvent::SandboxExited { sandbox_id: id });
+        }
+    }
+
+    /// Number of containers currently running.
+    pub fn running(&self) -> usize {
+        self.lock()
+            .containers
+            .values()
+            .filter(|c| c.state == ContainerState::Running)
+            .count()
+    }
+}
+
+#[async_trait::async_trait]
+impl Runtime for FakeRuntime {
+    async fn run_pod_sandbox(&self, config: &SandboxConfig) -> Result<String, RuntimeError> {
+        let now = self.clock.now();
+        let mut st = self.lock();
+        st.next += 1;
+        let id = format!("sb{}", st.next);
+        st.calls.push("run_pod_sandbox".into());
+        st.sandboxes.insert(
+            id.clone(),
+            SandboxStatus {
+                id: id.clone(),
+                config: config.clone(),
+                state: SandboxState::Ready,
+                created_at: now,
+                pause_pid: Some(1),
+                ip: None,
+                netns_path: PathBuf::new(),
+            },
+        );
+        Ok(id)
+    }
+    async fn stop_pod_sandbox(&self, sandbox_id: &str) -> Result<(), RuntimeError> {
+        let now = self.clock.now();
+        let mut st = self.lock();
+        st.calls.push("stop_pod_sandbox".into());
+        if let Some(s) = st.sandboxes.get_mut(sandbox_id) {
+            s.state = SandboxState::NotReady;
+        }
+        for c in st
+            .containers
+            .values_mut()
+            .filter(|c| c.sandbox_id == sandbox_id)
+        {
+            if c.state == ContainerState::Running {
+                c.state = ContainerState::Exited;
+                c.exit_code = Some(137);
+                c.finished_at = Some(now);
+            }
+        }
+        Ok(())
+    }
+    async fn remove_pod_sandbox(&self, sandbox_id: &str) -> Result<(), RuntimeError> {
+        let mut st = self.lock();
+        st.calls.push("remove_pod_sandbox".into());
+        st.sandboxes.remove(sandbox_id);
+        st.containers.retain(|_, c| c.sandbox_id != sandbox_id);
+        Ok(())
+    }
+    async fn pod_sandbox_status(&self, sandbox_id: &str) -> Result<SandboxStatus, RuntimeError> {
+        self.lock()
+            .sandboxes
+            .get(sandbox_id)
+            .cloned()
+            .ok_or_else(|| RuntimeError::SandboxNotFound(sandbox_id.into()))
+    }
+    async fn list_pod_sandboxes(&self) -> Result<Vec<SandboxStatus>, RuntimeError> {
+        Ok(self.lock().sandboxes.values().cloned().collect())
+    }
+    async fn create_container(
+        &self,
+        sandbox_id: &str,
+        config: &ContainerConfig,
+        _sandbox: &SandboxConfig,
+    ) -> Result<String, RuntimeError> {
+        let now = self.clock.now();
+        let mut st = self.lock();
+        st.next += 1;
+        let id = format!("c{}", st.next);
+        st.calls.push(format!("create:{}", config.name));
+        st.containers.insert(
+            id.clone(),
+            ContainerStatus {
+                id: id.clone(),
+                sandbox_id: sandbox_id.into(),
+                config: config.clone(),
+                state: ContainerState::Created,
+                created_at: now,
+                started_at: None,
+                finished_at: None,
+                exit_code: None,
+                reason: None,
+                image_id: "sha256:fake".into(),
+                pid: None,
+                log_path: PathBuf::new(),
+            },
+        );
+        Ok(id)
+    }
+    async fn start_container(&self, container_id: &str) -> Result<(), RuntimeError> {
+        let now = self.clock.now();
+        let mut st = self.lock();
+        let c = st
+            .containers
+            .get_mut(container_id)
+            .ok_or_else(|| RuntimeError::ContainerNotFound(container_id.into()))?;
+        c.state = ContainerState::Running;
+        c.started_at = Some(now);
+        let name = c.config.name.clone();
+        st.calls.push(format!("start:{name}"));
+        Ok(())
+    }
+    async fn stop_container(
+        &self,
+        container_id: &str,
+        _timeout: Duration,
+        _signal: i32,
+    ) -> Result<(), RuntimeError> {
+        let now = self.clock.now();
+        let mut st = self.lock();
+        if let Some(c) = st.containers.get_mut(container_id) {
+            if c.state == ContainerState::Running {
+                c.state = ContainerState::Exited;
+                c.exit_code = Some(143);
+                c.finished_at = Some(now);
+            }
+            let name = c.config.name.clone();
+            st.calls.push(format!("stop:{name}"));
+        }
+        Ok(())
+    }
+    async fn remove_container(&self, container_id: &str) -> Result<(), RuntimeError> {
+        self.lock().containers.remove(container_id);
+        Ok(())
+    }
+    async fn container_status(&self, container_id: &str) -> Result<ContainerStatus, RuntimeError> {
+        self.lock()
+            .containers
+            .get(container_id)
+            .cloned()
+            .ok_or_else(|| RuntimeError::ContainerNotFound(container_id.into()))
+    }
+    async fn list_containers(
+        &self,
+        sandbox_id: Option<&str>,
+    ) -> Result<Vec<ContainerStatus>, RuntimeError> {
+        Ok(self
+            .lock()
+            .containers
+            .values()
+            .filter(|c| sandbox_id.is_none_or(|s| c.sandbox_id == s))
+            .cloned()
+            .collect())
+    }
+    async fn exec(
+        &self,
+        container_id: &str,
+        _cmd: Vec<String>,
+    ) -> Result<ExecStream, RuntimeError> {
+        Err(RuntimeError::ContainerNotFound(container_id.into()))
+    }
+    async fn image_status(&self, reference: &str) -> Result<Option<ImageInfo>, RuntimeError> {
+        let st = self.lock();
+        Ok(st.images.iter().any(|i| i == reference).then(|| ImageInfo {
+            id: "sha256:fake".into(),
+            repo_tags: vec![reference.to_string()],
+            size: 0,
+            stop_signal: None,
+        }))
+    }
+    async fn list_images(&self) -> Result<Vec<ImageInfo>, RuntimeError> {
+        Ok(Vec::new())
+    }
+    fn events(&self) -> broadcast::Receiver<RuntimeEvent> {
+        self.events.subscribe()
+    }
+}

@@ -1,0 +1,235 @@
+//! The CRI-shaped `Runtime` trait the lifecycle layer drives, and its implementations.
+//!
+//! Methods mirror CRI's RuntimeService/ImageService (RunPodSandbox, CreateContainer,
+//! StartContainer, StopContainer, ContainerStatus, Exec, ImageStatus …) so that the CRI
+//! gRPC server is a thin mapping, and so that lifecycle logic can be tested against
+//! [`fake::FakeRuntime`] with tokio's paused clock.
+
+pub mod error;
+pub mod fake;
+pub mod local;
+mod mounts;
+mod netns;
+mod shim_client;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+pub use error::RuntimeError;
+
+/// What a sandbox needs to know about its pod (CRI `PodSandboxConfig`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SandboxConfig {
+    /// Pod name.
+    pub name: String,
+    /// Pod namespace.
+    pub namespace: String,
+    /// Pod UID: names the pod's cgroup, volumes and log directory.
+    pub uid: String,
+    /// Sandbox attempt (0 for the first sandbox of the pod).
+    pub attempt: u32,
+    /// Hostname inside the pod (the pod name unless `spec.hostname`).
+    pub hostname: String,
+    /// `shareProcessNamespace`: containers join the pause's PID namespace.
+    pub share_pid: bool,
+    /// `/var/log/pods/<ns>_<name>_<uid>`: container log paths are relative to it.
+    pub log_directory: PathBuf,
+    /// Pod labels, kept for listing and selection.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Whether the sandbox's pause process is alive (CRI `PodSandboxState`).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub enum SandboxState {
+    /// Pause running, namespaces held.
+    Ready,
+    /// Pause gone (stopped or died).
+    NotReady,
+}
+
+/// Observed state of one sandbox (CRI `PodSandboxStatus`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SandboxStatus {
+    /// Sandbox id (hex).
+    pub id: String,
+    /// The config it was created from.
+    pub config: SandboxConfig,
+    /// Ready while the pause lives.
+    pub state: SandboxState,
+    /// Creation time, unix nanoseconds.
+    pub created_at: i64,
+    /// Pid of the pause process (host pid namespace).
+    pub pause_pid: Option<u32>,
+    /// Pod IP, once networking assigns one.
+    pub ip: Option<String>,
+    /// Pinned network namespace.
+    pub netns_path: PathBuf,
+}
+
+/// A volume or file to bind into a container (CRI `Mount`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Mount {
+    /// Path on the host.
+    pub host_path: PathBuf,
+    /// Path inside the container.
+    pub container_path: String,
+    /// Mounted read-only.
+    pub readonly: bool,
+}
+
+/// What to run in a container (CRI `ContainerConfig`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ContainerConfig {
+    /// Container name within the pod.
+    pub name: String,
+    /// Restart attempt: 0 for the first run, then the restart count.
+    pub attempt: u32,
+    /// Image reference as written in the pod.
+    pub image: String,
+    /// Kubernetes `command` (replaces the image Entrypoint).
+    pub command: Vec<String>,
+    /// Kubernetes `args` (replaces the image Cmd).
+    pub args: Vec<String>,
+    /// Kubernetes `workingDir`.
+    pub working_dir: Option<String>,
+    /// Environment, in order, added to the image's.
+    pub envs: Vec<(String, String)>,
+    /// Volumes and pod files to bind in.
+    pub mounts: Vec<Mount>,
+    /// Log file path relative to the sandbox's log directory (`<name>/<attempt>.log`).
+    pub log_path: String,
+    /// Labels, used to find containers of a pod by name.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Container state as CRI reports it.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub enum ContainerState {
+    /// Created, not started.
+    Created,
+    /// Its process runs.
+    Running,
+    /// Its process ended.
+    Exited,
+    /// The runtime lost track of it.
+    Unknown,
+}
+
+/// Observed state of one container (CRI `ContainerStatus`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ContainerStatus {
+    /// Container id (hex).
+    pub id: String,
+    /// Its sandbox.
+    pub sandbox_id: String,
+    /// Config it was created from (name, attempt, image …).
+    pub config: ContainerConfig,
+    /// Current state.
+    pub state: ContainerState,
+    /// Unix nanoseconds.
+    pub created_at: i64,
+    /// Unix nanoseconds, when it started.
+    pub started_at: Option<i64>,
+    /// Unix nanoseconds, when it exited.
+    pub finished_at: Option<i64>,
+    /// Exit code once exited (128+signal when killed by a signal).
+    pub exit_code: Option<i32>,
+    /// Short reason (`Completed`, `Error`, `OOMKilled` …) once exited.
+    pub reason: Option<String>,
+    /// Resolved image id (`sha256:…`).
+    pub image_id: String,
+    /// Host pid of the container's main process while running.
+    pub pid: Option<u32>,
+    /// Absolute path of the log file.
+    pub log_path: PathBuf,
+}
+
+/// An image known to the runtime (CRI `Image`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ImageInfo {
+    /// `sha256:<config digest>`.
+    pub id: String,
+    /// Normalised references.
+    pub repo_tags: Vec<String>,
+    /// Bytes of its layers.
+    pub size: u64,
+    /// `STOPSIGNAL` of the image, if any.
+    pub stop_signal: Option<String>,
+}
+
+/// Something the runtime noticed on its own (CRI `ContainerEventResponse`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum RuntimeEvent {
+    /// A container's process exited.
+    ContainerExited {
+        /// Sandbox the container belongs to.
+        sandbox_id: String,
+        /// The container.
+        container_id: String,
+    },
+    /// The pause process of a sandbox exited.
+    SandboxExited {
+        /// The sandbox.
+        sandbox_id: String,
+    },
+}
+
+/// Byte stream of an exec session, speaking the shim's frame protocol
+/// (see `podhost_shim::proto`): stdin, stdout, stderr and the exit code.
+pub type ExecStream = Box<dyn ExecIo>;
+
+/// Anything bidirectional and async, for [`ExecStream`].
+pub trait ExecIo: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> ExecIo for T {}
+
+/// The CRI-shaped interface between lifecycle and the machine.
+#[async_trait::async_trait]
+pub trait Runtime: Send + Sync + 'static {
+    /// Create and start a sandbox: netns pinned, shim and pause running. Returns its id.
+    async fn run_pod_sandbox(&self, config: &SandboxConfig) -> Result<String, RuntimeError>;
+    /// Stop the pause (containers must be stopped first). Idempotent.
+    async fn stop_pod_sandbox(&self, sandbox_id: &str) -> Result<(), RuntimeError>;
+    /// Remove everything the sandbox holds (shim, netns pin, shm, files). Idempotent.
+    async fn remove_pod_sandbox(&self, sandbox_id: &str) -> Result<(), RuntimeError>;
+    /// Current state of a sandbox.
+    async fn pod_sandbox_status(&self, sandbox_id: &str) -> Result<SandboxStatus, RuntimeError>;
+    /// Every sandbox the runtime knows.
+    async fn list_pod_sandboxes(&self) -> Result<Vec<SandboxStatus>, RuntimeError>;
+    /// Create a container in a sandbox (not started). Returns its id.
+    async fn create_container(
+        &self,
+        sandbox_id: &str,
+        config: &ContainerConfig,
+        sandbox: &SandboxConfig,
+    ) -> Result<String, RuntimeError>;
+    /// Start a created container.
+    async fn start_container(&self, container_id: &str) -> Result<(), RuntimeError>;
+    /// Send `signal` (SIGTERM or the image's STOPSIGNAL), wait up to `timeout`, then SIGKILL.
+    async fn stop_container(
+        &self,
+        container_id: &str,
+        timeout: Duration,
+        signal: i32,
+    ) -> Result<(), RuntimeError>;
+    /// Remove a stopped container and its rootfs. Idempotent.
+    async fn remove_container(&self, container_id: &str) -> Result<(), RuntimeError>;
+    /// Current state of a container.
+    async fn container_status(&self, container_id: &str) -> Result<ContainerStatus, RuntimeError>;
+    /// Containers, optionally of one sandbox.
+    async fn list_containers(
+        &self,
+        sandbox_id: Option<&str>,
+    ) -> Result<Vec<ContainerStatus>, RuntimeError>;
+    /// Run a command in a running container; the stream carries its stdio and exit code.
+    async fn exec(&self, container_id: &str, cmd: Vec<String>) -> Result<ExecStream, RuntimeError>;
+    /// The image a reference resolves to, if present.
+    async fn image_status(&self, reference: &str) -> Result<Option<ImageInfo>, RuntimeError>;
+    /// All images.
+    async fn list_images(&self) -> Result<Vec<ImageInfo>, RuntimeError>;
+    /// Events about exits, so lifecycle reacts without polling (CRI `GetContainerEvents`).
+    fn events(&self) -> tokio::sync::broadcast::Receiver<RuntimeEvent>;
+}

@@ -1,0 +1,419 @@
+//! The daemon: HTTP/JSON API on a root-only unix socket, owning one worker per pod.
+//!
+//! - [`apply`]: manifests in, validated pods out, workers started.
+//! - [`logs`]: CRI log files streamed as plain text (`logs -f`).
+//! - [`exec`]: HTTP upgrade, then the shim's frame protocol end to end.
+
+mod apply;
+pub use apply::{ApplyRequest, ApplyResponse};
+mod exec;
+mod logs;
+
+use std::collections::HashMap;
+use std::os::unix::fs::PermissionsExt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use k8s_openapi::api::core::v1::Pod;
+use serde::{Deserialize, Serialize};
+
+use crate::config::Config;
+use crate::lifecycle::restart::BackoffPolicy;
+use crate::lifecycle::worker::{Clock, Settings};
+use crate::lifecycle::{PodEvent, PodHandle, PodRecord, PodWorker, WorkerCmd};
+use crate::runtime::local::LocalRuntime;
+use crate::runtime::Runtime;
+use crate::store::PodStore;
+
+/// Shared state of the daemon.
+pub struct Daemon {
+    local: Arc<LocalRuntime>,
+    runtime: Arc<dyn Runtime>,
+    store: PodStore,
+    pods: Mutex<HashMap<String, PodHandle>>,
+    settings: Settings,
+}
+
+/// An API error: status code and a message for the user.
+#[derive(Debug)]
+pub struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(serde_json::json!({ "error": self.1 }))).into_response()
+    }
+}
+
+impl ApiError {
+    fn not_found(what: &str, name: &str) -> Self {
+        ApiError(
+            StatusCode::NOT_FOUND,
+            format!("{what} \"{name}\" not found"),
+        )
+    }
+    fn bad(msg: impl Into<String>) -> Self {
+        ApiError(StatusCode::UNPROCESSABLE_ENTITY, msg.into())
+    }
+    fn internal(msg: impl ToString) -> Self {
+        ApiError(StatusCode::INTERNAL_SERVER_ERROR, msg.to_string())
+    }
+}
+
+/// Errors that stop the daemon from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// Another daemon holds the state directory.
+    #[error("another podhost daemon is already running on {0} (lock held); stop it first")]
+    AlreadyRunning(std::path::PathBuf),
+    /// Setting up a directory or the socket failed.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// Where.
+        path: std::path::PathBuf,
+        /// Underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The runtime could not open its state.
+    #[error(transparent)]
+    Runtime(#[from] crate::runtime::RuntimeError),
+}
+
+fn io_err(
+    action: &'static str,
+    path: &std::path::Path,
+) -> impl FnOnce(std::io::Error) -> ServeError {
+    let path = path.to_path_buf();
+    move |source| ServeError::Io {
+        action,
+        path,
+        source,
+    }
+}
+
+/// Hold an exclusive lock on `<state>/podhost.lock` for the daemon's lifetime.
+fn lock_state_dir(config: &Config) -> Result<std::fs::File, ServeError> {
+    use std::os::fd::AsRawFd;
+    let path = config.state_dir.join("podhost.lock");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io_err("opening", &path))?;
+    // SAFETY: flock on a file descriptor we own.
+    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        return Err(ServeError::AlreadyRunning(config.state_dir.clone()));
+    }
+    Ok(f)
+}
+
+/// Run the daemon until SIGINT/SIGTERM. Pods keep running when it stops.
+pub async fn serve(config: Config) -> Result<(), ServeError> {
+    std::fs::create_dir_all(&config.state_dir).map_err(io_err("creating", &config.state_dir))?;
+    std::fs::create_dir_all(&config.run_dir).map_err(io_err("creating", &config.run_dir))?;
+    std::fs::set_permissions(&config.run_dir, std::fs::Permissions::from_mode(0o711))
+        .map_err(io_err("chmod", &config.run_dir))?;
+    let _lock = lock_state_dir(&config)?;
+    let local = LocalRuntime::open(config.clone())?;
+    let runtime: Arc<dyn Runtime> = local.clone();
+    let store = PodStore::open(&config.pods_dir())?;
+    let settings = Settings {
+        backoff: BackoffPolicy {
+            initial: config.backoff_initial,
+            max: config.backoff_max,
+        },
+        log_dir: config.log_dir.clone(),
+        volumes_dir: config.state_dir.join("volumes"),
+        clock: Clock::default(),
+        resync: Duration::from_secs(1),
+    };
+    let daemon = Arc::new(Daemon {
+        local,
+        runtime,
+        store,
+        pods: Mutex::new(HashMap::new()),
+        settings,
+    });
+    for rec in daemon.store.load_all() {
+        daemon.start_worker(rec);
+    }
+    let sock = config.api_socket();
+    let _ = std::fs::remove_file(&sock);
+    let listener = tokio::net::UnixListener::bind(&sock).map_err(io_err("binding", &sock))?;
+    std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600))
+        .map_err(io_err("chmod", &sock))?;
+    tracing::info!("podhost daemon listening on {}", sock.display());
+    let app = router(daemon);
+    let shutdown = async {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+        }
+    };
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(io_err("serving on", &sock))?;
+    let _ = std::fs::remove_file(&sock);
+    Ok(())
+}
+
+fn router(d: Arc<Daemon>) -> Router {
+    Router::new()
+        .route("/v1/version", get(version))
+        .route("/v1/apply", post(apply::apply))
+        .route("/v1/pods", get(list_pods))
+        .route("/v1/pods/{ns}/{name}", get(get_pod))
+        .route("/v1/pods/{ns}/{name}", delete(delete_pod))
+        .route("/v1/pods/{ns}/{name}/events", get(pod_events))
+        .route("/v1/pods/{ns}/{name}/log", get(logs::logs))
+        .route("/v1/pods/{ns}/{name}/exec", post(exec::exec))
+        .route("/v1/containers", get(list_containers))
+        .route("/v1/images", get(list_images))
+        .route("/v1/images/load", post(load_image))
+        .with_state(d)
+}
+
+impl Daemon {
+    fn start_worker(&self, rec: PodRecord) {
+        let key = rec.key();
+        let handle = PodWorker::spawn(
+            self.runtime.clone(),
+            Some(self.store.clone()),
+            rec,
+            self.settings.clone(),
+        );
+        self.lock_pods().insert(key, handle);
+    }
+
+    fn lock_pods(&self) -> std::sync::MutexGuard<'_, HashMap<String, PodHandle>> {
+        self.pods.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Latest record of a pod; pods whose worker finished deleting are dropped here.
+    fn record(&self, ns: &str, name: &str) -> Option<PodRecord> {
+        let key = format!("{ns}/{name}");
+        let mut pods = self.lock_pods();
+        let closed = pods.get(&key)?.cmd.is_closed();
+        if closed {
+            pods.remove(&key);
+            return None;
+        }
+        pods.get(&key).map(|h| h.snapshot.borrow().clone())
+    }
+
+    fn records(&self) -> Vec<PodRecord> {
+        let mut pods = self.lock_pods();
+        pods.retain(|_, h| !h.cmd.is_closed());
+        pods.values().map(|h| h.snapshot.borrow().clone()).collect()
+    }
+}
+
+async fn version() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "version": env!("CARGO_PKG_VERSION") }))
+}
+
+/// Filters of list requests, like kubectl's flags.
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    namespace: Option<String>,
+    #[serde(default)]
+    all_namespaces: bool,
+    selector: Option<String>,
+}
+
+/// `a=b,c!=d,e` label selector match.
+fn matches_selector(
+    labels: Option<&std::collections::BTreeMap<String, String>>,
+    selector: &str,
+) -> bool {
+    selector.split(',').filter(|s| !s.is_empty()).all(|term| {
+        let get = |k: &str| labels.and_then(|l| l.get(k.trim()));
+        if let Some((k, v)) = term.split_once("!=") {
+            get(k).map(String::as_str) != Some(v.trim())
+        } else if let Some((k, v)) = term.split_once("==").or_else(|| term.split_once('=')) {
+            get(k).map(String::as_str) == Some(v.trim())
+        } else {
+            get(term).is_some()
+        }
+    })
+}
+
+async fn list_pods(State(d): State<Arc<Daemon>>, Query(q): Query<ListQuery>) -> Json<Vec<Pod>> {
+    let ns = q.namespace.unwrap_or_else(|| "default".into());
+    let mut pods: Vec<Pod> = d
+        .records()
+        .into_iter()
+        .map(|r| r.pod)
+        .filter(|p| q.all_namespaces || p.metadata.namespace.as_deref() == Some(ns.as_str()))
+        .filter(|p| {
+            q.selector
+                .as_deref()
+                .is_none_or(|s| matches_selector(p.metadata.labels.as_ref(), s))
+        })
+        .collect();
+    pods.sort_by(|a, b| {
+        (&a.metadata.namespace, &a.metadata.name).cmp(&(&b.metadata.namespace, &b.metadata.name))
+    });
+    Json(pods)
+}
+
+async fn get_pod(
+    State(d): State<Arc<Daemon>>,
+    Path((ns, name)): Path<(String, String)>,
+) -> Result<Json<Pod>, ApiError> {
+    d.record(&ns, &name)
+        .map(|r| Json(r.pod))
+        .ok_or_else(|| ApiError::not_found("pods", &name))
+}
+
+async fn pod_events(
+    State(d): State<Arc<Daemon>>,
+    Path((ns, name)): Path<(String, String)>,
+) -> Result<Json<Vec<PodEvent>>, ApiError> {
+    d.record(&ns, &name)
+        .map(|r| Json(r.events))
+        .ok_or_else(|| ApiError::not_found("pods", &name))
+}
+
+/// Options of `delete`.
+#[derive(Debug, Deserialize)]
+struct DeleteQuery {
+    grace: Option<i64>,
+    #[serde(default)]
+    force: bool,
+}
+
+async fn delete_pod(
+    State(d): State<Arc<Daemon>>,
+    Path((ns, name)): Path<(String, String)>,
+    Query(q): Query<DeleteQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let key = format!("{ns}/{name}");
+    let handle = d
+        .lock_pods()
+        .get(&key)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found("pods", &name))?;
+    // --force means no grace, like `kubectl delete --force --grace-period=0`.
+    let grace = if q.force { Some(0) } else { q.grace };
+    handle
+        .cmd
+        .send(WorkerCmd::Delete { grace })
+        .await
+        .map_err(|_| ApiError::not_found("pods", &name))?;
+    Ok(Json(serde_json::json!({ "deleted": key })))
+}
+
+/// One row of `podhost ps`, like `crictl ps -a`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ContainerRow {
+    /// Container id.
+    pub id: String,
+    /// Image reference.
+    pub image: String,
+    /// Creation time, unix ns.
+    pub created: i64,
+    /// CRI state word (`Running`, `Exited` …).
+    pub state: String,
+    /// Container name (`POD` for the pause, like crictl's sandbox rows).
+    pub name: String,
+    /// Restart attempt.
+    pub attempt: u32,
+    /// Pod id (sandbox id).
+    pub pod_id: String,
+    /// `namespace/name` of the pod.
+    pub pod: String,
+    /// Host pid of the process, when running.
+    pub pid: Option<u32>,
+}
+
+async fn list_containers(
+    State(d): State<Arc<Daemon>>,
+) -> Result<Json<Vec<ContainerRow>>, ApiError> {
+    let mut rows = Vec::new();
+    for s in d
+        .runtime
+        .list_pod_sandboxes()
+        .await
+        .map_err(ApiError::internal)?
+    {
+        rows.push(ContainerRow {
+            id: s.id.clone(),
+            image: "podhost/pause (built in)".into(),
+            created: s.created_at,
+            state: match s.state {
+                crate::runtime::SandboxState::Ready => "Running".into(),
+                crate::runtime::SandboxState::NotReady => "Exited".into(),
+            },
+            name: "POD".into(),
+            attempt: s.config.attempt,
+            pod_id: s.id.clone(),
+            pod: format!("{}/{}", s.config.namespace, s.config.name),
+            pid: s.pause_pid,
+        });
+    }
+    let sandboxes: HashMap<String, String> = rows
+        .iter()
+        .map(|r| (r.pod_id.clone(), r.pod.clone()))
+        .collect();
+    for c in d
+        .runtime
+        .list_containers(None)
+        .await
+        .map_err(ApiError::internal)?
+    {
+        rows.push(ContainerRow {
+            id: c.id.clone(),
+            image: c.config.image.clone(),
+            created: c.created_at,
+            state: format!("{:?}", c.state),
+            name: c.config.name.clone(),
+            attempt: c.config.attempt,
+            pod: sandboxes.get(&c.sandbox_id).cloned().unwrap_or_default(),
+            pod_id: c.sandbox_id.clone(),
+            pid: c.pid,
+        });
+    }
+    Ok(Json(rows))
+}
+
+async fn list_images(
+    State(d): State<Arc<Daemon>>,
+) -> Result<Json<Vec<crate::runtime::ImageInfo>>, ApiError> {
+    d.runtime
+        .list_images()
+        .await
+        .map(Json)
+        .map_err(ApiError::internal)
+}
+
+/// Body of `POST /v1/images/load`.
+#[derive(Debug, Deserialize)]
+struct LoadRequest {
+    path: std::path::PathBuf,
+    tag: Option<String>,
+}
+
+async fn load_image(
+    State(d): State<Arc<Daemon>>,
+    Json(req): Json<LoadRequest>,
+) -> Result<Json<Vec<podhost_image::Image>>, ApiError> {
+    let images = d.local.images();
+    tokio::task::spawn_blocking(move || images.load(&req.path, req.tag.as_deref()))
+        .await
+        .map_err(ApiError::internal)?
+        .map(Json)
+        .map_err(|e| ApiError::bad(e.to_string()))
+}

@@ -1,0 +1,107 @@
+//! Durable daemon state: one JSON file per pod, written atomically.
+
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::lifecycle::PodRecord;
+use crate::runtime::RuntimeError;
+
+/// Write `value` as JSON to `path` via temp file + fsync + rename, so a crash leaves either
+/// the old or the new content, never a torn file.
+pub fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> Result<(), RuntimeError> {
+    use std::io::Write;
+    let bytes = serde_json::to_vec_pretty(value).map_err(|source| RuntimeError::State {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(RuntimeError::io("creating", dir))?;
+    let tmp = dir.join(format!(
+        ".{}.tmp",
+        path.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    ));
+    let mut f = std::fs::File::create(&tmp).map_err(RuntimeError::io("creating", &tmp))?;
+    f.write_all(&bytes)
+        .map_err(RuntimeError::io("writing", &tmp))?;
+    f.sync_all().map_err(RuntimeError::io("syncing", &tmp))?;
+    std::fs::rename(&tmp, path).map_err(RuntimeError::io("renaming into", path))
+}
+
+/// Read a JSON file; `None` when it does not exist.
+pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, RuntimeError> {
+    match std::fs::read(path) {
+        Ok(b) => serde_json::from_slice(&b)
+            .map(Some)
+            .map_err(|source| RuntimeError::State {
+                path: path.to_path_buf(),
+                source,
+            }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(RuntimeError::Io {
+            action: "reading",
+            path: path.to_path_buf(),
+            source: e,
+        }),
+    }
+}
+
+/// Pod records under `<state>/pods/<uid>.json`.
+#[derive(Debug, Clone)]
+pub struct PodStore {
+    dir: PathBuf,
+}
+
+impl PodStore {
+    /// Open (and create) the directory.
+    pub fn open(dir: &Path) -> Result<Self, RuntimeError> {
+        std::fs::create_dir_all(dir).map_err(RuntimeError::io("creating", dir))?;
+        Ok(PodStore {
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    fn path(&self, uid: &str) -> PathBuf {
+        self.dir.join(format!("{uid}.json"))
+    }
+
+    /// Save one pod.
+    pub fn save(&self, rec: &PodRecord) -> Result<(), RuntimeError> {
+        write_json_atomic(&self.path(&rec.uid()), rec)
+    }
+
+    /// Forget one pod.
+    pub fn remove(&self, uid: &str) -> Result<(), RuntimeError> {
+        match std::fs::remove_file(self.path(uid)) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(RuntimeError::Io {
+                action: "removing",
+                path: self.path(uid),
+                source: e,
+            }),
+        }
+    }
+
+    /// Every stored pod; unreadable files are reported and skipped so others still load.
+    pub fn load_all(&self) -> Vec<PodRecord> {
+        let mut out = Vec::new();
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return out;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.extension().is_some_and(|x| x == "json") {
+                match read_json::<PodRecord>(&p) {
+                    Ok(Some(r)) => out.push(r),
+                    Ok(None) => {}
+                    Err(err) => tracing::error!("{err}"),
+                }
+            }
+        }
+        out
+    }
+}
