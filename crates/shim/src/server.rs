@@ -12,6 +12,7 @@ use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -544,6 +545,15 @@ impl Shim {
     fn runc(&self) -> Command {
         let mut cmd = Command::new(&self.cfg.runc);
         cmd.arg("--root").arg(&self.cfg.runc_root);
+        // The shim blocks SIGCHLD/SIGTERM/SIGINT for its signalfd; the helper and the
+        // containers it creates must start with a clean mask and default dispositions.
+        // SAFETY: reset_signals_for_exec only makes async-signal-safe calls.
+        unsafe {
+            cmd.pre_exec(|| {
+                sys::reset_signals_for_exec();
+                Ok(())
+            });
+        }
         cmd
     }
 

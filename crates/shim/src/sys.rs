@@ -173,7 +173,14 @@ pub fn block_signals(sigs: &[libc::c_int]) -> io::Result<libc::sigset_t> {
 pub unsafe fn reset_signals_for_exec() {
     let empty = sigset(&[]);
     libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
-    libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    // Dispositions set to "ignore" survive exec: whoever started the daemon (a shell
+    // starting it in the background ignores SIGINT/SIGQUIT) and Rust (SIGPIPE) must not
+    // leak them into containers.
+    for sig in 1..32 {
+        if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+            libc::signal(sig, libc::SIG_DFL);
+        }
+    }
 }
 
 /// A non-blocking, close-on-exec signalfd for `set`.

@@ -15,11 +15,12 @@ use podhost_image::ImageStore;
 
 use super::mounts;
 use super::netns;
-use super::shim_client::{ShimClient, ShimStatus};
+use super::shim_client::{is_gone, ShimClient, ShimStatus};
 use super::*;
 use crate::config::Config;
 use crate::store::{read_json, write_json_atomic};
 use crate::timefmt::now_nanos;
+use podhost_shim::proto::ContainerState as ShimState;
 
 /// Durable record of a sandbox, enough to tear it down after a crash.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -373,13 +374,18 @@ impl LocalRuntime {
         let sc = shim.and_then(|s| s.containers.iter().find(|c| c.id == rec.id));
         let (state, pid, started_at, finished_at, exit_code) = match sc {
             Some(c) => {
-                let st = match c.state.as_str() {
-                    "created" => ContainerState::Created,
-                    "running" => ContainerState::Running,
-                    "exited" => ContainerState::Exited,
-                    _ => ContainerState::Unknown,
+                let st = match c.state {
+                    ShimState::Created => ContainerState::Created,
+                    ShimState::Running => ContainerState::Running,
+                    ShimState::Exited => ContainerState::Exited,
                 };
-                (st, c.pid, c.started_at, c.finished_at, c.exit_code)
+                (
+                    st,
+                    u32::try_from(c.pid).ok(),
+                    c.started_at,
+                    c.finished_at,
+                    c.exit_code,
+                )
             }
             None => (ContainerState::Unknown, None, None, None, None),
         };
@@ -510,13 +516,8 @@ impl Runtime for LocalRuntime {
         self.sandbox(sandbox_id)?;
         // The shim kills what still runs and the pause, then exits; unreachable = gone.
         match self.shim(sandbox_id).shutdown().await {
-            Ok(()) => Ok(()),
-            Err(RuntimeError::Shim { message, .. })
-                if message.contains("unreachable") || message.contains("closed") =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(e),
+            Err(e) if !is_gone(&e) => Err(e),
+            _ => Ok(()),
         }
     }
 
@@ -690,11 +691,7 @@ impl Runtime for LocalRuntime {
     ) -> Result<(), RuntimeError> {
         let rec = self.container(container_id)?;
         let shim = self.shim(&rec.sandbox_id);
-        let running = |s: &ShimStatus| {
-            s.containers
-                .iter()
-                .any(|c| c.id == container_id && c.state == "running")
-        };
+        let running = |s: &ShimStatus| s.is_running(container_id);
         match shim.status().await {
             Ok(s) if running(&s) => {}
             _ => return Ok(()),
@@ -733,10 +730,8 @@ impl Runtime for LocalRuntime {
         {
             Ok(()) => {}
             // The shim is gone (sandbox stopped) or never knew it: nothing left on its side.
-            Err(RuntimeError::Shim { message, .. })
-                if message.contains("unreachable")
-                    || message.contains("closed")
-                    || message.contains("not found") => {}
+            Err(e) if is_gone(&e) => {}
+            Err(RuntimeError::Shim { message, .. }) if message.contains("not found") => {}
             Err(e) => return Err(e),
         }
         self.remove_container_files(container_id)

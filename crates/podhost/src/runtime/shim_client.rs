@@ -1,31 +1,32 @@
-//! Async client of a pod's shim (`<sandbox run dir>/shim.sock`, newline-delimited JSON).
+//! Async client of a pod's shim (`<sandbox run dir>/shim.sock`), speaking
+//! `podhost_shim::proto` (newline-delimited JSON, then exec frames).
 
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
-use serde_json::{json, Value};
+use podhost_shim::proto::{ContainerState, ContainerStatus, Event, Request, Response};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 
 use super::RuntimeError;
 
-/// One container as the shim reports it.
-#[derive(Debug, Clone, Deserialize)]
-pub struct ShimContainer {
-    pub id: String,
-    pub pid: Option<u32>,
-    pub state: String,
-    pub exit_code: Option<i32>,
-    pub started_at: Option<i64>,
-    pub finished_at: Option<i64>,
+/// The shim's answer to `status`.
+#[derive(Debug, Clone)]
+pub struct ShimStatus {
+    /// Pid of the pause (host pid namespace).
+    pub pause_pid: Option<u32>,
+    /// Whether the pause still runs.
+    pub pause_running: bool,
+    /// Every container the shim knows.
+    pub containers: Vec<ContainerStatus>,
 }
 
-/// The shim's answer to `status`.
-#[derive(Debug, Clone, Deserialize)]
-pub struct ShimStatus {
-    pub pause_pid: Option<u32>,
-    pub pause_running: bool,
-    pub containers: Vec<ShimContainer>,
+impl ShimStatus {
+    /// Whether the container runs.
+    pub fn is_running(&self, id: &str) -> bool {
+        self.containers
+            .iter()
+            .any(|c| c.id == id && c.state == ContainerState::Running)
+    }
 }
 
 /// Handle on one shim's socket.
@@ -35,7 +36,13 @@ pub struct ShimClient {
     socket: PathBuf,
 }
 
+/// Messages that mean the shim is gone (so there is nothing left on its side).
+pub fn is_gone(e: &RuntimeError) -> bool {
+    matches!(e, RuntimeError::Shim { message, .. } if message.contains("unreachable") || message.contains("closed the connection"))
+}
+
 impl ShimClient {
+    /// Client of the shim listening on `socket`.
     pub fn new(sandbox_id: &str, socket: &Path) -> Self {
         ShimClient {
             sandbox_id: sandbox_id.to_string(),
@@ -61,117 +68,129 @@ impl ShimClient {
     }
 
     /// Send one request and read its response line, byte by byte so that nothing that
-    /// follows the line (exec frames) is swallowed by a buffer.
+    /// follows the line (exec frames, events) is swallowed by a buffer.
     async fn request_on(
         &self,
         stream: &mut UnixStream,
         op: &'static str,
-        req: Value,
-    ) -> Result<Value, RuntimeError> {
-        let mut line = serde_json::to_vec(&req).map_err(|e| self.err(op, e))?;
+        req: &Request,
+    ) -> Result<Response, RuntimeError> {
+        let mut line = serde_json::to_vec(req).map_err(|e| self.err(op, e))?;
         line.push(b'\n');
         stream.write_all(&line).await.map_err(|e| self.err(op, e))?;
         let mut buf = Vec::with_capacity(256);
         loop {
-            let mut b = [0u8; 1];
-            let n = stream.read(&mut b).await.map_err(|e| self.err(op, e))?;
-            if n == 0 {
-                return Err(self.err(op, "shim closed the connection"));
-            }
-            if b[0] == b'\n' {
+            let b = stream
+                .read_u8()
+                .await
+                .map_err(|_| self.err(op, "shim closed the connection"))?;
+            if b == b'\n' {
                 break;
             }
-            buf.push(b[0]);
+            buf.push(b);
         }
-        let resp: Value = serde_json::from_slice(&buf).map_err(|e| self.err(op, e))?;
-        if resp.get("ok").and_then(Value::as_bool) == Some(true) {
+        let resp: Response = serde_json::from_slice(&buf).map_err(|e| self.err(op, e))?;
+        if resp.ok {
             Ok(resp)
         } else {
-            let msg = resp
-                .get("error")
-                .and_then(Value::as_str)
-                .unwrap_or("unknown shim error");
-            Err(self.err(op, msg))
+            Err(self.err(
+                op,
+                resp.error
+                    .unwrap_or_else(|| "shim error without message".into()),
+            ))
         }
     }
 
-    async fn request(&self, op: &'static str, req: Value) -> Result<Value, RuntimeError> {
+    async fn request(&self, op: &'static str, req: Request) -> Result<Response, RuntimeError> {
         let mut s = self.connect(op).await?;
-        self.request_on(&mut s, op, req).await
+        self.request_on(&mut s, op, &req).await
     }
 
+    /// Create a container from its bundle; output goes to `log_path`.
     pub async fn create_container(
         &self,
         id: &str,
         bundle: &Path,
         log_path: &Path,
     ) -> Result<(), RuntimeError> {
-        self.request(
-            "create_container",
-            json!({"op": "create_container", "id": id, "bundle": bundle, "log_path": log_path}),
-        )
-        .await
-        .map(drop)
+        let req = Request::CreateContainer {
+            id: id.into(),
+            bundle: bundle.display().to_string(),
+            log_path: log_path.display().to_string(),
+        };
+        self.request("create_container", req).await.map(drop)
     }
 
+    /// Start a created container.
     pub async fn start_container(&self, id: &str) -> Result<(), RuntimeError> {
-        self.request(
-            "start_container",
-            json!({"op": "start_container", "id": id}),
-        )
-        .await
-        .map(drop)
+        self.request("start_container", Request::StartContainer { id: id.into() })
+            .await
+            .map(drop)
     }
 
+    /// Signal a container's main process.
     pub async fn signal(&self, id: &str, signal: i32) -> Result<(), RuntimeError> {
         self.request(
             "signal",
-            json!({"op": "signal", "id": id, "signal": signal}),
+            Request::Signal {
+                id: id.into(),
+                signal,
+            },
         )
         .await
         .map(drop)
     }
 
+    /// Delete a stopped container (its cgroup, libcontainer state).
     pub async fn remove_container(&self, id: &str) -> Result<(), RuntimeError> {
         self.request(
             "remove_container",
-            json!({"op": "remove_container", "id": id}),
+            Request::RemoveContainer { id: id.into() },
         )
         .await
         .map(drop)
     }
 
+    /// Pause and container states.
     pub async fn status(&self) -> Result<ShimStatus, RuntimeError> {
-        let v = self.request("status", json!({"op": "status"})).await?;
-        serde_json::from_value(v).map_err(|e| self.err("status", e))
+        let r = self.request("status", Request::Status).await?;
+        Ok(ShimStatus {
+            pause_pid: r.pause_pid.and_then(|p| u32::try_from(p).ok()),
+            pause_running: r.pause_running.unwrap_or(false),
+            containers: r.containers.unwrap_or_default(),
+        })
     }
 
+    /// Kill what remains, stop the pause, and let the shim exit.
     pub async fn shutdown(&self) -> Result<(), RuntimeError> {
-        self.request("shutdown", json!({"op": "shutdown"}))
-            .await
-            .map(drop)
+        self.request("shutdown", Request::Shutdown).await.map(drop)
     }
 
     /// Start an exec session; the returned stream speaks the shim's frame protocol.
     pub async fn exec(&self, id: &str, cmd: &[String]) -> Result<UnixStream, RuntimeError> {
         let mut s = self.connect("exec").await?;
-        self.request_on(&mut s, "exec", json!({"op": "exec", "id": id, "cmd": cmd}))
-            .await?;
+        self.request_on(
+            &mut s,
+            "exec",
+            &Request::Exec {
+                id: id.into(),
+                cmd: cmd.to_vec(),
+            },
+        )
+        .await?;
         Ok(s)
     }
 
-    /// Subscribe to exit events: calls `on_event(container id or "pause")` per exit until the
+    /// Subscribe to exit events: calls `on_exit(container id or "pause")` per exit until the
     /// shim goes away.
-    pub async fn subscribe(&self, mut on_event: impl FnMut(String)) -> Result<(), RuntimeError> {
+    pub async fn subscribe(&self, mut on_exit: impl FnMut(String)) -> Result<(), RuntimeError> {
         let mut s = self.connect("subscribe").await?;
-        self.request_on(&mut s, "subscribe", json!({"op": "subscribe"}))
+        self.request_on(&mut s, "subscribe", &Request::Subscribe)
             .await?;
         let mut lines = BufReader::new(s).lines();
         while let Ok(Some(line)) = lines.next_line().await {
-            if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                if let Some(id) = v.get("id").and_then(Value::as_str) {
-                    on_event(id.to_string());
-                }
+            if let Ok(Event::Exit { id, .. }) = serde_json::from_str::<Event>(&line) {
+                on_exit(id);
             }
         }
         Ok(())

@@ -1,0 +1,643 @@
+//! End-to-end tests of podhost-runc against real namespaces and cgroups.
+//! They need root; every test cleans up its containers, cgroups and holder
+//! processes (also on panic) and they can run in parallel.
+
+use std::fs;
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::fs::symlink;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+use podhost_oci::{container_spec, write_bundle, BindMount, ContainerParams, PodNamespaces};
+
+/// The binary under test; PODHOST_RUNC_BIN overrides it (e.g. to time a
+/// release build).
+fn runc_bin() -> String {
+    std::env::var("PODHOST_RUNC_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_podhost-runc").into())
+}
+const CONTROLLERS: [&str; 8] = [
+    "memory", "cpu", "cpuacct", "cpuset", "pids", "devices", "freezer", "blkio",
+];
+
+fn unique(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!(
+        "{prefix}-{}-{}-{nanos:x}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Makes this test process the subreaper of everything it starts, like the
+/// shim: a container init outliving podhost-runc is reparented to us.
+fn become_subreaper() {
+    nix::sys::prctl::set_child_subreaper(true).expect("PR_SET_CHILD_SUBREAPER");
+}
+
+fn ns_inode(pid: i32, ns: &str) -> u64 {
+    fs::metadata(format!("/proc/{pid}/ns/{ns}"))
+        .unwrap_or_else(|e| panic!("stat /proc/{pid}/ns/{ns}: {e}"))
+        .ino()
+}
+
+fn ppid_of(pid: i32) -> i32 {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the ")" of comm: state, ppid, ...
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    rest.split(' ').nth(1).unwrap().parse().unwrap()
+}
+
+/// A pause-like process owning new net/ipc/uts/pid namespaces.
+struct Holder {
+    unshare: Child,
+    /// PID (host view) of the process inside the new PID namespace.
+    pid: i32,
+    hostname: String,
+}
+
+impl Holder {
+    fn start() -> Holder {
+        let hostname = unique("holder");
+        let hostname = hostname[..hostname.len().min(60)].to_string();
+        let unshare = Command::new("unshare")
+            .args(["--net", "--ipc", "--uts", "--pid", "--fork", "--kill-child"])
+            .args(["/bin/busybox", "sh", "-c"])
+            .arg(format!(
+                "/bin/busybox hostname {hostname} && exec /bin/busybox sleep 1000"
+            ))
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn unshare");
+        let mut holder = Holder {
+            pid: 0,
+            unshare,
+            hostname,
+        };
+        let upid = holder.unshare.id();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        // Wait until the forked child has set the hostname and exec'd sleep.
+        loop {
+            assert!(Instant::now() < deadline, "holder did not start");
+            let children = fs::read_to_string(format!("/proc/{upid}/task/{upid}/children"))
+                .unwrap_or_default();
+            if let Some(child) = children.split_whitespace().next() {
+                let child: i32 = child.parse().unwrap();
+                let cmdline = fs::read(format!("/proc/{child}/cmdline")).unwrap_or_default();
+                if cmdline.windows(7).any(|w| w == b"\0sleep\0") {
+                    holder.pid = child;
+                    return holder;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    fn ns(&self, name: &str) -> PathBuf {
+        PathBuf::from(format!("/proc/{}/ns/{name}", self.pid))
+    }
+}
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        // --kill-child makes unshare's death kill the PID-namespace init,
+        // which takes every process of that namespace with it.
+        let _ = self.unshare.kill();
+        let _ = self.unshare.wait();
+    }
+}
+
+/// One container: temp rootfs + bundle + state root, unique cgroup path.
+/// Drop force-deletes it, reaps its init and removes the cgroup parent.
+struct TestContainer {
+    dir: tempfile::TempDir,
+    id: String,
+    cgroup_parent: String,
+    cgroups_path: String,
+    init_pid: Option<i32>,
+}
+
+impl TestContainer {
+    fn new(args: &[&str], namespaces: PodNamespaces) -> TestContainer {
+        Self::with(args, namespaces, |_| {})
+    }
+
+    fn with(
+        args: &[&str],
+        namespaces: PodNamespaces,
+        tweak: impl FnOnce(&mut ContainerParams),
+    ) -> TestContainer {
+        let dir = tempfile::tempdir().unwrap();
+        let rootfs = dir.path().join("rootfs");
+        fs::create_dir_all(rootfs.join("bin")).unwrap();
+        fs::create_dir_all(rootfs.join("etc")).unwrap();
+        fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
+        for applet in [
+            "sh", "echo", "cat", "sleep", "ps", "hostname", "ls", "ip", "id", "readlink",
+        ] {
+            symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
+        }
+        fs::write(rootfs.join("etc/hosts"), "").unwrap();
+        let hosts = dir.path().join("hosts");
+        fs::write(&hosts, "127.0.0.1 localhost podhost-test\n").unwrap();
+
+        let id = unique("c");
+        let cgroup_parent = unique("/podhost-test");
+        let cgroups_path = format!("{cgroup_parent}/{id}");
+        let params = ContainerParams {
+            rootfs,
+            args: args.iter().map(|s| s.to_string()).collect(),
+            env: vec!["GREETING=hello".into()],
+            cwd: "/".into(),
+            uid: 0,
+            gid: 0,
+            additional_gids: vec![],
+            namespaces,
+            mounts: vec![BindMount {
+                source: hosts,
+                destination: "/etc/hosts".into(),
+                readonly: true,
+            }],
+            cgroups_path: cgroups_path.clone(),
+            readonly_rootfs: false,
+            terminal: false,
+        };
+        let mut params = params;
+        tweak(&mut params);
+        let spec = container_spec(&params).unwrap();
+        write_bundle(&dir.path().join("bundle"), &spec).unwrap();
+        TestContainer {
+            dir,
+            id,
+            cgroup_parent,
+            cgroups_path,
+            init_pid: None,
+        }
+    }
+
+    fn state_root(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    fn runc(&self) -> Command {
+        let mut cmd = Command::new(runc_bin());
+        cmd.arg("--root").arg(self.state_root());
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.runc()
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run podhost-runc")
+    }
+
+    /// `create` with the given pipes as the container's stdout/stderr;
+    /// returns the init pid.
+    fn create(&mut self, stdout: std::io::PipeWriter) -> i32 {
+        self.create_with_stderr(stdout, Stdio::inherit())
+    }
+
+    fn create_with_stderr(&mut self, stdout: std::io::PipeWriter, stderr: Stdio) -> i32 {
+        let pid_file = self.dir.path().join("init.pid");
+        let err_file = self.dir.path().join("error");
+        let status = {
+            let mut cmd = self.runc();
+            cmd.arg("--error-file")
+                .arg(&err_file)
+                .arg("create")
+                .arg("--bundle")
+                .arg(self.dir.path().join("bundle"))
+                .arg("--pid-file")
+                .arg(&pid_file)
+                .arg(&self.id)
+                .stdin(Stdio::null())
+                .stdout(stdout)
+                .stderr(stderr);
+            // The Command (and our copy of the pipe's write end) is dropped at
+            // the end of this block: only the container keeps it open.
+            cmd.status().unwrap()
+        };
+        assert!(
+            status.success(),
+            "create failed: {}",
+            fs::read_to_string(&err_file).unwrap_or_default()
+        );
+        let pid: i32 = fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        self.init_pid = Some(pid);
+        pid
+    }
+
+    fn state_json(&self) -> serde_json::Value {
+        let out = self.run(&["state", &self.id]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    fn cgroup_dir(&self, ctrl: &str) -> PathBuf {
+        Path::new("/sys/fs/cgroup")
+            .join(ctrl)
+            .join(self.cgroups_path.trim_start_matches('/'))
+    }
+}
+
+impl Drop for TestContainer {
+    fn drop(&mut self) {
+        let _ = self.run(&["delete", "--force", &self.id]);
+        if let Some(pid) = self.init_pid {
+            // Reap the init if it is (still) our zombie child.
+            let _ = waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG));
+        }
+        for ctrl in CONTROLLERS {
+            let base = Path::new("/sys/fs/cgroup").join(ctrl);
+            let _ = fs::remove_dir(base.join(self.cgroups_path.trim_start_matches('/')));
+            let _ = fs::remove_dir(base.join(self.cgroup_parent.trim_start_matches('/')));
+        }
+    }
+}
+
+/// Reads lines from a pipe on a thread, so tests can wait with a timeout.
+fn line_reader(reader: std::io::PipeReader) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(reader).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+fn next_line(rx: &mpsc::Receiver<String>) -> String {
+    rx.recv_timeout(Duration::from_secs(10))
+        .expect("no output from the container")
+}
+
+fn wait_for_exit(pid: i32) -> WaitStatus {
+    waitpid(Pid::from_raw(pid), None).expect("init must be our (reparented) child")
+}
+
+#[test]
+fn joined_namespaces_full_lifecycle() {
+    become_subreaper();
+    let holder = Holder::start();
+    let mut c = TestContainer::new(
+        &[
+            "sh",
+            "-c",
+            "echo started; hostname; cat /etc/hosts; echo $GREETING; exec sleep 1000",
+        ],
+        PodNamespaces {
+            net: Some(holder.ns("net")),
+            ipc: Some(holder.ns("ipc")),
+            uts: Some(holder.ns("uts")),
+            pid: Some(holder.ns("pid")),
+        },
+    );
+    let (reader, writer) = std::io::pipe().unwrap();
+    let lines = line_reader(reader);
+
+    let t0 = Instant::now();
+    let pid = c.create(writer);
+    let created = t0.elapsed();
+
+    // Created: the init exists, waits for start, and was reparented to us
+    // (the subreaper) when podhost-runc exited.
+    assert!(Path::new(&format!("/proc/{pid}")).exists());
+    assert_eq!(ppid_of(pid), std::process::id() as i32);
+    assert_eq!(c.state_json()["status"], "created");
+    assert!(c.cgroup_dir("memory").is_dir());
+
+    let t1 = Instant::now();
+    let out = c.run(&["start", &c.id]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let started = t1.elapsed();
+    assert_eq!(next_line(&lines), "started");
+    eprintln!(
+        "timing: create {:?} + start {:?} (+first output {:?}) = {:?}",
+        created,
+        started,
+        t1.elapsed(),
+        t0.elapsed()
+    );
+    assert_eq!(next_line(&lines), holder.hostname);
+    assert_eq!(next_line(&lines), "127.0.0.1 localhost podhost-test");
+    assert_eq!(next_line(&lines), "hello");
+    assert_eq!(c.state_json()["status"], "running");
+
+    for ns in ["net", "ipc", "uts", "pid"] {
+        assert_eq!(
+            ns_inode(pid, ns),
+            ns_inode(holder.pid, ns),
+            "{ns} namespace not joined"
+        );
+    }
+    let mnt = ns_inode(pid, "mnt");
+    assert_ne!(mnt, ns_inode(holder.pid, "mnt"));
+    assert_ne!(mnt, ns_inode(std::process::id() as i32, "mnt"));
+    assert_ne!(
+        ns_inode(pid, "net"),
+        ns_inode(std::process::id() as i32, "net")
+    );
+
+    // exec: stdout inherited, exit code propagated, env from config.json.
+    let out = c.run(&["exec", &c.id, "--", "echo", "hi"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hi\n");
+    let out = c.run(&["exec", &c.id, "--", "sh", "-c", "exit 3"]);
+    assert_eq!(out.status.code(), Some(3));
+    let out = c.run(&["exec", &c.id, "--", "sh", "-c", "echo $GREETING; hostname"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("hello\n{}\n", holder.hostname)
+    );
+    let out = c.run(&["exec", &c.id, "--", "sh", "-c", "kill -9 $$"]);
+    assert_eq!(out.status.code(), Some(128 + 9));
+    // The exec'd process is in the container's namespaces.
+    let out = c.run(&["exec", &c.id, "--", "readlink", "/proc/self/ns/mnt"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("mnt:[{mnt}]")
+    );
+
+    // delete --force kills, removes the cgroup and the state dir.
+    let out = c.run(&["delete", "--force", &c.id]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(matches!(
+        wait_for_exit(pid),
+        WaitStatus::Signaled(_, nix::sys::signal::Signal::SIGKILL, _)
+    ));
+    c.init_pid = None;
+    for ctrl in CONTROLLERS {
+        assert!(!c.cgroup_dir(ctrl).exists(), "{ctrl} cgroup left behind");
+    }
+    assert!(!c.state_root().join(&c.id).exists());
+    // Deleting again is a quiet success.
+    let out = c.run(&["delete", &c.id]);
+    assert!(out.status.success());
+    assert!(out.stderr.is_empty());
+}
+
+#[test]
+fn own_pid_namespace_runs_to_completion() {
+    become_subreaper();
+    let holder = Holder::start();
+    let mut c = TestContainer::new(
+        &["sh", "-c", "echo pid=$$; echo err >&2; exit 7"],
+        PodNamespaces {
+            net: Some(holder.ns("net")),
+            ipc: Some(holder.ns("ipc")),
+            uts: Some(holder.ns("uts")),
+            pid: None,
+        },
+    );
+    let (mut reader, writer) = std::io::pipe().unwrap();
+    let (mut ereader, ewriter) = std::io::pipe().unwrap();
+    let pid = c.create_with_stderr(writer, ewriter.into());
+    assert_ne!(ns_inode(pid, "pid"), ns_inode(holder.pid, "pid"));
+    assert_ne!(
+        ns_inode(pid, "pid"),
+        ns_inode(std::process::id() as i32, "pid")
+    );
+    let out = c.run(&["start", &c.id]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // EOF once the container exits: nobody else holds the pipe.
+    let mut stdout = String::new();
+    reader.read_to_string(&mut stdout).unwrap();
+    assert_eq!(stdout, "pid=1\n");
+    let mut stderr = String::new();
+    ereader.read_to_string(&mut stderr).unwrap();
+    assert_eq!(stderr, "err\n");
+    assert!(matches!(wait_for_exit(pid), WaitStatus::Exited(_, 7)));
+    c.init_pid = None;
+    assert_eq!(c.state_json()["status"], "stopped");
+    // A stopped container is deleted without --force.
+    let out = c.run(&["delete", &c.id]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!c.cgroup_dir("memory").exists());
+    assert!(!c.state_root().join(&c.id).exists());
+}
+
+#[test]
+fn delete_created_container() {
+    become_subreaper();
+    let mut c = TestContainer::new(&["echo", "never"], PodNamespaces::default());
+    let (reader, writer) = std::io::pipe().unwrap();
+    let pid = c.create(writer);
+    // Host network: no net namespace entry means the host's.
+    assert_eq!(
+        ns_inode(pid, "net"),
+        ns_inode(std::process::id() as i32, "net")
+    );
+    let out = c.run(&["delete", &c.id]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(matches!(wait_for_exit(pid), WaitStatus::Signaled(..)));
+    c.init_pid = None;
+    assert!(!c.cgroup_dir("memory").exists());
+    drop(reader);
+}
+
+#[test]
+fn errors_are_reported_with_context() {
+    let c = TestContainer::new(&["true"], PodNamespaces::default());
+    let err_file = c.dir.path().join("err");
+    let missing = c.dir.path().join("no-such-bundle");
+    let out = c
+        .runc()
+        .arg("--error-file")
+        .arg(&err_file)
+        .args(["create", "--bundle"])
+        .arg(&missing)
+        .args(["--pid-file", "/tmp/never.pid", &c.id])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let msg = fs::read_to_string(&err_file).unwrap();
+    assert!(msg.contains(&c.id), "{msg}");
+    assert!(msg.contains("no-such-bundle"), "{msg}");
+    assert!(msg.contains("No such file"), "{msg}");
+    assert_eq!(String::from_utf8_lossy(&out.stderr).trim(), msg.trim());
+
+    let out = c.run(&["exec", "nope", "--", "true"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
+    let out = c.run(&["start", "bad/id"]);
+    assert_eq!(out.status.code(), Some(1));
+    let out = c.run(&["delete", "--force", "nope"]);
+    assert!(out.status.success());
+}
+
+#[test]
+fn security_defaults_apply() {
+    become_subreaper();
+    let script = "grep CapEff /proc/self/status; \
+        echo x 2>/dev/null >/newfile || echo rootfs-ro; \
+        echo 1 2>/dev/null >/proc/sys/kernel/domainname || echo procsys-ro; \
+        cat /proc/timer_list /proc/keys | wc -c; \
+        ls /dev/null /dev/zero /dev/urandom /dev/tty >/dev/null && echo devices; \
+        echo x > /dev/null && echo devnull-rw";
+    let mut c = TestContainer::with(&["sh", "-c", script], PodNamespaces::default(), |p| {
+        p.readonly_rootfs = true;
+    });
+    let wc = c.dir.path().join("rootfs/bin/wc");
+    symlink("busybox", wc).unwrap();
+    let grep = c.dir.path().join("rootfs/bin/grep");
+    symlink("busybox", grep).unwrap();
+    let (mut reader, writer) = std::io::pipe().unwrap();
+    let pid = c.create(writer);
+    let out = c.run(&["start", &c.id]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut stdout = String::new();
+    reader.read_to_string(&mut stdout).unwrap();
+    // containerd's default capability set is 0xa80425fb.
+    assert_eq!(
+        stdout,
+        "CapEff:\t00000000a80425fb\nrootfs-ro\nprocsys-ro\n0\ndevices\ndevnull-rw\n"
+    );
+    assert!(matches!(wait_for_exit(pid), WaitStatus::Exited(_, 0)));
+    c.init_pid = None;
+}
+
+#[test]
+fn unprivileged_user() {
+    become_subreaper();
+    let mut c = TestContainer::with(
+        &["sh", "-c", "id -u; id -g; id -G; pwd"],
+        PodNamespaces::default(),
+        |p| {
+            p.uid = 1000;
+            p.gid = 2000;
+            p.additional_gids = vec![3000];
+            p.cwd = "/etc".into();
+        },
+    );
+    let (mut reader, writer) = std::io::pipe().unwrap();
+    let pid = c.create(writer);
+    let out = c.run(&["start", &c.id]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut stdout = String::new();
+    reader.read_to_string(&mut stdout).unwrap();
+    assert_eq!(stdout, "1000\n2000\n2000 3000\n/etc\n");
+    assert!(matches!(wait_for_exit(pid), WaitStatus::Exited(_, 0)));
+    c.init_pid = None;
+}
+
+#[test]
+fn missing_executable_fails_create() {
+    become_subreaper();
+    let c = TestContainer::new(&["/no/such/binary"], PodNamespaces::default());
+    let err_file = c.dir.path().join("err");
+    let pid_file = c.dir.path().join("pid");
+    let out = c
+        .runc()
+        .arg("--error-file")
+        .arg(&err_file)
+        .arg("create")
+        .arg("--bundle")
+        .arg(c.dir.path().join("bundle"))
+        .arg("--pid-file")
+        .arg(&pid_file)
+        .arg(&c.id)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let msg = fs::read_to_string(&err_file).unwrap();
+    assert!(msg.contains(&c.id), "{msg}");
+    assert!(
+        msg.contains("executable '/no/such/binary' not found"),
+        "{msg}"
+    );
+    // Nothing half-created is left behind.
+    assert!(!pid_file.exists());
+    assert!(!c.state_root().join(&c.id).exists());
+    assert!(!c.cgroup_dir("memory").exists());
+}
+
+#[test]
+fn exec_forwards_termination_signals() {
+    become_subreaper();
+    let mut c = TestContainer::new(&["sleep", "1000"], PodNamespaces::default());
+    let (_reader, writer) = std::io::pipe().unwrap();
+    c.create(writer);
+    let out = c.run(&["start", &c.id]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut helper = c
+        .runc()
+        .args(["exec", &c.id, "--", "sleep", "999"])
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let procs = c.cgroup_dir("devices").join("cgroup.procs");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while fs::read_to_string(&procs).unwrap().lines().count() < 2 {
+        assert!(Instant::now() < deadline, "exec'd process did not appear");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // The handler is installed right after the process is exec'd.
+    std::thread::sleep(Duration::from_millis(200));
+    nix::sys::signal::kill(
+        Pid::from_raw(helper.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = helper.wait().unwrap();
+    assert_eq!(status.code(), Some(128 + 15));
+}
