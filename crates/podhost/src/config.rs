@@ -63,8 +63,12 @@ impl Config {
         self.run_dir.join("netns")
     }
     /// Per-sandbox volatile directory: shim socket, pid files, /dev/shm mount.
+    ///
+    /// Named by a 16-hex prefix of the id under `s/`: the shim's socket path must fit
+    /// in a unix socket address (108 bytes), as containerd's `/run/containerd/s/` does.
     pub fn sandbox_run_dir(&self, sandbox_id: &str) -> PathBuf {
-        self.run_dir.join("sandboxes").join(sandbox_id)
+        let short = sandbox_id.get(..16).unwrap_or(sandbox_id);
+        self.run_dir.join("s").join(short)
     }
     /// Per-sandbox durable directory: hosts, hostname, resolv.conf.
     pub fn sandbox_state_dir(&self, sandbox_id: &str) -> PathBuf {

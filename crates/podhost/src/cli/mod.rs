@@ -27,6 +27,14 @@ pub struct Cli {
     /// Keep all state, runtime files and logs under this directory (tests, sandboxes).
     #[arg(long, global = true, env = "PODHOST_ROOT")]
     pub root: Option<PathBuf>,
+    /// Cgroup parent of every pod (`<parent>/pod<uid>/<container>`); daemon only.
+    #[arg(
+        long,
+        global = true,
+        env = "PODHOST_CGROUP_PARENT",
+        default_value = "podhost"
+    )]
+    pub cgroup_parent: String,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -180,9 +188,13 @@ pub struct DeleteArgs {
 impl Cli {
     /// The config these flags select.
     pub fn config(&self) -> Config {
-        match &self.root {
+        let base = match &self.root {
             Some(r) => Config::rooted(r),
             None => Config::default(),
+        };
+        Config {
+            cgroup_parent: self.cgroup_parent.clone(),
+            ..base
         }
     }
 }
@@ -281,14 +293,24 @@ pub async fn run(cli: Cli) -> Result<i32> {
                 path.push_str(&format!("&container={}", enc(&c)));
             }
             let mut out = std::io::stdout();
-            client
+            let r = client
                 .stream(&path, |chunk| {
                     out.write_all(chunk)?;
                     out.flush()?;
                     Ok(())
                 })
-                .await?;
-            Ok(0)
+                .await;
+            match r {
+                // `logs | head` closing the pipe is a normal way to stop reading.
+                Err(e)
+                    if e.downcast_ref::<std::io::Error>()
+                        .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe) =>
+                {
+                    Ok(0)
+                }
+                Err(e) => Err(e),
+                Ok(()) => Ok(0),
+            }
         }
         Command::Exec {
             pod,

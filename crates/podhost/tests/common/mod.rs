@@ -1,0 +1,415 @@
+//! End-to-end harness: a real daemon per test under its own root and cgroup parent,
+//! driven through the `podhost` binary the way a user does, with a leak check at the end.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// The `podhost` binary under test (its helpers sit next to it).
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_podhost"))
+}
+
+fn require_helpers() {
+    let dir = bin().parent().map(Path::to_path_buf).unwrap_or_default();
+    for b in ["podhost-shim", "podhost-runc", "pause"] {
+        assert!(
+            dir.join(b).exists(),
+            "{} missing: run `cargo build --workspace --bins` first (./podhost.sh test does)",
+            dir.join(b).display()
+        );
+    }
+}
+
+/// The busybox image archive, built once per test binary from Debian's busybox-static.
+pub fn busybox_tar() -> &'static Path {
+    static TAR: OnceLock<PathBuf> = OnceLock::new();
+    TAR.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("podhost-e2e-image-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("image dir");
+        let tar = dir.join("busybox.tar");
+        let script =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/make-busybox-image.sh");
+        let out = Command::new("bash")
+            .arg(&script)
+            .arg(&tar)
+            .output()
+            .expect("run make-busybox-image.sh");
+        assert!(
+            out.status.success(),
+            "make-busybox-image.sh: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        tar
+    })
+}
+
+/// One test's daemon and everything it owns.
+pub struct Env {
+    /// State, run and log dirs live under it.
+    pub root: PathBuf,
+    /// Unique cgroup parent of this test's pods.
+    pub cgroup_parent: String,
+    daemon: Option<Child>,
+    /// Pids seen during the test that must be gone at the end (pause, containers, shims).
+    pub watched_pids: Vec<u32>,
+}
+
+impl Env {
+    /// Start a daemon with its own root and load the busybox image.
+    pub fn new() -> Env {
+        require_helpers();
+        let tag: String = format!("{}-{}", std::process::id(), rand_suffix());
+        let root = PathBuf::from(format!("/tmp/podhost-e2e-{tag}"));
+        std::fs::create_dir_all(&root).expect("root");
+        let mut env = Env {
+            root,
+            cgroup_parent: format!("podhost-e2e-{tag}"),
+            daemon: None,
+            watched_pids: Vec::new(),
+        };
+        env.start_daemon();
+        let out = env.ok(&["image", "load", "-i", busybox_tar().to_str().expect("utf8")]);
+        assert!(out.contains("busybox"), "image load: {out}");
+        env
+    }
+
+    /// (Re)start the daemon and wait until it answers.
+    pub fn start_daemon(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.root.join("daemon.log"))
+            .expect("daemon log");
+        let child = Command::new(bin())
+            .arg("serve")
+            .env("PODHOST_ROOT", &self.root)
+            .env("PODHOST_CGROUP_PARENT", &self.cgroup_parent)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn podhost serve");
+        self.daemon = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if self.run(&["get", "pods"]).status.success() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "daemon did not answer within 20s; log:\n{}",
+            self.daemon_log()
+        );
+    }
+
+    /// SIGKILL the daemon (pods must survive).
+    pub fn kill_daemon(&mut self) -> u32 {
+        let mut child = self.daemon.take().expect("daemon running");
+        let pid = child.id();
+        child.kill().expect("kill daemon");
+        child.wait().expect("wait daemon");
+        pid
+    }
+
+    /// The daemon's log so far.
+    pub fn daemon_log(&self) -> String {
+        std::fs::read_to_string(self.root.join("daemon.log")).unwrap_or_default()
+    }
+
+    /// Run `podhost ARGS` against this daemon.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.run_in(Path::new("."), args)
+    }
+
+    /// Run `podhost ARGS` in directory `cwd` (relative file names, as a user types them).
+    pub fn run_in(&self, cwd: &Path, args: &[&str]) -> Output {
+        Command::new(bin())
+            .current_dir(cwd)
+            .args(args)
+            .env("PODHOST_ROOT", &self.root)
+            .env("PODHOST_CGROUP_PARENT", &self.cgroup_parent)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run podhost")
+    }
+
+    /// Run and require success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "podhost {args:?} failed ({}):\nstdout: {}\nstderr: {}\ndaemon log tail:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            tail(&self.daemon_log(), 20)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Run and require failure; returns stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            !out.status.success(),
+            "podhost {args:?} should fail but printed:\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    /// Write a manifest into the test root and return its path.
+    pub fn manifest(&self, name: &str, yaml: &str) -> String {
+        let p = self.root.join(name);
+        std::fs::write(&p, yaml).expect("write manifest");
+        p.display().to_string()
+    }
+
+    /// Apply a manifest given inline.
+    pub fn apply(&self, name: &str, yaml: &str) -> String {
+        let p = self.manifest(name, yaml);
+        self.ok(&["apply", "-f", &p])
+    }
+
+    /// The pod as JSON.
+    pub fn pod(&self, name: &str) -> serde_json::Value {
+        serde_json::from_str(&self.ok(&["get", "pod", name, "-o", "json"])).expect("pod json")
+    }
+
+    /// Wait until `check(pod)` holds.
+    pub fn wait_for(
+        &self,
+        name: &str,
+        what: &str,
+        timeout: Duration,
+        check: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let out = self.run(&["get", "pod", name, "-o", "json"]);
+            if out.status.success() {
+                let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+                if check(&v) {
+                    return v;
+                }
+                if Instant::now() > deadline {
+                    panic!("pod {name}: timed out waiting for {what}; last state:\n{}\ndaemon log tail:\n{}", serde_json::to_string_pretty(&v).unwrap_or_default(), tail(&self.daemon_log(), 30));
+                }
+            } else if Instant::now() > deadline {
+                panic!(
+                    "pod {name}: timed out waiting for {what}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Wait for the Ready condition.
+    pub fn wait_ready(&self, name: &str) -> serde_json::Value {
+        self.wait_for(name, "Ready", Duration::from_secs(60), |p| {
+            condition(p, "Ready")
+        })
+    }
+
+    /// `ps -a` rows as (name, pod, state, pid).
+    pub fn containers(&self) -> Vec<ContainerRow> {
+        let out = self.ok(&["ps", "-a"]);
+        out.lines()
+            .skip(1)
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                // CONTAINER IMAGE... CREATED is "Ns ago"; parse from the right.
+                let n = f.len();
+                if n < 9 {
+                    return None;
+                }
+                Some(ContainerRow {
+                    id: f[0].to_string(),
+                    pid: f[n - 1].parse().ok(),
+                    pod: f[n - 2].to_string(),
+                    attempt: f[n - 4].parse().unwrap_or(0),
+                    name: f[n - 5].to_string(),
+                    state: f[n - 6].to_string(),
+                })
+            })
+            .collect()
+    }
+
+    /// Host pid of a running container (`POD` = the pause) of a pod.
+    pub fn pid_of(&mut self, pod: &str, name: &str) -> u32 {
+        let key = if pod.contains('/') {
+            pod.to_string()
+        } else {
+            format!("default/{pod}")
+        };
+        let pid = self
+            .containers()
+            .into_iter()
+            .find(|c| c.pod == key && c.name == name && c.state == "Running")
+            .and_then(|c| c.pid)
+            .unwrap_or_else(|| panic!("no running {name} in {pod}: {:?}", self.containers()));
+        self.watched_pids.push(pid);
+        pid
+    }
+
+    /// Delete every pod, stop the daemon, and assert nothing of the test remains.
+    pub fn teardown(mut self) {
+        self.delete_all();
+        self.kill_daemon();
+        self.assert_no_leaks();
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+
+    fn delete_all(&mut self) {
+        let out = self.run(&["get", "pods", "-o", "name"]);
+        let names: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect();
+        for n in names {
+            let _ = self.run(&["delete", &n, "--grace-period", "1"]);
+        }
+    }
+
+    /// Processes, mounts, netns pins, cgroups and state of this test: all gone.
+    pub fn assert_no_leaks(&self) {
+        let root = self.root.display().to_string();
+        let mut leaks = Vec::new();
+        for pid in &self.watched_pids {
+            if alive(*pid) {
+                leaks.push(format!("process {pid} still alive"));
+            }
+        }
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            if String::from_utf8_lossy(&cmd).contains(&root) && alive(pid) {
+                leaks.push(format!(
+                    "process {pid} ({}) still alive",
+                    String::from_utf8_lossy(&cmd).replace('\0', " ")
+                ));
+            }
+        }
+        let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+        for m in mounts.lines().filter(|l| l.contains(&root)) {
+            leaks.push(format!("mount left: {m}"));
+        }
+        for dir in [
+            "run/netns",
+            "lib/containers",
+            "lib/sandboxes",
+            "lib/pods",
+            "lib/volumes",
+            "log",
+            "run/runc",
+            "run/s",
+        ] {
+            let p = self.root.join(dir);
+            for e in std::fs::read_dir(&p).into_iter().flatten().flatten() {
+                leaks.push(format!(
+                    "left in {}: {}",
+                    p.display(),
+                    e.file_name().to_string_lossy()
+                ));
+            }
+        }
+        for ctrl in std::fs::read_dir("/sys/fs/cgroup")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let dir = ctrl.path().join(&self.cgroup_parent);
+            if dir.is_dir() {
+                for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                    if e.path().is_dir() {
+                        leaks.push(format!("cgroup left: {}", e.path().display()));
+                    }
+                }
+                let _ = std::fs::remove_dir(&dir);
+            }
+        }
+        assert!(
+            leaks.is_empty(),
+            "leaks after teardown:\n{}\ndaemon log tail:\n{}",
+            leaks.join("\n"),
+            tail(&self.daemon_log(), 30)
+        );
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        // A failed test still stops its daemon; its pods are killed by removing them.
+        if let Some(mut d) = self.daemon.take() {
+            let _ = d.kill();
+            let _ = d.wait();
+        }
+    }
+}
+
+/// One row of `podhost ps -a`.
+#[derive(Debug, Clone)]
+pub struct ContainerRow {
+    pub id: String,
+    pub state: String,
+    pub name: String,
+    pub attempt: u32,
+    pub pod: String,
+    pub pid: Option<u32>,
+}
+
+/// Alive and not a zombie.
+pub fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => {
+            let state = s
+                .rsplit(')')
+                .next()
+                .and_then(|r| r.split_whitespace().next())
+                .unwrap_or("");
+            state != "Z" && state != "X"
+        }
+        Err(_) => false,
+    }
+}
+
+/// Namespace inode link of a process (`net:[4026…]`).
+pub fn ns(pid: u32, kind: &str) -> String {
+    std::fs::read_link(format!("/proc/{pid}/ns/{kind}"))
+        .map(|p| p.display().to_string())
+        .unwrap_or_default()
+}
+
+/// Condition `kind` is True.
+pub fn condition(p: &serde_json::Value, kind: &str) -> bool {
+    p["status"]["conditions"].as_array().is_some_and(|cs| {
+        cs.iter()
+            .any(|c| c["type"] == kind && c["status"] == "True")
+    })
+}
+
+/// Status of a container of the pod.
+pub fn container_status<'a>(p: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    p["status"]["containerStatuses"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["name"] == name))
+        .unwrap_or(&serde_json::Value::Null)
+}
+
+fn rand_suffix() -> String {
+    let b: [u8; 4] = rand::random();
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn tail(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
