@@ -9,6 +9,7 @@
 //!   limits (one machine: cluster-only fields are warnings or errors by name).
 //! - [`quantity`]: resource quantities (`500m`, `64Mi`) as integers, for validation
 //!   and cgroup limits.
+//! - [`support`]: warnings for valid fields podhost does not apply yet.
 //! - [`display`]: kubectl's `get pods` columns (STATUS, READY, RESTARTS, AGE).
 //!
 //! Typical use: `parse_manifests` → `default_pod` → `validate_pod`.
@@ -18,6 +19,7 @@ pub mod display;
 mod names;
 pub mod parse;
 pub mod quantity;
+pub mod support;
 pub mod validate;
 
 pub use defaults::default_pod;
