@@ -183,7 +183,7 @@ pod_running() {
 
 # pid of the pod's running pause (NAME column = POD), from `ps -a`, parsed from the right.
 pause_pid() {
-    ph ps -a 2>/dev/null | awk -v pod="$1" 'NR > 1 && $(NF-1) == pod && $(NF-4) == "POD" && $NF ~ /^[0-9]+$/ { print $NF; exit }'
+    ph ps -a 2>/dev/null | awk -v pod="$1" 'NR > 1 && ($(NF-1) == pod || $(NF-1) == "default/" pod) && $(NF-4) == "POD" && $NF ~ /^[0-9]+$/ { print $NF; exit }'
 }
 
 ppid_of() { awk '{ print $4 }' "/proc/$1/stat" 2>/dev/null; }

@@ -1,4 +1,4 @@
-//! Timestamps: unix nanoseconds <-> RFC 3339, without a calendar crate.
+//! Timestamps: unix nanoseconds <-> RFC 3339 and Kubernetes `Time`.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -10,32 +10,12 @@ pub fn now_nanos() -> i64 {
         .unwrap_or(0)
 }
 
-/// Days since 1970-01-01 to (year, month, day) — Howard Hinnant's civil_from_days.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = if z >= 0 { z } else { z - 146_096 } / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
-
 /// RFC 3339 with second precision, as Kubernetes prints `metav1.Time`.
 pub fn rfc3339(nanos: i64) -> String {
     let secs = nanos.div_euclid(1_000_000_000);
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        (rem / 60) % 60,
-        rem % 60
-    )
+    k8s_openapi::jiff::Timestamp::from_second(secs)
+        .map(|t| t.to_string())
+        .unwrap_or_else(|_| "<invalid>".into())
 }
 
 /// A `k8s_openapi` Time from unix nanoseconds.

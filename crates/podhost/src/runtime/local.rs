@@ -127,29 +127,14 @@ impl LocalRuntime {
     }
 
     fn load_records(&self) {
-        let sb_root = self.config.state_dir.join("sandboxes");
-        if let Ok(entries) = std::fs::read_dir(&sb_root) {
-            for e in entries.flatten() {
-                match read_json::<SandboxRecord>(&e.path().join("sandbox.json")) {
-                    Ok(Some(r)) => {
-                        self.lock_sandboxes().insert(r.id.clone(), r);
-                    }
-                    Ok(None) => {}
-                    Err(err) => tracing::warn!("skipping sandbox record: {err}"),
-                }
-            }
+        for r in records::<SandboxRecord>(&self.config.state_dir.join("sandboxes"), "sandbox.json")
+        {
+            self.lock_sandboxes().insert(r.id.clone(), r);
         }
-        let c_root = self.config.state_dir.join("containers");
-        if let Ok(entries) = std::fs::read_dir(&c_root) {
-            for e in entries.flatten() {
-                match read_json::<ContainerRecord>(&e.path().join("container.json")) {
-                    Ok(Some(r)) => {
-                        self.lock_containers().insert(r.id.clone(), r);
-                    }
-                    Ok(None) => {}
-                    Err(err) => tracing::warn!("skipping container record: {err}"),
-                }
-            }
+        for r in
+            records::<ContainerRecord>(&self.config.state_dir.join("containers"), "container.json")
+        {
+            self.lock_containers().insert(r.id.clone(), r);
         }
     }
 
@@ -418,6 +403,20 @@ impl LocalRuntime {
         self.lock_containers().remove(id);
         Ok(())
     }
+}
+
+/// Every `<root>/*/<file>` record; unreadable ones are reported and skipped so that one
+/// corrupt file does not stop the others from being recovered.
+fn records<T: serde::de::DeserializeOwned>(root: &Path, file: &str) -> Vec<T> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(root).into_iter().flatten().flatten() {
+        match read_json::<T>(&e.path().join(file)) {
+            Ok(Some(r)) => out.push(r),
+            Ok(None) => {}
+            Err(err) => tracing::warn!("skipping record: {err}"),
+        }
+    }
+    out
 }
 
 /// `User` of an image or pod: numeric `uid[:gid]`, or names looked up in the rootfs.
