@@ -182,6 +182,12 @@ fn config_map_as_files_env_subpath_and_live_update() {
         "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: app-config}\ndata:\n  color: green\n  app.conf: |\n    mode=slow\n",
     );
     assert!(out.contains("configmap/app-config unchanged"), "{out}");
+    // Deleting by file removes the ConfigMap; the running pod keeps its last files.
+    let file = env.root.join("cfg2.yaml").display().to_string();
+    let out = env.ok(&["delete", "-f", &file]);
+    assert!(out.contains("configmap \"app-config\" deleted"), "{out}");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(sh(&env, "cfg", "app", "cat /etc/config/color"), "green");
     env.teardown();
 }
 

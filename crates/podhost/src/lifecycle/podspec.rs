@@ -403,6 +403,38 @@ mod tests {
     use super::*;
 
     #[test]
+    fn command_args_and_sub_path_expr_see_the_whole_env() {
+        let text = "apiVersion: v1\nkind: Pod\nmetadata: {name: p, namespace: default}\nspec:\n  containers:\n  - name: c\n    image: busybox\n    command: [echo, '$(GREETING)', '$(LATER)']\n    args: ['$(POD)', '$$(POD)', '$(NOPE)']\n    env:\n    - {name: GREETING, value: 'hi $(POD)'}\n    - name: POD\n      valueFrom: {fieldRef: {fieldPath: metadata.name}}\n    - {name: LATER, value: last}\n    volumeMounts:\n    - {name: logs, mountPath: /logs, subPathExpr: '$(POD)/$(LATER)'}\n  volumes:\n  - {name: logs, emptyDir: {}}\n";
+        let podhost_api::Manifest::Pod(pod) = podhost_api::parse_manifests(text, "p")
+            .expect("parses")
+            .remove(0)
+        else {
+            panic!("not a pod")
+        };
+        let tmp = tempfile::tempdir().expect("tmp");
+        prepare_volumes(&pod, tmp.path()).expect("emptyDir");
+        let objects = Objects::in_memory();
+        let facts = PodFacts::default();
+        let inputs = Inputs {
+            volumes_root: tmp.path(),
+            objects: &objects,
+            facts: &facts,
+        };
+        let c = &pod.spec.as_ref().expect("spec").containers[0];
+        let cfg = container_config(&pod, c, 0, &inputs).expect("config");
+        // GREETING was expanded before POD existed; command and args see every variable.
+        assert_eq!(cfg.command, ["echo", "hi $(POD)", "last"]);
+        assert_eq!(cfg.args, ["p", "$(POD)", "$(NOPE)"]);
+        let host = &cfg.mounts[0].host_path;
+        assert!(
+            host.ends_with("empty-dir/logs/p/last"),
+            "{}",
+            host.display()
+        );
+        assert!(host.is_dir());
+    }
+
+    #[test]
     fn sub_paths_stay_inside_the_volume() {
         let tmp = tempfile::tempdir().expect("tmp");
         let base = tmp.path().join("vol");

@@ -60,6 +60,14 @@ pub fn is_api_data(v: &Volume) -> bool {
     kind_dir(v).is_some()
 }
 
+/// Whether the pod has any API-data volume (else there is nothing to refresh).
+pub fn has_api_data(pod: &Pod) -> bool {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.volumes.as_ref())
+        .is_some_and(|vs| vs.iter().any(is_api_data))
+}
+
 /// Host directory of an API-data volume.
 pub fn api_data_path(volumes_root: &Path, v: &Volume) -> Option<PathBuf> {
     kind_dir(v).map(|k| volumes_root.join(k).join(&v.name))
@@ -230,6 +238,19 @@ pub fn setup(
     let Some(files) = payload(pod, v, objects, facts).map_err(wrap)? else {
         return Ok(None);
     };
+    // The files may hold secrets: only root crosses `<root>/<kind>/` on the host (the
+    // container sees them through its bind mount, which does not need the parents).
+    if let Some(kind) = dir.parent() {
+        std::fs::create_dir_all(kind)
+            .and_then(|_| std::fs::set_permissions(kind, std::fs::Permissions::from_mode(0o700)))
+            .map_err(|source| {
+                wrap(ConfigError::Io {
+                    volume: v.name.clone(),
+                    path: kind.to_path_buf(),
+                    source,
+                })
+            })?;
+    }
     write_atomic(&dir, &files).map_err(|source| {
         wrap(ConfigError::Io {
             volume: v.name.clone(),

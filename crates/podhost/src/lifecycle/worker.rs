@@ -617,6 +617,9 @@ impl PodWorker {
         let Some(sid) = self.rec.sandbox_id.clone() else {
             return;
         };
+        if !super::volumes::has_api_data(&self.rec.pod) {
+            return;
+        }
         let volumes = self.settings.volumes_dir.join(self.rec.uid());
         let facts = self.pod_facts(&sid).await;
         let n = super::volumes::refresh(&self.rec.pod, &volumes, &self.settings.objects, &facts);
