@@ -76,6 +76,21 @@ for applet in $("$busybox" --list); do
     [ "$applet" = busybox ] && continue
     ln -s busybox "$root/bin/$applet"
 done
+# Debian's busybox-static has no printenv applet; the busybox image of Docker Hub has
+# one (the Kubernetes docs' examples use it): a shell stand-in with its behaviour.
+if [ ! -e "$root/bin/printenv" ]; then
+    cat >"$root/bin/printenv" <<'EOF'
+#!/bin/sh
+[ $# -eq 0 ] && exec env
+rc=0
+for name in "$@"; do
+    case $name in *[!A-Za-z0-9_]*|'') rc=1; continue ;; esac
+    if eval "[ -n \"\${$name+x}\" ]"; then eval "printf '%s\\n' \"\$$name\""; else rc=1; fi
+done
+exit $rc
+EOF
+    chmod 0755 "$root/bin/printenv"
+fi
 cat >"$root/etc/passwd" <<'EOF'
 root:x:0:0:root:/root:/bin/sh
 nobody:x:65534:65534:nobody:/nonexistent:/bin/false

@@ -12,7 +12,11 @@ fn main() {
         match podhost_api::parse_manifests(&text, &name) {
             Err(e) => println!("{e}"),
             Ok(ms) => {
-                for podhost_api::Manifest::Pod(mut pod) in ms {
+                for m in ms {
+                    let podhost_api::Manifest::Pod(mut pod) = m else {
+                        println!("{name}: {} (not checked here)", m.kind());
+                        continue;
+                    };
                     podhost_api::default_pod(&mut pod);
                     let n = pod.metadata.name.clone().unwrap_or_default();
                     match podhost_api::validate_pod(&pod).into_result(&n) {

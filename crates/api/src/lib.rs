@@ -9,6 +9,7 @@
 //!   limits (one machine: cluster-only fields are warnings or errors by name).
 //! - [`quantity`]: resource quantities (`500m`, `64Mi`) as integers, for validation
 //!   and cgroup limits.
+//! - [`objects`]: ConfigMap and Secret defaulting and validation.
 //! - [`support`]: warnings for valid fields podhost does not apply yet.
 //! - [`display`]: kubectl's `get pods` columns (STATUS, READY, RESTARTS, AGE).
 //!
@@ -17,6 +18,7 @@
 pub mod defaults;
 pub mod display;
 mod names;
+pub mod objects;
 pub mod parse;
 pub mod quantity;
 pub mod support;
@@ -25,11 +27,14 @@ pub mod validate;
 pub use defaults::default_pod;
 pub use k8s_openapi;
 pub use k8s_openapi::api::core::v1::{
-    Container, ContainerState, ContainerStatus, EphemeralContainer, Pod, PodCondition, PodSpec,
-    PodStatus, Probe, Volume, VolumeMount,
+    ConfigMap, Container, ContainerState, ContainerStatus, EphemeralContainer, Pod, PodCondition,
+    PodSpec, PodStatus, Probe, Secret, Volume, VolumeMount,
 };
 pub use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 pub use k8s_openapi::jiff;
+pub use objects::{
+    default_config_map, default_secret, validate_config_map, validate_secret, InvalidObject,
+};
 pub use parse::{parse_manifests, Manifest, ParseError};
 pub use quantity::QuantityError;
 pub use validate::{validate_pod, FieldError, FieldErrorKind, InvalidPod, Validation};

@@ -50,6 +50,33 @@ pub(crate) fn dns1123_label(s: &str) -> Vec<String> {
     errs
 }
 
+const CONFIG_KEY_MSG: &str = "a valid config key must consist of alphanumeric characters, \
+'-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation \
+is '[-._a-zA-Z0-9]+')";
+
+/// ConfigMap and Secret keys (`IsConfigMapKey`): `[-._a-zA-Z0-9]+`, not `.` or `..`.
+pub(crate) fn config_map_key(s: &str) -> Vec<String> {
+    let mut errs = Vec::new();
+    if s.len() > SUBDOMAIN_MAX {
+        errs.push(too_long(SUBDOMAIN_MAX));
+    }
+    if s.is_empty()
+        || !s
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+    {
+        errs.push(CONFIG_KEY_MSG.to_string());
+    }
+    if s == "." {
+        errs.push("must not be '.'".to_string());
+    } else if s == ".." {
+        errs.push("must not be '..'".to_string());
+    } else if s.starts_with("..") {
+        errs.push("must not start with '..'".to_string());
+    }
+    errs
+}
+
 /// RFC 1123 subdomain: object names.
 pub(crate) fn dns1123_subdomain(s: &str) -> Vec<String> {
     let mut errs = Vec::new();

@@ -6,7 +6,7 @@
 //! line/column for syntax errors) → `Pod` through `serde_ignored` (collects skipped
 //! fields) and `serde_path_to_error` (names the field of a type error).
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 use serde_json::Value;
 
 /// One object read from a manifest file.
@@ -14,6 +14,30 @@ use serde_json::Value;
 pub enum Manifest {
     /// A `v1` `Pod`, as written (not yet defaulted or validated).
     Pod(Box<Pod>),
+    /// A `v1` `ConfigMap`, as written.
+    ConfigMap(Box<ConfigMap>),
+    /// A `v1` `Secret`, as written (`stringData` not yet merged).
+    Secret(Box<Secret>),
+}
+
+impl Manifest {
+    /// kubectl's lower-case kind (`pod`, `configmap`, `secret`) for messages.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Manifest::Pod(_) => "pod",
+            Manifest::ConfigMap(_) => "configmap",
+            Manifest::Secret(_) => "secret",
+        }
+    }
+
+    /// The object's metadata.
+    pub fn metadata(&self) -> &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+        match self {
+            Manifest::Pod(p) => &p.metadata,
+            Manifest::ConfigMap(c) => &c.metadata,
+            Manifest::Secret(s) => &s.metadata,
+        }
+    }
 }
 
 /// Why a manifest file could not be read into objects.
@@ -65,7 +89,7 @@ pub enum ParseError {
         field: &'static str,
     },
     /// A kind podhost does not run.
-    #[error("kind {kind} is not supported: podhost runs Pods (document {document} of {file})")]
+    #[error("kind {kind} is not supported: podhost runs Pods, ConfigMaps and Secrets (document {document} of {file})")]
     UnsupportedKind {
         /// Manifest name.
         file: String,
@@ -74,13 +98,15 @@ pub enum ParseError {
         /// The document's kind.
         kind: String,
     },
-    /// `kind: Pod` with an apiVersion other than `v1`.
-    #[error("apiVersion {api_version:?} is not valid for kind Pod: use \"v1\" (document {document} of {file})")]
+    /// A supported kind with an apiVersion other than `v1`.
+    #[error("apiVersion {api_version:?} is not valid for kind {kind}: use \"v1\" (document {document} of {file})")]
     UnsupportedApiVersion {
         /// Manifest name.
         file: String,
         /// 1-based document index.
         document: usize,
+        /// The document's kind.
+        kind: String,
         /// The document's apiVersion.
         api_version: String,
     },
@@ -120,7 +146,8 @@ fn quote_fields(fields: &[String]) -> String {
 /// Parses every YAML document of `text` (documents separated by `---`; empty ones
 /// skipped) into manifests; `source` names the file in error messages.
 pub fn parse_manifests(text: &str, source: &str) -> Result<Vec<Manifest>, ParseError> {
-    let options = serde_saphyr::options! { with_snippet: false };
+    // Kubernetes reads YAML 1.1 (go-yaml): `defaultMode: 0644` is octal, as in its docs.
+    let options = serde_saphyr::options! { with_snippet: false, legacy_octal_numbers: true };
     let documents: Vec<Value> = serde_saphyr::from_multiple_with_options(text, options)
         .map_err(|e| yaml_error(&e, source))?;
     documents
@@ -183,7 +210,7 @@ fn parse_document(doc: Value, file: &str, document: usize) -> Result<Manifest, P
     };
     let api_version = type_field("apiVersion")?;
     let kind = type_field("kind")?;
-    if kind != "Pod" {
+    if !matches!(kind.as_str(), "Pod" | "ConfigMap" | "Secret") {
         return Err(ParseError::UnsupportedKind {
             file: file.to_string(),
             document,
@@ -194,11 +221,15 @@ fn parse_document(doc: Value, file: &str, document: usize) -> Result<Manifest, P
         return Err(ParseError::UnsupportedApiVersion {
             file: file.to_string(),
             document,
+            kind,
             api_version,
         });
     }
-    let pod: Pod = decode_strict(doc, file, document)?;
-    Ok(Manifest::Pod(Box::new(pod)))
+    Ok(match kind.as_str() {
+        "ConfigMap" => Manifest::ConfigMap(Box::new(decode_strict(doc, file, document)?)),
+        "Secret" => Manifest::Secret(Box::new(decode_strict(doc, file, document)?)),
+        _ => Manifest::Pod(Box::new(decode_strict(doc, file, document)?)),
+    })
 }
 
 /// Deserializes `doc` into `T`, failing on unknown fields and naming the path of
@@ -277,7 +308,9 @@ mod tests {
     fn parses_minimal_pod() {
         let manifests = parse_manifests(MINIMAL, "pod.yaml").expect("parses");
         assert_eq!(manifests.len(), 1);
-        let Manifest::Pod(pod) = &manifests[0];
+        let Manifest::Pod(pod) = &manifests[0] else {
+            panic!("not a pod: {manifests:?}")
+        };
         assert_eq!(pod.metadata.name.as_deref(), Some("web"));
     }
 
@@ -339,12 +372,50 @@ mod tests {
         ));
         assert_eq!(
             err,
-            "kind Deployment is not supported: podhost runs Pods (document 2 of pod.yaml)"
+            "kind Deployment is not supported: podhost runs Pods, ConfigMaps and Secrets (document 2 of pod.yaml)"
         );
         assert!(pod_err("kind: Pod\n").contains("apiVersion not set (document 1 of pod.yaml)"));
         assert!(pod_err("apiVersion: v1\n").contains("kind not set"));
         assert!(pod_err("apiVersion: apps/v1\nkind: Pod\n").contains("apiVersion \"apps/v1\""));
         assert!(pod_err("- a\n- b\n").contains("is a list"));
+    }
+
+    #[test]
+    fn config_maps_and_secrets() {
+        let text = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: {a: b}\n---\napiVersion: v1\nkind: Secret\nmetadata: {name: s}\ndata: {k: aGVsbG8=}\nstringData: {p: q}\n";
+        let m = parse_manifests(text, "o.yaml").expect("parses");
+        let Manifest::ConfigMap(c) = &m[0] else {
+            panic!("{m:?}")
+        };
+        assert_eq!(
+            c.data.as_ref().and_then(|d| d.get("a")).map(String::as_str),
+            Some("b")
+        );
+        let Manifest::Secret(s) = &m[1] else {
+            panic!("{m:?}")
+        };
+        assert_eq!(
+            s.data
+                .as_ref()
+                .and_then(|d| d.get("k"))
+                .map(|b| b.0.as_slice()),
+            Some(&b"hello"[..])
+        );
+        let err = pod_err("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndatta: {}\n");
+        assert!(err.contains(r#"unknown field "datta""#), "{err}");
+    }
+
+    #[test]
+    fn leading_zero_modes_are_octal_like_kubernetes() {
+        let text = "apiVersion: v1\nkind: Pod\nmetadata: {name: a}\nspec:\n  containers: [{name: a, image: b}]\n  volumes:\n  - name: s\n    secret: {secretName: s, defaultMode: 0400}\n";
+        let Manifest::Pod(pod) = parse_manifests(text, "p").expect("parses").remove(0) else {
+            panic!("not a pod")
+        };
+        let vols = pod.spec.and_then(|s| s.volumes).unwrap_or_default();
+        assert_eq!(
+            vols[0].secret.as_ref().and_then(|s| s.default_mode),
+            Some(0o400)
+        );
     }
 
     #[test]

@@ -10,8 +10,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, EnvFromSource, EnvVar, EphemeralContainer, LifecycleHandler, Pod,
-    PodSpec, Probe, ResourceRequirements, Volume, VolumeMount,
+    Container, ContainerPort, DownwardAPIVolumeFile, EnvFromSource, EnvVar, EphemeralContainer,
+    KeyToPath, LifecycleHandler, Pod, PodSpec, Probe, ResourceRequirements, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -35,6 +35,8 @@ pub enum FieldErrorKind {
     NotSupported,
     /// The field is valid Kubernetes but not allowed here.
     Forbidden,
+    /// The value is too long or too large.
+    TooLong,
 }
 
 impl FieldErrorKind {
@@ -47,6 +49,7 @@ impl FieldErrorKind {
             FieldErrorKind::NotFound => "Not found",
             FieldErrorKind::NotSupported => "Unsupported value",
             FieldErrorKind::Forbidden => "Forbidden",
+            FieldErrorKind::TooLong => "Too long",
         }
     }
 }
@@ -109,6 +112,11 @@ impl FieldError {
             Some(quote(value)),
             format!("supported values: {}", list.join(", ")),
         )
+    }
+
+    /// A value too long or too large.
+    pub fn new_too_long(field: impl Into<String>, detail: impl Into<String>) -> Self {
+        Self::new(field, FieldErrorKind::TooLong, None, detail)
     }
 
     /// A field not allowed here.
@@ -175,7 +183,7 @@ pub struct InvalidPod {
 }
 
 /// One error inline, several as a bulleted list (kubectl's layout).
-fn render_errors(errors: &[FieldError]) -> String {
+pub(crate) fn render_errors(errors: &[FieldError]) -> String {
     match errors {
         [one] => one.to_string(),
         many => many.iter().map(|e| format!("\n* {e}")).collect(),
@@ -236,6 +244,20 @@ pub fn volume_sources(v: &Volume) -> Vec<&'static str> {
         .filter(|(_, present)| *present)
         .map(|(name, _)| *name)
         .collect()
+}
+
+/// `metadata.labels['key']` or `metadata.annotations['key']`.
+fn is_keyed_meta_path(p: &str) -> bool {
+    ["metadata.labels['", "metadata.annotations['"]
+        .iter()
+        .any(|prefix| p.starts_with(prefix) && p.ends_with("']") && p.len() > prefix.len() + 2)
+}
+
+/// Validates an object's metadata (name, namespace, labels, annotations) like a pod's.
+pub(crate) fn metadata_errors(meta: &ObjectMeta) -> Vec<FieldError> {
+    let mut v = Validator::default();
+    v.metadata(meta);
+    v.errors
 }
 
 /// What a container is, for the rules that differ between kinds.
@@ -633,7 +655,29 @@ impl Validator {
                 }
                 self.check_enum(&format!("{field}.type"), host.type_.as_deref(), HOST_PATH_TYPES);
             }
-            "configMap" | "secret" | "downwardAPI" | "projected" | "image" => {
+            "configMap" => {
+                let Some(cm) = &vol.config_map else { return };
+                if cm.name.is_empty() {
+                    self.err(FieldError::required(format!("{field}.name"), ""));
+                }
+                self.file_mode(&format!("{field}.defaultMode"), cm.default_mode);
+                self.key_to_paths(&field, cm.items.as_deref().unwrap_or_default(), &mut HashSet::new());
+            }
+            "secret" => {
+                let Some(secret) = &vol.secret else { return };
+                if secret.secret_name.as_deref().unwrap_or_default().is_empty() {
+                    self.err(FieldError::required(format!("{field}.secretName"), ""));
+                }
+                self.file_mode(&format!("{field}.defaultMode"), secret.default_mode);
+                self.key_to_paths(&field, secret.items.as_deref().unwrap_or_default(), &mut HashSet::new());
+            }
+            "downwardAPI" => {
+                let Some(d) = &vol.downward_api else { return };
+                self.file_mode(&format!("{field}.defaultMode"), d.default_mode);
+                self.downward_files(&field, d.items.as_deref().unwrap_or_default(), &mut HashSet::new());
+            }
+            "projected" => self.projected(vol, &field),
+            "image" => {
                 self.err(FieldError::forbidden(
                     field,
                     format!("volume {name}: {source} volumes are not supported yet"),
@@ -644,6 +688,190 @@ impl Validator {
                 format!("volume {name}: gitRepo is deprecated and not supported; clone in an init container into an emptyDir"),
             )),
             other => self.err(FieldError::forbidden(field, format!("volume {name}: {other} {NEEDS_CLUSTER}"))),
+        }
+    }
+
+    /// A file mode: 0 to 0777.
+    fn file_mode(&mut self, field: &str, mode: Option<i32>) {
+        if let Some(mode) = mode.filter(|m| !(0..=0o777).contains(m)) {
+            self.err(FieldError::invalid(
+                field,
+                mode.to_string(),
+                "must be a number between 0 and 0777 (octal), both inclusive",
+            ));
+        }
+    }
+
+    /// A relative path below the volume (`validateLocalDescendingPath`), unique in `seen`.
+    fn item_path(&mut self, field: &str, path: &str, seen: &mut HashSet<String>) {
+        if path.is_empty() {
+            self.err(FieldError::required(field, ""));
+            return;
+        }
+        if path.starts_with('/') {
+            self.err(FieldError::invalid(
+                field,
+                quote(path),
+                "must be a relative path",
+            ));
+        } else if path.split('/').any(|c| c == "..") {
+            self.err(FieldError::invalid(
+                field,
+                quote(path),
+                "must not contain '..'",
+            ));
+        } else if path.starts_with("..") {
+            self.err(FieldError::invalid(
+                field,
+                quote(path),
+                "must not start with '..'",
+            ));
+        }
+        if !seen.insert(path.trim_end_matches('/').to_string()) {
+            self.err(FieldError::invalid(
+                field,
+                quote(path),
+                "conflicting duplicate paths",
+            ));
+        }
+    }
+
+    /// `items` of a configMap or secret source.
+    fn key_to_paths(&mut self, field: &str, items: &[KeyToPath], seen: &mut HashSet<String>) {
+        for (i, item) in items.iter().enumerate() {
+            let ipath = format!("{field}.items[{i}]");
+            if item.key.is_empty() {
+                self.err(FieldError::required(format!("{ipath}.key"), ""));
+            }
+            self.item_path(&format!("{ipath}.path"), &item.path, seen);
+            self.file_mode(&format!("{ipath}.mode"), item.mode);
+        }
+    }
+
+    /// `items` of a downwardAPI source: one of fieldRef or resourceFieldRef each.
+    fn downward_files(
+        &mut self,
+        field: &str,
+        items: &[DownwardAPIVolumeFile],
+        seen: &mut HashSet<String>,
+    ) {
+        const VOLUME_FIELD_PATHS: &[&str] = &[
+            "metadata.annotations",
+            "metadata.labels",
+            "metadata.name",
+            "metadata.namespace",
+            "metadata.uid",
+        ];
+        for (i, item) in items.iter().enumerate() {
+            let ipath = format!("{field}.items[{i}]");
+            self.item_path(&format!("{ipath}.path"), &item.path, seen);
+            self.file_mode(&format!("{ipath}.mode"), item.mode);
+            match (&item.field_ref, &item.resource_field_ref) {
+                (Some(f), None) => {
+                    let p = f.field_path.as_str();
+                    if !is_keyed_meta_path(p) && !VOLUME_FIELD_PATHS.contains(&p) {
+                        let mut supported = VOLUME_FIELD_PATHS.to_vec();
+                        supported
+                            .extend(["metadata.labels['<KEY>']", "metadata.annotations['<KEY>']"]);
+                        self.err(FieldError::not_supported(
+                            format!("{ipath}.fieldRef.fieldPath"),
+                            p,
+                            &supported,
+                        ));
+                    }
+                }
+                (None, Some(r)) => {
+                    if r.container_name.as_deref().unwrap_or_default().is_empty() {
+                        self.err(FieldError::required(
+                            format!("{ipath}.resourceFieldRef.containerName"),
+                            "",
+                        ));
+                    }
+                    self.check_enum(
+                        &format!("{ipath}.resourceFieldRef.resource"),
+                        Some(&r.resource),
+                        RESOURCE_FIELDS,
+                    );
+                }
+                (Some(_), Some(_)) => self.err(FieldError::invalid(
+                    ipath,
+                    quote(""),
+                    "fieldRef and resourceFieldRef can not be specified simultaneously",
+                )),
+                (None, None) => self.err(FieldError::required(
+                    ipath,
+                    "one of fieldRef and resourceFieldRef is required",
+                )),
+            }
+        }
+    }
+
+    /// A projected volume: configMap, secret and downwardAPI sources with distinct paths.
+    fn projected(&mut self, vol: &Volume, field: &str) {
+        let Some(p) = &vol.projected else { return };
+        self.file_mode(&format!("{field}.defaultMode"), p.default_mode);
+        let mut seen = HashSet::new();
+        for (i, src) in p.sources.iter().flatten().enumerate() {
+            let spath = format!("{field}.sources[{i}]");
+            let kinds = [
+                ("configMap", src.config_map.is_some()),
+                ("secret", src.secret.is_some()),
+                ("downwardAPI", src.downward_api.is_some()),
+                ("serviceAccountToken", src.service_account_token.is_some()),
+                ("clusterTrustBundle", src.cluster_trust_bundle.is_some()),
+                ("podCertificate", src.pod_certificate.is_some()),
+            ];
+            let set: Vec<&str> = kinds.iter().filter(|(_, s)| *s).map(|(n, _)| *n).collect();
+            match set.as_slice() {
+                [] => self.err(FieldError::required(
+                    &spath,
+                    "must specify exactly 1 source type",
+                )),
+                [_, second, ..] => self.err(FieldError::forbidden(
+                    format!("{spath}.{second}"),
+                    "may not specify more than 1 source type",
+                )),
+                ["configMap"] => {
+                    if let Some(cm) = &src.config_map {
+                        if cm.name.is_empty() {
+                            self.err(FieldError::required(format!("{spath}.configMap.name"), ""));
+                        }
+                        self.key_to_paths(
+                            &format!("{spath}.configMap"),
+                            cm.items.as_deref().unwrap_or_default(),
+                            &mut seen,
+                        );
+                    }
+                }
+                ["secret"] => {
+                    if let Some(s) = &src.secret {
+                        if s.name.is_empty() {
+                            self.err(FieldError::required(format!("{spath}.secret.name"), ""));
+                        }
+                        self.key_to_paths(
+                            &format!("{spath}.secret"),
+                            s.items.as_deref().unwrap_or_default(),
+                            &mut seen,
+                        );
+                    }
+                }
+                ["downwardAPI"] => {
+                    if let Some(d) = &src.downward_api {
+                        self.downward_files(
+                            &format!("{spath}.downwardAPI"),
+                            d.items.as_deref().unwrap_or_default(),
+                            &mut seen,
+                        );
+                    }
+                }
+                [other] => self.err(FieldError::forbidden(
+                    format!("{spath}.{other}"),
+                    format!(
+                        "volume {}: {other} needs an API server; podhost has none",
+                        quote(&vol.name)
+                    ),
+                )),
+            }
         }
     }
 
@@ -720,10 +948,16 @@ impl Validator {
         for (i, from) in c.env_from.iter().flatten().enumerate() {
             self.env_from(from, &format!("{cpath}.envFrom[{i}]"));
         }
+        let privileged = c
+            .security_context
+            .as_ref()
+            .and_then(|s| s.privileged)
+            .unwrap_or(false);
         self.volume_mounts(
             c.volume_mounts.as_deref().unwrap_or_default(),
             cpath,
             volumes,
+            privileged,
         );
         if c.volume_devices.as_ref().is_some_and(|d| !d.is_empty()) {
             self.err(FieldError::forbidden(
@@ -931,10 +1165,7 @@ impl Validator {
             ["fieldRef"] => {
                 if let Some(field_ref) = &from.field_ref {
                     let p = field_ref.field_path.as_str();
-                    let keyed = ["metadata.labels['", "metadata.annotations['"]
-                        .iter()
-                        .any(|prefix| p.starts_with(prefix) && p.ends_with("']"));
-                    if !keyed && !FIELD_PATHS.contains(&p) {
+                    if !is_keyed_meta_path(p) && !FIELD_PATHS.contains(&p) {
                         let mut supported = FIELD_PATHS.to_vec();
                         supported.extend(["metadata.labels['<KEY>']", "metadata.annotations['<KEY>']"]);
                         self.err(FieldError::not_supported(format!("{fpath}.fieldRef.fieldPath"), p, &supported));
@@ -946,6 +1177,16 @@ impl Validator {
                     self.check_enum(&format!("{fpath}.resourceFieldRef.resource"), Some(&r.resource), RESOURCE_FIELDS);
                 }
             }
+            ["configMapKeyRef"] => {
+                if let Some(r) = &from.config_map_key_ref {
+                    self.key_ref(&format!("{fpath}.configMapKeyRef"), &r.name, &r.key);
+                }
+            }
+            ["secretKeyRef"] => {
+                if let Some(r) = &from.secret_key_ref {
+                    self.key_ref(&format!("{fpath}.secretKeyRef"), &r.name, &r.key);
+                }
+            }
             [other] => self.err(FieldError::forbidden(
                 format!("{fpath}.{other}"),
                 format!("{other} is not supported yet"),
@@ -953,21 +1194,55 @@ impl Validator {
         }
     }
 
-    fn env_from(&mut self, from: &EnvFromSource, epath: &str) {
-        for (field, set) in [
-            ("configMapRef", from.config_map_ref.is_some()),
-            ("secretRef", from.secret_ref.is_some()),
-        ] {
-            if set {
-                self.err(FieldError::forbidden(
-                    format!("{epath}.{field}"),
-                    format!("{field} is not supported yet"),
-                ));
-            }
+    /// `name` and `key` of a configMapKeyRef or secretKeyRef.
+    fn key_ref(&mut self, field: &str, name: &str, key: &str) {
+        if name.is_empty() {
+            self.err(FieldError::required(format!("{field}.name"), ""));
+        }
+        if key.is_empty() {
+            self.err(FieldError::required(format!("{field}.key"), ""));
+        } else {
+            self.check_name(&format!("{field}.key"), key, names::config_map_key(key));
         }
     }
 
-    fn volume_mounts(&mut self, mounts: &[VolumeMount], cpath: &str, volumes: &HashSet<String>) {
+    fn env_from(&mut self, from: &EnvFromSource, epath: &str) {
+        match (&from.config_map_ref, &from.secret_ref) {
+            (Some(r), None) if r.name.is_empty() => self.err(FieldError::required(
+                format!("{epath}.configMapRef.name"),
+                "",
+            )),
+            (None, Some(r)) if r.name.is_empty() => {
+                self.err(FieldError::required(format!("{epath}.secretRef.name"), ""))
+            }
+            (Some(_), None) | (None, Some(_)) => {}
+            (Some(_), Some(_)) => self.err(FieldError::invalid(
+                epath,
+                quote(""),
+                "may not have more than one field specified at a time",
+            )),
+            (None, None) => self.err(FieldError::invalid(
+                epath,
+                quote(""),
+                "must specify one of: `configMapRef` or `secretRef`",
+            )),
+        }
+        if let Some(prefix) = from.prefix.as_deref().filter(|p| p.contains('=')) {
+            self.err(FieldError::invalid(
+                format!("{epath}.prefix"),
+                quote(prefix),
+                "must not contain '='",
+            ));
+        }
+    }
+
+    fn volume_mounts(
+        &mut self,
+        mounts: &[VolumeMount],
+        cpath: &str,
+        volumes: &HashSet<String>,
+        privileged: bool,
+    ) {
         let mut paths = HashSet::new();
         for (i, m) in mounts.iter().enumerate() {
             let mpath = format!("{cpath}.volumeMounts[{i}]");
@@ -1020,6 +1295,12 @@ impl Validator {
                 m.mount_propagation.as_deref(),
                 PROPAGATIONS,
             );
+            if m.mount_propagation.as_deref() == Some("Bidirectional") && !privileged {
+                self.err(FieldError::forbidden(
+                    format!("{mpath}.mountPropagation"),
+                    "Bidirectional mount propagation is available only to privileged containers",
+                ));
+            }
         }
     }
 
@@ -1273,7 +1554,9 @@ mod tests {
         let text =
             format!("apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n{spec_yaml}");
         let mut manifests = parse_manifests(&text, "test.yaml").expect("test YAML parses");
-        let Manifest::Pod(mut pod) = manifests.remove(0);
+        let Manifest::Pod(mut pod) = manifests.remove(0) else {
+            panic!("not a pod")
+        };
         default_pod(&mut pod);
         validate_pod(&pod)
     }
@@ -1451,11 +1734,39 @@ mod tests {
             )),
             r#"spec.volumes[0].persistentVolumeClaim: Forbidden: volume "data": persistentVolumeClaim needs a cluster; podhost runs single pods"#,
         );
+        assert!(check(&format!(
+            "{WEB}  volumes:\n  - name: cfg\n    configMap:\n      name: c\n      defaultMode: 0400\n      items:\n      - {{key: a, path: x/a}}\n"
+        ))
+        .is_ok());
         assert_error(
             &check(&format!(
-                "{WEB}  volumes:\n  - name: cfg\n    configMap:\n      name: c\n"
+                "{WEB}  volumes:\n  - name: cfg\n    configMap:\n      name: c\n      items:\n      - {{key: a, path: ../a}}\n"
             )),
-            "configMap volumes are not supported yet",
+            r#"spec.volumes[0].configMap.items[0].path: Invalid value: "../a": must not contain '..'"#,
+        );
+        assert_error(
+            &check(&format!(
+                "{WEB}  volumes:\n  - name: s\n    secret:\n      secretName: s\n      defaultMode: 1000\n"
+            )),
+            "spec.volumes[0].secret.defaultMode: Invalid value: 1000: must be a number between 0 and 0777",
+        );
+        assert_error(
+            &check(&format!(
+                "{WEB}  volumes:\n  - name: d\n    downwardAPI:\n      items:\n      - path: mem\n        resourceFieldRef: {{resource: limits.memory}}\n"
+            )),
+            "spec.volumes[0].downwardAPI.items[0].resourceFieldRef.containerName: Required value",
+        );
+        assert_error(
+            &check(&format!(
+                "{WEB}  volumes:\n  - name: p\n    projected:\n      sources:\n      - configMap: {{name: a, items: [{{key: k, path: x}}]}}\n      - secret: {{name: b, items: [{{key: k, path: x}}]}}\n"
+            )),
+            r#"spec.volumes[0].projected.sources[1].secret.items[0].path: Invalid value: "x": conflicting duplicate paths"#,
+        );
+        assert_error(
+            &check(&format!(
+                "{WEB}  volumes:\n  - name: p\n    projected:\n      sources:\n      - serviceAccountToken: {{path: token}}\n"
+            )),
+            "serviceAccountToken needs an API server",
         );
         assert_error(
             &check(&format!("{WEB}  volumes:\n  - name: two\n    emptyDir: {{}}\n    hostPath:\n      path: /tmp\n")),
@@ -1592,7 +1903,9 @@ mod tests {
         let text = format!(
             "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\n  namespace: Prod\nspec:\n{WEB}"
         );
-        let Manifest::Pod(pod) = parse_manifests(&text, "t").expect("parses").remove(0);
+        let Manifest::Pod(pod) = parse_manifests(&text, "t").expect("parses").remove(0) else {
+            panic!("not a pod")
+        };
         assert_error(
             &validate_pod(&pod),
             r#"metadata.namespace: Invalid value: "Prod""#,
@@ -1612,9 +1925,10 @@ mod tests {
             r#"env[0].name: Invalid value: "A=B""#,
         );
         assert_error(&env("    - name: ''\n"), "env[0].name: Required value");
+        assert!(env("    - name: A\n      valueFrom:\n        secretKeyRef:\n          name: s\n          key: k\n").is_ok());
         assert_error(
-            &env("    - name: A\n      valueFrom:\n        secretKeyRef:\n          name: s\n          key: k\n"),
-            "env[0].valueFrom.secretKeyRef: Forbidden: secretKeyRef is not supported yet",
+            &env("    - name: A\n      valueFrom:\n        configMapKeyRef:\n          name: c\n          key: a/b\n"),
+            r#"env[0].valueFrom.configMapKeyRef.key: Invalid value: "a/b": a valid config key"#,
         );
         assert_error(
             &env("    - name: A\n      valueFrom:\n        fieldRef:\n          fieldPath: spec.bogus\n"),

@@ -32,7 +32,9 @@ fn run(path: &Path) -> Result<(usize, Vec<String>), String> {
     let mut warnings = Vec::new();
     let mut errors = Vec::new();
     for manifest in &manifests {
-        let Manifest::Pod(pod) = manifest;
+        let Manifest::Pod(pod) = manifest else {
+            continue;
+        };
         let mut pod = pod.clone();
         default_pod(&mut pod);
         let name = pod.metadata.name.clone().unwrap_or_default();
@@ -100,7 +102,10 @@ fn multi_document_file_yields_each_pod() {
     let pods = parse_manifests(&text, "multi-doc.yaml").expect("parses");
     let names: Vec<String> = pods
         .iter()
-        .map(|Manifest::Pod(p)| podhost_api::pod_key(p))
+        .filter_map(|m| match m {
+            Manifest::Pod(p) => Some(podhost_api::pod_key(p)),
+            _ => None,
+        })
         .collect();
     assert_eq!(names, ["default/one", "default/two"]);
 }

@@ -110,6 +110,31 @@ pub struct BindMount {
     pub source: PathBuf,
     pub destination: PathBuf,
     pub readonly: bool,
+    /// Propagation of mounts below it (rprivate unless set).
+    pub propagation: Propagation,
+}
+
+/// Mount propagation of a bind mount, as OCI mount options.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Propagation {
+    /// `rprivate`: nothing crosses (the CRI default).
+    #[default]
+    Private,
+    /// `rslave`: host mounts below the source appear in the container.
+    Slave,
+    /// `rshared`: mounts cross both ways.
+    Shared,
+}
+
+impl Propagation {
+    /// The OCI mount option.
+    pub fn option(self) -> &'static str {
+        match self {
+            Propagation::Private => "rprivate",
+            Propagation::Slave => "rslave",
+            Propagation::Shared => "rshared",
+        }
+    }
 }
 
 /// Errors while building or writing a container's OCI spec.
@@ -413,11 +438,11 @@ fn mounts(binds: &[BindMount]) -> Result<Vec<Mount>, OciError> {
                 .destination(b.destination.clone())
                 .typ("bind")
                 .source(b.source.clone())
-                // rprivate: mounts made later on the host do not leak into
-                // the container (and vice versa), as CRI does by default.
+                // rprivate by default: mounts made later on the host do not leak
+                // into the container (and vice versa), as CRI does.
                 .options(vec![
                     "rbind".to_string(),
-                    "rprivate".to_string(),
+                    b.propagation.option().to_string(),
                     rw.to_string(),
                 ])
                 .build()
@@ -488,11 +513,13 @@ mod tests {
                     source: "/run/podhost/pod1/hosts".into(),
                     destination: "/etc/hosts".into(),
                     readonly: true,
+                    ..Default::default()
                 },
                 BindMount {
                     source: "/run/podhost/pod1/shm".into(),
                     destination: "/dev/shm".into(),
                     readonly: false,
+                    propagation: Propagation::Slave,
                 },
             ],
             cgroups_path: "/podhost/pod1/c1".into(),
@@ -649,11 +676,11 @@ mod tests {
             hosts.options().as_ref().unwrap(),
             &vec!["rbind".to_string(), "rprivate".into(), "ro".into()]
         );
-        assert!(mounts[7]
-            .options()
-            .as_ref()
-            .unwrap()
-            .contains(&"rw".to_string()));
+        assert_eq!(
+            mounts[7].options().as_ref().unwrap(),
+            &vec!["rbind".to_string(), "rslave".into(), "rw".into()],
+            "propagation becomes the mount option"
+        );
     }
 
     #[test]

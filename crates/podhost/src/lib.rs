@@ -9,6 +9,7 @@
 //! - [`runtime`]: the CRI-shaped [`runtime::Runtime`] trait and its implementation on
 //!   this machine: sandboxes (netns pin, per-pod shim, pause), containers (overlay rootfs,
 //!   OCI bundle), images (the `podhost-image` store).
+//! - [`objects`]: ConfigMaps and Secrets, stored per namespace and watched by workers.
 //! - [`store`]: the daemon's durable state (one JSON file per pod, written atomically).
 //! - [`config`]: where everything lives on disk and the daemon's knobs.
 //!
@@ -19,6 +20,7 @@
 pub mod cli;
 pub mod config;
 pub mod lifecycle;
+pub mod objects;
 pub mod runtime;
 pub mod server;
 pub mod store;

@@ -11,7 +11,9 @@ use podhost::runtime::Runtime;
 
 fn pod(yaml: &str) -> PodRecord {
     let mut m = podhost_api::parse_manifests(yaml, "test.yaml").expect("parse");
-    let podhost_api::Manifest::Pod(p) = m.remove(0);
+    let podhost_api::Manifest::Pod(p) = m.remove(0) else {
+        panic!("not a pod")
+    };
     let mut p = *p;
     podhost_api::default_pod(&mut p);
     p.metadata.uid = Some("uid-1".into());
@@ -31,6 +33,7 @@ fn start(yaml: &str) -> (Arc<FakeRuntime>, PodHandle, tempfile::TempDir) {
         volumes_dir: dir.path().join("vol"),
         clock,
         resync: Duration::from_secs(1),
+        objects: podhost::objects::Objects::in_memory(),
     };
     let rt: Arc<dyn Runtime> = fake.clone();
     let h = PodWorker::spawn(rt, None, pod(yaml), settings);

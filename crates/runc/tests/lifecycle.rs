@@ -166,6 +166,7 @@ impl TestContainer {
                 source: hosts,
                 destination: "/etc/hosts".into(),
                 readonly: true,
+                ..Default::default()
             }],
             cgroups_path: cgroups_path.clone(),
             readonly_rootfs: false,

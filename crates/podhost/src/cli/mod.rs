@@ -3,9 +3,11 @@
 //! - [`client`]: HTTP over the unix socket.
 //! - [`output`]: tables, `describe`, yaml/json printing.
 //! - [`exec`]: the client side of an exec session.
+//! - [`objects`]: ConfigMaps and Secrets (get, describe, delete).
 
 pub mod client;
 mod exec;
+mod objects;
 mod output;
 
 use std::io::Write;
@@ -44,17 +46,17 @@ pub struct Cli {
 pub enum Command {
     /// Run the daemon (API on a root-only unix socket).
     Serve,
-    /// Create pods from Kubernetes YAML.
+    /// Create pods, and create or update ConfigMaps and Secrets, from Kubernetes YAML.
     Apply {
-        /// Files with Pod manifests (`-` for stdin); several documents per file.
+        /// Files with Pod, ConfigMap and Secret manifests (`-` for stdin); several documents per file.
         #[arg(short = 'f', long = "filename", required = true)]
         files: Vec<PathBuf>,
     },
-    /// List pods or events.
+    /// List pods, events, ConfigMaps or Secrets.
     Get(GetArgs),
-    /// Show a pod in detail with its events.
+    /// Show a pod, ConfigMap or Secret in detail.
     Describe {
-        /// Resource type (`pod`).
+        /// Resource type (`pod`, `configmap`, `secret`).
         kind: String,
         /// Pod name.
         name: String,
@@ -99,7 +101,7 @@ pub enum Command {
         #[arg(last = true, required = true)]
         cmd: Vec<String>,
     },
-    /// Delete pods by name or by file.
+    /// Delete pods, ConfigMaps or Secrets by name, or what a file names.
     Delete(DeleteArgs),
     /// List containers, each pod's pause included (like `crictl ps`).
     Ps {
@@ -147,7 +149,7 @@ pub enum ImageCommand {
 /// `podhost get …`.
 #[derive(Debug, Args)]
 pub struct GetArgs {
-    /// `pods` (`pod`, `po`) or `events` (`ev`).
+    /// `pods` (`pod`, `po`), `events` (`ev`), `configmaps` (`cm`) or `secrets`.
     pub kind: String,
     /// Pod names (all when none).
     pub names: Vec<String>,
@@ -167,7 +169,7 @@ pub struct GetArgs {
 /// `podhost delete …`.
 #[derive(Debug, Args)]
 pub struct DeleteArgs {
-    /// `pod` and names, e.g. `delete pod web`.
+    /// Kind and names, e.g. `delete pod web`, `delete configmap cfg`, `delete secret/db`.
     pub args: Vec<String>,
     /// Files whose pods to delete.
     #[arg(short = 'f', long = "filename")]
@@ -259,8 +261,11 @@ pub async fn run(cli: Cli) -> Result<i32> {
             name,
             namespace,
         } => {
+            if let Some(k) = objects::ObjectKind::parse(&kind) {
+                return objects::describe(&client, k, &namespace, &name).await;
+            }
             if !is_pod_kind(&kind) {
-                bail!("the server doesn't have a resource type {kind:?} (podhost knows: pods)");
+                bail!("the server doesn't have a resource type {kind:?} (podhost knows: pods, configmaps, secrets)");
             }
             let pod: Pod = client
                 .call(Method::GET, &format!("/v1/pods/{namespace}/{name}"), None)
@@ -402,6 +407,9 @@ async fn get(client: &Client, args: GetArgs) -> Result<i32> {
     if let Some(s) = &args.selector {
         q.push_str(&format!("&selector={}", enc(s)));
     }
+    if let Some(k) = objects::ObjectKind::parse(kind_name.0) {
+        return objects::get(client, k, &names, &args).await;
+    }
     match kind_name.0 {
         k if is_pod_kind(k) => {
             let mut pods: Vec<Pod> = client.call(Method::GET, &q, None).await?;
@@ -449,41 +457,62 @@ async fn get(client: &Client, args: GetArgs) -> Result<i32> {
             Ok(0)
         }
         other => {
-            bail!("the server doesn't have a resource type {other:?} (podhost knows: pods, events)")
+            bail!("the server doesn't have a resource type {other:?} (podhost knows: pods, events, configmaps, secrets)")
         }
     }
 }
 
 async fn delete(client: &Client, args: DeleteArgs) -> Result<i32> {
     let mut targets: Vec<(String, String)> = Vec::new();
+    // ConfigMaps and Secrets: (kind, namespace, name).
+    let mut others: Vec<(objects::ObjectKind, String, String)> = Vec::new();
     for f in &args.files {
         let (yaml, source) = read_manifest(f)?;
         for m in podhost_api::parse_manifests(&yaml, &source).map_err(|e| anyhow::anyhow!("{e}"))? {
-            let podhost_api::Manifest::Pod(p) = m;
-            let ns = p
-                .metadata
+            let meta = m.metadata();
+            let ns = meta
                 .namespace
                 .clone()
                 .unwrap_or_else(|| args.namespace.clone());
-            targets.push((ns, p.metadata.name.clone().unwrap_or_default()));
+            let name = meta.name.clone().unwrap_or_default();
+            match objects::ObjectKind::parse(m.kind()) {
+                Some(k) => others.push((k, ns, name)),
+                None => targets.push((ns, name)),
+            }
         }
     }
     let mut rest = args.args.iter();
     if let Some(first) = rest.next() {
-        match first.split_once('/') {
-            Some((k, n)) if is_pod_kind(k) => targets.push((args.namespace.clone(), n.to_string())),
-            None if is_pod_kind(first) => {}
-            _ => bail!("the server doesn't have a resource type {first:?} (podhost knows: pods)"),
+        let (kind_word, first_name) = match first.split_once('/') {
+            Some((k, n)) => (k, Some(n)),
+            None => (first.as_str(), None),
+        };
+        let names: Vec<String> = first_name
+            .map(str::to_string)
+            .into_iter()
+            .chain(rest.map(|n| n.split_once('/').map_or(n.as_str(), |(_, n)| n).to_string()))
+            .collect();
+        if let Some(k) = objects::ObjectKind::parse(kind_word) {
+            others.extend(names.into_iter().map(|n| (k, args.namespace.clone(), n)));
+        } else if is_pod_kind(kind_word) {
+            targets.extend(names.into_iter().map(|n| (args.namespace.clone(), n)));
+        } else {
+            bail!("the server doesn't have a resource type {kind_word:?} (podhost knows: pods, configmaps, secrets)");
         }
-        for n in rest {
-            let n = n.strip_prefix("pod/").unwrap_or(n);
-            targets.push((args.namespace.clone(), n.to_string()));
+    }
+    if targets.is_empty() && others.is_empty() {
+        bail!("resource(s) were provided, but no name was specified");
+    }
+    let mut objects_failed = false;
+    for (k, ns, name) in &others {
+        if !objects::delete(client, *k, ns, name).await {
+            objects_failed = true;
         }
     }
     if targets.is_empty() {
-        bail!("resource(s) were provided, but no name was specified");
+        return Ok(i32::from(objects_failed));
     }
-    let mut code = 0;
+    let mut code = i32::from(objects_failed);
     let mut q = format!("force={}", args.force);
     if let Some(g) = args.grace_period {
         q.push_str(&format!("&grace={g}"));

@@ -3,13 +3,17 @@
 //! - [`restart`]: `shouldRestart` and CrashLoopBackOff — where restarts are decided.
 //! - [`status`]: phase, conditions and container statuses as Kubernetes reports them.
 //! - [`podspec`]: a Pod's container → the runtime's `ContainerConfig` (env, mounts, logs).
+//! - [`env`]: a container's environment (envFrom, env, valueFrom) as kubelet builds it.
+//! - [`volumes`]: hostPath checks; configMap, secret, downwardAPI, projected files.
 //! - [`worker`]: the per-pod loop: sandbox, init containers, containers, termination.
 //!
 //! Lifecycle talks only to the [`crate::runtime::Runtime`] trait.
 
+pub mod env;
 pub mod podspec;
 pub mod restart;
 pub mod status;
+pub mod volumes;
 pub mod worker;
 
 use std::collections::BTreeMap;

@@ -3,11 +3,16 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use k8s_openapi::api::core::v1::{Container, Pod};
+use k8s_openapi::api::core::v1::{Container, Pod, VolumeMount};
 
-use crate::runtime::{ContainerConfig, Mount, SandboxConfig};
+use super::env::{resolve_env, PodFacts};
+use super::volumes;
+use crate::objects::Objects;
+use crate::runtime::{ContainerConfig, Mount, Propagation, SandboxConfig};
 
 /// Why a container's config could not be made (kubelet's CreateContainerConfigError).
+///
+/// The messages of missing objects and keys are kubelet's own, word for word.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// A volumeMount names a volume the pod does not have (validation should catch it).
@@ -35,6 +40,111 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
+    /// A ConfigMap the pod needs does not exist.
+    #[error("configmap {name:?} not found")]
+    ConfigMapNotFound {
+        /// Its name.
+        name: String,
+    },
+    /// A Secret the pod needs does not exist.
+    #[error("secret {name:?} not found")]
+    SecretNotFound {
+        /// Its name.
+        name: String,
+    },
+    /// A key an env var needs is not in its ConfigMap or Secret.
+    #[error("couldn't find key {key} in {kind} {namespace}/{name}")]
+    KeyNotFound {
+        /// The key.
+        key: String,
+        /// `ConfigMap` or `Secret`.
+        kind: &'static str,
+        /// The object's namespace.
+        namespace: String,
+        /// The object's name.
+        name: String,
+    },
+    /// A key a volume's `items` lists is not in its object.
+    #[error("{kind} references non-existent {} key: {key}", if *.kind == "secret" { "secret" } else { "config" })]
+    MissingVolumeKey {
+        /// `configmap` or `secret`.
+        kind: &'static str,
+        /// The key.
+        key: String,
+    },
+    /// Setting up a volume failed.
+    #[error("MountVolume.SetUp failed for volume {volume:?} : {source}")]
+    VolumeSetup {
+        /// Volume name.
+        volume: String,
+        /// Why.
+        #[source]
+        source: Box<ConfigError>,
+    },
+    /// A hostPath is not of its declared `type`.
+    #[error("{message}")]
+    HostPathType {
+        /// The host path.
+        path: PathBuf,
+        /// kubelet's wording (`hostPath type check failed: /x is not a directory`).
+        message: String,
+    },
+    /// A `DirectoryOrCreate` or `FileOrCreate` hostPath could not be created.
+    #[error("hostPath {path}: creating: {source}")]
+    HostPathCreate {
+        /// The host path.
+        path: PathBuf,
+        /// Underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A fieldRef path podhost does not know (validation should catch it).
+    #[error("unsupported fieldPath: {field}")]
+    UnsupportedField {
+        /// The fieldPath.
+        field: String,
+    },
+    /// A resourceFieldRef resource podhost does not know.
+    #[error("unsupported container resource : {resource:?}")]
+    UnsupportedResource {
+        /// The resource (`limits.cpu` …).
+        resource: String,
+    },
+    /// A resourceFieldRef names a container the pod does not have.
+    #[error("container {container:?} not found in the pod")]
+    NoSuchContainer {
+        /// The container name.
+        container: String,
+    },
+    /// A quantity could not be read.
+    #[error("quantity {quantity:?}: {message}")]
+    Quantity {
+        /// The quantity.
+        quantity: String,
+        /// Why.
+        message: String,
+    },
+    /// A subPath or expanded subPathExpr is not a relative path inside the volume.
+    #[error("container {container}: volumeMount {volume:?}: {message}")]
+    SubPath {
+        /// Container name.
+        container: String,
+        /// Volume name.
+        volume: String,
+        /// What is wrong with it.
+        message: String,
+    },
+}
+
+/// What the config of a container needs besides the pod.
+#[derive(Debug, Clone, Copy)]
+pub struct Inputs<'a> {
+    /// `<volumes_dir>/<uid>`: the pod's volume directories.
+    pub volumes_root: &'a Path,
+    /// ConfigMaps and Secrets.
+    pub objects: &'a Objects,
+    /// Pod IP, host IP, node capacity.
+    pub facts: &'a PodFacts,
 }
 
 /// The sandbox config for a pod.
@@ -63,6 +173,110 @@ pub fn sandbox_config(pod: &Pod, attempt: u32, log_root: &Path) -> SandboxConfig
 /// Host directory of a pod's emptyDir volume.
 pub fn empty_dir_path(volumes_root: &Path, volume: &str) -> PathBuf {
     volumes_root.join("empty-dir").join(volume)
+}
+
+/// The host side of one volumeMount: the volume set up, then its subPath resolved.
+fn mount_for(
+    pod: &Pod,
+    container: &Container,
+    vm: &VolumeMount,
+    vars: &BTreeMap<String, String>,
+    inputs: &Inputs<'_>,
+) -> Result<Mount, ConfigError> {
+    let vol = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.volumes.as_ref())
+        .and_then(|vs| vs.iter().find(|v| v.name == vm.name))
+        .ok_or_else(|| ConfigError::NoSuchVolume {
+            container: container.name.clone(),
+            volume: vm.name.clone(),
+        })?;
+    let mut readonly = vm.read_only.unwrap_or(false);
+    let base = if vol.empty_dir.is_some() {
+        empty_dir_path(inputs.volumes_root, &vol.name)
+    } else if let Some(hp) = &vol.host_path {
+        let path = PathBuf::from(&hp.path);
+        volumes::check_host_path(&path, hp.type_.as_deref().unwrap_or_default()).map_err(|e| {
+            ConfigError::VolumeSetup {
+                volume: vol.name.clone(),
+                source: Box::new(e),
+            }
+        })?;
+        path
+    } else if let Some(dir) =
+        volumes::setup(pod, vol, inputs.volumes_root, inputs.objects, inputs.facts)?
+    {
+        // API data is read-only in the container, as on a kubelet.
+        readonly = true;
+        dir
+    } else {
+        return Err(ConfigError::Unsupported {
+            volume: vol.name.clone(),
+        });
+    };
+    let sub = match (&vm.sub_path, &vm.sub_path_expr) {
+        (Some(p), _) if !p.is_empty() => Some(p.clone()),
+        (_, Some(e)) if !e.is_empty() => Some(expand(e, vars)),
+        _ => None,
+    };
+    let host_path = match sub {
+        Some(sub) => sub_path(&base, &sub).map_err(|message| ConfigError::SubPath {
+            container: container.name.clone(),
+            volume: vol.name.clone(),
+            message,
+        })?,
+        None => base,
+    };
+    let propagation = match vm.mount_propagation.as_deref() {
+        Some("HostToContainer") => Propagation::HostToContainer,
+        Some("Bidirectional") => Propagation::Bidirectional,
+        _ => Propagation::Private,
+    };
+    Ok(Mount {
+        host_path,
+        container_path: vm.mount_path.clone(),
+        readonly,
+        propagation,
+    })
+}
+
+/// `base/sub`, created as a directory when missing (with the volume's mode, like
+/// kubelet), resolved through symlinks and required to stay inside the volume.
+fn sub_path(base: &Path, sub: &str) -> Result<PathBuf, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let rel = Path::new(sub);
+    if rel.is_absolute()
+        || rel
+            .components()
+            .any(|c| matches!(c, std::path::Component::ParentDir))
+    {
+        return Err(format!(
+            "subPath {sub:?} must be a relative path without '..'"
+        ));
+    }
+    let path = base.join(rel);
+    if std::fs::symlink_metadata(&path).is_err() {
+        let mode = std::fs::metadata(base)
+            .map(|m| m.permissions().mode() & 0o7777)
+            .unwrap_or(0o755);
+        std::fs::create_dir_all(&path)
+            .and_then(|_| std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)))
+            .map_err(|e| format!("creating subPath {}: {e}", path.display()))?;
+    }
+    // Resolved now so a symlink (a configMap key) is bound as the file it points to
+    // and cannot lead out of the volume.
+    let real = std::fs::canonicalize(&path)
+        .map_err(|e| format!("resolving subPath {}: {e}", path.display()))?;
+    let real_base = std::fs::canonicalize(base)
+        .map_err(|e| format!("resolving volume {}: {e}", base.display()))?;
+    if !real.starts_with(&real_base) {
+        return Err(format!(
+            "subPath {sub:?} resolves to {}, outside the volume",
+            real.display()
+        ));
+    }
+    Ok(real)
 }
 
 /// Create the pod's emptyDir directories (mode 0777, like kubelet).
@@ -127,68 +341,21 @@ pub fn expand(s: &str, vars: &BTreeMap<String, String>) -> String {
     out
 }
 
-/// Build the runtime config of `container` for its `attempt`.
+/// Build the runtime config of `container` for its `attempt`: env resolved, volumes set
+/// up (hostPath checked, API-data volumes written), mounts with their subPaths.
 pub fn container_config(
     pod: &Pod,
     container: &Container,
     attempt: u32,
-    volumes_root: &Path,
+    inputs: &Inputs<'_>,
 ) -> Result<ContainerConfig, ConfigError> {
     let meta = &pod.metadata;
-    let mut vars: BTreeMap<String, String> = BTreeMap::new();
-    let mut envs = Vec::new();
-    for e in container.env.iter().flatten() {
-        let value = if let Some(v) = &e.value {
-            expand(v, &vars)
-        } else if let Some(f) = e.value_from.as_ref().and_then(|vf| vf.field_ref.as_ref()) {
-            match f.field_path.as_str() {
-                "metadata.name" => meta.name.clone().unwrap_or_default(),
-                "metadata.namespace" => meta.namespace.clone().unwrap_or_default(),
-                "metadata.uid" => meta.uid.clone().unwrap_or_default(),
-                "spec.nodeName" | "status.hostIP" => String::new(),
-                _ => String::new(),
-            }
-        } else {
-            String::new()
-        };
-        vars.insert(e.name.clone(), value.clone());
-        envs.push((e.name.clone(), value));
-    }
-    let volumes = pod
-        .spec
-        .as_ref()
-        .and_then(|s| s.volumes.clone())
-        .unwrap_or_default();
+    let envs = resolve_env(pod, container, inputs.objects, inputs.facts)?;
+    // command, args and subPathExpr see the whole environment (kubelet's final env map).
+    let vars: BTreeMap<String, String> = envs.iter().cloned().collect();
     let mut mounts = Vec::new();
     for vm in container.volume_mounts.iter().flatten() {
-        let vol = volumes.iter().find(|v| v.name == vm.name).ok_or_else(|| {
-            ConfigError::NoSuchVolume {
-                container: container.name.clone(),
-                volume: vm.name.clone(),
-            }
-        })?;
-        let mut host = if vol.empty_dir.is_some() {
-            empty_dir_path(volumes_root, &vol.name)
-        } else if let Some(hp) = &vol.host_path {
-            PathBuf::from(&hp.path)
-        } else {
-            return Err(ConfigError::Unsupported {
-                volume: vol.name.clone(),
-            });
-        };
-        if let Some(sub) = vm.sub_path.as_deref().filter(|s| !s.is_empty()) {
-            host = host.join(sub);
-            std::fs::create_dir_all(&host).map_err(|source| ConfigError::Io {
-                volume: vol.name.clone(),
-                path: host.clone(),
-                source,
-            })?;
-        }
-        mounts.push(Mount {
-            host_path: host,
-            container_path: vm.mount_path.clone(),
-            readonly: vm.read_only.unwrap_or(false),
-        });
+        mounts.push(mount_for(pod, container, vm, &vars, inputs)?);
     }
     let mut labels = BTreeMap::new();
     labels.insert(
@@ -234,6 +401,58 @@ pub fn container_config(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn command_args_and_sub_path_expr_see_the_whole_env() {
+        let text = "apiVersion: v1\nkind: Pod\nmetadata: {name: p, namespace: default}\nspec:\n  containers:\n  - name: c\n    image: busybox\n    command: [echo, '$(GREETING)', '$(LATER)']\n    args: ['$(POD)', '$$(POD)', '$(NOPE)']\n    env:\n    - {name: GREETING, value: 'hi $(POD)'}\n    - name: POD\n      valueFrom: {fieldRef: {fieldPath: metadata.name}}\n    - {name: LATER, value: last}\n    volumeMounts:\n    - {name: logs, mountPath: /logs, subPathExpr: '$(POD)/$(LATER)'}\n  volumes:\n  - {name: logs, emptyDir: {}}\n";
+        let podhost_api::Manifest::Pod(pod) = podhost_api::parse_manifests(text, "p")
+            .expect("parses")
+            .remove(0)
+        else {
+            panic!("not a pod")
+        };
+        let tmp = tempfile::tempdir().expect("tmp");
+        prepare_volumes(&pod, tmp.path()).expect("emptyDir");
+        let objects = Objects::in_memory();
+        let facts = PodFacts::default();
+        let inputs = Inputs {
+            volumes_root: tmp.path(),
+            objects: &objects,
+            facts: &facts,
+        };
+        let c = &pod.spec.as_ref().expect("spec").containers[0];
+        let cfg = container_config(&pod, c, 0, &inputs).expect("config");
+        // GREETING was expanded before POD existed; command and args see every variable.
+        assert_eq!(cfg.command, ["echo", "hi $(POD)", "last"]);
+        assert_eq!(cfg.args, ["p", "$(POD)", "$(NOPE)"]);
+        let host = &cfg.mounts[0].host_path;
+        assert!(
+            host.ends_with("empty-dir/logs/p/last"),
+            "{}",
+            host.display()
+        );
+        assert!(host.is_dir());
+    }
+
+    #[test]
+    fn sub_paths_stay_inside_the_volume() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let base = tmp.path().join("vol");
+        std::fs::create_dir(&base).expect("vol");
+        let made = sub_path(&base, "logs/web").expect("created");
+        assert!(made.is_dir());
+        assert!(sub_path(&base, "../x").is_err());
+        assert!(sub_path(&base, "/etc").is_err());
+        std::os::unix::fs::symlink("/etc", base.join("escape")).expect("symlink");
+        let err = sub_path(&base, "escape").expect_err("outside");
+        assert!(err.contains("outside the volume"), "{err}");
+        std::fs::write(base.join("..data"), "x").expect("file");
+        std::os::unix::fs::symlink("..data", base.join("key")).expect("symlink");
+        assert_eq!(
+            sub_path(&base, "key").expect("key"),
+            base.canonicalize().expect("c").join("..data")
+        );
+    }
 
     #[test]
     fn expands_like_kubernetes() {

@@ -71,6 +71,8 @@ pub struct Settings {
     pub clock: Clock,
     /// How often to resync without events.
     pub resync: Duration,
+    /// ConfigMaps and Secrets the pod's env and volumes read.
+    pub objects: crate::objects::Objects,
 }
 
 /// One pod's worker.
@@ -143,6 +145,8 @@ impl PodWorker {
         mut cmd_rx: mpsc::Receiver<WorkerCmd>,
         mut events: broadcast::Receiver<RuntimeEvent>,
     ) {
+        // A ConfigMap or Secret change may unblock a waiting container or update a volume.
+        let mut objects_changed = self.settings.objects.subscribe();
         loop {
             let wake = self.sync().await;
             self.publish().await;
@@ -178,6 +182,13 @@ impl PodWorker {
                                 break;
                             }
                         }
+                    }
+                    changed = objects_changed.changed() => {
+                        if changed.is_err() {
+                            // The store is gone (daemon shutting down): plain resync.
+                            tokio::time::sleep_until(deadline).await;
+                        }
+                        break;
                     }
                     _ = tokio::time::sleep_until(deadline) => break,
                 }
@@ -230,6 +241,7 @@ impl PodWorker {
 
     async fn sync_steps(&mut self) -> Step {
         self.ensure_sandbox().await?;
+        self.refresh_volumes().await;
         let spec = self.rec.pod.spec.clone().unwrap_or_default();
         let policy = self.policy();
         // Init containers, one at a time; sidecars keep running.
@@ -525,7 +537,13 @@ impl PodWorker {
             }
         }
         let volumes = self.settings.volumes_dir.join(self.rec.uid());
-        let cfg = match podspec::container_config(&self.rec.pod, c, attempt, &volumes) {
+        let facts = self.pod_facts(&sid).await;
+        let inputs = podspec::Inputs {
+            volumes_root: &volumes,
+            objects: &self.settings.objects,
+            facts: &facts,
+        };
+        let cfg = match podspec::container_config(&self.rec.pod, c, attempt, &inputs) {
             Ok(cfg) => cfg,
             Err(e) => {
                 return self.set_waiting(
@@ -583,6 +601,34 @@ impl PodWorker {
         t.waiting = None;
         t.current = st;
         Ok(())
+    }
+
+    /// Where the pod runs: its sandbox's IP (once networking gives one) and this machine.
+    async fn pod_facts(&self, sandbox_id: &str) -> super::env::PodFacts {
+        let ip = match self.rt.pod_sandbox_status(sandbox_id).await {
+            Ok(s) => s.ip,
+            Err(_) => None,
+        };
+        super::env::PodFacts::of_this_machine(ip)
+    }
+
+    /// Bring configMap, secret, downwardAPI and projected volumes up to date (the `..data` swap).
+    async fn refresh_volumes(&mut self) {
+        let Some(sid) = self.rec.sandbox_id.clone() else {
+            return;
+        };
+        if !super::volumes::has_api_data(&self.rec.pod) {
+            return;
+        }
+        let volumes = self.settings.volumes_dir.join(self.rec.uid());
+        let facts = self.pod_facts(&sid).await;
+        let n = super::volumes::refresh(&self.rec.pod, &volumes, &self.settings.objects, &facts);
+        if n > 0 {
+            tracing::info!(
+                "pod {}: updated {n} volume(s) from their objects",
+                self.rec.key()
+            );
+        }
     }
 
     /// Stop running containers: regular ones in parallel, then sidecars in reverse order.

@@ -305,6 +305,11 @@ impl LocalRuntime {
                 source: m.host_path.clone(),
                 destination: m.container_path.clone().into(),
                 readonly: m.readonly,
+                propagation: match m.propagation {
+                    Propagation::Private => podhost_oci::Propagation::Private,
+                    Propagation::HostToContainer => podhost_oci::Propagation::Slave,
+                    Propagation::Bidirectional => podhost_oci::Propagation::Shared,
+                },
             })
             .collect();
         for (file, dest) in [
@@ -317,6 +322,7 @@ impl LocalRuntime {
                     source: sb_state.join(file),
                     destination: dest.into(),
                     readonly: false,
+                    ..Default::default()
                 });
             }
         }
@@ -324,6 +330,7 @@ impl LocalRuntime {
             source: self.config.sandbox_run_dir(&sandbox.id).join("shm"),
             destination: "/dev/shm".into(),
             readonly: false,
+            ..Default::default()
         });
         podhost_oci::ContainerParams {
             rootfs: rootfs.to_path_buf(),

@@ -79,6 +79,21 @@ pub struct Mount {
     pub container_path: String,
     /// Mounted read-only.
     pub readonly: bool,
+    /// Mount propagation (CRI `MountPropagation`); private unless the pod asks.
+    #[serde(default)]
+    pub propagation: Propagation,
+}
+
+/// How mounts below a bind mount travel between host and container (CRI names).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub enum Propagation {
+    /// Neither way (`mountPropagation: None`, rprivate).
+    #[default]
+    Private,
+    /// Host mounts appear in the container (`HostToContainer`, rslave).
+    HostToContainer,
+    /// Both ways (`Bidirectional`, rshared; privileged containers only).
+    Bidirectional,
 }
 
 /// What to run in a container (CRI `ContainerConfig`).

@@ -1,11 +1,13 @@
 //! `POST /v1/apply`: parse, default, validate every document first, then create.
 //! Nothing is created unless every document is valid (one bad pod, no pods).
+//! ConfigMaps and Secrets are created or updated (unless immutable); pods are created.
 
 use std::sync::Arc;
 
 use axum::extract::State;
 use axum::Json;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
+use podhost_api::Manifest;
 use serde::{Deserialize, Serialize};
 
 use super::{ApiError, Daemon};
@@ -30,7 +32,8 @@ pub struct ApplyResponse {
     pub warnings: Vec<String>,
 }
 
-fn new_uid() -> String {
+/// A new random object UID (RFC 4122 v4 layout, like Kubernetes').
+pub fn new_uid() -> String {
     let b: [u8; 16] = rand::random();
     let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
     // RFC 4122 v4 layout, like Kubernetes UIDs.
@@ -45,14 +48,41 @@ fn new_uid() -> String {
     )
 }
 
-/// Parse and check everything; return the pods to create and the warnings.
-async fn check(d: &Daemon, req: &ApplyRequest) -> Result<(Vec<Pod>, Vec<String>), ApiError> {
+/// One checked document.
+enum Checked {
+    Pod(Box<Pod>),
+    ConfigMap(Box<ConfigMap>),
+    Secret(Box<Secret>),
+}
+
+/// Parse and check everything; return the objects in document order and the warnings.
+async fn check(d: &Daemon, req: &ApplyRequest) -> Result<(Vec<Checked>, Vec<String>), ApiError> {
     let manifests = podhost_api::parse_manifests(&req.yaml, &req.source)
         .map_err(|e| ApiError::bad(e.to_string()))?;
-    let mut pods = Vec::new();
+    let mut checked = Vec::new();
     let mut warnings = Vec::new();
     for m in manifests {
-        let podhost_api::Manifest::Pod(pod) = m;
+        let pod = match m {
+            Manifest::Pod(pod) => pod,
+            Manifest::ConfigMap(mut cm) => {
+                podhost_api::default_config_map(&mut cm);
+                podhost_api::validate_config_map(&cm).map_err(|e| ApiError::bad(e.to_string()))?;
+                d.objects
+                    .check_config_map(&cm)
+                    .map_err(|e| ApiError::bad(e.to_string()))?;
+                checked.push(Checked::ConfigMap(cm));
+                continue;
+            }
+            Manifest::Secret(mut secret) => {
+                podhost_api::default_secret(&mut secret);
+                podhost_api::validate_secret(&secret).map_err(|e| ApiError::bad(e.to_string()))?;
+                d.objects
+                    .check_secret(&secret)
+                    .map_err(|e| ApiError::bad(e.to_string()))?;
+                checked.push(Checked::Secret(secret));
+                continue;
+            }
+        };
         let mut pod = *pod;
         podhost_api::default_pod(&mut pod);
         let name = pod.metadata.name.clone().unwrap_or_default();
@@ -80,20 +110,29 @@ async fn check(d: &Daemon, req: &ApplyRequest) -> Result<(Vec<Pod>, Vec<String>)
                 )));
             }
         }
-        pods.push(pod);
+        checked.push(Checked::Pod(Box::new(pod)));
     }
-    Ok((pods, warnings))
+    Ok((checked, warnings))
 }
 
 pub(super) async fn apply(
     State(d): State<Arc<Daemon>>,
     Json(req): Json<ApplyRequest>,
 ) -> Result<Json<ApplyResponse>, ApiError> {
-    let (pods, warnings) = check(&d, &req).await?;
-    let mut results = Vec::new();
+    let (checked, warnings) = check(&d, &req).await?;
+    // One result line per document, in document order.
+    let mut results: Vec<String> = vec![String::new(); checked.len()];
     // Conflicts are checked for all documents before any pod is created.
     let mut to_create = Vec::new();
-    for pod in pods {
+    let mut objects = Vec::new();
+    for (i, doc) in checked.into_iter().enumerate() {
+        let pod = match doc {
+            Checked::Pod(pod) => *pod,
+            other => {
+                objects.push((i, other));
+                continue;
+            }
+        };
         let ns = pod
             .metadata
             .namespace
@@ -110,18 +149,34 @@ pub(super) async fn apply(
                 if existing.pod.spec == pod.spec
                     && existing.pod.metadata.labels == pod.metadata.labels =>
             {
-                results.push(format!("pod/{name} unchanged"));
+                results[i] = format!("pod/{name} unchanged");
             }
             Some(_) => {
                 return Err(ApiError::bad(format!(
                     "The Pod \"{name}\" is invalid: spec: Forbidden: pod updates may not change fields other than those podhost can update in place; delete the pod first (`podhost delete pod {name}`)"
                 )));
             }
-            None => to_create.push(pod),
+            None => to_create.push((i, pod)),
         }
     }
     let now = d.settings.clock.now();
-    for mut pod in to_create {
+    // ConfigMaps and Secrets first, so pods of the same file find them when they start.
+    for (i, doc) in objects {
+        let (kind, name, outcome) = match doc {
+            Checked::ConfigMap(cm) => {
+                let name = cm.metadata.name.clone().unwrap_or_default();
+                ("configmap", name, d.objects.apply_config_map(*cm, now))
+            }
+            Checked::Secret(s) => {
+                let name = s.metadata.name.clone().unwrap_or_default();
+                ("secret", name, d.objects.apply_secret(*s, now))
+            }
+            Checked::Pod(_) => continue,
+        };
+        let outcome = outcome.map_err(|e| ApiError::bad(e.to_string()))?;
+        results[i] = format!("{kind}/{name} {}", outcome.as_str());
+    }
+    for (i, mut pod) in to_create {
         let name = pod.metadata.name.clone().unwrap_or_default();
         pod.metadata.uid = Some(new_uid());
         pod.metadata.creation_timestamp = Some(k8s_time(now));
@@ -138,7 +193,7 @@ pub(super) async fn apply(
         );
         d.store.save(&rec).map_err(ApiError::internal)?;
         d.start_worker(rec);
-        results.push(format!("pod/{name} created"));
+        results[i] = format!("pod/{name} created");
     }
     Ok(Json(ApplyResponse { results, warnings }))
 }

@@ -5,9 +5,10 @@
 //! - [`exec`]: HTTP upgrade, then the shim's frame protocol end to end.
 
 mod apply;
-pub use apply::{ApplyRequest, ApplyResponse};
+pub use apply::{new_uid, ApplyRequest, ApplyResponse};
 mod exec;
 mod logs;
+mod objects;
 
 use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt;
@@ -35,6 +36,7 @@ pub struct Daemon {
     local: Arc<LocalRuntime>,
     runtime: Arc<dyn Runtime>,
     store: PodStore,
+    objects: crate::objects::Objects,
     pods: Mutex<HashMap<String, PodHandle>>,
     settings: Settings,
 }
@@ -126,6 +128,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     let local = LocalRuntime::open(config.clone())?;
     let runtime: Arc<dyn Runtime> = local.clone();
     let store = PodStore::open(&config.pods_dir())?;
+    let objects = crate::objects::Objects::open(&config.state_dir)?;
     let settings = Settings {
         backoff: BackoffPolicy {
             initial: config.backoff_initial,
@@ -135,11 +138,13 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         volumes_dir: config.state_dir.join("volumes"),
         clock: Clock::default(),
         resync: Duration::from_secs(1),
+        objects: objects.clone(),
     };
     let daemon = Arc::new(Daemon {
         local,
         runtime,
         store,
+        objects,
         pods: Mutex::new(HashMap::new()),
         settings,
     });
@@ -179,6 +184,15 @@ fn router(d: Arc<Daemon>) -> Router {
         .route("/v1/pods/{ns}/{name}/events", get(pod_events))
         .route("/v1/pods/{ns}/{name}/log", get(logs::logs))
         .route("/v1/pods/{ns}/{name}/exec", post(exec::exec))
+        .route("/v1/configmaps", get(objects::list_config_maps))
+        .route("/v1/configmaps/{ns}/{name}", get(objects::get_config_map))
+        .route(
+            "/v1/configmaps/{ns}/{name}",
+            delete(objects::delete_config_map),
+        )
+        .route("/v1/secrets", get(objects::list_secrets))
+        .route("/v1/secrets/{ns}/{name}", get(objects::get_secret))
+        .route("/v1/secrets/{ns}/{name}", delete(objects::delete_secret))
         .route("/v1/containers", get(list_containers))
         .route("/v1/images", get(list_images))
         .route("/v1/images/load", post(load_image))
@@ -226,7 +240,7 @@ async fn version() -> Json<serde_json::Value> {
 
 /// Filters of list requests, like kubectl's flags.
 #[derive(Debug, Deserialize)]
-struct ListQuery {
+pub(crate) struct ListQuery {
     namespace: Option<String>,
     #[serde(default)]
     all_namespaces: bool,
@@ -234,7 +248,7 @@ struct ListQuery {
 }
 
 /// `a=b,c!=d,e` label selector match.
-fn matches_selector(
+pub(crate) fn matches_selector(
     labels: Option<&std::collections::BTreeMap<String, String>>,
     selector: &str,
 ) -> bool {

@@ -1,0 +1,356 @@
+//! `get`, `describe` and `delete` of ConfigMaps and Secrets, printed like kubectl.
+//! Secret values never appear in tables or `describe` (sizes only); `-o yaml|json`
+//! shows them base64-encoded in `data`, as kubectl does.
+
+use std::fmt::Write as _;
+
+use anyhow::{bail, Result};
+use hyper::Method;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde::Serialize;
+
+use super::client::{enc, Client};
+use super::output::table;
+use super::GetArgs;
+use crate::timefmt::{from_k8s_time, now_nanos};
+
+/// Which object kind a word names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectKind {
+    /// ConfigMaps.
+    ConfigMap,
+    /// Secrets.
+    Secret,
+}
+
+impl ObjectKind {
+    /// `configmap`, `configmaps`, `cm`, `secret`, `secrets`.
+    pub fn parse(word: &str) -> Option<Self> {
+        match word {
+            "configmap" | "configmaps" | "cm" => Some(ObjectKind::ConfigMap),
+            "secret" | "secrets" => Some(ObjectKind::Secret),
+            _ => None,
+        }
+    }
+
+    /// The API path segment and kubectl's plural (`configmaps`, `secrets`).
+    pub fn plural(self) -> &'static str {
+        match self {
+            ObjectKind::ConfigMap => "configmaps",
+            ObjectKind::Secret => "secrets",
+        }
+    }
+
+    /// kubectl's singular (`configmap`, `secret`).
+    pub fn singular(self) -> &'static str {
+        match self {
+            ObjectKind::ConfigMap => "configmap",
+            ObjectKind::Secret => "secret",
+        }
+    }
+}
+
+fn age(meta: &ObjectMeta, now: i64) -> String {
+    match &meta.creation_timestamp {
+        Some(t) => podhost_api::display::age(std::time::Duration::from_nanos(
+            now.saturating_sub(from_k8s_time(t)).max(0) as u64,
+        )),
+        None => "<unknown>".into(),
+    }
+}
+
+fn name_of(meta: &ObjectMeta) -> String {
+    meta.name.clone().unwrap_or_default()
+}
+
+/// `get configmaps`: NAME DATA AGE.
+pub fn config_maps_table(list: &[ConfigMap], all_namespaces: bool, now: i64) -> String {
+    let mut header = Vec::new();
+    if all_namespaces {
+        header.push("NAMESPACE".to_string());
+    }
+    header.extend(["NAME", "DATA", "AGE"].map(String::from));
+    let mut rows = vec![header];
+    for c in list {
+        let mut row = Vec::new();
+        if all_namespaces {
+            row.push(c.metadata.namespace.clone().unwrap_or_default());
+        }
+        let n =
+            c.data.as_ref().map_or(0, |d| d.len()) + c.binary_data.as_ref().map_or(0, |d| d.len());
+        row.extend([name_of(&c.metadata), n.to_string(), age(&c.metadata, now)]);
+        rows.push(row);
+    }
+    table(&rows)
+}
+
+/// `get secrets`: NAME TYPE DATA AGE.
+pub fn secrets_table(list: &[Secret], all_namespaces: bool, now: i64) -> String {
+    let mut header = Vec::new();
+    if all_namespaces {
+        header.push("NAMESPACE".to_string());
+    }
+    header.extend(["NAME", "TYPE", "DATA", "AGE"].map(String::from));
+    let mut rows = vec![header];
+    for s in list {
+        let mut row = Vec::new();
+        if all_namespaces {
+            row.push(s.metadata.namespace.clone().unwrap_or_default());
+        }
+        row.extend([
+            name_of(&s.metadata),
+            s.type_.clone().unwrap_or_else(|| "Opaque".into()),
+            s.data.as_ref().map_or(0, |d| d.len()).to_string(),
+            age(&s.metadata, now),
+        ]);
+        rows.push(row);
+    }
+    table(&rows)
+}
+
+fn map_lines(
+    out: &mut String,
+    title: &str,
+    m: Option<&std::collections::BTreeMap<String, String>>,
+) {
+    match m.filter(|m| !m.is_empty()) {
+        None => {
+            let _ = writeln!(out, "{title:<14}<none>");
+        }
+        Some(m) => {
+            for (i, (k, v)) in m.iter().enumerate() {
+                let label = if i == 0 { title } else { "" };
+                let _ = writeln!(out, "{label:<14}{k}={v}");
+            }
+        }
+    }
+}
+
+fn header(out: &mut String, meta: &ObjectMeta) {
+    let _ = writeln!(out, "{:<14}{}", "Name:", name_of(meta));
+    let _ = writeln!(
+        out,
+        "{:<14}{}",
+        "Namespace:",
+        meta.namespace.clone().unwrap_or_default()
+    );
+    map_lines(out, "Labels:", meta.labels.as_ref());
+    map_lines(out, "Annotations:", meta.annotations.as_ref());
+}
+
+/// `describe configmap`: values shown, binary ones by size.
+pub fn describe_config_map(c: &ConfigMap) -> String {
+    let mut out = String::new();
+    header(&mut out, &c.metadata);
+    let _ = writeln!(out, "\nData\n====");
+    for (k, v) in c.data.iter().flatten() {
+        let _ = writeln!(out, "{k}:\n----\n{v}\n");
+    }
+    let _ = writeln!(out, "\nBinaryData\n====");
+    for (k, v) in c.binary_data.iter().flatten() {
+        let _ = writeln!(out, "{k}: {} bytes", v.0.len());
+    }
+    if c.immutable == Some(true) {
+        let _ = writeln!(out, "\nImmutable:  true");
+    }
+    let _ = writeln!(out, "\nEvents:  <none>");
+    out
+}
+
+/// `describe secret`: sizes only, never the values.
+pub fn describe_secret(s: &Secret) -> String {
+    let mut out = String::new();
+    header(&mut out, &s.metadata);
+    let _ = writeln!(
+        out,
+        "\nType:  {}",
+        s.type_.clone().unwrap_or_else(|| "Opaque".into())
+    );
+    let _ = writeln!(out, "\nData\n====");
+    for (k, v) in s.data.iter().flatten() {
+        let _ = writeln!(out, "{k}:  {} bytes", v.0.len());
+    }
+    if s.immutable == Some(true) {
+        let _ = writeln!(out, "\nImmutable:  true");
+    }
+    out
+}
+
+/// One object alone, or a v1 List like kubectl.
+fn list_value<T: Serialize>(items: &[T], single: bool) -> Result<serde_json::Value> {
+    if single && items.len() == 1 {
+        return Ok(serde_json::to_value(&items[0])?);
+    }
+    Ok(serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "List",
+        "items": items,
+        "metadata": { "resourceVersion": "" },
+    }))
+}
+
+/// Prints a list of ConfigMaps or Secrets in the requested format.
+fn print<T: Serialize>(
+    kind: ObjectKind,
+    items: &[T],
+    metas: Vec<&ObjectMeta>,
+    args: &GetArgs,
+    single: bool,
+    table_text: impl FnOnce() -> String,
+) -> Result<()> {
+    match args.output.as_deref() {
+        Some("yaml") => print!("{}", serde_saphyr::to_string(&list_value(items, single)?)?),
+        Some("json") => println!(
+            "{}",
+            serde_json::to_string_pretty(&list_value(items, single)?)?
+        ),
+        Some("name") => {
+            for m in metas {
+                println!("{}/{}", kind.singular(), name_of(m));
+            }
+        }
+        None | Some("wide") => {
+            if items.is_empty() {
+                let where_ = if args.all_namespaces {
+                    String::new()
+                } else {
+                    format!(" in {} namespace", args.namespace)
+                };
+                eprintln!("No resources found{where_}.");
+            } else {
+                print!("{}", table_text());
+            }
+        }
+        Some(o) => bail!("unable to match a printer suitable for the output format {o:?}, allowed formats are: json,name,wide,yaml"),
+    }
+    Ok(())
+}
+
+/// `get configmaps|secrets [NAMES]`.
+pub async fn get(
+    client: &Client,
+    kind: ObjectKind,
+    names: &[String],
+    args: &GetArgs,
+) -> Result<i32> {
+    let mut q = format!(
+        "/v1/{}?namespace={}&all_namespaces={}",
+        kind.plural(),
+        enc(&args.namespace),
+        args.all_namespaces
+    );
+    if let Some(s) = &args.selector {
+        q.push_str(&format!("&selector={}", enc(s)));
+    }
+    let single = names.len() == 1;
+    let keep =
+        |meta: &ObjectMeta| names.is_empty() || names.iter().any(|n| Some(n) == meta.name.as_ref());
+    let missing = |metas: Vec<&ObjectMeta>| -> Result<()> {
+        for n in names {
+            if !metas.iter().any(|m| m.name.as_ref() == Some(n)) {
+                bail!("{} \"{n}\" not found", kind.plural());
+            }
+        }
+        Ok(())
+    };
+    let now = now_nanos();
+    match kind {
+        ObjectKind::ConfigMap => {
+            let mut list: Vec<ConfigMap> = client.call(Method::GET, &q, None).await?;
+            missing(list.iter().map(|c| &c.metadata).collect())?;
+            list.retain(|c| keep(&c.metadata));
+            let metas = list.iter().map(|c| &c.metadata).collect();
+            print(kind, &list, metas, args, single, || {
+                config_maps_table(&list, args.all_namespaces, now)
+            })?;
+        }
+        ObjectKind::Secret => {
+            let mut list: Vec<Secret> = client.call(Method::GET, &q, None).await?;
+            missing(list.iter().map(|c| &c.metadata).collect())?;
+            list.retain(|c| keep(&c.metadata));
+            let metas = list.iter().map(|c| &c.metadata).collect();
+            print(kind, &list, metas, args, single, || {
+                secrets_table(&list, args.all_namespaces, now)
+            })?;
+        }
+    }
+    Ok(0)
+}
+
+/// `describe configmap|secret NAME`.
+pub async fn describe(client: &Client, kind: ObjectKind, ns: &str, name: &str) -> Result<i32> {
+    let path = format!("/v1/{}/{ns}/{name}", kind.plural());
+    match kind {
+        ObjectKind::ConfigMap => {
+            let c: ConfigMap = client.call(Method::GET, &path, None).await?;
+            print!("{}", describe_config_map(&c));
+        }
+        ObjectKind::Secret => {
+            let s: Secret = client.call(Method::GET, &path, None).await?;
+            print!("{}", describe_secret(&s));
+        }
+    }
+    Ok(0)
+}
+
+/// `delete configmap|secret NAME`; prints kubectl's line. Returns false when not found.
+pub async fn delete(client: &Client, kind: ObjectKind, ns: &str, name: &str) -> bool {
+    let r: Result<serde_json::Value> = client
+        .call(
+            Method::DELETE,
+            &format!("/v1/{}/{ns}/{name}", kind.plural()),
+            None,
+        )
+        .await;
+    match r {
+        Ok(_) => {
+            println!("{} \"{name}\" deleted", kind.singular());
+            true
+        }
+        Err(e) => {
+            eprintln!("Error from server (NotFound): {e}");
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::ByteString;
+
+    #[test]
+    fn secret_describe_shows_sizes_only() {
+        let s = Secret {
+            metadata: ObjectMeta {
+                name: Some("db".into()),
+                namespace: Some("default".into()),
+                ..Default::default()
+            },
+            data: Some([("password".to_string(), ByteString(b"hunter2".to_vec()))].into()),
+            type_: Some("Opaque".into()),
+            ..Default::default()
+        };
+        let text = describe_secret(&s);
+        assert!(text.contains("password:  7 bytes"), "{text}");
+        assert!(!text.contains("hunter2"), "{text}");
+        let yaml = serde_saphyr::to_string(&list_value(&[s], true).expect("value")).expect("yaml");
+        assert!(yaml.contains("password: aHVudGVyMg=="), "{yaml}");
+        assert!(yaml.contains("kind: Secret"), "{yaml}");
+    }
+
+    #[test]
+    fn tables() {
+        let c = ConfigMap {
+            metadata: ObjectMeta {
+                name: Some("cfg".into()),
+                ..Default::default()
+            },
+            data: Some([("a".to_string(), "b".to_string())].into()),
+            ..Default::default()
+        };
+        let t = config_maps_table(&[c], false, 0);
+        assert!(t.starts_with("NAME   DATA   AGE\ncfg    1"), "{t}");
+    }
+}

@@ -1,0 +1,616 @@
+//! Volume materialisation on the host: hostPath type checks, and the files of
+//! configMap, secret, downwardAPI and projected volumes.
+//!
+//! API-data volumes are written the way kubelet's AtomicWriter does, so a process
+//! watching them always sees one consistent version:
+//!
+//! ```text
+//! <dir>/..2024_05_01_12_00_00.123456789/   the files of one version (with their modes)
+//! <dir>/..data -> ..2024_05_01_12_00_00.123456789
+//! <dir>/<key>  -> ..data/<key>             one symlink per top-level path
+//! ```
+//!
+//! An update writes a new timestamped directory, renames a fresh `..data_tmp` symlink
+//! over `..data` (one atomic step), fixes the top-level symlinks and removes the old
+//! version.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
+
+use k8s_openapi::api::core::v1::{DownwardAPIVolumeFile, KeyToPath, Pod, Volume};
+
+use super::env::{self, PodFacts};
+use super::podspec::ConfigError;
+use crate::objects::Objects;
+
+/// Kubernetes' default file mode of API-data volumes (0644).
+pub const DEFAULT_MODE: i32 = 0o644;
+
+/// One file of a volume: its bytes and permission bits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileContent {
+    /// Content.
+    pub data: Vec<u8>,
+    /// Permission bits (0..=0o777).
+    pub mode: u32,
+}
+
+/// Relative path (`key` or `dir/file`) → content.
+pub type Payload = BTreeMap<String, FileContent>;
+
+/// Which kind of directory a volume is materialised in under the pod's volume root.
+fn kind_dir(v: &Volume) -> Option<&'static str> {
+    if v.config_map.is_some() {
+        Some("configmap")
+    } else if v.secret.is_some() {
+        Some("secret")
+    } else if v.downward_api.is_some() {
+        Some("downward-api")
+    } else if v.projected.is_some() {
+        Some("projected")
+    } else {
+        None
+    }
+}
+
+/// Whether a volume is written from API data (configMap, secret, downwardAPI, projected).
+pub fn is_api_data(v: &Volume) -> bool {
+    kind_dir(v).is_some()
+}
+
+/// Whether the pod has any API-data volume (else there is nothing to refresh).
+pub fn has_api_data(pod: &Pod) -> bool {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.volumes.as_ref())
+        .is_some_and(|vs| vs.iter().any(is_api_data))
+}
+
+/// Host directory of an API-data volume.
+pub fn api_data_path(volumes_root: &Path, v: &Volume) -> Option<PathBuf> {
+    kind_dir(v).map(|k| volumes_root.join(k).join(&v.name))
+}
+
+/// Files of the keys of `entries` selected by `items` (all keys when `items` is empty),
+/// as kubelet's `MakePayload`: a missing key is an error unless the source is optional.
+pub fn project_keys(
+    entries: &BTreeMap<String, Vec<u8>>,
+    items: &[KeyToPath],
+    default_mode: i32,
+    optional: bool,
+    kind: &'static str,
+) -> Result<Payload, ConfigError> {
+    let mut out = Payload::new();
+    if items.is_empty() {
+        for (k, v) in entries {
+            out.insert(
+                k.clone(),
+                FileContent {
+                    data: v.clone(),
+                    mode: mode_bits(default_mode),
+                },
+            );
+        }
+        return Ok(out);
+    }
+    for item in items {
+        match entries.get(&item.key) {
+            Some(v) => {
+                out.insert(
+                    item.path.clone(),
+                    FileContent {
+                        data: v.clone(),
+                        mode: mode_bits(item.mode.unwrap_or(default_mode)),
+                    },
+                );
+            }
+            None if optional => {}
+            None => {
+                return Err(ConfigError::MissingVolumeKey {
+                    kind,
+                    key: item.key.clone(),
+                })
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Files of a downwardAPI source.
+pub fn project_downward(
+    pod: &Pod,
+    facts: &PodFacts,
+    items: &[DownwardAPIVolumeFile],
+    default_mode: i32,
+) -> Result<Payload, ConfigError> {
+    let mut out = Payload::new();
+    for item in items {
+        let value = if let Some(f) = &item.field_ref {
+            env::field_value(pod, facts, f)?
+        } else if let Some(r) = &item.resource_field_ref {
+            env::resource_value(pod, facts, None, r)?
+        } else {
+            continue;
+        };
+        out.insert(
+            item.path.clone(),
+            FileContent {
+                data: value.into_bytes(),
+                mode: mode_bits(item.mode.unwrap_or(default_mode)),
+            },
+        );
+    }
+    Ok(out)
+}
+
+fn mode_bits(mode: i32) -> u32 {
+    (mode as u32) & 0o777
+}
+
+/// The files an API-data volume should hold now. `Ok(None)` for other volume types.
+pub fn payload(
+    pod: &Pod,
+    v: &Volume,
+    objects: &Objects,
+    facts: &PodFacts,
+) -> Result<Option<Payload>, ConfigError> {
+    let ns = env::pod_namespace(pod);
+    if let Some(src) = &v.config_map {
+        let optional = src.optional == Some(true);
+        let entries = match env::config_map(objects, &ns, &src.name) {
+            Ok(cm) => env::config_map_entries(&cm),
+            Err(_) if optional => BTreeMap::new(),
+            Err(e) => return Err(e),
+        };
+        let items = src.items.as_deref().unwrap_or_default();
+        let mode = src.default_mode.unwrap_or(DEFAULT_MODE);
+        return project_keys(&entries, items, mode, optional, "configmap").map(Some);
+    }
+    if let Some(src) = &v.secret {
+        let optional = src.optional == Some(true);
+        let name = src.secret_name.clone().unwrap_or_default();
+        let entries = match env::secret(objects, &ns, &name) {
+            Ok(s) => env::secret_entries(&s),
+            Err(_) if optional => BTreeMap::new(),
+            Err(e) => return Err(e),
+        };
+        let items = src.items.as_deref().unwrap_or_default();
+        let mode = src.default_mode.unwrap_or(DEFAULT_MODE);
+        return project_keys(&entries, items, mode, optional, "secret").map(Some);
+    }
+    if let Some(src) = &v.downward_api {
+        let items = src.items.as_deref().unwrap_or_default();
+        let mode = src.default_mode.unwrap_or(DEFAULT_MODE);
+        return project_downward(pod, facts, items, mode).map(Some);
+    }
+    if let Some(src) = &v.projected {
+        let mode = src.default_mode.unwrap_or(DEFAULT_MODE);
+        let mut out = Payload::new();
+        for s in src.sources.iter().flatten() {
+            let part = if let Some(cm) = &s.config_map {
+                let optional = cm.optional == Some(true);
+                let entries = match env::config_map(objects, &ns, &cm.name) {
+                    Ok(c) => env::config_map_entries(&c),
+                    Err(_) if optional => continue,
+                    Err(e) => return Err(e),
+                };
+                let items = cm.items.as_deref().unwrap_or_default();
+                project_keys(&entries, items, mode, optional, "configmap")?
+            } else if let Some(sec) = &s.secret {
+                let optional = sec.optional == Some(true);
+                let entries = match env::secret(objects, &ns, &sec.name) {
+                    Ok(x) => env::secret_entries(&x),
+                    Err(_) if optional => continue,
+                    Err(e) => return Err(e),
+                };
+                let items = sec.items.as_deref().unwrap_or_default();
+                project_keys(&entries, items, mode, optional, "secret")?
+            } else if let Some(d) = &s.downward_api {
+                project_downward(pod, facts, d.items.as_deref().unwrap_or_default(), mode)?
+            } else {
+                continue;
+            };
+            out.extend(part);
+        }
+        return Ok(Some(out));
+    }
+    Ok(None)
+}
+
+/// Makes the API-data volume `v` hold its current payload; returns its host directory.
+/// Fails (CreateContainerConfigError) when a referenced object or key is missing.
+pub fn setup(
+    pod: &Pod,
+    v: &Volume,
+    volumes_root: &Path,
+    objects: &Objects,
+    facts: &PodFacts,
+) -> Result<Option<PathBuf>, ConfigError> {
+    let Some(dir) = api_data_path(volumes_root, v) else {
+        return Ok(None);
+    };
+    let wrap = |source: ConfigError| ConfigError::VolumeSetup {
+        volume: v.name.clone(),
+        source: Box::new(source),
+    };
+    let Some(files) = payload(pod, v, objects, facts).map_err(wrap)? else {
+        return Ok(None);
+    };
+    // The files may hold secrets: only root crosses `<root>/<kind>/` on the host (the
+    // container sees them through its bind mount, which does not need the parents).
+    if let Some(kind) = dir.parent() {
+        std::fs::create_dir_all(kind)
+            .and_then(|_| std::fs::set_permissions(kind, std::fs::Permissions::from_mode(0o700)))
+            .map_err(|source| {
+                wrap(ConfigError::Io {
+                    volume: v.name.clone(),
+                    path: kind.to_path_buf(),
+                    source,
+                })
+            })?;
+    }
+    write_atomic(&dir, &files).map_err(|source| {
+        wrap(ConfigError::Io {
+            volume: v.name.clone(),
+            path: dir.clone(),
+            source,
+        })
+    })?;
+    Ok(Some(dir))
+}
+
+/// Brings every API-data volume already set up up to date with its objects. Volumes whose
+/// objects went away keep their last content, as on a kubelet. Returns how many changed.
+pub fn refresh(pod: &Pod, volumes_root: &Path, objects: &Objects, facts: &PodFacts) -> usize {
+    let mut changed = 0;
+    for v in pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.volumes.as_ref())
+        .into_iter()
+        .flatten()
+    {
+        let Some(dir) = api_data_path(volumes_root, v) else {
+            continue;
+        };
+        if !dir.join("..data").exists() {
+            continue;
+        }
+        let Ok(Some(files)) = payload(pod, v, objects, facts) else {
+            continue;
+        };
+        match write_atomic(&dir, &files) {
+            Ok(true) => changed += 1,
+            Ok(false) => {}
+            Err(e) => tracing::warn!("volume {:?} at {}: update: {e}", v.name, dir.display()),
+        }
+    }
+    changed
+}
+
+/// The files of the version `..data` points to, with their modes.
+fn read_version(dir: &Path) -> io::Result<Payload> {
+    fn walk(base: &Path, rel: &Path, out: &mut Payload) -> io::Result<()> {
+        for e in std::fs::read_dir(base.join(rel))? {
+            let e = e?;
+            let rel = rel.join(e.file_name());
+            let meta = e.metadata()?;
+            if meta.is_dir() {
+                walk(base, &rel, out)?;
+            } else {
+                out.insert(
+                    rel.to_string_lossy().into_owned(),
+                    FileContent {
+                        data: std::fs::read(base.join(&rel))?,
+                        mode: meta.permissions().mode() & 0o777,
+                    },
+                );
+            }
+        }
+        Ok(())
+    }
+    let mut out = Payload::new();
+    walk(&dir.join("..data"), Path::new(""), &mut out)?;
+    Ok(out)
+}
+
+/// The first component of each payload path (what gets a symlink in the volume root).
+fn top_level(files: &Payload) -> BTreeSet<String> {
+    files
+        .keys()
+        .filter_map(|p| p.split('/').find(|c| !c.is_empty()).map(str::to_string))
+        .collect()
+}
+
+/// Writes `files` into `dir` with kubelet's `..data` swap; false when nothing changed.
+pub fn write_atomic(dir: &Path, files: &Payload) -> io::Result<bool> {
+    std::fs::create_dir_all(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
+    let data_link = dir.join("..data");
+    let old_version = std::fs::read_link(&data_link).ok();
+    let old_files = match &old_version {
+        Some(_) => read_version(dir).ok(),
+        None => None,
+    };
+    if old_files.as_ref() == Some(files) {
+        return Ok(false);
+    }
+    // A new version directory, named by the time like kubelet's (plus a counter if two
+    // updates land in the same nanosecond).
+    let stamp = chrono_like_stamp();
+    let mut version = format!("..{stamp}");
+    let mut n = 0;
+    while dir.join(&version).exists() {
+        n += 1;
+        version = format!("..{stamp}.{n}");
+    }
+    let vdir = dir.join(&version);
+    std::fs::create_dir(&vdir)?;
+    std::fs::set_permissions(&vdir, std::fs::Permissions::from_mode(0o755))?;
+    for (rel, content) in files {
+        let path = vdir.join(safe_relative(rel)?);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(&path, &content.data)?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(content.mode))?;
+    }
+    // The swap: one rename makes the whole new version visible at once.
+    let tmp = dir.join("..data_tmp");
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(&version, &tmp)?;
+    std::fs::rename(&tmp, &data_link)?;
+    let new_top = top_level(files);
+    for name in &new_top {
+        let link = dir.join(name);
+        if std::fs::symlink_metadata(&link).is_err() {
+            std::os::unix::fs::symlink(Path::new("..data").join(name), &link)?;
+        }
+    }
+    if let Some(old) = &old_files {
+        for name in top_level(old).difference(&new_top) {
+            let _ = std::fs::remove_file(dir.join(name));
+        }
+    }
+    if let Some(old) = old_version {
+        let old_dir = dir.join(old);
+        if old_dir != vdir {
+            std::fs::remove_dir_all(old_dir)?;
+        }
+    }
+    Ok(true)
+}
+
+/// Rejects absolute paths and `..` (validation already did; this guards the host).
+fn safe_relative(rel: &str) -> io::Result<&Path> {
+    let p = Path::new(rel);
+    if p.components().all(|c| matches!(c, Component::Normal(_))) {
+        Ok(p)
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("path {rel:?} must be relative without '..'"),
+        ))
+    }
+}
+
+/// `2024_05_01_12_00_00.123456789` (UTC), the shape of kubelet's version directories.
+fn chrono_like_stamp() -> String {
+    let nanos = crate::timefmt::now_nanos();
+    let ts = k8s_openapi::jiff::Timestamp::from_nanosecond(nanos as i128)
+        .unwrap_or(k8s_openapi::jiff::Timestamp::UNIX_EPOCH);
+    let dt = ts.to_zoned(k8s_openapi::jiff::tz::TimeZone::UTC);
+    format!(
+        "{:04}_{:02}_{:02}_{:02}_{:02}_{:02}.{:09}",
+        dt.year(),
+        dt.month(),
+        dt.day(),
+        dt.hour(),
+        dt.minute(),
+        dt.second(),
+        nanos.rem_euclid(1_000_000_000)
+    )
+}
+
+/// Checks (and for the `OrCreate` types, creates) a hostPath as kubelet does.
+pub fn check_host_path(path: &Path, type_: &str) -> Result<(), ConfigError> {
+    let fail = |what: &str| ConfigError::HostPathType {
+        path: path.to_path_buf(),
+        message: format!(
+            "hostPath type check failed: {} is not {what}",
+            path.display()
+        ),
+    };
+    let meta = std::fs::metadata(path);
+    match type_ {
+        "" => Ok(()),
+        "DirectoryOrCreate" => match meta {
+            Ok(m) if m.is_dir() => Ok(()),
+            Ok(_) => Err(fail("a directory")),
+            Err(_) => {
+                std::fs::create_dir_all(path).map_err(|source| ConfigError::HostPathCreate {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).map_err(
+                    |source| ConfigError::HostPathCreate {
+                        path: path.to_path_buf(),
+                        source,
+                    },
+                )
+            }
+        },
+        "FileOrCreate" => match meta {
+            Ok(m) if m.is_file() => Ok(()),
+            Ok(_) => Err(fail("a file")),
+            Err(_) => {
+                // Like kubelet, the parent directory must exist already.
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .truncate(false)
+                    .write(true)
+                    .open(path)
+                    .and_then(|_| {
+                        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644))
+                    })
+                    .map_err(|source| ConfigError::HostPathCreate {
+                        path: path.to_path_buf(),
+                        source,
+                    })
+            }
+        },
+        "Directory" => match meta {
+            Ok(m) if m.is_dir() => Ok(()),
+            _ => Err(fail("a directory")),
+        },
+        "File" => match meta {
+            Ok(m) if m.is_file() => Ok(()),
+            _ => Err(fail("a file")),
+        },
+        "Socket" => match meta {
+            Ok(m) if m.file_type().is_socket() => Ok(()),
+            _ => Err(fail("a socket file")),
+        },
+        "CharDevice" => match meta {
+            Ok(m) if m.file_type().is_char_device() => Ok(()),
+            _ => Err(fail("a character device")),
+        },
+        "BlockDevice" => match meta {
+            Ok(m) if m.file_type().is_block_device() => Ok(()),
+            _ => Err(fail("a block device")),
+        },
+        other => Err(ConfigError::HostPathType {
+            path: path.to_path_buf(),
+            message: format!("unknown hostPath type {other:?}"),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entries() -> BTreeMap<String, Vec<u8>> {
+        [("a", "1"), ("b", "2")]
+            .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+            .into()
+    }
+
+    fn item(key: &str, path: &str, mode: Option<i32>) -> KeyToPath {
+        KeyToPath {
+            key: key.into(),
+            path: path.into(),
+            mode,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn keys_items_and_modes() {
+        let all = project_keys(&entries(), &[], 0o400, false, "configmap").expect("all");
+        assert_eq!(all.keys().collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(all["a"].mode, 0o400);
+        let some = project_keys(
+            &entries(),
+            &[item("b", "dir/b.txt", Some(0o600)), item("a", "x", None)],
+            0o644,
+            false,
+            "configmap",
+        )
+        .expect("items");
+        assert_eq!(some.keys().collect::<Vec<_>>(), ["dir/b.txt", "x"]);
+        assert_eq!(some["dir/b.txt"].mode, 0o600);
+        assert_eq!(some["x"].mode, 0o644);
+        let err = project_keys(
+            &entries(),
+            &[item("z", "z", None)],
+            0o644,
+            false,
+            "configmap",
+        )
+        .expect_err("missing key");
+        assert_eq!(
+            err.to_string(),
+            "configmap references non-existent config key: z"
+        );
+        let opt = project_keys(&entries(), &[item("z", "z", None)], 0o644, true, "secret")
+            .expect("optional");
+        assert!(opt.is_empty());
+    }
+
+    fn file(s: &str, mode: u32) -> FileContent {
+        FileContent {
+            data: s.as_bytes().to_vec(),
+            mode,
+        }
+    }
+
+    #[test]
+    fn atomic_writer_swaps_data_link() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let dir = tmp.path().join("vol");
+        let v1: Payload = [
+            ("a".to_string(), file("1", 0o644)),
+            ("d/b".to_string(), file("2", 0o600)),
+        ]
+        .into();
+        assert!(write_atomic(&dir, &v1).expect("write"));
+        let first = std::fs::read_link(dir.join("..data")).expect("..data");
+        assert!(first.to_string_lossy().starts_with(".."));
+        assert_eq!(
+            std::fs::read_link(dir.join("a")).expect("link"),
+            Path::new("..data/a")
+        );
+        assert_eq!(std::fs::read_to_string(dir.join("d/b")).expect("read"), "2");
+        let mode = std::fs::metadata(dir.join("d/b"))
+            .expect("meta")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert!(
+            !write_atomic(&dir, &v1).expect("same"),
+            "unchanged payload: no new version"
+        );
+
+        let v2: Payload = [("a".to_string(), file("new", 0o644))].into();
+        assert!(write_atomic(&dir, &v2).expect("update"));
+        let second = std::fs::read_link(dir.join("..data")).expect("..data");
+        assert_ne!(first, second);
+        assert!(!dir.join(&first).exists(), "old version removed");
+        assert_eq!(std::fs::read_to_string(dir.join("a")).expect("read"), "new");
+        assert!(
+            std::fs::symlink_metadata(dir.join("d")).is_err(),
+            "stale link removed"
+        );
+        let names: Vec<String> = std::fs::read_dir(&dir)
+            .expect("ls")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names.len(), 3, "{names:?}: a, ..data and one version");
+    }
+
+    #[test]
+    fn host_path_types() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let d = tmp.path().join("made");
+        check_host_path(&d, "DirectoryOrCreate").expect("created");
+        assert!(d.is_dir());
+        check_host_path(&d, "Directory").expect("is dir");
+        let err = check_host_path(&d, "File").expect_err("not a file");
+        assert_eq!(
+            err.to_string(),
+            format!("hostPath type check failed: {} is not a file", d.display())
+        );
+        let f = d.join("f");
+        check_host_path(&f, "FileOrCreate").expect("file created");
+        assert!(f.is_file());
+        assert!(check_host_path(&f, "DirectoryOrCreate").is_err());
+        assert!(check_host_path(&tmp.path().join("none"), "Directory").is_err());
+        assert!(check_host_path(&f, "Socket").is_err());
+        check_host_path(Path::new("/dev/null"), "CharDevice").expect("char device");
+        assert!(check_host_path(Path::new("/dev/null"), "BlockDevice").is_err());
+    }
+}
