@@ -170,6 +170,7 @@ impl TestContainer {
             cgroups_path: cgroups_path.clone(),
             readonly_rootfs: false,
             terminal: false,
+            ..Default::default()
         };
         let mut params = params;
         tweak(&mut params);

@@ -35,6 +35,14 @@ pub struct Cli {
         default_value = "podhost"
     )]
     pub cgroup_parent: String,
+    /// Most processes a pod may run (its cgroup's pids.max; 0 = unlimited); daemon only.
+    #[arg(
+        long,
+        global = true,
+        env = "PODHOST_POD_PIDS_LIMIT",
+        default_value_t = 4096
+    )]
+    pub pod_pids_limit: i64,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -194,6 +202,7 @@ impl Cli {
         };
         Config {
             cgroup_parent: self.cgroup_parent.clone(),
+            pod_pids_limit: (self.pod_pids_limit > 0).then_some(self.pod_pids_limit),
             ..base
         }
     }

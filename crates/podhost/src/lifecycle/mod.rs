@@ -8,6 +8,7 @@
 //! Lifecycle talks only to the [`crate::runtime::Runtime`] trait.
 
 pub mod podspec;
+pub mod resources;
 pub mod restart;
 pub mod status;
 pub mod worker;

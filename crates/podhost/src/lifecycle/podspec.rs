@@ -53,6 +53,7 @@ pub fn sandbox_config(pod: &Pod, attempt: u32, log_root: &Path) -> SandboxConfig
             .unwrap_or(false),
         log_directory: log_root.join(format!("{namespace}_{name}_{uid}")),
         labels: meta.labels.clone().unwrap_or_default(),
+        linux: super::resources::pod_linux(pod),
         name,
         namespace,
         uid,
@@ -228,6 +229,7 @@ pub fn container_config(
         mounts,
         log_path: format!("{}/{}.log", container.name, attempt),
         labels,
+        linux: super::resources::container_linux(pod, container),
     })
 }
 

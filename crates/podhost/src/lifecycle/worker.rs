@@ -545,13 +545,15 @@ impl PodWorker {
         let id = match self.rt.create_container(&sid, &cfg, &sandbox_cfg).await {
             Ok(id) => id,
             Err(e) => {
-                return self.set_waiting(
-                    &c.name,
-                    "CreateContainerError",
-                    e.to_string(),
-                    "Warning",
-                    "Failed",
-                )
+                // A config contradicting the image (runAsNonRoot and a root image) is
+                // the pod's fault, not the runtime's: kubelet's CreateContainerConfigError.
+                let reason = match e {
+                    crate::runtime::RuntimeError::ContainerConfig(_) => {
+                        "CreateContainerConfigError"
+                    }
+                    _ => "CreateContainerError",
+                };
+                return self.set_waiting(&c.name, reason, e.to_string(), "Warning", "Failed");
             }
         };
         let now = self.now();
