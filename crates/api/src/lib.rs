@@ -9,6 +9,8 @@
 //!   limits (one machine: cluster-only fields are warnings or errors by name).
 //! - [`quantity`]: resource quantities (`500m`, `64Mi`) as integers, for validation
 //!   and cgroup limits.
+//! - [`security`]: security contexts and sysctls; secrets visible through a shared
+//!   PID namespace.
 //! - [`support`]: warnings for valid fields podhost does not apply yet.
 //! - [`display`]: kubectl's `get pods` columns (STATUS, READY, RESTARTS, AGE).
 //!
@@ -19,6 +21,7 @@ pub mod display;
 mod names;
 pub mod parse;
 pub mod quantity;
+pub mod security;
 pub mod support;
 pub mod validate;
 
