@@ -16,12 +16,6 @@ pub fn not_yet_implemented(pod: &Pod) -> Vec<String> {
     if spec.host_network == Some(true) {
         warn("spec.hostNetwork (the pod gets its own network namespace)".into());
     }
-    if spec.host_pid == Some(true) {
-        warn("spec.hostPID (the pod gets its own PID namespaces)".into());
-    }
-    if spec.host_ipc == Some(true) {
-        warn("spec.hostIPC (the pod gets its own IPC namespace)".into());
-    }
     if spec.dns_config.is_some() {
         warn("spec.dnsConfig (containers get the host's resolv.conf)".into());
     }

@@ -160,6 +160,8 @@ pub struct PodNamespaces {
     pub ipc: Option<PathBuf>,
     pub uts: Option<PathBuf>,
     pub pid: Option<PathBuf>,
+    /// `hostPID`: no PID namespace of its own (overrides `pid`).
+    pub host_pid: bool,
 }
 
 /// A bind mount of a host path into the container.
@@ -413,8 +415,11 @@ fn namespaces(ns: &PodNamespaces) -> Result<Vec<LinuxNamespace>, OciError> {
     };
     // The mount namespace is always new: each container has its own rootfs.
     let mut out = vec![mk(LinuxNamespaceType::Mount, None)?];
-    // PID: join the pod's (shareProcessNamespace) or get a private one.
-    out.push(mk(LinuxNamespaceType::Pid, ns.pid.as_ref())?);
+    // PID: the host's (hostPID: no entry), the pod's (shareProcessNamespace) or a
+    // private one.
+    if !ns.host_pid {
+        out.push(mk(LinuxNamespaceType::Pid, ns.pid.as_ref())?);
+    }
     // net/ipc/uts: join the pause process's; absent means the host's
     // (hostNetwork/hostIPC), which is expressed by omitting the entry.
     for (typ, path) in [
@@ -616,6 +621,7 @@ mod tests {
                 ipc: Some("/proc/42/ns/ipc".into()),
                 uts: Some("/proc/42/ns/uts".into()),
                 pid: None,
+                host_pid: false,
             },
             mounts: vec![
                 BindMount {

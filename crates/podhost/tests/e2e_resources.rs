@@ -274,3 +274,49 @@ spec:
     );
     env.teardown();
 }
+
+#[test]
+fn host_pid_and_host_ipc_share_the_hosts_namespaces() {
+    let mut env = Env::new();
+    env.apply(
+        "hostns.yaml",
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: hostns}
+spec:
+  hostPID: true
+  hostIPC: true
+  containers:
+  - name: app
+    image: busybox
+    command: ["sleep", "3600"]
+"#,
+    );
+    env.wait_ready("hostns");
+    let app = env.pid_of("hostns", "app");
+    let pause = env.pid_of("hostns", "POD");
+    let me = std::process::id();
+    for kind in ["pid", "ipc"] {
+        assert_eq!(common::ns(app, kind), common::ns(me, kind), "{kind} of app");
+        assert_eq!(
+            common::ns(pause, kind),
+            common::ns(me, kind),
+            "{kind} of pause"
+        );
+    }
+    // UTS stays the pod's own (its hostname).
+    assert_ne!(common::ns(app, "uts"), common::ns(me, "uts"));
+    // The host's processes are visible: our own test process among them.
+    let ps = env.ok(&[
+        "exec",
+        "hostns",
+        "-c",
+        "app",
+        "--",
+        "cat",
+        &format!("/proc/{me}/comm"),
+    ]);
+    assert!(!ps.trim().is_empty());
+    env.teardown();
+}

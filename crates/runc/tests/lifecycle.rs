@@ -313,6 +313,7 @@ fn joined_namespaces_full_lifecycle() {
             ipc: Some(holder.ns("ipc")),
             uts: Some(holder.ns("uts")),
             pid: Some(holder.ns("pid")),
+            host_pid: false,
         },
     );
     let (reader, writer) = std::io::pipe().unwrap();
@@ -423,6 +424,7 @@ fn own_pid_namespace_runs_to_completion() {
             ipc: Some(holder.ns("ipc")),
             uts: Some(holder.ns("uts")),
             pid: None,
+            host_pid: false,
         },
     );
     let (mut reader, writer) = std::io::pipe().unwrap();

@@ -235,6 +235,8 @@ impl LocalRuntime {
             .arg(self.config.bin("podhost-runc"))
             .arg("--runc-root")
             .arg(self.config.runc_root())
+            .args(cfg.linux.host_pid.then_some("--host-pid"))
+            .args(cfg.linux.host_ipc.then_some("--host-ipc"))
             .stdin(std::process::Stdio::null())
             .output()
             .await
@@ -368,13 +370,19 @@ impl LocalRuntime {
                 .collect(),
             namespaces: podhost_oci::PodNamespaces {
                 net: ns("net"),
-                ipc: ns("ipc"),
+                // hostIPC: no entry, the host's namespace (the pause kept it too).
+                ipc: if sandbox.config.linux.host_ipc {
+                    None
+                } else {
+                    ns("ipc")
+                },
                 uts: ns("uts"),
                 pid: if sandbox.config.share_pid {
                     ns("pid")
                 } else {
                     None
                 },
+                host_pid: sandbox.config.linux.host_pid,
             },
             mounts,
             cgroups_path: format!("/{}", self.container_cgroup(&sandbox.config, cid)),
