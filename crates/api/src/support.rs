@@ -30,13 +30,11 @@ pub fn not_yet_implemented(pod: &Pod) -> Vec<String> {
     }
     for (i, v) in spec.volumes.iter().flatten().enumerate() {
         if let Some(e) = &v.empty_dir {
-            if e.medium.as_deref() == Some("Memory") {
+            // Memory emptyDirs are tmpfs sized by sizeLimit; a disk one is not capped.
+            if e.size_limit.is_some() && e.medium.as_deref() != Some("Memory") {
                 warn(format!(
-                    "spec.volumes[{i}].emptyDir.medium=Memory (a disk directory is used)"
+                    "spec.volumes[{i}].emptyDir.sizeLimit (enforced for medium: Memory only)"
                 ));
-            }
-            if e.size_limit.is_some() {
-                warn(format!("spec.volumes[{i}].emptyDir.sizeLimit"));
             }
         }
         if v.host_path

@@ -320,3 +320,55 @@ spec:
     assert!(!ps.trim().is_empty());
     env.teardown();
 }
+
+#[test]
+fn memory_empty_dir_is_a_sized_tmpfs_unmounted_with_the_pod() {
+    let env = Env::new();
+    env.apply(
+        "memvol.yaml",
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: memvol}
+spec:
+  containers:
+  - name: app
+    image: busybox
+    command: ["sleep", "3600"]
+    volumeMounts: [{name: scratch, mountPath: /scratch}]
+  volumes:
+  - name: scratch
+    emptyDir: {medium: Memory, sizeLimit: 16Mi}
+"#,
+    );
+    env.wait_ready("memvol");
+    let df = env.ok(&["exec", "memvol", "-c", "app", "--", "df", "-k", "/scratch"]);
+    // 16 MiB = 16384 KiB of tmpfs.
+    assert!(
+        df.contains("tmpfs") && df.contains("16384"),
+        "df of /scratch: {df}"
+    );
+    // Writing past the size fails: the volume cannot grow beyond sizeLimit.
+    let out = env.run(&[
+        "exec",
+        "memvol",
+        "-c",
+        "app",
+        "--",
+        "sh",
+        "-c",
+        "dd if=/dev/zero of=/scratch/f bs=1M count=20 2>&1; echo rc=$?",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("No space left"), "{text}");
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+    let root = env.root.display().to_string();
+    assert!(
+        mounts
+            .lines()
+            .any(|l| l.contains(&root) && l.contains("empty-dir/scratch") && l.contains("tmpfs")),
+        "{mounts}"
+    );
+    // teardown's leak check covers the mount.
+    env.teardown();
+}

@@ -66,7 +66,8 @@ pub fn empty_dir_path(volumes_root: &Path, volume: &str) -> PathBuf {
     volumes_root.join("empty-dir").join(volume)
 }
 
-/// Create the pod's emptyDir directories (mode 0777, like kubelet).
+/// Create the pod's emptyDir directories (mode 0777, like kubelet); `medium: Memory`
+/// ones are tmpfs mounts (see [`super::resources::memory_volume_size`]).
 pub fn prepare_volumes(pod: &Pod, volumes_root: &Path) -> Result<(), ConfigError> {
     use std::os::unix::fs::PermissionsExt;
     for v in pod
@@ -84,10 +85,55 @@ pub fn prepare_volumes(pod: &Pod, volumes_root: &Path) -> Result<(), ConfigError
                 source,
             };
             std::fs::create_dir_all(&path).map_err(io)?;
+            let in_memory =
+                v.empty_dir.as_ref().and_then(|e| e.medium.as_deref()) == Some("Memory");
+            // A restarted sandbox finds the tmpfs still mounted (and its data kept, as
+            // kubelet keeps emptyDirs for the pod's lifetime).
+            if in_memory && !is_mount_point(&path) {
+                let size = super::resources::memory_volume_size(pod, v);
+                nix::mount::mount(
+                    Some("tmpfs"),
+                    &path,
+                    Some("tmpfs"),
+                    nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV,
+                    Some(format!("mode=0777,size={size}").as_str()),
+                )
+                .map_err(|e| io(std::io::Error::from(e)))?;
+            }
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o777)).map_err(io)?;
         }
     }
     Ok(())
+}
+
+/// Unmount the pod's memory-backed emptyDirs (before its volume directory is removed).
+pub fn unmount_volumes(pod: &Pod, volumes_root: &Path) {
+    for v in pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.volumes.as_ref())
+        .into_iter()
+        .flatten()
+    {
+        let path = empty_dir_path(volumes_root, &v.name);
+        if v.empty_dir.is_some() && is_mount_point(&path) {
+            if let Err(e) = nix::mount::umount2(&path, nix::mount::MntFlags::MNT_DETACH) {
+                tracing::warn!("unmounting emptyDir {}: {e}", path.display());
+            }
+        }
+    }
+}
+
+/// Whether `path` is the root of a mount (its device differs from its parent's).
+fn is_mount_point(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (
+        std::fs::metadata(path),
+        path.parent().map(std::fs::metadata),
+    ) {
+        (Ok(m), Some(Ok(p))) => m.dev() != p.dev(),
+        _ => false,
+    }
 }
 
 /// Expand `$(VAR)` references from `vars` as Kubernetes does (`$$` escapes; unknown stays).

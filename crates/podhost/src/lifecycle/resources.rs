@@ -214,6 +214,23 @@ pub fn pod_linux(pod: &Pod) -> PodLinux {
     }
 }
 
+/// Size of a `medium: Memory` emptyDir: min(sizeLimit, pod memory limit, node memory).
+/// Its pages are charged to the memory cgroup of whoever writes them, i.e. the pod.
+pub fn memory_volume_size(pod: &Pod, v: &k8s_openapi::api::core::v1::Volume) -> i64 {
+    let limit = v
+        .empty_dir
+        .as_ref()
+        .and_then(|e| e.size_limit.as_ref())
+        .and_then(|q| parse_bytes(&q.0).ok())
+        .filter(|b| *b > 0);
+    let pod_limit = pod_linux(pod).resources.memory_limit;
+    [limit, pod_limit, Some(node_memory())]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(i64::MAX)
+}
+
 fn seccomp(p: Option<&K8sSeccomp>) -> Option<SeccompProfile> {
     let p = p?;
     Some(match p.type_.as_str() {
