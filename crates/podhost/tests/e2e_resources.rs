@@ -107,6 +107,23 @@ fn limits_in_cgroup_files_pod_cgroup_and_cpu_throttling() {
     eprintln!("cpu.stat after 1.5s at 100m:\n{stat}\noom_score_adj {adj}");
     assert!(throttled > 0, "not throttled:\n{stat}");
 
+    // top: the busy loop runs at its 100m limit; the pod line sums it and the pause.
+    let top = env.ok(&["top", "pod", "limited", "--containers"]);
+    eprintln!("{top}");
+    let busy_cpu: u64 = top
+        .lines()
+        .find(|l| l.split_whitespace().nth(1) == Some("busy"))
+        .and_then(|l| l.split_whitespace().nth(2))
+        .and_then(|c| c.trim_end_matches('m').parse().ok())
+        .unwrap_or_else(|| panic!("no busy row in:\n{top}"));
+    assert!(
+        (50..=150).contains(&busy_cpu),
+        "busy at {busy_cpu}m:\n{top}"
+    );
+    let pods = env.ok(&["top", "pod"]);
+    eprintln!("{pods}");
+    assert!(pods.lines().any(|l| l.starts_with("limited")), "{pods}");
+
     let describe = env.ok(&["describe", "pod", "limited"]);
     assert!(describe.contains("Guaranteed"), "{describe}");
     env.teardown();

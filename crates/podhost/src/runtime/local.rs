@@ -23,6 +23,8 @@ use crate::store::{read_json, write_json_atomic};
 use crate::timefmt::now_nanos;
 use podhost_shim::proto::ContainerState as ShimState;
 
+mod usage;
+
 /// Durable record of a sandbox, enough to tear it down after a crash.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct SandboxRecord {
