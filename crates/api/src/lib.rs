@@ -10,6 +10,8 @@
 //! - [`quantity`]: resource quantities (`500m`, `64Mi`) as integers, for validation
 //!   and cgroup limits.
 //! - [`objects`]: ConfigMap and Secret defaulting and validation.
+//! - [`security`]: security contexts and sysctls; secrets visible through a shared
+//!   PID namespace.
 //! - [`support`]: warnings for valid fields podhost does not apply yet.
 //! - [`display`]: kubectl's `get pods` columns (STATUS, READY, RESTARTS, AGE).
 //!
@@ -21,6 +23,7 @@ mod names;
 pub mod objects;
 pub mod parse;
 pub mod quantity;
+pub mod security;
 pub mod support;
 pub mod validate;
 

@@ -16,19 +16,6 @@ pub fn not_yet_implemented(pod: &Pod) -> Vec<String> {
     if spec.host_network == Some(true) {
         warn("spec.hostNetwork (the pod gets its own network namespace)".into());
     }
-    if spec.host_pid == Some(true) {
-        warn("spec.hostPID (the pod gets its own PID namespaces)".into());
-    }
-    if spec.host_ipc == Some(true) {
-        warn("spec.hostIPC (the pod gets its own IPC namespace)".into());
-    }
-    if spec
-        .security_context
-        .as_ref()
-        .is_some_and(|s| s != &Default::default())
-    {
-        warn("spec.securityContext".into());
-    }
     if spec.dns_config.is_some() {
         warn("spec.dnsConfig (containers get the host's resolv.conf)".into());
     }
@@ -43,13 +30,11 @@ pub fn not_yet_implemented(pod: &Pod) -> Vec<String> {
     }
     for (i, v) in spec.volumes.iter().flatten().enumerate() {
         if let Some(e) = &v.empty_dir {
-            if e.medium.as_deref() == Some("Memory") {
+            // Memory emptyDirs are tmpfs sized by sizeLimit; a disk one is not capped.
+            if e.size_limit.is_some() && e.medium.as_deref() != Some("Memory") {
                 warn(format!(
-                    "spec.volumes[{i}].emptyDir.medium=Memory (a disk directory is used)"
+                    "spec.volumes[{i}].emptyDir.sizeLimit (enforced for medium: Memory only)"
                 ));
-            }
-            if e.size_limit.is_some() {
-                warn(format!("spec.volumes[{i}].emptyDir.sizeLimit"));
             }
         }
     }
@@ -68,13 +53,6 @@ pub fn not_yet_implemented(pod: &Pod) -> Vec<String> {
                 (c.readiness_probe.is_some(), "readinessProbe"),
                 (c.startup_probe.is_some(), "startupProbe"),
                 (c.lifecycle.is_some(), "lifecycle"),
-                (c.security_context.is_some(), "securityContext"),
-                (
-                    c.resources
-                        .as_ref()
-                        .is_some_and(|r| r.limits.is_some() || r.requests.is_some()),
-                    "resources",
-                ),
                 (c.tty == Some(true), "tty"),
                 (c.stdin == Some(true), "stdin"),
             ] {
@@ -113,16 +91,12 @@ mod tests {
     }
 
     #[test]
-    fn probes_resources_and_host_network_are_named() {
+    fn probes_and_host_network_are_named() {
         let p = pod(
             "apiVersion: v1\nkind: Pod\nmetadata: {name: a}\nspec:\n  hostNetwork: true\n  containers:\n  - name: a\n    image: busybox\n    livenessProbe: {exec: {command: [\"true\"]}}\n    resources: {limits: {memory: 64Mi}}\n",
         );
         let w = not_yet_implemented(&p);
-        for f in [
-            "spec.hostNetwork",
-            "spec.containers[0].livenessProbe",
-            "spec.containers[0].resources",
-        ] {
+        for f in ["spec.hostNetwork", "spec.containers[0].livenessProbe"] {
             assert!(w.iter().any(|x| x.starts_with(f)), "{f} missing in {w:?}");
         }
     }

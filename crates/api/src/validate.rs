@@ -199,11 +199,10 @@ pub fn validate_pod(pod: &Pod) -> Validation {
         None => v.err(FieldError::required("spec", "")),
     }
     let mut warnings = v.warnings;
+    let mut errors = v.errors;
+    crate::security::check(pod, &mut errors, &mut warnings);
     warnings.extend(crate::support::not_yet_implemented(pod));
-    Validation {
-        errors: v.errors,
-        warnings,
-    }
+    Validation { errors, warnings }
 }
 
 /// The JSON names of the volume sources set on `v` (normally exactly one).

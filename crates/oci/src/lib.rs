@@ -3,18 +3,22 @@
 //! The defaults follow containerd's CRI plugin (and CRI-O): a new mount and
 //! PID namespace per container, the pod's network/IPC/UTS namespaces joined
 //! by path, the default capability set, masked and read-only /proc paths and
-//! the standard /proc, /dev, /sys mounts.
+//! the standard /proc, /dev, /sys mounts. Resources (cgroup limits) and the security
+//! context (capabilities, privileged, seccomp, no_new_privs, sysctls) come from the pod.
 
-use std::collections::HashSet;
+pub mod caps;
+pub mod seccomp;
+
+use std::collections::{BTreeMap, HashSet};
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{
-    Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxDeviceCgroup,
-    LinuxDeviceCgroupBuilder, LinuxDeviceType, LinuxNamespace, LinuxNamespaceBuilder,
-    LinuxNamespaceType, LinuxResourcesBuilder, Mount, MountBuilder, ProcessBuilder, RootBuilder,
-    Spec, SpecBuilder, UserBuilder,
+    Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder, LinuxDeviceCgroup,
+    LinuxDeviceCgroupBuilder, LinuxDeviceType, LinuxMemoryBuilder, LinuxNamespace,
+    LinuxNamespaceBuilder, LinuxNamespaceType, LinuxPidsBuilder, LinuxResourcesBuilder, Mount,
+    MountBuilder, ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
 };
 pub use oci_spec::OciSpecError;
 
@@ -91,6 +95,60 @@ pub struct ContainerParams {
     pub cgroups_path: String,
     pub readonly_rootfs: bool,
     pub terminal: bool,
+    /// Cgroup limits libcontainer writes into the container's cgroup.
+    pub resources: Resources,
+    /// `process.oomScoreAdj`, already clamped by the caller to what the machine permits.
+    pub oom_score_adj: Option<i32>,
+    /// Capabilities, privileged mode, seccomp, no_new_privs, /proc masking, sysctls.
+    pub security: Security,
+}
+
+/// Cgroup limits of one container (`linux.resources`); `None` leaves the kernel default.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Resources {
+    /// cpu.shares (v1); libcontainer converts it to cpu.weight on v2.
+    pub cpu_shares: Option<u64>,
+    /// CFS quota in microseconds per period.
+    pub cpu_quota: Option<i64>,
+    /// CFS period in microseconds.
+    pub cpu_period: Option<u64>,
+    /// Memory limit in bytes.
+    pub memory_limit: Option<i64>,
+    /// Maximum number of processes.
+    pub pids_limit: Option<i64>,
+}
+
+/// Security settings of one container (Kubernetes `securityContext`, resolved).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Security {
+    /// Every capability, all devices, no masked paths, writable /sys, no seccomp.
+    pub privileged: bool,
+    /// `capabilities.add` (names with or without `CAP_`, or `ALL`).
+    pub cap_add: Vec<String>,
+    /// `capabilities.drop`.
+    pub cap_drop: Vec<String>,
+    /// Capabilities this machine can grant (bit mask); others are left out.
+    pub host_cap_mask: Option<u64>,
+    /// `allowPrivilegeEscalation: false`.
+    pub no_new_privileges: bool,
+    /// `seccompProfile`.
+    pub seccomp: Seccomp,
+    /// `procMount: Unmasked`: no masked or read-only /proc paths.
+    pub unmasked_proc: bool,
+    /// Namespaced sysctls (`net.*`, `kernel.shm*` …), written in the container's namespaces.
+    pub sysctls: BTreeMap<String, String>,
+}
+
+/// Which seccomp filter a container runs under.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Seccomp {
+    /// No filter (Kubernetes' default when nothing is asked).
+    #[default]
+    Unconfined,
+    /// podhost's default profile ([`seccomp::runtime_default`]).
+    RuntimeDefault,
+    /// An OCI-format JSON profile on the host.
+    Localhost(PathBuf),
 }
 
 /// Namespaces of the pod (usually `/proc/<pause-pid>/ns/*`).
@@ -102,6 +160,8 @@ pub struct PodNamespaces {
     pub ipc: Option<PathBuf>,
     pub uts: Option<PathBuf>,
     pub pid: Option<PathBuf>,
+    /// `hostPID`: no PID namespace of its own (overrides `pid`).
+    pub host_pid: bool,
 }
 
 /// A bind mount of a host path into the container.
@@ -166,6 +226,12 @@ pub enum OciError {
         #[source]
         source: serde_json::Error,
     },
+    #[error("seccomp profile {path:?} is not a valid OCI seccomp JSON document")]
+    SeccompProfile {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
     #[error("failed to {op} {path:?}")]
     Io {
         op: &'static str,
@@ -175,7 +241,7 @@ pub enum OciError {
     },
 }
 
-fn build_err(part: &'static str) -> impl FnOnce(OciSpecError) -> OciError {
+pub(crate) fn build_err(part: &'static str) -> impl FnOnce(OciSpecError) -> OciError {
     move |source| OciError::Build { part, source }
 }
 
@@ -183,7 +249,19 @@ fn build_err(part: &'static str) -> impl FnOnce(OciSpecError) -> OciError {
 pub fn container_spec(p: &ContainerParams) -> Result<Spec, OciError> {
     validate(p)?;
 
-    let caps: HashSet<Capability> = DEFAULT_CAPABILITIES.into_iter().collect();
+    let sec = &p.security;
+    let caps: HashSet<Capability> = caps::capability_set(
+        sec.privileged,
+        &sec.cap_add,
+        &sec.cap_drop,
+        sec.host_cap_mask,
+    );
+    let seccomp = match (&sec.seccomp, sec.privileged) {
+        // containerd: a privileged container is never filtered.
+        (_, true) | (Seccomp::Unconfined, _) => None,
+        (Seccomp::RuntimeDefault, false) => Some(seccomp::runtime_default(&caps)?),
+        (Seccomp::Localhost(path), false) => Some(seccomp::load_localhost(path)?),
+    };
     let mut capabilities = LinuxCapabilitiesBuilder::default()
         .bounding(caps.clone())
         .effective(caps.clone())
@@ -212,12 +290,15 @@ pub fn container_spec(p: &ContainerParams) -> Result<Spec, OciError> {
         .cwd(PathBuf::from(&p.cwd))
         .user(user)
         .capabilities(capabilities)
-        // Kubernetes' default is allowPrivilegeEscalation=true, i.e. no
-        // no_new_privs bit (CRI only sets it when asked to).
-        .no_new_privileges(false)
         .build()
         .map_err(build_err("process"))?;
     process.set_rlimits(None);
+    // Kubernetes' default is allowPrivilegeEscalation=true, i.e. no no_new_privs bit.
+    // "false" must be expressed as absent: libcontainer loads seccomp before dropping
+    // capabilities only when the field is unset; with Some(false) it loads it after,
+    // without CAP_SYS_ADMIN and without no_new_privs, and the kernel refuses.
+    process.set_no_new_privileges(sec.no_new_privileges.then_some(true));
+    process.set_oom_score_adj(p.oom_score_adj);
 
     let root = RootBuilder::default()
         .path(p.rootfs.clone())
@@ -225,25 +306,34 @@ pub fn container_spec(p: &ContainerParams) -> Result<Spec, OciError> {
         .build()
         .map_err(build_err("root"))?;
 
-    let resources = LinuxResourcesBuilder::default()
-        .devices(device_rules()?)
-        .build()
-        .map_err(build_err("linux.resources"))?;
-
-    let linux = LinuxBuilder::default()
+    let resources = resources(&p.resources, sec.privileged)?;
+    // Privileged and procMount=Unmasked containers see /proc and /sys unmasked.
+    let (masked, readonly) = if sec.privileged || sec.unmasked_proc {
+        (Vec::new(), Vec::new())
+    } else {
+        (
+            DEFAULT_MASKED_PATHS.map(String::from).to_vec(),
+            DEFAULT_READONLY_PATHS.map(String::from).to_vec(),
+        )
+    };
+    let mut linux = LinuxBuilder::default()
         .namespaces(namespaces(&p.namespaces)?)
         .cgroups_path(PathBuf::from(&p.cgroups_path))
         .resources(resources)
-        .masked_paths(DEFAULT_MASKED_PATHS.map(String::from).to_vec())
-        .readonly_paths(DEFAULT_READONLY_PATHS.map(String::from).to_vec())
+        .masked_paths(masked)
+        .readonly_paths(readonly)
         .build()
         .map_err(build_err("linux"))?;
+    linux.set_seccomp(seccomp);
+    if !sec.sysctls.is_empty() {
+        linux.set_sysctl(Some(sec.sysctls.clone().into_iter().collect()));
+    }
 
     let mut spec = SpecBuilder::default()
         .version(OCI_VERSION)
         .process(process)
         .root(root)
-        .mounts(mounts(&p.mounts)?)
+        .mounts(mounts(&p.mounts, sec.privileged)?)
         .linux(linux)
         .build()
         .map_err(build_err("spec"))?;
@@ -350,8 +440,11 @@ fn namespaces(ns: &PodNamespaces) -> Result<Vec<LinuxNamespace>, OciError> {
     };
     // The mount namespace is always new: each container has its own rootfs.
     let mut out = vec![mk(LinuxNamespaceType::Mount, None)?];
-    // PID: join the pod's (shareProcessNamespace) or get a private one.
-    out.push(mk(LinuxNamespaceType::Pid, ns.pid.as_ref())?);
+    // PID: the host's (hostPID: no entry), the pod's (shareProcessNamespace) or a
+    // private one.
+    if !ns.host_pid {
+        out.push(mk(LinuxNamespaceType::Pid, ns.pid.as_ref())?);
+    }
     // net/ipc/uts: join the pause process's; absent means the host's
     // (hostNetwork/hostIPC), which is expressed by omitting the entry.
     for (typ, path) in [
@@ -379,7 +472,14 @@ fn mount(dest: &str, typ: &str, source: &str, options: &[&str]) -> Result<Mount,
 /// containerd's default mounts (minus /run, which CRI drops), followed by
 /// the caller's bind mounts; a bind mount replaces a default one with the
 /// same destination (e.g. the pod's /dev/shm).
-fn mounts(binds: &[BindMount]) -> Result<Vec<Mount>, OciError> {
+fn mounts(binds: &[BindMount], privileged: bool) -> Result<Vec<Mount>, OciError> {
+    // A privileged container may write /sys and its cgroups (containerd does the same).
+    let sys_ro: &[&str] = if privileged { &[] } else { &["ro"] };
+    let sys_opts = |extra: &[&'static str]| {
+        let mut v = extra.to_vec();
+        v.extend_from_slice(sys_ro);
+        v
+    };
     let defaults = vec![
         mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"])?,
         mount(
@@ -417,13 +517,13 @@ fn mounts(binds: &[BindMount]) -> Result<Vec<Mount>, OciError> {
             "/sys",
             "sysfs",
             "sysfs",
-            &["nosuid", "noexec", "nodev", "ro"],
+            &sys_opts(&["nosuid", "noexec", "nodev"]),
         )?,
         mount(
             "/sys/fs/cgroup",
             "cgroup",
             "cgroup",
-            &["nosuid", "noexec", "nodev", "relatime", "ro"],
+            &sys_opts(&["nosuid", "noexec", "nodev", "relatime"]),
         )?,
     ];
     let overridden: HashSet<&Path> = binds.iter().map(|b| b.destination.as_path()).collect();
@@ -452,10 +552,46 @@ fn mounts(binds: &[BindMount]) -> Result<Vec<Mount>, OciError> {
     Ok(out)
 }
 
+/// `linux.resources`: the device rules and the cgroup limits.
+fn resources(
+    r: &Resources,
+    privileged: bool,
+) -> Result<oci_spec::runtime::LinuxResources, OciError> {
+    let mut b = LinuxResourcesBuilder::default().devices(device_rules(privileged)?);
+    if r.cpu_shares.is_some() || r.cpu_quota.is_some() || r.cpu_period.is_some() {
+        let mut cpu = LinuxCpuBuilder::default();
+        if let Some(v) = r.cpu_shares {
+            cpu = cpu.shares(v);
+        }
+        if let Some(v) = r.cpu_quota {
+            cpu = cpu.quota(v);
+        }
+        if let Some(v) = r.cpu_period {
+            cpu = cpu.period(v);
+        }
+        b = b.cpu(cpu.build().map_err(build_err("linux.resources.cpu"))?);
+    }
+    if let Some(limit) = r.memory_limit {
+        let mem = LinuxMemoryBuilder::default()
+            .limit(limit)
+            .build()
+            .map_err(build_err("linux.resources.memory"))?;
+        b = b.memory(mem);
+    }
+    if let Some(limit) = r.pids_limit {
+        let pids = LinuxPidsBuilder::default()
+            .limit(limit)
+            .build()
+            .map_err(build_err("linux.resources.pids"))?;
+        b = b.pids(pids);
+    }
+    b.build().map_err(build_err("linux.resources"))
+}
+
 /// Device cgroup: deny everything, then allow the default device nodes
 /// (null, zero, full, random, urandom, tty, ptmx and the pty slaves), which
 /// is runc/containerd's default allow list.
-fn device_rules() -> Result<Vec<LinuxDeviceCgroup>, OciError> {
+fn device_rules(privileged: bool) -> Result<Vec<LinuxDeviceCgroup>, OciError> {
     let rule =
         |allow: bool, typ: Option<LinuxDeviceType>, major: Option<i64>, minor: Option<i64>| {
             let mut b = LinuxDeviceCgroupBuilder::default()
@@ -472,6 +608,9 @@ fn device_rules() -> Result<Vec<LinuxDeviceCgroup>, OciError> {
             }
             b.build().map_err(build_err("linux.resources.devices"))
         };
+    if privileged {
+        return Ok(vec![rule(true, None, None, None)?]);
+    }
     let c = Some(LinuxDeviceType::C);
     let mut rules = vec![rule(false, None, None, None)?];
     for (major, minor) in [
@@ -507,6 +646,7 @@ mod tests {
                 ipc: Some("/proc/42/ns/ipc".into()),
                 uts: Some("/proc/42/ns/uts".into()),
                 pid: None,
+                host_pid: false,
             },
             mounts: vec![
                 BindMount {
@@ -525,6 +665,7 @@ mod tests {
             cgroups_path: "/podhost/pod1/c1".into(),
             readonly_rootfs: true,
             terminal: false,
+            ..Default::default()
         }
     }
 
@@ -764,6 +905,98 @@ mod tests {
         p.namespaces.net = Some("ns/net".into());
         let err = container_spec(&p).unwrap_err();
         assert!(err.to_string().contains("net namespace path"), "{err}");
+    }
+
+    #[test]
+    fn resources_and_oom_score() {
+        let mut p = params();
+        p.resources = Resources {
+            cpu_shares: Some(512),
+            cpu_quota: Some(50_000),
+            cpu_period: Some(100_000),
+            memory_limit: Some(32 << 20),
+            pids_limit: Some(100),
+        };
+        p.oom_score_adj = Some(500);
+        let spec = container_spec(&p).unwrap();
+        let r = spec.linux().as_ref().unwrap().resources().clone().unwrap();
+        let cpu = r.cpu().clone().unwrap();
+        assert_eq!(cpu.shares(), Some(512));
+        assert_eq!(cpu.quota(), Some(50_000));
+        assert_eq!(cpu.period(), Some(100_000));
+        assert_eq!(r.memory().unwrap().limit(), Some(32 << 20));
+        assert_eq!(r.pids().unwrap().limit(), 100);
+        assert_eq!(spec.process().as_ref().unwrap().oom_score_adj(), Some(500));
+        // Nothing asked, nothing written: the kernel defaults stay.
+        let spec = container_spec(&params()).unwrap();
+        let r = spec.linux().as_ref().unwrap().resources().clone().unwrap();
+        assert!(r.cpu().is_none() && r.memory().is_none() && r.pids().is_none());
+    }
+
+    #[test]
+    fn security_context() {
+        let mut p = params();
+        p.security.no_new_privileges = true;
+        p.security.seccomp = Seccomp::RuntimeDefault;
+        p.security.cap_drop = vec!["ALL".into()];
+        p.security
+            .sysctls
+            .insert("net.ipv4.ip_forward".into(), "1".into());
+        let spec = container_spec(&p).unwrap();
+        let proc = spec.process().as_ref().unwrap();
+        assert_eq!(proc.no_new_privileges(), Some(true));
+        let caps = proc.capabilities().as_ref().unwrap();
+        assert!(caps.effective().as_ref().unwrap().is_empty());
+        let linux = spec.linux().as_ref().unwrap();
+        assert!(linux.seccomp().is_some());
+        assert_eq!(
+            linux.sysctl().as_ref().unwrap().get("net.ipv4.ip_forward"),
+            Some(&"1".to_string())
+        );
+        // Default: no no_new_privs field at all (see container_spec), no seccomp.
+        let spec = container_spec(&params()).unwrap();
+        assert_eq!(spec.process().as_ref().unwrap().no_new_privileges(), None);
+        assert!(spec.linux().as_ref().unwrap().seccomp().is_none());
+    }
+
+    #[test]
+    fn privileged_unmasks_and_allows_devices() {
+        let mut p = params();
+        p.security.privileged = true;
+        p.security.seccomp = Seccomp::RuntimeDefault;
+        let spec = container_spec(&p).unwrap();
+        let linux = spec.linux().as_ref().unwrap();
+        assert!(linux.masked_paths().as_ref().unwrap().is_empty());
+        assert!(linux.seccomp().is_none());
+        let devs = linux
+            .resources()
+            .as_ref()
+            .unwrap()
+            .devices()
+            .clone()
+            .unwrap();
+        assert_eq!(devs.len(), 1);
+        assert!(devs[0].allow());
+        let caps = spec
+            .process()
+            .as_ref()
+            .unwrap()
+            .capabilities()
+            .clone()
+            .unwrap();
+        assert!(caps
+            .effective()
+            .as_ref()
+            .unwrap()
+            .contains(&Capability::SysAdmin));
+        let sys = spec
+            .mounts()
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|m| m.destination() == Path::new("/sys"))
+            .unwrap();
+        assert!(!sys.options().as_ref().unwrap().contains(&"ro".to_string()));
     }
 
     #[test]

@@ -14,6 +14,8 @@ pub struct Config {
     pub log_dir: PathBuf,
     /// Cgroup parent under which each pod gets `pod<uid>/<container>`.
     pub cgroup_parent: String,
+    /// pids.max of every pod cgroup (`--pod-pids-limit`); `None` = unlimited.
+    pub pod_pids_limit: Option<i64>,
     /// Directory holding `podhost-shim`, `podhost-runc` and `pause`.
     pub bin_dir: PathBuf,
     /// First CrashLoopBackOff delay (kubelet: 10s).
@@ -29,6 +31,7 @@ impl Default for Config {
             run_dir: PathBuf::from("/run/podhost"),
             log_dir: PathBuf::from("/var/log/pods"),
             cgroup_parent: "podhost".to_string(),
+            pod_pids_limit: Some(4096),
             bin_dir: default_bin_dir(),
             backoff_initial: Duration::from_secs(10),
             backoff_max: Duration::from_secs(300),
@@ -73,6 +76,10 @@ impl Config {
     /// Per-sandbox durable directory: hosts, hostname, resolv.conf.
     pub fn sandbox_state_dir(&self, sandbox_id: &str) -> PathBuf {
         self.state_dir.join("sandboxes").join(sandbox_id)
+    }
+    /// Root of `Localhost` seccomp profiles (kubelet's `/var/lib/kubelet/seccomp`).
+    pub fn seccomp_dir(&self) -> PathBuf {
+        self.state_dir.join("seccomp")
     }
     /// Per-container directory: bundle (config.json), rootfs mount point, upper/work dirs.
     pub fn container_dir(&self, container_id: &str) -> PathBuf {

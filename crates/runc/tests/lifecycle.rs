@@ -171,6 +171,7 @@ impl TestContainer {
             cgroups_path: cgroups_path.clone(),
             readonly_rootfs: false,
             terminal: false,
+            ..Default::default()
         };
         let mut params = params;
         tweak(&mut params);
@@ -313,6 +314,7 @@ fn joined_namespaces_full_lifecycle() {
             ipc: Some(holder.ns("ipc")),
             uts: Some(holder.ns("uts")),
             pid: Some(holder.ns("pid")),
+            host_pid: false,
         },
     );
     let (reader, writer) = std::io::pipe().unwrap();
@@ -423,6 +425,7 @@ fn own_pid_namespace_runs_to_completion() {
             ipc: Some(holder.ns("ipc")),
             uts: Some(holder.ns("uts")),
             pid: None,
+            host_pid: false,
         },
     );
     let (mut reader, writer) = std::io::pipe().unwrap();

@@ -16,13 +16,19 @@ pub struct Config {
     pub pause: PathBuf,
     pub runc: PathBuf,
     pub runc_root: PathBuf,
+    /// `hostPID`: the pause stays in the host's PID namespace.
+    pub host_pid: bool,
+    /// `hostIPC`: the pause stays in the host's IPC namespace.
+    pub host_ipc: bool,
 }
 
 const USAGE: &str = "usage: podhost-shim --id <sandbox-id> --dir <state-dir> --netns <netns-file> \
---hostname <name> --pause <pause-binary> --runc <podhost-runc> --runc-root <dir>";
+--hostname <name> --pause <pause-binary> --runc <podhost-runc> --runc-root <dir> \
+[--host-pid] [--host-ipc]";
 
 impl Config {
-    /// Parses `--flag value` pairs (all required, no defaults).
+    /// Parses `--flag value` pairs (all required, no defaults) and the optional
+    /// `--host-pid` / `--host-ipc` switches.
     pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Config, String> {
         let mut vals: [Option<OsString>; 7] = Default::default();
         const NAMES: [&str; 7] = [
@@ -35,8 +41,20 @@ impl Config {
             "--runc-root",
         ];
         let mut it = args.into_iter();
+        let (mut host_pid, mut host_ipc) = (false, false);
         while let Some(flag) = it.next() {
             let flag = flag.to_string_lossy().into_owned();
+            match flag.as_str() {
+                "--host-pid" => {
+                    host_pid = true;
+                    continue;
+                }
+                "--host-ipc" => {
+                    host_ipc = true;
+                    continue;
+                }
+                _ => {}
+            }
             let slot = NAMES
                 .iter()
                 .position(|n| *n == flag)
@@ -73,6 +91,8 @@ impl Config {
             pause,
             runc,
             runc_root,
+            host_pid,
+            host_ipc,
         })
     }
 }
@@ -175,7 +195,7 @@ fn child_fail(fd: libc::c_int, step: u8) -> ! {
 
 const STEPS: [&str; 6] = [
     "setns(CLONE_NEWNET)",
-    "unshare(CLONE_NEWIPC|CLONE_NEWUTS|CLONE_NEWPID)",
+    "unshare(CLONE_NEWIPC|CLONE_NEWUTS|CLONE_NEWPID, minus the host's namespaces asked for)",
     "sethostname",
     "fork pause",
     "exec pause binary",
@@ -194,6 +214,15 @@ pub fn start_pause(cfg: &Config) -> io::Result<libc::pid_t> {
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "hostname contains NUL"))?;
     let argv = [argv0.as_ptr(), std::ptr::null()];
     let (rep_r, rep_w) = sys::pipe().map_err(|e| ctx(e, "create pause report pipe"))?;
+    // UTS is always the pod's own (its hostname); IPC and PID stay the host's when the
+    // pod asks for hostIPC / hostPID.
+    let mut unshare_flags = libc::CLONE_NEWUTS;
+    if !cfg.host_ipc {
+        unshare_flags |= libc::CLONE_NEWIPC;
+    }
+    if !cfg.host_pid {
+        unshare_flags |= libc::CLONE_NEWPID;
+    }
 
     // SAFETY: single-threaded; the child uses only async-signal-safe calls
     // on data prepared before the fork.
@@ -207,7 +236,7 @@ pub fn start_pause(cfg: &Config) -> io::Result<libc::pid_t> {
             if libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET) != 0 {
                 child_fail(w, 0);
             }
-            if libc::unshare(libc::CLONE_NEWIPC | libc::CLONE_NEWUTS | libc::CLONE_NEWPID) != 0 {
+            if libc::unshare(unshare_flags) != 0 {
                 child_fail(w, 1);
             }
             if libc::sethostname(hostname.as_ptr(), hostname.as_bytes().len()) != 0 {

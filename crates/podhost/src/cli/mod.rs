@@ -9,6 +9,7 @@ pub mod client;
 mod exec;
 mod objects;
 mod output;
+mod top;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -37,6 +38,14 @@ pub struct Cli {
         default_value = "podhost"
     )]
     pub cgroup_parent: String,
+    /// Most processes a pod may run (its cgroup's pids.max; 0 = unlimited); daemon only.
+    #[arg(
+        long,
+        global = true,
+        env = "PODHOST_POD_PIDS_LIMIT",
+        default_value_t = 4096
+    )]
+    pub pod_pids_limit: i64,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -62,6 +71,21 @@ pub enum Command {
         name: String,
         #[arg(short = 'n', long, default_value = "default")]
         namespace: String,
+    },
+    /// CPU and memory of pods (or their containers), from their cgroups, like `kubectl top`.
+    Top {
+        /// Resource type (`pod`).
+        kind: String,
+        /// Only this pod.
+        name: Option<String>,
+        /// One line per container.
+        #[arg(long)]
+        containers: bool,
+        #[arg(short = 'n', long, default_value = "default")]
+        namespace: String,
+        /// Pods of every namespace.
+        #[arg(short = 'A', long)]
+        all_namespaces: bool,
     },
     /// Print a container's logs.
     Logs {
@@ -196,6 +220,7 @@ impl Cli {
         };
         Config {
             cgroup_parent: self.cgroup_parent.clone(),
+            pod_pids_limit: (self.pod_pids_limit > 0).then_some(self.pod_pids_limit),
             ..base
         }
     }
@@ -256,6 +281,30 @@ pub async fn run(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Get(args) => get(&client, args).await,
+        Command::Top {
+            kind,
+            name,
+            containers,
+            namespace,
+            all_namespaces,
+        } => {
+            if !is_pod_kind(&kind) {
+                bail!("podhost top knows pods only: `podhost top pod [NAME] [--containers]`");
+            }
+            let rows: Vec<crate::runtime::linux::Usage> =
+                client.call(Method::GET, "/v1/top", None).await?;
+            let ns = (!all_namespaces).then_some(namespace.as_str());
+            if let Some(n) = &name {
+                if !rows
+                    .iter()
+                    .any(|u| ns.is_none_or(|x| u.namespace == x) && &u.pod == n)
+                {
+                    bail!("pod {n:?} not found or not running");
+                }
+            }
+            print!("{}", top::top_table(&rows, ns, name.as_deref(), containers));
+            Ok(0)
+        }
         Command::Describe {
             kind,
             name,

@@ -11,6 +11,7 @@
 
 pub mod env;
 pub mod podspec;
+pub mod resources;
 pub mod restart;
 pub mod status;
 pub mod volumes;

@@ -163,6 +163,7 @@ pub fn sandbox_config(pod: &Pod, attempt: u32, log_root: &Path) -> SandboxConfig
             .unwrap_or(false),
         log_directory: log_root.join(format!("{namespace}_{name}_{uid}")),
         labels: meta.labels.clone().unwrap_or_default(),
+        linux: super::resources::pod_linux(pod),
         name,
         namespace,
         uid,
@@ -279,7 +280,8 @@ fn sub_path(base: &Path, sub: &str) -> Result<PathBuf, String> {
     Ok(real)
 }
 
-/// Create the pod's emptyDir directories (mode 0777, like kubelet).
+/// Create the pod's emptyDir directories (mode 0777, like kubelet); `medium: Memory`
+/// ones are tmpfs mounts (see [`super::resources::memory_volume_size`]).
 pub fn prepare_volumes(pod: &Pod, volumes_root: &Path) -> Result<(), ConfigError> {
     use std::os::unix::fs::PermissionsExt;
     for v in pod
@@ -297,10 +299,55 @@ pub fn prepare_volumes(pod: &Pod, volumes_root: &Path) -> Result<(), ConfigError
                 source,
             };
             std::fs::create_dir_all(&path).map_err(io)?;
+            let in_memory =
+                v.empty_dir.as_ref().and_then(|e| e.medium.as_deref()) == Some("Memory");
+            // A restarted sandbox finds the tmpfs still mounted (and its data kept, as
+            // kubelet keeps emptyDirs for the pod's lifetime).
+            if in_memory && !is_mount_point(&path) {
+                let size = super::resources::memory_volume_size(pod, v);
+                nix::mount::mount(
+                    Some("tmpfs"),
+                    &path,
+                    Some("tmpfs"),
+                    nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV,
+                    Some(format!("mode=0777,size={size}").as_str()),
+                )
+                .map_err(|e| io(std::io::Error::from(e)))?;
+            }
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o777)).map_err(io)?;
         }
     }
     Ok(())
+}
+
+/// Unmount the pod's memory-backed emptyDirs (before its volume directory is removed).
+pub fn unmount_volumes(pod: &Pod, volumes_root: &Path) {
+    for v in pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.volumes.as_ref())
+        .into_iter()
+        .flatten()
+    {
+        let path = empty_dir_path(volumes_root, &v.name);
+        if v.empty_dir.is_some() && is_mount_point(&path) {
+            if let Err(e) = nix::mount::umount2(&path, nix::mount::MntFlags::MNT_DETACH) {
+                tracing::warn!("unmounting emptyDir {}: {e}", path.display());
+            }
+        }
+    }
+}
+
+/// Whether `path` is the root of a mount (its device differs from its parent's).
+fn is_mount_point(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (
+        std::fs::metadata(path),
+        path.parent().map(std::fs::metadata),
+    ) {
+        (Ok(m), Some(Ok(p))) => m.dev() != p.dev(),
+        _ => false,
+    }
 }
 
 /// Expand `$(VAR)` references from `vars` as Kubernetes does (`$$` escapes; unknown stays).
@@ -395,6 +442,7 @@ pub fn container_config(
         mounts,
         log_path: format!("{}/{}.log", container.name, attempt),
         labels,
+        linux: super::resources::container_linux(pod, container),
     })
 }
 

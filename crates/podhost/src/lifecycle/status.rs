@@ -338,33 +338,5 @@ pub fn pod_status(rec: &PodRecord, sandbox_ready: bool, now: i64) -> PodStatus {
 
 /// QoS class from requests/limits (BestEffort / Burstable / Guaranteed).
 pub fn qos_class(spec: &k8s_openapi::api::core::v1::PodSpec) -> String {
-    let all: Vec<&Container> = spec
-        .containers
-        .iter()
-        .chain(spec.init_containers.iter().flatten())
-        .collect();
-    let mut any = false;
-    let mut guaranteed = true;
-    for c in &all {
-        let r = c.resources.clone().unwrap_or_default();
-        let req = r.requests.unwrap_or_default();
-        let lim = r.limits.unwrap_or_default();
-        if !req.is_empty() || !lim.is_empty() {
-            any = true;
-        }
-        for res in ["cpu", "memory"] {
-            match (req.get(res), lim.get(res)) {
-                (_, None) => guaranteed = false,
-                (Some(q), Some(l)) if q != l => guaranteed = false,
-                _ => {}
-            }
-        }
-    }
-    if !any {
-        "BestEffort".into()
-    } else if guaranteed {
-        "Guaranteed".into()
-    } else {
-        "Burstable".into()
-    }
+    super::resources::qos_class(spec).to_string()
 }

@@ -563,13 +563,15 @@ impl PodWorker {
         let id = match self.rt.create_container(&sid, &cfg, &sandbox_cfg).await {
             Ok(id) => id,
             Err(e) => {
-                return self.set_waiting(
-                    &c.name,
-                    "CreateContainerError",
-                    e.to_string(),
-                    "Warning",
-                    "Failed",
-                )
+                // A config contradicting the image (runAsNonRoot and a root image) is
+                // the pod's fault, not the runtime's: kubelet's CreateContainerConfigError.
+                let reason = match e {
+                    crate::runtime::RuntimeError::ContainerConfig(_) => {
+                        "CreateContainerConfigError"
+                    }
+                    _ => "CreateContainerError",
+                };
+                return self.set_waiting(&c.name, reason, e.to_string(), "Warning", "Failed");
             }
         };
         let now = self.now();
@@ -762,6 +764,7 @@ impl PodWorker {
             }
         }
         let uid = self.rec.uid();
+        podspec::unmount_volumes(&self.rec.pod, &self.settings.volumes_dir.join(&uid));
         let _ = std::fs::remove_dir_all(self.settings.volumes_dir.join(&uid));
         let cfg = podspec::sandbox_config(&self.rec.pod, 0, &self.settings.log_dir);
         let _ = std::fs::remove_dir_all(&cfg.log_directory);

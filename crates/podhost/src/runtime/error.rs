@@ -75,6 +75,12 @@ pub enum RuntimeError {
         #[source]
         source: podhost_oci::OciError,
     },
+    /// Creating or limiting the pod cgroup failed.
+    #[error("pod cgroup: {0}")]
+    Cgroup(#[from] super::cgroups::CgroupError),
+    /// The container's config contradicts its image (kubelet's CreateContainerConfigError).
+    #[error("{0}")]
+    ContainerConfig(String),
     /// A state file could not be encoded or decoded.
     #[error("state file {path}: {source}")]
     State {

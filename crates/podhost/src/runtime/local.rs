@@ -13,6 +13,7 @@ use tokio::sync::broadcast;
 
 use podhost_image::ImageStore;
 
+use super::cgroups::{self, Cgroups};
 use super::mounts;
 use super::netns;
 use super::shim_client::{is_gone, ShimClient, ShimStatus};
@@ -21,6 +22,8 @@ use crate::config::Config;
 use crate::store::{read_json, write_json_atomic};
 use crate::timefmt::now_nanos;
 use podhost_shim::proto::ContainerState as ShimState;
+
+mod usage;
 
 /// Durable record of a sandbox, enough to tear it down after a crash.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -41,11 +44,21 @@ struct ContainerRecord {
     created_at: i64,
     image_id: String,
     log_path: PathBuf,
+    /// Cgroup of the container relative to the hierarchy root: where its OOM kills are
+    /// counted once it has exited.
+    #[serde(default)]
+    cgroup: String,
 }
 
 /// The runtime of this machine.
 pub struct LocalRuntime {
     config: Config,
+    /// The machine's cgroup hierarchy (v1 or v2).
+    cgroups: Cgroups,
+    /// Lowest oom_score_adj a container may get here (negative needs CAP_SYS_RESOURCE).
+    oom_score_floor: i32,
+    /// Capabilities the runtime itself holds: a container cannot get more.
+    host_caps: Option<u64>,
     images: Arc<ImageStore>,
     sandboxes: Mutex<HashMap<String, SandboxRecord>>,
     containers: Mutex<HashMap<String, ContainerRecord>>,
@@ -108,6 +121,9 @@ impl LocalRuntime {
             })?;
         let (events, _) = broadcast::channel(256);
         let rt = Arc::new(LocalRuntime {
+            cgroups: Cgroups::detect(),
+            oom_score_floor: lowest_oom_score_adj(),
+            host_caps: podhost_oci::caps::host_bounding_mask(),
             images: Arc::new(images),
             sandboxes: Mutex::new(HashMap::new()),
             containers: Mutex::new(HashMap::new()),
@@ -221,6 +237,8 @@ impl LocalRuntime {
             .arg(self.config.bin("podhost-runc"))
             .arg("--runc-root")
             .arg(self.config.runc_root())
+            .args(cfg.linux.host_pid.then_some("--host-pid"))
+            .args(cfg.linux.host_ipc.then_some("--host-ipc"))
             .stdin(std::process::Stdio::null())
             .output()
             .await
@@ -295,7 +313,22 @@ impl LocalRuntime {
             .clone()
             .or_else(|| icfg.working_dir().clone().filter(|w| !w.is_empty()))
             .unwrap_or_else(|| "/".to_string());
-        let (uid, gid) = resolve_user(rootfs, icfg.user().as_deref().unwrap_or(""));
+        let (image_uid, image_gid) = resolve_user(rootfs, icfg.user().as_deref().unwrap_or(""));
+        let sec = &cfg.linux.security;
+        // runAsUser/runAsGroup replace the image's user (ids outside u32 were refused
+        // by validation).
+        let uid = sec
+            .run_as_user
+            .and_then(|u| u32::try_from(u).ok())
+            .unwrap_or(image_uid);
+        let gid = sec
+            .run_as_group
+            .and_then(|g| u32::try_from(g).ok())
+            .unwrap_or(if sec.run_as_user.is_some() {
+                0
+            } else {
+                image_gid
+            });
         let ns = |n: &str| Some(PathBuf::from(format!("/proc/{pause_pid}/ns/{n}")));
         let sb_state = self.config.sandbox_state_dir(&sandbox.id);
         let mut mounts: Vec<podhost_oci::BindMount> = cfg
@@ -339,27 +372,70 @@ impl LocalRuntime {
             cwd,
             uid,
             gid,
-            additional_gids: Vec::new(),
+            additional_gids: sec
+                .supplemental_groups
+                .iter()
+                .filter_map(|g| u32::try_from(*g).ok())
+                .collect(),
             namespaces: podhost_oci::PodNamespaces {
                 net: ns("net"),
-                ipc: ns("ipc"),
+                // hostIPC: no entry, the host's namespace (the pause kept it too).
+                ipc: if sandbox.config.linux.host_ipc {
+                    None
+                } else {
+                    ns("ipc")
+                },
                 uts: ns("uts"),
                 pid: if sandbox.config.share_pid {
                     ns("pid")
                 } else {
                     None
                 },
+                host_pid: sandbox.config.linux.host_pid,
             },
             mounts,
-            cgroups_path: format!(
-                "/{}/pod{}/{}",
-                self.config.cgroup_parent.trim_matches('/'),
-                sandbox.config.uid,
-                cid
-            ),
-            readonly_rootfs: false,
+            cgroups_path: format!("/{}", self.container_cgroup(&sandbox.config, cid)),
+            readonly_rootfs: sec.readonly_rootfs,
             terminal: false,
+            resources: podhost_oci::Resources {
+                cpu_shares: cfg.linux.resources.cpu_shares,
+                cpu_quota: cfg.linux.resources.cpu_quota,
+                cpu_period: cfg.linux.resources.cpu_period,
+                memory_limit: cfg.linux.resources.memory_limit,
+                pids_limit: None,
+            },
+            oom_score_adj: cfg
+                .linux
+                .resources
+                .oom_score_adj
+                .map(|v| v.max(self.oom_score_floor)),
+            security: podhost_oci::Security {
+                privileged: sec.privileged,
+                cap_add: sec.cap_add.clone(),
+                cap_drop: sec.cap_drop.clone(),
+                host_cap_mask: self.host_caps,
+                no_new_privileges: sec.no_new_privs,
+                seccomp: match &sec.seccomp {
+                    SeccompProfile::Unconfined => podhost_oci::Seccomp::Unconfined,
+                    SeccompProfile::RuntimeDefault => podhost_oci::Seccomp::RuntimeDefault,
+                    SeccompProfile::Localhost(name) => podhost_oci::Seccomp::Localhost(
+                        self.config.seccomp_dir().join(name.trim_start_matches('/')),
+                    ),
+                },
+                unmasked_proc: sec.unmasked_proc,
+                sysctls: sec.sysctls.clone(),
+            },
         }
+    }
+
+    /// The pod's cgroup, relative to the hierarchy root.
+    fn pod_cgroup(&self, sb: &SandboxConfig) -> String {
+        cgroups::pod_cgroup(&self.config.cgroup_parent, &sb.linux.qos_class, &sb.uid)
+    }
+
+    /// A container's cgroup, inside its pod's.
+    fn container_cgroup(&self, sb: &SandboxConfig, cid: &str) -> String {
+        format!("{}/{cid}", self.pod_cgroup(sb))
     }
 
     fn status_from(&self, rec: &ContainerRecord, shim: Option<&ShimStatus>) -> ContainerStatus {
@@ -381,7 +457,20 @@ impl LocalRuntime {
             }
             None => (ContainerState::Unknown, None, None, None, None),
         };
-        let reason = exit_code.map(|c| if c == 0 { "Completed" } else { "Error" }.to_string());
+        // The memory cgroup counts its OOM kills; it stays until the container is removed.
+        let oom_killed = state == ContainerState::Exited
+            && !rec.cgroup.is_empty()
+            && self.cgroups.oom_kills(&rec.cgroup).unwrap_or(0) > 0;
+        let reason = exit_code.map(|c| {
+            if oom_killed {
+                "OOMKilled"
+            } else if c == 0 {
+                "Completed"
+            } else {
+                "Error"
+            }
+            .to_string()
+        });
         ContainerStatus {
             id: rec.id.clone(),
             sandbox_id: rec.sandbox_id.clone(),
@@ -458,6 +547,66 @@ fn resolve_user(rootfs: &Path, user: &str) -> (u32, u32) {
     (uid, gid)
 }
 
+/// kubelet's runAsNonRoot check (verifyRunAsNonRoot), with the same messages.
+fn verify_run_as_non_root(
+    cfg: &ContainerConfig,
+    image_user: &str,
+    uid: u32,
+) -> Result<(), RuntimeError> {
+    let sec = &cfg.linux.security;
+    if !sec.run_as_non_root {
+        return Ok(());
+    }
+    if let Some(u) = sec.run_as_user {
+        if u == 0 {
+            return Err(RuntimeError::ContainerConfig(format!(
+                "container's runAsUser breaks non-root policy (container: {})",
+                cfg.name
+            )));
+        }
+        return Ok(());
+    }
+    let name = image_user.split(':').next().unwrap_or("");
+    if !name.is_empty() && name.parse::<u32>().is_err() {
+        return Err(RuntimeError::ContainerConfig(format!(
+            "container has runAsNonRoot and image has non-numeric user ({name}), cannot verify user is non-root (container: {})",
+            cfg.name
+        )));
+    }
+    if uid == 0 {
+        return Err(RuntimeError::ContainerConfig(format!(
+            "container has runAsNonRoot and image will run as root (container: {})",
+            cfg.name
+        )));
+    }
+    Ok(())
+}
+
+/// The lowest oom_score_adj this machine lets the runtime give: lowering a score below
+/// the inherited one needs CAP_SYS_RESOURCE, which some machines withhold even from
+/// root. Probed once in a child shell (so the daemon's own score is untouched); when
+/// refused, containers get no lower than the daemon's own score.
+fn lowest_oom_score_adj() -> i32 {
+    let refused = !std::process::Command::new("/bin/sh")
+        .args(["-c", "echo -997 > /proc/self/oom_score_adj"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !refused {
+        return -1000;
+    }
+    let own = std::fs::read_to_string("/proc/self/oom_score_adj")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0);
+    tracing::info!(
+        "negative oom_score_adj not permitted here (no CAP_SYS_RESOURCE): containers get at least {own}"
+    );
+    own
+}
+
 fn write_file(path: &Path, text: &str) -> Result<(), RuntimeError> {
     std::fs::write(path, text).map_err(RuntimeError::io("writing", path))
 }
@@ -493,7 +642,30 @@ impl Runtime for LocalRuntime {
             netns::create_pinned(&pin)?;
             let pin2 = pin.clone();
             undo.push(move || netns::remove_pinned(&pin2));
+            self.cgroups.create_pod(
+                &self.config.cgroup_parent,
+                &cfg.linux.qos_class,
+                &cfg.uid,
+                &cfg.linux.resources,
+                self.config.pod_pids_limit,
+            )?;
+            let (cg, parent, qos, uid) = (
+                self.cgroups.clone(),
+                self.config.cgroup_parent.clone(),
+                cfg.linux.qos_class.clone(),
+                cfg.uid.clone(),
+            );
+            undo.push(move || {
+                cg.remove_pod(&parent, &qos, &uid);
+                Ok(())
+            });
             let pause_pid = self.start_shim(&id, cfg, &pin).await?;
+            // The pause belongs to the pod: its memory and pids count toward the pod's.
+            let pause_cg = format!("{}/{}", self.pod_cgroup(cfg), cgroups::PAUSE_CGROUP);
+            if let Err(e) = self.cgroups.add_process(&pause_cg, pause_pid) {
+                let _ = self.shim(&id).shutdown().await;
+                return Err(e.into());
+            }
             let rec = SandboxRecord {
                 id: id.clone(),
                 config: cfg.clone(),
@@ -546,7 +718,14 @@ impl Runtime for LocalRuntime {
         netns::remove_pinned(&rec.netns_path)?;
         mounts::remove_dir(&run_dir)?;
         mounts::remove_dir(&self.config.sandbox_state_dir(sandbox_id))?;
-        mounts::remove_pod_cgroups(&self.config.cgroup_parent, &rec.config.uid);
+        let (cg, parent, qos, uid) = (
+            self.cgroups.clone(),
+            self.config.cgroup_parent.clone(),
+            rec.config.linux.qos_class.clone(),
+            rec.config.uid.clone(),
+        );
+        // Blocking: rmdir is retried while the last processes leave.
+        let _ = tokio::task::spawn_blocking(move || cg.remove_pod(&parent, &qos, &uid)).await;
         self.lock_sandboxes().remove(sandbox_id);
         Ok(())
     }
@@ -648,6 +827,12 @@ impl Runtime for LocalRuntime {
             let r = rootfs.clone();
             undo.push(move || mounts::unmount(&r));
             let params = self.container_params(&sandbox, cfg, &rootfs, &image_cfg, pause_pid, &id);
+            let image_user = image_cfg
+                .config()
+                .as_ref()
+                .and_then(|c| c.user().clone())
+                .unwrap_or_default();
+            verify_run_as_non_root(cfg, &image_user, params.uid)?;
             let spec =
                 podhost_oci::container_spec(&params).map_err(|source| RuntimeError::Oci {
                     container: cfg.name.clone(),
@@ -667,6 +852,7 @@ impl Runtime for LocalRuntime {
                 created_at: now_nanos(),
                 image_id: image.id.clone(),
                 log_path: log_path.clone(),
+                cgroup: self.container_cgroup(&sandbox.config, &id),
             };
             write_json_atomic(&dir.join("container.json"), &rec)?;
             self.shim(sandbox_id)

@@ -5,8 +5,10 @@
 //! gRPC server is a thin mapping, and so that lifecycle logic can be tested against
 //! [`fake::FakeRuntime`] with tokio's paused clock.
 
+pub mod cgroups;
 pub mod error;
 pub mod fake;
+pub mod linux;
 pub mod local;
 mod mounts;
 mod netns;
@@ -20,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 pub use error::RuntimeError;
+pub use linux::{ContainerLinux, ContainerResources, PodLinux, SeccompProfile, SecurityConfig};
 
 /// What a sandbox needs to know about its pod (CRI `PodSandboxConfig`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -40,6 +43,9 @@ pub struct SandboxConfig {
     pub log_directory: PathBuf,
     /// Pod labels, kept for listing and selection.
     pub labels: BTreeMap<String, String>,
+    /// QoS class, pod cgroup limits, host namespaces.
+    #[serde(default)]
+    pub linux: PodLinux,
 }
 
 /// Whether the sandbox's pause process is alive (CRI `PodSandboxState`).
@@ -119,6 +125,9 @@ pub struct ContainerConfig {
     pub log_path: String,
     /// Labels, used to find containers of a pod by name.
     pub labels: BTreeMap<String, String>,
+    /// Cgroup limits and security context.
+    #[serde(default)]
+    pub linux: ContainerLinux,
 }
 
 /// Container state as CRI reports it.

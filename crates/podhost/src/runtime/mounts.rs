@@ -75,30 +75,3 @@ pub fn remove_dir(path: &Path) -> Result<(), RuntimeError> {
         }),
     }
 }
-
-/// Remove the pod's cgroup directories (`<parent>/pod<uid>`) under every hierarchy.
-///
-/// Each container's own cgroup is removed by libcontainer; this removes the empty
-/// parents it leaves, on v1 (one tree per controller) and v2 (one tree) alike.
-pub fn remove_pod_cgroups(parent: &str, pod_uid: &str) {
-    let rel = format!("{}/pod{}", parent.trim_matches('/'), pod_uid);
-    let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") else {
-        return;
-    };
-    let mut roots: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
-    roots.push(PathBuf::from("/sys/fs/cgroup"));
-    for root in roots {
-        let dir = root.join(&rel);
-        if dir.is_dir() {
-            // Children first: container cgroups left by a crash.
-            if let Ok(kids) = std::fs::read_dir(&dir) {
-                for k in kids.flatten() {
-                    if k.path().is_dir() {
-                        let _ = std::fs::remove_dir(k.path());
-                    }
-                }
-            }
-            let _ = std::fs::remove_dir(&dir);
-        }
-    }
-}

@@ -195,6 +195,7 @@ fn router(d: Arc<Daemon>) -> Router {
         .route("/v1/secrets/{ns}/{name}", delete(objects::delete_secret))
         .route("/v1/containers", get(list_containers))
         .route("/v1/images", get(list_images))
+        .route("/v1/top", get(top))
         .route("/v1/images/load", post(load_image))
         .with_state(d)
 }
@@ -401,6 +402,13 @@ async fn list_containers(
         });
     }
     Ok(Json(rows))
+}
+
+/// CPU (sampled over one second) and memory of running pods and containers.
+async fn top(
+    State(d): State<Arc<Daemon>>,
+) -> Result<Json<Vec<crate::runtime::linux::Usage>>, ApiError> {
+    d.local.usage().await.map(Json).map_err(ApiError::internal)
 }
 
 async fn list_images(

@@ -1,0 +1,506 @@
+//! Pod cgroups, the same way on cgroups v1 and v2: kubelet's layout
+//! `<parent>/[burstable|besteffort/]pod<uid>/{pause,<container>}`, the pod-level limits
+//! (sums over the containers), and what is read back from cgroup files: OOM kills of a
+//! container and CPU/memory use for `podhost top`.
+//!
+//! Container cgroups themselves are created and limited by libcontainer from the OCI
+//! spec; this module owns the levels above them and the pause's leaf. The pause gets a
+//! leaf of its own because v2 forbids processes in a cgroup whose children have
+//! controllers enabled ("no internal processes"); doing the same on v1 keeps one code path.
+//! The root is a parameter so that both versions are tested against fixture files.
+
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::linux::ContainerResources;
+
+/// Controllers podhost limits or reads (v1 hierarchies; v2 enables them on the path).
+const CONTROLLERS: [&str; 4] = ["memory", "cpu", "cpuacct", "pids"];
+
+/// Name of the pause's leaf cgroup inside the pod cgroup.
+pub const PAUSE_CGROUP: &str = "pause";
+
+/// Which cgroup hierarchy the machine runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    /// One hierarchy per controller under `<root>/<controller>` (legacy or hybrid).
+    V1,
+    /// The unified hierarchy at `<root>`.
+    V2,
+}
+
+/// Failures of cgroup file operations, with the file concerned.
+#[derive(Debug, thiserror::Error)]
+pub enum CgroupError {
+    /// Creating a cgroup directory failed.
+    #[error("creating cgroup {path}: {source}")]
+    Create {
+        /// The directory.
+        path: PathBuf,
+        /// Underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Writing a limit or a pid failed.
+    #[error("writing {value:?} to {path}: {source}")]
+    Write {
+        /// The cgroup file.
+        path: PathBuf,
+        /// What was written.
+        value: String,
+        /// Underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The cgroup filesystem of this machine (or a fixture of it).
+#[derive(Debug, Clone)]
+pub struct Cgroups {
+    root: PathBuf,
+    version: Version,
+}
+
+/// Relative path of a pod's cgroup: Guaranteed pods sit right under the parent, the
+/// others under a per-QoS directory, like kubelet's `kubepods[/burstable]/pod<uid>`.
+pub fn pod_cgroup(parent: &str, qos_class: &str, pod_uid: &str) -> String {
+    let parent = parent.trim_matches('/');
+    match qos_dir(qos_class) {
+        Some(q) => format!("{parent}/{q}/pod{pod_uid}"),
+        None => format!("{parent}/pod{pod_uid}"),
+    }
+}
+
+fn qos_dir(qos_class: &str) -> Option<&'static str> {
+    match qos_class {
+        "Burstable" => Some("burstable"),
+        "BestEffort" => Some("besteffort"),
+        _ => None,
+    }
+}
+
+/// cgroup v2 cpu.weight from v1 cpu.shares (the OCI/kubelet conversion).
+pub fn shares_to_weight(shares: u64) -> u64 {
+    let shares = shares.clamp(2, 262_144);
+    1 + ((shares - 2) * 9999) / 262_142
+}
+
+impl Cgroups {
+    /// The machine's cgroups at /sys/fs/cgroup: v2 when the unified hierarchy is mounted
+    /// there (it has `cgroup.controllers`), v1 otherwise (legacy and hybrid).
+    pub fn detect() -> Cgroups {
+        let root = PathBuf::from("/sys/fs/cgroup");
+        let version = if root.join("cgroup.controllers").exists() {
+            Version::V2
+        } else {
+            Version::V1
+        };
+        Cgroups { root, version }
+    }
+
+    /// Cgroups rooted elsewhere (fixtures in tests).
+    pub fn with_root(root: impl Into<PathBuf>, version: Version) -> Cgroups {
+        Cgroups {
+            root: root.into(),
+            version,
+        }
+    }
+
+    /// The hierarchy version.
+    pub fn version(&self) -> Version {
+        self.version
+    }
+
+    fn dir(&self, controller: &str, rel: &str) -> PathBuf {
+        let rel = rel.trim_matches('/');
+        match self.version {
+            Version::V1 => self.root.join(controller).join(rel),
+            Version::V2 => self.root.join(rel),
+        }
+    }
+
+    /// Create the pod cgroup (and its QoS level and pause leaf) with the pod's limits.
+    pub fn create_pod(
+        &self,
+        parent: &str,
+        qos_class: &str,
+        pod_uid: &str,
+        res: &ContainerResources,
+        pids_limit: Option<i64>,
+    ) -> Result<(), CgroupError> {
+        let pod = pod_cgroup(parent, qos_class, pod_uid);
+        let leaf = format!("{pod}/{PAUSE_CGROUP}");
+        let qos = qos_dir(qos_class).map(|q| format!("{}/{q}", parent.trim_matches('/')));
+        match self.version {
+            Version::V1 => {
+                for ctrl in CONTROLLERS {
+                    if !self.root.join(ctrl).is_dir() {
+                        continue;
+                    }
+                    mkdir_all(&self.dir(ctrl, &leaf))?;
+                }
+            }
+            Version::V2 => {
+                mkdir_all(&self.dir("", &leaf))?;
+                // Controllers must be enabled in every ancestor for the pod's files to
+                // exist; some may be absent from this kernel or delegation: best effort.
+                let mut cur = self.root.clone();
+                for part in pod.split('/') {
+                    let _ = write(&cur.join("cgroup.subtree_control"), "+cpu +memory +pids");
+                    cur = cur.join(part);
+                }
+                let _ = write(&cur.join("cgroup.subtree_control"), "+cpu +memory +pids");
+            }
+        }
+        // kubelet gives BestEffort pods, together, the smallest CPU weight.
+        if qos_class == "BestEffort" {
+            if let Some(q) = &qos {
+                self.write_cpu_shares(q, 2)?;
+            }
+        }
+        if let Some(shares) = res.cpu_shares {
+            self.write_cpu_shares(&pod, shares)?;
+        }
+        if let Some(quota) = res.cpu_quota {
+            let period = res.cpu_period.unwrap_or(100_000);
+            match self.version {
+                Version::V1 => {
+                    let d = self.dir("cpu", &pod);
+                    write(&d.join("cpu.cfs_period_us"), &period.to_string())?;
+                    write(&d.join("cpu.cfs_quota_us"), &quota.to_string())?;
+                }
+                Version::V2 => write(
+                    &self.dir("cpu", &pod).join("cpu.max"),
+                    &format!("{quota} {period}"),
+                )?,
+            }
+        }
+        if let Some(limit) = res.memory_limit {
+            let file = match self.version {
+                Version::V1 => "memory.limit_in_bytes",
+                Version::V2 => "memory.max",
+            };
+            write(&self.dir("memory", &pod).join(file), &limit.to_string())?;
+        }
+        if let Some(limit) = pids_limit {
+            write(&self.dir("pids", &pod).join("pids.max"), &limit.to_string())?;
+        }
+        Ok(())
+    }
+
+    fn write_cpu_shares(&self, rel: &str, shares: u64) -> Result<(), CgroupError> {
+        match self.version {
+            Version::V1 => write(
+                &self.dir("cpu", rel).join("cpu.shares"),
+                &shares.to_string(),
+            ),
+            Version::V2 => write(
+                &self.dir("cpu", rel).join("cpu.weight"),
+                &shares_to_weight(shares).to_string(),
+            ),
+        }
+    }
+
+    /// Move process `pid` into cgroup `rel` (every v1 hierarchy podhost uses, or v2's).
+    pub fn add_process(&self, rel: &str, pid: u32) -> Result<(), CgroupError> {
+        match self.version {
+            Version::V1 => {
+                for ctrl in CONTROLLERS {
+                    let d = self.dir(ctrl, rel);
+                    if d.is_dir() {
+                        write(&d.join("cgroup.procs"), &pid.to_string())?;
+                    }
+                }
+                Ok(())
+            }
+            Version::V2 => write(&self.dir("", rel).join("cgroup.procs"), &pid.to_string()),
+        }
+    }
+
+    /// Remove the pod cgroup (children first: the pause leaf, container cgroups a crash
+    /// left) and its QoS level when no other pod uses it. Best effort, retried briefly
+    /// because the last processes leave their cgroup slightly after they are killed.
+    pub fn remove_pod(&self, parent: &str, qos_class: &str, pod_uid: &str) {
+        let pod = pod_cgroup(parent, qos_class, pod_uid);
+        let qos = qos_dir(qos_class).map(|q| format!("{}/{q}", parent.trim_matches('/')));
+        let mut hierarchies: Vec<PathBuf> = match self.version {
+            Version::V1 => std::fs::read_dir(&self.root)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.path())
+                .collect(),
+            Version::V2 => Vec::new(),
+        };
+        hierarchies.push(self.root.clone());
+        for h in hierarchies {
+            let dir = h.join(&pod);
+            if dir.is_dir() {
+                for k in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                    if k.path().is_dir() {
+                        rmdir_retry(&k.path());
+                    }
+                }
+                rmdir_retry(&dir);
+            }
+            if let Some(q) = &qos {
+                // Fails (ENOTEMPTY/EBUSY) while another pod of the class lives: fine.
+                let _ = std::fs::remove_dir(h.join(q));
+            }
+        }
+    }
+
+    /// How many times the kernel's OOM killer killed a process of cgroup `rel`;
+    /// `None` when the cgroup is gone or the kernel does not count.
+    pub fn oom_kills(&self, rel: &str) -> Option<u64> {
+        let file = match self.version {
+            Version::V1 => "memory.oom_control",
+            Version::V2 => "memory.events",
+        };
+        let text = std::fs::read_to_string(self.dir("memory", rel).join(file)).ok()?;
+        keyed(&text, "oom_kill")
+    }
+
+    /// CPU time used by cgroup `rel`, in nanoseconds.
+    pub fn cpu_usage_ns(&self, rel: &str) -> Option<u64> {
+        match self.version {
+            Version::V1 => std::fs::read_to_string(self.dir("cpuacct", rel).join("cpuacct.usage"))
+                .ok()?
+                .trim()
+                .parse()
+                .ok(),
+            Version::V2 => {
+                let text = std::fs::read_to_string(self.dir("cpu", rel).join("cpu.stat")).ok()?;
+                keyed(&text, "usage_usec").map(|us| us * 1000)
+            }
+        }
+    }
+
+    /// Working set of cgroup `rel`: memory usage minus inactive file cache (kubectl top's
+    /// figure; the cache can be reclaimed, so it does not count toward an OOM).
+    pub fn memory_working_set(&self, rel: &str) -> Option<u64> {
+        let d = self.dir("memory", rel);
+        let (usage_file, inactive_key) = match self.version {
+            Version::V1 => ("memory.usage_in_bytes", "total_inactive_file"),
+            Version::V2 => ("memory.current", "inactive_file"),
+        };
+        let usage: u64 = std::fs::read_to_string(d.join(usage_file))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
+        let stat = std::fs::read_to_string(d.join("memory.stat")).unwrap_or_default();
+        let inactive = keyed(&stat, inactive_key).unwrap_or(0);
+        Some(usage.saturating_sub(inactive))
+    }
+}
+
+/// Value of `key N` in a flat-keyed cgroup file.
+fn keyed(text: &str, key: &str) -> Option<u64> {
+    text.lines().find_map(|l| {
+        let (k, v) = l.split_once(' ')?;
+        (k == key).then(|| v.trim().parse().ok()).flatten()
+    })
+}
+
+fn mkdir_all(path: &Path) -> Result<(), CgroupError> {
+    // A concurrent removal of an empty QoS level (another pod going away) can race
+    // with the creation of its child: try again once.
+    let mut last = None;
+    for _ in 0..3 {
+        match std::fs::create_dir_all(path) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound => last = Some(e),
+            Err(source) => {
+                return Err(CgroupError::Create {
+                    path: path.to_path_buf(),
+                    source,
+                })
+            }
+        }
+    }
+    Err(CgroupError::Create {
+        path: path.to_path_buf(),
+        source: last.unwrap_or_else(|| std::io::Error::from(ErrorKind::NotFound)),
+    })
+}
+
+fn write(path: &Path, value: &str) -> Result<(), CgroupError> {
+    std::fs::write(path, value).map_err(|source| CgroupError::Write {
+        path: path.to_path_buf(),
+        value: value.to_string(),
+        source,
+    })
+}
+
+fn rmdir_retry(path: &Path) {
+    for _ in 0..20 {
+        match std::fs::remove_dir(path) {
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                std::thread::sleep(Duration::from_millis(50))
+            }
+            _ => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fixture root: cgroup files are plain files, so `write` creates them.
+    fn fixture(version: Version) -> (PathBuf, Cgroups) {
+        let dir = std::env::temp_dir().join(format!(
+            "podhost-cgroups-{}-{:?}-{}",
+            std::process::id(),
+            version,
+            rand::random::<u32>()
+        ));
+        if version == Version::V1 {
+            for c in CONTROLLERS {
+                std::fs::create_dir_all(dir.join(c)).unwrap();
+            }
+        } else {
+            std::fs::create_dir_all(&dir).unwrap();
+        }
+        let cg = Cgroups::with_root(&dir, version);
+        (dir, cg)
+    }
+
+    fn res() -> ContainerResources {
+        ContainerResources {
+            cpu_shares: Some(512),
+            cpu_quota: Some(50_000),
+            cpu_period: Some(100_000),
+            memory_limit: Some(64 << 20),
+            oom_score_adj: None,
+        }
+    }
+
+    fn read(p: PathBuf) -> String {
+        std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+    }
+
+    #[test]
+    fn layout_follows_kubelet() {
+        assert_eq!(pod_cgroup("/podhost/", "Guaranteed", "u1"), "podhost/podu1");
+        assert_eq!(
+            pod_cgroup("podhost", "Burstable", "u1"),
+            "podhost/burstable/podu1"
+        );
+        assert_eq!(
+            pod_cgroup("podhost", "BestEffort", "u1"),
+            "podhost/besteffort/podu1"
+        );
+        assert_eq!(shares_to_weight(2), 1);
+        assert_eq!(shares_to_weight(1024), 39);
+        assert_eq!(shares_to_weight(262_144), 10_000);
+    }
+
+    #[test]
+    fn v2_pod_limits_pause_and_reads() {
+        let (dir, cg) = fixture(Version::V2);
+        cg.create_pod("p", "Burstable", "u1", &res(), Some(100))
+            .unwrap();
+        let pod = dir.join("p/burstable/podu1");
+        assert_eq!(read(pod.join("cpu.max")), "50000 100000");
+        assert_eq!(
+            read(pod.join("cpu.weight")),
+            shares_to_weight(512).to_string()
+        );
+        assert_eq!(read(pod.join("memory.max")), (64u64 << 20).to_string());
+        assert_eq!(read(pod.join("pids.max")), "100");
+        assert_eq!(
+            read(dir.join("cgroup.subtree_control")),
+            "+cpu +memory +pids"
+        );
+        assert_eq!(
+            read(pod.join("cgroup.subtree_control")),
+            "+cpu +memory +pids"
+        );
+        assert!(pod.join(PAUSE_CGROUP).is_dir());
+        cg.add_process("p/burstable/podu1/pause", 42).unwrap();
+        assert_eq!(read(pod.join("pause/cgroup.procs")), "42");
+
+        let c = pod.join("c1");
+        std::fs::create_dir_all(&c).unwrap();
+        std::fs::write(
+            c.join("memory.events"),
+            "low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n",
+        )
+        .unwrap();
+        std::fs::write(c.join("cpu.stat"), "usage_usec 2500\nuser_usec 2000\n").unwrap();
+        std::fs::write(c.join("memory.current"), "1000000\n").unwrap();
+        std::fs::write(c.join("memory.stat"), "anon 1\ninactive_file 400000\n").unwrap();
+        let rel = "p/burstable/podu1/c1";
+        assert_eq!(cg.oom_kills(rel), Some(1));
+        assert_eq!(cg.cpu_usage_ns(rel), Some(2_500_000));
+        assert_eq!(cg.memory_working_set(rel), Some(600_000));
+        assert_eq!(cg.oom_kills("p/none"), None);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn v1_pod_limits_and_reads() {
+        let (dir, cg) = fixture(Version::V1);
+        cg.create_pod(
+            "p",
+            "BestEffort",
+            "u2",
+            &ContainerResources::default(),
+            None,
+        )
+        .unwrap();
+        assert_eq!(read(dir.join("cpu/p/besteffort/cpu.shares")), "2");
+        assert!(dir.join("memory/p/besteffort/podu2/pause").is_dir());
+        assert!(!dir.join("cpu/p/besteffort/podu2/cpu.cfs_quota_us").exists());
+        cg.create_pod("p", "Guaranteed", "u3", &res(), Some(50))
+            .unwrap();
+        assert_eq!(read(dir.join("cpu/p/podu3/cpu.cfs_quota_us")), "50000");
+        assert_eq!(read(dir.join("cpu/p/podu3/cpu.shares")), "512");
+        assert_eq!(
+            read(dir.join("memory/p/podu3/memory.limit_in_bytes")),
+            (64u64 << 20).to_string()
+        );
+        assert_eq!(read(dir.join("pids/p/podu3/pids.max")), "50");
+        cg.add_process("p/podu3/pause", 7).unwrap();
+        for c in CONTROLLERS {
+            assert_eq!(read(dir.join(c).join("p/podu3/pause/cgroup.procs")), "7");
+        }
+        let m = dir.join("memory/p/podu3/c");
+        std::fs::create_dir_all(&m).unwrap();
+        std::fs::write(
+            m.join("memory.oom_control"),
+            "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n",
+        )
+        .unwrap();
+        std::fs::write(m.join("memory.usage_in_bytes"), "5000\n").unwrap();
+        std::fs::write(m.join("memory.stat"), "cache 1\ntotal_inactive_file 1000\n").unwrap();
+        std::fs::create_dir_all(dir.join("cpuacct/p/podu3/c")).unwrap();
+        std::fs::write(dir.join("cpuacct/p/podu3/c/cpuacct.usage"), "123456\n").unwrap();
+        assert_eq!(cg.oom_kills("p/podu3/c"), Some(2));
+        assert_eq!(cg.memory_working_set("p/podu3/c"), Some(4000));
+        assert_eq!(cg.cpu_usage_ns("p/podu3/c"), Some(123_456));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn remove_pod_removes_levels_on_a_real_directory_tree() {
+        // Empty directories stand in for cgroups (rmdir of a real cgroup with only
+        // kernel files succeeds the same way).
+        let (dir, cg) = fixture(Version::V1);
+        for c in CONTROLLERS {
+            std::fs::create_dir_all(dir.join(c).join("p/burstable/podu4/pause")).unwrap();
+            std::fs::create_dir_all(dir.join(c).join("p/burstable/podu4/ctr")).unwrap();
+            std::fs::create_dir_all(dir.join(c).join("p/burstable/podu5")).unwrap();
+        }
+        cg.remove_pod("p", "Burstable", "u4");
+        assert!(!dir.join("memory/p/burstable/podu4").exists());
+        // Another Burstable pod still lives: the QoS level stays.
+        assert!(dir.join("memory/p/burstable/podu5").exists());
+        cg.remove_pod("p", "Burstable", "u5");
+        assert!(!dir.join("memory/p/burstable").exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

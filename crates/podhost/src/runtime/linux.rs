@@ -1,0 +1,104 @@
+//! Linux-specific parts of sandbox and container configs (CRI's `LinuxPodSandboxConfig`,
+//! `LinuxContainerResources`, `LinuxContainerSecurityContext`), already resolved from the
+//! Pod by lifecycle (kubelet's formulas, pod-level defaults applied).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Pod-level Linux settings of a sandbox.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct PodLinux {
+    /// QoS class: `Guaranteed`, `Burstable` or `BestEffort`; chooses the cgroup level.
+    pub qos_class: String,
+    /// Limits of the pod cgroup (sums over the containers).
+    pub resources: ContainerResources,
+    /// `hostPID`: the pod uses the host's PID namespace.
+    pub host_pid: bool,
+    /// `hostIPC`: the pod uses the host's IPC namespace.
+    pub host_ipc: bool,
+}
+
+/// Cgroup limits and OOM score of a container or of a pod cgroup.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct ContainerResources {
+    /// cpu.shares = max(2, request millicores × 1024 / 1000).
+    pub cpu_shares: Option<u64>,
+    /// CFS quota (µs per period) = limit millicores × period / 1000.
+    pub cpu_quota: Option<i64>,
+    /// CFS period (µs), 100 ms.
+    pub cpu_period: Option<u64>,
+    /// Memory limit in bytes.
+    pub memory_limit: Option<i64>,
+    /// Kubelet's oom_score_adj for the QoS class, before clamping to what the machine allows.
+    pub oom_score_adj: Option<i32>,
+}
+
+/// Seccomp profile asked for by `securityContext.seccompProfile`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub enum SeccompProfile {
+    /// No filter (Kubernetes' default).
+    #[default]
+    Unconfined,
+    /// The runtime's default profile.
+    RuntimeDefault,
+    /// A profile file, relative to the daemon's seccomp profile root.
+    Localhost(String),
+}
+
+/// Resolved security context of one container (pod-level values already applied).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct SecurityConfig {
+    /// `privileged`.
+    pub privileged: bool,
+    /// `capabilities.add`.
+    pub cap_add: Vec<String>,
+    /// `capabilities.drop`.
+    pub cap_drop: Vec<String>,
+    /// `runAsUser`; the image's user otherwise.
+    pub run_as_user: Option<i64>,
+    /// `runAsGroup`; the user's primary group otherwise.
+    pub run_as_group: Option<i64>,
+    /// `runAsNonRoot`: refuse to run as uid 0.
+    pub run_as_non_root: bool,
+    /// Pod `supplementalGroups` and `fsGroup`.
+    pub supplemental_groups: Vec<i64>,
+    /// `readOnlyRootFilesystem`.
+    pub readonly_rootfs: bool,
+    /// `allowPrivilegeEscalation: false`.
+    pub no_new_privs: bool,
+    /// `seccompProfile`.
+    pub seccomp: SeccompProfile,
+    /// `procMount: Unmasked`.
+    pub unmasked_proc: bool,
+    /// Pod `sysctls` (namespaced ones only; validation refuses the others).
+    pub sysctls: BTreeMap<String, String>,
+}
+
+/// Container-level Linux settings.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct ContainerLinux {
+    /// Cgroup limits and OOM score.
+    pub resources: ContainerResources,
+    /// Security context.
+    pub security: SecurityConfig,
+}
+
+/// CPU and memory use of a pod or container, from its cgroup (`podhost top`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Usage {
+    /// Pod namespace.
+    pub namespace: String,
+    /// Pod name.
+    pub pod: String,
+    /// Container name; empty for the pod total.
+    pub container: String,
+    /// CPU in millicores, averaged over the sampling window.
+    pub cpu_millis: u64,
+    /// Working set in bytes (usage minus inactive file cache, like kubectl top).
+    pub memory_bytes: u64,
+}

@@ -1,0 +1,397 @@
+//! End-to-end: cgroup limits, QoS, OOMKilled, and the security context, run for real.
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use common::{container_status, Env};
+
+/// Host directory of a process's cgroup in v1 hierarchy `ctrl` (or the v2 tree).
+fn cgroup_dir(pid: u32, ctrl: &str) -> PathBuf {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("cgroup file");
+    let v2 = std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    for line in text.lines() {
+        let mut f = line.splitn(3, ':');
+        let (_, ctrls, path) = (f.next(), f.next().unwrap_or(""), f.next().unwrap_or(""));
+        if v2 && ctrls.is_empty() {
+            return PathBuf::from(format!("/sys/fs/cgroup{path}"));
+        }
+        if !v2 && ctrls.split(',').any(|c| c == ctrl) {
+            return PathBuf::from(format!("/sys/fs/cgroup/{ctrl}{path}"));
+        }
+    }
+    panic!("no {ctrl} cgroup for {pid} in:\n{text}");
+}
+
+fn read(p: PathBuf) -> String {
+    std::fs::read_to_string(&p)
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        .trim()
+        .to_string()
+}
+
+fn keyed(text: &str, key: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(key).map(|v| v.trim().parse().unwrap_or(0)))
+        .unwrap_or(0)
+}
+
+const LIMITED: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: limited}
+spec:
+  containers:
+  - name: busy
+    image: busybox
+    command: ["sh", "-c", "while :; do :; done"]
+    resources:
+      limits: {cpu: 100m, memory: 64Mi}
+"#;
+
+#[test]
+fn limits_in_cgroup_files_pod_cgroup_and_cpu_throttling() {
+    let mut env = Env::new();
+    env.apply("limited.yaml", LIMITED);
+    let pod = env.wait_ready("limited");
+    assert_eq!(pod["status"]["qosClass"], "Guaranteed");
+    let uid = pod["metadata"]["uid"].as_str().expect("uid").to_string();
+    let busy = env.pid_of("limited", "busy");
+    let pause = env.pid_of("limited", "POD");
+    let v2 = std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+
+    let mem = cgroup_dir(busy, "memory");
+    let cpu = cgroup_dir(busy, "cpu");
+    let pod_mem = mem.parent().expect("pod cgroup").to_path_buf();
+    // Guaranteed pods sit right under the parent: <parent>/pod<uid>/<container>.
+    assert!(
+        pod_mem.ends_with(format!("{}/pod{uid}", env.cgroup_parent)),
+        "{}",
+        pod_mem.display()
+    );
+    if v2 {
+        assert_eq!(read(mem.join("memory.max")), "67108864");
+        assert_eq!(read(cpu.join("cpu.max")), "10000 100000");
+        assert_eq!(read(pod_mem.join("memory.max")), "67108864");
+        assert_eq!(read(pod_mem.join("pids.max")), "4096");
+    } else {
+        assert_eq!(read(mem.join("memory.limit_in_bytes")), "67108864");
+        assert_eq!(read(cpu.join("cpu.cfs_quota_us")), "10000");
+        assert_eq!(read(cpu.join("cpu.cfs_period_us")), "100000");
+        // 100m → 102 shares (kubelet's milliCPUToShares).
+        assert_eq!(read(cpu.join("cpu.shares")), "102");
+        assert_eq!(read(pod_mem.join("memory.limit_in_bytes")), "67108864");
+        let pod_cpu = cpu.parent().expect("pod cpu cgroup").to_path_buf();
+        assert_eq!(read(pod_cpu.join("cpu.cfs_quota_us")), "10000");
+        let pod_pids = cgroup_dir(busy, "pids")
+            .parent()
+            .expect("pod")
+            .to_path_buf();
+        assert_eq!(read(pod_pids.join("pids.max")), "4096");
+    }
+    // The pause lives in the pod cgroup too, in its own leaf.
+    let pause_mem = cgroup_dir(pause, "memory");
+    assert_eq!(pause_mem, pod_mem.join("pause"));
+
+    // Guaranteed asks for -997; without CAP_SYS_RESOURCE it is clamped, never fatal.
+    let adj: i32 = read(PathBuf::from(format!("/proc/{busy}/oom_score_adj")))
+        .parse()
+        .expect("oom_score_adj");
+    assert!((-997..=0).contains(&adj), "oom_score_adj {adj}");
+
+    // The busy loop is held to 10% of a CPU: the CFS throttles it.
+    std::thread::sleep(Duration::from_millis(1500));
+    let stat = read(cpu.join("cpu.stat"));
+    let throttled = keyed(&stat, "nr_throttled ");
+    eprintln!("cpu.stat after 1.5s at 100m:\n{stat}\noom_score_adj {adj}");
+    assert!(throttled > 0, "not throttled:\n{stat}");
+
+    // top: the busy loop runs at its 100m limit; the pod line sums it and the pause.
+    let top = env.ok(&["top", "pod", "limited", "--containers"]);
+    eprintln!("{top}");
+    let busy_cpu: u64 = top
+        .lines()
+        .find(|l| l.split_whitespace().nth(1) == Some("busy"))
+        .and_then(|l| l.split_whitespace().nth(2))
+        .and_then(|c| c.trim_end_matches('m').parse().ok())
+        .unwrap_or_else(|| panic!("no busy row in:\n{top}"));
+    assert!(
+        (50..=150).contains(&busy_cpu),
+        "busy at {busy_cpu}m:\n{top}"
+    );
+    let pods = env.ok(&["top", "pod"]);
+    eprintln!("{pods}");
+    assert!(pods.lines().any(|l| l.starts_with("limited")), "{pods}");
+
+    // The API socket is root's only: 0600 in a directory others may only traverse.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: PathBuf| std::fs::metadata(&p).expect("stat").permissions().mode() & 0o777;
+    assert_eq!(mode(env.root.join("run/podhost.sock")), 0o600);
+    assert_eq!(mode(env.root.join("run")), 0o711);
+
+    let describe = env.ok(&["describe", "pod", "limited"]);
+    assert!(describe.contains("Guaranteed"), "{describe}");
+    env.teardown();
+}
+
+const OOM: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: oom}
+spec:
+  restartPolicy: Always
+  containers:
+  - name: main
+    image: busybox
+    command: ["sleep", "3600"]
+    resources:
+      limits: {memory: 64Mi}
+  - name: leaky
+    image: busybox
+    # tail keeps the whole (newline-free) input in memory: 100 MiB of anonymous memory.
+    command: ["sh", "-c", "head -c 100m /dev/zero | tail"]
+    resources:
+      limits: {memory: 32Mi}
+"#;
+
+#[test]
+fn leaking_sidecar_is_oom_killed_alone_and_restarted() {
+    let mut env = Env::new();
+    env.apply("oom.yaml", OOM);
+    let main = {
+        env.wait_for("oom", "main running", Duration::from_secs(60), |p| {
+            container_status(p, "main")["state"]["running"].is_object()
+        });
+        env.pid_of("oom", "main")
+    };
+    let pod = env.wait_for("oom", "leaky OOMKilled", Duration::from_secs(90), |p| {
+        let s = container_status(p, "leaky");
+        s["restartCount"].as_i64().unwrap_or(0) >= 1
+            && s["lastState"]["terminated"]["reason"] == "OOMKilled"
+    });
+    let leaky = container_status(&pod, "leaky");
+    assert_eq!(leaky["lastState"]["terminated"]["exitCode"], 137, "{leaky}");
+    let m = container_status(&pod, "main");
+    assert_eq!(m["restartCount"], 0, "main must survive: {m}");
+    assert!(m["state"]["running"].is_object(), "{m}");
+    assert!(common::alive(main));
+    assert_eq!(pod["status"]["qosClass"], "Burstable");
+    env.teardown();
+}
+
+const SECURITY: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: sec}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: caps
+    image: busybox
+    command: ["sh", "-c", "grep CapEff /proc/self/status"]
+  - name: mount
+    image: busybox
+    command: ["sh", "-c", "mkdir -p /mnt && mount -t tmpfs none /mnt 2>/dev/null && echo MOUNTED || echo DENIED"]
+  - name: reboot
+    image: busybox
+    command: ["sh", "-c", "reboot -f 2>/dev/null; echo rc=$?"]
+  - name: user
+    image: busybox
+    command: ["sh", "-c", "echo uid=$(id -u) gid=$(id -g) groups=$(id -G)"]
+    securityContext: {runAsUser: 1000, runAsGroup: 3000}
+  - name: rofs
+    image: busybox
+    command: ["sh", "-c", "touch /x 2>/dev/null && echo WROTE || echo READONLY"]
+    securityContext: {readOnlyRootFilesystem: true}
+  - name: seccomp
+    image: busybox
+    command: ["sh", "-c", "unshare -U true 2>/dev/null && echo ALLOWED || echo BLOCKED"]
+    securityContext: {seccompProfile: {type: RuntimeDefault}}
+  - name: unconfined
+    image: busybox
+    command: ["sh", "-c", "unshare -U true 2>/dev/null && echo ALLOWED || echo BLOCKED"]
+    securityContext: {seccompProfile: {type: Unconfined}}
+  - name: priv
+    image: busybox
+    command: ["sh", "-c", "mkdir -p /mnt && mount -t tmpfs none /mnt 2>/dev/null && echo MOUNTED || echo DENIED"]
+    securityContext: {privileged: true}
+  - name: nnp
+    image: busybox
+    command: ["sh", "-c", "grep NoNewPrivs /proc/self/status"]
+    securityContext:
+      allowPrivilegeEscalation: false
+      capabilities: {drop: [ALL], add: [NET_BIND_SERVICE]}
+"#;
+
+#[test]
+fn security_context_caps_seccomp_user_readonly_privileged() {
+    let env = Env::new();
+    env.apply("sec.yaml", SECURITY);
+    let names = [
+        "caps",
+        "mount",
+        "reboot",
+        "user",
+        "rofs",
+        "seccomp",
+        "unconfined",
+        "priv",
+        "nnp",
+    ];
+    env.wait_for("sec", "all containers ran", Duration::from_secs(90), |p| {
+        names
+            .iter()
+            .all(|n| container_status(p, n)["state"]["terminated"].is_object())
+    });
+    let log = |c: &str| env.ok(&["logs", "sec", "-c", c]).trim().to_string();
+    // containerd's default set: CapEff 00000000a80425fb.
+    assert_eq!(log("caps"), "CapEff:\t00000000a80425fb");
+    assert_eq!(log("mount").lines().last().unwrap_or(""), "DENIED");
+    let reboot = log("reboot");
+    assert!(
+        reboot.contains("rc=") && !reboot.contains("rc=0"),
+        "{reboot}"
+    );
+    assert_eq!(log("user"), "uid=1000 gid=3000 groups=3000");
+    assert_eq!(log("rofs").lines().last().unwrap_or(""), "READONLY");
+    assert_eq!(log("seccomp").lines().last().unwrap_or(""), "BLOCKED");
+    assert_eq!(log("unconfined"), "ALLOWED");
+    assert_eq!(log("priv"), "MOUNTED");
+    assert_eq!(log("nnp"), "NoNewPrivs:\t1");
+    env.teardown();
+}
+
+#[test]
+fn run_as_non_root_refuses_a_root_image() {
+    let env = Env::new();
+    env.apply(
+        "nonroot.yaml",
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: nonroot}
+spec:
+  securityContext: {runAsNonRoot: true}
+  containers:
+  - name: app
+    image: busybox
+    command: ["sleep", "3600"]
+"#,
+    );
+    let pod = env.wait_for(
+        "nonroot",
+        "CreateContainerConfigError",
+        Duration::from_secs(60),
+        |p| {
+            container_status(p, "app")["state"]["waiting"]["reason"] == "CreateContainerConfigError"
+        },
+    );
+    let msg = container_status(&pod, "app")["state"]["waiting"]["message"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    assert!(
+        msg.contains("container has runAsNonRoot and image will run as root"),
+        "{msg}"
+    );
+    env.teardown();
+}
+
+#[test]
+fn host_pid_and_host_ipc_share_the_hosts_namespaces() {
+    let mut env = Env::new();
+    env.apply(
+        "hostns.yaml",
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: hostns}
+spec:
+  hostPID: true
+  hostIPC: true
+  containers:
+  - name: app
+    image: busybox
+    command: ["sleep", "3600"]
+"#,
+    );
+    env.wait_ready("hostns");
+    let app = env.pid_of("hostns", "app");
+    let pause = env.pid_of("hostns", "POD");
+    let me = std::process::id();
+    for kind in ["pid", "ipc"] {
+        assert_eq!(common::ns(app, kind), common::ns(me, kind), "{kind} of app");
+        assert_eq!(
+            common::ns(pause, kind),
+            common::ns(me, kind),
+            "{kind} of pause"
+        );
+    }
+    // UTS stays the pod's own (its hostname).
+    assert_ne!(common::ns(app, "uts"), common::ns(me, "uts"));
+    // The host's processes are visible: our own test process among them.
+    let ps = env.ok(&[
+        "exec",
+        "hostns",
+        "-c",
+        "app",
+        "--",
+        "cat",
+        &format!("/proc/{me}/comm"),
+    ]);
+    assert!(!ps.trim().is_empty());
+    env.teardown();
+}
+
+#[test]
+fn memory_empty_dir_is_a_sized_tmpfs_unmounted_with_the_pod() {
+    let env = Env::new();
+    env.apply(
+        "memvol.yaml",
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: memvol}
+spec:
+  containers:
+  - name: app
+    image: busybox
+    command: ["sleep", "3600"]
+    volumeMounts: [{name: scratch, mountPath: /scratch}]
+  volumes:
+  - name: scratch
+    emptyDir: {medium: Memory, sizeLimit: 16Mi}
+"#,
+    );
+    env.wait_ready("memvol");
+    let df = env.ok(&["exec", "memvol", "-c", "app", "--", "df", "-k", "/scratch"]);
+    // 16 MiB = 16384 KiB of tmpfs.
+    assert!(
+        df.contains("tmpfs") && df.contains("16384"),
+        "df of /scratch: {df}"
+    );
+    // Writing past the size fails: the volume cannot grow beyond sizeLimit.
+    let out = env.run(&[
+        "exec",
+        "memvol",
+        "-c",
+        "app",
+        "--",
+        "sh",
+        "-c",
+        "dd if=/dev/zero of=/scratch/f bs=1M count=20 2>&1; echo rc=$?",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("No space left"), "{text}");
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+    let root = env.root.display().to_string();
+    assert!(
+        mounts
+            .lines()
+            .any(|l| l.contains(&root) && l.contains("empty-dir/scratch") && l.contains("tmpfs")),
+        "{mounts}"
+    );
+    // teardown's leak check covers the mount.
+    env.teardown();
+}
