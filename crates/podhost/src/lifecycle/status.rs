@@ -486,3 +486,140 @@ pub fn qos_class(spec: &k8s_openapi::api::core::v1::PodSpec) -> String {
         "Burstable".into()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::ContainerState as S;
+
+    fn pod(policy: &str, inits: &[(&str, bool)], regular: &[&str]) -> Pod {
+        let c = |n: &str, sidecar: bool| Container {
+            name: n.into(),
+            restart_policy: sidecar.then(|| "Always".to_string()),
+            ..Default::default()
+        };
+        Pod {
+            spec: Some(k8s_openapi::api::core::v1::PodSpec {
+                restart_policy: Some(policy.into()),
+                init_containers: Some(inits.iter().map(|(n, s)| c(n, *s)).collect()),
+                containers: regular.iter().map(|n| c(n, false)).collect(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// r = running, s = running+started-false, w = waiting, wl = waiting with last
+    /// termination (exit 1), t0/t1 = terminated with that code.
+    fn cs(name: &str, code: &str) -> K8sStatus {
+        let term = |exit_code| ContainerStateTerminated {
+            exit_code,
+            ..Default::default()
+        };
+        let (state, last, started) = match code {
+            "r" => (
+                S {
+                    running: Some(ContainerStateRunning::default()),
+                    ..Default::default()
+                },
+                None,
+                true,
+            ),
+            "s" => (
+                S {
+                    running: Some(ContainerStateRunning::default()),
+                    ..Default::default()
+                },
+                None,
+                false,
+            ),
+            "w" | "wl" => (
+                S {
+                    waiting: Some(ContainerStateWaiting::default()),
+                    ..Default::default()
+                },
+                (code == "wl").then(|| S {
+                    terminated: Some(term(1)),
+                    ..Default::default()
+                }),
+                false,
+            ),
+            "t0" | "t1" => (
+                S {
+                    terminated: Some(term(if code == "t0" { 0 } else { 1 })),
+                    ..Default::default()
+                },
+                None,
+                false,
+            ),
+            _ => panic!("{code}"),
+        };
+        K8sStatus {
+            name: name.into(),
+            state: Some(state),
+            last_state: last,
+            started: Some(started),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn phase_table() {
+        use Phase::*;
+        // (policy, init specs, init states, regular states, terminal, expected)
+        type Case<'a> = (
+            &'a str,
+            &'a [(&'a str, bool)],
+            &'a [&'a str],
+            &'a [&'a str],
+            bool,
+            Phase,
+        );
+        let cases: &[Case] = &[
+            // 1. A regular init container failed under Never.
+            ("Never", &[("i", false)], &["t1"], &["w"], false, Failed),
+            ("Never", &[("i", false)], &["wl"], &["w"], false, Failed),
+            // 2. Init pending, or a container waiting for its first start.
+            ("Always", &[("i", false)], &["r"], &["w"], false, Pending),
+            ("Always", &[("i", false)], &["wl"], &["w"], false, Pending),
+            ("Always", &[], &[], &["r", "w"], false, Pending),
+            ("Always", &[("sc", true)], &["s"], &["w"], false, Pending),
+            // 3. Something running.
+            ("Always", &[("i", false)], &["t0"], &["r"], false, Running),
+            ("Never", &[], &[], &["r", "t1"], false, Running),
+            // 4. Nothing running, something stopped.
+            ("Always", &[], &[], &["t0"], false, Running),
+            ("Always", &[], &[], &["wl"], false, Running),
+            ("OnFailure", &[], &[], &["t0", "t0"], false, Succeeded),
+            ("OnFailure", &[], &[], &["t1"], false, Running),
+            ("Never", &[], &[], &["t0", "t1"], false, Failed),
+            ("Never", &[], &[], &["t0"], false, Succeeded),
+            // Sidecars keep the pod Running while they run, and do not count once stopped.
+            ("Never", &[("sc", true)], &["r"], &["t0"], false, Running),
+            ("Never", &[("sc", true)], &["t1"], &["t0"], true, Succeeded),
+            ("Always", &[("sc", true)], &["t1"], &["t1"], true, Failed),
+            // 5. Otherwise Pending.
+            ("Always", &[], &[], &[], false, Pending),
+        ];
+        for (i, (policy, inits, init_states, states, terminal, want)) in cases.iter().enumerate() {
+            let regular: Vec<String> = (0..states.len()).map(|i| format!("c{i}")).collect();
+            let names: Vec<&str> = regular.iter().map(String::as_str).collect();
+            let p = pod(policy, inits, &names);
+            let init: Vec<K8sStatus> = inits
+                .iter()
+                .zip(init_states.iter())
+                .map(|((n, _), s)| cs(n, s))
+                .collect();
+            let reg: Vec<K8sStatus> = names
+                .iter()
+                .zip(states.iter())
+                .map(|(n, s)| cs(n, s))
+                .collect();
+            assert_eq!(
+                phase(&p, &init, &reg, *terminal),
+                *want,
+                "case {i}: {policy} {init_states:?} {states:?}"
+            );
+        }
+    }
+}
