@@ -189,6 +189,8 @@ impl PodWorker {
         mut events: broadcast::Receiver<RuntimeEvent>,
         mut probe_rx: mpsc::Receiver<ProbeUpdate>,
     ) {
+        // A status at once (Pending, Init:0/N): the first sync may take a while.
+        self.publish().await;
         loop {
             let wake = self.sync().await;
             self.publish().await;
