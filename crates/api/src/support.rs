@@ -48,11 +48,44 @@ pub fn not_yet_implemented(pod: &Pod) -> Vec<String> {
     for (group, containers) in groups {
         for (i, c) in containers.iter().enumerate() {
             let at = format!("spec.{group}[{i}]");
+            for (probe, field) in [
+                (&c.liveness_probe, "livenessProbe"),
+                (&c.readiness_probe, "readinessProbe"),
+                (&c.startup_probe, "startupProbe"),
+            ] {
+                let Some(p) = probe else { continue };
+                if p.grpc.is_some() {
+                    warn(format!("{at}.{field}.grpc (the probe always fails)"));
+                }
+                if p.http_get
+                    .as_ref()
+                    .is_some_and(|h| h.scheme.as_deref() == Some("HTTPS"))
+                {
+                    warn(format!(
+                        "{at}.{field}.httpGet.scheme=HTTPS (the probe always fails)"
+                    ));
+                }
+            }
+            for (hook, field) in [
+                (
+                    c.lifecycle.as_ref().and_then(|l| l.post_start.as_ref()),
+                    "postStart",
+                ),
+                (
+                    c.lifecycle.as_ref().and_then(|l| l.pre_stop.as_ref()),
+                    "preStop",
+                ),
+            ] {
+                if hook
+                    .and_then(|h| h.http_get.as_ref())
+                    .is_some_and(|h| h.scheme.as_deref() == Some("HTTPS"))
+                {
+                    warn(format!(
+                        "{at}.lifecycle.{field}.httpGet.scheme=HTTPS (the hook always fails)"
+                    ));
+                }
+            }
             for (set, field) in [
-                (c.liveness_probe.is_some(), "livenessProbe"),
-                (c.readiness_probe.is_some(), "readinessProbe"),
-                (c.startup_probe.is_some(), "startupProbe"),
-                (c.lifecycle.is_some(), "lifecycle"),
                 (c.tty == Some(true), "tty"),
                 (c.stdin == Some(true), "stdin"),
             ] {
@@ -91,13 +124,21 @@ mod tests {
     }
 
     #[test]
-    fn probes_and_host_network_are_named() {
+    fn grpc_probes_and_host_network_are_named() {
         let p = pod(
-            "apiVersion: v1\nkind: Pod\nmetadata: {name: a}\nspec:\n  hostNetwork: true\n  containers:\n  - name: a\n    image: busybox\n    livenessProbe: {exec: {command: [\"true\"]}}\n    resources: {limits: {memory: 64Mi}}\n",
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: a}\nspec:\n  hostNetwork: true\n  containers:\n  - name: a\n    image: busybox\n    livenessProbe: {grpc: {port: 9000}}\n    resources: {limits: {memory: 64Mi}}\n",
         );
         let w = not_yet_implemented(&p);
-        for f in ["spec.hostNetwork", "spec.containers[0].livenessProbe"] {
+        for f in ["spec.hostNetwork", "spec.containers[0].livenessProbe.grpc"] {
             assert!(w.iter().any(|x| x.starts_with(f)), "{f} missing in {w:?}");
         }
+    }
+
+    #[test]
+    fn exec_http_tcp_probes_and_hooks_are_supported() {
+        let p = pod(
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: a}\nspec:\n  containers:\n  - name: a\n    image: busybox\n    livenessProbe: {exec: {command: [\"true\"]}}\n    readinessProbe: {httpGet: {port: 80}}\n    startupProbe: {tcpSocket: {port: 80}}\n    lifecycle: {postStart: {exec: {command: [\"true\"]}}, preStop: {httpGet: {port: 80}}}\n",
+        );
+        assert!(not_yet_implemented(&p).is_empty());
     }
 }

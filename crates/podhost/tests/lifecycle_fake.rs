@@ -216,3 +216,644 @@ async fn dead_pause_recreates_sandbox_and_restarts_containers() {
     assert_eq!(phase(&h), "Running");
     assert_eq!(fake.running(), 2);
 }
+
+// ---- Helpers for the rules below ----
+
+fn status_of(h: &PodHandle, name: &str) -> serde_json::Value {
+    let rec = h.snapshot.borrow();
+    let v = serde_json::to_value(rec.pod.status.clone()).expect("json");
+    for list in ["containerStatuses", "initContainerStatuses"] {
+        if let Some(s) = v[list]
+            .as_array()
+            .and_then(|cs| cs.iter().find(|c| c["name"] == name))
+        {
+            return s.clone();
+        }
+    }
+    serde_json::Value::Null
+}
+
+fn condition(h: &PodHandle, kind: &str) -> String {
+    let rec = h.snapshot.borrow();
+    rec.pod
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.type_ == kind))
+        .map(|c| c.status.clone())
+        .unwrap_or_default()
+}
+
+fn events(h: &PodHandle) -> Vec<(String, String)> {
+    h.snapshot
+        .borrow()
+        .events
+        .iter()
+        .map(|e| (e.reason.clone(), e.message.clone()))
+        .collect()
+}
+
+fn column(h: &PodHandle) -> String {
+    podhost_api::display::status_column(&h.snapshot.borrow().pod)
+}
+
+fn ready_col(h: &PodHandle) -> String {
+    podhost_api::display::ready_column(&h.snapshot.borrow().pod)
+}
+
+/// Advance the paused clock in small steps so every timer fires in order.
+async fn advance(secs: u64) {
+    for _ in 0..secs * 4 {
+        tokio::time::advance(Duration::from_millis(250)).await;
+        settle().await;
+    }
+}
+
+fn starts(fake: &FakeRuntime) -> Vec<String> {
+    fake.calls()
+        .into_iter()
+        .filter(|c| c.starts_with("start:") || c.starts_with("stop:"))
+        .collect()
+}
+
+// ---- Restart policy and phase ----
+
+#[tokio::test(start_paused = true)]
+async fn on_failure_policy_restarts_failures_and_succeeds_on_zero() {
+    let yaml = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: job}
+spec:
+  restartPolicy: OnFailure
+  containers:
+  - {name: job, image: busybox}
+"#;
+    let (fake, h, _d) = start(yaml);
+    settle().await;
+    fake.exit("job", 3);
+    settle().await;
+    assert_eq!(
+        restarts(&h, "job"),
+        1,
+        "non-zero exit restarts under OnFailure"
+    );
+    assert_eq!(phase(&h), "Running");
+    fake.exit("job", 0);
+    settle().await;
+    assert_eq!(phase(&h), "Succeeded");
+    assert_eq!(column(&h), "Completed");
+    assert_eq!(condition(&h, "Ready"), "False");
+}
+
+#[tokio::test(start_paused = true)]
+async fn always_policy_restarts_even_after_success() {
+    let (fake, h, _d) = start(WEB);
+    settle().await;
+    fake.exit("web", 0);
+    settle().await;
+    assert_eq!(restarts(&h, "web"), 1);
+    assert_eq!(phase(&h), "Running");
+}
+
+#[tokio::test(start_paused = true)]
+async fn backoff_resets_after_ten_minutes_of_running() {
+    let (fake, h, _d) = start(WEB);
+    settle().await;
+    fake.exit("web", 1);
+    settle().await;
+    fake.exit("web", 1);
+    settle().await;
+    assert_eq!(
+        waiting_reason(&h, "web").as_deref(),
+        Some("CrashLoopBackOff")
+    );
+    advance(11).await;
+    assert_eq!(restarts(&h, "web"), 2);
+    // Runs for more than 10 minutes, then fails: restarted at once, no back-off.
+    tokio::time::advance(Duration::from_secs(601)).await;
+    settle().await;
+    fake.exit("web", 1);
+    settle().await;
+    assert_eq!(restarts(&h, "web"), 3);
+    assert_eq!(waiting_reason(&h, "web"), None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn backoff_is_capped() {
+    let (fake, h, _d) = start(WEB);
+    settle().await;
+    // Delays 0, 10, 20, 40, 80, 160, then 300 (cap), 300.
+    let mut expected = 0;
+    for delay in [0u64, 10, 20, 40, 80, 160, 300, 300] {
+        assert!(fake.exit("web", 1));
+        settle().await;
+        if delay > 0 {
+            tokio::time::advance(Duration::from_secs(delay) - Duration::from_millis(100)).await;
+            settle().await;
+            assert_eq!(restarts(&h, "web"), expected, "still backing off {delay}s");
+            let msg = status_of(&h, "web")["state"]["waiting"]["message"].clone();
+            let human = if delay >= 60 {
+                format!("{}m{}s", delay / 60, delay % 60)
+            } else {
+                format!("{delay}s")
+            };
+            assert!(
+                msg.as_str()
+                    .unwrap_or("")
+                    .starts_with(&format!("back-off {human} ")),
+                "{msg}"
+            );
+            tokio::time::advance(Duration::from_millis(200)).await;
+            settle().await;
+        }
+        expected += 1;
+        assert_eq!(restarts(&h, "web"), expected, "restarted after {delay}s");
+    }
+}
+
+// ---- Init containers ----
+
+const INIT_FAIL: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: init}
+spec:
+  restartPolicy: Never
+  initContainers:
+  - {name: one, image: busybox}
+  - {name: two, image: busybox}
+  containers:
+  - {name: app, image: busybox}
+"#;
+
+#[tokio::test(start_paused = true)]
+async fn init_failure_with_never_fails_the_pod() {
+    let (fake, h, _d) = start(INIT_FAIL);
+    settle().await;
+    assert_eq!(column(&h), "Init:0/2");
+    fake.exit("one", 1);
+    settle().await;
+    assert_eq!(phase(&h), "Failed");
+    assert_eq!(column(&h), "Init:Error");
+    assert!(!fake.calls().iter().any(|c| c == "start:two"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn init_failure_with_always_restarts_with_backoff() {
+    let (fake, h, _d) = start(&INIT_FAIL.replace("restartPolicy: Never", "restartPolicy: Always"));
+    settle().await;
+    fake.exit("one", 1);
+    settle().await;
+    assert_eq!(phase(&h), "Pending");
+    fake.exit("one", 1);
+    settle().await;
+    assert_eq!(column(&h), "Init:CrashLoopBackOff");
+    advance(11).await;
+    fake.exit("one", 0);
+    settle().await;
+    assert_eq!(column(&h), "Init:1/2");
+    fake.exit("two", 0);
+    settle().await;
+    assert_eq!(phase(&h), "Running");
+    assert_eq!(condition(&h, "Initialized"), "True");
+    // Regular init containers never run again once the pod is initialized.
+    fake.exit("app", 1);
+    settle().await;
+    let one_starts = fake.calls().iter().filter(|c| *c == "start:one").count();
+    assert_eq!(one_starts, 3);
+}
+
+// ---- Native sidecars ----
+
+const SIDECAR: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: sc}
+spec:
+  restartPolicy: Never
+  initContainers:
+  - name: log
+    image: busybox
+    restartPolicy: Always
+    startupProbe: {exec: {command: [check-log]}, periodSeconds: 1, failureThreshold: 30}
+  - {name: setup, image: busybox}
+  - {name: proxy, image: busybox, restartPolicy: Always}
+  containers:
+  - {name: main, image: busybox}
+"#;
+
+#[tokio::test(start_paused = true)]
+async fn sidecar_startup_probe_gates_next_init_container() {
+    let ok = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (fake, h, _d) = start(SIDECAR);
+    let flag = ok.clone();
+    fake.on_exec(move |_, cmd| {
+        let pass = cmd[0] != "check-log" || flag.load(std::sync::atomic::Ordering::SeqCst);
+        Some(podhost::runtime::ExecResult {
+            exit_code: if pass { 0 } else { 1 },
+            ..Default::default()
+        })
+    });
+    settle().await;
+    advance(3).await;
+    assert_eq!(
+        starts(&fake),
+        vec!["start:log"],
+        "setup waits for the startup probe"
+    );
+    assert_eq!(status_of(&h, "log")["started"], false);
+    assert_eq!(column(&h), "Init:0/3");
+    ok.store(true, std::sync::atomic::Ordering::SeqCst);
+    advance(1).await;
+    assert_eq!(status_of(&h, "log")["started"], true);
+    assert_eq!(starts(&fake), vec!["start:log", "start:setup"]);
+    fake.exit("setup", 0);
+    settle().await;
+    assert_eq!(
+        starts(&fake),
+        vec!["start:log", "start:setup", "start:proxy", "start:main"]
+    );
+    assert_eq!(phase(&h), "Running");
+    assert_eq!(ready_col(&h), "3/3");
+}
+
+#[tokio::test(start_paused = true)]
+async fn sidecar_restarts_under_never_and_pod_succeeds_when_main_exits() {
+    let (fake, h, _d) = start(&SIDECAR.replace("    startupProbe: {exec: {command: [check-log]}, periodSeconds: 1, failureThreshold: 30}\n", ""));
+    settle().await;
+    fake.exit("setup", 0);
+    settle().await;
+    assert_eq!(phase(&h), "Running");
+    // A sidecar is restarted whatever the pod's restartPolicy.
+    fake.exit("log", 1);
+    settle().await;
+    assert_eq!(status_of(&h, "log")["restartCount"], 1);
+    assert_eq!(fake.running(), 3);
+    // Main done: sidecars are stopped in reverse order and the pod succeeds.
+    fake.exit("main", 0);
+    settle().await;
+    let stops: Vec<String> = fake.stops().into_iter().map(|s| s.0).collect();
+    assert_eq!(stops, vec!["proxy", "log"]);
+    assert_eq!(phase(&h), "Succeeded");
+    assert_eq!(fake.running(), 0);
+    assert!(fake.calls().contains(&"remove_pod_sandbox".to_string()));
+}
+
+// ---- Probes ----
+
+const PROBED: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: p}
+spec:
+  containers:
+  - name: web
+    image: busybox
+    livenessProbe: {exec: {command: [live]}, periodSeconds: 1, failureThreshold: 3}
+    readinessProbe: {exec: {command: [ready]}, initialDelaySeconds: 2, periodSeconds: 1, successThreshold: 2, failureThreshold: 2}
+"#;
+
+fn scripted(fake: &FakeRuntime) -> Arc<std::sync::Mutex<std::collections::HashMap<String, i32>>> {
+    let codes = Arc::new(std::sync::Mutex::new(std::collections::HashMap::new()));
+    let c = codes.clone();
+    fake.on_exec(move |_, cmd| {
+        let code = *c.lock().expect("lock").get(&cmd[0]).unwrap_or(&0);
+        Some(podhost::runtime::ExecResult {
+            exit_code: code,
+            stdout: format!("{} says {code}", cmd[0]).into_bytes(),
+            ..Default::default()
+        })
+    });
+    codes
+}
+
+#[tokio::test(start_paused = true)]
+async fn readiness_starts_failed_then_flips_after_thresholds() {
+    let (fake, h, _d) = start(PROBED);
+    let codes = scripted(&fake);
+    settle().await;
+    assert_eq!(
+        status_of(&h, "web")["ready"],
+        false,
+        "initial readiness is Failure"
+    );
+    assert_eq!(status_of(&h, "web")["started"], true);
+    assert_eq!(condition(&h, "Ready"), "False");
+    // initialDelaySeconds 2, successThreshold 2: ready after the probes at 2s and 3s.
+    advance(2).await;
+    assert_eq!(status_of(&h, "web")["ready"], false);
+    advance(1).await;
+    assert_eq!(status_of(&h, "web")["ready"], true);
+    assert_eq!(condition(&h, "Ready"), "True");
+    assert_eq!(condition(&h, "ContainersReady"), "True");
+    assert_eq!(ready_col(&h), "1/1");
+    codes.lock().expect("lock").insert("ready".into(), 1);
+    advance(1).await;
+    assert_eq!(
+        status_of(&h, "web")["ready"],
+        true,
+        "one failure is below the threshold"
+    );
+    advance(1).await;
+    assert_eq!(status_of(&h, "web")["ready"], false);
+    assert_eq!(condition(&h, "Ready"), "False");
+    assert!(events(&h)
+        .iter()
+        .any(|(r, m)| r == "Unhealthy" && m == "Readiness probe failed: ready says 1"));
+    // Readiness never restarts a container.
+    assert_eq!(restarts(&h, "web"), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn liveness_failure_kills_and_restarts_with_new_results() {
+    let (fake, h, _d) = start(PROBED);
+    let codes = scripted(&fake);
+    settle().await;
+    codes.lock().expect("lock").insert("live".into(), 1);
+    // Probes at 0s, 1s, 2s fail: the third reaches failureThreshold.
+    advance(1).await;
+    assert_eq!(restarts(&h, "web"), 0);
+    codes.lock().expect("lock").insert("live".into(), 0);
+    codes.lock().expect("lock").insert("live".into(), 1);
+    advance(2).await;
+    assert_eq!(restarts(&h, "web"), 1);
+    assert!(events(&h)
+        .iter()
+        .any(|(r, m)| r == "Killing"
+            && m == "Container web failed liveness probe, will be restarted"));
+    // The new container starts with fresh results: not ready.
+    assert_eq!(status_of(&h, "web")["ready"], false);
+    let last = &status_of(&h, "web")["lastState"]["terminated"];
+    assert_eq!(last["exitCode"], 143);
+}
+
+#[tokio::test(start_paused = true)]
+async fn liveness_kill_uses_the_probes_grace_period() {
+    let yaml = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: p}
+spec:
+  terminationGracePeriodSeconds: 60
+  containers:
+  - name: web
+    image: busybox
+    livenessProbe: {exec: {command: [live]}, periodSeconds: 1, failureThreshold: 1, terminationGracePeriodSeconds: 5}
+"#;
+    let (fake, h, _d) = start(yaml);
+    let codes = scripted(&fake);
+    fake.ignore_term("web");
+    settle().await;
+    codes.lock().expect("lock").insert("live".into(), 1);
+    advance(1).await;
+    advance(6).await;
+    let stops = fake.stops();
+    assert_eq!(stops[0].0, "web");
+    assert!(
+        stops[0].1 <= Duration::from_secs(5) && stops[0].1 > Duration::from_secs(4),
+        "{stops:?}"
+    );
+    assert_eq!(restarts(&h, "web"), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn startup_probe_gates_liveness_and_readiness() {
+    let yaml = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: p}
+spec:
+  containers:
+  - name: web
+    image: busybox
+    startupProbe: {exec: {command: [boot]}, periodSeconds: 1, failureThreshold: 5}
+    livenessProbe: {exec: {command: [live]}, periodSeconds: 1}
+    readinessProbe: {exec: {command: [ready]}, periodSeconds: 1}
+"#;
+    let (fake, h, _d) = start(yaml);
+    let codes = scripted(&fake);
+    codes.lock().expect("lock").insert("boot".into(), 1);
+    settle().await;
+    advance(2).await;
+    assert_eq!(status_of(&h, "web")["started"], false);
+    let probed: Vec<String> = fake
+        .calls()
+        .into_iter()
+        .filter(|c| c.starts_with("exec:"))
+        .collect();
+    assert!(
+        probed.iter().all(|c| c == "exec:web:boot"),
+        "only startup runs: {probed:?}"
+    );
+    codes.lock().expect("lock").insert("boot".into(), 0);
+    advance(1).await;
+    assert_eq!(status_of(&h, "web")["started"], true);
+    advance(1).await;
+    assert_eq!(status_of(&h, "web")["ready"], true);
+    let calls = fake.calls();
+    let after: Vec<&String> = calls
+        .iter()
+        .skip_while(|c| *c != "exec:web:ready")
+        .filter(|c| c.starts_with("exec:"))
+        .collect();
+    assert!(
+        !after.iter().any(|c| *c == "exec:web:boot"),
+        "startup stops once it succeeded"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn startup_probe_failure_restarts_container() {
+    let yaml = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: p}
+spec:
+  containers:
+  - name: web
+    image: busybox
+    startupProbe: {exec: {command: [boot]}, periodSeconds: 1, failureThreshold: 2}
+"#;
+    let (fake, h, _d) = start(yaml);
+    let codes = scripted(&fake);
+    codes.lock().expect("lock").insert("boot".into(), 1);
+    settle().await;
+    advance(2).await;
+    assert_eq!(restarts(&h, "web"), 1);
+    assert!(events(&h).iter().any(
+        |(r, m)| r == "Killing" && m == "Container web failed startup probe, will be restarted"
+    ));
+}
+
+// ---- Hooks and termination ----
+
+#[tokio::test(start_paused = true)]
+async fn post_start_failure_kills_container_with_hook_error() {
+    let yaml = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: p}
+spec:
+  containers:
+  - name: web
+    image: busybox
+    lifecycle: {postStart: {exec: {command: [hook]}}}
+"#;
+    let (fake, h, _d) = start(yaml);
+    // The worker first runs at the first yield: the hook fails from the start.
+    let codes = scripted(&fake);
+    codes.lock().expect("lock").insert("hook".into(), 7);
+    settle().await;
+    let evs = events(&h);
+    assert!(
+        evs.iter().any(|(r, m)| r == "FailedPostStartHook"
+            && m.starts_with("Exec lifecycle hook ([\"hook\"]) for Container \"web\"")),
+        "{evs:?}"
+    );
+    assert!(evs
+        .iter()
+        .any(|(r, m)| r == "Killing" && m == "FailedPostStartHook"));
+    // Killed, restarted once at once, failed again: now backing off.
+    assert_eq!(restarts(&h, "web"), 1);
+    assert_eq!(
+        waiting_reason(&h, "web").as_deref(),
+        Some("CrashLoopBackOff")
+    );
+    assert_eq!(status_of(&h, "web")["started"], false);
+    // Under Never, the failed hook ends the pod.
+    let (fake, h, _d) = start(&yaml.replace("spec:\n", "spec:\n  restartPolicy: Never\n"));
+    let codes = scripted(&fake);
+    codes.lock().expect("lock").insert("hook".into(), 7);
+    settle().await;
+    assert_eq!(phase(&h), "Failed");
+    assert_eq!(restarts(&h, "web"), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn post_start_completes_before_the_next_init_container() {
+    let yaml = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: p}
+spec:
+  initContainers:
+  - name: log
+    image: busybox
+    restartPolicy: Always
+    lifecycle: {postStart: {exec: {command: [hook]}}}
+  - {name: setup, image: busybox}
+  containers:
+  - {name: app, image: busybox}
+"#;
+    let (fake, _h, _d) = start(yaml);
+    settle().await;
+    let calls = fake.calls();
+    let pos = |n: &str| calls.iter().position(|c| c == n).expect(n);
+    assert!(pos("start:log") < pos("exec:log:hook"));
+    assert!(pos("exec:log:hook") < pos("create:setup"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn delete_stops_regular_then_sidecars_in_reverse_with_pre_stop_first() {
+    let yaml = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: p}
+spec:
+  terminationGracePeriodSeconds: 10
+  initContainers:
+  - {name: s1, image: busybox, restartPolicy: Always}
+  - {name: s2, image: busybox, restartPolicy: Always}
+  containers:
+  - name: a
+    image: busybox
+    lifecycle: {preStop: {exec: {command: [bye]}}}
+  - {name: b, image: busybox}
+"#;
+    let (fake, h, _d) = start(yaml);
+    settle().await;
+    fake.ignore_term("b");
+    h.cmd
+        .send(WorkerCmd::Delete { grace: None })
+        .await
+        .expect("send");
+    settle().await;
+    // Terminating shows while the grace period runs.
+    assert_eq!(column(&h), "Terminating");
+    advance(11).await;
+    let calls = fake.calls();
+    let order: Vec<&String> = calls
+        .iter()
+        .filter(|c| c.starts_with("stop:") || c.starts_with("exec:"))
+        .collect();
+    assert_eq!(
+        order[0], "exec:a:bye",
+        "preStop before the signal: {order:?}"
+    );
+    let pos = |n: &str| calls.iter().position(|c| c == n).expect(n);
+    assert!(pos("exec:a:bye") < pos("stop:a"));
+    assert!(pos("stop:a") < pos("stop:s2") && pos("stop:b") < pos("stop:s2"));
+    assert!(pos("stop:s2") < pos("stop:s1"));
+    // b ignored SIGTERM: it got the whole grace period, then SIGKILL; the sidecars
+    // got what remained (at least 2s).
+    let stops = fake.stops();
+    let b = stops.iter().find(|s| s.0 == "b").expect("b");
+    assert!(b.1 > Duration::from_secs(9), "{stops:?}");
+    let s2 = stops.iter().find(|s| s.0 == "s2").expect("s2");
+    assert_eq!(s2.1, Duration::from_secs(2), "{stops:?}");
+    assert!(h.cmd.is_closed());
+}
+
+#[tokio::test(start_paused = true)]
+async fn force_delete_skips_grace_and_pre_stop() {
+    let yaml = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: p}
+spec:
+  containers:
+  - name: a
+    image: busybox
+    lifecycle: {preStop: {exec: {command: [bye]}}}
+"#;
+    let (fake, h, _d) = start(yaml);
+    settle().await;
+    h.cmd
+        .send(WorkerCmd::Delete { grace: Some(0) })
+        .await
+        .expect("send");
+    settle().await;
+    assert!(!fake.calls().iter().any(|c| c.starts_with("exec:")));
+    assert_eq!(fake.stops()[0].1, Duration::ZERO);
+    assert!(h.cmd.is_closed());
+}
+
+#[tokio::test(start_paused = true)]
+async fn failed_pre_stop_only_emits_an_event() {
+    let yaml = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: p}
+spec:
+  containers:
+  - name: a
+    image: busybox
+    lifecycle: {preStop: {exec: {command: [bye]}}}
+"#;
+    let (fake, h, _d) = start(yaml);
+    let codes = scripted(&fake);
+    codes.lock().expect("lock").insert("bye".into(), 2);
+    settle().await;
+    h.cmd
+        .send(WorkerCmd::Delete { grace: Some(5) })
+        .await
+        .expect("send");
+    settle().await;
+    let calls = fake.calls();
+    let pos = |n: &str| calls.iter().position(|c| c == n).expect(n);
+    assert!(pos("exec:a:bye") < pos("stop:a"), "the stop still happens");
+    assert!(events(&h).iter().any(|(r, m)| r == "FailedPreStopHook"
+        && m.contains("failed - error: command 'bye' exited with 2")));
+    assert!(h.cmd.is_closed());
+}

@@ -54,7 +54,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the daemon (API on a root-only unix socket).
-    Serve,
+    Serve(ServeArgs),
     /// Create pods, and create or update ConfigMaps and Secrets, from Kubernetes YAML.
     Apply {
         /// Files with Pod, ConfigMap and Secret manifests (`-` for stdin); several documents per file.
@@ -154,6 +154,21 @@ pub enum Command {
     },
 }
 
+/// `podhost serve` knobs.
+#[derive(Debug, Args, Default)]
+pub struct ServeArgs {
+    /// First CrashLoopBackOff delay (kubelet: 10s), e.g. `1s`, `500ms`.
+    #[arg(long, env = "PODHOST_BACKOFF_INITIAL", value_parser = parse_duration_arg)]
+    pub backoff_initial: Option<Duration>,
+    /// CrashLoopBackOff cap (kubelet: 300s), e.g. `10s`, `5m`.
+    #[arg(long, env = "PODHOST_BACKOFF_MAX", value_parser = parse_duration_arg)]
+    pub backoff_max: Option<Duration>,
+}
+
+fn parse_duration_arg(s: &str) -> Result<Duration, String> {
+    parse_duration(s).map_err(|e| e.to_string())
+}
+
 /// `podhost image …`.
 #[derive(Debug, Subcommand)]
 pub enum ImageCommand {
@@ -218,11 +233,22 @@ impl Cli {
             Some(r) => Config::rooted(r),
             None => Config::default(),
         };
-        Config {
+        let mut config = Config {
             cgroup_parent: self.cgroup_parent.clone(),
             pod_pids_limit: (self.pod_pids_limit > 0).then_some(self.pod_pids_limit),
             ..base
+        };
+        if let Command::Serve(serve) = &self.command {
+            if let Some(d) = serve.backoff_initial {
+                config.backoff_initial = d;
+            }
+            if let Some(d) = serve.backoff_max {
+                config.backoff_max = d;
+            }
+            // A cap below the first delay would make the first delay the cap.
+            config.backoff_max = config.backoff_max.max(config.backoff_initial);
         }
+        config
     }
 }
 
@@ -260,7 +286,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
     let config = cli.config();
     let client = Client::new(&config.api_socket());
     match cli.command {
-        Command::Serve => unreachable_serve(),
+        Command::Serve(_) => unreachable_serve(),
         Command::Apply { files } => {
             for f in &files {
                 let (yaml, source) = read_manifest(f)?;

@@ -258,6 +258,49 @@ fn ns_line(pid: u32) -> String {
         .join(" ")
 }
 
+/// A probe as `kubectl describe` prints it:
+/// `exec [cat /tmp/ok] delay=0s timeout=1s period=10s #success=1 #failure=3`.
+pub fn probe_line(p: &k8s_openapi::api::core::v1::Probe) -> String {
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+    let port = |p: &IntOrString| match p {
+        IntOrString::Int(n) => n.to_string(),
+        IntOrString::String(s) => s.clone(),
+    };
+    let what = if let Some(e) = &p.exec {
+        format!("exec [{}]", e.command.clone().unwrap_or_default().join(" "))
+    } else if let Some(h) = &p.http_get {
+        format!(
+            "http-get {}://{}:{}{}",
+            h.scheme.as_deref().unwrap_or("HTTP").to_lowercase(),
+            h.host.clone().unwrap_or_default(),
+            port(&h.port),
+            h.path.clone().unwrap_or_default()
+        )
+    } else if let Some(t) = &p.tcp_socket {
+        format!(
+            "tcp-socket {}:{}",
+            t.host.clone().unwrap_or_default(),
+            port(&t.port)
+        )
+    } else if let Some(g) = &p.grpc {
+        format!(
+            "grpc <pod>:{} {}",
+            g.port,
+            g.service.clone().unwrap_or_default()
+        )
+    } else {
+        "unknown".to_string()
+    };
+    format!(
+        "{what} delay={}s timeout={}s period={}s #success={} #failure={}",
+        p.initial_delay_seconds.unwrap_or(0),
+        p.timeout_seconds.unwrap_or(1),
+        p.period_seconds.unwrap_or(10),
+        p.success_threshold.unwrap_or(1),
+        p.failure_threshold.unwrap_or(3)
+    )
+}
+
 /// `describe pod`: the pod, its containers, conditions, volumes and events.
 pub fn describe(pod: &Pod, events: &[PodEvent], rows: &[ContainerRow], now: i64) -> String {
     let mut o = String::new();
@@ -373,6 +416,15 @@ pub fn describe(pod: &Pod, events: &[PodEvent], rows: &[ContainerRow], now: i64)
                 if let Some(pid) = rows.iter().find(|r| r.id == cid).and_then(|r| r.pid) {
                     let _ = writeln!(o, "    PID (host):     {pid}");
                     let _ = writeln!(o, "    Namespaces:     {}", ns_line(pid));
+                }
+            }
+            for (label, probe) in [
+                ("Liveness:", &c.liveness_probe),
+                ("Readiness:", &c.readiness_probe),
+                ("Startup:", &c.startup_probe),
+            ] {
+                if let Some(p) = probe {
+                    let _ = writeln!(o, "    {label:<16}{}", probe_line(p));
                 }
             }
             let env: Vec<String> = c

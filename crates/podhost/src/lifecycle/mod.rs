@@ -6,11 +6,17 @@
 //! - [`env`]: a container's environment (envFrom, env, valueFrom) as kubelet builds it.
 //! - [`volumes`]: hostPath checks; configMap, secret, downwardAPI, projected files.
 //! - [`worker`]: the per-pod loop: sandbox, init containers, containers, termination.
+//! - [`probes`]: startup/liveness/readiness probe tasks and their thresholds.
+//! - [`hooks`]: postStart and preStop handlers.
+//! - [`dial`]: connecting inside a pod's network namespace (httpGet, tcpSocket).
 //!
 //! Lifecycle talks only to the [`crate::runtime::Runtime`] trait.
 
+pub mod dial;
 pub mod env;
+pub mod hooks;
 pub mod podspec;
+pub mod probes;
 pub mod resources;
 pub mod restart;
 pub mod status;
@@ -23,6 +29,7 @@ use k8s_openapi::api::core::v1::Pod;
 use serde::{Deserialize, Serialize};
 
 use crate::runtime::ContainerStatus;
+use probes::{ProbeKind, ProbeResult};
 
 pub use worker::{PodHandle, PodWorker, WorkerCmd};
 
@@ -62,6 +69,35 @@ pub struct ContainerTrack {
     pub backoff_ms: Option<u64>,
     /// Ran to completion (exit 0) as an init container.
     pub init_done: bool,
+    /// Startup probe result of the current container (absent: not decided, Unknown).
+    #[serde(default)]
+    pub startup: Option<ProbeResult>,
+    /// Liveness probe result of the current container (absent: initial Success).
+    #[serde(default)]
+    pub liveness: Option<ProbeResult>,
+    /// Readiness probe result of the current container (absent: initial Failure).
+    #[serde(default)]
+    pub readiness: Option<ProbeResult>,
+}
+
+impl ContainerTrack {
+    /// The stored result of a probe kind, or its initial value.
+    pub fn probe(&self, kind: ProbeKind) -> ProbeResult {
+        let r = match kind {
+            ProbeKind::Startup => self.startup,
+            ProbeKind::Liveness => self.liveness,
+            ProbeKind::Readiness => self.readiness,
+        };
+        r.unwrap_or(kind.initial())
+    }
+    /// Store a probe result for the current container.
+    pub fn set_probe(&mut self, kind: ProbeKind, r: ProbeResult) {
+        match kind {
+            ProbeKind::Startup => self.startup = Some(r),
+            ProbeKind::Liveness => self.liveness = Some(r),
+            ProbeKind::Readiness => self.readiness = Some(r),
+        }
+    }
 }
 
 /// A Kubernetes-style event (`kubectl describe` / `get events`).

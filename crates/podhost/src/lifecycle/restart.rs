@@ -152,6 +152,43 @@ mod tests {
         );
     }
 
+    fn st(state: ContainerState, code: Option<i32>) -> ContainerStatus {
+        serde_json::from_value(serde_json::json!({
+            "id": "c", "sandbox_id": "s",
+            "config": {"name": "c", "attempt": 0, "image": "busybox", "command": [], "args": [],
+                       "working_dir": null, "envs": [], "mounts": [], "log_path": "c/0.log",
+                       "labels": {}},
+            "state": state, "created_at": 0, "started_at": null, "finished_at": null,
+            "exit_code": code, "reason": null, "image_id": "", "pid": null, "log_path": ""
+        }))
+        .expect("status")
+    }
+
+    #[test]
+    fn should_restart_table() {
+        use ContainerState::*;
+        use RestartPolicy::*;
+        let cases = [
+            (Always, Running, None, false),
+            (Never, Running, None, false),
+            (Never, Created, None, true),
+            (Never, Unknown, None, true),
+            (Never, Exited, Some(1), false),
+            (Never, Exited, Some(0), false),
+            (OnFailure, Exited, Some(0), false),
+            (OnFailure, Exited, Some(2), true),
+            (Always, Exited, Some(0), true),
+            (Always, Exited, Some(137), true),
+        ];
+        for (policy, state, code, want) in cases {
+            assert_eq!(
+                should_restart(policy, &st(state, code)),
+                want,
+                "{policy:?} {state:?} {code:?}"
+            );
+        }
+    }
+
     #[test]
     fn long_run_resets_backoff() {
         let p = policy();

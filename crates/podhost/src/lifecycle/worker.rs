@@ -1,14 +1,17 @@
 //! The per-pod worker: one task per pod driving the runtime toward the spec, kubelet-style.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Container;
+use k8s_openapi::api::core::v1::{Container, PodSpec};
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::Instant;
 
+use super::hooks::{self, Hook};
 use super::podspec;
+use super::probes::{self, ProbeKind, ProbeResult, ProbeSpec, ProbeTarget, ProbeUpdate};
 use super::restart::{should_restart, BackoffDecision, BackoffPolicy, RestartPolicy};
 use super::status::{self, is_sidecar, Phase};
 use super::{ContainerTrack, PodRecord};
@@ -77,17 +80,47 @@ pub struct Settings {
 
 /// One pod's worker.
 pub struct PodWorker {
+    /// The only way lifecycle touches the machine.
     rt: Arc<dyn Runtime>,
+    /// Where the record is persisted (None in tests).
     store: Option<PodStore>,
+    /// The pod and what lifecycle tracks about it.
     rec: PodRecord,
+    /// Backoff, paths, clock.
     settings: Settings,
+    /// Publishes snapshots to the API.
     tx: watch::Sender<PodRecord>,
+    /// Last persisted bytes, to skip identical writes.
     last_saved: Vec<u8>,
+    /// The pod was deleted: the worker ends.
     removed: bool,
+    /// Probe tasks report here; the run loop turns reports into syncs.
+    probe_tx: mpsc::Sender<ProbeUpdate>,
+    /// Running probe tasks by (container name, kind), with the container ID they probe.
+    probe_tasks: HashMap<(String, ProbeKind), (String, tokio::task::AbortHandle)>,
 }
 
 /// Why a step could not go on: wait until (optional) time and sync again.
 type Step = Result<(), Option<Instant>>;
+
+/// The earlier of two optional wake-up times.
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Kubelet never gives a container less than this to stop, even past the grace period.
+const MIN_STOP_GRACE: Duration = Duration::from_secs(2);
+
+/// What stopping one container needs, gathered before the stop runs concurrently.
+struct StopJob {
+    name: String,
+    id: String,
+    spec: Option<Container>,
+    signal: i32,
+}
 
 impl PodWorker {
     /// Start a worker for `rec` and return its handle.
@@ -99,6 +132,7 @@ impl PodWorker {
     ) -> PodHandle {
         let (tx, snapshot) = watch::channel(rec.clone());
         let (cmd_tx, cmd_rx) = mpsc::channel(8);
+        let (probe_tx, probe_rx) = mpsc::channel(64);
         let events = rt.events();
         let w = PodWorker {
             rt,
@@ -108,8 +142,10 @@ impl PodWorker {
             tx,
             last_saved: Vec::new(),
             removed: false,
+            probe_tx,
+            probe_tasks: HashMap::new(),
         };
-        tokio::spawn(w.run(cmd_rx, events));
+        tokio::spawn(w.run(cmd_rx, events, probe_rx));
         PodHandle {
             snapshot,
             cmd: cmd_tx,
@@ -140,11 +176,23 @@ impl PodWorker {
         )
     }
 
+    fn pod_grace(&self) -> i64 {
+        self.rec
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.termination_grace_period_seconds)
+            .unwrap_or(30)
+    }
+
     async fn run(
         mut self,
         mut cmd_rx: mpsc::Receiver<WorkerCmd>,
         mut events: broadcast::Receiver<RuntimeEvent>,
+        mut probe_rx: mpsc::Receiver<ProbeUpdate>,
     ) {
+        // A status at once (Pending, Init:0/N): the first sync may take a while.
+        self.publish().await;
         // A ConfigMap or Secret change may unblock a waiting container or update a volume.
         let mut objects_changed = self.settings.objects.subscribe();
         loop {
@@ -164,12 +212,21 @@ impl PodWorker {
                                 // A shorter grace wins over one already running, like the API server.
                                 self.rec.deleting = Some(self.rec.deleting.map_or(g, |d| d.min(g)));
                                 let now = self.now();
-                                self.rec.pod.metadata.deletion_timestamp = Some(k8s_time(now));
-                                self.rec.pod.metadata.deletion_grace_period_seconds = Some(g);
+                                if self.rec.pod.metadata.deletion_timestamp.is_none() {
+                                    self.rec.pod.metadata.deletion_timestamp = Some(k8s_time(now));
+                                }
+                                self.rec.pod.metadata.deletion_grace_period_seconds = self.rec.deleting;
+                                // Show Terminating at once: stopping may take the whole grace.
+                                self.publish().await;
                             }
                             None => return,
                         }
                         break;
+                    }
+                    Some(u) = probe_rx.recv() => {
+                        if self.apply_probe(u) {
+                            break;
+                        }
                     }
                     ev = events.recv() => {
                         match ev {
@@ -223,20 +280,68 @@ impl PodWorker {
         self.tx.send_replace(self.rec.clone());
     }
 
+    /// A probe task's report: record it; true when the pod must be synced again.
+    fn apply_probe(&mut self, u: ProbeUpdate) -> bool {
+        let current = self
+            .current(&u.container)
+            .is_some_and(|c| c.id == u.container_id);
+        if !current {
+            // A report about a container that was replaced: its results died with it.
+            return false;
+        }
+        if let Some(out) = &u.failure {
+            let now = self.now();
+            self.rec.event(
+                now,
+                "Warning",
+                "Unhealthy",
+                format!("{} probe failed: {out}", u.kind.as_str()),
+            );
+        }
+        if let Some(r) = u.result {
+            self.track_mut(&u.container).set_probe(u.kind, r);
+        }
+        true
+    }
+
     /// One pass of kubelet's SyncPod. Returns when to come back (None: resync period).
     async fn sync(&mut self) -> Option<Instant> {
         if let Some(grace) = self.rec.deleting {
+            self.stop_probes();
             self.terminate(grace).await;
             return None;
         }
         if self.rec.finished {
+            self.stop_probes();
             return None;
         }
         self.refresh().await;
-        match self.sync_steps().await {
+        let wake = match self.sync_steps().await {
             Ok(()) => None,
             Err(wake) => wake,
+        };
+        if self.rec.finished {
+            self.stop_probes();
+        } else {
+            self.sync_probes().await;
         }
+        wake
+    }
+
+    /// Regular containers all exited and none will run again: the pod is done.
+    fn main_done(&self, spec: &PodSpec, policy: RestartPolicy) -> bool {
+        self.rec.initialized
+            && spec.containers.iter().all(|c| match self.current(&c.name) {
+                Some(s) => s.state == ContainerState::Exited && !should_restart(policy, s),
+                None => false,
+            })
+    }
+
+    /// started = running && (no startupProbe || startup Success).
+    fn started(&self, c: &Container) -> bool {
+        self.state_of(&c.name) == Some(ContainerState::Running)
+            && (c.startup_probe.is_none()
+                || self.track(&c.name).probe(ProbeKind::Startup) == ProbeResult::Success)
     }
 
     async fn sync_steps(&mut self) -> Step {
@@ -244,13 +349,28 @@ impl PodWorker {
         self.refresh_volumes().await;
         let spec = self.rec.pod.spec.clone().unwrap_or_default();
         let policy = self.policy();
-        // Init containers, one at a time; sidecars keep running.
+        // Containers whose liveness or startup probe failed are killed; the steps below
+        // then restart them like any exited container (restartPolicy, backoff).
+        self.kill_unhealthy(&spec).await;
+        if self.main_done(&spec, policy) {
+            self.finish().await;
+            return Err(None);
+        }
+        let mut wake: Option<Instant> = None;
+        // Init containers, one at a time; sidecars start in order and keep running.
         for c in spec.init_containers.iter().flatten() {
             if is_sidecar(c) {
-                self.ensure_running(c, RestartPolicy::Always).await?;
-                let running = self.state_of(&c.name) == Some(ContainerState::Running);
-                if !running && !self.rec.initialized {
-                    return Err(None);
+                // Sidecars restart whenever they exit, whatever the pod's policy.
+                if let Err(w) = self.ensure_running(c, RestartPolicy::Always).await {
+                    if !self.rec.initialized {
+                        return Err(w);
+                    }
+                    wake = earliest(wake, w);
+                }
+                // The next init container waits until this sidecar started (postStart
+                // done, startup probe passed); a probe report wakes the worker.
+                if !self.rec.initialized && !self.started(c) {
+                    return Err(wake);
                 }
                 continue;
             }
@@ -266,36 +386,169 @@ impl PodWorker {
                     self.finish().await;
                     return Err(None);
                 }
-                Some((ContainerState::Running, _)) => return Err(None),
+                Some((ContainerState::Running, _)) => return Err(wake),
                 _ => {
                     // Regular init containers restart on failure under Always and OnFailure.
                     self.ensure_running(c, RestartPolicy::OnFailure).await?;
-                    return Err(None);
+                    return Err(wake);
                 }
             }
         }
         self.rec.initialized = true;
-        let mut wake: Option<Instant> = None;
         for c in &spec.containers {
             if let Err(w) = self.ensure_running(c, policy).await {
-                wake = match (wake, w) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                };
+                wake = earliest(wake, w);
             }
         }
         // The pod is done when no regular container runs or will run again.
-        let done = spec.containers.iter().all(|c| match self.current(&c.name) {
-            Some(s) => s.state == ContainerState::Exited && !should_restart(policy, s),
-            None => false,
-        });
-        if done {
+        if self.main_done(&spec, policy) {
             self.finish().await;
             return Err(None);
         }
         match wake {
             Some(w) => Err(Some(w)),
             None => Ok(()),
+        }
+    }
+
+    /// Sidecars and regular containers: the ones that may have probes.
+    fn long_running(spec: &PodSpec) -> Vec<Container> {
+        spec.init_containers
+            .iter()
+            .flatten()
+            .filter(|c| is_sidecar(c))
+            .chain(spec.containers.iter())
+            .cloned()
+            .collect()
+    }
+
+    /// Kill running containers whose liveness or startup probe result is Failure.
+    async fn kill_unhealthy(&mut self, spec: &PodSpec) {
+        for c in Self::long_running(spec) {
+            if self.state_of(&c.name) != Some(ContainerState::Running) {
+                continue;
+            }
+            let t = self.track(&c.name);
+            let kind = [ProbeKind::Startup, ProbeKind::Liveness]
+                .into_iter()
+                .find(|k| k.of(&c).is_some() && t.probe(*k) == ProbeResult::Failure);
+            let Some(kind) = kind else { continue };
+            // The probe's own terminationGracePeriodSeconds wins over the pod's.
+            let grace = kind
+                .of(&c)
+                .and_then(|p| p.termination_grace_period_seconds)
+                .unwrap_or_else(|| self.pod_grace());
+            let msg = format!(
+                "Container {} failed {} probe, will be restarted",
+                c.name,
+                kind.as_str().to_lowercase()
+            );
+            self.stop_now(&c.name, grace, msg).await;
+        }
+    }
+
+    /// Stop one container (Killing event, preStop, signal, grace) and wait for it.
+    async fn stop_now(&mut self, name: &str, grace: i64, message: String) {
+        let deadline = Instant::now() + Duration::from_secs(u64::try_from(grace).unwrap_or(0));
+        if let Some(job) = self.stop_job(name, message).await {
+            let fut = self.stop_future(job, deadline, grace == 0).await;
+            let failure = fut.await;
+            self.record_prestop_failure(failure);
+        }
+        self.refresh().await;
+    }
+
+    fn record_prestop_failure(&mut self, failure: Option<String>) {
+        if let Some(msg) = failure {
+            let now = self.now();
+            self.rec.event(now, "Warning", "FailedPreStopHook", msg);
+        }
+    }
+
+    /// Start, keep or stop probe tasks so that each running container has the ones its
+    /// spec asks for: only startup until it succeeded, then liveness and readiness.
+    async fn sync_probes(&mut self) {
+        let spec = self.rec.pod.spec.clone().unwrap_or_default();
+        let mut want: HashMap<(String, ProbeKind), (String, i64, ProbeSpec)> = HashMap::new();
+        if self.rec.deleting.is_none() {
+            for c in Self::long_running(&spec) {
+                let Some(cur) = self.current(&c.name) else {
+                    continue;
+                };
+                if cur.state != ContainerState::Running {
+                    continue;
+                }
+                let (id, started_at) = (cur.id.clone(), cur.started_at.unwrap_or(0));
+                let t = self.track(&c.name);
+                let kinds: Vec<ProbeKind> = if c.startup_probe.is_some()
+                    && t.probe(ProbeKind::Startup) != ProbeResult::Success
+                {
+                    vec![ProbeKind::Startup]
+                } else {
+                    vec![ProbeKind::Liveness, ProbeKind::Readiness]
+                };
+                for k in kinds {
+                    let Some(p) = k.of(&c) else { continue };
+                    // A failed liveness/startup probe waits for the container's restart.
+                    if k != ProbeKind::Readiness && t.probe(k) == ProbeResult::Failure {
+                        continue;
+                    }
+                    want.insert(
+                        (c.name.clone(), k),
+                        (id.clone(), started_at, ProbeSpec::new(k, p, &c)),
+                    );
+                }
+            }
+        }
+        self.probe_tasks.retain(|key, (id, handle)| {
+            let keep = want.get(key).is_some_and(|(wid, _, _)| wid == id);
+            if !keep {
+                handle.abort();
+            }
+            keep
+        });
+        let missing: Vec<_> = want
+            .into_iter()
+            .filter(|(k, _)| !self.probe_tasks.contains_key(k))
+            .collect();
+        if missing.is_empty() {
+            return;
+        }
+        let netns = self.netns().await;
+        for ((name, kind), (id, started_at, pspec)) in missing {
+            let target = ProbeTarget {
+                container: name.clone(),
+                container_id: id.clone(),
+                started_at,
+                netns: netns.clone(),
+            };
+            let h = probes::spawn(
+                self.rt.clone(),
+                self.settings.clock,
+                target,
+                pspec,
+                self.probe_tx.clone(),
+            );
+            self.probe_tasks.insert((name, kind), (id, h));
+        }
+    }
+
+    fn stop_probes(&mut self) {
+        for (_, (_, h)) in self.probe_tasks.drain() {
+            h.abort();
+        }
+    }
+
+    /// The pinned network namespace of the current sandbox (empty when unknown).
+    async fn netns(&self) -> PathBuf {
+        match &self.rec.sandbox_id {
+            Some(id) => self
+                .rt
+                .pod_sandbox_status(id)
+                .await
+                .map(|s| s.netns_path)
+                .unwrap_or_default(),
+            None => PathBuf::new(),
         }
     }
 
@@ -350,7 +603,7 @@ impl PodWorker {
                 "SandboxChanged",
                 "Pod sandbox changed, it will be killed and re-created.".into(),
             );
-            self.kill_containers(2, false).await;
+            self.kill_containers(2).await;
             self.refresh().await;
             self.mark_lost_containers();
             if let Err(e) = self.rt.remove_pod_sandbox(&id).await {
@@ -602,6 +855,37 @@ impl PodWorker {
         let t = self.track_mut(&c.name);
         t.waiting = None;
         t.current = st;
+        // A new container ID: probe results start over from their initial values.
+        t.startup = None;
+        t.liveness = None;
+        t.readiness = None;
+        // postStart runs before the container counts as started: the worker waits here,
+        // so a sidecar's next init container and the pod's status wait too.
+        if let Some(handler) = Hook::PostStart.of(c) {
+            let netns = self.netns().await;
+            let grace = Duration::from_secs(u64::try_from(self.pod_grace()).unwrap_or(30));
+            let r = hooks::run(
+                &self.rt,
+                &id,
+                &netns,
+                c,
+                handler,
+                &self.pod_ref(),
+                grace.max(MIN_STOP_GRACE),
+            )
+            .await;
+            if let Err(msg) = r {
+                let now = self.now();
+                self.rec
+                    .event(now, "Warning", "FailedPostStartHook", msg.clone());
+                self.stop_now(&c.name, self.pod_grace(), "FailedPostStartHook".into())
+                    .await;
+                self.track_mut(&c.name).waiting = Some(("PostStartHookError".into(), msg));
+                // Come back at once: the exited container is then restarted (or not)
+                // like any other, with backoff.
+                return Err(Some(Instant::now()));
+            }
+        }
         Ok(())
     }
 
@@ -633,54 +917,46 @@ impl PodWorker {
         }
     }
 
-    /// Stop running containers: regular ones in parallel, then sidecars in reverse order.
-    async fn kill_containers(&mut self, grace: i64, sidecars_only: bool) {
+    /// Stop running containers within `grace` seconds: regular ones in parallel, then
+    /// init containers (sidecars) one by one in reverse spec order, in what remains.
+    async fn kill_containers(&mut self, grace: i64) {
         let spec = self.rec.pod.spec.clone().unwrap_or_default();
-        let deadline = Instant::now() + Duration::from_secs(grace.max(0) as u64);
-        let regular: Vec<String> = if sidecars_only {
-            Vec::new()
-        } else {
-            spec.containers.iter().map(|c| c.name.clone()).collect()
-        };
-        let mut sidecars: Vec<String> = spec
-            .init_containers
-            .iter()
-            .flatten()
-            .map(|c| c.name.clone())
-            .collect();
-        sidecars.reverse();
+        let deadline = Instant::now() + Duration::from_secs(u64::try_from(grace).unwrap_or(0));
+        let immediate = grace <= 0;
         let mut set = tokio::task::JoinSet::new();
-        for name in &regular {
-            if let Some(job) = self.stop_job(name, deadline).await {
-                set.spawn(job);
+        for c in &spec.containers {
+            if let Some(job) = self
+                .stop_job(&c.name, format!("Stopping container {}", c.name))
+                .await
+            {
+                set.spawn(self.stop_future(job, deadline, immediate).await);
             }
         }
-        while set.join_next().await.is_some() {}
-        for name in &sidecars {
-            if let Some(job) = self.stop_job(name, deadline).await {
-                job.await;
+        while let Some(r) = set.join_next().await {
+            self.record_prestop_failure(r.ok().flatten());
+        }
+        let mut inits: Vec<Container> = spec.init_containers.clone().unwrap_or_default();
+        inits.reverse();
+        for c in &inits {
+            if let Some(job) = self
+                .stop_job(&c.name, format!("Stopping container {}", c.name))
+                .await
+            {
+                let failure = self.stop_future(job, deadline, immediate).await.await;
+                self.record_prestop_failure(failure);
             }
         }
         self.refresh().await;
     }
 
-    /// A future that stops one running container within what remains of the grace period.
-    async fn stop_job(
-        &mut self,
-        name: &str,
-        deadline: Instant,
-    ) -> Option<impl std::future::Future<Output = ()> + Send + 'static> {
+    /// Gather what stopping a running container needs, and record the Killing event.
+    async fn stop_job(&mut self, name: &str, message: String) -> Option<StopJob> {
         let cur = self.current(name)?.clone();
         if cur.state != ContainerState::Running && cur.state != ContainerState::Created {
             return None;
         }
         let now = self.now();
-        self.rec.event(
-            now,
-            "Normal",
-            "Killing",
-            format!("Stopping container {name}"),
-        );
+        self.rec.event(now, "Normal", "Killing", message);
         let signal = match self.rt.image_status(&cur.config.image).await {
             Ok(Some(img)) => img
                 .stop_signal
@@ -689,34 +965,70 @@ impl PodWorker {
                 .unwrap_or(libc::SIGTERM),
             _ => libc::SIGTERM,
         };
+        let spec = self.rec.pod.spec.as_ref().and_then(|s| {
+            s.containers
+                .iter()
+                .chain(s.init_containers.iter().flatten())
+                .find(|c| c.name == name)
+                .cloned()
+        });
+        Some(StopJob {
+            name: name.to_string(),
+            id: cur.id,
+            spec: spec.filter(|_| cur.state == ContainerState::Running),
+            signal,
+        })
+    }
+
+    /// The stop itself, runnable concurrently: preStop (bounded by the grace left), then
+    /// the stop signal, then SIGKILL after what remains (at least 2s; none when
+    /// `immediate`, i.e. `--force`/grace 0). Yields the FailedPreStopHook message, if any.
+    async fn stop_future(
+        &self,
+        job: StopJob,
+        deadline: Instant,
+        immediate: bool,
+    ) -> impl std::future::Future<Output = Option<String>> + Send + 'static {
         let rt = self.rt.clone();
         let key = self.rec.key();
-        // Kubelet gives at least 2 seconds even when the grace period ran out.
-        let timeout = deadline
-            .saturating_duration_since(Instant::now())
-            .max(Duration::from_secs(2));
-        let timeout = if deadline <= Instant::now() && cur.state == ContainerState::Created {
-            Duration::ZERO
+        let pod_ref = self.pod_ref();
+        let handler = job.spec.as_ref().and_then(|c| Hook::PreStop.of(c).cloned());
+        let netns = if handler.is_some() {
+            self.netns().await
         } else {
-            timeout
+            PathBuf::new()
         };
-        Some(async move {
-            if let Err(e) = rt.stop_container(&cur.id, timeout, signal).await {
-                tracing::warn!("pod {key}: stopping container {}: {e}", cur.id);
+        async move {
+            let mut failure = None;
+            if let (Some(h), Some(c), false) = (&handler, &job.spec, immediate) {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if let Err(msg) = hooks::run(&rt, &job.id, &netns, c, h, &pod_ref, left).await {
+                    failure = Some(msg);
+                }
             }
-        })
+            let timeout = if immediate {
+                Duration::ZERO
+            } else {
+                deadline
+                    .saturating_duration_since(Instant::now())
+                    .max(MIN_STOP_GRACE)
+            };
+            if let Err(e) = rt.stop_container(&job.id, timeout, job.signal).await {
+                tracing::warn!(
+                    "pod {key}: stopping container {} ({}): {e}",
+                    job.name,
+                    job.id
+                );
+            }
+            failure
+        }
     }
 
     /// Pod reached a final phase: stop what remains (sidecars), release the sandbox.
     async fn finish(&mut self) {
-        let grace = self
-            .rec
-            .pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.termination_grace_period_seconds)
-            .unwrap_or(30);
-        self.kill_containers(grace, false).await;
+        self.stop_probes();
+        let grace = self.pod_grace();
+        self.kill_containers(grace).await;
         if let Some(id) = self.rec.sandbox_id.take() {
             if let Err(e) = self.rt.stop_pod_sandbox(&id).await {
                 tracing::warn!("pod {}: stopping sandbox: {e}", self.rec.key());
@@ -729,6 +1041,7 @@ impl PodWorker {
             t.waiting = None;
         }
         self.mark_lost_containers();
+        self.rec.finished = true;
         // Phase is decided from the final container states and then sticks.
         let now = self.now();
         let st = status::pod_status(&self.rec, false, now);
@@ -749,14 +1062,13 @@ impl PodWorker {
                 s.phase = Some(phase.as_str().into());
             }
         }
-        self.rec.finished = true;
     }
 
     /// Delete: kill everything within the grace period, then remove all the pod created.
     async fn terminate(&mut self, grace: i64) {
         if self.rec.sandbox_id.is_some() {
             self.refresh().await;
-            self.kill_containers(grace, false).await;
+            self.kill_containers(grace).await;
         }
         if let Some(id) = self.rec.sandbox_id.take() {
             if let Err(e) = self.rt.remove_pod_sandbox(&id).await {

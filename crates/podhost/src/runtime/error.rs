@@ -90,6 +90,16 @@ pub enum RuntimeError {
         #[source]
         source: serde_json::Error,
     },
+    /// An `exec_sync` command did not finish in time (it was killed).
+    #[error("command {cmd:?} in container {container_id} timed out after {timeout:?}")]
+    ExecTimeout {
+        /// The container.
+        container_id: String,
+        /// The command.
+        cmd: Vec<String>,
+        /// The limit that passed.
+        timeout: std::time::Duration,
+    },
     /// A create failed, and undoing its earlier steps failed too: both are kept.
     #[error("{error} (cleanup also failed: {cleanup})")]
     WithCleanup {

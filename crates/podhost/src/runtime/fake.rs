@@ -1,8 +1,8 @@
 //! An in-memory `Runtime` for lifecycle tests: no processes, controllable exits,
 //! time from the lifecycle [`Clock`](crate::lifecycle::worker::Clock) (tokio's, pausable).
 
-use std::collections::HashMap;
-use std::sync::Mutex;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::broadcast;
@@ -19,11 +19,19 @@ struct State {
     calls: Vec<String>,
     /// Images present.
     images: Vec<String>,
+    /// Containers (by name) that ignore the stop signal and need the SIGKILL.
+    ignore_term: HashSet<String>,
+    /// Every stop: (container name, timeout given, signal).
+    stops: Vec<(String, Duration, i32)>,
 }
+
+/// How a fake exec ends: `Some(result)`, or `None` to hang until the timeout.
+pub type ExecHandler = dyn Fn(&str, &[String]) -> Option<ExecResult> + Send + Sync;
 
 /// A fake runtime whose containers run until told to exit.
 pub struct FakeRuntime {
     state: Mutex<State>,
+    exec_handler: Mutex<Option<Arc<ExecHandler>>>,
     clock: Clock,
     events: broadcast::Sender<RuntimeEvent>,
 }
@@ -38,6 +46,7 @@ impl FakeRuntime {
         };
         FakeRuntime {
             state: Mutex::new(state),
+            exec_handler: Mutex::new(None),
             clock,
             events,
         }
@@ -45,6 +54,26 @@ impl FakeRuntime {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Decide what `exec_sync` returns, given the container name and the command
+    /// (default: exit 0, no output). Calls are recorded as `exec:<name>:<cmd words>`.
+    pub fn on_exec(
+        &self,
+        f: impl Fn(&str, &[String]) -> Option<ExecResult> + Send + Sync + 'static,
+    ) {
+        *self.exec_handler.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(f));
+    }
+
+    /// Make the container named `name` ignore its stop signal (it dies by SIGKILL
+    /// when the stop timeout ends).
+    pub fn ignore_term(&self, name: &str) {
+        self.lock().ignore_term.insert(name.to_string());
+    }
+
+    /// Every stop so far: (container name, timeout, signal).
+    pub fn stops(&self) -> Vec<(String, Duration, i32)> {
+        self.lock().stops.clone()
     }
 
     /// The calls made so far.
@@ -204,19 +233,33 @@ impl Runtime for FakeRuntime {
     async fn stop_container(
         &self,
         container_id: &str,
-        _timeout: Duration,
-        _signal: i32,
+        timeout: Duration,
+        signal: i32,
     ) -> Result<(), RuntimeError> {
+        let (stubborn, running) = {
+            let mut st = self.lock();
+            let Some(c) = st.containers.get(container_id) else {
+                return Ok(());
+            };
+            let name = c.config.name.clone();
+            let running = c.state == ContainerState::Running;
+            st.calls.push(format!("stop:{name}"));
+            st.stops.push((name.clone(), timeout, signal));
+            (st.ignore_term.contains(&name), running)
+        };
+        // A container that ignores the signal lives until the SIGKILL at the timeout.
+        if stubborn && running {
+            tokio::time::sleep(timeout).await;
+        }
         let now = self.clock.now();
         let mut st = self.lock();
         if let Some(c) = st.containers.get_mut(container_id) {
             if c.state == ContainerState::Running {
                 c.state = ContainerState::Exited;
-                c.exit_code = Some(143);
+                c.exit_code = Some(if stubborn { 137 } else { 128 + signal });
                 c.finished_at = Some(now);
+                c.reason = Some("Error".into());
             }
-            let name = c.config.name.clone();
-            st.calls.push(format!("stop:{name}"));
         }
         Ok(())
     }
@@ -249,6 +292,44 @@ impl Runtime for FakeRuntime {
         _cmd: Vec<String>,
     ) -> Result<ExecStream, RuntimeError> {
         Err(RuntimeError::ContainerNotFound(container_id.into()))
+    }
+    async fn exec_sync(
+        &self,
+        container_id: &str,
+        cmd: Vec<String>,
+        timeout: Duration,
+    ) -> Result<ExecResult, RuntimeError> {
+        let name = {
+            let mut st = self.lock();
+            let c = st
+                .containers
+                .get(container_id)
+                .filter(|c| c.state == ContainerState::Running)
+                .ok_or_else(|| RuntimeError::ContainerNotFound(container_id.into()))?;
+            let name = c.config.name.clone();
+            st.calls.push(format!("exec:{name}:{}", cmd.join(" ")));
+            name
+        };
+        let handler = self
+            .exec_handler
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let result = match handler {
+            Some(h) => h(&name, &cmd),
+            None => Some(ExecResult::default()),
+        };
+        match result {
+            Some(r) => Ok(r),
+            None => {
+                tokio::time::sleep(timeout).await;
+                Err(RuntimeError::ExecTimeout {
+                    container_id: container_id.into(),
+                    cmd,
+                    timeout,
+                })
+            }
+        }
     }
     async fn image_status(&self, reference: &str) -> Result<Option<ImageInfo>, RuntimeError> {
         let st = self.lock();

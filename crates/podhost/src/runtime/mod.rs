@@ -210,6 +210,78 @@ pub type ExecStream = Box<dyn ExecIo>;
 pub trait ExecIo: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> ExecIo for T {}
 
+/// What a finished `exec_sync` command produced (CRI `ExecSyncResponse`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExecResult {
+    /// Exit code of the command.
+    pub exit_code: i32,
+    /// Its stdout, capped at [`EXEC_SYNC_MAX_OUTPUT`] bytes.
+    pub stdout: Vec<u8>,
+    /// Its stderr, capped at [`EXEC_SYNC_MAX_OUTPUT`] bytes.
+    pub stderr: Vec<u8>,
+}
+
+/// Output kept per stream by `exec_sync` (kubelet keeps 10 KiB of probe output).
+pub const EXEC_SYNC_MAX_OUTPUT: usize = 16 * 1024;
+
+/// Read an exec stream's frames until its exit frame (the body of `exec_sync`).
+async fn collect_exec(
+    container_id: &str,
+    stream: &mut ExecStream,
+) -> Result<ExecResult, RuntimeError> {
+    use podhost_shim::proto::frame;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let io = |action| {
+        let path = PathBuf::from(container_id);
+        move |source| RuntimeError::Io {
+            action,
+            path,
+            source,
+        }
+    };
+    // The command gets no stdin: close it at once so `cat`-like commands do not hang.
+    let mut close = Vec::new();
+    frame::encode(&mut close, frame::STDIN_CLOSE, &[]);
+    stream
+        .write_all(&close)
+        .await
+        .map_err(io("exec_sync: closing stdin of"))?;
+    let mut out = ExecResult::default();
+    loop {
+        let mut head = [0u8; frame::HEADER];
+        stream
+            .read_exact(&mut head)
+            .await
+            .map_err(io("exec_sync: reading output of"))?;
+        let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+        if len > frame::MAX_PAYLOAD {
+            return Err(RuntimeError::Io {
+                action: "exec_sync: oversized frame from",
+                path: PathBuf::from(container_id),
+                source: std::io::Error::from(std::io::ErrorKind::InvalidData),
+            });
+        }
+        let mut data = vec![0u8; len];
+        stream
+            .read_exact(&mut data)
+            .await
+            .map_err(io("exec_sync: reading output of"))?;
+        let keep = |buf: &mut Vec<u8>, data: &[u8]| {
+            let room = EXEC_SYNC_MAX_OUTPUT.saturating_sub(buf.len());
+            buf.extend_from_slice(&data[..data.len().min(room)]);
+        };
+        match head[0] {
+            frame::STDOUT => keep(&mut out.stdout, &data),
+            frame::STDERR => keep(&mut out.stderr, &data),
+            frame::EXIT if data.len() == 4 => {
+                out.exit_code = i32::from_be_bytes([data[0], data[1], data[2], data[3]]);
+                return Ok(out);
+            }
+            _ => {}
+        }
+    }
+}
+
 /// The CRI-shaped interface between lifecycle and the machine.
 #[async_trait::async_trait]
 pub trait Runtime: Send + Sync + 'static {
@@ -250,6 +322,25 @@ pub trait Runtime: Send + Sync + 'static {
     ) -> Result<Vec<ContainerStatus>, RuntimeError>;
     /// Run a command in a running container; the stream carries its stdio and exit code.
     async fn exec(&self, container_id: &str, cmd: Vec<String>) -> Result<ExecStream, RuntimeError>;
+    /// Run a command in a running container to completion, within `timeout` (CRI
+    /// `ExecSync`): what probes and hooks use. On timeout the session is dropped, which
+    /// makes the shim kill the command.
+    async fn exec_sync(
+        &self,
+        container_id: &str,
+        cmd: Vec<String>,
+        timeout: Duration,
+    ) -> Result<ExecResult, RuntimeError> {
+        let mut stream = self.exec(container_id, cmd.clone()).await?;
+        match tokio::time::timeout(timeout, collect_exec(container_id, &mut stream)).await {
+            Ok(r) => r,
+            Err(_) => Err(RuntimeError::ExecTimeout {
+                container_id: container_id.to_string(),
+                cmd,
+                timeout,
+            }),
+        }
+    }
     /// The image a reference resolves to, if present.
     async fn image_status(&self, reference: &str) -> Result<Option<ImageInfo>, RuntimeError>;
     /// All images.

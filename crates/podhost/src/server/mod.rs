@@ -328,6 +328,14 @@ async fn delete_pod(
         .send(WorkerCmd::Delete { grace })
         .await
         .map_err(|_| ApiError::not_found("pods", &name))?;
+    // Answer once the worker shows the pod as Terminating (so a `get pods` right after
+    // `delete` agrees), but never wait long on a worker busy with a hook or a kill.
+    let mut snap = handle.snapshot.clone();
+    let _ = tokio::time::timeout(
+        Duration::from_secs(2),
+        snap.wait_for(|r| r.pod.metadata.deletion_timestamp.is_some()),
+    )
+    .await;
     Ok(Json(serde_json::json!({ "deleted": key })))
 }
 

@@ -56,11 +56,18 @@ pub struct Env {
     daemon: Option<Child>,
     /// Pids seen during the test that must be gone at the end (pause, containers, shims).
     pub watched_pids: Vec<u32>,
+    /// Extra environment of the daemon (e.g. a short CrashLoopBackOff).
+    pub daemon_env: Vec<(String, String)>,
 }
 
 impl Env {
     /// Start a daemon with its own root and load the busybox image.
     pub fn new() -> Env {
+        Env::with_daemon_env(&[])
+    }
+
+    /// Like [`Env::new`], with extra environment for the daemon (`PODHOST_BACKOFF_*` …).
+    pub fn with_daemon_env(vars: &[(&str, &str)]) -> Env {
         require_helpers();
         let tag: String = format!("{}-{}", std::process::id(), rand_suffix());
         let root = PathBuf::from(format!("/tmp/podhost-e2e-{tag}"));
@@ -70,6 +77,10 @@ impl Env {
             cgroup_parent: format!("podhost-e2e-{tag}"),
             daemon: None,
             watched_pids: Vec::new(),
+            daemon_env: vars
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         env.start_daemon();
         let out = env.ok(&["image", "load", "-i", busybox_tar().to_str().expect("utf8")]);
@@ -88,6 +99,7 @@ impl Env {
             .arg("serve")
             .env("PODHOST_ROOT", &self.root)
             .env("PODHOST_CGROUP_PARENT", &self.cgroup_parent)
+            .envs(self.daemon_env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
