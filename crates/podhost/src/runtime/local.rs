@@ -62,8 +62,12 @@ pub struct LocalRuntime {
     host_ports: tokio::sync::Mutex<()>,
 }
 
-/// The host's network namespace, which hostNetwork pods join (kubelet: the node's).
-const HOST_NETNS: &str = "/proc/1/ns/net";
+/// The host's network namespace, which hostNetwork pods join: the daemon's own. Not
+/// PID 1's: opening that needs ptrace rights over init, which root lacks when the
+/// bounding set is smaller than init's capabilities (as on these machines).
+fn host_netns() -> PathBuf {
+    PathBuf::from(format!("/proc/{}/ns/net", std::process::id()))
+}
 
 /// Undo steps of a create in progress, run in reverse on failure.
 struct Undo(Vec<Box<dyn FnOnce() -> Result<(), RuntimeError> + Send>>);

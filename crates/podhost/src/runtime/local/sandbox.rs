@@ -35,7 +35,7 @@ impl LocalRuntime {
             mounts::mount_shm(&shm)?;
             undo.push(move || mounts::unmount(&shm));
             let netns_path = if cfg.host_network {
-                PathBuf::from(HOST_NETNS)
+                host_netns()
             } else {
                 if let Some(old) = attached.take_if(|a| !a.netns.exists()) {
                     // The pin vanished under us: release its IP, make a new one.
