@@ -47,7 +47,11 @@ fn never_pod_completes_and_logs_follow_to_the_end() {
         "apiVersion: v1\nkind: Pod\nmetadata: {name: counter}\nspec:\n  restartPolicy: Never\n  containers:\n  - {name: count, image: busybox, command: [sh, -c, 'for i in 1 2 3 4 5; do echo line $i; sleep 0.3; done']}\n",
     );
     // Follow while it runs: the stream ends when the container exits, with every line.
-    std::thread::sleep(Duration::from_millis(300));
+    // Wait for the start rather than sleep: sandbox setup (CNI) takes a variable time.
+    env.wait_for("counter", "count started", Duration::from_secs(30), |p| {
+        let st = &container_status(p, "count")["state"];
+        !st["running"].is_null() || !st["terminated"].is_null()
+    });
     let out = env.ok(&["logs", "-f", "counter"]);
     assert_eq!(out, "line 1\nline 2\nline 3\nline 4\nline 5\n");
     let pod = env.wait_for("counter", "Succeeded", Duration::from_secs(30), |p| {
