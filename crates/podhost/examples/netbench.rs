@@ -39,7 +39,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         cni_conf_dir: root.join("net.d"),
         cni_bin_dirs: vec![PathBuf::from("/opt/cni/bin"), PathBuf::from("/usr/lib/cni")],
         cluster_cidr: format!("10.{}.{}.0/24", 128 + tag % 100, (tag / 100) % 256),
-        bridge: format!("pb{:x}", tag % 0xffff_ff),
+        bridge: format!("pb{:x}", tag % 0x00ff_ffff),
         ipam_data_dir: root.join("ipam"),
     };
     let net = Network::open(&settings, &root.join("records"), &root.join("netns"))?;
