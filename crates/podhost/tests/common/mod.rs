@@ -390,7 +390,11 @@ impl Env {
 
 impl Drop for Env {
     fn drop(&mut self) {
-        // A failed test still stops its daemon; its pods are killed by removing them.
+        // A failed test (no teardown) still deletes its pods, so their CNI DEL runs and
+        // no veth, IP or iptables rule outlives it, then stops its daemon.
+        if self.daemon.is_some() && std::thread::panicking() {
+            self.delete_all();
+        }
         if let Some(mut d) = self.daemon.take() {
             let _ = d.kill();
             let _ = d.wait();
