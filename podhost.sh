@@ -15,8 +15,11 @@ cd "$REPO"
 
 # Build: gcc + libc6-dev (C parts of dependencies), pkg-config + libseccomp-dev (libcontainer).
 # Runtime and tests: busybox-static (test image), iproute2 (ip netns), util-linux
-# (unshare, nsenter, mount), procps (ps); tar and gzip for scripts/make-busybox-image.sh.
-APT_PACKAGES=(gcc libc6-dev pkg-config libseccomp-dev busybox-static iproute2 util-linux procps tar gzip)
+# (unshare, nsenter, mount), procps (ps); tar and gzip for scripts/make-busybox-image.sh;
+# containernetworking-plugins (CNI bridge, host-local, portmap, loopback in /usr/lib/cni)
+# and iptables, which the bridge (ipMasq) and portmap plugins run.
+APT_PACKAGES=(gcc libc6-dev pkg-config libseccomp-dev busybox-static iproute2 util-linux procps tar gzip
+    containernetworking-plugins iptables)
 BINARIES=(podhost podhost-shim podhost-runc pause)
 BIN_DIR=/usr/local/bin
 PODHOST="$BIN_DIR/podhost"

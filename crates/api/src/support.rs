@@ -13,18 +13,6 @@ pub fn not_yet_implemented(pod: &Pod) -> Vec<String> {
     let mut w = Vec::new();
     let Some(spec) = &pod.spec else { return w };
     let mut warn = |field: String| w.push(format!("{field}: {NOT_YET}"));
-    if spec.host_network == Some(true) {
-        warn("spec.hostNetwork (the pod gets its own network namespace)".into());
-    }
-    if spec.dns_config.is_some() {
-        warn("spec.dnsConfig (containers get the host's resolv.conf)".into());
-    }
-    if matches!(spec.dns_policy.as_deref(), Some("None")) {
-        warn("spec.dnsPolicy=None".into());
-    }
-    if spec.host_aliases.as_ref().is_some_and(|h| !h.is_empty()) {
-        warn("spec.hostAliases".into());
-    }
     if spec.active_deadline_seconds.is_some() {
         warn("spec.activeDeadlineSeconds".into());
     }
@@ -93,13 +81,6 @@ pub fn not_yet_implemented(pod: &Pod) -> Vec<String> {
                     warn(format!("{at}.{field}"));
                 }
             }
-            for (j, p) in c.ports.iter().flatten().enumerate() {
-                if p.host_port.is_some() {
-                    warn(format!(
-                        "{at}.ports[{j}].hostPort (pod networking is not implemented yet)"
-                    ));
-                }
-            }
         }
     }
     w
@@ -118,18 +99,28 @@ mod tests {
     }
 
     #[test]
+    fn networking_fields_are_implemented() {
+        let p = pod("apiVersion: v1\nkind: Pod\nmetadata: {name: a}\nspec:\n  hostNetwork: true\n  dnsPolicy: None\n  dnsConfig: {nameservers: [192.0.2.1]}\n  hostAliases: [{ip: 10.1.1.1, hostnames: [x]}]\n  containers:\n  - {name: a, image: busybox, ports: [{containerPort: 80, hostPort: 80}]}\n");
+        assert!(
+            not_yet_implemented(&p).is_empty(),
+            "{:?}",
+            not_yet_implemented(&p)
+        );
+    }
+
+    #[test]
     fn plain_pod_has_no_warnings() {
         let p = pod("apiVersion: v1\nkind: Pod\nmetadata: {name: a}\nspec:\n  containers:\n  - {name: a, image: busybox, ports: [{containerPort: 80}]}\n");
         assert!(not_yet_implemented(&p).is_empty());
     }
 
     #[test]
-    fn grpc_probes_and_host_network_are_named() {
+    fn grpc_probes_are_named() {
         let p = pod(
             "apiVersion: v1\nkind: Pod\nmetadata: {name: a}\nspec:\n  hostNetwork: true\n  containers:\n  - name: a\n    image: busybox\n    livenessProbe: {grpc: {port: 9000}}\n    resources: {limits: {memory: 64Mi}}\n",
         );
         let w = not_yet_implemented(&p);
-        for f in ["spec.hostNetwork", "spec.containers[0].livenessProbe.grpc"] {
+        for f in ["spec.containers[0].livenessProbe.grpc"] {
             assert!(w.iter().any(|x| x.starts_with(f)), "{f} missing in {w:?}");
         }
     }

@@ -22,6 +22,41 @@ pub struct Config {
     pub backoff_initial: Duration,
     /// CrashLoopBackOff cap (kubelet: 300s).
     pub backoff_max: Duration,
+    /// Pod networking: CNI config and plugin dirs, the default network's bridge and CIDR.
+    pub network: NetworkSettings,
+}
+
+/// Where CNI configs and plugins live, and what the default network looks like.
+#[derive(Debug, Clone)]
+pub struct NetworkSettings {
+    /// Directory of CNI network configs (`*.conflist`, `*.conf`, `*.json`; the first by
+    /// name wins, as in containerd). podhost writes its default conflist here when empty.
+    /// Not `/etc/cni/net.d` by default: on Debian that often holds podman's network.
+    pub cni_conf_dir: PathBuf,
+    /// Directories searched for plugin binaries, in order (`CNI_PATH`).
+    pub cni_bin_dirs: Vec<PathBuf>,
+    /// Pod CIDR of the default network (kubelet's `--cluster-cidr`).
+    pub cluster_cidr: String,
+    /// Linux bridge of the default network; the network is named after it.
+    pub bridge: String,
+    /// `host-local` IPAM store of the default network (one file per allocated IP).
+    pub ipam_data_dir: PathBuf,
+}
+
+/// Default pod CIDR: clear of podman (10.88/16, 10.89/16), CRI-O (10.85/16), flannel and
+/// kind (10.244/16), k3s (10.42/16), weave (10.32/12), the service CIDR (10.96/12), docker.
+pub const DEFAULT_CLUSTER_CIDR: &str = "10.77.0.0/16";
+
+impl NetworkSettings {
+    fn under(state_dir: &Path, conf_dir: PathBuf) -> Self {
+        NetworkSettings {
+            cni_conf_dir: conf_dir,
+            cni_bin_dirs: vec![PathBuf::from("/opt/cni/bin"), PathBuf::from("/usr/lib/cni")],
+            cluster_cidr: DEFAULT_CLUSTER_CIDR.to_string(),
+            bridge: "podhost0".to_string(),
+            ipam_data_dir: state_dir.join("cni").join("networks"),
+        }
+    }
 }
 
 impl Default for Config {
@@ -35,6 +70,10 @@ impl Default for Config {
             bin_dir: default_bin_dir(),
             backoff_initial: Duration::from_secs(10),
             backoff_max: Duration::from_secs(300),
+            network: NetworkSettings::under(
+                Path::new("/var/lib/podhost"),
+                PathBuf::from("/etc/podhost/cni/net.d"),
+            ),
         }
     }
 }
@@ -54,6 +93,7 @@ impl Config {
             state_dir: root.join("lib"),
             run_dir: root.join("run"),
             log_dir: root.join("log"),
+            network: NetworkSettings::under(&root.join("lib"), root.join("cni").join("net.d")),
             ..Config::default()
         }
     }
@@ -64,6 +104,10 @@ impl Config {
     /// Pinned network namespaces, like `ip netns` (`/run/podhost/netns/<sandbox>`).
     pub fn netns_dir(&self) -> PathBuf {
         self.run_dir.join("netns")
+    }
+    /// Durable records of CNI attachments (`<id>.json`), so teardown works after a crash.
+    pub fn network_state_dir(&self) -> PathBuf {
+        self.state_dir.join("networks")
     }
     /// Per-sandbox volatile directory: shim socket, pid files, /dev/shm mount.
     ///

@@ -7,7 +7,8 @@
 //! - [`lifecycle`]: one worker per pod applying kubelet rules (start order, restarts,
 //!   backoff, status and phase, termination) through the [`runtime::Runtime`] trait only.
 //! - [`runtime`]: the CRI-shaped [`runtime::Runtime`] trait and its implementation on
-//!   this machine: sandboxes (netns pin, per-pod shim, pause), containers (overlay rootfs,
+//!   this machine: sandboxes (netns pin, per-pod shim, pause), the pod network
+//!   ([`runtime::network`]: CNI plugins on the pinned netns), containers (overlay rootfs,
 //!   OCI bundle), images (the `podhost-image` store).
 //! - [`objects`]: ConfigMaps and Secrets, stored per namespace and watched by workers.
 //! - [`store`]: the daemon's durable state (one JSON file per pod, written atomically).

@@ -46,8 +46,33 @@ pub struct Cli {
         default_value_t = 4096
     )]
     pub pod_pids_limit: i64,
+    /// Pod networking of the daemon (`serve`); see [`NetFlags`].
+    #[command(flatten)]
+    pub net: NetFlags,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// Pod network settings of `podhost serve` (defaults: `podhost0` on 10.77.0.0/16).
+#[derive(Debug, Args)]
+pub struct NetFlags {
+    /// CNI network config directory, the first file by name is used (default
+    /// /etc/podhost/cni/net.d, or ROOT/cni/net.d with --root); podhost writes its
+    /// default conflist there when it is empty. Point it at /etc/cni/net.d on a node.
+    #[arg(long, global = true, env = "PODHOST_CNI_CONF_DIR")]
+    pub cni_conf_dir: Option<PathBuf>,
+    /// CNI plugin directories, colon-separated (default /opt/cni/bin:/usr/lib/cni).
+    #[arg(long, global = true, env = "PODHOST_CNI_BIN_DIR")]
+    pub cni_bin_dir: Option<String>,
+    /// Pod CIDR of the default network, like kubelet's --cluster-cidr (default 10.77.0.0/16).
+    #[arg(long, global = true, env = "PODHOST_CLUSTER_CIDR")]
+    pub cluster_cidr: Option<String>,
+    /// Bridge of the default network, which is named after it (default podhost0).
+    #[arg(long, global = true, env = "PODHOST_CNI_BRIDGE")]
+    pub cni_bridge: Option<String>,
+    /// host-local IPAM store of the default network (default STATE/cni/networks).
+    #[arg(long, global = true, env = "PODHOST_CNI_DATA_DIR")]
+    pub cni_data_dir: Option<PathBuf>,
 }
 
 /// Subcommands.
@@ -233,9 +258,27 @@ impl Cli {
             Some(r) => Config::rooted(r),
             None => Config::default(),
         };
+        let mut network = base.network.clone();
+        let n = &self.net;
+        if let Some(d) = &n.cni_conf_dir {
+            network.cni_conf_dir = d.clone();
+        }
+        if let Some(d) = &n.cni_bin_dir {
+            network.cni_bin_dirs = std::env::split_paths(d).collect();
+        }
+        if let Some(c) = &n.cluster_cidr {
+            network.cluster_cidr = c.clone();
+        }
+        if let Some(b) = &n.cni_bridge {
+            network.bridge = b.clone();
+        }
+        if let Some(d) = &n.cni_data_dir {
+            network.ipam_data_dir = d.clone();
+        }
         let mut config = Config {
             cgroup_parent: self.cgroup_parent.clone(),
             pod_pids_limit: (self.pod_pids_limit > 0).then_some(self.pod_pids_limit),
+            network,
             ..base
         };
         if let Command::Serve(serve) = &self.command {

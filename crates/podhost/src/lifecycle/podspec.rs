@@ -8,7 +8,9 @@ use k8s_openapi::api::core::v1::{Container, Pod, VolumeMount};
 use super::env::{resolve_env, PodFacts};
 use super::volumes;
 use crate::objects::Objects;
-use crate::runtime::{ContainerConfig, Mount, Propagation, SandboxConfig};
+use crate::runtime::{
+    ContainerConfig, DnsConfig, HostAlias, Mount, PortMapping, Propagation, SandboxConfig,
+};
 
 /// Why a container's config could not be made (kubelet's CreateContainerConfigError).
 ///
@@ -154,10 +156,30 @@ pub fn sandbox_config(pod: &Pod, attempt: u32, log_root: &Path) -> SandboxConfig
     let namespace = meta.namespace.clone().unwrap_or_else(|| "default".into());
     let uid = meta.uid.clone().unwrap_or_default();
     let spec = pod.spec.as_ref();
+    let host_network = spec.and_then(|s| s.host_network).unwrap_or(false);
     SandboxConfig {
-        hostname: spec
-            .and_then(|s| s.hostname.clone())
-            .unwrap_or_else(|| name.clone()),
+        // UTS follows NET: a hostNetwork pod sees the node's hostname.
+        hostname: match host_network {
+            true => nix::unistd::gethostname()
+                .ok()
+                .and_then(|h| h.into_string().ok())
+                .unwrap_or_else(|| name.clone()),
+            false => spec
+                .and_then(|s| s.hostname.clone())
+                .unwrap_or_else(|| name.clone()),
+        },
+        host_network,
+        port_mappings: spec.map(port_mappings).unwrap_or_default(),
+        dns: spec.and_then(dns_config),
+        host_aliases: spec
+            .and_then(|s| s.host_aliases.as_ref())
+            .into_iter()
+            .flatten()
+            .map(|a| HostAlias {
+                ip: a.ip.clone(),
+                hostnames: a.hostnames.clone().unwrap_or_default(),
+            })
+            .collect(),
         share_pid: spec
             .and_then(|s| s.share_process_namespace)
             .unwrap_or(false),
@@ -169,6 +191,57 @@ pub fn sandbox_config(pod: &Pod, attempt: u32, log_root: &Path) -> SandboxConfig
         uid,
         attempt,
     }
+}
+
+/// The `hostPort`s of every container (init ones too), as kubelet passes them to CRI.
+/// hostNetwork pods publish nothing: their ports are the host's already.
+fn port_mappings(spec: &k8s_openapi::api::core::v1::PodSpec) -> Vec<PortMapping> {
+    if spec.host_network == Some(true) {
+        return Vec::new();
+    }
+    spec.init_containers
+        .iter()
+        .flatten()
+        .chain(&spec.containers)
+        .flat_map(|c| c.ports.iter().flatten())
+        .filter_map(|p| {
+            let host_port = u16::try_from(p.host_port?).ok().filter(|&h| h != 0)?;
+            Some(PortMapping {
+                protocol: p.protocol.clone().unwrap_or_else(|| "TCP".into()),
+                container_port: u16::try_from(p.container_port).ok()?,
+                host_port,
+                host_ip: p.host_ip.clone().unwrap_or_default(),
+            })
+        })
+        .collect()
+}
+
+/// resolv.conf settings from `dnsPolicy` and `dnsConfig` (kubelet's `GetPodDNS`). There is
+/// no cluster DNS here, so ClusterFirst falls back to the host's file, as kubelet does
+/// without `--cluster-dns`; `dnsConfig` is merged in; policy None uses it alone.
+fn dns_config(spec: &k8s_openapi::api::core::v1::PodSpec) -> Option<DnsConfig> {
+    let none = spec.dns_policy.as_deref() == Some("None");
+    let c = spec.dns_config.as_ref();
+    if c.is_none() && !none {
+        return None;
+    }
+    Some(DnsConfig {
+        replace_host: none,
+        servers: c.and_then(|c| c.nameservers.clone()).unwrap_or_default(),
+        searches: c.and_then(|c| c.searches.clone()).unwrap_or_default(),
+        options: c
+            .and_then(|c| c.options.as_ref())
+            .into_iter()
+            .flatten()
+            .filter_map(|o| {
+                let name = o.name.clone()?;
+                Some(match &o.value {
+                    Some(v) => format!("{name}:{v}"),
+                    None => name,
+                })
+            })
+            .collect(),
+    })
 }
 
 /// Host directory of a pod's emptyDir volume.

@@ -98,6 +98,9 @@ pub struct PodWorker {
     probe_tx: mpsc::Sender<ProbeUpdate>,
     /// Running probe tasks by (container name, kind), with the container ID they probe.
     probe_tasks: HashMap<(String, ProbeKind), (String, tokio::task::AbortHandle)>,
+    /// Why the last sandbox creation failed (CNI errors …), shown as the pod's status
+    /// reason and message until a sandbox is created.
+    sandbox_error: Option<String>,
 }
 
 /// Why a step could not go on: wait until (optional) time and sync again.
@@ -144,6 +147,7 @@ impl PodWorker {
             removed: false,
             probe_tx,
             probe_tasks: HashMap::new(),
+            sandbox_error: None,
         };
         tokio::spawn(w.run(cmd_rx, events, probe_rx));
         PodHandle {
@@ -255,16 +259,16 @@ impl PodWorker {
 
     /// Compute and publish the status; persist when something changed.
     async fn publish(&mut self) {
-        let sandbox_ready = match &self.rec.sandbox_id {
-            Some(id) => self
-                .rt
-                .pod_sandbox_status(id)
-                .await
-                .is_ok_and(|s| s.state == crate::runtime::SandboxState::Ready),
-            None => false,
+        let sandbox = match &self.rec.sandbox_id {
+            Some(id) => self.rt.pod_sandbox_status(id).await.ok(),
+            None => None,
         };
+        let sandbox_ready = sandbox
+            .as_ref()
+            .is_some_and(|s| s.state == crate::runtime::SandboxState::Ready);
         let now = self.now();
-        let st = status::pod_status(&self.rec, sandbox_ready, now);
+        let mut st = status::pod_status(&self.rec, sandbox_ready, now);
+        self.network_status(&mut st, sandbox.as_ref());
         self.rec.pod.status = Some(st);
         if !self.removed {
             if let Some(store) = &self.store {
@@ -302,6 +306,43 @@ impl PodWorker {
             self.track_mut(&u.container).set_probe(u.kind, r);
         }
         true
+    }
+
+    /// podIP/podIPs from the sandbox (kept once the sandbox is gone, like the API server
+    /// keeps them for finished pods; a hostNetwork pod has the host's), and the last
+    /// sandbox creation error as the pod's reason and message.
+    fn network_status(
+        &self,
+        st: &mut k8s_openapi::api::core::v1::PodStatus,
+        sandbox: Option<&crate::runtime::SandboxStatus>,
+    ) {
+        use k8s_openapi::api::core::v1::PodIP;
+        let prev = self.rec.pod.status.as_ref();
+        let host_network = self
+            .rec
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.host_network)
+            .unwrap_or(false);
+        let ips: Vec<String> = match sandbox {
+            _ if host_network => st.host_ip.clone().into_iter().collect(),
+            Some(s) => s.ip.iter().chain(&s.additional_ips).cloned().collect(),
+            None => prev
+                .and_then(|p| p.pod_ips.as_ref())
+                .into_iter()
+                .flatten()
+                .map(|p| p.ip.clone())
+                .collect(),
+        };
+        if !ips.is_empty() {
+            st.pod_ip = ips.first().cloned();
+            st.pod_ips = Some(ips.into_iter().map(|ip| PodIP { ip }).collect());
+        }
+        if let (Some(msg), None) = (&self.sandbox_error, &self.rec.sandbox_id) {
+            st.reason = Some("FailedCreatePodSandBox".into());
+            st.message = Some(format!("Failed to create pod sandbox: {msg}"));
+        }
     }
 
     /// One pass of kubelet's SyncPod. Returns when to come back (None: resync period).
@@ -587,6 +628,7 @@ impl PodWorker {
 
     /// Make sure a ready sandbox exists (kubelet: recreate when the pause died).
     async fn ensure_sandbox(&mut self) -> Step {
+        let mut dead_sandbox = None;
         if let Some(id) = self.rec.sandbox_id.clone() {
             let ready = self
                 .rt
@@ -606,18 +648,23 @@ impl PodWorker {
             self.kill_containers(2).await;
             self.refresh().await;
             self.mark_lost_containers();
-            if let Err(e) = self.rt.remove_pod_sandbox(&id).await {
-                tracing::warn!("pod {}: removing dead sandbox {id}: {e}", self.rec.key());
-            }
             self.rec.sandbox_id = None;
             let any_ran = self.rec.containers.values().any(|t| t.current.is_some());
             if self.policy() == RestartPolicy::Never && any_ran {
+                if let Err(e) = self.rt.remove_pod_sandbox(&id).await {
+                    tracing::warn!("pod {}: removing dead sandbox {id}: {e}", self.rec.key());
+                }
                 self.rec.finished = true;
                 return Err(None);
             }
+            // Removed by the recreate below, which may keep its network (the pod IP).
+            dead_sandbox = Some(id);
         }
         let volumes = self.settings.volumes_dir.join(self.rec.uid());
         if let Err(e) = podspec::prepare_volumes(&self.rec.pod, &volumes) {
+            if let Some(id) = dead_sandbox {
+                let _ = self.rt.remove_pod_sandbox(&id).await;
+            }
             self.fail_sandbox(e.to_string());
             return Err(Some(Instant::now() + Duration::from_secs(5)));
         }
@@ -626,8 +673,13 @@ impl PodWorker {
             self.rec.sandbox_attempts,
             &self.settings.log_dir,
         );
-        match self.rt.run_pod_sandbox(&cfg).await {
+        let created = match dead_sandbox {
+            Some(old) => self.rt.recreate_pod_sandbox(&old, &cfg).await,
+            None => self.rt.run_pod_sandbox(&cfg).await,
+        };
+        match created {
             Ok(id) => {
+                self.sandbox_error = None;
                 self.rec.sandbox_id = Some(id);
                 self.rec.sandbox_attempts += 1;
                 // Init containers run again from the first unless a regular one already started.
@@ -652,6 +704,7 @@ impl PodWorker {
     }
 
     fn fail_sandbox(&mut self, message: String) {
+        self.sandbox_error = Some(message.clone());
         let now = self.now();
         self.rec.event(
             now,

@@ -100,6 +100,25 @@ pub enum RuntimeError {
         /// The limit that passed.
         timeout: std::time::Duration,
     },
+    /// A CNI plugin or network config failed (the plugin is named in the source).
+    #[error("network {network:?}: {source}")]
+    Cni {
+        /// Network name (or the config directory when no config could be read).
+        network: String,
+        /// Underlying error.
+        #[source]
+        source: super::network::cni::CniError,
+    },
+    /// Another pod already publishes this host port.
+    #[error("hostPort {host_port}/{protocol} is already allocated to pod {pod}")]
+    HostPortInUse {
+        /// The port.
+        host_port: u16,
+        /// TCP, UDP, SCTP.
+        protocol: String,
+        /// `namespace/name` of the pod holding it.
+        pod: String,
+    },
     /// A create failed, and undoing its earlier steps failed too: both are kept.
     #[error("{error} (cleanup also failed: {cleanup})")]
     WithCleanup {

@@ -145,6 +145,7 @@ impl Runtime for FakeRuntime {
                 created_at: now,
                 pause_pid: Some(1),
                 ip: None,
+                additional_ips: Vec::new(),
                 netns_path: PathBuf::new(),
             },
         );

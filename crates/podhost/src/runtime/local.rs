@@ -16,6 +16,7 @@ use podhost_image::ImageStore;
 use super::cgroups::{self, Cgroups};
 use super::mounts;
 use super::netns;
+use super::network::{Attachment, Network};
 use super::shim_client::{is_gone, ShimClient, ShimStatus};
 use super::*;
 use crate::config::Config;
@@ -23,6 +24,7 @@ use crate::store::{read_json, write_json_atomic};
 use crate::timefmt::now_nanos;
 use podhost_shim::proto::ContainerState as ShimState;
 
+mod sandbox;
 mod usage;
 
 /// Durable record of a sandbox, enough to tear it down after a crash.
@@ -33,6 +35,9 @@ struct SandboxRecord {
     created_at: i64,
     netns_path: PathBuf,
     pause_pid: Option<u32>,
+    /// The pod's CNI attachment (owns the netns pin); none for hostNetwork pods.
+    #[serde(default)]
+    network: Option<Attachment>,
 }
 
 /// Durable record of a container, enough to report and remove it after a crash.
@@ -63,6 +68,17 @@ pub struct LocalRuntime {
     sandboxes: Mutex<HashMap<String, SandboxRecord>>,
     containers: Mutex<HashMap<String, ContainerRecord>>,
     events: broadcast::Sender<RuntimeEvent>,
+    network: Network,
+    /// Held from the hostPort check until the sandbox is recorded, so two pods cannot
+    /// both pass the check for the same port.
+    host_ports: tokio::sync::Mutex<()>,
+}
+
+/// The host's network namespace, which hostNetwork pods join: the daemon's own. Not
+/// PID 1's: opening that needs ptrace rights over init, which root lacks when the
+/// bounding set is smaller than init's capabilities (as on these machines).
+fn host_netns() -> PathBuf {
+    PathBuf::from(format!("/proc/{}/ns/net", std::process::id()))
 }
 
 /// Undo steps of a create in progress, run in reverse on failure.
@@ -120,10 +136,17 @@ impl LocalRuntime {
                 source,
             })?;
         let (events, _) = broadcast::channel(256);
+        let network = Network::open(
+            &config.network,
+            &config.network_state_dir(),
+            &config.netns_dir(),
+        )?;
         let rt = Arc::new(LocalRuntime {
             cgroups: Cgroups::detect(),
             oom_score_floor: lowest_oom_score_adj(),
             host_caps: podhost_oci::caps::host_bounding_mask(),
+            network,
+            host_ports: tokio::sync::Mutex::new(()),
             images: Arc::new(images),
             sandboxes: Mutex::new(HashMap::new()),
             containers: Mutex::new(HashMap::new()),
@@ -133,6 +156,19 @@ impl LocalRuntime {
         rt.load_records();
         for id in rt.sandbox_ids() {
             rt.watch_shim(&id);
+        }
+        // Networks of sandboxes a crash left half made or half removed: listed now, before
+        // any new sandbox exists, and released in the background.
+        let in_use: std::collections::HashSet<String> = rt
+            .lock_sandboxes()
+            .values()
+            .flat_map(|r| [Some(r.id.clone()), r.network.as_ref().map(|a| a.id.clone())])
+            .flatten()
+            .collect();
+        let (orphans, pins) = rt.network.garbage(&in_use);
+        if !orphans.is_empty() || !pins.is_empty() {
+            let rt2 = rt.clone();
+            tokio::spawn(async move { rt2.network.collect_garbage(orphans, pins).await });
         }
         Ok(rt)
     }
@@ -614,80 +650,21 @@ fn write_file(path: &Path, text: &str) -> Result<(), RuntimeError> {
 #[async_trait::async_trait]
 impl Runtime for LocalRuntime {
     async fn run_pod_sandbox(&self, cfg: &SandboxConfig) -> Result<String, RuntimeError> {
-        let id = new_id();
-        let mut undo = Undo::new();
-        let run_dir = self.config.sandbox_run_dir(&id);
-        let state_dir = self.config.sandbox_state_dir(&id);
-        let pin = self.config.netns_dir().join(&id);
-        let steps = async {
-            for d in [&run_dir, &state_dir] {
-                std::fs::create_dir_all(d).map_err(RuntimeError::io("creating sandbox dir", d))?;
-                let d = d.clone();
-                undo.push(move || mounts::remove_dir(&d));
-            }
-            // Pod files every container binds: like kubelet's etc-hosts and containerd's.
-            write_file(&state_dir.join("hostname"), &format!("{}\n", cfg.hostname))?;
-            write_file(
-                &state_dir.join("hosts"),
-                &format!(
-                    "# Kubernetes-managed hosts file (podhost).\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{}\n",
-                    cfg.hostname
-                ),
-            )?;
-            let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-            write_file(&state_dir.join("resolv.conf"), &resolv)?;
-            let shm = run_dir.join("shm");
-            mounts::mount_shm(&shm)?;
-            undo.push(move || mounts::unmount(&shm));
-            netns::create_pinned(&pin)?;
-            let pin2 = pin.clone();
-            undo.push(move || netns::remove_pinned(&pin2));
-            self.cgroups.create_pod(
-                &self.config.cgroup_parent,
-                &cfg.linux.qos_class,
-                &cfg.uid,
-                &cfg.linux.resources,
-                self.config.pod_pids_limit,
-            )?;
-            let (cg, parent, qos, uid) = (
-                self.cgroups.clone(),
-                self.config.cgroup_parent.clone(),
-                cfg.linux.qos_class.clone(),
-                cfg.uid.clone(),
-            );
-            undo.push(move || {
-                cg.remove_pod(&parent, &qos, &uid);
-                Ok(())
-            });
-            let pause_pid = self.start_shim(&id, cfg, &pin).await?;
-            // The pause belongs to the pod: its memory and pids count toward the pod's.
-            let pause_cg = format!("{}/{}", self.pod_cgroup(cfg), cgroups::PAUSE_CGROUP);
-            if let Err(e) = self.cgroups.add_process(&pause_cg, pause_pid) {
-                let _ = self.shim(&id).shutdown().await;
-                return Err(e.into());
-            }
-            let rec = SandboxRecord {
-                id: id.clone(),
-                config: cfg.clone(),
-                created_at: now_nanos(),
-                netns_path: pin.clone(),
-                pause_pid: Some(pause_pid),
-            };
-            if let Err(e) = write_json_atomic(&state_dir.join("sandbox.json"), &rec) {
-                let _ = self.shim(&id).shutdown().await;
-                return Err(e);
-            }
-            self.lock_sandboxes().insert(id.clone(), rec);
-            Ok::<(), RuntimeError>(())
-        }
-        .await;
-        match steps {
-            Ok(()) => {
-                self.watch_shim(&id);
-                Ok(id)
-            }
-            Err(e) => Err(undo.fail(e)),
-        }
+        self.create_sandbox(cfg, None).await
+    }
+
+    async fn recreate_pod_sandbox(
+        &self,
+        old_id: &str,
+        cfg: &SandboxConfig,
+    ) -> Result<String, RuntimeError> {
+        // Same pod, same network mode: the new sandbox takes the old one's netns and CNI
+        // result over, so the pod keeps its IP (Kubernetes would give a new one).
+        let keep = self
+            .sandbox(old_id)
+            .is_ok_and(|r| r.config.uid == cfg.uid && r.config.host_network == cfg.host_network);
+        let kept = self.remove_sandbox(old_id, keep).await?;
+        self.create_sandbox(cfg, kept).await
     }
 
     async fn stop_pod_sandbox(&self, sandbox_id: &str) -> Result<(), RuntimeError> {
@@ -700,34 +677,7 @@ impl Runtime for LocalRuntime {
     }
 
     async fn remove_pod_sandbox(&self, sandbox_id: &str) -> Result<(), RuntimeError> {
-        let Ok(rec) = self.sandbox(sandbox_id) else {
-            return Ok(());
-        };
-        self.stop_pod_sandbox(sandbox_id).await?;
-        let ids: Vec<String> = self
-            .lock_containers()
-            .values()
-            .filter(|c| c.sandbox_id == sandbox_id)
-            .map(|c| c.id.clone())
-            .collect();
-        for id in ids {
-            self.remove_container_files(&id)?;
-        }
-        let run_dir = self.config.sandbox_run_dir(sandbox_id);
-        mounts::unmount(&run_dir.join("shm"))?;
-        netns::remove_pinned(&rec.netns_path)?;
-        mounts::remove_dir(&run_dir)?;
-        mounts::remove_dir(&self.config.sandbox_state_dir(sandbox_id))?;
-        let (cg, parent, qos, uid) = (
-            self.cgroups.clone(),
-            self.config.cgroup_parent.clone(),
-            rec.config.linux.qos_class.clone(),
-            rec.config.uid.clone(),
-        );
-        // Blocking: rmdir is retried while the last processes leave.
-        let _ = tokio::task::spawn_blocking(move || cg.remove_pod(&parent, &qos, &uid)).await;
-        self.lock_sandboxes().remove(sandbox_id);
-        Ok(())
+        self.remove_sandbox(sandbox_id, false).await.map(drop)
     }
 
     async fn pod_sandbox_status(&self, sandbox_id: &str) -> Result<SandboxStatus, RuntimeError> {
@@ -744,7 +694,12 @@ impl Runtime for LocalRuntime {
             },
             created_at: rec.created_at,
             pause_pid: st.and_then(|s| s.pause_pid).or(rec.pause_pid),
-            ip: None,
+            ip: rec.network.as_ref().and_then(|a| a.ips.first().cloned()),
+            additional_ips: rec
+                .network
+                .as_ref()
+                .map(|a| a.ips.iter().skip(1).cloned().collect())
+                .unwrap_or_default(),
             netns_path: rec.netns_path.clone(),
         })
     }

@@ -12,6 +12,7 @@ pub mod linux;
 pub mod local;
 mod mounts;
 mod netns;
+pub mod network;
 mod shim_client;
 
 use std::collections::BTreeMap;
@@ -23,6 +24,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 pub use error::RuntimeError;
 pub use linux::{ContainerLinux, ContainerResources, PodLinux, SeccompProfile, SecurityConfig};
+pub use network::{DnsConfig, HostAlias, PortMapping};
 
 /// What a sandbox needs to know about its pod (CRI `PodSandboxConfig`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -46,6 +48,18 @@ pub struct SandboxConfig {
     /// QoS class, pod cgroup limits, host namespaces.
     #[serde(default)]
     pub linux: PodLinux,
+    /// `hostNetwork`: share the host's network namespace (no CNI, no pod IP of its own).
+    #[serde(default)]
+    pub host_network: bool,
+    /// `hostPort`s of all containers, published through CNI's portmap.
+    #[serde(default)]
+    pub port_mappings: Vec<PortMapping>,
+    /// resolv.conf settings; `None`: a copy of the host's.
+    #[serde(default)]
+    pub dns: Option<DnsConfig>,
+    /// `hostAliases`, appended to the pod's /etc/hosts.
+    #[serde(default)]
+    pub host_aliases: Vec<HostAlias>,
 }
 
 /// Whether the sandbox's pause process is alive (CRI `PodSandboxState`).
@@ -72,6 +86,9 @@ pub struct SandboxStatus {
     pub pause_pid: Option<u32>,
     /// Pod IP, once networking assigns one.
     pub ip: Option<String>,
+    /// Further pod IPs (the other address family), like CRI's `additional_ips`.
+    #[serde(default)]
+    pub additional_ips: Vec<String>,
     /// Pinned network namespace.
     pub netns_path: PathBuf,
 }
@@ -287,6 +304,17 @@ async fn collect_exec(
 pub trait Runtime: Send + Sync + 'static {
     /// Create and start a sandbox: netns pinned, shim and pause running. Returns its id.
     async fn run_pod_sandbox(&self, config: &SandboxConfig) -> Result<String, RuntimeError>;
+    /// Replace a sandbox whose pause died by a new one for the same pod, keeping what can
+    /// outlive the pause (the local runtime keeps the pinned netns, so the pod IP stays).
+    /// The old sandbox is gone afterwards, even on error.
+    async fn recreate_pod_sandbox(
+        &self,
+        old_id: &str,
+        config: &SandboxConfig,
+    ) -> Result<String, RuntimeError> {
+        self.remove_pod_sandbox(old_id).await?;
+        self.run_pod_sandbox(config).await
+    }
     /// Stop the pause (containers must be stopped first). Idempotent.
     async fn stop_pod_sandbox(&self, sandbox_id: &str) -> Result<(), RuntimeError>;
     /// Remove everything the sandbox holds (shim, netns pin, shm, files). Idempotent.

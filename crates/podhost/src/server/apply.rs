@@ -156,7 +156,14 @@ pub(super) async fn apply(
                     "The Pod \"{name}\" is invalid: spec: Forbidden: pod updates may not change fields other than those podhost can update in place; delete the pod first (`podhost delete pod {name}`)"
                 )));
             }
-            None => to_create.push((i, pod)),
+            None => {
+                let pending: Vec<Pod> = to_create
+                    .iter()
+                    .map(|(_, p): &(usize, Pod)| p.clone())
+                    .collect();
+                check_host_ports(&d, &pod, &pending)?;
+                to_create.push((i, pod));
+            }
         }
     }
     let now = d.settings.clock.now();
@@ -196,6 +203,39 @@ pub(super) async fn apply(
         results[i] = format!("pod/{name} created");
     }
     Ok(Json(ApplyResponse { results, warnings }))
+}
+
+/// A hostPort another pod (running, or created by this apply) already publishes is an
+/// error now, not a pod stuck later: the runtime checks again when it creates sandboxes.
+fn check_host_ports(d: &Daemon, pod: &Pod, also: &[Pod]) -> Result<(), ApiError> {
+    let ports = |p: &Pod| {
+        crate::lifecycle::podspec::sandbox_config(p, 0, std::path::Path::new("")).port_mappings
+    };
+    let mine = ports(pod);
+    if mine.is_empty() {
+        return Ok(());
+    }
+    let existing = d
+        .records()
+        .into_iter()
+        .filter(|r| !r.finished)
+        .map(|r| r.pod)
+        .chain(also.iter().cloned());
+    for other in existing {
+        for theirs in ports(&other) {
+            if let Some(m) = mine.iter().find(|m| m.conflicts(&theirs)) {
+                return Err(ApiError::bad(format!(
+                    "pod/{}: hostPort {}/{} is already allocated to pod {}/{}: choose another hostPort or delete that pod first",
+                    pod.metadata.name.as_deref().unwrap_or(""),
+                    m.host_port,
+                    m.protocol,
+                    other.metadata.namespace.as_deref().unwrap_or("default"),
+                    other.metadata.name.as_deref().unwrap_or(""),
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The node name: this machine's hostname.

@@ -53,6 +53,10 @@ pub struct Env {
     pub root: PathBuf,
     /// Unique cgroup parent of this test's pods.
     pub cgroup_parent: String,
+    /// This daemon's CNI bridge (`ph<hex>`); the default network is named after it.
+    pub bridge: String,
+    /// This daemon's pod CIDR: a /24 in 10.128–227.x, clear of every default.
+    pub cidr: String,
     daemon: Option<Child>,
     /// Pids seen during the test that must be gone at the end (pause, containers, shims).
     pub watched_pids: Vec<u32>,
@@ -72,9 +76,12 @@ impl Env {
         let tag: String = format!("{}-{}", std::process::id(), rand_suffix());
         let root = PathBuf::from(format!("/tmp/podhost-e2e-{tag}"));
         std::fs::create_dir_all(&root).expect("root");
+        let net: [u8; 2] = rand::random();
         let mut env = Env {
             root,
             cgroup_parent: format!("podhost-e2e-{tag}"),
+            bridge: format!("ph{}", rand_suffix()),
+            cidr: format!("10.{}.{}.0/24", 128 + net[0] % 100, net[1]),
             daemon: None,
             watched_pids: Vec::new(),
             daemon_env: vars
@@ -100,6 +107,8 @@ impl Env {
             .env("PODHOST_ROOT", &self.root)
             .env("PODHOST_CGROUP_PARENT", &self.cgroup_parent)
             .envs(self.daemon_env.iter().map(|(k, v)| (k, v)))
+            .env("PODHOST_CNI_BRIDGE", &self.bridge)
+            .env("PODHOST_CLUSTER_CIDR", &self.cidr)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
@@ -314,8 +323,10 @@ impl Env {
         for m in mounts.lines().filter(|l| l.contains(&root)) {
             leaks.push(format!("mount left: {m}"));
         }
+        leaks.extend(self.network_leaks());
         for dir in [
             "run/netns",
+            "lib/networks",
             "lib/containers",
             "lib/sandboxes",
             "lib/pods",
@@ -357,13 +368,54 @@ impl Env {
     }
 }
 
+impl Env {
+    /// Veths on this test's bridge, IPs held in its IPAM store, iptables rules naming
+    /// its network (ipMasq and portmap tag theirs with the network name).
+    pub fn network_leaks(&self) -> Vec<String> {
+        let mut leaks = Vec::new();
+        let out = Command::new("ip")
+            .args(["-o", "link", "show", "master", &self.bridge])
+            .output()
+            .expect("ip link");
+        for l in String::from_utf8_lossy(&out.stdout).lines() {
+            leaks.push(format!("port left on bridge {}: {l}", self.bridge));
+        }
+        let ipam = self.root.join("lib/cni/networks").join(&self.bridge);
+        for e in std::fs::read_dir(&ipam).into_iter().flatten().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name != "lock" && !name.starts_with("last_reserved_ip") {
+                leaks.push(format!("IP still allocated in {}: {name}", ipam.display()));
+            }
+        }
+        let tag = format!("name: \\\"{}\\\"", self.bridge);
+        let save = Command::new("iptables-save")
+            .args(["-t", "nat"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        for l in save.lines().filter(|l| l.contains(&tag)) {
+            leaks.push(format!("iptables rule left: {l}"));
+        }
+        leaks
+    }
+}
+
 impl Drop for Env {
     fn drop(&mut self) {
-        // A failed test still stops its daemon; its pods are killed by removing them.
+        // A failed test (no teardown) still deletes its pods, so their CNI DEL runs and
+        // no veth, IP or iptables rule outlives it, then stops its daemon.
+        if self.daemon.is_some() && std::thread::panicking() {
+            self.delete_all();
+        }
         if let Some(mut d) = self.daemon.take() {
             let _ = d.kill();
             let _ = d.wait();
         }
+        // CNI's bridge plugin never deletes its bridge; this test's is ours to remove.
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.bridge])
+            .stderr(Stdio::null())
+            .status();
     }
 }
 

@@ -1,0 +1,210 @@
+//! Sandbox creation and removal of the local runtime (CRI RunPodSandbox and
+//! RemovePodSandbox), with the pod network: one file to open for "what happens on run".
+
+use super::*;
+use crate::runtime::network::{files, PodRef};
+
+impl LocalRuntime {
+    /// RunPodSandbox: pod files, `/dev/shm`, the network (new, or `reuse`d from a
+    /// sandbox whose pause died), then the shim and the pause. A failure undoes every
+    /// step in reverse, the network included (a reused one too: its sandbox is gone).
+    pub(super) async fn create_sandbox(
+        &self,
+        cfg: &SandboxConfig,
+        reuse: Option<Attachment>,
+    ) -> Result<String, RuntimeError> {
+        let id = new_id();
+        let mut undo = Undo::new();
+        let run_dir = self.config.sandbox_run_dir(&id);
+        let state_dir = self.config.sandbox_state_dir(&id);
+        // Pods with hostPorts are created one at a time: check, attach, record.
+        let _ports = match cfg.port_mappings.is_empty() {
+            true => None,
+            false => Some(self.host_ports.lock().await),
+        };
+        let mut attached: Option<Attachment> = reuse;
+        let steps = async {
+            self.check_host_ports(cfg)?;
+            for d in [&run_dir, &state_dir] {
+                std::fs::create_dir_all(d).map_err(RuntimeError::io("creating sandbox dir", d))?;
+                let d = d.clone();
+                undo.push(move || mounts::remove_dir(&d));
+            }
+            write_file(&state_dir.join("hostname"), &format!("{}\n", cfg.hostname))?;
+            let shm = run_dir.join("shm");
+            mounts::mount_shm(&shm)?;
+            undo.push(move || mounts::unmount(&shm));
+            let netns_path = if cfg.host_network {
+                host_netns()
+            } else {
+                if let Some(old) = attached.take_if(|a| !a.netns.exists()) {
+                    // The pin vanished under us: release its IP, make a new one.
+                    tracing::warn!("sandbox {id}: netns {} is gone", old.netns.display());
+                    self.network.detach(&old).await?;
+                }
+                if attached.is_none() {
+                    let pod = PodRef {
+                        name: &cfg.name,
+                        namespace: &cfg.namespace,
+                        uid: &cfg.uid,
+                    };
+                    attached = Some(self.network.attach(&id, &pod, &cfg.port_mappings).await?);
+                }
+                attached
+                    .as_ref()
+                    .map(|a| a.netns.clone())
+                    .unwrap_or_default()
+            };
+            self.write_pod_files(&state_dir, cfg, attached.as_ref())?;
+            self.cgroups.create_pod(
+                &self.config.cgroup_parent,
+                &cfg.linux.qos_class,
+                &cfg.uid,
+                &cfg.linux.resources,
+                self.config.pod_pids_limit,
+            )?;
+            let (cg, parent, qos, uid) = (
+                self.cgroups.clone(),
+                self.config.cgroup_parent.clone(),
+                cfg.linux.qos_class.clone(),
+                cfg.uid.clone(),
+            );
+            undo.push(move || {
+                cg.remove_pod(&parent, &qos, &uid);
+                Ok(())
+            });
+            let pause_pid = self.start_shim(&id, cfg, &netns_path).await?;
+            // The pause belongs to the pod: its memory and pids count toward the pod's.
+            let pause_cg = format!("{}/{}", self.pod_cgroup(cfg), cgroups::PAUSE_CGROUP);
+            if let Err(e) = self.cgroups.add_process(&pause_cg, pause_pid) {
+                let _ = self.shim(&id).shutdown().await;
+                return Err(e.into());
+            }
+            let rec = SandboxRecord {
+                id: id.clone(),
+                config: cfg.clone(),
+                created_at: now_nanos(),
+                netns_path,
+                pause_pid: Some(pause_pid),
+                network: attached.clone(),
+            };
+            if let Err(e) = write_json_atomic(&state_dir.join("sandbox.json"), &rec) {
+                let _ = self.shim(&id).shutdown().await;
+                return Err(e);
+            }
+            self.lock_sandboxes().insert(id.clone(), rec);
+            Ok::<(), RuntimeError>(())
+        }
+        .await;
+        match steps {
+            Ok(()) => {
+                self.watch_shim(&id);
+                Ok(id)
+            }
+            Err(e) => {
+                // The network came after the dirs and /dev/shm: it goes first.
+                let e = match attached.take() {
+                    Some(a) => match self.network.detach(&a).await {
+                        Ok(()) => e,
+                        Err(c) => RuntimeError::WithCleanup {
+                            error: Box::new(e),
+                            cleanup: Box::new(c),
+                        },
+                    },
+                    None => e,
+                };
+                Err(undo.fail(e))
+            }
+        }
+    }
+
+    /// `/etc/hostname` is written earlier; here `/etc/hosts` (with the pod IP) and
+    /// `/etc/resolv.conf`. hostNetwork pods get the host's hosts file, as with kubelet.
+    fn write_pod_files(
+        &self,
+        state_dir: &Path,
+        cfg: &SandboxConfig,
+        att: Option<&Attachment>,
+    ) -> Result<(), RuntimeError> {
+        let hosts = if cfg.host_network {
+            std::fs::read_to_string("/etc/hosts").unwrap_or_default()
+        } else {
+            let ips = att.map(|a| a.ips.clone()).unwrap_or_default();
+            files::hosts_file(&cfg.hostname, &ips, &cfg.host_aliases)
+        };
+        write_file(&state_dir.join("hosts"), &hosts)?;
+        let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        write_file(
+            &state_dir.join("resolv.conf"),
+            &files::resolv_conf(&host_resolv, cfg.dns.as_ref()),
+        )
+    }
+
+    /// Another pod's sandbox publishing one of `cfg`'s host ports is an error.
+    fn check_host_ports(&self, cfg: &SandboxConfig) -> Result<(), RuntimeError> {
+        for rec in self.lock_sandboxes().values() {
+            if rec.config.uid == cfg.uid {
+                continue;
+            }
+            for theirs in &rec.config.port_mappings {
+                if let Some(m) = cfg.port_mappings.iter().find(|m| m.conflicts(theirs)) {
+                    return Err(RuntimeError::HostPortInUse {
+                        host_port: m.host_port,
+                        protocol: m.protocol.clone(),
+                        pod: format!("{}/{}", rec.config.namespace, rec.config.name),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// RemovePodSandbox. With `keep_network` the CNI attachment survives and is returned
+    /// for a new sandbox of the same pod; if removal fails it is released after all.
+    pub(super) async fn remove_sandbox(
+        &self,
+        sandbox_id: &str,
+        keep_network: bool,
+    ) -> Result<Option<Attachment>, RuntimeError> {
+        let Ok(rec) = self.sandbox(sandbox_id) else {
+            return Ok(None);
+        };
+        let removed = async {
+            self.stop_pod_sandbox(sandbox_id).await?;
+            let ids: Vec<String> = self
+                .lock_containers()
+                .values()
+                .filter(|c| c.sandbox_id == sandbox_id)
+                .map(|c| c.id.clone())
+                .collect();
+            for id in ids {
+                self.remove_container_files(&id)?;
+            }
+            let run_dir = self.config.sandbox_run_dir(sandbox_id);
+            mounts::unmount(&run_dir.join("shm"))?;
+            mounts::remove_dir(&run_dir)?;
+            mounts::remove_dir(&self.config.sandbox_state_dir(sandbox_id))?;
+            let (cg, parent, qos, uid) = (
+                self.cgroups.clone(),
+                self.config.cgroup_parent.clone(),
+                rec.config.linux.qos_class.clone(),
+                rec.config.uid.clone(),
+            );
+            // Blocking: rmdir is retried while the last processes leave.
+            let _ = tokio::task::spawn_blocking(move || cg.remove_pod(&parent, &qos, &uid)).await;
+            self.lock_sandboxes().remove(sandbox_id);
+            Ok::<(), RuntimeError>(())
+        }
+        .await;
+        let network = match (&rec.network, keep_network && removed.is_ok()) {
+            (Some(a), true) => return Ok(Some(a.clone())),
+            // DEL with the stored config and result; on failure its record stays for the
+            // garbage collection at the next start.
+            (Some(a), false) => self.network.detach(a).await,
+            // A sandbox recorded before pod networking: its pin is all there is.
+            (None, _) if !rec.config.host_network => netns::remove_pinned(&rec.netns_path),
+            (None, _) => Ok(()),
+        };
+        removed.and(network).map(|()| None)
+    }
+}

@@ -1,0 +1,371 @@
+//! Pod networking: a pinned network namespace per pod with CNI plugins run on it.
+//!
+//! - [`cni`]: running plugins (the CNI protocol).
+//! - [`files`]: the pod's `/etc/hosts` and `/etc/resolv.conf`.
+//!
+//! An [`Attachment`] is the durable record of one pod's network: the pinned netns, the
+//! network config used and the CNI result. It is written to `<state>/networks/<id>.json`
+//! before the first plugin runs and removed only after DEL succeeded, so a crash at any
+//! point leaves a record that [`Network::collect_garbage`] finishes on the next start.
+//! An attachment outlives the pause: a sandbox recreated after its pause died takes it
+//! over and the pod keeps its IP.
+
+pub mod cni;
+pub mod files;
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::netns;
+use super::RuntimeError;
+use crate::config::NetworkSettings;
+use crate::store::{read_json, write_json_atomic};
+use cni::{Cni, CniError, ConfList, RuntimeConf};
+pub use files::{DnsConfig, HostAlias};
+
+/// Interface name of the pod's network in the container, as in Kubernetes.
+const POD_IFNAME: &str = "eth0";
+/// File name of the conflist podhost writes into an empty config directory.
+pub const DEFAULT_CONFLIST: &str = "10-podhost.conflist";
+
+/// A `hostPort` to publish (CRI `PortMapping`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortMapping {
+    /// `TCP`, `UDP` or `SCTP`.
+    pub protocol: String,
+    /// Port in the pod.
+    pub container_port: u16,
+    /// Port on the host.
+    pub host_port: u16,
+    /// Host address to bind (empty: all).
+    pub host_ip: String,
+}
+
+impl PortMapping {
+    /// Whether both publish the same host port (an empty host IP overlaps every IP).
+    pub fn conflicts(&self, other: &PortMapping) -> bool {
+        self.host_port == other.host_port
+            && self.protocol.eq_ignore_ascii_case(&other.protocol)
+            && (self.host_ip.is_empty()
+                || other.host_ip.is_empty()
+                || self.host_ip == other.host_ip)
+    }
+}
+
+/// Which pod an attachment is for (`CNI_ARGS`, messages).
+#[derive(Debug, Clone)]
+pub struct PodRef<'a> {
+    /// Pod name.
+    pub name: &'a str,
+    /// Pod namespace.
+    pub namespace: &'a str,
+    /// Pod UID.
+    pub uid: &'a str,
+}
+
+/// One pod's attachment to the CNI network: everything DEL needs, even after a crash.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Attachment {
+    /// `CNI_CONTAINERID`: the sandbox that created it. host-local keys the IP by it, so a
+    /// sandbox that takes the attachment over keeps using this id.
+    pub id: String,
+    /// The pinned network namespace.
+    pub netns: PathBuf,
+    /// The network config used at ADD: DEL must get the same, even if the directory
+    /// changed since.
+    pub network: ConfList,
+    /// Env and args the plugins were called with.
+    pub runtime: RuntimeConf,
+    /// The final ADD result, once ADD succeeded (DEL's `prevResult`).
+    pub result: Option<Value>,
+    /// The pod's addresses from the result, IPv4 first.
+    pub ips: Vec<String>,
+    /// Published host ports.
+    pub port_mappings: Vec<PortMapping>,
+}
+
+/// The pod network manager of one daemon.
+#[derive(Debug)]
+pub struct Network {
+    settings: NetworkSettings,
+    cni: Cni,
+    /// `<state>/networks`: one attachment record per file.
+    records_dir: PathBuf,
+    /// Where namespaces are pinned (`/run/podhost/netns`).
+    netns_dir: PathBuf,
+}
+
+impl Network {
+    /// Open the manager; write the default conflist when the config dir has none.
+    pub fn open(
+        settings: &NetworkSettings,
+        records_dir: &Path,
+        netns_dir: &Path,
+    ) -> Result<Network, RuntimeError> {
+        for d in [records_dir, netns_dir, &settings.cni_conf_dir] {
+            std::fs::create_dir_all(d).map_err(RuntimeError::io("creating", d))?;
+        }
+        let net = Network {
+            settings: settings.clone(),
+            cni: Cni::new(settings.cni_bin_dirs.clone()),
+            records_dir: records_dir.to_path_buf(),
+            netns_dir: netns_dir.to_path_buf(),
+        };
+        net.write_default_conflist()?;
+        Ok(net)
+    }
+
+    /// The default network: a bridge with a gateway and masquerading, host-local IPAM on
+    /// the cluster CIDR, hostPorts through portmap, and `lo` up by the loopback plugin
+    /// (which passes the previous result on). Written once; edits by the user stay.
+    pub fn default_conflist(settings: &NetworkSettings) -> Value {
+        serde_json::json!({
+            "cniVersion": "1.0.0",
+            "name": settings.bridge,
+            "plugins": [
+                {
+                    "type": "bridge",
+                    "bridge": settings.bridge,
+                    "isGateway": true,
+                    "ipMasq": true,
+                    "hairpinMode": true,
+                    "ipam": {
+                        "type": "host-local",
+                        "ranges": [[{ "subnet": settings.cluster_cidr }]],
+                        "routes": [{ "dst": "0.0.0.0/0" }],
+                        "dataDir": settings.ipam_data_dir,
+                    }
+                },
+                { "type": "portmap", "capabilities": { "portMappings": true } },
+                { "type": "loopback" }
+            ]
+        })
+    }
+
+    fn write_default_conflist(&self) -> Result<(), RuntimeError> {
+        let dir = &self.settings.cni_conf_dir;
+        match ConfList::load_dir(dir) {
+            Err(CniError::NoConfig(_)) => {}
+            // Any config (even a broken one: its error shows at pod creation) is the user's.
+            _ => return Ok(()),
+        }
+        let path = dir.join(DEFAULT_CONFLIST);
+        let text = serde_json::to_string_pretty(&Self::default_conflist(&self.settings))
+            .unwrap_or_default();
+        std::fs::write(&path, text + "\n").map_err(RuntimeError::io("writing", &path))?;
+        tracing::info!("wrote the default CNI network config {}", path.display());
+        Ok(())
+    }
+
+    fn record_path(&self, id: &str) -> PathBuf {
+        self.records_dir.join(format!("{id}.json"))
+    }
+
+    fn save(&self, att: &Attachment) -> Result<(), RuntimeError> {
+        write_json_atomic(&self.record_path(&att.id), att)
+    }
+
+    fn cni_error(list: &ConfList, source: CniError) -> RuntimeError {
+        RuntimeError::Cni {
+            network: list.name.clone(),
+            source,
+        }
+    }
+
+    /// Create and pin a network namespace for sandbox `id` and ADD the network on it.
+    /// On failure everything done is undone (DEL, unpin, record) before returning.
+    pub async fn attach(
+        &self,
+        id: &str,
+        pod: &PodRef<'_>,
+        ports: &[PortMapping],
+    ) -> Result<Attachment, RuntimeError> {
+        let list = ConfList::load_dir(&self.settings.cni_conf_dir).map_err(|source| {
+            RuntimeError::Cni {
+                network: self.settings.cni_conf_dir.display().to_string(),
+                source,
+            }
+        })?;
+        let pin = self.netns_dir.join(id);
+        let mut runtime = RuntimeConf {
+            container_id: id.to_string(),
+            netns: pin.clone(),
+            ifname: POD_IFNAME.to_string(),
+            args: vec![
+                ("IgnoreUnknown".into(), "1".into()),
+                ("K8S_POD_NAMESPACE".into(), pod.namespace.into()),
+                ("K8S_POD_NAME".into(), pod.name.into()),
+                ("K8S_POD_INFRA_CONTAINER_ID".into(), id.into()),
+                ("K8S_POD_UID".into(), pod.uid.into()),
+            ],
+            ..Default::default()
+        };
+        if !ports.is_empty() {
+            let pm: Vec<Value> = ports
+                .iter()
+                .map(|p| {
+                    let mut m = serde_json::json!({
+                        "hostPort": p.host_port,
+                        "containerPort": p.container_port,
+                        "protocol": p.protocol.to_ascii_lowercase(),
+                    });
+                    if !p.host_ip.is_empty() {
+                        m["hostIP"] = Value::String(p.host_ip.clone());
+                    }
+                    m
+                })
+                .collect();
+            runtime
+                .capability_args
+                .insert("portMappings".into(), Value::Array(pm));
+        }
+        let mut att = Attachment {
+            id: id.to_string(),
+            netns: pin.clone(),
+            network: list,
+            runtime,
+            result: None,
+            ips: Vec::new(),
+            port_mappings: ports.to_vec(),
+        };
+        // The record first: a crash from here on leaves something to clean up from.
+        self.save(&att)?;
+        if let Err(e) = netns::create_pinned(&pin) {
+            let _ = std::fs::remove_file(self.record_path(id));
+            return Err(e);
+        }
+        match self.cni.add_list(&att.network, &att.runtime).await {
+            Ok(result) => {
+                att.ips = cni::result_ips(&result);
+                att.result = Some(result);
+                if let Err(e) = self.save(&att) {
+                    return Err(self.undo_failed_add(&att, None, e).await);
+                }
+                Ok(att)
+            }
+            Err(failure) => {
+                let e = Self::cni_error(&att.network, failure.source);
+                let undo_upto = Some((failure.failed_at, failure.partial));
+                Err(self.undo_failed_add(&att, undo_upto, e).await)
+            }
+        }
+    }
+
+    /// DEL what a failed ADD did (plugins up to the failed one, whose own DEL may fail
+    /// since it never finished), unpin and drop the record.
+    async fn undo_failed_add(
+        &self,
+        att: &Attachment,
+        failed: Option<(usize, Option<Value>)>,
+        error: RuntimeError,
+    ) -> RuntimeError {
+        let del = match &failed {
+            Some((at, partial)) => {
+                self.cni
+                    .del_upto(&att.network, &att.runtime, partial.as_ref(), *at)
+                    .await
+            }
+            None => {
+                self.cni
+                    .del_list(&att.network, &att.runtime, att.result.as_ref())
+                    .await
+            }
+        };
+        let cleanup = match del {
+            Ok(()) => self.forget(att),
+            Err(c) => Err(Self::cni_error(&att.network, c)),
+        };
+        match cleanup {
+            Ok(()) => error,
+            Err(c) => RuntimeError::WithCleanup {
+                error: Box::new(error),
+                cleanup: Box::new(c),
+            },
+        }
+    }
+
+    /// Unpin the namespace and drop the record (after a successful DEL).
+    fn forget(&self, att: &Attachment) -> Result<(), RuntimeError> {
+        netns::remove_pinned(&att.netns)?;
+        match std::fs::remove_file(self.record_path(&att.id)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(RuntimeError::Io {
+                action: "removing network record",
+                path: self.record_path(&att.id),
+                source: e,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// DEL the network with the stored config and result, unpin the namespace, drop the
+    /// record. When DEL fails the record and pin stay, for a retry at the next start.
+    pub async fn detach(&self, att: &Attachment) -> Result<(), RuntimeError> {
+        self.cni
+            .del_list(&att.network, &att.runtime, att.result.as_ref())
+            .await
+            .map_err(|e| Self::cni_error(&att.network, e))?;
+        self.forget(att)
+    }
+
+    /// Every attachment record on disk.
+    pub fn records(&self) -> Vec<Attachment> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(&self.records_dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            match read_json::<Attachment>(&e.path()) {
+                Ok(Some(a)) => out.push(a),
+                Ok(None) => {}
+                Err(err) => tracing::warn!("skipping network record: {err}"),
+            }
+        }
+        out
+    }
+
+    /// What a crash left behind: attachments no sandbox uses and pins no attachment owns.
+    /// Listed now (before new sandboxes exist); torn down by [`Network::collect_garbage`].
+    pub fn garbage(&self, in_use: &HashSet<String>) -> (Vec<Attachment>, Vec<PathBuf>) {
+        let records = self.records();
+        let owned: HashSet<PathBuf> = records.iter().map(|a| a.netns.clone()).collect();
+        let pins = std::fs::read_dir(&self.netns_dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                !owned.contains(p)
+                    && !in_use.contains(
+                        &p.file_name()
+                            .unwrap_or_default()
+                            .to_string_lossy()
+                            .to_string(),
+                    )
+            })
+            .collect();
+        let orphans = records
+            .into_iter()
+            .filter(|a| !in_use.contains(&a.id))
+            .collect();
+        (orphans, pins)
+    }
+
+    /// Tear down what [`Network::garbage`] listed.
+    pub async fn collect_garbage(&self, attachments: Vec<Attachment>, pins: Vec<PathBuf>) {
+        for a in attachments {
+            match self.detach(&a).await {
+                Ok(()) => tracing::info!("released the network of gone sandbox {}", a.id),
+                Err(e) => tracing::warn!("releasing the network of gone sandbox {}: {e}", a.id),
+            }
+        }
+        for p in pins {
+            if let Err(e) = netns::remove_pinned(&p) {
+                tracing::warn!("removing stale netns pin: {e}");
+            }
+        }
+    }
+}

@@ -1,0 +1,287 @@
+//! End-to-end pod networking: pod IPs from the daemon's CIDR, eth0/route/hosts in the
+//! container, pod-to-pod, hostPort on 127.0.0.1, hostNetwork, a stable IP across
+//! container and pause deaths, CNI errors in the pod status. Traffic stays on 127.0.0.1
+//! and on the test's own bridge.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use common::{container_status, ns, Env};
+
+fn exec(env: &Env, pod: &str, c: &str, cmd: &[&str]) -> String {
+    let mut args = vec!["exec", pod, "-c", c, "--"];
+    args.extend_from_slice(cmd);
+    env.ok(&args)
+}
+
+fn pod_ip(p: &serde_json::Value) -> String {
+    p["status"]["podIP"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Whether `ip` is inside the env's /24.
+fn in_cidr(env: &Env, ip: &str) -> bool {
+    let net = env.cidr.trim_end_matches("0/24");
+    ip.starts_with(net) && ip != format!("{net}0") && ip != format!("{net}1")
+}
+
+fn web(name: &str, extra: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: web\n    image: busybox\n    command: [sh, -c, 'echo hello-from-{name} > /tmp/index.html; exec httpd -f -p 80 -h /tmp']\n{extra}"
+    )
+}
+
+/// `GET /` on 127.0.0.1:port from the host, retried while portmap's rules settle.
+fn http_get_localhost(port: u16) -> String {
+    let mut last = String::new();
+    for _ in 0..50 {
+        match std::net::TcpStream::connect(("127.0.0.1", port)) {
+            Ok(mut s) => {
+                let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+                let _ = s.write_all(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n");
+                let mut body = String::new();
+                let _ = s.read_to_string(&mut body);
+                if body.contains("200") {
+                    return body;
+                }
+                last = body;
+            }
+            Err(e) => last = e.to_string(),
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("GET 127.0.0.1:{port} failed: {last}");
+}
+
+#[test]
+fn pod_ip_from_the_cidr_with_eth0_route_hosts_and_resolv_conf() {
+    let env = Env::new();
+    env.apply(
+        "a.yaml",
+        &web(
+            "a",
+            "  dnsConfig:\n    searches: [svc.example]\n    options: [{name: ndots, value: \"5\"}]\n  hostAliases: [{ip: 10.1.2.3, hostnames: [db.local]}]\n",
+        ),
+    );
+    let p = env.wait_ready("a");
+    let ip = pod_ip(&p);
+    assert!(in_cidr(&env, &ip), "pod IP {ip} not in {}", env.cidr);
+    assert_eq!(p["status"]["podIPs"][0]["ip"], ip.as_str());
+    let wide = env.ok(&["get", "pods", "-o", "wide"]);
+    assert!(wide.contains(&ip), "{wide}");
+    let yaml = env.ok(&["get", "pod", "a", "-o", "yaml"]);
+    assert!(
+        yaml.contains(&format!("podIP: {ip}\n")) || yaml.contains(&format!("podIP: \"{ip}\"")),
+        "{yaml}"
+    );
+    let addr = exec(
+        &env,
+        "a",
+        "web",
+        &["ip", "-o", "-4", "addr", "show", "eth0"],
+    );
+    assert!(addr.contains(&format!("inet {ip}/24")), "{addr}");
+    let route = exec(&env, "a", "web", &["ip", "route"]);
+    assert!(route.contains("default via"), "{route}");
+    let hosts = exec(&env, "a", "web", &["cat", "/etc/hosts"]);
+    assert!(hosts.contains(&format!("{ip}\ta\n")), "{hosts}");
+    assert!(hosts.contains("10.1.2.3\tdb.local"), "{hosts}");
+    let resolv = exec(&env, "a", "web", &["cat", "/etc/resolv.conf"]);
+    assert!(
+        resolv.contains("svc.example") && resolv.contains("ndots:5"),
+        "{resolv}"
+    );
+    env.teardown();
+}
+
+#[test]
+fn pods_reach_each_other_and_containers_share_localhost() {
+    let env = Env::new();
+    env.apply(
+        "a.yaml",
+        &web(
+            "a",
+            "  - name: side\n    image: busybox\n    command: [sleep, '3600']\n",
+        ),
+    );
+    env.apply(
+        "b.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: b}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - {name: c, image: busybox, command: [sleep, '3600']}\n",
+    );
+    let ip_a = pod_ip(&env.wait_ready("a"));
+    let ip_b = pod_ip(&env.wait_ready("b"));
+    assert_ne!(ip_a, ip_b);
+    let got = exec(
+        &env,
+        "b",
+        "c",
+        &["wget", "-qO-", &format!("http://{ip_a}/")],
+    );
+    assert_eq!(got.trim(), "hello-from-a");
+    let local = exec(&env, "a", "side", &["wget", "-qO-", "http://localhost/"]);
+    assert_eq!(local.trim(), "hello-from-a");
+    env.teardown();
+}
+
+#[test]
+fn host_port_on_localhost_and_a_second_pod_asking_for_it_is_refused() {
+    let env = Env::new();
+    let port = 20000 + rand::random::<u16>() % 10000;
+    let ports = format!("    ports: [{{containerPort: 80, hostPort: {port}}}]\n");
+    let out = env.apply("a.yaml", &web("a", &ports));
+    assert!(!out.contains("hostPort"), "no warning expected: {out}");
+    env.wait_ready("a");
+    let body = http_get_localhost(port);
+    assert!(body.contains("hello-from-a"), "{body}");
+    let path = env.manifest("b.yaml", &web("b", &ports));
+    let err = env.fails(&["apply", "-f", &path]);
+    assert!(
+        err.contains(&format!(
+            "hostPort {port}/TCP is already allocated to pod default/a"
+        )),
+        "{err}"
+    );
+    env.teardown();
+}
+
+#[test]
+fn second_container_binding_the_same_port_fails_with_address_in_use() {
+    let env = Env::new();
+    env.apply(
+        "a.yaml",
+        &web(
+            "a",
+            "  - name: twin\n    image: busybox\n    command: [sh, -c, 'sleep 1; exec httpd -f -p 80 -h /tmp']\n",
+        ),
+    );
+    let p = env.wait_for("a", "twin to fail", Duration::from_secs(60), |p| {
+        let s = container_status(p, "twin");
+        s["restartCount"].as_i64().unwrap_or(0) >= 1
+            || s["state"]["terminated"]["reason"] == "Error"
+    });
+    let s = container_status(&p, "twin");
+    let reason = s["state"]["terminated"]["reason"]
+        .as_str()
+        .or(s["state"]["waiting"]["reason"].as_str())
+        .or(s["lastState"]["terminated"]["reason"].as_str())
+        .unwrap_or_default();
+    assert!(matches!(reason, "Error" | "CrashLoopBackOff"), "{s}");
+    let logs = match env.run(&["logs", "a", "-c", "twin", "-p"]) {
+        o if o.status.success() && !o.stdout.is_empty() => {
+            String::from_utf8_lossy(&o.stdout).into_owned()
+        }
+        _ => env.ok(&["logs", "a", "-c", "twin"]),
+    };
+    assert!(logs.contains("Address already in use"), "{logs}");
+    assert_eq!(container_status(&p, "web")["ready"], true);
+    env.teardown();
+}
+
+#[test]
+fn host_network_pod_shares_the_host_namespace_and_hostname() {
+    let mut env = Env::new();
+    env.apply(
+        "h.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: h}\nspec:\n  hostNetwork: true\n  terminationGracePeriodSeconds: 1\n  containers:\n  - {name: c, image: busybox, command: [sleep, '3600']}\n",
+    );
+    let p = env.wait_ready("h");
+    let pid = env.pid_of("h", "c");
+    // The daemon's namespace is the host's here (and readable, unlike PID 1's when the
+    // bounding set lacks capabilities init has).
+    assert_eq!(ns(pid, "net"), ns(std::process::id(), "net"));
+    let host = nix::unistd::gethostname().expect("hostname");
+    let inside = exec(&env, "h", "c", &["hostname"]);
+    assert_eq!(inside.trim(), host.to_string_lossy());
+    assert_eq!(pod_ip(&p), p["status"]["hostIP"].as_str().unwrap_or("?"));
+    assert!(env.network_leaks().is_empty(), "no CNI for hostNetwork");
+    assert!(std::fs::read_dir(env.root.join("run/netns"))
+        .expect("netns dir")
+        .next()
+        .is_none());
+    env.teardown();
+}
+
+#[test]
+fn ip_stays_when_a_container_crashes_and_when_the_pause_dies() {
+    let mut env = Env::new();
+    env.apply("a.yaml", &web("a", ""));
+    let ip = pod_ip(&env.wait_ready("a"));
+    // The pause dies: the sandbox is recreated on the same pinned netns.
+    let pause = env.pid_of("a", "POD");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pause as i32),
+        nix::sys::signal::SIGKILL,
+    )
+    .expect("kill pause");
+    let p = env.wait_for("a", "a new pause and web", Duration::from_secs(60), |p| {
+        common::condition(p, "Ready")
+            && container_status(p, "web")["restartCount"].as_i64() == Some(1)
+    });
+    assert_eq!(pod_ip(&p), ip, "IP changed when the pause was recreated");
+    assert_ne!(env.pid_of("a", "POD"), pause);
+    // The app crashes: restarted (after back-off) in the same namespace.
+    let web_pid = env.pid_of("a", "web");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(web_pid as i32),
+        nix::sys::signal::SIGKILL,
+    )
+    .expect("kill web");
+    let p = env.wait_for("a", "web restarted", Duration::from_secs(60), |p| {
+        common::condition(p, "Ready")
+            && container_status(p, "web")["restartCount"].as_i64() == Some(2)
+    });
+    assert_eq!(pod_ip(&p), ip, "IP changed when the container restarted");
+    let addr = exec(
+        &env,
+        "a",
+        "web",
+        &["ip", "-o", "-4", "addr", "show", "eth0"],
+    );
+    assert!(addr.contains(&format!("inet {ip}/")), "{addr}");
+    // One pin, one IP: the old sandbox's network was taken over, not duplicated.
+    let pins = std::fs::read_dir(env.root.join("run/netns"))
+        .expect("netns")
+        .count();
+    assert_eq!(pins, 1);
+    env.teardown();
+}
+
+#[test]
+fn cni_error_is_the_pod_status_reason_and_the_pod_recovers() {
+    let env = Env::new();
+    let conf = env.root.join("cni/net.d/10-podhost.conflist");
+    let good = std::fs::read_to_string(&conf).expect("default conflist");
+    let mut list: serde_json::Value = serde_json::from_str(&good).expect("json");
+    list["plugins"]
+        .as_array_mut()
+        .expect("plugins")
+        .insert(1, serde_json::json!({"type": "no-such-plugin"}));
+    std::fs::write(&conf, list.to_string()).expect("write conflist");
+    env.apply("a.yaml", &web("a", ""));
+    let p = env.wait_for(
+        "a",
+        "FailedCreatePodSandBox",
+        Duration::from_secs(30),
+        |p| p["status"]["reason"] == "FailedCreatePodSandBox",
+    );
+    let msg = p["status"]["message"].as_str().unwrap_or_default();
+    assert!(
+        msg.contains("\"no-such-plugin\"") && msg.contains("/usr/lib/cni"),
+        "{msg}"
+    );
+    // The failed setup undid the bridge plugin's ADD: no veth, no IP, no pin.
+    assert!(env.network_leaks().is_empty(), "{:?}", env.network_leaks());
+    assert!(std::fs::read_dir(env.root.join("run/netns"))
+        .expect("netns")
+        .next()
+        .is_none());
+    std::fs::write(&conf, good).expect("restore conflist");
+    let p = env.wait_ready("a");
+    assert!(in_cidr(&env, &pod_ip(&p)));
+    assert!(p["status"]["reason"].is_null(), "{}", p["status"]);
+    env.teardown();
+}
