@@ -353,16 +353,17 @@ impl Puller {
         pinned.extend(diff_ids.iter().cloned());
         let _pins = self.store.pin(pinned);
 
-        let jobs = layers.iter().zip(&diff_ids).map(|(layer, diff_id)| {
-            self.fetch_layer(
-                &res,
-                layer.digest().to_string(),
-                layer.size(),
-                diff_id.clone(),
-                &full,
-                progress,
-            )
-        });
+        // Owned inputs and a collected Vec: a lazy iterator of borrowing
+        // closures makes the future non-`Send` (higher-ranked lifetimes).
+        let work: Vec<(String, u64, String)> = layers
+            .iter()
+            .zip(&diff_ids)
+            .map(|(l, d)| (l.digest().to_string(), l.size(), d.clone()))
+            .collect();
+        let mut jobs = Vec::new();
+        for (digest, size, diff_id) in work {
+            jobs.push(self.fetch_layer(&res, digest, size, diff_id, &full, progress));
+        }
         let downloaded: Vec<u64> = futures_util::stream::iter(jobs)
             .buffer_unordered(self.concurrency)
             .try_collect()

@@ -20,6 +20,12 @@ pub struct Config {
     pub backoff_initial: Duration,
     /// CrashLoopBackOff cap (kubelet: 300s).
     pub backoff_max: Duration,
+    /// Registry configuration (mirrors, plain HTTP, CAs, credentials file).
+    pub registry_config: PathBuf,
+    /// Image GC starts when the image filesystem is fuller than this (percent; kubelet: 85).
+    pub image_gc_high_percent: u8,
+    /// Image GC frees space until usage is below this (percent; kubelet: 80).
+    pub image_gc_low_percent: u8,
 }
 
 impl Default for Config {
@@ -32,6 +38,9 @@ impl Default for Config {
             bin_dir: default_bin_dir(),
             backoff_initial: Duration::from_secs(10),
             backoff_max: Duration::from_secs(300),
+            registry_config: PathBuf::from("/etc/podhost/registries.json"),
+            image_gc_high_percent: 85,
+            image_gc_low_percent: 80,
         }
     }
 }
@@ -51,6 +60,7 @@ impl Config {
             state_dir: root.join("lib"),
             run_dir: root.join("run"),
             log_dir: root.join("log"),
+            registry_config: root.join("registries.json"),
             ..Config::default()
         }
     }

@@ -3,10 +3,12 @@
 //! - [`restart`]: `shouldRestart` and CrashLoopBackOff — where restarts are decided.
 //! - [`status`]: phase, conditions and container statuses as Kubernetes reports them.
 //! - [`podspec`]: a Pod's container → the runtime's `ContainerConfig` (env, mounts, logs).
+//! - [`image_pull`]: `imagePullPolicy`, pulls and `ImagePullBackOff` before a container is created.
 //! - [`worker`]: the per-pod loop: sandbox, init containers, containers, termination.
 //!
 //! Lifecycle talks only to the [`crate::runtime::Runtime`] trait.
 
+pub mod image_pull;
 pub mod podspec;
 pub mod restart;
 pub mod status;

@@ -19,6 +19,8 @@ struct State {
     calls: Vec<String>,
     /// Images present.
     images: Vec<String>,
+    /// Images the fake registry serves to `pull_image`.
+    pullable: Vec<String>,
 }
 
 /// A fake runtime whose containers run until told to exit.
@@ -45,6 +47,11 @@ impl FakeRuntime {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Let `pull_image` succeed for `reference` from now on.
+    pub fn add_pullable(&self, reference: &str) {
+        self.lock().pullable.push(reference.to_string());
     }
 
     /// The calls made so far.
@@ -257,10 +264,41 @@ impl Runtime for FakeRuntime {
             repo_tags: vec![reference.to_string()],
             size: 0,
             stop_signal: None,
+            repo_digests: Vec::new(),
         }))
     }
     async fn list_images(&self) -> Result<Vec<ImageInfo>, RuntimeError> {
         Ok(Vec::new())
+    }
+    async fn pull_image(
+        &self,
+        reference: &str,
+        _progress: Option<PullProgress>,
+    ) -> Result<PulledImage, RuntimeError> {
+        let mut st = self.lock();
+        st.calls.push(format!("pull:{reference}"));
+        // The fake registry serves what `add_pullable` put there.
+        if !st.pullable.iter().any(|i| i == reference) {
+            return Err(RuntimeError::ImageNotFound {
+                reference: reference.to_string(),
+            });
+        }
+        st.images.push(reference.to_string());
+        Ok(PulledImage {
+            image: ImageInfo {
+                id: "sha256:fake".into(),
+                repo_tags: vec![reference.to_string()],
+                size: 0,
+                stop_signal: None,
+                repo_digests: vec![format!("{reference}@sha256:fake")],
+            },
+            downloaded: 0,
+            seconds: 0.0,
+        })
+    }
+    async fn remove_image(&self, reference: &str) -> Result<(), RuntimeError> {
+        self.lock().images.retain(|i| i != reference);
+        Ok(())
     }
     fn events(&self) -> broadcast::Receiver<RuntimeEvent> {
         self.events.subscribe()

@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
+use podhost_image::pull::Puller;
 use podhost_image::ImageStore;
 
 use super::mounts;
@@ -21,6 +22,8 @@ use crate::config::Config;
 use crate::store::{read_json, write_json_atomic};
 use crate::timefmt::now_nanos;
 use podhost_shim::proto::ContainerState as ShimState;
+
+mod images;
 
 /// Durable record of a sandbox, enough to tear it down after a crash.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -47,6 +50,8 @@ struct ContainerRecord {
 pub struct LocalRuntime {
     config: Config,
     images: Arc<ImageStore>,
+    /// Registry pulls into `images` (see `images.rs`).
+    puller: Arc<Puller>,
     sandboxes: Mutex<HashMap<String, SandboxRecord>>,
     containers: Mutex<HashMap<String, ContainerRecord>>,
     events: broadcast::Sender<RuntimeEvent>,
@@ -107,8 +112,10 @@ impl LocalRuntime {
                 source,
             })?;
         let (events, _) = broadcast::channel(256);
+        let images = Arc::new(images);
         let rt = Arc::new(LocalRuntime {
-            images: Arc::new(images),
+            puller: Arc::new(Puller::new(images.clone(), config.registry_config.clone())),
+            images,
             sandboxes: Mutex::new(HashMap::new()),
             containers: Mutex::new(HashMap::new()),
             events,
@@ -793,6 +800,7 @@ impl Runtime for LocalRuntime {
                 repo_tags: img.repo_tags.clone(),
                 size: img.size,
                 stop_signal,
+                repo_digests: img.repo_digests.clone(),
             }))
         })
         .await
@@ -817,6 +825,7 @@ impl Runtime for LocalRuntime {
                     repo_tags: i.repo_tags,
                     size: i.size,
                     stop_signal: None,
+                    repo_digests: i.repo_digests,
                 })
                 .collect())
         })
@@ -826,6 +835,18 @@ impl Runtime for LocalRuntime {
             path: PathBuf::new(),
             source: std::io::Error::other(e),
         })?
+    }
+
+    async fn pull_image(
+        &self,
+        reference: &str,
+        progress: Option<PullProgress>,
+    ) -> Result<PulledImage, RuntimeError> {
+        self.pull(reference, progress).await
+    }
+
+    async fn remove_image(&self, reference: &str) -> Result<(), RuntimeError> {
+        self.remove_unused_image(reference).await
     }
 
     fn events(&self) -> broadcast::Receiver<RuntimeEvent> {
