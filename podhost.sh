@@ -16,7 +16,10 @@ cd "$REPO"
 # Build: gcc + libc6-dev (C parts of dependencies), pkg-config + libseccomp-dev (libcontainer).
 # Runtime and tests: busybox-static (test image), iproute2 (ip netns), util-linux
 # (unshare, nsenter, mount), procps (ps); tar and gzip for scripts/make-busybox-image.sh.
-APT_PACKAGES=(gcc libc6-dev pkg-config libseccomp-dev busybox-static iproute2 util-linux procps tar gzip)
+# Pull tests: docker-registry (a local registry on 127.0.0.1), skopeo (pushes test
+# images), apache2-utils (htpasswd for basic auth).
+APT_PACKAGES=(gcc libc6-dev pkg-config libseccomp-dev busybox-static iproute2 util-linux procps tar gzip
+    docker-registry skopeo apache2-utils)
 BINARIES=(podhost podhost-shim podhost-runc pause)
 BIN_DIR=/usr/local/bin
 PODHOST="$BIN_DIR/podhost"

@@ -40,11 +40,11 @@ pub struct Cli {
     /// Default /etc/podhost/registries.json, or ROOT/registries.json with --root.
     #[arg(long, global = true, env = "PODHOST_REGISTRY_CONFIG")]
     pub registry_config: Option<PathBuf>,
-    /// Image GC starts above this disk usage of the image filesystem (percent); daemon only.
-    #[arg(long, global = true, default_value_t = 85, value_parser = clap::value_parser!(u8).range(1..=100))]
+    /// Image GC starts above this disk usage of the image filesystem (percent, 100 = never); daemon only.
+    #[arg(long, global = true, env = "PODHOST_IMAGE_GC_HIGH_THRESHOLD", default_value_t = 85, value_parser = clap::value_parser!(u8).range(1..=100))]
     pub image_gc_high_threshold: u8,
     /// Image GC frees space down to this disk usage (percent); daemon only.
-    #[arg(long, global = true, default_value_t = 80, value_parser = clap::value_parser!(u8).range(0..=100))]
+    #[arg(long, global = true, env = "PODHOST_IMAGE_GC_LOW_THRESHOLD", default_value_t = 80, value_parser = clap::value_parser!(u8).range(0..=100))]
     pub image_gc_low_threshold: u8,
     #[command(subcommand)]
     pub command: Command,

@@ -154,16 +154,11 @@ pub async fn pull(client: &Client, reference: &str) -> Result<i32> {
     }
     match outcome {
         Some(PullLine::Done { done }) => {
-            let name = done
-                .image
-                .repo_tags
-                .first()
-                .or(done.image.repo_digests.first())
-                .cloned()
-                .unwrap_or_else(|| done.image.id.clone());
-            if let Some(d) = done.image.repo_digests.first() {
-                println!("Digest: {}", d.rsplit('@').next().unwrap_or(d));
-            }
+            // The name asked for, normalised (the image may carry others too).
+            let name = podhost_image::normalize_reference(reference)
+                .unwrap_or_else(|_| reference.to_string());
+            let d = &done.repo_digest;
+            println!("Digest: {}", d.rsplit('@').next().unwrap_or(d));
             println!(
                 "Pulled {name} ({}) in {:.2}s: {} bytes downloaded",
                 done.image.id, done.seconds, done.downloaded

@@ -157,7 +157,10 @@ pub async fn ensure_image(
                 format!("Failed to pull image \"{image}\": {error}"),
             );
             rec.event(now, "Warning", "Failed", "Error: ErrImagePull".into());
-            waiting_until(rec, c, "ErrImagePull", error, until)
+            // Come back soon (not at the end of the back-off) so the status
+            // moves on to ImagePullBackOff as kubelet's does.
+            let soon = Instant::now() + Duration::from_secs(1).min(delay);
+            waiting_until(rec, c, "ErrImagePull", error, soon)
         }
     }
 }
@@ -232,7 +235,7 @@ mod tests {
         let r = ensure_image(&rt, &mut rec, &c, BACKOFF, 0).await;
         assert_eq!(reason(&rec), "ErrImagePull");
         let first = r.expect_err("waits").expect("wake time");
-        assert_eq!(first - Instant::now(), Duration::from_secs(10));
+        assert_eq!(first - Instant::now(), Duration::from_secs(1));
         // Within the back-off: no pull, ImagePullBackOff.
         tokio::time::advance(Duration::from_secs(5)).await;
         let _ = ensure_image(&rt, &mut rec, &c, BACKOFF, 0).await;
@@ -245,11 +248,18 @@ mod tests {
         tokio::time::advance(Duration::from_secs(6)).await;
         let r = ensure_image(&rt, &mut rec, &c, BACKOFF, 0).await;
         assert_eq!(reason(&rec), "ErrImagePull");
-        let wake = r.expect_err("waits").expect("wake time");
-        assert_eq!(wake - Instant::now(), Duration::from_secs(20));
+        assert!(r.is_err());
+        // Doubled: still backing off 19s later, not 21s later.
+        tokio::time::advance(Duration::from_secs(19)).await;
+        let _ = ensure_image(&rt, &mut rec, &c, BACKOFF, 0).await;
+        assert_eq!(reason(&rec), "ImagePullBackOff");
+        assert_eq!(
+            rt.calls().iter().filter(|c| c.starts_with("pull:")).count(),
+            2
+        );
         // The registry gets the image: the next try succeeds.
         rt.add_pullable("reg.test/app:1");
-        tokio::time::advance(Duration::from_secs(21)).await;
+        tokio::time::advance(Duration::from_secs(2)).await;
         assert!(ensure_image(&rt, &mut rec, &c, BACKOFF, 0).await.is_ok());
         assert!(rec.events.iter().any(|e| e.reason == "Pulled"
             && e.message

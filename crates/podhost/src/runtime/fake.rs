@@ -292,6 +292,7 @@ impl Runtime for FakeRuntime {
                 stop_signal: None,
                 repo_digests: vec![format!("{reference}@sha256:fake")],
             },
+            repo_digest: format!("{reference}@sha256:fake"),
             downloaded: 0,
             seconds: 0.0,
         })

@@ -169,6 +169,10 @@ pub struct ImageInfo {
 pub struct PulledImage {
     /// The image now in the store.
     pub image: ImageInfo,
+    /// `name@sha256:…` the registry served for the reference (an index's
+    /// digest for multi-platform images).
+    #[serde(default)]
+    pub repo_digest: String,
     /// Bytes downloaded (0 when every layer was present).
     pub downloaded: u64,
     /// Wall time of the pull in seconds.

@@ -24,6 +24,9 @@ pub(super) struct PullRequest {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum PullLine {
+    /// Progress. First: an event's own `error` field (SourceFailed) must
+    /// not make it read as the final error.
+    Event(podhost_image::pull::PullEvent),
     /// The pull finished.
     Done {
         /// What was pulled.
@@ -34,8 +37,6 @@ pub enum PullLine {
         /// Why (with reference, registry and the registry's message).
         error: String,
     },
-    /// Progress.
-    Event(podhost_image::pull::PullEvent),
 }
 
 pub(super) async fn pull(State(d): State<Arc<Daemon>>, Json(req): Json<PullRequest>) -> Response {
@@ -47,19 +48,24 @@ pub(super) async fn pull(State(d): State<Arc<Daemon>>, Json(req): Json<PullReque
         v.push(b'\n');
         Bytes::from(v)
     };
-    let events_out = line_tx.clone();
-    tokio::spawn(async move {
-        while let Some(ev) = ev_rx.recv().await {
-            let _ = events_out.send(to_line(&PullLine::Event(ev)));
-        }
-    });
+    let (result_tx, result_rx) = tokio::sync::oneshot::channel();
     // The pull is not tied to the connection: a client that goes away
     // (^C) does not leave a half-written image, the pull just completes.
     tokio::spawn(async move {
-        let last = match runtime.pull_image(&req.reference, Some(ev_tx)).await {
-            Ok(done) => PullLine::Done { done },
-            Err(e) => PullLine::Error {
+        let _ = result_tx.send(runtime.pull_image(&req.reference, Some(ev_tx)).await);
+    });
+    // Events first, in order; the result line once the pull dropped its sender.
+    tokio::spawn(async move {
+        while let Some(ev) = ev_rx.recv().await {
+            let _ = line_tx.send(to_line(&PullLine::Event(ev)));
+        }
+        let last = match result_rx.await {
+            Ok(Ok(done)) => PullLine::Done { done },
+            Ok(Err(e)) => PullLine::Error {
                 error: e.to_string(),
+            },
+            Err(_) => PullLine::Error {
+                error: "the pull task ended without a result".into(),
             },
         };
         let _ = line_tx.send(to_line(&last));
@@ -136,21 +142,27 @@ pub(super) async fn prune(
     .map_err(ApiError::internal)?
 }
 
-/// Percent of the filesystem holding `path` in use (like `df`).
+/// Percent of the filesystem holding `path` in use, as `df` shows it
+/// (used / (used + available): root-reserved blocks count as neither).
 fn disk_usage_percent(path: &std::path::Path) -> Option<f64> {
     let st = nix::sys::statvfs::statvfs(path).ok()?;
-    let total = st.blocks() as f64;
-    if total == 0.0 {
+    let used = st.blocks().saturating_sub(st.blocks_free()) as f64;
+    let avail = st.blocks_available() as f64;
+    if used + avail == 0.0 {
         return None;
     }
-    let free = st.blocks_available() as f64;
-    Some(100.0 * (total - free) / total)
+    Some(100.0 * used / (used + avail))
 }
 
 /// kubelet's image GC: when the image filesystem is fuller than the high
 /// threshold, remove unused images, oldest first, until it is below the low
-/// threshold. Images used by any container are never removed.
+/// threshold. Images used by any container are never removed. A high
+/// threshold of 100 disables it.
 pub(super) fn spawn_image_gc(d: Arc<Daemon>, high: u8, low: u8, period: Duration) {
+    if high >= 100 {
+        tracing::info!("image GC disabled (--image-gc-high-threshold 100)");
+        return;
+    }
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(period);
         loop {

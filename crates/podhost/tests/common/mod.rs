@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod registry;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
@@ -88,6 +90,8 @@ impl Env {
             .arg("serve")
             .env("PODHOST_ROOT", &self.root)
             .env("PODHOST_CGROUP_PARENT", &self.cgroup_parent)
+            // The disk is shared with other work: no image GC under a test.
+            .env("PODHOST_IMAGE_GC_HIGH_THRESHOLD", "100")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)

@@ -41,6 +41,7 @@ impl LocalRuntime {
                 stop_signal,
                 repo_digests: result.image.repo_digests.clone(),
             },
+            repo_digest: result.repo_digest.clone(),
             downloaded: result.downloaded,
             seconds: result.seconds,
         })
