@@ -78,7 +78,7 @@ for i in $(seq 1 "$LAYERS"); do
     for f in $(seq 1 "$half"); do
         head -c 1048576 /dev/urandom >"$root/data$i/random$f.bin"
     done
-    yes "podhost layer $i compressible line of text for the benchmark" | head -c $((half * 1048576)) >"$root/data$i/text.txt"
+    (yes "podhost layer $i compressible line of text for the benchmark" || true) | head -c $((half * 1048576)) >"$root/data$i/text.txt"
     tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -C "$root" -cf "$WORK/layer$i.tar" .
     diff_id="$(sha256sum "$WORK/layer$i.tar" | cut -d' ' -f1)"
     gzip -1 -n -c "$WORK/layer$i.tar" >"$WORK/layer$i.tgz"
@@ -128,6 +128,7 @@ skopeo_times=()
 umoci_times=()
 for r in $(seq 1 "$RUNS"); do
     d="$WORK/skopeo-$r"
+    mkdir -p "$d"
     t0="$(now)"
     skopeo copy --quiet --src-tls-verify=false "docker://$REF" "oci:$d/oci:bench"
     t1="$(now)"
@@ -142,6 +143,7 @@ p="$(printf '%s\n' "${podhost_times[@]}" | median)"
 s="$(printf '%s\n' "${skopeo_times[@]}" | median)"
 u="$(printf '%s\n' "${umoci_times[@]}" | median)"
 su="$(echo "$s + $u" | bc)"
+p="$(printf '%.2f' "$p")"; s="$(printf '%.2f' "$s")"; u="$(printf '%.2f' "$u")"; su="$(printf '%.2f' "$su")"
 mb="$(echo "scale=1; $COMPRESSED / 1048576" | bc)"
 umb="$(echo "scale=1; $LAYERS * $MIB" | bc)"
 cat <<EOF
