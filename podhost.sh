@@ -18,8 +18,10 @@ cd "$REPO"
 # (unshare, nsenter, mount), procps (ps); tar and gzip for scripts/make-busybox-image.sh;
 # containernetworking-plugins (CNI bridge, host-local, portmap, loopback in /usr/lib/cni)
 # and iptables, which the bridge (ipMasq) and portmap plugins run.
+# Pull tests: docker-registry (a local registry on 127.0.0.1), skopeo (pushes test
+# images), apache2-utils (htpasswd for basic auth).
 APT_PACKAGES=(gcc libc6-dev pkg-config libseccomp-dev busybox-static iproute2 util-linux procps tar gzip
-    containernetworking-plugins iptables)
+    containernetworking-plugins iptables docker-registry skopeo apache2-utils)
 BINARIES=(podhost podhost-shim podhost-runc pause)
 BIN_DIR=/usr/local/bin
 PODHOST="$BIN_DIR/podhost"

@@ -27,7 +27,7 @@ pub mod security;
 pub mod support;
 pub mod validate;
 
-pub use defaults::default_pod;
+pub use defaults::{default_pod, pull_policy_for};
 pub use k8s_openapi;
 pub use k8s_openapi::api::core::v1::{
     ConfigMap, Container, ContainerState, ContainerStatus, EphemeralContainer, Pod, PodCondition,

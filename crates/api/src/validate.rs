@@ -565,7 +565,7 @@ impl Validator {
         {
             self.warn(
                 "spec.imagePullSecrets",
-                "ignored: secrets are not supported yet",
+                "ignored: Secrets do not exist in podhost yet; put registry credentials in the Docker config.json named by `authFile` in the registry configuration (default /root/.docker/config.json)",
             );
         }
         if spec

@@ -20,10 +20,10 @@ use crate::source::Source;
 const ANNOTATION_CONTAINERD_NAME: &str = "io.containerd.image.name";
 const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
 
-const MT_OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-const MT_OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-const MT_DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
-const MT_DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+pub(crate) const MT_OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub(crate) const MT_OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub(crate) const MT_DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+pub(crate) const MT_DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 
 /// Nested indexes deeper than this are refused (loops are impossible with
 /// content addressing, but a bogus archive could still nest absurdly).
@@ -224,7 +224,7 @@ fn names_of(desc: &Descriptor) -> Result<NameHint, ImageError> {
 }
 
 /// True when a descriptor's platform (if any) is this host's.
-fn platform_matches(desc: &Descriptor) -> bool {
+pub(crate) fn platform_matches(desc: &Descriptor) -> bool {
     desc.platform()
         .as_ref()
         .is_none_or(|p| p.os().to_string() == HOST_OS && p.architecture().to_string() == HOST_ARCH)

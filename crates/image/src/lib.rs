@@ -16,11 +16,13 @@
 mod archive;
 mod digest;
 mod error;
+pub mod pull;
 mod reference;
+pub mod registry;
 mod source;
 mod unpack;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::fd::AsRawFd;
@@ -61,6 +63,11 @@ pub struct Image {
     pub diff_ids: Vec<String>,
     /// Bytes of config plus layer blobs as stored (compressed size).
     pub size: u64,
+    /// `name@sha256:…` references the image was pulled by (CRI's
+    /// `repo_digests`); the digest is the one the registry serves for the
+    /// name, an index's digest for multi-platform images.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub repo_digests: Vec<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -78,6 +85,29 @@ pub struct ImageStore {
     /// Loads share it; `remove` takes it exclusively so garbage collection
     /// never deletes a blob or layer a concurrent load is about to record.
     gc: RwLock<()>,
+    /// Digests (blobs and diff_ids) a pull in progress has written or is
+    /// about to write but not recorded yet: garbage collection keeps them.
+    pins: Mutex<HashMap<String, usize>>,
+}
+
+/// Keeps digests pinned (see `ImageStore::pin`) until dropped.
+pub(crate) struct PinGuard<'a> {
+    store: &'a ImageStore,
+    digests: Vec<String>,
+}
+
+impl Drop for PinGuard<'_> {
+    fn drop(&mut self) {
+        let mut pins = self.store.pins.lock().unwrap_or_else(|e| e.into_inner());
+        for d in &self.digests {
+            if let Some(n) = pins.get_mut(d) {
+                *n -= 1;
+                if *n == 0 {
+                    pins.remove(d);
+                }
+            }
+        }
+    }
 }
 
 /// How `get`/`remove` matched a reference.
@@ -132,6 +162,7 @@ impl ImageStore {
             root: root.to_path_buf(),
             index: Mutex::new(images),
             gc: RwLock::new(()),
+            pins: Mutex::new(HashMap::new()),
         })
     }
 
@@ -262,13 +293,35 @@ impl ImageStore {
         parse_config(&bytes, &path)
     }
 
+    /// The store's root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Pins digests so garbage collection keeps them until the guard drops.
+    pub(crate) fn pin(&self, digests: Vec<String>) -> PinGuard<'_> {
+        let mut pins = self.pins.lock().unwrap_or_else(|e| e.into_inner());
+        for d in &digests {
+            *pins.entry(d.clone()).or_insert(0) += 1;
+        }
+        PinGuard {
+            store: self,
+            digests,
+        }
+    }
+
+    /// True when the layer with this diff_id is unpacked already.
+    pub(crate) fn has_layer(&self, diff_id: &str) -> bool {
+        self.layer_path(diff_id).is_ok_and(|p| p.is_dir())
+    }
+
     fn lock_index(&self) -> MutexGuard<'_, Vec<Image>> {
         // The vector is only ever replaced wholesale after a successful
         // write, so a panic elsewhere cannot leave it half-updated.
         self.index.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn blob_path(&self, digest: &str) -> Result<PathBuf, ImageError> {
+    pub(crate) fn blob_path(&self, digest: &str) -> Result<PathBuf, ImageError> {
         let hex = digest_hex(digest, "image store")?;
         Ok(self.root.join("blobs/sha256").join(hex))
     }
@@ -325,6 +378,7 @@ impl ImageStore {
             manifest_digest: digest.to_string(),
             diff_ids,
             size: total,
+            repo_digests: Vec::new(),
         })
     }
 
@@ -397,6 +451,7 @@ impl ImageStore {
             manifest_digest,
             diff_ids,
             size: total,
+            repo_digests: Vec::new(),
         })
     }
 
@@ -465,7 +520,7 @@ impl ImageStore {
     }
 
     /// Stores bytes already verified to hash to `digest`.
-    fn put_bytes(&self, digest: &str, bytes: &[u8]) -> Result<(), ImageError> {
+    pub(crate) fn put_bytes(&self, digest: &str, bytes: &[u8]) -> Result<(), ImageError> {
         let path = self.blob_path(digest)?;
         if path.exists() {
             return Ok(());
@@ -474,7 +529,7 @@ impl ImageStore {
     }
 
     /// Unpacks a layer blob to `layers/sha256/<diff_id>` unless it already is.
-    fn ensure_layer(&self, diff_id: &str, blob: &Path) -> Result<(), ImageError> {
+    pub(crate) fn ensure_layer(&self, diff_id: &str, blob: &Path) -> Result<(), ImageError> {
         let dest = self.layer_path(diff_id)?;
         if dest.is_dir() {
             return Ok(());
@@ -511,7 +566,7 @@ impl ImageStore {
 
     /// Adds imported images to the index (merging with existing ones of the
     /// same id and moving tags) and persists it.
-    fn record(&self, imported: Vec<Image>) -> Result<Vec<Image>, ImageError> {
+    pub(crate) fn record(&self, imported: Vec<Image>) -> Result<Vec<Image>, ImageError> {
         let mut images = self.lock_index();
         let mut next = images.clone();
         let mut ids = Vec::new();
@@ -526,6 +581,11 @@ impl ImageStore {
                     for tag in image.repo_tags {
                         if !existing.repo_tags.contains(&tag) {
                             existing.repo_tags.push(tag);
+                        }
+                    }
+                    for digest in image.repo_digests {
+                        if !existing.repo_digests.contains(&digest) {
+                            existing.repo_digests.push(digest);
                         }
                     }
                 }
@@ -564,6 +624,12 @@ impl ImageStore {
         let mut blobs: HashSet<String> = HashSet::new();
         let mut layers: HashSet<String> = HashSet::new();
         let mut blobs_known = true;
+        {
+            // In-progress pulls: keep what they wrote (both kinds of digest).
+            let pins = self.pins.lock().unwrap_or_else(|e| e.into_inner());
+            blobs.extend(pins.keys().cloned());
+            layers.extend(pins.keys().cloned());
+        }
         for image in images {
             blobs.insert(image.id.clone());
             blobs.insert(image.manifest_digest.clone());
@@ -698,10 +764,12 @@ fn find(images: &[Image], reference: &str) -> Result<Option<(usize, Match)>, Ima
             Some(digest) => images
                 .iter()
                 .position(|i| {
-                    i.manifest_digest == *digest
-                        && i.repo_tags
-                            .iter()
-                            .any(|t| Reference::parse(t).is_ok_and(|tr| tr.name == r.name))
+                    let by_name = format!("{}@{digest}", r.name);
+                    i.repo_digests.contains(&by_name)
+                        || (i.manifest_digest == *digest
+                            && i.repo_tags
+                                .iter()
+                                .any(|t| Reference::parse(t).is_ok_and(|tr| tr.name == r.name)))
                 })
                 .map(|i| (i, Match::Id)),
             None => {

@@ -22,6 +22,12 @@ pub struct Config {
     pub backoff_initial: Duration,
     /// CrashLoopBackOff cap (kubelet: 300s).
     pub backoff_max: Duration,
+    /// Registry configuration (mirrors, plain HTTP, CAs, credentials file).
+    pub registry_config: PathBuf,
+    /// Image GC starts when the image filesystem is fuller than this (percent; kubelet: 85).
+    pub image_gc_high_percent: u8,
+    /// Image GC frees space until usage is below this (percent; kubelet: 80).
+    pub image_gc_low_percent: u8,
     /// Pod networking: CNI config and plugin dirs, the default network's bridge and CIDR.
     pub network: NetworkSettings,
 }
@@ -70,6 +76,9 @@ impl Default for Config {
             bin_dir: default_bin_dir(),
             backoff_initial: Duration::from_secs(10),
             backoff_max: Duration::from_secs(300),
+            registry_config: PathBuf::from("/etc/podhost/registries.json"),
+            image_gc_high_percent: 85,
+            image_gc_low_percent: 80,
             network: NetworkSettings::under(
                 Path::new("/var/lib/podhost"),
                 PathBuf::from("/etc/podhost/cni/net.d"),
@@ -93,6 +102,7 @@ impl Config {
             state_dir: root.join("lib"),
             run_dir: root.join("run"),
             log_dir: root.join("log"),
+            registry_config: root.join("registries.json"),
             network: NetworkSettings::under(&root.join("lib"), root.join("cni").join("net.d")),
             ..Config::default()
         }

@@ -36,10 +36,11 @@ fn bad_pod_files_are_refused_and_leave_nothing_behind() {
             );
         }
     }
-    // A valid pod whose image is not loaded: refused before anything is created.
+    // A valid pod whose image is not loaded and may not be pulled (Never):
+    // refused before anything is created.
     let p = env.manifest(
         "noimage.yaml",
-        "apiVersion: v1\nkind: Pod\nmetadata: {name: noimage}\nspec:\n  containers:\n  - {name: web, image: nginx:1.27}\n",
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: noimage}\nspec:\n  containers:\n  - {name: web, image: nginx:1.27, imagePullPolicy: Never}\n",
     );
     let err = env.fails(&["apply", "-f", &p]);
     assert!(

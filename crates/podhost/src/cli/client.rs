@@ -76,9 +76,29 @@ impl Client {
     pub async fn stream(
         &self,
         path: &str,
+        on_chunk: impl FnMut(&[u8]) -> Result<()>,
+    ) -> Result<()> {
+        self.stream_request(Self::build(Method::GET, path, None)?, on_chunk)
+            .await
+    }
+
+    /// A POST whose answer is streamed (pull progress).
+    pub async fn stream_post(
+        &self,
+        path: &str,
+        body: serde_json::Value,
+        on_chunk: impl FnMut(&[u8]) -> Result<()>,
+    ) -> Result<()> {
+        self.stream_request(Self::build(Method::POST, path, Some(body))?, on_chunk)
+            .await
+    }
+
+    async fn stream_request(
+        &self,
+        req: Request<Full<Bytes>>,
         mut on_chunk: impl FnMut(&[u8]) -> Result<()>,
     ) -> Result<()> {
-        let resp = self.send(Self::build(Method::GET, path, None)?).await?;
+        let resp = self.send(req).await?;
         let status = resp.status();
         let mut body = resp.into_body();
         if !status.is_success() {

@@ -9,6 +9,7 @@ pub mod client;
 mod exec;
 mod objects;
 mod output;
+mod pull;
 mod top;
 
 use std::io::Write;
@@ -49,6 +50,16 @@ pub struct Cli {
     /// Pod networking of the daemon (`serve`); see [`NetFlags`].
     #[command(flatten)]
     pub net: NetFlags,
+    /// Registry configuration file (mirrors, plain HTTP, CAs, credentials); daemon only.
+    /// Default /etc/podhost/registries.json, or ROOT/registries.json with --root.
+    #[arg(long, global = true, env = "PODHOST_REGISTRY_CONFIG")]
+    pub registry_config: Option<PathBuf>,
+    /// Image GC starts above this disk usage of the image filesystem (percent, 100 = never); daemon only.
+    #[arg(long, global = true, env = "PODHOST_IMAGE_GC_HIGH_THRESHOLD", default_value_t = 85, value_parser = clap::value_parser!(u8).range(1..=100))]
+    pub image_gc_high_threshold: u8,
+    /// Image GC frees space down to this disk usage (percent); daemon only.
+    #[arg(long, global = true, env = "PODHOST_IMAGE_GC_LOW_THRESHOLD", default_value_t = 80, value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub image_gc_low_threshold: u8,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -160,6 +171,17 @@ pub enum Command {
     },
     /// List images.
     Images,
+    /// Pull an image from its registry (progress per layer).
+    Pull {
+        /// Reference: `busybox`, `registry.example.com/team/app:1`, `…@sha256:…`.
+        image: String,
+    },
+    /// Remove images (refused while a container uses them).
+    Rmi {
+        /// References or ids.
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
     /// Image commands.
     Image {
         #[command(subcommand)]
@@ -208,6 +230,23 @@ pub enum ImageCommand {
     },
     /// List images.
     Ls,
+    /// Pull an image from its registry.
+    Pull {
+        /// The reference.
+        image: String,
+    },
+    /// Remove images.
+    Rm {
+        /// References or ids.
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// Remove images no container uses: untagged ones, or all with --all.
+    Prune {
+        /// Every unused image, not only untagged ones.
+        #[arg(short = 'a', long)]
+        all: bool,
+    },
 }
 
 /// `podhost get …`.
@@ -279,6 +318,14 @@ impl Cli {
             cgroup_parent: self.cgroup_parent.clone(),
             pod_pids_limit: (self.pod_pids_limit > 0).then_some(self.pod_pids_limit),
             network,
+            registry_config: self
+                .registry_config
+                .clone()
+                .unwrap_or(base.registry_config.clone()),
+            image_gc_high_percent: self.image_gc_high_threshold,
+            image_gc_low_percent: self
+                .image_gc_low_threshold
+                .min(self.image_gc_high_threshold),
             ..base
         };
         if let Command::Serve(serve) = &self.command {
@@ -470,6 +517,49 @@ pub async fn run(cli: Cli) -> Result<i32> {
             let images: Vec<crate::runtime::ImageInfo> =
                 client.call(Method::GET, "/v1/images", None).await?;
             print!("{}", output::images_table(&images));
+            Ok(0)
+        }
+        Command::Pull { image }
+        | Command::Image {
+            command: ImageCommand::Pull { image },
+        } => pull::pull(&client, &image).await,
+        Command::Rmi { images }
+        | Command::Image {
+            command: ImageCommand::Rm { images },
+        } => {
+            let mut code = 0;
+            for image in images {
+                let r: Result<serde_json::Value> = client
+                    .call(
+                        Method::POST,
+                        "/v1/images/remove",
+                        Some(serde_json::json!({ "reference": image })),
+                    )
+                    .await;
+                match r {
+                    Ok(_) => println!("Deleted: {image}"),
+                    Err(e) => {
+                        eprintln!("error: {e:#}");
+                        code = 1;
+                    }
+                }
+            }
+            Ok(code)
+        }
+        Command::Image {
+            command: ImageCommand::Prune { all },
+        } => {
+            let r: crate::server::PruneResult = client
+                .call(
+                    Method::POST,
+                    "/v1/images/prune",
+                    Some(serde_json::json!({ "all": all })),
+                )
+                .await?;
+            for id in &r.removed {
+                println!("Deleted: {id}");
+            }
+            println!("Total reclaimed space: {}", output::human_size(r.reclaimed));
             Ok(0)
         }
         Command::Image {

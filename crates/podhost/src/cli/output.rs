@@ -122,7 +122,7 @@ pub fn ps_table(rows: &[ContainerRow], all: bool, now: i64) -> String {
     table(&out)
 }
 
-fn human_size(n: u64) -> String {
+pub(crate) fn human_size(n: u64) -> String {
     let units = ["B", "kB", "MB", "GB", "TB"];
     let mut v = n as f64;
     let mut i = 0;
@@ -148,10 +148,18 @@ pub fn images_table(images: &[ImageInfo]) -> String {
                 .chars()
                 .take(12)
                 .collect();
-        let refs = if i.repo_tags.is_empty() {
-            vec!["<none>:<none>".to_string()]
-        } else {
+        // An image pulled by digest only shows its repository, tag <none> (as Docker does).
+        let by_digest = i
+            .repo_digests
+            .first()
+            .and_then(|d| d.split_once('@'))
+            .map(|(name, _)| format!("{name}:<none>"));
+        let refs = if !i.repo_tags.is_empty() {
             i.repo_tags.clone()
+        } else if let Some(r) = by_digest {
+            vec![r]
+        } else {
+            vec!["<none>:<none>".to_string()]
         };
         for r in refs {
             let (repo, tag) = match r.rsplit_once(':') {

@@ -5,6 +5,7 @@
 //! - [`podspec`]: a Pod's container → the runtime's `ContainerConfig` (env, mounts, logs).
 //! - [`env`]: a container's environment (envFrom, env, valueFrom) as kubelet builds it.
 //! - [`volumes`]: hostPath checks; configMap, secret, downwardAPI, projected files.
+//! - [`image_pull`]: `imagePullPolicy`, pulls and `ImagePullBackOff` before a container is created.
 //! - [`worker`]: the per-pod loop: sandbox, init containers, containers, termination.
 //! - [`probes`]: startup/liveness/readiness probe tasks and their thresholds.
 //! - [`hooks`]: postStart and preStop handlers.
@@ -15,6 +16,7 @@
 pub mod dial;
 pub mod env;
 pub mod hooks;
+pub mod image_pull;
 pub mod podspec;
 pub mod probes;
 pub mod resources;

@@ -15,7 +15,7 @@ use super::probes::{self, ProbeKind, ProbeResult, ProbeSpec, ProbeTarget, ProbeU
 use super::restart::{should_restart, BackoffDecision, BackoffPolicy, RestartPolicy};
 use super::status::{self, is_sidecar, Phase};
 use super::{ContainerTrack, PodRecord};
-use crate::runtime::{ContainerState, Runtime, RuntimeError, RuntimeEvent};
+use crate::runtime::{ContainerState, Runtime, RuntimeEvent};
 use crate::store::PodStore;
 use crate::timefmt::k8s_time;
 
@@ -811,37 +811,9 @@ impl PodWorker {
         let Some(sid) = self.rec.sandbox_id.clone() else {
             return Err(None);
         };
-        let image = c.image.clone().unwrap_or_default();
-        match self.rt.image_status(&image).await {
-            Ok(Some(_)) => {
-                let now = self.now();
-                self.rec.event(
-                    now,
-                    "Normal",
-                    "Pulled",
-                    format!("Container image \"{image}\" already present on machine"),
-                );
-            }
-            Ok(None) => {
-                let e = RuntimeError::ImageNotFound { reference: image };
-                return self.set_waiting(
-                    &c.name,
-                    "ErrImageNeverPull",
-                    e.to_string(),
-                    "Warning",
-                    "ErrImageNeverPull",
-                );
-            }
-            Err(e) => {
-                return self.set_waiting(
-                    &c.name,
-                    "InvalidImageName",
-                    e.to_string(),
-                    "Warning",
-                    "InspectFailed",
-                )
-            }
-        }
+        let now = self.now();
+        let backoff = self.settings.backoff;
+        super::image_pull::ensure_image(self.rt.as_ref(), &mut self.rec, c, backoff, now).await?;
         let volumes = self.settings.volumes_dir.join(self.rec.uid());
         let facts = self.pod_facts(&sid).await;
         let inputs = podspec::Inputs {
@@ -1130,6 +1102,7 @@ impl PodWorker {
         }
         let uid = self.rec.uid();
         podspec::unmount_volumes(&self.rec.pod, &self.settings.volumes_dir.join(&uid));
+        super::image_pull::forget_pod(&uid);
         let _ = std::fs::remove_dir_all(self.settings.volumes_dir.join(&uid));
         let cfg = podspec::sandbox_config(&self.rec.pod, 0, &self.settings.log_dir);
         let _ = std::fs::remove_dir_all(&cfg.log_directory);

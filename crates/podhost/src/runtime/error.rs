@@ -17,6 +17,17 @@ pub enum RuntimeError {
         /// As written in the pod.
         reference: String,
     },
+    /// Pulling from a registry failed (the message carries the registry's error).
+    #[error(transparent)]
+    Pull(#[from] podhost_image::pull::PullError),
+    /// An image cannot be removed while containers use it.
+    #[error("image {reference:?} is in use by container(s) {containers}; delete their pods first")]
+    ImageInUse {
+        /// As given.
+        reference: String,
+        /// Container ids (short), comma separated.
+        containers: String,
+    },
     /// The image store failed.
     #[error("image {reference:?}: {source}")]
     Image {

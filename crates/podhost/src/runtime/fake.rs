@@ -23,6 +23,8 @@ struct State {
     ignore_term: HashSet<String>,
     /// Every stop: (container name, timeout given, signal).
     stops: Vec<(String, Duration, i32)>,
+    /// Images the fake registry serves to `pull_image`.
+    pullable: Vec<String>,
 }
 
 /// How a fake exec ends: `Some(result)`, or `None` to hang until the timeout.
@@ -74,6 +76,11 @@ impl FakeRuntime {
     /// Every stop so far: (container name, timeout, signal).
     pub fn stops(&self) -> Vec<(String, Duration, i32)> {
         self.lock().stops.clone()
+    }
+
+    /// Let `pull_image` succeed for `reference` from now on.
+    pub fn add_pullable(&self, reference: &str) {
+        self.lock().pullable.push(reference.to_string());
     }
 
     /// The calls made so far.
@@ -339,10 +346,42 @@ impl Runtime for FakeRuntime {
             repo_tags: vec![reference.to_string()],
             size: 0,
             stop_signal: None,
+            repo_digests: Vec::new(),
         }))
     }
     async fn list_images(&self) -> Result<Vec<ImageInfo>, RuntimeError> {
         Ok(Vec::new())
+    }
+    async fn pull_image(
+        &self,
+        reference: &str,
+        _progress: Option<PullProgress>,
+    ) -> Result<PulledImage, RuntimeError> {
+        let mut st = self.lock();
+        st.calls.push(format!("pull:{reference}"));
+        // The fake registry serves what `add_pullable` put there.
+        if !st.pullable.iter().any(|i| i == reference) {
+            return Err(RuntimeError::ImageNotFound {
+                reference: reference.to_string(),
+            });
+        }
+        st.images.push(reference.to_string());
+        Ok(PulledImage {
+            image: ImageInfo {
+                id: "sha256:fake".into(),
+                repo_tags: vec![reference.to_string()],
+                size: 0,
+                stop_signal: None,
+                repo_digests: vec![format!("{reference}@sha256:fake")],
+            },
+            repo_digest: format!("{reference}@sha256:fake"),
+            downloaded: 0,
+            seconds: 0.0,
+        })
+    }
+    async fn remove_image(&self, reference: &str) -> Result<(), RuntimeError> {
+        self.lock().images.retain(|i| i != reference);
+        Ok(())
     }
     fn events(&self) -> broadcast::Receiver<RuntimeEvent> {
         self.events.subscribe()

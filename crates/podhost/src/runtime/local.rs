@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
+use podhost_image::pull::Puller;
 use podhost_image::ImageStore;
 
 use super::cgroups::{self, Cgroups};
@@ -24,6 +25,7 @@ use crate::store::{read_json, write_json_atomic};
 use crate::timefmt::now_nanos;
 use podhost_shim::proto::ContainerState as ShimState;
 
+mod images;
 mod sandbox;
 mod usage;
 
@@ -65,6 +67,8 @@ pub struct LocalRuntime {
     /// Capabilities the runtime itself holds: a container cannot get more.
     host_caps: Option<u64>,
     images: Arc<ImageStore>,
+    /// Registry pulls into `images` (see `images.rs`).
+    puller: Arc<Puller>,
     sandboxes: Mutex<HashMap<String, SandboxRecord>>,
     containers: Mutex<HashMap<String, ContainerRecord>>,
     events: broadcast::Sender<RuntimeEvent>,
@@ -141,13 +145,15 @@ impl LocalRuntime {
             &config.network_state_dir(),
             &config.netns_dir(),
         )?;
+        let images = Arc::new(images);
         let rt = Arc::new(LocalRuntime {
+            puller: Arc::new(Puller::new(images.clone(), config.registry_config.clone())),
+            images,
             cgroups: Cgroups::detect(),
             oom_score_floor: lowest_oom_score_adj(),
             host_caps: podhost_oci::caps::host_bounding_mask(),
             network,
             host_ports: tokio::sync::Mutex::new(()),
-            images: Arc::new(images),
             sandboxes: Mutex::new(HashMap::new()),
             containers: Mutex::new(HashMap::new()),
             events,
@@ -941,6 +947,7 @@ impl Runtime for LocalRuntime {
                 repo_tags: img.repo_tags.clone(),
                 size: img.size,
                 stop_signal,
+                repo_digests: img.repo_digests.clone(),
             }))
         })
         .await
@@ -965,6 +972,7 @@ impl Runtime for LocalRuntime {
                     repo_tags: i.repo_tags,
                     size: i.size,
                     stop_signal: None,
+                    repo_digests: i.repo_digests,
                 })
                 .collect())
         })
@@ -974,6 +982,18 @@ impl Runtime for LocalRuntime {
             path: PathBuf::new(),
             source: std::io::Error::other(e),
         })?
+    }
+
+    async fn pull_image(
+        &self,
+        reference: &str,
+        progress: Option<PullProgress>,
+    ) -> Result<PulledImage, RuntimeError> {
+        self.pull(reference, progress).await
+    }
+
+    async fn remove_image(&self, reference: &str) -> Result<(), RuntimeError> {
+        self.remove_unused_image(reference).await
     }
 
     fn events(&self) -> broadcast::Receiver<RuntimeEvent> {

@@ -200,7 +200,28 @@ pub struct ImageInfo {
     pub size: u64,
     /// `STOPSIGNAL` of the image, if any.
     pub stop_signal: Option<String>,
+    /// `name@sha256:…` it was pulled by; empty for images loaded from archives.
+    #[serde(default)]
+    pub repo_digests: Vec<String>,
 }
+
+/// Outcome of [`Runtime::pull_image`].
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PulledImage {
+    /// The image now in the store.
+    pub image: ImageInfo,
+    /// `name@sha256:…` the registry served for the reference (an index's
+    /// digest for multi-platform images).
+    #[serde(default)]
+    pub repo_digest: String,
+    /// Bytes downloaded (0 when every layer was present).
+    pub downloaded: u64,
+    /// Wall time of the pull in seconds.
+    pub seconds: f64,
+}
+
+/// Receives pull progress events (for `podhost pull`'s progress bars).
+pub type PullProgress = tokio::sync::mpsc::UnboundedSender<podhost_image::pull::PullEvent>;
 
 /// Something the runtime noticed on its own (CRI `ContainerEventResponse`).
 #[derive(Debug, Clone, PartialEq)]
@@ -373,6 +394,14 @@ pub trait Runtime: Send + Sync + 'static {
     async fn image_status(&self, reference: &str) -> Result<Option<ImageInfo>, RuntimeError>;
     /// All images.
     async fn list_images(&self) -> Result<Vec<ImageInfo>, RuntimeError>;
+    /// Pull an image from its registry (CRI `PullImage`), reporting progress if asked.
+    async fn pull_image(
+        &self,
+        reference: &str,
+        progress: Option<PullProgress>,
+    ) -> Result<PulledImage, RuntimeError>;
+    /// Remove an image (CRI `RemoveImage`); refused while a container uses it.
+    async fn remove_image(&self, reference: &str) -> Result<(), RuntimeError>;
     /// Events about exits, so lifecycle reacts without polling (CRI `GetContainerEvents`).
     fn events(&self) -> tokio::sync::broadcast::Receiver<RuntimeEvent>;
 }

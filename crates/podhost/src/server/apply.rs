@@ -97,15 +97,18 @@ async fn check(d: &Daemon, req: &ApplyRequest) -> Result<(Vec<Checked>, Vec<Stri
             .flatten()
             .chain(spec.containers.iter())
         {
+            // Images are pulled when containers start; only `Never` needs
+            // the image here already (kubelet would report ErrImageNeverPull).
             let image = c.image.clone().unwrap_or_default();
-            if d.runtime
+            let present = d
+                .runtime
                 .image_status(&image)
                 .await
-                .map_err(|e| ApiError::bad(e.to_string()))?
-                .is_none()
-            {
+                .map_err(|e| ApiError::bad(format!("pod/{name}: container {:?}: {e}", c.name)))?
+                .is_some();
+            if !present && c.image_pull_policy.as_deref() == Some("Never") {
                 return Err(ApiError::bad(format!(
-                    "pod/{name}: container {:?}: image {image:?} is not in podhost's image store: load it with `podhost image load -i FILE` (see `podhost images`)",
+                    "pod/{name}: container {:?}: image {image:?} is not in podhost's image store and imagePullPolicy is Never: load it with `podhost image load -i FILE` or pull it with `podhost pull {image}`",
                     c.name
                 )));
             }

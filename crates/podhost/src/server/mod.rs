@@ -7,6 +7,8 @@
 mod apply;
 pub use apply::{new_uid, ApplyRequest, ApplyResponse};
 mod exec;
+mod images;
+pub use images::{PruneResult, PullLine};
 mod logs;
 mod objects;
 
@@ -151,6 +153,12 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     for rec in daemon.store.load_all() {
         daemon.start_worker(rec);
     }
+    images::spawn_image_gc(
+        daemon.clone(),
+        config.image_gc_high_percent,
+        config.image_gc_low_percent,
+        Duration::from_secs(60),
+    );
     let sock = config.api_socket();
     let _ = std::fs::remove_file(&sock);
     let listener = tokio::net::UnixListener::bind(&sock).map_err(io_err("binding", &sock))?;
@@ -197,6 +205,9 @@ fn router(d: Arc<Daemon>) -> Router {
         .route("/v1/images", get(list_images))
         .route("/v1/top", get(top))
         .route("/v1/images/load", post(load_image))
+        .route("/v1/images/pull", post(images::pull))
+        .route("/v1/images/remove", post(images::remove))
+        .route("/v1/images/prune", post(images::prune))
         .with_state(d)
 }
 

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod registry;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
@@ -109,6 +111,8 @@ impl Env {
             .envs(self.daemon_env.iter().map(|(k, v)| (k, v)))
             .env("PODHOST_CNI_BRIDGE", &self.bridge)
             .env("PODHOST_CLUSTER_CIDR", &self.cidr)
+            // The disk is shared with other work: no image GC under a test.
+            .env("PODHOST_IMAGE_GC_HIGH_THRESHOLD", "100")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)

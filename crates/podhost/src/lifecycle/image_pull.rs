@@ -1,0 +1,286 @@
+//! kubelet's image manager: `imagePullPolicy`, the Pulling/Pulled events, and
+//! `ErrImagePull` → `ImagePullBackOff` with a per-(pod, image) back-off.
+//!
+//! The back-off lives here, in a process-wide table keyed by pod UID and image
+//! (as kubelet keys it), rather than in the worker's record: a pull failure is
+//! not a container restart, and the worker only needs one call before it
+//! creates a container.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Container;
+use tokio::time::Instant;
+
+use super::restart::BackoffPolicy;
+use super::PodRecord;
+use crate::runtime::{ImageInfo, Runtime, RuntimeError};
+
+/// Back-off of one (pod, image): when the next pull may start, and the delay
+/// that led there.
+#[derive(Debug, Clone)]
+struct Backoff {
+    until: Instant,
+    delay: Duration,
+    error: String,
+}
+
+fn table() -> &'static Mutex<HashMap<(String, String), Backoff>> {
+    static TABLE: OnceLock<Mutex<HashMap<(String, String), Backoff>>> = OnceLock::new();
+    TABLE.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+/// Drops the back-off entries of a pod (it was deleted).
+pub fn forget_pod(uid: &str) {
+    table()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .retain(|(pod, _), _| pod != uid);
+}
+
+/// `Always`, `IfNotPresent` or `Never`, defaulted like the API server when
+/// the pod record predates defaulting.
+fn policy_of(c: &Container) -> String {
+    c.image_pull_policy.clone().unwrap_or_else(|| {
+        podhost_api::pull_policy_for(c.image.as_deref().unwrap_or_default()).to_string()
+    })
+}
+
+/// Makes sure the container's image is present according to its pull policy.
+/// `Ok` when the container can be created; otherwise the container's waiting
+/// reason is set and the error says when to try again.
+pub async fn ensure_image(
+    rt: &dyn Runtime,
+    rec: &mut PodRecord,
+    c: &Container,
+    backoff: BackoffPolicy,
+    now: i64,
+) -> Result<(), Option<Instant>> {
+    let image = c.image.clone().unwrap_or_default();
+    let policy = policy_of(c);
+    let present = match rt.image_status(&image).await {
+        Ok(p) => p,
+        Err(e) => {
+            rec.event(now, "Warning", "InspectFailed", e.to_string());
+            return waiting(rec, c, "InvalidImageName", e.to_string(), backoff.initial);
+        }
+    };
+    let pull = match (policy.as_str(), &present) {
+        ("Never", Some(_)) | ("IfNotPresent", Some(_)) => false,
+        ("Never", None) => {
+            let msg =
+                format!("Container image \"{image}\" is not present with pull policy of Never");
+            rec.event(now, "Warning", "ErrImageNeverPull", msg.clone());
+            return waiting(rec, c, "ErrImageNeverPull", msg, backoff.initial);
+        }
+        // Images loaded from an archive have no registry to compare with
+        // (and `busybox` would mean docker.io): `Always` uses them as they
+        // are. Pulled images (with a repo digest) are re-checked.
+        (_, Some(info)) => !loaded_locally(info),
+        (_, None) => true,
+    };
+    if !pull {
+        rec.event(
+            now,
+            "Normal",
+            "Pulled",
+            format!("Container image \"{image}\" already present on machine"),
+        );
+        return Ok(());
+    }
+    let key = (rec.uid(), image.clone());
+    let current = table()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&key)
+        .cloned();
+    if let Some(b) = &current {
+        if Instant::now() < b.until {
+            rec.event(
+                now,
+                "Normal",
+                "BackOff",
+                format!("Back-off pulling image \"{image}\""),
+            );
+            let msg = format!(
+                "Back-off pulling image \"{image}\": ErrImagePull: {}",
+                b.error
+            );
+            return waiting_until(rec, c, "ImagePullBackOff", msg, b.until);
+        }
+    }
+    rec.event(
+        now,
+        "Normal",
+        "Pulling",
+        format!("Pulling image \"{image}\""),
+    );
+    let started = Instant::now();
+    match rt.pull_image(&image, None).await {
+        Ok(pulled) => {
+            table()
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&key);
+            let secs = started.elapsed().as_secs_f64();
+            rec.event(
+                now,
+                "Normal",
+                "Pulled",
+                format!(
+                    "Successfully pulled image \"{image}\" in {:.3}s ({secs:.3}s including waiting). Image size: {} bytes.",
+                    pulled.seconds, pulled.image.size
+                ),
+            );
+            Ok(())
+        }
+        Err(e) => {
+            let error = pull_error_text(&e);
+            let delay = match &current {
+                Some(b) => (b.delay * 2).min(backoff.max),
+                None => backoff.initial,
+            };
+            let until = Instant::now() + delay;
+            table().lock().unwrap_or_else(|e| e.into_inner()).insert(
+                key,
+                Backoff {
+                    until,
+                    delay,
+                    error: error.clone(),
+                },
+            );
+            rec.event(
+                now,
+                "Warning",
+                "Failed",
+                format!("Failed to pull image \"{image}\": {error}"),
+            );
+            rec.event(now, "Warning", "Failed", "Error: ErrImagePull".into());
+            // Come back soon (not at the end of the back-off) so the status
+            // moves on to ImagePullBackOff as kubelet's does.
+            let soon = Instant::now() + Duration::from_secs(1).min(delay);
+            waiting_until(rec, c, "ErrImagePull", error, soon)
+        }
+    }
+}
+
+/// Loaded by `podhost image load` (no registry digest recorded).
+fn loaded_locally(info: &ImageInfo) -> bool {
+    info.repo_digests.is_empty()
+}
+
+/// The registry's error in one line (kubelet shows the runtime's message).
+fn pull_error_text(e: &RuntimeError) -> String {
+    e.to_string().replace('\n', " ")
+}
+
+fn waiting(
+    rec: &mut PodRecord,
+    c: &Container,
+    reason: &str,
+    message: String,
+    retry: Duration,
+) -> Result<(), Option<Instant>> {
+    waiting_until(rec, c, reason, message, Instant::now() + retry)
+}
+
+fn waiting_until(
+    rec: &mut PodRecord,
+    c: &Container,
+    reason: &str,
+    message: String,
+    until: Instant,
+) -> Result<(), Option<Instant>> {
+    rec.containers.entry(c.name.clone()).or_default().waiting = Some((reason.to_string(), message));
+    Err(Some(until))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lifecycle::worker::Clock;
+    use crate::runtime::fake::FakeRuntime;
+    use k8s_openapi::api::core::v1::Pod;
+
+    fn record(uid: &str, image: &str, policy: &str) -> (PodRecord, Container) {
+        let c = Container {
+            name: "app".into(),
+            image: Some(image.into()),
+            image_pull_policy: Some(policy.into()),
+            ..Default::default()
+        };
+        let mut pod = Pod::default();
+        pod.metadata.uid = Some(uid.into());
+        (PodRecord::new(pod), c)
+    }
+
+    fn reason(rec: &PodRecord) -> String {
+        rec.containers["app"]
+            .waiting
+            .as_ref()
+            .map(|w| w.0.clone())
+            .unwrap_or_default()
+    }
+
+    const BACKOFF: BackoffPolicy = BackoffPolicy {
+        initial: Duration::from_secs(10),
+        max: Duration::from_secs(300),
+    };
+
+    #[tokio::test(start_paused = true)]
+    async fn failed_pull_backs_off_then_retries_with_doubled_delay() {
+        let rt = FakeRuntime::new(Clock::default(), &[]);
+        let (mut rec, c) = record("uid-backoff", "reg.test/app:1", "IfNotPresent");
+        let r = ensure_image(&rt, &mut rec, &c, BACKOFF, 0).await;
+        assert_eq!(reason(&rec), "ErrImagePull");
+        let first = r.expect_err("waits").expect("wake time");
+        assert_eq!(first - Instant::now(), Duration::from_secs(1));
+        // Within the back-off: no pull, ImagePullBackOff.
+        tokio::time::advance(Duration::from_secs(5)).await;
+        let _ = ensure_image(&rt, &mut rec, &c, BACKOFF, 0).await;
+        assert_eq!(reason(&rec), "ImagePullBackOff");
+        assert_eq!(
+            rt.calls().iter().filter(|c| c.starts_with("pull:")).count(),
+            1
+        );
+        // After it: pull again, fail again, 20s.
+        tokio::time::advance(Duration::from_secs(6)).await;
+        let r = ensure_image(&rt, &mut rec, &c, BACKOFF, 0).await;
+        assert_eq!(reason(&rec), "ErrImagePull");
+        assert!(r.is_err());
+        // Doubled: still backing off 19s later, not 21s later.
+        tokio::time::advance(Duration::from_secs(19)).await;
+        let _ = ensure_image(&rt, &mut rec, &c, BACKOFF, 0).await;
+        assert_eq!(reason(&rec), "ImagePullBackOff");
+        assert_eq!(
+            rt.calls().iter().filter(|c| c.starts_with("pull:")).count(),
+            2
+        );
+        // The registry gets the image: the next try succeeds.
+        rt.add_pullable("reg.test/app:1");
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert!(ensure_image(&rt, &mut rec, &c, BACKOFF, 0).await.is_ok());
+        assert!(rec.events.iter().any(|e| e.reason == "Pulled"
+            && e.message
+                .starts_with("Successfully pulled image \"reg.test/app:1\"")));
+        forget_pod("uid-backoff");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn never_without_image_is_err_image_never_pull() {
+        let rt = FakeRuntime::new(Clock::default(), &[]);
+        let (mut rec, c) = record("uid-never", "reg.test/app:1", "Never");
+        assert!(ensure_image(&rt, &mut rec, &c, BACKOFF, 0).await.is_err());
+        assert_eq!(reason(&rec), "ErrImageNeverPull");
+        assert!(rt.calls().iter().all(|c| !c.starts_with("pull:")));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn present_images_are_not_pulled_unless_always_and_from_a_registry() {
+        let rt = FakeRuntime::new(Clock::default(), &["busybox"]);
+        let (mut rec, c) = record("uid-present", "busybox", "Always");
+        assert!(ensure_image(&rt, &mut rec, &c, BACKOFF, 0).await.is_ok());
+        assert!(rt.calls().iter().all(|c| !c.starts_with("pull:")));
+    }
+}

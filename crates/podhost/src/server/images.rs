@@ -1,0 +1,216 @@
+//! Image endpoints beyond list/load: pull (progress streamed as JSON lines),
+//! remove, prune, and kubelet-style image garbage collection on disk pressure.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::response::Response;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+
+use super::{ApiError, Daemon};
+use crate::runtime::PulledImage;
+
+/// Body of `POST /v1/images/pull`.
+#[derive(Debug, Deserialize)]
+pub(super) struct PullRequest {
+    reference: String,
+}
+
+/// One line of the pull stream: a progress event, the result, or the error.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum PullLine {
+    /// Progress. First: an event's own `error` field (SourceFailed) must
+    /// not make it read as the final error.
+    Event(podhost_image::pull::PullEvent),
+    /// The pull finished.
+    Done {
+        /// What was pulled.
+        done: PulledImage,
+    },
+    /// The pull failed.
+    Error {
+        /// Why (with reference, registry and the registry's message).
+        error: String,
+    },
+}
+
+pub(super) async fn pull(State(d): State<Arc<Daemon>>, Json(req): Json<PullRequest>) -> Response {
+    let (line_tx, line_rx) = tokio::sync::mpsc::unbounded_channel::<Bytes>();
+    let (ev_tx, mut ev_rx) = tokio::sync::mpsc::unbounded_channel();
+    let runtime = d.runtime.clone();
+    let to_line = |l: &PullLine| {
+        let mut v = serde_json::to_vec(l).unwrap_or_default();
+        v.push(b'\n');
+        Bytes::from(v)
+    };
+    let (result_tx, result_rx) = tokio::sync::oneshot::channel();
+    // The pull is not tied to the connection: a client that goes away
+    // (^C) does not leave a half-written image, the pull just completes.
+    tokio::spawn(async move {
+        let _ = result_tx.send(runtime.pull_image(&req.reference, Some(ev_tx)).await);
+    });
+    // Events first, in order; the result line once the pull dropped its sender.
+    tokio::spawn(async move {
+        while let Some(ev) = ev_rx.recv().await {
+            let _ = line_tx.send(to_line(&PullLine::Event(ev)));
+        }
+        let last = match result_rx.await {
+            Ok(Ok(done)) => PullLine::Done { done },
+            Ok(Err(e)) => PullLine::Error {
+                error: e.to_string(),
+            },
+            Err(_) => PullLine::Error {
+                error: "the pull task ended without a result".into(),
+            },
+        };
+        let _ = line_tx.send(to_line(&last));
+    });
+    let stream = futures_util::stream::unfold(line_rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|b| (Ok::<_, std::convert::Infallible>(b), rx))
+    });
+    Response::builder()
+        .header("content-type", "application/x-ndjson")
+        .body(Body::from_stream(stream))
+        .unwrap_or_else(|_| Response::new(Body::empty()))
+}
+
+/// Body of `POST /v1/images/remove`.
+#[derive(Debug, Deserialize)]
+pub(super) struct RemoveRequest {
+    reference: String,
+}
+
+pub(super) async fn remove(
+    State(d): State<Arc<Daemon>>,
+    Json(req): Json<RemoveRequest>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    match d.runtime.remove_image(&req.reference).await {
+        Ok(()) => Ok(Json(serde_json::json!({ "removed": req.reference }))),
+        Err(crate::runtime::RuntimeError::ImageNotFound { reference }) => {
+            Err(ApiError::not_found("image", &reference))
+        }
+        Err(e) => Err(ApiError::bad(e.to_string())),
+    }
+}
+
+/// Body of `POST /v1/images/prune`.
+#[derive(Debug, Deserialize)]
+pub(super) struct PruneRequest {
+    #[serde(default)]
+    all: bool,
+}
+
+/// What a prune or GC removed.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct PruneResult {
+    /// Image ids removed.
+    pub removed: Vec<String>,
+    /// Sum of their sizes (shared layers make it an upper bound).
+    pub reclaimed: u64,
+}
+
+pub(super) async fn prune(
+    State(d): State<Arc<Daemon>>,
+    Json(req): Json<PruneRequest>,
+) -> Result<Json<PruneResult>, ApiError> {
+    let store = d.local.images();
+    let in_use = d.local.images_in_use();
+    let all = req.all;
+    tokio::task::spawn_blocking(move || {
+        let mut result = PruneResult::default();
+        let images = store.list().map_err(ApiError::internal)?;
+        for image in images {
+            // Like `docker image prune`: dangling (untagged) images only,
+            // every unused image with --all.
+            if in_use.contains(&image.id) || (!all && !image.repo_tags.is_empty()) {
+                continue;
+            }
+            store.remove(&image.id).map_err(ApiError::internal)?;
+            result.reclaimed += image.size;
+            result.removed.push(image.id);
+        }
+        Ok(Json(result))
+    })
+    .await
+    .map_err(ApiError::internal)?
+}
+
+/// Percent of the filesystem holding `path` in use, as `df` shows it
+/// (used / (used + available): root-reserved blocks count as neither).
+fn disk_usage_percent(path: &std::path::Path) -> Option<f64> {
+    let st = nix::sys::statvfs::statvfs(path).ok()?;
+    let used = st.blocks().saturating_sub(st.blocks_free()) as f64;
+    let avail = st.blocks_available() as f64;
+    if used + avail == 0.0 {
+        return None;
+    }
+    Some(100.0 * used / (used + avail))
+}
+
+/// kubelet's image GC: when the image filesystem is fuller than the high
+/// threshold, remove unused images, oldest first, until it is below the low
+/// threshold. Images used by any container are never removed. A high
+/// threshold of 100 disables it.
+pub(super) fn spawn_image_gc(d: Arc<Daemon>, high: u8, low: u8, period: Duration) {
+    if high >= 100 {
+        tracing::info!("image GC disabled (--image-gc-high-threshold 100)");
+        return;
+    }
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(period);
+        loop {
+            tick.tick().await;
+            let store = d.local.images();
+            let in_use = d.local.images_in_use();
+            let freed =
+                tokio::task::spawn_blocking(move || collect(&store, &in_use, high, low)).await;
+            match freed {
+                Ok(Ok(r)) if !r.removed.is_empty() => tracing::info!(
+                    "image GC: removed {} image(s), ~{} bytes: {}",
+                    r.removed.len(),
+                    r.reclaimed,
+                    r.removed.join(", ")
+                ),
+                Ok(Err(e)) => tracing::warn!("image GC: {e}"),
+                _ => {}
+            }
+        }
+    });
+}
+
+fn collect(
+    store: &podhost_image::ImageStore,
+    in_use: &HashSet<String>,
+    high: u8,
+    low: u8,
+) -> Result<PruneResult, podhost_image::ImageError> {
+    let mut result = PruneResult::default();
+    let root = store.root().to_path_buf();
+    let Some(usage) = disk_usage_percent(&root) else {
+        return Ok(result);
+    };
+    if usage < f64::from(high) {
+        return Ok(result);
+    }
+    tracing::info!("image GC: disk usage {usage:.1}% >= {high}%: freeing down to {low}%");
+    // The index is in import order: oldest first.
+    for image in store.list()? {
+        if disk_usage_percent(&root).is_some_and(|u| u < f64::from(low)) {
+            break;
+        }
+        if in_use.contains(&image.id) {
+            continue;
+        }
+        store.remove(&image.id)?;
+        result.reclaimed += image.size;
+        result.removed.push(image.id);
+    }
+    Ok(result)
+}
