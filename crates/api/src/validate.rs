@@ -559,16 +559,6 @@ impl Validator {
             );
         }
         if spec
-            .image_pull_secrets
-            .as_ref()
-            .is_some_and(|s| !s.is_empty())
-        {
-            self.warn(
-                "spec.imagePullSecrets",
-                "ignored: Secrets do not exist in podhost yet; put registry credentials in the Docker config.json named by `authFile` in the registry configuration (default /root/.docker/config.json)",
-            );
-        }
-        if spec
             .runtime_class_name
             .as_deref()
             .is_some_and(|r| !r.is_empty())

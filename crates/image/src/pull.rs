@@ -248,9 +248,14 @@ impl Puller {
 
     /// Pulls `reference` (normalised like Kubernetes) and records it in the
     /// store; `progress` is called from the pulling task.
+    ///
+    /// `auth` (user, password) is used for the registry named by the reference, like
+    /// CRI's `PullImageRequest.auth` (kubelet fills it from `imagePullSecrets`); mirrors
+    /// and requests without it use the credentials file of the registry configuration.
     pub async fn pull(
         &self,
         reference: &str,
+        auth: Option<(String, String)>,
         progress: &(dyn Fn(PullEvent) + Send + Sync),
     ) -> Result<PullResult, PullError> {
         let started = Instant::now();
@@ -270,7 +275,10 @@ impl Puller {
                 reference: full.clone(),
                 source: format!("{}/{}", ep.host, ep.repository),
             });
-            match self.resolve(&config, ep.clone(), &r, &full).await {
+            match self
+                .resolve(&config, ep.clone(), auth.as_ref(), &r, &full)
+                .await
+            {
                 Ok(res) => {
                     resolved = Some(res);
                     break;
@@ -426,6 +434,7 @@ impl Puller {
         &self,
         config: &RegistryConfig,
         endpoint: Endpoint,
+        given: Option<&(String, String)>,
         r: &Reference,
         full: &str,
     ) -> Result<Resolved, PullError> {
@@ -435,7 +444,12 @@ impl Puller {
             registry: registry.clone(),
             problem,
         })?;
-        let auth = match config.credentials(&endpoint.host) {
+        let from_request = given.filter(|_| !endpoint.is_mirror);
+        let auth = match from_request
+            .cloned()
+            .map(Some)
+            .map_or_else(|| config.credentials(&endpoint.host), Ok)
+        {
             Ok(Some((user, password))) => RegistryAuth::Basic(user, password),
             Ok(None) => RegistryAuth::Anonymous,
             Err(source) => {

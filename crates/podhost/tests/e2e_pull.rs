@@ -153,6 +153,39 @@ fn pull_through_mirror_rules_without_contacting_the_original() {
 }
 
 #[test]
+fn pod_pulls_from_a_private_registry_with_image_pull_secrets() {
+    let env = Env::new();
+    let reg = Registry::start(Some(("puller", "t0ken")));
+    reg.push(&archive(), "private/app:1", false);
+    let image = format!("{}/private/app:1", reg.addr);
+    let dockerconfig =
+        serde_json::json!({"auths": {&reg.addr: {"username": "puller", "password": "t0ken"}}})
+            .to_string();
+    // A pod that names no secret cannot pull; one with the secret can.
+    env.apply(
+        "nosecret.yaml",
+        &format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: nosecret}}\nspec:\n  containers:\n  - {{name: app, image: \"{image}\", command: [sleep, '3600']}}\n"),
+    );
+    env.wait_for("nosecret", "ErrImagePull", Duration::from_secs(30), |p| {
+        container_status(p, "app")["state"]["waiting"]["reason"] == "ErrImagePull"
+    });
+    env.apply(
+        "secret.yaml",
+        &format!(
+            "apiVersion: v1\nkind: Secret\nmetadata: {{name: regcred}}\ntype: kubernetes.io/dockerconfigjson\nstringData:\n  .dockerconfigjson: '{dockerconfig}'\n---\napiVersion: v1\nkind: Pod\nmetadata: {{name: withsecret}}\nspec:\n  imagePullSecrets: [{{name: regcred}}]\n  containers:\n  - {{name: app, image: \"{image}\", command: [sleep, '3600']}}\n"
+        ),
+    );
+    env.wait_ready("withsecret");
+    let described = env.ok(&["describe", "pod", "withsecret"]);
+    assert!(
+        described.contains("Successfully pulled image"),
+        "{described}"
+    );
+    drop(reg);
+    env.teardown();
+}
+
+#[test]
 fn pod_image_is_pulled_at_start_and_a_missing_one_backs_off() {
     let env = Env::new();
     let reg = Registry::start(None);

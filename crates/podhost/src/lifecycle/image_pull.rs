@@ -15,7 +15,8 @@ use tokio::time::Instant;
 
 use super::restart::BackoffPolicy;
 use super::PodRecord;
-use crate::runtime::{ImageInfo, Runtime, RuntimeError};
+use crate::objects::Objects;
+use crate::runtime::{AuthConfig, ImageInfo, Runtime, RuntimeError};
 
 /// Back-off of one (pod, image): when the next pull may start, and the delay
 /// that led there.
@@ -52,6 +53,7 @@ fn policy_of(c: &Container) -> String {
 /// reason is set and the error says when to try again.
 pub async fn ensure_image(
     rt: &dyn Runtime,
+    objects: &Objects,
     rec: &mut PodRecord,
     c: &Container,
     backoff: BackoffPolicy,
@@ -117,7 +119,8 @@ pub async fn ensure_image(
         format!("Pulling image \"{image}\""),
     );
     let started = Instant::now();
-    match rt.pull_image(&image, None).await {
+    let auth = pull_auth(rec, objects, &image, now);
+    match rt.pull_image(&image, auth, None).await {
         Ok(pulled) => {
             table()
                 .lock()
@@ -283,4 +286,66 @@ mod tests {
         assert!(ensure_image(&rt, &mut rec, &c, BACKOFF, 0).await.is_ok());
         assert!(rt.calls().iter().all(|c| !c.starts_with("pull:")));
     }
+}
+
+/// Credentials for the registry of `image` from the pod's `imagePullSecrets`, as kubelet
+/// builds CRI's `AuthConfig`: the first `kubernetes.io/dockerconfigjson` (or legacy
+/// `dockercfg`) secret with an entry for that registry wins. A secret that is missing or
+/// unreadable is skipped with a warning event, as kubelet does.
+fn pull_auth(rec: &mut PodRecord, objects: &Objects, image: &str, now: i64) -> Option<AuthConfig> {
+    let names: Vec<String> = rec
+        .pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.image_pull_secrets.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|r| r.name)
+        .collect();
+    if names.is_empty() {
+        return None;
+    }
+    let full = podhost_image::normalize_reference(image).ok()?;
+    let host = full.split('/').next()?.to_string();
+    let ns = rec
+        .pod
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
+    for name in names {
+        let Some(secret) = objects.secret(&ns, &name) else {
+            rec.event(
+                now,
+                "Warning",
+                "FailedToRetrieveImagePullSecret",
+                format!("Unable to retrieve some image pull secrets ({name}); attempting to pull the image may not succeed."),
+            );
+            continue;
+        };
+        let data = secret.data.unwrap_or_default();
+        // `.dockercfg` is the `auths` map without the wrapper.
+        let config = match (data.get(".dockerconfigjson"), data.get(".dockercfg")) {
+            (Some(json), _) => json.0.clone(),
+            (None, Some(cfg)) => {
+                let mut wrapped = b"{\"auths\":".to_vec();
+                wrapped.extend_from_slice(&cfg.0);
+                wrapped.push(b'}');
+                wrapped
+            }
+            (None, None) => continue,
+        };
+        let path = std::path::PathBuf::from(format!("secret {ns}/{name}"));
+        match podhost_image::registry::credentials_from_docker_config(&config, &path, &host) {
+            Ok(Some((username, password))) => return Some(AuthConfig { username, password }),
+            Ok(None) => {}
+            Err(e) => rec.event(
+                now,
+                "Warning",
+                "FailedToRetrieveImagePullSecret",
+                e.to_string(),
+            ),
+        }
+    }
+    None
 }

@@ -813,7 +813,15 @@ impl PodWorker {
         };
         let now = self.now();
         let backoff = self.settings.backoff;
-        super::image_pull::ensure_image(self.rt.as_ref(), &mut self.rec, c, backoff, now).await?;
+        super::image_pull::ensure_image(
+            self.rt.as_ref(),
+            &self.settings.objects,
+            &mut self.rec,
+            c,
+            backoff,
+            now,
+        )
+        .await?;
         let volumes = self.settings.volumes_dir.join(self.rec.uid());
         let facts = self.pod_facts(&sid).await;
         let inputs = podspec::Inputs {

@@ -355,6 +355,7 @@ impl Runtime for FakeRuntime {
     async fn pull_image(
         &self,
         reference: &str,
+        _auth: Option<AuthConfig>,
         _progress: Option<PullProgress>,
     ) -> Result<PulledImage, RuntimeError> {
         let mut st = self.lock();

@@ -987,9 +987,10 @@ impl Runtime for LocalRuntime {
     async fn pull_image(
         &self,
         reference: &str,
+        auth: Option<AuthConfig>,
         progress: Option<PullProgress>,
     ) -> Result<PulledImage, RuntimeError> {
-        self.pull(reference, progress).await
+        self.pull(reference, auth, progress).await
     }
 
     async fn remove_image(&self, reference: &str) -> Result<(), RuntimeError> {

@@ -223,6 +223,15 @@ pub struct PulledImage {
 /// Receives pull progress events (for `podhost pull`'s progress bars).
 pub type PullProgress = tokio::sync::mpsc::UnboundedSender<podhost_image::pull::PullEvent>;
 
+/// Registry credentials for one pull (CRI `AuthConfig`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthConfig {
+    /// User name.
+    pub username: String,
+    /// Password or token.
+    pub password: String,
+}
+
 /// Something the runtime noticed on its own (CRI `ContainerEventResponse`).
 #[derive(Debug, Clone, PartialEq)]
 pub enum RuntimeEvent {
@@ -394,10 +403,12 @@ pub trait Runtime: Send + Sync + 'static {
     async fn image_status(&self, reference: &str) -> Result<Option<ImageInfo>, RuntimeError>;
     /// All images.
     async fn list_images(&self) -> Result<Vec<ImageInfo>, RuntimeError>;
-    /// Pull an image from its registry (CRI `PullImage`), reporting progress if asked.
+    /// Pull an image from its registry (CRI `PullImage`), with credentials for that
+    /// registry when the pod has them (`imagePullSecrets`), reporting progress if asked.
     async fn pull_image(
         &self,
         reference: &str,
+        auth: Option<AuthConfig>,
         progress: Option<PullProgress>,
     ) -> Result<PulledImage, RuntimeError>;
     /// Remove an image (CRI `RemoveImage`); refused while a container uses it.

@@ -52,7 +52,7 @@ pub(super) async fn pull(State(d): State<Arc<Daemon>>, Json(req): Json<PullReque
     // The pull is not tied to the connection: a client that goes away
     // (^C) does not leave a half-written image, the pull just completes.
     tokio::spawn(async move {
-        let _ = result_tx.send(runtime.pull_image(&req.reference, Some(ev_tx)).await);
+        let _ = result_tx.send(runtime.pull_image(&req.reference, None, Some(ev_tx)).await);
     });
     // Events first, in order; the result line once the pull dropped its sender.
     tokio::spawn(async move {

@@ -10,6 +10,7 @@ impl LocalRuntime {
     pub(super) async fn pull(
         &self,
         reference: &str,
+        auth: Option<AuthConfig>,
         progress: Option<PullProgress>,
     ) -> Result<PulledImage, RuntimeError> {
         let send = move |ev| {
@@ -18,7 +19,8 @@ impl LocalRuntime {
                 let _ = tx.send(ev);
             }
         };
-        let result = self.puller.pull(reference, &send).await?;
+        let auth = auth.map(|a| (a.username, a.password));
+        let result = self.puller.pull(reference, auth, &send).await?;
         let stop_signal = {
             let images = self.images.clone();
             let image = result.image.clone();
