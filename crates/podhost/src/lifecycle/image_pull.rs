@@ -235,13 +235,13 @@ mod tests {
     async fn failed_pull_backs_off_then_retries_with_doubled_delay() {
         let rt = FakeRuntime::new(Clock::default(), &[]);
         let (mut rec, c) = record("uid-backoff", "reg.test/app:1", "IfNotPresent");
-        let r = ensure_image(&rt, &mut rec, &c, BACKOFF, 0).await;
+        let r = ensure_image(&rt, &Objects::in_memory(), &mut rec, &c, BACKOFF, 0).await;
         assert_eq!(reason(&rec), "ErrImagePull");
         let first = r.expect_err("waits").expect("wake time");
         assert_eq!(first - Instant::now(), Duration::from_secs(1));
         // Within the back-off: no pull, ImagePullBackOff.
         tokio::time::advance(Duration::from_secs(5)).await;
-        let _ = ensure_image(&rt, &mut rec, &c, BACKOFF, 0).await;
+        let _ = ensure_image(&rt, &Objects::in_memory(), &mut rec, &c, BACKOFF, 0).await;
         assert_eq!(reason(&rec), "ImagePullBackOff");
         assert_eq!(
             rt.calls().iter().filter(|c| c.starts_with("pull:")).count(),
@@ -249,12 +249,12 @@ mod tests {
         );
         // After it: pull again, fail again, 20s.
         tokio::time::advance(Duration::from_secs(6)).await;
-        let r = ensure_image(&rt, &mut rec, &c, BACKOFF, 0).await;
+        let r = ensure_image(&rt, &Objects::in_memory(), &mut rec, &c, BACKOFF, 0).await;
         assert_eq!(reason(&rec), "ErrImagePull");
         assert!(r.is_err());
         // Doubled: still backing off 19s later, not 21s later.
         tokio::time::advance(Duration::from_secs(19)).await;
-        let _ = ensure_image(&rt, &mut rec, &c, BACKOFF, 0).await;
+        let _ = ensure_image(&rt, &Objects::in_memory(), &mut rec, &c, BACKOFF, 0).await;
         assert_eq!(reason(&rec), "ImagePullBackOff");
         assert_eq!(
             rt.calls().iter().filter(|c| c.starts_with("pull:")).count(),
@@ -263,7 +263,11 @@ mod tests {
         // The registry gets the image: the next try succeeds.
         rt.add_pullable("reg.test/app:1");
         tokio::time::advance(Duration::from_secs(2)).await;
-        assert!(ensure_image(&rt, &mut rec, &c, BACKOFF, 0).await.is_ok());
+        assert!(
+            ensure_image(&rt, &Objects::in_memory(), &mut rec, &c, BACKOFF, 0)
+                .await
+                .is_ok()
+        );
         assert!(rec.events.iter().any(|e| e.reason == "Pulled"
             && e.message
                 .starts_with("Successfully pulled image \"reg.test/app:1\"")));
@@ -274,7 +278,11 @@ mod tests {
     async fn never_without_image_is_err_image_never_pull() {
         let rt = FakeRuntime::new(Clock::default(), &[]);
         let (mut rec, c) = record("uid-never", "reg.test/app:1", "Never");
-        assert!(ensure_image(&rt, &mut rec, &c, BACKOFF, 0).await.is_err());
+        assert!(
+            ensure_image(&rt, &Objects::in_memory(), &mut rec, &c, BACKOFF, 0)
+                .await
+                .is_err()
+        );
         assert_eq!(reason(&rec), "ErrImageNeverPull");
         assert!(rt.calls().iter().all(|c| !c.starts_with("pull:")));
     }
@@ -283,7 +291,11 @@ mod tests {
     async fn present_images_are_not_pulled_unless_always_and_from_a_registry() {
         let rt = FakeRuntime::new(Clock::default(), &["busybox"]);
         let (mut rec, c) = record("uid-present", "busybox", "Always");
-        assert!(ensure_image(&rt, &mut rec, &c, BACKOFF, 0).await.is_ok());
+        assert!(
+            ensure_image(&rt, &Objects::in_memory(), &mut rec, &c, BACKOFF, 0)
+                .await
+                .is_ok()
+        );
         assert!(rt.calls().iter().all(|c| !c.starts_with("pull:")));
     }
 }
