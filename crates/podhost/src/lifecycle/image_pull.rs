@@ -199,6 +199,68 @@ fn waiting_until(
     Err(Some(until))
 }
 
+/// Credentials for the registry of `image` from the pod's `imagePullSecrets`, as kubelet
+/// builds CRI's `AuthConfig`: the first `kubernetes.io/dockerconfigjson` (or legacy
+/// `dockercfg`) secret with an entry for that registry wins. A secret that is missing or
+/// unreadable is skipped with a warning event, as kubelet does.
+fn pull_auth(rec: &mut PodRecord, objects: &Objects, image: &str, now: i64) -> Option<AuthConfig> {
+    let names: Vec<String> = rec
+        .pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.image_pull_secrets.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|r| r.name)
+        .collect();
+    if names.is_empty() {
+        return None;
+    }
+    let full = podhost_image::normalize_reference(image).ok()?;
+    let host = full.split('/').next()?.to_string();
+    let ns = rec
+        .pod
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
+    for name in names {
+        let Some(secret) = objects.secret(&ns, &name) else {
+            rec.event(
+                now,
+                "Warning",
+                "FailedToRetrieveImagePullSecret",
+                format!("Unable to retrieve some image pull secrets ({name}); attempting to pull the image may not succeed."),
+            );
+            continue;
+        };
+        let data = secret.data.unwrap_or_default();
+        // `.dockercfg` is the `auths` map without the wrapper.
+        let config = match (data.get(".dockerconfigjson"), data.get(".dockercfg")) {
+            (Some(json), _) => json.0.clone(),
+            (None, Some(cfg)) => {
+                let mut wrapped = b"{\"auths\":".to_vec();
+                wrapped.extend_from_slice(&cfg.0);
+                wrapped.push(b'}');
+                wrapped
+            }
+            (None, None) => continue,
+        };
+        let path = std::path::PathBuf::from(format!("secret {ns}/{name}"));
+        match podhost_image::registry::credentials_from_docker_config(&config, &path, &host) {
+            Ok(Some((username, password))) => return Some(AuthConfig { username, password }),
+            Ok(None) => {}
+            Err(e) => rec.event(
+                now,
+                "Warning",
+                "FailedToRetrieveImagePullSecret",
+                e.to_string(),
+            ),
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -298,66 +360,4 @@ mod tests {
         );
         assert!(rt.calls().iter().all(|c| !c.starts_with("pull:")));
     }
-}
-
-/// Credentials for the registry of `image` from the pod's `imagePullSecrets`, as kubelet
-/// builds CRI's `AuthConfig`: the first `kubernetes.io/dockerconfigjson` (or legacy
-/// `dockercfg`) secret with an entry for that registry wins. A secret that is missing or
-/// unreadable is skipped with a warning event, as kubelet does.
-fn pull_auth(rec: &mut PodRecord, objects: &Objects, image: &str, now: i64) -> Option<AuthConfig> {
-    let names: Vec<String> = rec
-        .pod
-        .spec
-        .as_ref()
-        .and_then(|s| s.image_pull_secrets.clone())
-        .unwrap_or_default()
-        .into_iter()
-        .map(|r| r.name)
-        .collect();
-    if names.is_empty() {
-        return None;
-    }
-    let full = podhost_image::normalize_reference(image).ok()?;
-    let host = full.split('/').next()?.to_string();
-    let ns = rec
-        .pod
-        .metadata
-        .namespace
-        .clone()
-        .unwrap_or_else(|| "default".into());
-    for name in names {
-        let Some(secret) = objects.secret(&ns, &name) else {
-            rec.event(
-                now,
-                "Warning",
-                "FailedToRetrieveImagePullSecret",
-                format!("Unable to retrieve some image pull secrets ({name}); attempting to pull the image may not succeed."),
-            );
-            continue;
-        };
-        let data = secret.data.unwrap_or_default();
-        // `.dockercfg` is the `auths` map without the wrapper.
-        let config = match (data.get(".dockerconfigjson"), data.get(".dockercfg")) {
-            (Some(json), _) => json.0.clone(),
-            (None, Some(cfg)) => {
-                let mut wrapped = b"{\"auths\":".to_vec();
-                wrapped.extend_from_slice(&cfg.0);
-                wrapped.push(b'}');
-                wrapped
-            }
-            (None, None) => continue,
-        };
-        let path = std::path::PathBuf::from(format!("secret {ns}/{name}"));
-        match podhost_image::registry::credentials_from_docker_config(&config, &path, &host) {
-            Ok(Some((username, password))) => return Some(AuthConfig { username, password }),
-            Ok(None) => {}
-            Err(e) => rec.event(
-                now,
-                "Warning",
-                "FailedToRetrieveImagePullSecret",
-                e.to_string(),
-            ),
-        }
-    }
-    None
 }
