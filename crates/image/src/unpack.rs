@@ -19,10 +19,50 @@ use tar::EntryType;
 use crate::digest::HashingReader;
 use crate::error::ImageError;
 
+/// Copy `src` into `dst`, seeking over all-zero chunks instead of writing them, then
+/// fix the length: the result reads the same but its zero runs are holes.
+fn copy_sparse(src: &mut impl Read, dst: &mut File) -> io::Result<u64> {
+    use std::io::{Seek, SeekFrom, Write};
+    let mut buf = vec![0u8; HOLE_CHUNK];
+    let mut total = 0u64;
+    loop {
+        let mut filled = 0;
+        while filled < buf.len() {
+            match src.read(&mut buf[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if filled == 0 {
+            break;
+        }
+        if buf[..filled].iter().all(|b| *b == 0) {
+            dst.seek(SeekFrom::Current(filled as i64))?;
+        } else {
+            dst.write_all(&buf[..filled])?;
+        }
+        total += filled as u64;
+        if filled < buf.len() {
+            break;
+        }
+    }
+    // A trailing hole is only recorded by the length.
+    dst.set_len(total)?;
+    Ok(total)
+}
+
 const WHITEOUT_PREFIX: &str = ".wh.";
 const OPAQUE_MARKER: &str = ".wh..wh..opq";
 const OVERLAY_OPAQUE_XATTR: &str = "trusted.overlay.opaque";
 const PAX_XATTR_PREFIX: &str = "SCHILY.xattr.";
+/// Largest file a layer may hold (apparent size). Real images stay far below it; a
+/// crafted entry (e.g. a GNU sparse file claiming terabytes) is refused up front.
+const MAX_ENTRY_SIZE: u64 = 64 << 30;
+/// Zero runs of this size are written as holes, so a file of zeros (a decompression
+/// bomb, or an expanded sparse entry) costs no disk blocks.
+const HOLE_CHUNK: usize = 64 << 10;
 
 /// Compression of a layer blob, detected from its first bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -276,7 +316,12 @@ impl Unpacker<'_> {
                     .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
                     .open(&path)
                     .map_err(self.entry_io(&rel, "create"))?;
-                io::copy(&mut entry, &mut file).map_err(self.entry_io(&rel, "write"))?;
+                if entry.size() > MAX_ENTRY_SIZE {
+                    drop(file);
+                    let _ = fs::remove_file(&path);
+                    return Err(self.unsafe_entry(&rel, "file larger than 64 GiB"));
+                }
+                copy_sparse(&mut entry, &mut file).map_err(self.entry_io(&rel, "write"))?;
                 drop(file);
                 self.apply_meta(&rel, &path, &meta, false)?;
                 self.set_times(&rel, &path, meta.mtime)?;

@@ -279,3 +279,55 @@ fn writing_through_a_symlink_is_refused() {
         "{err:?}"
     );
 }
+
+#[test]
+fn a_file_of_zeros_is_unpacked_as_holes() {
+    // A decompression bomb: 256 MiB of zeros is a few hundred KiB gzipped.
+    let tmp = tempfile::tempdir().unwrap();
+    let store = ImageStore::open(&tmp.path().join("store")).unwrap();
+    let mut zeros = vec![0u8; 256 << 20];
+    zeros[100 << 20] = b'x';
+    let layer = LayerTar::new().file("bomb", &zeros).finish();
+    let image = TestImage::new(vec![Layer::gzip(layer)], "sh");
+    let img = load_one(&store, &tmp.path().join("oci"), &image, "bomb:1");
+    let path = store.layer_dirs(&img).unwrap()[0].join("bomb");
+    let meta = fs::metadata(&path).unwrap();
+    assert_eq!(meta.len(), 256 << 20, "the file reads the same");
+    assert_eq!(fs::read(&path).unwrap()[100 << 20], b'x');
+    assert!(
+        meta.blocks() * 512 < 4 << 20,
+        "zero runs must be holes, {} bytes allocated",
+        meta.blocks() * 512
+    );
+}
+
+#[test]
+fn an_entry_claiming_a_huge_size_is_refused_before_reading() {
+    // A header that claims 100 GiB (as a crafted sparse entry could expand to).
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("store");
+    let store = ImageStore::open(&root).unwrap();
+    let mut h = tar::Header::new_gnu();
+    h.set_path("huge").unwrap();
+    h.set_size(100 << 30);
+    h.set_mode(0o644);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(0);
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_cksum();
+    let mut raw = h.as_bytes().to_vec();
+    raw.extend_from_slice(&[0u8; 4096]);
+    let image = TestImage::new(vec![Layer::plain(raw)], "sh");
+    image.write_oci_dir(&tmp.path().join("oci"), json!({}));
+    let err = store.load(&tmp.path().join("oci"), None).unwrap_err();
+    assert!(
+        matches!(err, ImageError::UnsafeLayerEntry { .. }),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("64 GiB"), "{err}");
+    assert!(
+        ls(&root.join("layers/sha256")).is_empty(),
+        "no partial layer left"
+    );
+}
