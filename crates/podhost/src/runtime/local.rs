@@ -538,6 +538,9 @@ impl LocalRuntime {
         let dir = self.config.container_dir(id);
         mounts::unmount(&dir.join("rootfs"))?;
         mounts::remove_dir(&dir)?;
+        // libcontainer's state of the container: the shim deletes it, unless the shim
+        // died first; then it is ours to remove.
+        mounts::remove_dir(&self.config.runc_root().join(id))?;
         self.lock_containers().remove(id);
         Ok(())
     }
