@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -48,6 +48,29 @@ fn procs_naming(root: &Path, what: &str) -> Vec<u32> {
             out.push(pid);
         }
     }
+    out
+}
+
+/// Every process in this test's cgroup parent (pauses and containers of all its pods).
+fn cgroup_pids(env: &Env) -> Vec<u32> {
+    fn walk(dir: &Path, out: &mut Vec<u32>) {
+        if let Ok(t) = std::fs::read_to_string(dir.join("cgroup.procs")) {
+            out.extend(t.lines().filter_map(|l| l.trim().parse::<u32>().ok()));
+        }
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            if e.path().is_dir() {
+                walk(&e.path(), out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(
+        &PathBuf::from("/sys/fs/cgroup/pids").join(&env.cgroup_parent),
+        &mut out,
+    );
+    out.sort_unstable();
+    out.dedup();
+    out.retain(|p| alive(*p));
     out
 }
 
@@ -232,6 +255,88 @@ fn killed_shim_orphans_are_killed_and_pod_is_recreated() {
     env.teardown();
 }
 
+/// Priority 3: a reboot kills every pod process and empties the run dir. Always pods come
+/// back in new sandboxes; Never pods keep their final state; the records of the vanished
+/// sandboxes and containers are collected.
+#[test]
+fn reboot_recreates_pods_and_collects_vanished_sandboxes() {
+    let mut env = env();
+    env.apply(
+        "up.yaml",
+        &pod_yaml("up", "Always", "while true; do sleep 1; done"),
+    );
+    env.apply("done.yaml", &pod_yaml("done", "Never", "echo bye"));
+    let up = env.wait_ready("up");
+    env.wait_for("done", "Succeeded", Duration::from_secs(30), |p| {
+        p["status"]["phase"] == "Succeeded"
+    });
+    let old_pause = env.pid_of("up", "POD");
+    let sandboxes_before: Vec<String> = list(&env.root.join("lib/sandboxes"));
+    let containers_before: Vec<String> = list(&env.root.join("lib/containers"));
+
+    // The "reboot": daemon, shims, pauses, containers; then every mount and the run dir.
+    env.kill_daemon();
+    let mut victims = procs_naming(&env.root, "podhost-shim");
+    victims.extend(cgroup_pids(&env));
+    env.watched_pids.extend(&victims);
+    for p in &victims {
+        sigkill(*p);
+    }
+    for p in &victims {
+        wait_dead(*p, "a pod process at reboot");
+    }
+    let root = env.root.display().to_string();
+    let mounts = std::fs::read_to_string("/proc/mounts").expect("mounts");
+    let mut targets: Vec<&str> = mounts
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .filter(|t| t.starts_with(&root))
+        .collect();
+    targets.reverse();
+    for t in targets {
+        let _ = Command::new("umount").args(["-l", t]).status();
+    }
+    std::fs::remove_dir_all(env.root.join("run")).expect("empty the run dir");
+
+    env.start_daemon();
+    // The stored status says Ready until the first sync: wait for the new container.
+    let old_id = container_status(&up, "main")["containerID"].clone();
+    env.wait_for("up", "a new container", Duration::from_secs(30), |p| {
+        let s = container_status(p, "main");
+        common::condition(p, "Ready")
+            && s["state"]["running"].is_object()
+            && s["containerID"] != old_id
+    });
+    let new_pause = env.pid_of("up", "POD");
+    assert_ne!(new_pause, old_pause);
+    let done = env.pod("done");
+    assert_eq!(done["status"]["phase"], "Succeeded", "{done}");
+    assert_eq!(
+        container_status(&done, "main")["state"]["terminated"]["exitCode"],
+        0
+    );
+    // Vanished sandboxes and containers: records gone (only the new sandbox remains).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let sb = list(&env.root.join("lib/sandboxes"));
+        let ct = list(&env.root.join("lib/containers"));
+        let stale_sb: Vec<_> = sb.iter().filter(|s| sandboxes_before.contains(s)).collect();
+        let stale_ct: Vec<_> = ct
+            .iter()
+            .filter(|c| containers_before.contains(c))
+            .collect();
+        if stale_sb.is_empty() && stale_ct.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "stale records: sandboxes {stale_sb:?}, containers {stale_ct:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    env.teardown();
+}
+
 /// Priority 4: the shim writes the log files, so a daemon restart loses no line; the
 /// CLI's `logs -f` stream ends with the daemon and is re-run by the user (README).
 #[test]
@@ -280,4 +385,13 @@ fn logs_lose_no_line_across_a_daemon_restart() {
         assert_eq!(*n, i as u64, "line {i} missing or out of order");
     }
     env.teardown();
+}
+
+fn list(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
 }
