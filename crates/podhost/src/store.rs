@@ -74,6 +74,11 @@ impl PodStore {
         self.dir.join(format!("{uid}.json"))
     }
 
+    /// Whether a record file of pod `uid` exists (readable or not).
+    pub fn has_file(&self, uid: &str) -> bool {
+        self.path(uid).exists()
+    }
+
     /// Save one pod.
     pub fn save(&self, rec: &PodRecord) -> Result<(), RuntimeError> {
         write_json_atomic(&self.path(&rec.uid()), rec)

@@ -387,6 +387,64 @@ fn logs_lose_no_line_across_a_daemon_restart() {
     env.teardown();
 }
 
+/// Priority 7: creates and deletes with the daemon SIGKILLed at random points, restarted
+/// each time; in the end every surviving pod runs and nothing of the others is left.
+#[test]
+fn chaos_daemon_sigkill_during_create_and_delete_leaks_nothing() {
+    let mut env = env();
+    let started = Instant::now();
+    let mut alive_pods: Vec<String> = Vec::new();
+    for i in 0..20 {
+        let name = format!("chaos-{i}");
+        env.apply(
+            &format!("{name}.yaml"),
+            &pod_yaml(&name, "Always", "while true; do sleep 1; done"),
+        );
+        alive_pods.push(name);
+        std::thread::sleep(Duration::from_millis(u64::from(
+            rand::random::<u16>() % 400,
+        )));
+        if i % 2 == 1 {
+            let victim = alive_pods.remove(0);
+            let _ = env.run(&["delete", "pod", &victim, "--grace-period", "1"]);
+        }
+        std::thread::sleep(Duration::from_millis(u64::from(
+            rand::random::<u16>() % 300,
+        )));
+        env.kill_daemon();
+        env.start_daemon();
+    }
+    // Deleted pods finish deleting; the others run.
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let out = env.ok(&["get", "pods", "-o", "name"]);
+        let mut names: Vec<String> = out
+            .lines()
+            .map(|l| l.trim_start_matches("pod/").to_string())
+            .collect();
+        names.sort();
+        let mut want = alive_pods.clone();
+        want.sort();
+        if names == want {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "pods {names:?}, expected {want:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for name in &alive_pods {
+        env.wait_ready(name);
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(90),
+        "chaos took {:?}",
+        started.elapsed()
+    );
+    env.teardown();
+}
+
 fn list(dir: &Path) -> Vec<String> {
     std::fs::read_dir(dir)
         .into_iter()
