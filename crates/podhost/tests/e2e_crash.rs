@@ -247,6 +247,10 @@ fn killed_shim_orphans_are_killed_and_pod_is_recreated() {
     assert_eq!(last["exitCode"], 137, "{last}");
     let events = env.ok(&["describe", "pod", "s"]);
     assert!(events.contains("SandboxChanged"), "{events}");
+    assert!(
+        events.contains("SandboxNotReady") && events.contains("shim is gone"),
+        "the events say the shim crashed: {events}"
+    );
     assert_eq!(
         procs_naming(&env.root, "podhost-shim").len(),
         1,

@@ -785,9 +785,14 @@ impl Runtime for LocalRuntime {
 
     async fn pod_sandbox_status(&self, sandbox_id: &str) -> Result<SandboxStatus, RuntimeError> {
         let rec = self.sandbox(sandbox_id)?;
-        let st = self.shim_status(sandbox_id).await;
-        let ready = st.as_ref().map(|s| s.pause_running).unwrap_or(false);
+        let (st, not_ready_reason) = match self.shim(sandbox_id).status().await {
+            Ok(s) if s.pause_running => (Some(s), None),
+            Ok(s) => (Some(s), Some("the pause process exited".to_string())),
+            Err(e) => (None, Some(format!("the pod's shim is gone: {e}"))),
+        };
+        let ready = not_ready_reason.is_none();
         Ok(SandboxStatus {
+            not_ready_reason,
             id: rec.id.clone(),
             config: rec.config.clone(),
             state: if ready {
