@@ -28,7 +28,13 @@ pub fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> Result<(), Run
     f.write_all(&bytes)
         .map_err(RuntimeError::io("writing", &tmp))?;
     f.sync_all().map_err(RuntimeError::io("syncing", &tmp))?;
-    std::fs::rename(&tmp, path).map_err(RuntimeError::io("renaming into", path))
+    std::fs::rename(&tmp, path).map_err(RuntimeError::io("renaming into", path))?;
+    // The rename is atomic but only durable once the directory entry is on disk: without
+    // this a power loss right after could bring the old file back (or none, when new).
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
 }
 
 /// Read a JSON file; `None` when it does not exist.
@@ -68,6 +74,11 @@ impl PodStore {
         self.dir.join(format!("{uid}.json"))
     }
 
+    /// Whether a record file of pod `uid` exists (readable or not).
+    pub fn has_file(&self, uid: &str) -> bool {
+        self.path(uid).exists()
+    }
+
     /// Save one pod.
     pub fn save(&self, rec: &PodRecord) -> Result<(), RuntimeError> {
         write_json_atomic(&self.path(&rec.uid()), rec)
@@ -98,7 +109,11 @@ impl PodStore {
                 match read_json::<PodRecord>(&p) {
                     Ok(Some(r)) => out.push(r),
                     Ok(None) => {}
-                    Err(err) => tracing::error!("{err}"),
+                    // One torn or hand-edited file must not keep the other pods from
+                    // recovering; the file stays for the user to fix or remove.
+                    Err(err) => tracing::error!(
+                        "pod record not loaded, its pod is not managed until the file is fixed or removed: {err}"
+                    ),
                 }
             }
         }

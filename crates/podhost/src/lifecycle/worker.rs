@@ -630,15 +630,27 @@ impl PodWorker {
     async fn ensure_sandbox(&mut self) -> Step {
         let mut dead_sandbox = None;
         if let Some(id) = self.rec.sandbox_id.clone() {
-            let ready = self
-                .rt
-                .pod_sandbox_status(&id)
-                .await
-                .is_ok_and(|s| s.state == crate::runtime::SandboxState::Ready);
-            if ready {
+            let status = self.rt.pod_sandbox_status(&id).await;
+            if status
+                .as_ref()
+                .is_ok_and(|s| s.state == crate::runtime::SandboxState::Ready)
+            {
                 return Ok(());
             }
             let now = self.now();
+            // Say why (a crashed shim, a dead pause) before kubelet's generic event.
+            let why = match &status {
+                Ok(s) => s.not_ready_reason.clone(),
+                Err(e) => Some(e.to_string()),
+            };
+            if let Some(why) = why {
+                self.rec.event(
+                    now,
+                    "Warning",
+                    "SandboxNotReady",
+                    format!("Pod sandbox {} is not ready: {why}", short_id(&id)),
+                );
+            }
             self.rec.event(
                 now,
                 "Normal",
@@ -1151,4 +1163,9 @@ fn human(d: Duration) -> String {
     } else {
         format!("{s}s")
     }
+}
+
+/// The first 12 characters of an id, as `crictl` and `docker` print them.
+fn short_id(id: &str) -> &str {
+    id.get(..12).unwrap_or(id)
 }

@@ -251,6 +251,66 @@ impl Cgroups {
         }
     }
 
+    /// Pids of every process in the pod cgroup `rel` and its child cgroups (the pause's
+    /// leaf, the containers'). On v1 one hierarchy is enough: podhost and libcontainer put
+    /// each process in all of them; the first that has the pod is read.
+    pub fn pod_pids(&self, rel: &str) -> Vec<u32> {
+        let dir = match self.version {
+            Version::V1 => CONTROLLERS
+                .iter()
+                .map(|c| self.dir(c, rel))
+                .find(|d| d.is_dir()),
+            Version::V2 => Some(self.dir("", rel)).filter(|d| d.is_dir()),
+        };
+        let Some(dir) = dir else {
+            return Vec::new();
+        };
+        let mut dirs = vec![dir.clone()];
+        dirs.extend(
+            std::fs::read_dir(&dir)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.is_dir()),
+        );
+        dirs.iter()
+            .filter_map(|d| std::fs::read_to_string(d.join("cgroup.procs")).ok())
+            .flat_map(|t| {
+                t.lines()
+                    .filter_map(|l| l.trim().parse().ok())
+                    .collect::<Vec<u32>>()
+            })
+            .collect()
+    }
+
+    /// SIGKILL every process left in the pod cgroup `rel` until none remains (or 5 s
+    /// pass): after a shim crash its pause and containers keep running, reparented to
+    /// init, and nobody else knows them. Returns how many processes were killed.
+    pub fn kill_pod(&self, rel: &str) -> usize {
+        let mut killed = std::collections::HashSet::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let pids: Vec<u32> = self
+                .pod_pids(rel)
+                .into_iter()
+                .filter(|p| *p > 1 && *p != std::process::id() && !zombie(*p))
+                .collect();
+            if pids.is_empty() || std::time::Instant::now() > deadline {
+                return killed.len();
+            }
+            for pid in pids {
+                if let Ok(p) = i32::try_from(pid) {
+                    // SAFETY: kill(2) of a process of this pod's cgroup; a pid that just
+                    // exited fails with ESRCH, which is fine.
+                    unsafe { libc::kill(p, libc::SIGKILL) };
+                    killed.insert(pid);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// How many times the kernel's OOM killer killed a process of cgroup `rel`;
     /// `None` when the cgroup is gone or the kernel does not count.
     pub fn oom_kills(&self, rel: &str) -> Option<u64> {
@@ -331,6 +391,17 @@ fn write(path: &Path, value: &str) -> Result<(), CgroupError> {
         path: path.to_path_buf(),
         value: value.to_string(),
         source,
+    })
+}
+
+/// A process that has exited but is not reaped yet (its parent, init after a shim
+/// crash, does that): killing it again is pointless.
+fn zombie(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| {
+        s.rsplit(')')
+            .next()
+            .and_then(|r| r.split_whitespace().next())
+            .is_some_and(|st| st == "Z" || st == "X")
     })
 }
 

@@ -154,6 +154,7 @@ impl Runtime for FakeRuntime {
                 ip: None,
                 additional_ips: Vec::new(),
                 netns_path: PathBuf::new(),
+                not_ready_reason: None,
             },
         );
         Ok(id)

@@ -171,12 +171,99 @@ impl LocalRuntime {
             .flat_map(|r| [Some(r.id.clone()), r.network.as_ref().map(|a| a.id.clone())])
             .flatten()
             .collect();
+        let half_made = rt.half_made();
+        if !half_made.is_empty() {
+            let rt2 = rt.clone();
+            tokio::spawn(async move { rt2.collect_half_made(half_made).await });
+        }
         let (orphans, pins) = rt.network.garbage(&in_use);
         if !orphans.is_empty() || !pins.is_empty() {
             let rt2 = rt.clone();
             tokio::spawn(async move { rt2.network.collect_garbage(orphans, pins).await });
         }
         Ok(rt)
+    }
+
+    /// What a daemon killed in the middle of a create or remove left without a record:
+    /// sandbox run dirs (maybe with a live shim) and state dirs, container dirs, and
+    /// containers whose sandbox record is gone. Listed before any new sandbox exists.
+    fn half_made(&self) -> Vec<PathBuf> {
+        let sandboxes: Vec<String> = self.sandbox_ids();
+        let shorts: Vec<PathBuf> = sandboxes
+            .iter()
+            .map(|id| self.config.sandbox_run_dir(id))
+            .collect();
+        let containers: Vec<String> = self
+            .lock_containers()
+            .values()
+            .filter(|c| sandboxes.contains(&c.sandbox_id))
+            .map(|c| c.id.clone())
+            .collect();
+        let entries = |dir: PathBuf| {
+            std::fs::read_dir(dir)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.path())
+                .collect::<Vec<_>>()
+        };
+        let name = |p: &Path| p.file_name().map(|n| n.to_string_lossy().into_owned());
+        let mut out: Vec<PathBuf> = entries(self.config.run_dir.join("s"))
+            .into_iter()
+            .filter(|p| !shorts.contains(p))
+            .collect();
+        out.extend(
+            entries(self.config.state_dir.join("sandboxes"))
+                .into_iter()
+                .filter(|p| name(p).is_none_or(|n| !sandboxes.contains(&n))),
+        );
+        out.extend(
+            entries(self.config.state_dir.join("containers"))
+                .into_iter()
+                .filter(|p| name(p).is_none_or(|n| !containers.contains(&n))),
+        );
+        out.extend(
+            entries(self.config.runc_root())
+                .into_iter()
+                .filter(|p| name(p).is_none_or(|n| !containers.contains(&n))),
+        );
+        out
+    }
+
+    /// Remove what [`LocalRuntime::half_made`] listed: a shim still listening is told to
+    /// shut down (it kills its pause and containers), mounts are detached, dirs removed.
+    async fn collect_half_made(&self, paths: Vec<PathBuf>) {
+        for p in paths {
+            let sock = p.join("shim.sock");
+            if sock.exists() {
+                let client = ShimClient::new("(no record)", &sock);
+                match tokio::time::timeout(Duration::from_secs(5), client.shutdown()).await {
+                    Ok(Err(e)) if !is_gone(&e) => {
+                        tracing::warn!("shutting down the shim at {}: {e}", sock.display())
+                    }
+                    Err(_) => tracing::warn!("shim at {} did not shut down in 5s", sock.display()),
+                    _ => {}
+                }
+            }
+            let id = p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            self.lock_containers().remove(&id);
+            let res = mounts::unmount(&p.join("shm"))
+                .and_then(|()| mounts::unmount(&p.join("rootfs")))
+                .and_then(|()| mounts::remove_dir(&p));
+            match res {
+                Ok(()) => tracing::info!(
+                    "removed {} (left by an interrupted create or remove)",
+                    p.display()
+                ),
+                Err(e) => tracing::warn!(
+                    "removing {} (left by an interrupted create or remove): {e}",
+                    p.display()
+                ),
+            }
+        }
     }
 
     /// The image store (for `image load` and `images`).
@@ -201,6 +288,13 @@ impl LocalRuntime {
     }
     fn lock_containers(&self) -> std::sync::MutexGuard<'_, HashMap<String, ContainerRecord>> {
         self.containers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+    /// Every recorded sandbox as (sandbox id, pod uid).
+    pub fn sandbox_pods(&self) -> Vec<(String, String)> {
+        self.lock_sandboxes()
+            .values()
+            .map(|r| (r.id.clone(), r.config.uid.clone()))
+            .collect()
     }
     fn sandbox_ids(&self) -> Vec<String> {
         self.lock_sandboxes().keys().cloned().collect()
@@ -538,6 +632,9 @@ impl LocalRuntime {
         let dir = self.config.container_dir(id);
         mounts::unmount(&dir.join("rootfs"))?;
         mounts::remove_dir(&dir)?;
+        // libcontainer's state of the container: the shim deletes it, unless the shim
+        // died first; then it is ours to remove.
+        mounts::remove_dir(&self.config.runc_root().join(id))?;
         self.lock_containers().remove(id);
         Ok(())
     }
@@ -688,9 +785,14 @@ impl Runtime for LocalRuntime {
 
     async fn pod_sandbox_status(&self, sandbox_id: &str) -> Result<SandboxStatus, RuntimeError> {
         let rec = self.sandbox(sandbox_id)?;
-        let st = self.shim_status(sandbox_id).await;
-        let ready = st.as_ref().map(|s| s.pause_running).unwrap_or(false);
+        let (st, not_ready_reason) = match self.shim(sandbox_id).status().await {
+            Ok(s) if s.pause_running => (Some(s), None),
+            Ok(s) => (Some(s), Some("the pause process exited".to_string())),
+            Err(e) => (None, Some(format!("the pod's shim is gone: {e}"))),
+        };
+        let ready = not_ready_reason.is_none();
         Ok(SandboxStatus {
+            not_ready_reason,
             id: rec.id.clone(),
             config: rec.config.clone(),
             state: if ready {

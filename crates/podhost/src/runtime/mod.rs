@@ -91,6 +91,10 @@ pub struct SandboxStatus {
     pub additional_ips: Vec<String>,
     /// Pinned network namespace.
     pub netns_path: PathBuf,
+    /// Why the sandbox is not ready, when the runtime knows (the pause exited, the
+    /// shim is unreachable): said in the pod's events when it is recreated.
+    #[serde(default)]
+    pub not_ready_reason: Option<String>,
 }
 
 /// A volume or file to bind into a container (CRI `Mount`).

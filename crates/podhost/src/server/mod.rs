@@ -150,7 +150,9 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         pods: Mutex::new(HashMap::new()),
         settings,
     });
-    for rec in daemon.store.load_all() {
+    let records = daemon.store.load_all();
+    collect_unreferenced_sandboxes(&daemon, &records).await;
+    for rec in records {
         daemon.start_worker(rec);
     }
     images::spawn_image_gc(
@@ -180,6 +182,37 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         .map_err(io_err("serving on", &sock))?;
     let _ = std::fs::remove_file(&sock);
     Ok(())
+}
+
+/// Sandboxes no pod record points at: a daemon killed between creating a sandbox and
+/// saving the pod's record (or between removing the record and the sandbox) left them,
+/// and the pod's worker makes a new one. Removed before any worker starts: a new sandbox
+/// is unreferenced until its pod is saved, and removal kills what is left in the pod's
+/// cgroup, which a new sandbox of the same pod shares. A pod whose
+/// record file exists but is unreadable keeps its sandbox: it is the user's to repair.
+/// Every sandbox is the daemon's own today; CRI sandboxes will need their own marker.
+async fn collect_unreferenced_sandboxes(daemon: &Arc<Daemon>, records: &[PodRecord]) {
+    let referenced: std::collections::HashSet<&str> = records
+        .iter()
+        .filter_map(|r| r.sandbox_id.as_deref())
+        .collect();
+    let loaded: std::collections::HashSet<String> = records.iter().map(|r| r.uid()).collect();
+    let stale: Vec<String> = daemon
+        .local
+        .sandbox_pods()
+        .into_iter()
+        .filter(|(id, uid)| {
+            !referenced.contains(id.as_str())
+                && (loaded.contains(uid) || !daemon.store.has_file(uid))
+        })
+        .map(|(id, _)| id)
+        .collect();
+    for id in stale {
+        match daemon.runtime.remove_pod_sandbox(&id).await {
+            Ok(()) => tracing::info!("removed sandbox {id}: no pod record refers to it"),
+            Err(e) => tracing::warn!("removing sandbox {id} no pod record refers to: {e}"),
+        }
+    }
 }
 
 fn router(d: Arc<Daemon>) -> Router {

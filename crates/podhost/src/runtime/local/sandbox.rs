@@ -171,6 +171,21 @@ impl LocalRuntime {
         };
         let removed = async {
             self.stop_pod_sandbox(sandbox_id).await?;
+            // A shim that crashed (or a daemon that lost it) left its pause and containers
+            // running, reparented to init: they are found by the pod cgroup and killed, so
+            // that their mounts, netns and cgroups can go. After a clean shutdown the
+            // cgroup is already empty and this is a read of a few files.
+            let (cg, pod_cg) = (self.cgroups.clone(), self.pod_cgroup(&rec.config));
+            let killed = tokio::task::spawn_blocking(move || cg.kill_pod(&pod_cg))
+                .await
+                .unwrap_or(0);
+            if killed > 0 {
+                tracing::warn!(
+                    "sandbox {sandbox_id} of pod {}/{}: killed {killed} process(es) its shim left behind",
+                    rec.config.namespace,
+                    rec.config.name
+                );
+            }
             let ids: Vec<String> = self
                 .lock_containers()
                 .values()

@@ -303,10 +303,14 @@ impl Network {
     /// DEL the network with the stored config and result, unpin the namespace, drop the
     /// record. When DEL fails the record and pin stay, for a retry at the next start.
     pub async fn detach(&self, att: &Attachment) -> Result<(), RuntimeError> {
+        let netns_gone = !att.netns.exists();
         self.cni
             .del_list(&att.network, &att.runtime, att.result.as_ref())
             .await
             .map_err(|e| Self::cni_error(&att.network, e))?;
+        if netns_gone {
+            remove_masquerade(&att.network.name, &att.runtime.container_id).await;
+        }
         self.forget(att)
     }
 
@@ -367,5 +371,131 @@ impl Network {
                 tracing::warn!("removing stale netns pin: {e}");
             }
         }
+    }
+}
+
+/// Where iptables lives on Debian and most distributions (the daemon's PATH may lack sbin).
+const SBIN_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The bridge plugin finds the pod's addresses on its interface to remove its ipMasq
+/// rules; with the netns gone (a reboot, a lost pin) its DEL returns before that and the
+/// rules stay. They carry the comment `name: "<network>" id: "<container id>"`: the
+/// rules with it are deleted and the per-pod chains they jump to flushed and removed.
+/// Best effort: a failure is logged, and a real reboot flushes them anyway.
+async fn remove_masquerade(network: &str, container_id: &str) {
+    let comment = format!("name: \"{network}\" id: \"{container_id}\"");
+    let iptables = |args: Vec<String>| async move {
+        tokio::process::Command::new("iptables")
+            .env("PATH", SBIN_PATH)
+            .args(["-w", "-t", "nat"])
+            .args(&args)
+            .output()
+            .await
+    };
+    let saved = match tokio::process::Command::new("iptables-save")
+        .env("PATH", SBIN_PATH)
+        .args(["-t", "nat"])
+        .output()
+        .await
+    {
+        Ok(o) => String::from_utf8_lossy(&o.stdout).into_owned(),
+        Err(e) => {
+            tracing::warn!("iptables-save for the rules of {container_id}: {e}");
+            return;
+        }
+    };
+    let mut chains: Vec<String> = Vec::new();
+    for line in saved.lines() {
+        let Some(rule) = line.strip_prefix("-A ") else {
+            continue;
+        };
+        let args = split_rule(rule);
+        if !args.contains(&comment) {
+            continue;
+        }
+        let target = args
+            .iter()
+            .position(|a| a == "-j")
+            .and_then(|i| args.get(i + 1));
+        for c in args.first().into_iter().chain(target) {
+            if c.starts_with("CNI-") && !chains.contains(c) {
+                chains.push(c.clone());
+            }
+        }
+        // Rules of the pod's own chain go with the flush below.
+        if args.first().is_some_and(|c| !c.starts_with("CNI-")) {
+            let mut del = vec!["-D".to_string()];
+            del.extend(args);
+            if let Err(e) = iptables(del).await {
+                tracing::warn!("iptables -D for {container_id}: {e}");
+            }
+        }
+    }
+    for c in chains {
+        for op in ["-F", "-X"] {
+            if let Err(e) = iptables(vec![op.to_string(), c.clone()]).await {
+                tracing::warn!("iptables {op} {c}: {e}");
+            }
+        }
+    }
+}
+
+/// Split one `iptables-save` rule into arguments: words, and double-quoted strings with
+/// backslash escapes (comments).
+fn split_rule(rule: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let (mut quoted, mut word) = (false, false);
+    let mut chars = rule.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' if quoted => {
+                if let Some(n) = chars.next() {
+                    cur.push(n);
+                }
+            }
+            '"' => {
+                quoted = !quoted;
+                word = true;
+            }
+            ' ' if !quoted => {
+                if word {
+                    out.push(std::mem::take(&mut cur));
+                    word = false;
+                }
+            }
+            _ => {
+                cur.push(c);
+                word = true;
+            }
+        }
+    }
+    if word {
+        out.push(cur);
+    }
+    out
+}
+
+#[cfg(test)]
+mod masquerade_tests {
+    use super::split_rule;
+
+    #[test]
+    fn splits_an_iptables_save_rule_with_a_quoted_comment() {
+        let rule = r#"POSTROUTING -s 10.1.2.3/32 -m comment --comment "name: \"ph1\" id: \"abc\"" -j CNI-0123"#;
+        assert_eq!(
+            split_rule(rule),
+            [
+                "POSTROUTING",
+                "-s",
+                "10.1.2.3/32",
+                "-m",
+                "comment",
+                "--comment",
+                "name: \"ph1\" id: \"abc\"",
+                "-j",
+                "CNI-0123"
+            ]
+        );
     }
 }

@@ -1,0 +1,459 @@
+//! End-to-end crash safety (issue 8): the daemon, a shim or the whole machine dies, and
+//! after the restart no pod, exit code, log line or IP is lost and nothing leaks.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{alive, container_status, Env};
+
+/// Short CrashLoopBackOff so restarts in these tests take a second, not ten.
+fn env() -> Env {
+    Env::with_daemon_env(&[
+        ("PODHOST_BACKOFF_INITIAL", "1s"),
+        ("PODHOST_BACKOFF_MAX", "2s"),
+    ])
+}
+
+fn pod_yaml(name: &str, policy: &str, script: &str) -> String {
+    format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}
+spec:
+  restartPolicy: {policy}
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: busybox
+    command: ["sh", "-c", "{script}"]
+"#
+    )
+}
+
+/// Pids of processes whose command line names this test's root (shims, helpers).
+fn procs_naming(root: &Path, what: &str) -> Vec<u32> {
+    let root = root.display().to_string();
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let cmd = String::from_utf8_lossy(&cmd);
+        if cmd.contains(&root) && cmd.contains(what) && alive(pid) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// Every process in this test's cgroup parent (pauses and containers of all its pods).
+fn cgroup_pids(env: &Env) -> Vec<u32> {
+    fn walk(dir: &Path, out: &mut Vec<u32>) {
+        if let Ok(t) = std::fs::read_to_string(dir.join("cgroup.procs")) {
+            out.extend(t.lines().filter_map(|l| l.trim().parse::<u32>().ok()));
+        }
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            if e.path().is_dir() {
+                walk(&e.path(), out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(
+        &PathBuf::from("/sys/fs/cgroup/pids").join(&env.cgroup_parent),
+        &mut out,
+    );
+    out.sort_unstable();
+    out.dedup();
+    out.retain(|p| alive(*p));
+    out
+}
+
+fn sigkill(pid: u32) {
+    // SAFETY: kill(2) of a process this test's daemon started.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+}
+
+fn wait_dead(pid: u32, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while alive(pid) {
+        assert!(Instant::now() < deadline, "{what} (pid {pid}) still alive");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Priority 1: the container exits while the daemon is down; the shim keeps the exit,
+/// and the restarted daemon reports it and restarts per policy, counting from the record.
+#[test]
+fn container_exit_while_daemon_is_down_is_reported_and_restarted() {
+    let mut env = env();
+    // Exits 3 on SIGTERM (the trap runs between two sleeps).
+    let script = "trap 'exit 3' TERM; echo up; while true; do sleep 0.1; done";
+    env.apply("always.yaml", &pod_yaml("always", "Always", script));
+    env.apply("never.yaml", &pod_yaml("never", "Never", script));
+    env.wait_ready("always");
+    env.wait_ready("never");
+    let always = env.pid_of("always", "main");
+    let never = env.pid_of("never", "main");
+    let pause = env.pid_of("always", "POD");
+
+    env.kill_daemon();
+    for pid in [always, never] {
+        // SAFETY: kill(2) of a container process of this test.
+        unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    }
+    wait_dead(always, "always/main after SIGTERM");
+    wait_dead(never, "never/main after SIGTERM");
+    env.start_daemon();
+
+    let pod = env.wait_for(
+        "always",
+        "restart after the exit seen by the shim",
+        Duration::from_secs(30),
+        |p| {
+            let s = container_status(p, "main");
+            s["restartCount"] == 1 && s["state"]["running"].is_object()
+        },
+    );
+    let last = &container_status(&pod, "main")["lastState"]["terminated"];
+    assert_eq!(last["exitCode"], 3, "{last}");
+    assert_eq!(last["reason"], "Error", "{last}");
+    assert!(alive(pause), "the pause survives a container exit");
+    assert_eq!(env.pid_of("always", "POD"), pause, "same sandbox");
+
+    let pod = env.wait_for("never", "Failed", Duration::from_secs(30), |p| {
+        p["status"]["phase"] == "Failed"
+    });
+    let s = container_status(&pod, "main");
+    assert_eq!(s["restartCount"], 0, "{s}");
+    assert_eq!(s["state"]["terminated"]["exitCode"], 3, "{s}");
+    env.teardown();
+}
+
+/// Priority 6: a second daemon on the same state directory is refused, and the first
+/// keeps serving.
+#[test]
+fn second_daemon_on_the_same_state_dir_is_refused() {
+    let env = Env::new();
+    let mut child = Command::new(common::bin())
+        .arg("serve")
+        .env("PODHOST_ROOT", &env.root)
+        .env("PODHOST_CGROUP_PARENT", &env.cgroup_parent)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn second serve");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("try_wait") {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("a second `podhost serve` on the same root kept running");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let out = child.wait_with_output().expect("output");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!status.success(), "second serve succeeded: {err}");
+    assert!(
+        err.contains("another podhost daemon is already running")
+            && err.contains(&env.root.display().to_string()),
+        "unclear message: {err}"
+    );
+    // The first daemon still answers on its socket.
+    env.ok(&["get", "pods"]);
+    env.teardown();
+}
+
+/// Priority 5: a torn pod record is reported with its path and the other pods recover.
+#[test]
+fn corrupt_pod_record_is_reported_and_others_recover() {
+    let mut env = env();
+    let script = "while true; do sleep 1; done";
+    env.apply("a.yaml", &pod_yaml("a", "Always", script));
+    env.apply("b.yaml", &pod_yaml("b", "Always", script));
+    let a = env.wait_ready("a");
+    env.wait_ready("b");
+    let b_main = env.pid_of("b", "main");
+    let uid = a["metadata"]["uid"].as_str().expect("uid").to_string();
+    env.kill_daemon();
+    let record = env.root.join("lib/pods").join(format!("{uid}.json"));
+    let good = std::fs::read(&record).expect("pod record");
+    std::fs::write(&record, &good[..good.len() / 2]).expect("truncate");
+    env.start_daemon();
+    env.wait_ready("b");
+    assert_eq!(env.pid_of("b", "main"), b_main, "b kept its container");
+    let log = env.daemon_log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("pod record not loaded")
+                && l.contains(&record.display().to_string())),
+        "daemon log does not name {}:\n{log}",
+        record.display()
+    );
+    assert!(
+        !env.run(&["get", "pod", "a"]).status.success(),
+        "a torn record must not become a pod"
+    );
+    // Repaired, the pod is managed again (and torn down cleanly by teardown).
+    env.kill_daemon();
+    std::fs::write(&record, &good).expect("restore");
+    env.start_daemon();
+    env.wait_ready("a");
+    env.teardown();
+}
+
+/// Priority 2: a SIGKILLed shim leaves its pause and containers running; the daemon kills
+/// them, tears the sandbox down and recreates the pod, which keeps its IP.
+#[test]
+fn killed_shim_orphans_are_killed_and_pod_is_recreated() {
+    let mut env = env();
+    env.apply(
+        "s.yaml",
+        &pod_yaml("s", "Always", "while true; do sleep 1; done"),
+    );
+    let pod = env.wait_ready("s");
+    let ip = pod["status"]["podIP"].clone();
+    let pause = env.pid_of("s", "POD");
+    let main = env.pid_of("s", "main");
+    let shims = procs_naming(&env.root, "podhost-shim");
+    assert_eq!(shims.len(), 1, "one shim: {shims:?}");
+    env.watched_pids.extend(&shims);
+    sigkill(shims[0]);
+    wait_dead(main, "the orphaned container");
+    wait_dead(pause, "the orphaned pause");
+    let pod = env.wait_for(
+        "s",
+        "recreated after the shim crash",
+        Duration::from_secs(30),
+        |p| {
+            common::condition(p, "Ready")
+                && container_status(p, "main")["state"]["running"].is_object()
+                && container_status(p, "main")["restartCount"] == 1
+        },
+    );
+    assert_ne!(env.pid_of("s", "POD"), pause, "a new sandbox");
+    assert_eq!(pod["status"]["podIP"], ip, "the pod keeps its IP");
+    let last = &container_status(&pod, "main")["lastState"]["terminated"];
+    assert_eq!(last["exitCode"], 137, "{last}");
+    let events = env.ok(&["describe", "pod", "s"]);
+    assert!(events.contains("SandboxChanged"), "{events}");
+    assert!(
+        events.contains("SandboxNotReady") && events.contains("shim is gone"),
+        "the events say the shim crashed: {events}"
+    );
+    assert_eq!(
+        procs_naming(&env.root, "podhost-shim").len(),
+        1,
+        "one new shim"
+    );
+    env.teardown();
+}
+
+/// Priority 3: a reboot kills every pod process and empties the run dir. Always pods come
+/// back in new sandboxes; Never pods keep their final state; the records of the vanished
+/// sandboxes and containers are collected.
+#[test]
+fn reboot_recreates_pods_and_collects_vanished_sandboxes() {
+    let mut env = env();
+    env.apply(
+        "up.yaml",
+        &pod_yaml("up", "Always", "while true; do sleep 1; done"),
+    );
+    env.apply("done.yaml", &pod_yaml("done", "Never", "echo bye"));
+    let up = env.wait_ready("up");
+    env.wait_for("done", "Succeeded", Duration::from_secs(30), |p| {
+        p["status"]["phase"] == "Succeeded"
+    });
+    let old_pause = env.pid_of("up", "POD");
+    let sandboxes_before: Vec<String> = list(&env.root.join("lib/sandboxes"));
+    let containers_before: Vec<String> = list(&env.root.join("lib/containers"));
+
+    // The "reboot": daemon, shims, pauses, containers; then every mount and the run dir.
+    env.kill_daemon();
+    let mut victims = procs_naming(&env.root, "podhost-shim");
+    victims.extend(cgroup_pids(&env));
+    env.watched_pids.extend(&victims);
+    for p in &victims {
+        sigkill(*p);
+    }
+    for p in &victims {
+        wait_dead(*p, "a pod process at reboot");
+    }
+    let root = env.root.display().to_string();
+    let mounts = std::fs::read_to_string("/proc/mounts").expect("mounts");
+    let mut targets: Vec<&str> = mounts
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .filter(|t| t.starts_with(&root))
+        .collect();
+    targets.reverse();
+    for t in targets {
+        let _ = Command::new("umount").args(["-l", t]).status();
+    }
+    std::fs::remove_dir_all(env.root.join("run")).expect("empty the run dir");
+
+    env.start_daemon();
+    // The stored status says Ready until the first sync: wait for the new container.
+    let old_id = container_status(&up, "main")["containerID"].clone();
+    env.wait_for("up", "a new container", Duration::from_secs(30), |p| {
+        let s = container_status(p, "main");
+        common::condition(p, "Ready")
+            && s["state"]["running"].is_object()
+            && s["containerID"] != old_id
+    });
+    let new_pause = env.pid_of("up", "POD");
+    assert_ne!(new_pause, old_pause);
+    let done = env.pod("done");
+    assert_eq!(done["status"]["phase"], "Succeeded", "{done}");
+    assert_eq!(
+        container_status(&done, "main")["state"]["terminated"]["exitCode"],
+        0
+    );
+    // Vanished sandboxes and containers: records gone (only the new sandbox remains).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let sb = list(&env.root.join("lib/sandboxes"));
+        let ct = list(&env.root.join("lib/containers"));
+        let stale_sb: Vec<_> = sb.iter().filter(|s| sandboxes_before.contains(s)).collect();
+        let stale_ct: Vec<_> = ct
+            .iter()
+            .filter(|c| containers_before.contains(c))
+            .collect();
+        if stale_sb.is_empty() && stale_ct.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "stale records: sandboxes {stale_sb:?}, containers {stale_ct:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    env.teardown();
+}
+
+/// Priority 4: the shim writes the log files, so a daemon restart loses no line; the
+/// CLI's `logs -f` stream ends with the daemon and is re-run by the user (README).
+#[test]
+fn logs_lose_no_line_across_a_daemon_restart() {
+    let mut env = env();
+    env.apply(
+        "talk.yaml",
+        &pod_yaml(
+            "talk",
+            "Always",
+            "i=0; while true; do echo line $i; i=$((i+1)); sleep 0.02; done",
+        ),
+    );
+    env.wait_ready("talk");
+    let mut follow = Command::new(common::bin())
+        .args(["logs", "-f", "talk"])
+        .env("PODHOST_ROOT", &env.root)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("logs -f");
+    std::thread::sleep(Duration::from_millis(500));
+    env.kill_daemon();
+    // The stream ends with the daemon instead of hanging.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while follow.try_wait().expect("try_wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = follow.kill();
+            let _ = follow.wait();
+            panic!("`logs -f` kept running after the daemon died");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    env.start_daemon();
+    std::thread::sleep(Duration::from_millis(500));
+    let out = env.ok(&["logs", "talk"]);
+    let numbers: Vec<u64> = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("line "))
+        .filter_map(|n| n.trim().parse().ok())
+        .collect();
+    assert!(numbers.len() > 50, "too few lines: {}", numbers.len());
+    for (i, n) in numbers.iter().enumerate() {
+        assert_eq!(*n, i as u64, "line {i} missing or out of order");
+    }
+    env.teardown();
+}
+
+/// Priority 7: creates and deletes with the daemon SIGKILLed at random points, restarted
+/// each time; in the end every surviving pod runs and nothing of the others is left.
+#[test]
+fn chaos_daemon_sigkill_during_create_and_delete_leaks_nothing() {
+    let mut env = env();
+    let started = Instant::now();
+    let mut alive_pods: Vec<String> = Vec::new();
+    for i in 0..20 {
+        let name = format!("chaos-{i}");
+        env.apply(
+            &format!("{name}.yaml"),
+            &pod_yaml(&name, "Always", "while true; do sleep 1; done"),
+        );
+        alive_pods.push(name);
+        std::thread::sleep(Duration::from_millis(u64::from(
+            rand::random::<u16>() % 400,
+        )));
+        if i % 2 == 1 {
+            let victim = alive_pods.remove(0);
+            let _ = env.run(&["delete", "pod", &victim, "--grace-period", "1"]);
+        }
+        std::thread::sleep(Duration::from_millis(u64::from(
+            rand::random::<u16>() % 300,
+        )));
+        env.kill_daemon();
+        env.start_daemon();
+    }
+    // Deleted pods finish deleting; the others run.
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let out = env.ok(&["get", "pods", "-o", "name"]);
+        let mut names: Vec<String> = out
+            .lines()
+            .map(|l| l.trim_start_matches("pod/").to_string())
+            .collect();
+        names.sort();
+        let mut want = alive_pods.clone();
+        want.sort();
+        if names == want {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "pods {names:?}, expected {want:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for name in &alive_pods {
+        env.wait_ready(name);
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(90),
+        "chaos took {:?}",
+        started.elapsed()
+    );
+    env.teardown();
+}
+
+fn list(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
+}
