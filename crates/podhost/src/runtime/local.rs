@@ -296,6 +296,13 @@ impl LocalRuntime {
             .map(|r| (r.id.clone(), r.config.uid.clone()))
             .collect()
     }
+    /// Every recorded container as (container id, sandbox id).
+    pub fn container_sandboxes(&self) -> Vec<(String, String)> {
+        self.lock_containers()
+            .values()
+            .map(|r| (r.id.clone(), r.sandbox_id.clone()))
+            .collect()
+    }
     fn sandbox_ids(&self) -> Vec<String> {
         self.lock_sandboxes().keys().cloned().collect()
     }

@@ -184,7 +184,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     Ok(())
 }
 
-/// Sandboxes no pod record points at: a daemon killed between creating a sandbox and
+/// Sandboxes (and containers) no pod record points at: a daemon killed between creating a sandbox and
 /// saving the pod's record (or between removing the record and the sandbox) left them,
 /// and the pod's worker makes a new one. Removed before any worker starts: a new sandbox
 /// is unreferenced until its pod is saved, and removal kills what is left in the pod's
@@ -207,6 +207,31 @@ async fn collect_unreferenced_sandboxes(daemon: &Arc<Daemon>, records: &[PodReco
         })
         .map(|(id, _)| id)
         .collect();
+    // Containers created in a live sandbox by a daemon killed before it saved the pod:
+    // the worker makes another, so these would run unseen until the pod is deleted.
+    let known: std::collections::HashSet<&str> = records
+        .iter()
+        .flat_map(|r| r.containers.values())
+        .flat_map(|t| [t.current.as_ref(), t.previous.as_ref()])
+        .flatten()
+        .map(|c| c.id.as_str())
+        .collect();
+    for (cid, sid) in daemon.local.container_sandboxes() {
+        if known.contains(cid.as_str()) || !referenced.contains(sid.as_str()) {
+            continue;
+        }
+        let removed = async {
+            daemon
+                .runtime
+                .stop_container(&cid, Duration::ZERO, libc::SIGKILL)
+                .await?;
+            daemon.runtime.remove_container(&cid).await
+        };
+        match removed.await {
+            Ok(()) => tracing::info!("removed container {cid}: no pod record refers to it"),
+            Err(e) => tracing::warn!("removing container {cid} no pod record refers to: {e}"),
+        }
+    }
     for id in stale {
         match daemon.runtime.remove_pod_sandbox(&id).await {
             Ok(()) => tracing::info!("removed sandbox {id}: no pod record refers to it"),
