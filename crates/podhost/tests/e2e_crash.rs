@@ -75,8 +75,12 @@ fn cgroup_pids(env: &Env) -> Vec<u32> {
 }
 
 fn sigkill(pid: u32) {
+    signal(pid, libc::SIGKILL);
+}
+
+fn signal(pid: u32, sig: i32) {
     // SAFETY: kill(2) of a process this test's daemon started.
-    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    unsafe { libc::kill(pid as i32, sig) };
 }
 
 fn wait_dead(pid: u32, what: &str) {
@@ -256,6 +260,61 @@ fn killed_shim_orphans_are_killed_and_pod_is_recreated() {
         1,
         "one new shim"
     );
+    env.teardown();
+}
+
+/// A shim that lives but does not answer (SIGSTOP) leaves its pod `Unknown` with a reason,
+/// and nothing is restarted blind; once it answers the pod is Running again with the same
+/// processes. A pod deleted while its shim is silent goes, shim and all.
+#[test]
+fn stopped_shim_makes_the_pod_unknown_until_it_answers() {
+    let mut env = env();
+    env.apply(
+        "u.yaml",
+        &pod_yaml("u", "Always", "while true; do sleep 1; done"),
+    );
+    env.wait_ready("u");
+    let main = env.pid_of("u", "main");
+    let shims = procs_naming(&env.root, "podhost-shim");
+    assert_eq!(shims.len(), 1, "one shim: {shims:?}");
+    let shim = shims[0];
+    env.watched_pids.push(shim);
+    let unknown = |p: &serde_json::Value| {
+        p["status"]["phase"] == "Unknown" && p["status"]["reason"] == "ShimUnreachable"
+    };
+    signal(shim, libc::SIGSTOP);
+    let pod = env.wait_for("u", "Unknown", Duration::from_secs(30), unknown);
+    assert!(!common::condition(&pod, "Ready"), "not ready while unknown");
+    let row = env.ok(&["get", "pods"]);
+    assert!(
+        row.contains("0/1") && row.contains("ShimUnreachable"),
+        "{row}"
+    );
+    // Unknown is not dead: the container was left alone.
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(alive(main), "the container still runs");
+    signal(shim, libc::SIGCONT);
+    let pod = env.wait_for("u", "Running again", Duration::from_secs(30), |p| {
+        p["status"]["phase"] == "Running" && common::condition(p, "Ready")
+    });
+    assert_eq!(container_status(&pod, "main")["restartCount"], 0);
+    assert_eq!(env.pid_of("u", "main"), main, "the same container");
+    let described = env.ok(&["describe", "pod", "u"]);
+    assert!(
+        described.contains("ShimUnreachable") && described.contains("ShimReachable"),
+        "{described}"
+    );
+    // Silent again, then deleted: the shim is killed and everything goes.
+    signal(shim, libc::SIGSTOP);
+    env.wait_for("u", "Unknown", Duration::from_secs(30), unknown);
+    env.ok(&["delete", "pod", "u"]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while env.run(&["get", "pod", "u"]).status.success() {
+        assert!(Instant::now() < deadline, "pod u still listed");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    wait_dead(shim, "the stopped shim");
+    wait_dead(main, "the container of the deleted pod");
     env.teardown();
 }
 

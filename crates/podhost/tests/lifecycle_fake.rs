@@ -857,3 +857,81 @@ spec:
         && m.contains("failed - error: command 'bye' exited with 2")));
     assert!(h.cmd.is_closed());
 }
+
+#[tokio::test(start_paused = true)]
+async fn unresponsive_shim_makes_the_pod_unknown_and_nothing_is_decided_meanwhile() {
+    let (fake, h, _d) = start(WEB);
+    settle().await;
+    assert_eq!(phase(&h), "Running");
+    assert_eq!(condition(&h, "Ready"), "True");
+    fake.set_unresponsive(true);
+    // A container exits while nobody can see it: it must not be restarted blind.
+    assert!(fake.exit("web", 1));
+    tokio::time::advance(Duration::from_secs(2)).await;
+    settle().await;
+    assert_eq!(phase(&h), "Unknown");
+    let reason = h
+        .snapshot
+        .borrow()
+        .pod
+        .status
+        .as_ref()
+        .and_then(|s| s.reason.clone());
+    assert_eq!(reason.as_deref(), Some("ShimUnreachable"));
+    assert_eq!(condition(&h, "Ready"), "False");
+    assert_eq!(column(&h), "ShimUnreachable");
+    assert_eq!(restarts(&h, "web"), 0);
+    let sandboxes = fake
+        .calls()
+        .iter()
+        .filter(|c| *c == "run_pod_sandbox")
+        .count();
+    assert_eq!(
+        sandboxes, 1,
+        "no sandbox is recreated while the shim is silent"
+    );
+    let ev = events(&h);
+    assert_eq!(
+        ev.iter().filter(|(r, _)| r == "ShimUnreachable").count(),
+        1,
+        "one event when it starts: {ev:?}"
+    );
+    // Time passes: still Unknown, still no decision.
+    tokio::time::advance(Duration::from_secs(30)).await;
+    settle().await;
+    assert_eq!(phase(&h), "Unknown");
+    assert_eq!(restarts(&h, "web"), 0);
+    // The shim answers again: the exit is seen and handled like any other.
+    fake.set_unresponsive(false);
+    tokio::time::advance(Duration::from_secs(2)).await;
+    settle().await;
+    assert_eq!(phase(&h), "Running");
+    assert_eq!(restarts(&h, "web"), 1);
+    assert_eq!(restarts(&h, "sidecar"), 0);
+    assert!(events(&h).iter().any(|(r, _)| r == "ShimReachable"));
+    let sandboxes = fake
+        .calls()
+        .iter()
+        .filter(|c| *c == "run_pod_sandbox")
+        .count();
+    assert_eq!(sandboxes, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn unknown_pod_can_be_deleted() {
+    let (fake, h, _d) = start(WEB);
+    settle().await;
+    fake.set_unresponsive(true);
+    tokio::time::advance(Duration::from_secs(2)).await;
+    settle().await;
+    assert_eq!(phase(&h), "Unknown");
+    h.cmd
+        .send(WorkerCmd::Delete { grace: None })
+        .await
+        .expect("worker alive");
+    tokio::time::advance(Duration::from_secs(1)).await;
+    settle().await;
+    assert!(fake.calls().iter().any(|c| c == "remove_pod_sandbox"));
+    // No graceful stop was attempted through a shim that cannot answer.
+    assert!(fake.stops().is_empty(), "{:?}", fake.stops());
+}

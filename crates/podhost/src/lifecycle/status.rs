@@ -278,6 +278,30 @@ fn names(list: &[&str]) -> String {
     format!("[{}]", list.join(" "))
 }
 
+/// Status reason of a pod whose shim lives but does not answer.
+pub const SHIM_UNREACHABLE: &str = "ShimUnreachable";
+
+/// Turn a computed status into what Kubernetes shows for a pod on a lost node: phase
+/// `Unknown` with a reason, not ready. Container states stay the last ones seen (they may
+/// well still run), but none is claimed ready.
+pub fn mark_unknown(st: &mut PodStatus, message: String, now: i64) {
+    st.phase = Some("Unknown".into());
+    st.reason = Some(SHIM_UNREACHABLE.into());
+    st.message = Some(message.clone());
+    for c in st.conditions.iter_mut().flatten() {
+        if matches!(c.type_.as_str(), "Ready" | "ContainersReady") && c.status == "True" {
+            *c = condition(&c.type_, false, now, SHIM_UNREACHABLE, message.clone());
+        }
+    }
+    let containers = st.container_statuses.iter_mut().flatten();
+    for c in containers.chain(st.init_container_statuses.iter_mut().flatten()) {
+        // Completed init containers stay "ready": that is a fact, not an observation.
+        if c.state.as_ref().is_none_or(|s| s.terminated.is_none()) {
+            c.ready = false;
+        }
+    }
+}
+
 /// Compute the full `PodStatus` of a record. `sandbox_ready` is the pause's liveness.
 pub fn pod_status(rec: &PodRecord, sandbox_ready: bool, now: i64) -> PodStatus {
     let spec = rec.pod.spec.clone().unwrap_or_default();

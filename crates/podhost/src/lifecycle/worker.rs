@@ -15,7 +15,9 @@ use super::probes::{self, ProbeKind, ProbeResult, ProbeSpec, ProbeTarget, ProbeU
 use super::restart::{should_restart, BackoffDecision, BackoffPolicy, RestartPolicy};
 use super::status::{self, is_sidecar, Phase};
 use super::{ContainerTrack, PodRecord};
-use crate::runtime::{ContainerState, Runtime, RuntimeEvent};
+use crate::runtime::{
+    ContainerState, Runtime, RuntimeError, RuntimeEvent, SandboxState, SandboxStatus,
+};
 use crate::store::PodStore;
 use crate::timefmt::k8s_time;
 
@@ -101,6 +103,9 @@ pub struct PodWorker {
     /// Why the last sandbox creation failed (CNI errors …), shown as the pod's status
     /// reason and message until a sandbox is created.
     sandbox_error: Option<String>,
+    /// Why the pod's shim does not answer while it lives (stopped, hung): the pod is then
+    /// `Unknown` and nothing is decided from what cannot be seen.
+    unresponsive: Option<String>,
 }
 
 /// Why a step could not go on: wait until (optional) time and sync again.
@@ -148,6 +153,7 @@ impl PodWorker {
             probe_tx,
             probe_tasks: HashMap::new(),
             sandbox_error: None,
+            unresponsive: None,
         };
         tokio::spawn(w.run(cmd_rx, events, probe_rx));
         PodHandle {
@@ -259,16 +265,20 @@ impl PodWorker {
 
     /// Compute and publish the status; persist when something changed.
     async fn publish(&mut self) {
-        let sandbox = match &self.rec.sandbox_id {
-            Some(id) => self.rt.pod_sandbox_status(id).await.ok(),
-            None => None,
+        // An unresponsive shim would hold every publish for the request's time limit.
+        let sandbox = match (&self.rec.sandbox_id, &self.unresponsive) {
+            (Some(id), None) => self.rt.pod_sandbox_status(id).await.ok(),
+            _ => None,
         };
         let sandbox_ready = sandbox
             .as_ref()
-            .is_some_and(|s| s.state == crate::runtime::SandboxState::Ready);
+            .is_some_and(|s| s.state == SandboxState::Ready);
         let now = self.now();
         let mut st = status::pod_status(&self.rec, sandbox_ready, now);
         self.network_status(&mut st, sandbox.as_ref());
+        if let Some(why) = &self.unresponsive {
+            status::mark_unknown(&mut st, format!("Pod's shim does not answer: {why}"), now);
+        }
         self.rec.pod.status = Some(st);
         if !self.removed {
             if let Some(store) = &self.store {
@@ -356,8 +366,17 @@ impl PodWorker {
             self.stop_probes();
             return None;
         }
+        let sandbox = match self.rec.sandbox_id.clone() {
+            Some(id) => Some(self.rt.pod_sandbox_status(&id).await),
+            None => None,
+        };
+        if self.note_unresponsive(sandbox.as_ref()) {
+            // Probes would fail against a stopped shim and kill what may be healthy.
+            self.stop_probes();
+            return None;
+        }
         self.refresh().await;
-        let wake = match self.sync_steps().await {
+        let wake = match self.sync_steps(sandbox).await {
             Ok(()) => None,
             Err(wake) => wake,
         };
@@ -385,8 +404,39 @@ impl PodWorker {
                 || self.track(&c.name).probe(ProbeKind::Startup) == ProbeResult::Success)
     }
 
-    async fn sync_steps(&mut self) -> Step {
-        self.ensure_sandbox().await?;
+    /// Track whether the pod's shim lives but does not answer; true while it does not.
+    /// Events mark when that starts and when it ends.
+    fn note_unresponsive(&mut self, sandbox: Option<&Result<SandboxStatus, RuntimeError>>) -> bool {
+        let why = match sandbox {
+            Some(Ok(s)) if s.state == SandboxState::Unknown => Some(
+                s.not_ready_reason
+                    .clone()
+                    .unwrap_or_else(|| "no answer".into()),
+            ),
+            _ => None,
+        };
+        let now = self.now();
+        match (&self.unresponsive, &why) {
+            (None, Some(w)) => self.rec.event(
+                now,
+                "Warning",
+                status::SHIM_UNREACHABLE,
+                format!("Pod's shim does not answer, the pod is Unknown until it does and nothing is restarted meanwhile: {w}"),
+            ),
+            (Some(_), None) => self.rec.event(
+                now,
+                "Normal",
+                "ShimReachable",
+                "Pod's shim answers again".into(),
+            ),
+            _ => {}
+        }
+        self.unresponsive = why;
+        self.unresponsive.is_some()
+    }
+
+    async fn sync_steps(&mut self, sandbox: Option<Result<SandboxStatus, RuntimeError>>) -> Step {
+        self.ensure_sandbox(sandbox).await?;
         self.refresh_volumes().await;
         let spec = self.rec.pod.spec.clone().unwrap_or_default();
         let policy = self.policy();
@@ -626,14 +676,17 @@ impl PodWorker {
         }
     }
 
-    /// Make sure a ready sandbox exists (kubelet: recreate when the pause died).
-    async fn ensure_sandbox(&mut self) -> Step {
+    /// Make sure a ready sandbox exists (kubelet: recreate when the pause died), given the
+    /// current sandbox's status.
+    async fn ensure_sandbox(
+        &mut self,
+        status: Option<Result<SandboxStatus, RuntimeError>>,
+    ) -> Step {
         let mut dead_sandbox = None;
-        if let Some(id) = self.rec.sandbox_id.clone() {
-            let status = self.rt.pod_sandbox_status(&id).await;
+        if let (Some(id), Some(status)) = (self.rec.sandbox_id.clone(), status) {
             if status
                 .as_ref()
-                .is_ok_and(|s| s.state == crate::runtime::SandboxState::Ready)
+                .is_ok_and(|s| s.state == SandboxState::Ready)
             {
                 return Ok(());
             }
@@ -1111,7 +1164,8 @@ impl PodWorker {
 
     /// Delete: kill everything within the grace period, then remove all the pod created.
     async fn terminate(&mut self, grace: i64) {
-        if self.rec.sandbox_id.is_some() {
+        // Without an answering shim no grace can be given: the removal kills it all.
+        if self.rec.sandbox_id.is_some() && self.unresponsive.is_none() {
             self.refresh().await;
             self.kill_containers(grace).await;
         }

@@ -67,7 +67,32 @@ pub enum RuntimeError {
         /// What the shim said.
         message: String,
     },
-    /// The shim answered with an error or could not be reached.
+    /// The shim process is gone: its socket refuses connections or it hung up mid-answer.
+    #[error("sandbox {sandbox_id}: {op}: the pod's shim is gone ({socket}: {cause})")]
+    ShimGone {
+        /// The sandbox.
+        sandbox_id: String,
+        /// The request.
+        op: &'static str,
+        /// The shim's socket.
+        socket: PathBuf,
+        /// What the connection said.
+        cause: String,
+    },
+    /// The shim accepted the connection (or its backlog did) but gave no answer in time:
+    /// stopped, hung or overloaded. Its containers may well still run.
+    #[error("sandbox {sandbox_id}: {op}: the pod's shim ({socket}) gave no answer in {timeout:?}")]
+    ShimUnresponsive {
+        /// The sandbox.
+        sandbox_id: String,
+        /// The request.
+        op: &'static str,
+        /// The shim's socket.
+        socket: PathBuf,
+        /// How long we waited.
+        timeout: std::time::Duration,
+    },
+    /// The shim answered with an error.
     #[error("sandbox {sandbox_id}: {op}: {message}")]
     Shim {
         /// The sandbox.

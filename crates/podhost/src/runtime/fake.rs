@@ -125,6 +125,24 @@ impl FakeRuntime {
         }
     }
 
+    /// Make every shim stop answering (sandboxes `Unknown`), or answer again (`Ready`
+    /// when the pause was), like a SIGSTOPped shim and its SIGCONT.
+    pub fn set_unresponsive(&self, unresponsive: bool) {
+        for s in self.lock().sandboxes.values_mut() {
+            match (unresponsive, s.state) {
+                (true, SandboxState::Ready) => {
+                    s.state = SandboxState::Unknown;
+                    s.not_ready_reason = Some("the pod's shim gave no answer in 5s".into());
+                }
+                (false, SandboxState::Unknown) => {
+                    s.state = SandboxState::Ready;
+                    s.not_ready_reason = None;
+                }
+                _ => {}
+            }
+        }
+    }
+
     /// Number of containers currently running.
     pub fn running(&self) -> usize {
         self.lock()

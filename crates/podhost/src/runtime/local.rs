@@ -237,12 +237,8 @@ impl LocalRuntime {
             let sock = p.join("shim.sock");
             if sock.exists() {
                 let client = ShimClient::new("(no record)", &sock);
-                match tokio::time::timeout(Duration::from_secs(5), client.shutdown()).await {
-                    Ok(Err(e)) if !is_gone(&e) => {
-                        tracing::warn!("shutting down the shim at {}: {e}", sock.display())
-                    }
-                    Err(_) => tracing::warn!("shim at {} did not shut down in 5s", sock.display()),
-                    _ => {}
+                if let Err(e) = client.stop().await {
+                    tracing::warn!("shutting down the shim at {}: {e}", sock.display())
                 }
             }
             let id = p
@@ -779,11 +775,7 @@ impl Runtime for LocalRuntime {
 
     async fn stop_pod_sandbox(&self, sandbox_id: &str) -> Result<(), RuntimeError> {
         self.sandbox(sandbox_id)?;
-        // The shim kills what still runs and the pause, then exits; unreachable = gone.
-        match self.shim(sandbox_id).shutdown().await {
-            Err(e) if !is_gone(&e) => Err(e),
-            _ => Ok(()),
-        }
+        self.shim(sandbox_id).stop().await
     }
 
     async fn remove_pod_sandbox(&self, sandbox_id: &str) -> Result<(), RuntimeError> {
@@ -792,21 +784,23 @@ impl Runtime for LocalRuntime {
 
     async fn pod_sandbox_status(&self, sandbox_id: &str) -> Result<SandboxStatus, RuntimeError> {
         let rec = self.sandbox(sandbox_id)?;
-        let (st, not_ready_reason) = match self.shim(sandbox_id).status().await {
-            Ok(s) if s.pause_running => (Some(s), None),
-            Ok(s) => (Some(s), Some("the pause process exited".to_string())),
-            Err(e) => (None, Some(format!("the pod's shim is gone: {e}"))),
+        let (st, state, not_ready_reason) = match self.shim(sandbox_id).status().await {
+            Ok(s) if s.pause_running => (Some(s), SandboxState::Ready, None),
+            Ok(s) => (
+                Some(s),
+                SandboxState::NotReady,
+                Some("the pause process exited".to_string()),
+            ),
+            Err(e @ RuntimeError::ShimUnresponsive { .. }) => {
+                (None, SandboxState::Unknown, Some(e.to_string()))
+            }
+            Err(e) => (None, SandboxState::NotReady, Some(e.to_string())),
         };
-        let ready = not_ready_reason.is_none();
         Ok(SandboxStatus {
             not_ready_reason,
             id: rec.id.clone(),
             config: rec.config.clone(),
-            state: if ready {
-                SandboxState::Ready
-            } else {
-                SandboxState::NotReady
-            },
+            state,
             created_at: rec.created_at,
             pause_pid: st.and_then(|s| s.pause_pid).or(rec.pause_pid),
             ip: rec.network.as_ref().and_then(|a| a.ips.first().cloned()),

@@ -69,6 +69,9 @@ pub enum SandboxState {
     Ready,
     /// Pause gone (stopped or died).
     NotReady,
+    /// The runtime cannot tell: the pod's shim lives but does not answer. Nothing should
+    /// be decided from it; CRI has no such state and reports NotReady.
+    Unknown,
 }
 
 /// Observed state of one sandbox (CRI `PodSandboxStatus`).
@@ -91,8 +94,8 @@ pub struct SandboxStatus {
     pub additional_ips: Vec<String>,
     /// Pinned network namespace.
     pub netns_path: PathBuf,
-    /// Why the sandbox is not ready, when the runtime knows (the pause exited, the
-    /// shim is unreachable): said in the pod's events when it is recreated.
+    /// Why the sandbox is not ready or unknown, when the runtime knows (the pause exited,
+    /// the shim is gone or does not answer): said in the pod's events and status.
     #[serde(default)]
     pub not_ready_reason: Option<String>,
 }

@@ -2,6 +2,7 @@
 //! `podhost_shim::proto` (newline-delimited JSON, then exec frames).
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use podhost_shim::proto::{ContainerState, ContainerStatus, Event, Request, Response};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -36,9 +37,16 @@ pub struct ShimClient {
     socket: PathBuf,
 }
 
-/// Messages that mean the shim is gone (so there is nothing left on its side).
+/// How long a quick request (status, signal, remove, shutdown) may wait for its answer.
+/// The shim answers in microseconds unless it is running a container helper, which blocks
+/// its loop for a second or two on a loaded machine.
+pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
+/// Create, start and exec run the container helper inside the shim.
+const HELPER_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The shim is gone (so there is nothing left on its side to ask or stop).
 pub fn is_gone(e: &RuntimeError) -> bool {
-    matches!(e, RuntimeError::Shim { message, .. } if message.contains("unreachable") || message.contains("closed the connection"))
+    matches!(e, RuntimeError::ShimGone { .. })
 }
 
 impl ShimClient {
@@ -58,13 +66,45 @@ impl ShimClient {
         }
     }
 
+    fn gone(&self, op: &'static str, cause: impl ToString) -> RuntimeError {
+        RuntimeError::ShimGone {
+            sandbox_id: self.sandbox_id.clone(),
+            op,
+            socket: self.socket.clone(),
+            cause: cause.to_string(),
+        }
+    }
+
+    fn unresponsive(&self, op: &'static str, timeout: Duration) -> RuntimeError {
+        RuntimeError::ShimUnresponsive {
+            sandbox_id: self.sandbox_id.clone(),
+            op,
+            socket: self.socket.clone(),
+            timeout,
+        }
+    }
+
     async fn connect(&self, op: &'static str) -> Result<UnixStream, RuntimeError> {
         UnixStream::connect(&self.socket).await.map_err(|e| {
-            self.err(
-                op,
-                format!("shim unreachable at {}: {e}", self.socket.display()),
-            )
+            // A full backlog: the shim lives but does not accept (stopped or hung).
+            if e.kind() == std::io::ErrorKind::WouldBlock {
+                self.unresponsive(op, Duration::ZERO)
+            } else {
+                self.gone(op, e)
+            }
         })
+    }
+
+    /// `fut` (a connect and request) within `limit`; past it the shim is unresponsive.
+    async fn within<T>(
+        &self,
+        op: &'static str,
+        limit: Duration,
+        fut: impl std::future::Future<Output = Result<T, RuntimeError>>,
+    ) -> Result<T, RuntimeError> {
+        tokio::time::timeout(limit, fut)
+            .await
+            .unwrap_or_else(|_| Err(self.unresponsive(op, limit)))
     }
 
     /// Send one request and read its response line, byte by byte so that nothing that
@@ -77,13 +117,16 @@ impl ShimClient {
     ) -> Result<Response, RuntimeError> {
         let mut line = serde_json::to_vec(req).map_err(|e| self.err(op, e))?;
         line.push(b'\n');
-        stream.write_all(&line).await.map_err(|e| self.err(op, e))?;
+        stream
+            .write_all(&line)
+            .await
+            .map_err(|e| self.gone(op, e))?;
         let mut buf = Vec::with_capacity(256);
         loop {
             let b = stream
                 .read_u8()
                 .await
-                .map_err(|_| self.err(op, "shim closed the connection"))?;
+                .map_err(|_| self.gone(op, "it closed the connection"))?;
             if b == b'\n' {
                 break;
             }
@@ -102,8 +145,16 @@ impl ShimClient {
     }
 
     async fn request(&self, op: &'static str, req: Request) -> Result<Response, RuntimeError> {
-        let mut s = self.connect(op).await?;
-        self.request_on(&mut s, op, &req).await
+        let limit = match req {
+            Request::Status | Request::Signal { .. } | Request::Subscribe => ANSWER_TIMEOUT,
+            // These run the container helper (create, start, delete) inside the shim.
+            _ => HELPER_TIMEOUT,
+        };
+        self.within(op, limit, async {
+            let mut s = self.connect(op).await?;
+            self.request_on(&mut s, op, &req).await
+        })
+        .await
     }
 
     /// Create a container from its bundle; output goes to `log_path`.
@@ -166,23 +217,87 @@ impl ShimClient {
         self.request("shutdown", Request::Shutdown).await.map(drop)
     }
 
+    /// Shut the shim down (it kills what still runs and the pause, then exits). A shim that
+    /// does not answer is killed instead; what it leaves in the pod cgroup is for the
+    /// caller's removal to kill. A shim already gone is fine.
+    pub async fn stop(&self) -> Result<(), RuntimeError> {
+        // A quick question first: a stopped or hung shim would hold a shutdown for the
+        // helper's whole time limit.
+        let asked = match self.status().await {
+            Ok(_) => self.shutdown().await,
+            Err(e) => Err(e),
+        };
+        match asked {
+            Err(e @ RuntimeError::ShimUnresponsive { .. }) => {
+                if self.kill().await {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            }
+            Err(e) if !is_gone(&e) => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// SIGKILL a shim that does not answer (stopped or hung), found by the pid file it wrote
+    /// next to its socket; true when it is gone afterwards. The pid is checked against the
+    /// process's command line first, so a reused pid is never hit.
+    pub async fn kill(&self) -> bool {
+        let Some(dir) = self.socket.parent() else {
+            return false;
+        };
+        let pid = std::fs::read_to_string(dir.join("shim.pid"))
+            .ok()
+            .and_then(|s| s.trim().parse::<i32>().ok());
+        let Some(pid) = pid else {
+            return false;
+        };
+        let ours = |pid: i32| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+                let args: Vec<&[u8]> = c.split(|b| *b == 0).collect();
+                args.first().is_some_and(|a| a.ends_with(b"podhost-shim"))
+                    && args.contains(&dir.as_os_str().as_encoded_bytes())
+            })
+        };
+        if !ours(pid) {
+            return true;
+        }
+        tracing::warn!(
+            "sandbox {}: killing its shim (pid {pid}), which does not answer",
+            self.sandbox_id
+        );
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        // Not our child: it is reaped by init (or a subreaper); wait until it is.
+        for _ in 0..100 {
+            if !ours(pid) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        false
+    }
+
     /// Start an exec session; the returned stream speaks the shim's frame protocol.
     pub async fn exec(&self, id: &str, cmd: &[String]) -> Result<UnixStream, RuntimeError> {
-        let mut s = self.connect("exec").await?;
-        self.request_on(
-            &mut s,
-            "exec",
-            &Request::Exec {
-                id: id.into(),
-                cmd: cmd.to_vec(),
-            },
-        )
-        .await?;
-        Ok(s)
+        let req = Request::Exec {
+            id: id.into(),
+            cmd: cmd.to_vec(),
+        };
+        // Only the handshake is bounded: the session then lasts as long as the command.
+        self.within("exec", HELPER_TIMEOUT, async {
+            let mut s = self.connect("exec").await?;
+            self.request_on(&mut s, "exec", &req).await?;
+            Ok(s)
+        })
+        .await
     }
 
     /// Subscribe to exit events: calls `on_exit(container id or "pause")` per exit until the
-    /// shim goes away.
+    /// shim goes away. Unbounded: a stopped shim answers once it is continued.
     pub async fn subscribe(&self, mut on_exit: impl FnMut(String)) -> Result<(), RuntimeError> {
         let mut s = self.connect("subscribe").await?;
         self.request_on(&mut s, "subscribe", &Request::Subscribe)

@@ -448,6 +448,7 @@ async fn list_containers(
             state: match s.state {
                 crate::runtime::SandboxState::Ready => "Running".into(),
                 crate::runtime::SandboxState::NotReady => "Exited".into(),
+                crate::runtime::SandboxState::Unknown => "Unknown".into(),
             },
             name: "POD".into(),
             attempt: s.config.attempt,
