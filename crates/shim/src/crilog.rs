@@ -4,6 +4,24 @@
 //! split into partial (`P`) records so that readers never need unbounded
 //! buffers, and the last record is `F` once the newline arrives.
 
+/// One record → (timestamp, text with its newline unless the record is partial `P`).
+pub fn parse_line(line: &str) -> Option<(&str, String)> {
+    let mut it = line.splitn(4, ' ');
+    let ts = it.next()?;
+    let _stream = it.next()?;
+    let tag = it.next()?;
+    let text = it.next().unwrap_or("");
+    let text = text.strip_suffix('\n').unwrap_or(text);
+    Some((
+        ts,
+        if tag == "P" {
+            text.to_string()
+        } else {
+            format!("{text}\n")
+        },
+    ))
+}
+
 /// Longest text carried by one log record.
 pub const MAX_LINE: usize = 16 * 1024;
 
@@ -92,6 +110,20 @@ impl LineSplitter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_records() {
+        assert_eq!(
+            parse_line("2026-01-01T00:00:00.1Z stdout F hello world\n"),
+            Some(("2026-01-01T00:00:00.1Z", "hello world\n".to_string()))
+        );
+        assert_eq!(
+            parse_line("t stderr P part"),
+            Some(("t", "part".to_string()))
+        );
+        assert_eq!(parse_line("t stdout F "), Some(("t", "\n".to_string())));
+        assert_eq!(parse_line("garbage"), None);
+    }
 
     #[test]
     fn formats_known_instants() {

@@ -2,13 +2,19 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde::de::DeserializeOwned;
 use tokio::net::UnixStream;
+
+/// The daemon could not be reached, or went away in the middle of an answer (a restart):
+/// a following client may try again.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct DaemonGone(String);
 
 /// A connection factory for the daemon's socket.
 #[derive(Debug, Clone)]
@@ -26,17 +32,19 @@ impl Client {
 
     async fn send(&self, req: Request<Full<Bytes>>) -> Result<Response<Incoming>> {
         let stream = UnixStream::connect(&self.socket).await.map_err(|e| {
-            anyhow!(
+            DaemonGone(format!(
                 "cannot reach the podhost daemon at {} ({e}).\nStart it with `podhost serve` (as root), or run `./podhost.sh setup` which installs and starts it.",
                 self.socket.display()
-            )
+            ))
         })?;
-        let (mut sender, conn) =
-            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        let gone = |e: hyper::Error| DaemonGone(format!("the podhost daemon hung up: {e}"));
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(gone)?;
         tokio::spawn(async move {
             let _ = conn.with_upgrades().await;
         });
-        Ok(sender.send_request(req).await?)
+        Ok(sender.send_request(req).await.map_err(gone)?)
     }
 
     fn build(
@@ -72,13 +80,14 @@ impl Client {
         serde_json::from_slice(&bytes).with_context(|| format!("decoding answer of {path}"))
     }
 
-    /// A streamed text answer (logs): calls `on_chunk` for each piece.
+    /// A streamed text answer (logs): `on_head` sees the headers, then `on_chunk` each piece.
     pub async fn stream(
         &self,
         path: &str,
+        on_head: impl FnOnce(&hyper::HeaderMap),
         on_chunk: impl FnMut(&[u8]) -> Result<()>,
     ) -> Result<()> {
-        self.stream_request(Self::build(Method::GET, path, None)?, on_chunk)
+        self.stream_request(Self::build(Method::GET, path, None)?, on_head, on_chunk)
             .await
     }
 
@@ -89,24 +98,32 @@ impl Client {
         body: serde_json::Value,
         on_chunk: impl FnMut(&[u8]) -> Result<()>,
     ) -> Result<()> {
-        self.stream_request(Self::build(Method::POST, path, Some(body))?, on_chunk)
-            .await
+        self.stream_request(
+            Self::build(Method::POST, path, Some(body))?,
+            |_| {},
+            on_chunk,
+        )
+        .await
     }
 
     async fn stream_request(
         &self,
         req: Request<Full<Bytes>>,
+        on_head: impl FnOnce(&hyper::HeaderMap),
         mut on_chunk: impl FnMut(&[u8]) -> Result<()>,
     ) -> Result<()> {
         let resp = self.send(req).await?;
         let status = resp.status();
+        on_head(resp.headers());
         let mut body = resp.into_body();
         if !status.is_success() {
             let bytes = body.collect().await?.to_bytes();
             bail!("{}", error_text(status, &bytes));
         }
         while let Some(frame) = body.frame().await {
-            if let Ok(data) = frame?.into_data() {
+            let frame =
+                frame.map_err(|e| DaemonGone(format!("the podhost daemon hung up: {e}")))?;
+            if let Ok(data) = frame.into_data() {
                 on_chunk(&data)?;
             }
         }

@@ -7,12 +7,12 @@
 
 pub mod client;
 mod exec;
+mod logs;
 mod objects;
 mod output;
 mod pull;
 mod top;
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -458,29 +458,15 @@ pub async fn run(cli: Cli) -> Result<i32> {
             timestamps,
             namespace,
         } => {
-            let mut path = format!("/v1/pods/{namespace}/{pod}/log?follow={follow}&previous={previous}&timestamps={timestamps}");
-            if let Some(c) = container {
-                path.push_str(&format!("&container={}", enc(&c)));
-            }
-            let mut out = std::io::stdout();
-            let r = client
-                .stream(&path, |chunk| {
-                    out.write_all(chunk)?;
-                    out.flush()?;
-                    Ok(())
-                })
-                .await;
-            match r {
-                // `logs | head` closing the pipe is a normal way to stop reading.
-                Err(e)
-                    if e.downcast_ref::<std::io::Error>()
-                        .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe) =>
-                {
-                    Ok(0)
-                }
-                Err(e) => Err(e),
-                Ok(()) => Ok(0),
-            }
+            let args = logs::LogsArgs {
+                namespace,
+                pod,
+                container,
+                follow,
+                previous,
+                timestamps,
+            };
+            logs::run(&client, args).await
         }
         Command::Exec {
             pod,

@@ -23,25 +23,19 @@ pub(super) struct LogQuery {
     previous: bool,
     #[serde(default)]
     timestamps: bool,
+    /// Send the CRI records as the file has them (for a client that resumes).
+    #[serde(default)]
+    raw: bool,
+    /// Resume: the container instance an earlier stream read (the current or previous
+    /// one), named by the `x-podhost-container-id` header of that stream …
+    container_id: Option<String>,
+    /// … and how many records of its log that stream delivered.
+    #[serde(default)]
+    skip: usize,
 }
 
-/// One CRI log line → (timestamp, text with newline unless partial).
-pub fn parse_cri_line(line: &str) -> Option<(&str, String)> {
-    let mut it = line.splitn(4, ' ');
-    let ts = it.next()?;
-    let _stream = it.next()?;
-    let tag = it.next()?;
-    let text = it.next().unwrap_or("");
-    let text = text.strip_suffix('\n').unwrap_or(text);
-    Some((
-        ts,
-        if tag == "P" {
-            text.to_string()
-        } else {
-            format!("{text}\n")
-        },
-    ))
-}
+/// Response header naming the container instance whose log is streamed.
+pub const CONTAINER_ID_HEADER: &str = "x-podhost-container-id";
 
 /// The container a command addresses: the named one, or the pod's only/first container.
 pub(super) fn pick_container(
@@ -81,13 +75,18 @@ pub(super) async fn logs(
         .ok_or_else(|| ApiError::not_found("pods", &name))?;
     let container = pick_container(&rec.pod, q.container.as_deref())?;
     let track = rec.containers.get(&container).cloned().unwrap_or_default();
-    let chosen = if q.previous {
-        track.previous.clone()
-    } else {
-        track.current.clone()
+    let chosen = match &q.container_id {
+        Some(id) => [track.current.clone(), track.previous.clone()]
+            .into_iter()
+            .flatten()
+            .find(|c| &c.id == id),
+        None if q.previous => track.previous.clone(),
+        None => track.current.clone(),
     };
     let Some(status) = chosen else {
-        let msg = if q.previous {
+        let msg = if let Some(id) = &q.container_id {
+            format!("container \"{container}\" in pod \"{name}\" was replaced twice since {}: its log is gone", &id[..id.len().min(12)])
+        } else if q.previous {
             format!("previous terminated container \"{container}\" in pod \"{name}\" not found")
         } else {
             format!("container \"{container}\" in pod \"{name}\" is waiting to start")
@@ -96,9 +95,17 @@ pub(super) async fn logs(
     };
     let path: PathBuf = status.log_path.clone();
     let container_id = status.id.clone();
+    let container_id_header = container_id.clone();
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<String, std::io::Error>>(64);
     let follow = q.follow && !q.previous;
-    let timestamps = q.timestamps;
+    let format = if q.raw {
+        Format::Raw
+    } else {
+        Format::Text {
+            timestamps: q.timestamps,
+        }
+    };
+    let mut skip = q.skip;
     tokio::spawn(async move {
         let file = match tokio::fs::File::open(&path).await {
             Ok(f) => f,
@@ -122,7 +129,7 @@ pub(super) async fn logs(
                         // One more read: lines written just before the exit.
                         line.clear();
                         if matches!(reader.read_line(&mut line).await, Ok(n) if n > 0) {
-                            if send_line(&tx, &line, timestamps).await.is_err() {
+                            if send_line(&tx, &line, format, &mut skip).await.is_err() {
                                 return;
                             }
                             continue;
@@ -143,12 +150,12 @@ pub(super) async fn logs(
                         }
                     }
                     line.push_str(&rest);
-                    if send_line(&tx, &line, timestamps).await.is_err() {
+                    if send_line(&tx, &line, format, &mut skip).await.is_err() {
                         return;
                     }
                 }
                 Ok(_) => {
-                    if send_line(&tx, &line, timestamps).await.is_err() {
+                    if send_line(&tx, &line, format, &mut skip).await.is_err() {
                         return;
                     }
                 }
@@ -164,22 +171,43 @@ pub(super) async fn logs(
     });
     Response::builder()
         .header("content-type", "text/plain; charset=utf-8")
+        .header(CONTAINER_ID_HEADER, container_id_header)
         .body(Body::from_stream(stream))
         .map_err(ApiError::internal)
+}
+
+/// How records are sent.
+#[derive(Debug, Clone, Copy)]
+enum Format {
+    /// As in the file.
+    Raw,
+    /// The text only, optionally after its timestamp (kubectl's `--timestamps`).
+    Text { timestamps: bool },
 }
 
 async fn send_line(
     tx: &tokio::sync::mpsc::Sender<Result<String, std::io::Error>>,
     line: &str,
-    timestamps: bool,
+    format: Format,
+    skip: &mut usize,
 ) -> Result<(), ()> {
-    let Some((ts, text)) = parse_cri_line(line) else {
+    if *skip > 0 {
+        // Already delivered by the stream this one resumes.
+        *skip -= 1;
         return Ok(());
-    };
-    let out = if timestamps {
-        format!("{ts} {text}")
-    } else {
-        text
+    }
+    let out = match format {
+        Format::Raw => line.to_string(),
+        Format::Text { timestamps } => {
+            let Some((ts, text)) = podhost_shim::crilog::parse_line(line) else {
+                return Ok(());
+            };
+            if timestamps {
+                format!("{ts} {text}")
+            } else {
+                text
+            }
+        }
     };
     tx.send(Ok(out)).await.map_err(drop)
 }
@@ -194,21 +222,4 @@ fn still_running(d: &Daemon, ns: &str, name: &str, container: &str, id: &str) ->
         .is_some_and(|c| {
             c.id == id && matches!(c.state, ContainerState::Running | ContainerState::Created)
         })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    #[test]
-    fn parses_cri_lines() {
-        assert_eq!(
-            parse_cri_line("2026-01-01T00:00:00.1Z stdout F hello world\n"),
-            Some(("2026-01-01T00:00:00.1Z", "hello world\n".to_string()))
-        );
-        assert_eq!(
-            parse_cri_line("t stderr P part"),
-            Some(("t", "part".to_string()))
-        );
-        assert_eq!(parse_cri_line("t stdout F "), Some(("t", "\n".to_string())));
-    }
 }

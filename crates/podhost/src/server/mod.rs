@@ -10,6 +10,7 @@ mod exec;
 mod images;
 pub use images::{PruneResult, PullLine};
 mod logs;
+pub use logs::CONTAINER_ID_HEADER;
 mod objects;
 
 use std::collections::HashMap;

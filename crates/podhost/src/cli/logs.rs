@@ -1,0 +1,136 @@
+//! `podhost logs`: a container's log; `-f` follows it across daemon restarts.
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+
+use super::client::{enc, Client, DaemonGone};
+use crate::server::CONTAINER_ID_HEADER;
+
+/// What `podhost logs` was asked.
+#[derive(Debug)]
+pub struct LogsArgs {
+    /// Namespace of the pod.
+    pub namespace: String,
+    /// Pod name.
+    pub pod: String,
+    /// Container (default: the first).
+    pub container: Option<String>,
+    /// Keep reading as the container writes.
+    pub follow: bool,
+    /// The previous instance's log.
+    pub previous: bool,
+    /// Prefix lines with their timestamps.
+    pub timestamps: bool,
+}
+
+/// How long a follower waits for a restarted daemon before giving up.
+const RECONNECT_FOR: Duration = Duration::from_secs(60);
+
+/// Prints CRI records as text and counts the complete ones, which is where a resumed
+/// stream starts again.
+struct Printer {
+    timestamps: bool,
+    /// Bytes of a record not yet complete.
+    pending: Vec<u8>,
+    /// Complete records printed.
+    delivered: usize,
+    /// Our stdout was closed (`logs -f | head`): a normal end.
+    closed: bool,
+}
+
+impl Printer {
+    fn feed(&mut self, chunk: &[u8]) -> Result<()> {
+        self.pending.extend_from_slice(chunk);
+        let mut out = std::io::stdout().lock();
+        while let Some(end) = self.pending.iter().position(|b| *b == b'\n') {
+            let record: Vec<u8> = self.pending.drain(..=end).collect();
+            let line = String::from_utf8_lossy(&record);
+            if let Some((ts, text)) = podhost_shim::crilog::parse_line(&line) {
+                let written = if self.timestamps {
+                    write!(out, "{ts} {text}")
+                } else {
+                    out.write_all(text.as_bytes())
+                };
+                if let Err(e) = written.and_then(|()| out.flush()) {
+                    self.closed = e.kind() == std::io::ErrorKind::BrokenPipe;
+                    return Err(e.into());
+                }
+            }
+            self.delivered += 1;
+        }
+        Ok(())
+    }
+}
+
+/// Run `podhost logs`.
+pub async fn run(client: &Client, a: LogsArgs) -> Result<i32> {
+    let mut base = format!(
+        "/v1/pods/{}/{}/log?follow={}&previous={}",
+        enc(&a.namespace),
+        enc(&a.pod),
+        a.follow,
+        a.previous
+    );
+    if let Some(c) = &a.container {
+        base.push_str(&format!("&container={}", enc(c)));
+    }
+    // Records come raw so that a stream cut by a daemon restart resumes at the record
+    // where it stopped, in the same container instance: no line lost, none twice.
+    base.push_str("&raw=true");
+    let mut printer = Printer {
+        timestamps: a.timestamps,
+        pending: Vec::new(),
+        delivered: 0,
+        closed: false,
+    };
+    let mut instance: Option<String> = None;
+    let mut lost_since: Option<Instant> = None;
+    loop {
+        let path = match &instance {
+            Some(id) => format!("{base}&container_id={}&skip={}", enc(id), printer.delivered),
+            None => base.clone(),
+        };
+        let mut seen = None;
+        let r = client
+            .stream(
+                &path,
+                |h| {
+                    seen = h
+                        .get(CONTAINER_ID_HEADER)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_string)
+                },
+                |chunk| {
+                    lost_since = None;
+                    printer.feed(chunk)
+                },
+            )
+            .await;
+        if instance.is_none() {
+            instance = seen;
+        }
+        match r {
+            Ok(()) => return Ok(0),
+            Err(_) if printer.closed => return Ok(0),
+            Err(e)
+                if a.follow && instance.is_some() && e.downcast_ref::<DaemonGone>().is_some() =>
+            {
+                let since = *lost_since.get_or_insert_with(|| {
+                    eprintln!(
+                        "podhost logs: the daemon went away; following again once it is back"
+                    );
+                    Instant::now()
+                });
+                if since.elapsed() > RECONNECT_FOR {
+                    return Err(e);
+                }
+                // A record cut in the middle comes again whole.
+                printer.pending.clear();
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
