@@ -46,6 +46,11 @@ const INDEX_FILE: &str = "images.json";
 const INDEX_VERSION: u32 = 1;
 /// Prefix of in-progress files and directories; never a valid hex digest.
 const TMP_PREFIX: &str = ".tmp-";
+/// Where pulls keep partial layer downloads, resumed by the next try.
+pub const DOWNLOADS_DIR: &str = "downloads";
+/// A partial download untouched this long is dropped when the store opens: nobody is
+/// going to resume it (containerd expires its ingests the same way).
+pub const DOWNLOAD_EXPIRY: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 /// Shortest id prefix accepted by [`ImageStore::get`], as in the brief and
 /// close to Docker's habit of showing 12.
 const MIN_ID_PREFIX: usize = 6;
@@ -137,6 +142,7 @@ impl ImageStore {
             remove_temporaries(&dir)?;
         }
         remove_temporaries(root)?;
+        remove_stale_downloads(&root.join(DOWNLOADS_DIR), DOWNLOAD_EXPIRY);
         let index_path = root.join(INDEX_FILE);
         let images = match fs::read(&index_path) {
             Ok(bytes) => {
@@ -872,6 +878,22 @@ fn remove_temporaries(dir: &Path) -> Result<(), ImageError> {
         }
     }
     Ok(())
+}
+
+/// Deletes partial downloads in `dir` not written to for `expiry`. Best effort: a
+/// download left behind only costs disk until the next start.
+fn remove_stale_downloads(dir: &Path, expiry: std::time::Duration) {
+    for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
+        let stale = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > expiry);
+        if stale {
+            remove_tree(&entry.path());
+        }
+    }
 }
 
 /// Best-effort removal of a file or directory tree during cleanup, where the

@@ -705,7 +705,7 @@ impl Puller {
         Ok(self
             .store
             .root()
-            .join("downloads")
+            .join(crate::DOWNLOADS_DIR)
             .join(digest_hex(digest, "layer")?))
     }
 

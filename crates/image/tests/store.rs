@@ -329,6 +329,26 @@ fn invalid_references_in_get() {
 }
 
 #[test]
+fn open_drops_partial_downloads_nobody_resumed_for_a_day() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("store");
+    let downloads = root.join(podhost_image::DOWNLOADS_DIR);
+    fs::create_dir_all(&downloads).unwrap();
+    fs::write(downloads.join("fresh"), b"resume me").unwrap();
+    let old = downloads.join("old");
+    fs::write(&old, b"forgotten").unwrap();
+    let two_days = std::time::Duration::from_secs(2 * 24 * 3600);
+    fs::File::options()
+        .write(true)
+        .open(&old)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - two_days)
+        .unwrap();
+    drop(ImageStore::open(&root).unwrap());
+    assert_eq!(ls(&downloads), vec!["fresh"]);
+}
+
+#[test]
 fn open_removes_leftovers_of_interrupted_imports() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("store");

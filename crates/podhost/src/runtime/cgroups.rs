@@ -202,6 +202,48 @@ impl Cgroups {
         }
     }
 
+    /// Every hierarchy a pod may have dirs in: on v1 not only the controllers podhost
+    /// writes but also those libcontainer makes container cgroups in (cpuset, devices …).
+    fn hierarchies(&self) -> Vec<PathBuf> {
+        let mut out: Vec<PathBuf> = match self.version {
+            Version::V1 => std::fs::read_dir(&self.root)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.path())
+                .collect(),
+            Version::V2 => Vec::new(),
+        };
+        out.push(self.root.clone());
+        out
+    }
+
+    /// Pod cgroups under `parent` in any hierarchy, as (QoS class, pod uid): what a
+    /// daemon killed between making a pod cgroup and recording its sandbox leaves.
+    pub fn pods(&self, parent: &str) -> Vec<(String, String)> {
+        let parent = parent.trim_matches('/');
+        let mut out = Vec::new();
+        for h in self.hierarchies() {
+            for (class, sub) in [
+                ("Guaranteed", ""),
+                ("Burstable", "burstable"),
+                ("BestEffort", "besteffort"),
+            ] {
+                let dir = h.join(parent).join(sub);
+                for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    if let Some(uid) = name.strip_prefix("pod") {
+                        let entry = (class.to_string(), uid.to_string());
+                        if e.path().is_dir() && !out.contains(&entry) {
+                            out.push(entry);
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
     /// Move process `pid` into cgroup `rel` (every v1 hierarchy podhost uses, or v2's).
     pub fn add_process(&self, rel: &str, pid: u32) -> Result<(), CgroupError> {
         match self.version {
@@ -224,17 +266,7 @@ impl Cgroups {
     pub fn remove_pod(&self, parent: &str, qos_class: &str, pod_uid: &str) {
         let pod = pod_cgroup(parent, qos_class, pod_uid);
         let qos = qos_dir(qos_class).map(|q| format!("{}/{q}", parent.trim_matches('/')));
-        let mut hierarchies: Vec<PathBuf> = match self.version {
-            Version::V1 => std::fs::read_dir(&self.root)
-                .into_iter()
-                .flatten()
-                .flatten()
-                .map(|e| e.path())
-                .collect(),
-            Version::V2 => Vec::new(),
-        };
-        hierarchies.push(self.root.clone());
-        for h in hierarchies {
+        for h in self.hierarchies() {
             let dir = h.join(&pod);
             if dir.is_dir() {
                 for k in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
@@ -451,6 +483,35 @@ mod tests {
 
     fn read(p: PathBuf) -> String {
         std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+    }
+
+    #[test]
+    fn lists_pod_cgroups_of_every_qos_level_and_hierarchy() {
+        let (dir, cg) = fixture(Version::V1);
+        for p in [
+            "memory/k/besteffort/poda/pause",
+            "cpuset/k/besteffort/poda/c1",
+            "pids/k/podb",
+            "cpu/k/burstable/podc",
+            "cpu/k/burstable/not-a-pod",
+            "cpu/other/podd",
+        ] {
+            std::fs::create_dir_all(dir.join(p)).unwrap();
+        }
+        let mut pods = cg.pods("/k/");
+        pods.sort();
+        assert_eq!(
+            pods,
+            vec![
+                ("BestEffort".to_string(), "a".to_string()),
+                ("Burstable".to_string(), "c".to_string()),
+                ("Guaranteed".to_string(), "b".to_string()),
+            ]
+        );
+        cg.remove_pod("k", "BestEffort", "a");
+        assert!(!dir.join("cpuset/k/besteffort").exists(), "all hierarchies");
+        assert!(!dir.join("memory/k/besteffort").exists());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -171,6 +171,7 @@ impl LocalRuntime {
             .flat_map(|r| [Some(r.id.clone()), r.network.as_ref().map(|a| a.id.clone())])
             .flatten()
             .collect();
+        rt.collect_stale_pod_cgroups();
         let half_made = rt.half_made();
         if !half_made.is_empty() {
             let rt2 = rt.clone();
@@ -182,6 +183,30 @@ impl LocalRuntime {
             tokio::spawn(async move { rt2.network.collect_garbage(orphans, pins).await });
         }
         Ok(rt)
+    }
+
+    /// Pod cgroups that no sandbox record owns (a daemon killed between making the
+    /// cgroup and recording the sandbox): what runs in them is killed and they are removed.
+    /// Synchronous, before any worker can make the same pod's cgroup again.
+    fn collect_stale_pod_cgroups(&self) {
+        let owned: Vec<String> = self
+            .lock_sandboxes()
+            .values()
+            .map(|r| r.config.uid.clone())
+            .collect();
+        let parent = &self.config.cgroup_parent;
+        for (qos, uid) in self.cgroups.pods(parent) {
+            if owned.contains(&uid) {
+                continue;
+            }
+            let killed = self
+                .cgroups
+                .kill_pod(&cgroups::pod_cgroup(parent, &qos, &uid));
+            self.cgroups.remove_pod(parent, &qos, &uid);
+            tracing::info!(
+                "removed the cgroup of pod uid {uid} (left by an interrupted create; {killed} process(es) killed)"
+            );
+        }
     }
 
     /// What a daemon killed in the middle of a create or remove left without a record:

@@ -357,7 +357,7 @@ impl Env {
             if dir.is_dir() {
                 for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
                     if e.path().is_dir() {
-                        leaks.push(format!("cgroup left: {}", e.path().display()));
+                        leaks.push(format!("cgroup left: {}", cgroup_tree(&e.path())));
                     }
                 }
                 let _ = std::fs::remove_dir(&dir);
@@ -480,4 +480,23 @@ fn rand_suffix() -> String {
 fn tail(s: &str, n: usize) -> String {
     let lines: Vec<&str> = s.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// A cgroup dir and what is below it, with the processes still in each.
+fn cgroup_tree(dir: &Path) -> String {
+    let mut out = dir.display().to_string();
+    let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+    let procs: Vec<&str> = procs.split_whitespace().collect();
+    if !procs.is_empty() {
+        out.push_str(&format!(" (processes {})", procs.join(" ")));
+    }
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if e.path().is_dir() {
+            out.push_str(&format!(
+                "\n  {}",
+                cgroup_tree(&e.path()).replace('\n', "\n  ")
+            ));
+        }
+    }
+    out
 }
