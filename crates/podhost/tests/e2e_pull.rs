@@ -5,9 +5,11 @@
 
 mod common;
 
-use std::time::Duration;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
-use common::registry::{two_platform_layout, Registry};
+use common::registry::{big_layer_layout, two_platform_layout, Registry, SlowProxy};
 use common::{busybox_tar, container_status, Env};
 
 fn archive() -> String {
@@ -243,5 +245,86 @@ fn pod_image_is_pulled_at_start_and_a_missing_one_backs_off() {
     let table = env.ok(&["get", "pods"]);
     assert!(table.contains("ImagePullBackOff"), "{table}");
     drop(reg);
+    env.teardown();
+}
+
+/// Bytes in the files of `dir`, and whether any is an unfinished `.tmp-` one.
+fn dir_bytes(dir: &Path) -> (u64, Vec<String>) {
+    let mut total = 0;
+    let mut tmp = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        total += e.metadata().map(|m| m.len()).unwrap_or(0);
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with(".tmp-") {
+            tmp.push(name);
+        }
+    }
+    (total, tmp)
+}
+
+/// The daemon is SIGKILLed in the middle of a layer download: the next start finds no
+/// temporary blob or half-unpacked layer, the partial download is kept, and pulling
+/// again resumes it (downloads only the rest) to a complete, usable image.
+#[test]
+fn pull_cut_by_a_daemon_kill_resumes_and_leaves_nothing_half_made() {
+    const MIB: u64 = 16;
+    let mut env = Env::new();
+    let reg = Registry::start(None);
+    let layout = big_layer_layout(&env.root, MIB as usize);
+    reg.push(&format!("oci:{}", layout.display()), "test/big:1", false);
+    let proxy = SlowProxy::start(&reg.addr);
+    let reference = format!("{}/test/big:1", proxy.addr);
+    let images = env.root.join("lib/images");
+    let downloads = images.join("downloads");
+    let mut pull = Command::new(common::bin())
+        .args(["pull", &reference])
+        .env("PODHOST_ROOT", &env.root)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("podhost pull");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while dir_bytes(&downloads).0 < 1 << 20 {
+        assert!(Instant::now() < deadline, "the download never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    env.kill_daemon();
+    let _ = pull.wait();
+    env.start_daemon();
+    for d in ["blobs/sha256", "layers/sha256"] {
+        let (_, tmp) = dir_bytes(&images.join(d));
+        assert!(tmp.is_empty(), "left in {d}: {tmp:?}");
+    }
+    let (kept, _) = dir_bytes(&downloads);
+    assert!(
+        kept >= 1 << 20 && kept < MIB << 20,
+        "the partial download is kept for the next try: {kept} bytes"
+    );
+    assert!(
+        !env.ok(&["images"]).contains("test/big"),
+        "no image from a cut pull"
+    );
+    proxy
+        .slow
+        .store(false, std::sync::atomic::Ordering::Relaxed);
+    let out = env.ok(&["pull", &reference]);
+    let downloaded: u64 = out
+        .rsplit(": ")
+        .next()
+        .and_then(|t| t.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no byte count in {out}"));
+    assert!(
+        downloaded > 0 && downloaded <= (MIB << 20) + 65536 - kept,
+        "resumed after {kept} bytes, then downloaded {downloaded}: {out}"
+    );
+    assert!(env.ok(&["images"]).contains("test/big"));
+    assert_eq!(
+        dir_bytes(&downloads).0,
+        0,
+        "the finished download left its dir"
+    );
+    env.ok(&["rmi", &reference]);
     env.teardown();
 }

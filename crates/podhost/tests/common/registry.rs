@@ -246,3 +246,146 @@ impl Registry {
         sha256(body)
     }
 }
+
+/// An OCI layout directory `dir/big` holding one image whose single layer is a tar of
+/// `mib` MiB of random bytes (incompressible): a pull of it takes a while through a
+/// [`SlowProxy`].
+pub fn big_layer_layout(dir: &Path, mib: usize) -> PathBuf {
+    use std::io::Read;
+    let layout = dir.join("big");
+    let blobs = layout.join("blobs/sha256");
+    let rootfs = dir.join("big-rootfs");
+    std::fs::create_dir_all(&blobs).expect("layout dir");
+    std::fs::create_dir_all(&rootfs).expect("rootfs dir");
+    let mut data = vec![0u8; mib << 20];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut data))
+        .expect("random bytes");
+    std::fs::write(rootfs.join("noise"), &data).expect("write noise");
+    let tar = dir.join("big-layer.tar");
+    let st = Command::new("tar")
+        .arg("-cf")
+        .arg(&tar)
+        .arg("-C")
+        .arg(&rootfs)
+        .arg("noise")
+        .status()
+        .expect("tar");
+    assert!(st.success());
+    let layer = std::fs::read(&tar).expect("read layer");
+    let layer_digest = sha256(&layer);
+    let put = |bytes: &[u8]| {
+        let d = sha256(bytes);
+        std::fs::write(blobs.join(d.trim_start_matches("sha256:")), bytes).expect("blob");
+        d
+    };
+    put(&layer);
+    let arch = if cfg!(target_arch = "x86_64") {
+        "amd64"
+    } else {
+        "arm64"
+    };
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": arch,
+        "os": "linux",
+        "config": {},
+        "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
+    }))
+    .expect("json");
+    let config_digest = put(&config);
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            "digest": config_digest,
+            "size": config.len(),
+        },
+        "layers": [{
+            "mediaType": "application/vnd.oci.image.layer.v1.tar",
+            "digest": layer_digest,
+            "size": layer.len(),
+        }],
+    }))
+    .expect("json");
+    let manifest_digest = put(&manifest);
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": manifest_digest,
+            "size": manifest.len(),
+        }],
+    });
+    std::fs::write(
+        layout.join("index.json"),
+        serde_json::to_vec(&index).expect("json"),
+    )
+    .expect("index.json");
+    std::fs::write(
+        layout.join("oci-layout"),
+        br#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .expect("oci-layout");
+    let _ = std::fs::remove_dir_all(&rootfs);
+    let _ = std::fs::remove_file(&tar);
+    layout
+}
+
+/// A TCP relay on 127.0.0.1 in front of a registry that, while `slow` is set, passes
+/// the registry's answers at about 1.6 MB/s: time to kill a daemon in the middle of a
+/// download. Its threads end with their connections; the listener thread with the test.
+pub struct SlowProxy {
+    /// `127.0.0.1:PORT`.
+    pub addr: String,
+    /// Throttle on or off.
+    pub slow: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl SlowProxy {
+    /// Relay to `upstream` (`127.0.0.1:PORT`).
+    pub fn start(upstream: &str) -> SlowProxy {
+        use std::io::{Read, Write};
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::Arc;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind proxy");
+        let addr = listener.local_addr().expect("addr").to_string();
+        let slow = Arc::new(AtomicBool::new(true));
+        let (up, flag) = (upstream.to_string(), slow.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let Ok(server) = TcpStream::connect(&up) else {
+                    continue;
+                };
+                let (mut c_in, mut s_out) = match (client.try_clone(), server.try_clone()) {
+                    (Ok(c), Ok(s)) => (c, s),
+                    _ => continue,
+                };
+                let (mut s_in, mut c_out) = (server, client);
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut c_in, &mut s_out);
+                    let _ = s_out.shutdown(std::net::Shutdown::Write);
+                });
+                let flag = flag.clone();
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 16 * 1024];
+                    loop {
+                        match s_in.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => {
+                                if c_out.write_all(&buf[..n]).is_err() {
+                                    break;
+                                }
+                            }
+                        }
+                        if flag.load(Ordering::Relaxed) {
+                            std::thread::sleep(Duration::from_millis(10));
+                        }
+                    }
+                    let _ = c_out.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        });
+        SlowProxy { addr, slow }
+    }
+}
