@@ -23,7 +23,10 @@ const SHADOWED: &[(&str, &str)] = &[
 ];
 
 fn main() {
-    println!("cargo:rerun-if-changed=build.rs");
+    // Paths are relative to the package, and this script also serves the shim from
+    // another directory: name a file both packages have. Cargo reruns the script anyway
+    // whenever the script itself changes (it is recompiled).
+    println!("cargo:rerun-if-changed=Cargo.toml");
     let target_os = env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
     let target_env = env::var("CARGO_CFG_TARGET_ENV").unwrap_or_default();
     let features = env::var("CARGO_CFG_TARGET_FEATURE").unwrap_or_default();

@@ -298,7 +298,7 @@ fn pull_cut_by_a_daemon_kill_resumes_and_leaves_nothing_half_made() {
     }
     let (kept, _) = dir_bytes(&downloads);
     assert!(
-        kept >= 1 << 20 && kept < MIB << 20,
+        (1 << 20..MIB << 20).contains(&kept),
         "the partial download is kept for the next try: {kept} bytes"
     );
     assert!(
