@@ -400,6 +400,72 @@ fn reboot_recreates_pods_and_collects_vanished_sandboxes() {
     env.teardown();
 }
 
+/// Seconds since midnight UTC of an RFC 3339 timestamp (`…T09:46:36.123456789Z`).
+fn day_seconds(ts: &str) -> f64 {
+    let time = ts.split('T').nth(1).unwrap_or("").trim_end_matches('Z');
+    let parts: Vec<f64> = time.split(':').filter_map(|p| p.parse().ok()).collect();
+    assert_eq!(parts.len(), 3, "timestamp {ts:?}");
+    parts[0] * 3600.0 + parts[1] * 60.0 + parts[2]
+}
+
+/// The timestamp of the log line whose text is `text` in `logs --timestamps` output.
+fn stamp_of(log: &str, text: &str) -> f64 {
+    let line = log
+        .lines()
+        .find(|l| l.split_once(' ').is_some_and(|(_, t)| t == text))
+        .unwrap_or_else(|| panic!("no {text:?} in {log}"));
+    day_seconds(line.split(' ').next().unwrap_or(""))
+}
+
+/// NAME READY STATUS RESTARTS of `get pods` (AGE changes by itself).
+fn pod_rows(out: &str) -> Vec<String> {
+    out.lines()
+        .map(|l| l.split_whitespace().take(4).collect::<Vec<_>>().join(" "))
+        .collect()
+}
+
+/// A container in CrashLoopBackOff when the daemon dies waits out the rest of its delay
+/// after the restart, counted from its recorded exit: not a fresh delay, and not none.
+/// `get pods` right after the restart shows what it showed before.
+#[test]
+fn crash_loop_backoff_is_kept_across_a_daemon_restart() {
+    let mut env = Env::with_daemon_env(&[
+        ("PODHOST_BACKOFF_INITIAL", "8s"),
+        ("PODHOST_BACKOFF_MAX", "8s"),
+    ]);
+    env.apply(
+        "loop.yaml",
+        &pod_yaml("loop", "Always", "echo start; sleep 1; echo end; exit 1"),
+    );
+    // Exit, restart at once, exit again: then 8s of back-off.
+    env.wait_for("loop", "CrashLoopBackOff", Duration::from_secs(30), |p| {
+        container_status(p, "main")["state"]["waiting"]["reason"] == "CrashLoopBackOff"
+    });
+    // Well into the delay, so that a fresh one after the restart would show.
+    std::thread::sleep(Duration::from_secs(3));
+    let before = pod_rows(&env.ok(&["get", "pods"]));
+    env.kill_daemon();
+    env.start_daemon();
+    let after = pod_rows(&env.ok(&["get", "pods"]));
+    assert_eq!(before, after, "get pods right after the restart");
+    assert!(after[1].contains("CrashLoopBackOff 1"), "{after:?}");
+    env.wait_for(
+        "loop",
+        "the restart after the back-off",
+        Duration::from_secs(30),
+        |p| container_status(p, "main")["restartCount"] == 2,
+    );
+    let previous = env.ok(&["logs", "loop", "--previous", "--timestamps"]);
+    let current = env.ok(&["logs", "loop", "--timestamps"]);
+    let gap = stamp_of(&current, "start") - stamp_of(&previous, "end");
+    let gap = if gap < 0.0 { gap + 86400.0 } else { gap };
+    assert!(
+        (8.0..11.5).contains(&gap),
+        "the back-off counts from the recorded exit: {gap:.2}s between the exit and the next start"
+    );
+    env.teardown();
+}
+
 /// Numbers of the `line N` lines of a log.
 fn line_numbers(text: &str) -> Vec<u64> {
     text.lines()
