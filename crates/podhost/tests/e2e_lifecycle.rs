@@ -344,3 +344,33 @@ spec:
     assert_eq!(log, "started\npre-stop\ngot-TERM\n");
     env.teardown();
 }
+
+/// `delete --force` while a graceful delete is still waiting on a container that ignores
+/// SIGTERM: the container is killed at once instead of after the rest of the grace.
+#[test]
+fn force_delete_cuts_a_running_graceful_delete_short() {
+    let env = env();
+    env.apply(
+        "stubborn.yaml",
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: stubborn}
+spec:
+  terminationGracePeriodSeconds: 120
+  containers:
+  - name: app
+    image: busybox
+    command: [sh, -c, "trap '' TERM; while true; do sleep 0.2; done"]
+"#,
+    );
+    env.wait_ready("stubborn");
+    env.ok(&["delete", "pod", "stubborn", "--wait=false"]);
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(row(&env, "stubborn").contains("Terminating"));
+    env.ok(&["delete", "pod", "stubborn", "--force"]);
+    // Well under the 118 s left of the first delete's grace: the limit tells "cut
+    // short" from "waited it out", not how fast.
+    env.ok(&["wait", "--for=delete", "pod/stubborn", "--timeout=60s"]);
+    env.teardown();
+}

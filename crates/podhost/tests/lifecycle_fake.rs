@@ -935,3 +935,50 @@ async fn unknown_pod_can_be_deleted() {
     // No graceful stop was attempted through a shim that cannot answer.
     assert!(fake.stops().is_empty(), "{:?}", fake.stops());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_second_delete_with_a_shorter_grace_cuts_the_running_stop_short() {
+    let (fake, h, _d) = start(WEB);
+    settle().await;
+    fake.ignore_term("web");
+    // The pod's own grace: 30s, which web (ignoring SIGTERM) would use up.
+    h.cmd
+        .send(WorkerCmd::Delete { grace: None })
+        .await
+        .expect("send");
+    advance(3).await;
+    assert_eq!(column(&h), "Terminating");
+    assert_eq!(fake.running(), 1, "web still waits out its grace");
+    // `delete --grace-period=0` meanwhile: killed at once, no 27 more seconds.
+    h.cmd
+        .send(WorkerCmd::Delete { grace: Some(0) })
+        .await
+        .expect("send");
+    advance(1).await;
+    assert_eq!(fake.running(), 0);
+    assert!(fake.calls().iter().any(|c| c == "remove_pod_sandbox"));
+    let web: Vec<Duration> = fake
+        .stops()
+        .into_iter()
+        .filter(|s| s.0 == "web")
+        .map(|s| s.1)
+        .collect();
+    assert_eq!(
+        web.len(),
+        2,
+        "stopped again with the shorter grace: {web:?}"
+    );
+    assert!(
+        web[0] > Duration::from_secs(29) && web[1] == Duration::ZERO,
+        "{web:?}"
+    );
+    // The pod says which grace is in force.
+    assert_eq!(
+        h.snapshot
+            .borrow()
+            .pod
+            .metadata
+            .deletion_grace_period_seconds,
+        Some(0)
+    );
+}

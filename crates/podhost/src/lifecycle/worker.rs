@@ -103,6 +103,9 @@ pub struct PodWorker {
     /// Why the last sandbox creation failed (CNI errors …), shown as the pod's status
     /// reason and message until a sandbox is created.
     sandbox_error: Option<String>,
+    /// Orders from the API; also read while containers are being stopped, so that a
+    /// second delete with a shorter grace period cuts the running one short.
+    cmd_rx: mpsc::Receiver<WorkerCmd>,
     /// Why the pod's shim does not answer while it lives (stopped, hung): the pod is then
     /// `Unknown` and nothing is decided from what cannot be seen.
     unresponsive: Option<String>,
@@ -154,8 +157,9 @@ impl PodWorker {
             probe_tasks: HashMap::new(),
             sandbox_error: None,
             unresponsive: None,
+            cmd_rx,
         };
-        tokio::spawn(w.run(cmd_rx, events, probe_rx));
+        tokio::spawn(w.run(events, probe_rx));
         PodHandle {
             snapshot,
             cmd: cmd_tx,
@@ -197,7 +201,6 @@ impl PodWorker {
 
     async fn run(
         mut self,
-        mut cmd_rx: mpsc::Receiver<WorkerCmd>,
         mut events: broadcast::Receiver<RuntimeEvent>,
         mut probe_rx: mpsc::Receiver<ProbeUpdate>,
     ) {
@@ -214,18 +217,10 @@ impl PodWorker {
             let deadline = wake.unwrap_or_else(|| Instant::now() + self.settings.resync);
             loop {
                 tokio::select! {
-                    cmd = cmd_rx.recv() => {
+                    cmd = self.cmd_rx.recv() => {
                         match cmd {
                             Some(WorkerCmd::Delete { grace }) => {
-                                let own = self.rec.pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds).unwrap_or(30);
-                                let g = grace.unwrap_or(own);
-                                // A shorter grace wins over one already running, like the API server.
-                                self.rec.deleting = Some(self.rec.deleting.map_or(g, |d| d.min(g)));
-                                let now = self.now();
-                                if self.rec.pod.metadata.deletion_timestamp.is_none() {
-                                    self.rec.pod.metadata.deletion_timestamp = Some(k8s_time(now));
-                                }
-                                self.rec.pod.metadata.deletion_grace_period_seconds = self.rec.deleting;
+                                self.on_delete(grace);
                                 // Show Terminating at once: stopping may take the whole grace.
                                 self.publish().await;
                             }
@@ -261,6 +256,20 @@ impl PodWorker {
                 }
             }
         }
+    }
+
+    /// Record a delete order; returns the grace period now in force. A shorter grace
+    /// wins over one already running, like the API server's.
+    fn on_delete(&mut self, grace: Option<i64>) -> i64 {
+        let g = grace.unwrap_or_else(|| self.pod_grace());
+        let g = self.rec.deleting.map_or(g, |d| d.min(g));
+        self.rec.deleting = Some(g);
+        let now = self.now();
+        if self.rec.pod.metadata.deletion_timestamp.is_none() {
+            self.rec.pod.metadata.deletion_timestamp = Some(k8s_time(now));
+        }
+        self.rec.pod.metadata.deletion_grace_period_seconds = Some(g);
+        g
     }
 
     /// Compute and publish the status; persist when something changed.
@@ -1018,33 +1027,54 @@ impl PodWorker {
     /// Stop running containers within `grace` seconds: regular ones in parallel, then
     /// init containers (sidecars) one by one in reverse spec order, in what remains.
     async fn kill_containers(&mut self, grace: i64) {
+        let mut grace = grace;
+        // A delete with a shorter grace (`--grace-period=0`, `--force`) while containers
+        // are stopping starts the stops again with what it allows, as kubelet does.
+        while let Some(shorter) = self.kill_containers_within(grace).await {
+            grace = shorter;
+            self.refresh().await;
+        }
+        self.refresh().await;
+    }
+
+    /// Stop regular containers together, then sidecars in reverse order, within `grace`.
+    /// Returns early with the new grace when a delete order shortens it.
+    async fn kill_containers_within(&mut self, grace: i64) -> Option<i64> {
         let spec = self.rec.pod.spec.clone().unwrap_or_default();
         let deadline = Instant::now() + Duration::from_secs(u64::try_from(grace).unwrap_or(0));
         let immediate = grace <= 0;
-        let mut set = tokio::task::JoinSet::new();
-        for c in &spec.containers {
-            if let Some(job) = self
-                .stop_job(&c.name, format!("Stopping container {}", c.name))
-                .await
-            {
-                set.spawn(self.stop_future(job, deadline, immediate).await);
-            }
-        }
-        while let Some(r) = set.join_next().await {
-            self.record_prestop_failure(r.ok().flatten());
-        }
         let mut inits: Vec<Container> = spec.init_containers.clone().unwrap_or_default();
         inits.reverse();
-        for c in &inits {
-            if let Some(job) = self
-                .stop_job(&c.name, format!("Stopping container {}", c.name))
-                .await
-            {
-                let failure = self.stop_future(job, deadline, immediate).await.await;
-                self.record_prestop_failure(failure);
+        // Regular containers in one batch, then each sidecar alone.
+        let batches =
+            std::iter::once(spec.containers.clone()).chain(inits.into_iter().map(|c| vec![c]));
+        for batch in batches {
+            let mut set = tokio::task::JoinSet::new();
+            for c in &batch {
+                if let Some(job) = self
+                    .stop_job(&c.name, format!("Stopping container {}", c.name))
+                    .await
+                {
+                    set.spawn(self.stop_future(job, deadline, immediate).await);
+                }
+            }
+            loop {
+                tokio::select! {
+                    r = set.join_next() => match r {
+                        Some(r) => self.record_prestop_failure(r.ok().flatten()),
+                        None => break,
+                    },
+                    Some(WorkerCmd::Delete { grace: asked }) = self.cmd_rx.recv() => {
+                        let now_grace = self.on_delete(asked);
+                        if now_grace < grace {
+                            set.abort_all();
+                            return Some(now_grace);
+                        }
+                    }
+                }
             }
         }
-        self.refresh().await;
+        None
     }
 
     /// Gather what stopping a running container needs, and record the Killing event.
