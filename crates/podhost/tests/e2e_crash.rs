@@ -476,7 +476,7 @@ fn line_numbers(text: &str) -> Vec<u64> {
 
 /// Priority 4: the shim writes the log files, so a daemon restart loses no line, and a
 /// running `logs -f` waits for the restarted daemon and goes on where it stopped: no line
-/// lost, none twice.
+/// lost, none twice. Both after a SIGKILL and after a SIGTERM with the stream open.
 #[test]
 fn logs_follow_goes_on_across_a_daemon_restart() {
     let mut env = env();
@@ -518,6 +518,23 @@ fn logs_follow_goes_on_across_a_daemon_restart() {
                 at_kill,
                 std::fs::read_to_string(&err_path).unwrap_or_default()
             );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Stopped the polite way this time, with the follower's stream still open: the
+    // daemon does not wait for it for ever, the container goes on, so does the follower.
+    let main = env.pid_of("talk", "main");
+    env.stop_daemon();
+    assert!(alive(main), "the pod outlives a stopped daemon");
+    let at_stop = followed().len();
+    std::thread::sleep(Duration::from_millis(500));
+    env.start_daemon();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while followed().len() < at_stop + 100 {
+        if Instant::now() > deadline {
+            let _ = follow.kill();
+            let _ = follow.wait();
+            panic!("`logs -f` did not go on after the stop and start");
         }
         std::thread::sleep(Duration::from_millis(100));
     }

@@ -121,6 +121,9 @@ fn lock_state_dir(config: &Config) -> Result<std::fs::File, ServeError> {
     Ok(f)
 }
 
+/// How long a stopping daemon lets open streams (logs -f, exec) finish.
+const STOP_STREAMS_AFTER: Duration = Duration::from_secs(2);
+
 /// Run the daemon until SIGINT/SIGTERM. Pods keep running when it stops.
 pub async fn serve(config: Config) -> Result<(), ServeError> {
     std::fs::create_dir_all(&config.state_dir).map_err(io_err("creating", &config.state_dir))?;
@@ -169,18 +172,28 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         .map_err(io_err("chmod", &sock))?;
     tracing::info!("podhost daemon listening on {}", sock.display());
     let app = router(daemon);
-    let shutdown = async {
+    let stopping = Arc::new(tokio::sync::Notify::new());
+    let notify = stopping.clone();
+    let shutdown = async move {
         let mut term =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
         }
+        notify.notify_one();
     };
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(io_err("serving on", &sock))?;
+    let serve = axum::serve(listener, app).with_graceful_shutdown(shutdown);
+    // Graceful shutdown waits for open connections, and `logs -f` or an exec session
+    // may stay open for ever: they get a moment, then the daemon exits anyway (pods
+    // keep running; a follower resumes once the daemon is back).
+    tokio::select! {
+        r = serve => r.map_err(io_err("serving on", &sock))?,
+        () = async {
+            stopping.notified().await;
+            tokio::time::sleep(STOP_STREAMS_AFTER).await;
+        } => tracing::info!("stopping with streams still open (logs -f, exec)"),
+    }
     let _ = std::fs::remove_file(&sock);
     Ok(())
 }

@@ -141,6 +141,25 @@ impl Env {
         pid
     }
 
+    /// Stop the daemon as a service manager does (SIGTERM) and wait for it to exit;
+    /// returns its pid. Fails if it is still running after 15 s.
+    pub fn stop_daemon(&mut self) -> u32 {
+        let mut child = self.daemon.take().expect("daemon running");
+        let pid = child.id();
+        // SAFETY: kill(2) of our own child.
+        unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while child.try_wait().expect("try_wait daemon").is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the daemon did not stop within 15 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        pid
+    }
+
     /// The daemon's log so far.
     pub fn daemon_log(&self) -> String {
         std::fs::read_to_string(self.root.join("daemon.log")).unwrap_or_default()
