@@ -21,7 +21,7 @@ cd "$REPO"
 # Pull tests: docker-registry (a local registry on 127.0.0.1), skopeo (pushes test
 # images), apache2-utils (htpasswd for basic auth).
 APT_PACKAGES=(gcc libc6-dev pkg-config libseccomp-dev busybox-static iproute2 util-linux procps tar gzip
-    containernetworking-plugins iptables docker-registry skopeo apache2-utils)
+    containernetworking-plugins iptables docker-registry skopeo apache2-utils openssl)
 BINARIES=(podhost podhost-shim podhost-runc pause)
 BIN_DIR=/usr/local/bin
 PODHOST="$BIN_DIR/podhost"

@@ -45,33 +45,6 @@ pub fn not_yet_implemented(pod: &Pod) -> Vec<String> {
                 if p.grpc.is_some() {
                     warn(format!("{at}.{field}.grpc (the probe always fails)"));
                 }
-                if p.http_get
-                    .as_ref()
-                    .is_some_and(|h| h.scheme.as_deref() == Some("HTTPS"))
-                {
-                    warn(format!(
-                        "{at}.{field}.httpGet.scheme=HTTPS (the probe always fails)"
-                    ));
-                }
-            }
-            for (hook, field) in [
-                (
-                    c.lifecycle.as_ref().and_then(|l| l.post_start.as_ref()),
-                    "postStart",
-                ),
-                (
-                    c.lifecycle.as_ref().and_then(|l| l.pre_stop.as_ref()),
-                    "preStop",
-                ),
-            ] {
-                if hook
-                    .and_then(|h| h.http_get.as_ref())
-                    .is_some_and(|h| h.scheme.as_deref() == Some("HTTPS"))
-                {
-                    warn(format!(
-                        "{at}.lifecycle.{field}.httpGet.scheme=HTTPS (the hook always fails)"
-                    ));
-                }
             }
             for (set, field) in [
                 (c.tty == Some(true), "tty"),
@@ -125,9 +98,9 @@ mod tests {
     }
 
     #[test]
-    fn exec_http_tcp_probes_and_hooks_are_supported() {
+    fn exec_http_https_tcp_probes_and_hooks_are_supported() {
         let p = pod(
-            "apiVersion: v1\nkind: Pod\nmetadata: {name: a}\nspec:\n  containers:\n  - name: a\n    image: busybox\n    livenessProbe: {exec: {command: [\"true\"]}}\n    readinessProbe: {httpGet: {port: 80}}\n    startupProbe: {tcpSocket: {port: 80}}\n    lifecycle: {postStart: {exec: {command: [\"true\"]}}, preStop: {httpGet: {port: 80}}}\n",
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: a}\nspec:\n  containers:\n  - name: a\n    image: busybox\n    livenessProbe: {exec: {command: [\"true\"]}}\n    readinessProbe: {httpGet: {port: 80}}\n    startupProbe: {tcpSocket: {port: 80}}\n    lifecycle: {postStart: {httpGet: {port: 443, scheme: HTTPS}}, preStop: {httpGet: {port: 80}}}\n",
         );
         assert!(not_yet_implemented(&p).is_empty());
     }

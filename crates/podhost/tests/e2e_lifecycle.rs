@@ -374,3 +374,72 @@ spec:
     env.ok(&["wait", "--for=delete", "pod/stubborn", "--timeout=60s"]);
     env.teardown();
 }
+
+/// An HTTPS readiness probe against a server with a self-signed certificate (openssl
+/// s_server on the host, reached from a hostNetwork pod) passes: kubelet's prober does
+/// not check certificates either.
+#[test]
+fn https_readiness_probe_accepts_a_self_signed_server() {
+    let env = env();
+    let dir = env.root.join("tls");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let st = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-days", "1", "-subj", "/CN=probe.invalid"])
+        .arg("-keyout")
+        .arg(dir.join("key.pem"))
+        .arg("-out")
+        .arg(dir.join("cert.pem"))
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl (apt-get install openssl)");
+    assert!(st.success());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let mut server = std::process::Command::new("openssl")
+        .args(["s_server", "-quiet", "-www", "-accept"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("-cert")
+        .arg(dir.join("cert.pem"))
+        .arg("-key")
+        .arg(dir.join("key.pem"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("openssl s_server");
+    env.apply(
+        "tls.yaml",
+        &format!(
+            r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: tls}}
+spec:
+  hostNetwork: true
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: app
+    image: busybox
+    command: [sleep, "3600"]
+    readinessProbe:
+      httpGet: {{port: {port}, scheme: HTTPS, path: /}}
+      periodSeconds: 1
+"#
+        ),
+    );
+    let pod = env.wait_ready("tls");
+    assert_eq!(container_status(&pod, "app")["ready"], true);
+    let _ = server.kill();
+    let _ = server.wait();
+    env.teardown();
+}

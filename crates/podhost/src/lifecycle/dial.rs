@@ -12,7 +12,13 @@ use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use std::sync::{Arc, OnceLock};
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// Why a connection or an HTTP request to a pod failed; the text goes into events.
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +53,15 @@ pub enum DialError {
     /// Sending the request or reading the answer failed.
     #[error("{url}: {source}")]
     Http {
+        /// The request URL.
+        url: String,
+        /// Underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The TLS handshake of an HTTPS request failed.
+    #[error("{url}: TLS handshake: {source}")]
+    Tls {
         /// The request URL.
         url: String,
         /// Underlying error.
@@ -152,18 +167,44 @@ pub struct HttpGet {
     pub path: String,
     /// Extra headers (`Host` among them replaces the default).
     pub headers: Vec<(String, String)>,
+    /// `scheme: HTTPS`: TLS first, without checking the server's certificate, like
+    /// kubelet's prober (pods serve self-signed certificates; only the answer counts).
+    pub tls: bool,
 }
 
 impl HttpGet {
-    /// `http://host:port/path`, for messages.
+    /// `http[s]://host:port/path`, for messages.
     pub fn url(&self) -> String {
-        format!("http://{}:{}{}", self.host, self.port, self.path)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}:{}{}", self.host, self.port, self.path)
     }
 }
 
 /// Send the GET inside `netns` and return the status code (body discarded, capped).
 pub async fn http_get(netns: &Path, req: &HttpGet, timeout: Duration) -> Result<u16, DialError> {
-    let mut s = connect(netns, &req.host, req.port, timeout).await?;
+    let s = connect(netns, &req.host, req.port, timeout).await?;
+    if !req.tls {
+        return exchange(s, req).await;
+    }
+    let tls = |source| DialError::Tls {
+        url: req.url(),
+        source,
+    };
+    let name = ServerName::try_from(req.host.clone())
+        .map_err(|e| tls(std::io::Error::new(std::io::ErrorKind::InvalidInput, e)))?;
+    let stream = tls_connector()
+        .map_err(tls)?
+        .connect(name, s)
+        .await
+        .map_err(tls)?;
+    exchange(stream, req).await
+}
+
+/// The request and the status line of the answer, over plain TCP or TLS.
+async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
+    mut s: S,
+    req: &HttpGet,
+) -> Result<u16, DialError> {
     let url = req.url();
     let http = |source| DialError::Http {
         url: url.clone(),
@@ -212,6 +253,78 @@ pub async fn http_get(netns: &Path, req: &HttpGet, timeout: Duration) -> Result<
     code.ok_or(DialError::BadResponse { url, line })
 }
 
+/// The TLS client of HTTPS probes and hooks, made once.
+fn tls_connector() -> Result<tokio_rustls::TlsConnector, std::io::Error> {
+    static CONFIG: OnceLock<Result<Arc<ClientConfig>, String>> = OnceLock::new();
+    let config = CONFIG.get_or_init(|| {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map(|b| {
+                Arc::new(
+                    b.dangerous()
+                        .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+                        .with_no_client_auth(),
+                )
+            })
+            .map_err(|e| e.to_string())
+    });
+    match config {
+        Ok(c) => Ok(tokio_rustls::TlsConnector::from(c.clone())),
+        Err(e) => Err(std::io::Error::other(e.clone())),
+    }
+}
+
+/// Accepts any server certificate (kubelet's `InsecureSkipVerify`), but still checks
+/// that the server holds the key of the certificate it sent.
+#[derive(Debug)]
+struct AnyCertificate(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -235,6 +348,7 @@ mod tests {
             port,
             path: "/healthz".into(),
             headers: vec![("X-A".into(), "b".into())],
+            tls: false,
         };
         let code = http_get(Path::new(""), &req, Duration::from_secs(2))
             .await
@@ -244,6 +358,98 @@ mod tests {
         assert!(sent.starts_with("GET /healthz HTTP/1.1\r\n"), "{sent}");
         assert!(sent.contains("User-Agent: kube-probe/"), "{sent}");
         assert!(sent.contains("X-A: b"), "{sent}");
+    }
+
+    /// A self-signed certificate and key made with the openssl command.
+    fn self_signed(dir: &Path) -> (PathBuf, PathBuf) {
+        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+        let st = std::process::Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
+            .args(["ec_paramgen_curve:prime256v1", "-nodes", "-days", "1"])
+            .args(["-subj", "/CN=pod.invalid", "-keyout"])
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("run openssl (apt-get install openssl)");
+        assert!(st.success(), "openssl req failed");
+        (cert, key)
+    }
+
+    #[tokio::test]
+    async fn https_get_skips_certificate_checks_like_kubelet() {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::PrivateKeyDer;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (cert, key) = self_signed(dir.path());
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert)
+            .expect("cert file")
+            .collect::<Result<_, _>>()
+            .expect("certs");
+        let key = PrivateKeyDer::from_pem_file(&key).expect("key");
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let server = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .expect("server config");
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = l.local_addr().expect("addr").port();
+        let serve = tokio::spawn(async move {
+            let (tcp, _) = l.accept().await.expect("accept");
+            let mut tls = acceptor.accept(tcp).await.expect("handshake");
+            let mut b = [0u8; 1024];
+            let n = tls.read(&mut b).await.expect("read");
+            tls.write_all(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")
+                .await
+                .expect("write");
+            let _ = tls.shutdown().await;
+            String::from_utf8_lossy(&b[..n]).to_string()
+        });
+        let req = HttpGet {
+            host: "127.0.0.1".into(),
+            port,
+            path: "/secure".into(),
+            headers: Vec::new(),
+            tls: true,
+        };
+        let code = http_get(Path::new(""), &req, Duration::from_secs(5))
+            .await
+            .expect("https get");
+        assert_eq!(code, 204);
+        let sent = serve.await.expect("server");
+        assert!(sent.starts_with("GET /secure HTTP/1.1\r\n"), "{sent}");
+        assert_eq!(req.url(), format!("https://127.0.0.1:{port}/secure"));
+    }
+
+    #[tokio::test]
+    async fn https_to_a_plain_http_server_is_a_tls_error() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = l.local_addr().expect("addr").port();
+        let t = std::thread::spawn(move || {
+            use std::io::{Read, Write};
+            let (mut c, _) = l.accept().expect("accept");
+            let mut b = [0u8; 1024];
+            let _ = c.read(&mut b);
+            let _ = c.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n");
+        });
+        let req = HttpGet {
+            host: "127.0.0.1".into(),
+            port,
+            path: "/".into(),
+            headers: Vec::new(),
+            tls: true,
+        };
+        let e = http_get(Path::new(""), &req, Duration::from_secs(5))
+            .await
+            .expect_err("not TLS");
+        assert!(matches!(e, DialError::Tls { .. }), "{e}");
+        let _ = t.join();
     }
 
     #[tokio::test]

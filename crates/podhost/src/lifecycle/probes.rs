@@ -173,11 +173,9 @@ pub const DEFAULT_HOST: &str = "127.0.0.1";
 
 /// An httpGet action (probe or hook) with its port resolved.
 pub fn http_action(get: &k8s_openapi::api::core::v1::HTTPGetAction, c: &Container) -> Action {
-    if get.scheme.as_deref() == Some("HTTPS") {
-        return Action::Invalid("HTTPS probes and hooks are not supported by podhost".into());
-    }
     match resolve_port(&get.port, c) {
         Ok(port) => Action::Http(HttpGet {
+            tls: get.scheme.as_deref() == Some("HTTPS"),
             host: get
                 .host
                 .clone()
