@@ -443,3 +443,61 @@ spec:
     let _ = server.wait();
     env.teardown();
 }
+
+/// A gRPC liveness/readiness probe (grpc.health.v1) against a health server on the
+/// host, reached from a hostNetwork pod: Ready while it says SERVING; when it says
+/// NOT_SERVING the pod turns unready with kubelet's message in the events.
+#[test]
+fn grpc_readiness_probe_follows_the_health_service() {
+    use tonic_health::ServingStatus;
+    let env = env();
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let (reporter, service) = tonic_health::server::health_reporter();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    rt.block_on(reporter.set_service_status("db", ServingStatus::Serving));
+    let incoming = futures_util::stream::unfold(listener, |l| async move {
+        let r = l.accept().await.map(|(s, _)| s);
+        Some((r, l))
+    });
+    let server = rt.spawn(
+        tonic::transport::Server::builder()
+            .add_service(service)
+            .serve_with_incoming(incoming),
+    );
+    env.apply(
+        "grpc.yaml",
+        &format!(
+            r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: grpc}}
+spec:
+  hostNetwork: true
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: app
+    image: busybox
+    command: [sleep, "3600"]
+    readinessProbe:
+      grpc: {{port: {port}, service: db}}
+      periodSeconds: 1
+      failureThreshold: 1
+"#
+        ),
+    );
+    env.wait_ready("grpc");
+    rt.block_on(reporter.set_service_status("db", ServingStatus::NotServing));
+    env.wait_for("grpc", "unready", Duration::from_secs(30), |p| {
+        !condition(p, "Ready")
+    });
+    let described = env.ok(&["describe", "pod", "grpc"]);
+    assert!(
+        described.contains("service unhealthy (responded with \"NOT_SERVING\")"),
+        "{described}"
+    );
+    server.abort();
+    env.teardown();
+}

@@ -253,6 +253,72 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     code.ok_or(DialError::BadResponse { url, line })
 }
 
+/// What a gRPC health check answered, or why it did not get an answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GrpcHealth {
+    /// `SERVING`.
+    Serving,
+    /// Another status (`NOT_SERVING`, `SERVICE_UNKNOWN`, `UNKNOWN`), by its proto name.
+    NotServing(String),
+    /// The call failed (`rpc error: code = … desc = …`, kubelet's words).
+    RpcError(String),
+}
+
+/// `grpc.health.v1.Health/Check` for `service` at `host:port` inside `netns`, plaintext
+/// like kubelet's gRPC prober, over one connection made in the pod's namespace.
+pub async fn grpc_health(
+    netns: &Path,
+    host: &str,
+    port: u16,
+    service: &str,
+    timeout: Duration,
+) -> Result<GrpcHealth, DialError> {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest};
+    let stream = connect(netns, host, port, timeout).await?;
+    let slot = Arc::new(std::sync::Mutex::new(Some(stream)));
+    // The channel asks its connector for a stream: hand it the one made in the pod.
+    let connector = tower::service_fn(move |_: hyper::Uri| {
+        let taken = slot.lock().ok().and_then(|mut s| s.take());
+        async move {
+            taken
+                .map(hyper_util::rt::TokioIo::new)
+                .ok_or_else(|| std::io::Error::other("the probe's connection was used"))
+        }
+    });
+    let addr = format!("{host}:{port}");
+    let rpc = |e: String| GrpcHealth::RpcError(e);
+    let channel = match tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|e| DialError::Connect {
+            addr: addr.clone(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidInput, e),
+        })?
+        .connect_with_connector(connector)
+        .await
+    {
+        Ok(c) => c,
+        Err(e) => return Ok(rpc(format!("failed to connect service {addr:?}: {e}"))),
+    };
+    let req = HealthCheckRequest {
+        service: service.to_string(),
+    };
+    match HealthClient::new(channel).check(req).await {
+        Ok(r) => {
+            let status = r.into_inner().status;
+            Ok(match ServingStatus::try_from(status) {
+                Ok(ServingStatus::Serving) => GrpcHealth::Serving,
+                Ok(other) => GrpcHealth::NotServing(other.as_str_name().to_string()),
+                Err(_) => GrpcHealth::NotServing(status.to_string()),
+            })
+        }
+        Err(s) => Ok(rpc(format!(
+            "rpc error: code = {:?} desc = {}",
+            s.code(),
+            s.message()
+        ))),
+    }
+}
+
 /// The TLS client of HTTPS probes and hooks, made once.
 fn tls_connector() -> Result<tokio_rustls::TlsConnector, std::io::Error> {
     static CONFIG: OnceLock<Result<Arc<ClientConfig>, String>> = OnceLock::new();
@@ -450,6 +516,49 @@ mod tests {
             .expect_err("not TLS");
         assert!(matches!(e, DialError::Tls { .. }), "{e}");
         let _ = t.join();
+    }
+
+    #[tokio::test]
+    async fn grpc_health_check_reads_serving_and_not_serving() {
+        use tonic_health::ServingStatus;
+        let (reporter, service) = tonic_health::server::health_reporter();
+        reporter
+            .set_service_status("", ServingStatus::Serving)
+            .await;
+        reporter
+            .set_service_status("db", ServingStatus::NotServing)
+            .await;
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = l.local_addr().expect("addr").port();
+        let server = tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming(tokio_stream_of(l)),
+        );
+        let t = Duration::from_secs(5);
+        let check = |svc: &'static str| grpc_health(Path::new(""), "127.0.0.1", port, svc, t);
+        assert_eq!(check("").await.expect("check"), GrpcHealth::Serving);
+        assert_eq!(
+            check("db").await.expect("check"),
+            GrpcHealth::NotServing("NOT_SERVING".into())
+        );
+        match check("nope").await.expect("check") {
+            GrpcHealth::RpcError(e) => assert!(e.contains("NotFound"), "{e}"),
+            other => panic!("unknown service: {other:?}"),
+        }
+        server.abort();
+    }
+
+    /// Accepted connections of `l` as the stream tonic's server takes.
+    fn tokio_stream_of(
+        l: tokio::net::TcpListener,
+    ) -> impl futures_util::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+        futures_util::stream::unfold(l, |l| async move {
+            let r = l.accept().await.map(|(s, _)| s);
+            Some((r, l))
+        })
     }
 
     #[tokio::test]

@@ -101,7 +101,7 @@ pub async fn run(
             tokio::time::sleep((*d).min(timeout)).await;
             Ok(())
         }
-        Action::Tcp { .. } | Action::Invalid(_) => {
+        Action::Tcp { .. } | Action::Grpc { .. } | Action::Invalid(_) => {
             let why = match &hook {
                 Action::Invalid(w) => w.clone(),
                 _ => "unsupported handler".into(),

@@ -143,6 +143,15 @@ pub enum Action {
         /// Port.
         port: u16,
     },
+    /// gRPC health check inside the pod's network namespace.
+    Grpc {
+        /// Host (127.0.0.1: kubelet dials the pod IP, which is the pod's own here).
+        host: String,
+        /// Port.
+        port: u16,
+        /// Service name asked about (empty: the server as a whole).
+        service: String,
+    },
     /// Hook only: sleep this long.
     Sleep(Duration),
     /// Cannot run (unsupported handler, unknown port name): always fails with this text.
@@ -237,8 +246,15 @@ impl ProbeSpec {
                 },
                 Err(e) => Action::Invalid(e),
             }
-        } else if p.grpc.is_some() {
-            Action::Invalid("grpc probes are not supported by podhost yet".into())
+        } else if let Some(g) = &p.grpc {
+            match u16::try_from(g.port) {
+                Ok(port) if port > 0 => Action::Grpc {
+                    host: DEFAULT_HOST.into(),
+                    port,
+                    service: g.service.clone().unwrap_or_default(),
+                },
+                _ => Action::Invalid(format!("invalid grpc probe port {}", g.port)),
+            }
         } else {
             Action::Invalid("probe has no handler".into())
         };
@@ -324,6 +340,24 @@ pub async fn run_action(
                 Ok(Ok(_)) => Ok(()),
                 Ok(Err(e)) => Err(e.to_string()),
                 Err(_) => Err(format!("dial tcp {host}:{port}: i/o timeout")),
+            }
+        }
+        Action::Grpc {
+            host,
+            port,
+            service,
+        } => {
+            let check = dial::grpc_health(netns, host, *port, service, timeout);
+            match tokio::time::timeout(timeout, check).await {
+                Ok(Ok(dial::GrpcHealth::Serving)) => Ok(()),
+                Ok(Ok(dial::GrpcHealth::NotServing(s))) => {
+                    Err(format!("service unhealthy (responded with {s:?})"))
+                }
+                Ok(Ok(dial::GrpcHealth::RpcError(e))) => Err(e),
+                Ok(Err(e)) => Err(format!("failed to connect service \"{host}:{port}\": {e}")),
+                Err(_) => Err(format!(
+                    "timeout: health rpc did not complete within {timeout:?}"
+                )),
             }
         }
         Action::Sleep(d) => {
