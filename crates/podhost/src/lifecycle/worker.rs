@@ -678,7 +678,12 @@ impl PodWorker {
         };
         for t in self.rec.containers.values_mut() {
             if let Some(cur) = &t.current {
-                if let Some(fresh) = list.iter().find(|c| c.id == cur.id) {
+                // Unknown is the runtime not being able to tell (a shim that stopped
+                // answering since the last look), not news: the last state seen stays.
+                if let Some(fresh) = list
+                    .iter()
+                    .find(|c| c.id == cur.id && c.state != ContainerState::Unknown)
+                {
                     t.current = Some(fresh.clone());
                 }
             }

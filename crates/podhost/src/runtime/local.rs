@@ -839,12 +839,10 @@ impl Runtime for LocalRuntime {
     }
 
     async fn list_pod_sandboxes(&self) -> Result<Vec<SandboxStatus>, RuntimeError> {
-        let mut out = Vec::new();
-        for id in self.sandbox_ids() {
-            if let Ok(s) = self.pod_sandbox_status(&id).await {
-                out.push(s);
-            }
-        }
+        let ids = self.sandbox_ids();
+        let all =
+            futures_util::future::join_all(ids.iter().map(|id| self.pod_sandbox_status(id))).await;
+        let mut out: Vec<SandboxStatus> = all.into_iter().flatten().collect();
         out.sort_by_key(|s| s.created_at);
         Ok(out)
     }
@@ -1034,13 +1032,16 @@ impl Runtime for LocalRuntime {
             .filter(|c| sandbox_id.is_none_or(|s| c.sandbox_id == s))
             .cloned()
             .collect();
-        let mut by_sandbox: HashMap<String, Option<ShimStatus>> = HashMap::new();
+        let mut ids: Vec<String> = recs.iter().map(|r| r.sandbox_id.clone()).collect();
+        ids.sort();
+        ids.dedup();
+        // All shims at once: one that does not answer costs its time limit once.
+        let statuses =
+            futures_util::future::join_all(ids.iter().map(|id| self.shim_status(id))).await;
+        let by_sandbox: HashMap<String, Option<ShimStatus>> =
+            ids.into_iter().zip(statuses).collect();
         let mut out = Vec::new();
         for rec in recs {
-            if !by_sandbox.contains_key(&rec.sandbox_id) {
-                let st = self.shim_status(&rec.sandbox_id).await;
-                by_sandbox.insert(rec.sandbox_id.clone(), st);
-            }
             let st = by_sandbox.get(&rec.sandbox_id).and_then(Option::as_ref);
             out.push(self.status_from(&rec, st));
         }
