@@ -60,6 +60,13 @@ pub fn is_api_data(v: &Volume) -> bool {
     kind_dir(v).is_some()
 }
 
+/// Whether the volume's directory is a tmpfs: kubelet wraps secret and projected volumes
+/// (which may hold secrets and service account tokens) in a memory-backed emptyDir, so
+/// their files never reach the disk.
+pub fn on_tmpfs(v: &Volume) -> bool {
+    v.secret.is_some() || v.projected.is_some()
+}
+
 /// Whether the pod has any API-data volume (else there is nothing to refresh).
 pub fn has_api_data(pod: &Pod) -> bool {
     pod.spec
@@ -251,14 +258,125 @@ pub fn setup(
                 })
             })?;
     }
-    write_atomic(&dir, &files).map_err(|source| {
+    let io = |source| {
         wrap(ConfigError::Io {
             volume: v.name.clone(),
             path: dir.clone(),
             source,
         })
-    })?;
+    };
+    let mounted_now = match on_tmpfs(v) {
+        true => ensure_tmpfs(pod, v, &dir).map_err(io)?,
+        false => false,
+    };
+    if let Err(e) = write_atomic(&dir, &files) {
+        // Undo the mount this call made; the next attempt starts from scratch.
+        if mounted_now {
+            let _ = nix::mount::umount2(&dir, nix::mount::MntFlags::MNT_DETACH);
+        }
+        return Err(io(e));
+    }
     Ok(Some(dir))
+}
+
+/// Mounts a tmpfs at `dir` unless one is there already (a container restart, a daemon
+/// restart); true when this call mounted it.
+fn ensure_tmpfs(pod: &Pod, v: &Volume, dir: &Path) -> io::Result<bool> {
+    if is_mount_point(dir) {
+        return Ok(false);
+    }
+    // Whatever is in the directory was written before the tmpfs (by a podhost that kept
+    // secrets on disk) or is the empty mount point a reboot left: the tmpfs must not
+    // hide secret files on the disk.
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    std::fs::create_dir_all(dir)?;
+    // Sized like kubelet's memory-backed emptyDir without sizeLimit: the pod's memory
+    // limit, else the node's memory. Pages are only used as files are written.
+    let size = super::resources::memory_volume_size(pod, v);
+    nix::mount::mount(
+        Some("tmpfs"),
+        dir,
+        Some("tmpfs"),
+        nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV,
+        Some(format!("mode=0755,size={size}").as_str()),
+    )
+    .map_err(io::Error::from)?;
+    Ok(true)
+}
+
+/// Whether `path` is the root of a mount (its device differs from its parent's).
+pub fn is_mount_point(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (
+        std::fs::symlink_metadata(path),
+        path.parent().map(std::fs::metadata),
+    ) {
+        (Ok(m), Some(Ok(p))) => m.is_dir() && m.dev() != p.dev(),
+        _ => false,
+    }
+}
+
+/// Mount points at or under `root` (from /proc/self/mountinfo), deepest first, so they
+/// can be unmounted in that order.
+pub fn mounts_under(root: &Path) -> Vec<PathBuf> {
+    let root = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut found: Vec<PathBuf> = info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|p| PathBuf::from(unescape_mount_path(p)))
+        .filter(|p| p.starts_with(&root))
+        .collect();
+    found.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    found.dedup();
+    found
+}
+
+/// mountinfo writes space, tab, newline and backslash as `\ooo` octal escapes.
+fn unescape_mount_path(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let octal = b
+            .get(i + 1..i + 4)
+            .filter(|d| b[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)))
+            .map(|d| d.iter().fold(0u32, |n, c| n * 8 + u32::from(c - b'0')))
+            .and_then(|n| u8::try_from(n).ok());
+        match octal {
+            Some(byte) => {
+                out.push(byte);
+                i += 4;
+            }
+            None => {
+                out.push(b[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Unmounts every mount at or under `root` (a pod's volume directory): memory-backed
+/// emptyDirs, secret and projected tmpfs, whatever a crashed daemon left. Read from the
+/// mount table rather than the pod spec, so nothing is missed. Failures are logged and
+/// returned: the caller must not remove a tree that still has a mount in it.
+pub fn unmount_all_under(root: &Path) -> Vec<PathBuf> {
+    let mut failed = Vec::new();
+    for m in mounts_under(root) {
+        match nix::mount::umount2(&m, nix::mount::MntFlags::MNT_DETACH) {
+            Ok(()) | Err(nix::Error::EINVAL) | Err(nix::Error::ENOENT) => {}
+            Err(e) => {
+                tracing::warn!("unmounting volume {}: {e}", m.display());
+                failed.push(m);
+            }
+        }
+    }
+    failed
 }
 
 /// Brings every API-data volume already set up up to date with its objects. Volumes whose
@@ -590,6 +708,17 @@ mod tests {
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .collect();
         assert_eq!(names.len(), 3, "{names:?}: a, ..data and one version");
+    }
+
+    #[test]
+    fn mount_paths_are_unescaped() {
+        assert_eq!(unescape_mount_path("/a\\040b\\134c"), "/a b\\c");
+        assert_eq!(unescape_mount_path("/plain\\9"), "/plain\\9");
+        assert_eq!(unescape_mount_path("/x\\777"), "/x\\777");
+        let tmp = tempfile::tempdir().expect("tmp");
+        assert!(mounts_under(tmp.path()).is_empty());
+        assert!(!is_mount_point(tmp.path()));
+        assert!(is_mount_point(Path::new("/proc")));
     }
 
     #[test]

@@ -153,6 +153,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     });
     let records = daemon.store.load_all();
     collect_unreferenced_sandboxes(&daemon, &records).await;
+    collect_orphan_volumes(&daemon, &records);
     for rec in records {
         daemon.start_worker(rec);
     }
@@ -237,6 +238,33 @@ async fn collect_unreferenced_sandboxes(daemon: &Arc<Daemon>, records: &[PodReco
         match daemon.runtime.remove_pod_sandbox(&id).await {
             Ok(()) => tracing::info!("removed sandbox {id}: no pod record refers to it"),
             Err(e) => tracing::warn!("removing sandbox {id} no pod record refers to: {e}"),
+        }
+    }
+}
+
+/// Volume directories of pods that have no record (a daemon killed while deleting the
+/// pod, after the record went): their tmpfs mounts are unmounted and the trees removed,
+/// so no secret stays in memory and nothing is left on disk.
+fn collect_orphan_volumes(daemon: &Arc<Daemon>, records: &[PodRecord]) {
+    let loaded: std::collections::HashSet<String> = records.iter().map(|r| r.uid()).collect();
+    let dir = &daemon.settings.volumes_dir;
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let uid = e.file_name().to_string_lossy().into_owned();
+        if loaded.contains(&uid) || daemon.store.has_file(&uid) {
+            continue;
+        }
+        let path = e.path();
+        let busy = crate::lifecycle::volumes::unmount_all_under(&path);
+        if !busy.is_empty() {
+            tracing::warn!(
+                "volumes of gone pod {uid}: {} still mounted; left in place",
+                busy.len()
+            );
+            continue;
+        }
+        match std::fs::remove_dir_all(&path) {
+            Ok(()) => tracing::info!("removed volumes of pod {uid}: no pod record refers to them"),
+            Err(e) => tracing::warn!("removing volumes {}: {e}", path.display()),
         }
     }
 }
