@@ -354,9 +354,11 @@ fn sub_path(base: &Path, sub: &str) -> Result<PathBuf, String> {
 }
 
 /// Create the pod's emptyDir directories (mode 0777, like kubelet); `medium: Memory`
-/// ones are tmpfs mounts (see [`super::resources::memory_volume_size`]).
+/// ones are tmpfs mounts (see [`super::resources::memory_volume_size`]). With an
+/// fsGroup they are group-owned by it, setgid and group-writable.
 pub fn prepare_volumes(pod: &Pod, volumes_root: &Path) -> Result<(), ConfigError> {
     use std::os::unix::fs::PermissionsExt;
+    let group = volumes::fs_group(pod);
     for v in pod
         .spec
         .as_ref()
@@ -387,7 +389,19 @@ pub fn prepare_volumes(pod: &Pod, volumes_root: &Path) -> Result<(), ConfigError
                 )
                 .map_err(|e| io(std::io::Error::from(e)))?;
             }
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o777)).map_err(io)?;
+            // Only the permission bits, like kubelet: an fsGroup's setgid bit stays.
+            let mode = std::fs::metadata(&path).map_err(io)?.permissions().mode();
+            if mode & 0o777 != 0o777 {
+                std::fs::set_permissions(
+                    &path,
+                    std::fs::Permissions::from_mode((mode & !0o777) | 0o777),
+                )
+                .map_err(io)?;
+            }
+            if let Some(g) = group {
+                volumes::set_volume_ownership(&path, g.gid, false, g.on_root_mismatch)
+                    .map_err(io)?;
+            }
         }
     }
     Ok(())

@@ -269,7 +269,8 @@ pub fn setup(
         true => ensure_tmpfs(pod, v, &dir).map_err(io)?,
         false => false,
     };
-    if let Err(e) = write_atomic(&dir, &files) {
+    let gid = fs_group(pod).map(|g| g.gid);
+    if let Err(e) = write_atomic(&dir, &with_group_read(files, gid), gid) {
         // Undo the mount this call made; the next attempt starts from scratch.
         if mounted_now {
             let _ = nix::mount::umount2(&dir, nix::mount::MntFlags::MNT_DETACH);
@@ -277,6 +278,109 @@ pub fn setup(
         return Err(io(e));
     }
     Ok(Some(dir))
+}
+
+/// A pod's `fsGroup` and its `fsGroupChangePolicy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FsGroup {
+    /// The group that owns the pod's volumes.
+    pub gid: u32,
+    /// `OnRootMismatch`: skip the walk when the volume's root already has the group
+    /// and the mode bits.
+    pub on_root_mismatch: bool,
+}
+
+/// The pod's fsGroup (ids outside u32 were refused by validation).
+pub fn fs_group(pod: &Pod) -> Option<FsGroup> {
+    let psc = pod.spec.as_ref()?.security_context.as_ref()?;
+    Some(FsGroup {
+        gid: u32::try_from(psc.fs_group?).ok()?,
+        on_root_mismatch: psc.fs_group_change_policy.as_deref() == Some("OnRootMismatch"),
+    })
+}
+
+/// With an fsGroup every file of an API-data volume is group-readable after the
+/// ownership walk, so the payload says so too: else each refresh would see other modes
+/// than it wants and write a new version every time.
+fn with_group_read(files: Payload, gid: Option<u32>) -> Payload {
+    match gid {
+        None => files,
+        Some(_) => files
+            .into_iter()
+            .map(|(k, f)| {
+                let mode = f.mode | READ_ONLY_MASK;
+                (k, FileContent { mode, ..f })
+            })
+            .collect(),
+    }
+}
+
+/// Group bits kubelet adds: read-only volumes get `r`, the others `rw`.
+const READ_ONLY_MASK: u32 = 0o440;
+const READ_WRITE_MASK: u32 = 0o660;
+const EXEC_MASK: u32 = 0o110;
+const SETGID: u32 = 0o2000;
+
+/// kubelet's `SetVolumeOwnership`: every file under `dir` (itself included) gets group
+/// `gid` and the group bits (`r` for read-only volumes, else `rw`; directories also `x`
+/// and setgid, so what is created in them later belongs to the group too). Symlinks
+/// are re-owned, never chmodded (that would reach their target). With
+/// `on_root_mismatch` nothing is walked if the root already has the group and bits.
+pub fn set_volume_ownership(
+    dir: &Path,
+    gid: u32,
+    readonly: bool,
+    on_root_mismatch: bool,
+) -> io::Result<()> {
+    if on_root_mismatch && !requires_permission_change(dir, gid, readonly)? {
+        return Ok(());
+    }
+    let mask = if readonly {
+        READ_ONLY_MASK
+    } else {
+        READ_WRITE_MASK
+    };
+    fn walk(path: &Path, gid: u32, mask: u32) -> io::Result<()> {
+        let meta = std::fs::symlink_metadata(path)?;
+        std::os::unix::fs::lchown(path, None, Some(gid))?;
+        if meta.file_type().is_symlink() {
+            return Ok(());
+        }
+        let mode = meta.permissions().mode() & 0o7777;
+        let wanted = match meta.is_dir() {
+            true => mode | mask | EXEC_MASK | SETGID,
+            false => mode | mask,
+        };
+        if wanted != mode {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(wanted))?;
+        }
+        if meta.is_dir() {
+            for e in std::fs::read_dir(path)? {
+                walk(&e?.path(), gid, mask)?;
+            }
+        }
+        Ok(())
+    }
+    walk(dir, gid, mask)
+}
+
+/// kubelet's `requiresPermissionChange`: the root's group or its group bits (and
+/// setgid, for a directory) are not what the walk would make them.
+fn requires_permission_change(dir: &Path, gid: u32, readonly: bool) -> io::Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(dir)?;
+    if meta.gid() != gid {
+        return Ok(true);
+    }
+    let mut wanted = if readonly {
+        READ_ONLY_MASK
+    } else {
+        READ_WRITE_MASK
+    };
+    if meta.is_dir() {
+        wanted |= SETGID;
+    }
+    Ok(meta.mode() & wanted != wanted)
 }
 
 /// Mounts a tmpfs at `dir` unless one is there already (a container restart, a daemon
@@ -399,7 +503,8 @@ pub fn refresh(pod: &Pod, volumes_root: &Path, objects: &Objects, facts: &PodFac
         let Ok(Some(files)) = payload(pod, v, objects, facts) else {
             continue;
         };
-        match write_atomic(&dir, &files) {
+        let gid = fs_group(pod).map(|g| g.gid);
+        match write_atomic(&dir, &with_group_read(files, gid), gid) {
             Ok(true) => changed += 1,
             Ok(false) => {}
             Err(e) => tracing::warn!("volume {:?} at {}: update: {e}", v.name, dir.display()),
@@ -443,9 +548,18 @@ fn top_level(files: &Payload) -> BTreeSet<String> {
 }
 
 /// Writes `files` into `dir` with kubelet's `..data` swap; false when nothing changed.
-pub fn write_atomic(dir: &Path, files: &Payload) -> io::Result<bool> {
+/// With an fsGroup `gid`, the new version is owned by it before it becomes visible and
+/// the rest of the volume after (kubelet's `SetVolumeOwnership`, read-only, no policy).
+pub fn write_atomic(dir: &Path, files: &Payload, gid: Option<u32>) -> io::Result<bool> {
     std::fs::create_dir_all(dir)?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
+    // Only the permission bits: an fsGroup's setgid bit on the directory stays.
+    let mode = std::fs::metadata(dir)?.permissions().mode();
+    if mode & 0o777 != 0o755 {
+        std::fs::set_permissions(
+            dir,
+            std::fs::Permissions::from_mode((mode & !0o777) | 0o755),
+        )?;
+    }
     let data_link = dir.join("..data");
     let old_version = std::fs::read_link(&data_link).ok();
     let old_files = match &old_version {
@@ -475,6 +589,9 @@ pub fn write_atomic(dir: &Path, files: &Payload) -> io::Result<bool> {
         std::fs::write(&path, &content.data)?;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(content.mode))?;
     }
+    if let Some(g) = gid {
+        set_volume_ownership(&vdir, g, true, false)?;
+    }
     // The swap: one rename makes the whole new version visible at once.
     let tmp = dir.join("..data_tmp");
     let _ = std::fs::remove_file(&tmp);
@@ -497,6 +614,9 @@ pub fn write_atomic(dir: &Path, files: &Payload) -> io::Result<bool> {
         if old_dir != vdir {
             std::fs::remove_dir_all(old_dir)?;
         }
+    }
+    if let Some(g) = gid {
+        set_volume_ownership(dir, g, true, false)?;
     }
     Ok(true)
 }
@@ -674,7 +794,7 @@ mod tests {
             ("d/b".to_string(), file("2", 0o600)),
         ]
         .into();
-        assert!(write_atomic(&dir, &v1).expect("write"));
+        assert!(write_atomic(&dir, &v1, None).expect("write"));
         let first = std::fs::read_link(dir.join("..data")).expect("..data");
         assert!(first.to_string_lossy().starts_with(".."));
         assert_eq!(
@@ -688,12 +808,12 @@ mod tests {
             .mode();
         assert_eq!(mode & 0o777, 0o600);
         assert!(
-            !write_atomic(&dir, &v1).expect("same"),
+            !write_atomic(&dir, &v1, None).expect("same"),
             "unchanged payload: no new version"
         );
 
         let v2: Payload = [("a".to_string(), file("new", 0o644))].into();
-        assert!(write_atomic(&dir, &v2).expect("update"));
+        assert!(write_atomic(&dir, &v2, None).expect("update"));
         let second = std::fs::read_link(dir.join("..data")).expect("..data");
         assert_ne!(first, second);
         assert!(!dir.join(&first).exists(), "old version removed");
@@ -719,6 +839,77 @@ mod tests {
         assert!(mounts_under(tmp.path()).is_empty());
         assert!(!is_mount_point(tmp.path()));
         assert!(is_mount_point(Path::new("/proc")));
+    }
+
+    fn meta(p: &Path) -> (u32, u32) {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::symlink_metadata(p).expect("meta");
+        (m.gid(), m.mode() & 0o7777)
+    }
+
+    // Runs as root (like the daemon): chown to another group needs it.
+    #[test]
+    fn ownership_walk_like_kubelet() {
+        if !nix::unistd::Uid::effective().is_root() {
+            return;
+        }
+        let tmp = tempfile::tempdir().expect("tmp");
+        let dir = tmp.path().join("vol");
+        std::fs::create_dir_all(dir.join("sub")).expect("dirs");
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+        std::fs::write(dir.join("sub/f"), "x").expect("file");
+        std::fs::set_permissions(dir.join("sub/f"), std::fs::Permissions::from_mode(0o600))
+            .expect("chmod");
+        std::os::unix::fs::symlink("/etc/passwd", dir.join("link")).expect("symlink");
+        let passwd_mode = meta(Path::new("/etc/passwd"));
+
+        set_volume_ownership(&dir, 2000, false, false).expect("walk");
+        assert_eq!(meta(&dir), (2000, 0o2777));
+        assert_eq!(meta(&dir.join("sub")).0, 2000);
+        assert_eq!(meta(&dir.join("sub")).1 & 0o2070, 0o2070);
+        assert_eq!(meta(&dir.join("sub/f")), (2000, 0o660));
+        assert_eq!(meta(&dir.join("link")).0, 2000, "the link itself");
+        assert_eq!(
+            meta(Path::new("/etc/passwd")),
+            passwd_mode,
+            "never its target"
+        );
+
+        // OnRootMismatch: the root is right, so a file of another group stays as it is.
+        std::fs::write(dir.join("late"), "y").expect("file");
+        std::os::unix::fs::lchown(dir.join("late"), None, Some(0)).expect("chown");
+        set_volume_ownership(&dir, 2000, false, true).expect("skip");
+        assert_eq!(meta(&dir.join("late")).0, 0);
+        // Always walks.
+        set_volume_ownership(&dir, 2000, false, false).expect("walk");
+        assert_eq!(meta(&dir.join("late")).0, 2000);
+        // A root of another group is walked even under OnRootMismatch.
+        std::os::unix::fs::lchown(&dir, None, Some(0)).expect("chown");
+        std::os::unix::fs::lchown(dir.join("late"), None, Some(0)).expect("chown");
+        set_volume_ownership(&dir, 2000, false, true).expect("mismatch");
+        assert_eq!(meta(&dir.join("late")).0, 2000);
+    }
+
+    #[test]
+    fn api_data_with_fs_group_is_group_readable_and_stable() {
+        if !nix::unistd::Uid::effective().is_root() {
+            return;
+        }
+        let tmp = tempfile::tempdir().expect("tmp");
+        let dir = tmp.path().join("vol");
+        let v1: Payload = [("key".to_string(), file("s", 0o400))].into();
+        let v1 = with_group_read(v1, Some(2000));
+        assert!(write_atomic(&dir, &v1, Some(2000)).expect("write"));
+        // defaultMode 0400 + fsGroup: 0440, group-owned, like kubelet's read-only walk.
+        assert_eq!(meta(&dir.join("..data/key")), (2000, 0o440));
+        assert_eq!(meta(&dir), (2000, 0o2755));
+        let version = std::fs::read_link(dir.join("..data")).expect("..data");
+        assert_eq!(meta(&dir.join(&version)), (2000, 0o2755));
+        assert_eq!(meta(&dir.join("..data")).0, 2000);
+        // The same payload again is no change (no new version every refresh), and the
+        // root keeps its setgid bit.
+        assert!(!write_atomic(&dir, &v1, Some(2000)).expect("same"));
+        assert_eq!(meta(&dir), (2000, 0o2755));
     }
 
     #[test]
