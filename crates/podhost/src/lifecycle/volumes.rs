@@ -425,7 +425,8 @@ pub fn is_mount_point(path: &Path) -> bool {
 }
 
 /// Mount points at or under `root` (from /proc/self/mountinfo), deepest first, so they
-/// can be unmounted in that order.
+/// can be unmounted in that order. A path mounted over twice is listed twice: each
+/// unmount takes off one layer.
 pub fn mounts_under(root: &Path) -> Vec<PathBuf> {
     let root = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
     let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
@@ -436,7 +437,6 @@ pub fn mounts_under(root: &Path) -> Vec<PathBuf> {
         .filter(|p| p.starts_with(&root))
         .collect();
     found.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
-    found.dedup();
     found
 }
 
@@ -839,6 +839,40 @@ mod tests {
         assert!(mounts_under(tmp.path()).is_empty());
         assert!(!is_mount_point(tmp.path()));
         assert!(is_mount_point(Path::new("/proc")));
+    }
+
+    // Runs as root (like the daemon): mounting needs it.
+    #[test]
+    fn unmounts_nested_and_stacked_mounts() {
+        if !nix::unistd::Uid::effective().is_root() {
+            return;
+        }
+        let tmp = tempfile::tempdir().expect("tmp");
+        let root = tmp.path().join("pod uid");
+        let secret = root.join("secret/creds");
+        std::fs::create_dir_all(&secret).expect("dir");
+        let tmpfs = |p: &Path| {
+            nix::mount::mount(
+                Some("tmpfs"),
+                p,
+                Some("tmpfs"),
+                nix::mount::MsFlags::empty(),
+                Some("size=1m"),
+            )
+            .expect("mount");
+        };
+        tmpfs(&secret);
+        tmpfs(&secret);
+        let nested = secret.join("inner");
+        std::fs::create_dir(&nested).expect("dir");
+        tmpfs(&nested);
+        assert!(is_mount_point(&secret));
+        let found = mounts_under(&root);
+        assert_eq!(found.len(), 3, "{found:?}");
+        assert_eq!(found[0], nested, "deepest first");
+        assert!(unmount_all_under(&root).is_empty());
+        assert!(mounts_under(&root).is_empty());
+        assert!(!is_mount_point(&secret));
     }
 
     fn meta(p: &Path) -> (u32, u32) {
