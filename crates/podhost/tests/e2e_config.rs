@@ -431,3 +431,46 @@ fn secret_and_projected_volumes_live_on_tmpfs() {
     assert!(!vols.exists(), "{} left", vols.display());
     env.teardown();
 }
+
+#[test]
+fn volumes_of_a_pod_without_record_are_unmounted_at_start() {
+    let mut env = Env::new();
+    let yaml = "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\nstringData: {k: v}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: gone}\nspec:\n  containers:\n  - name: app\n    image: busybox\n    command: [sleep, '3600']\n    volumeMounts:\n    - {name: s, mountPath: /s}\n    - {name: m, mountPath: /m}\n  volumes:\n  - name: s\n    secret: {secretName: s}\n  - name: m\n    emptyDir: {medium: Memory}\n";
+    env.apply("gone.yaml", yaml);
+    let pod = env.wait_ready("gone");
+    let uid = pod["metadata"]["uid"].as_str().expect("uid").to_string();
+    let vols = env.root.join("lib/volumes").join(&uid);
+    assert_eq!(mounts_at(&vols.join("secret/s")).len(), 1);
+    assert_eq!(mounts_at(&vols.join("empty-dir/m")).len(), 1);
+    for c in env.containers() {
+        env.watched_pids.extend(c.pid);
+    }
+    // As if the daemon died deleting the pod, right after its record went.
+    env.kill_daemon();
+    std::fs::remove_file(env.root.join("lib/pods").join(format!("{uid}.json")))
+        .expect("remove record");
+    env.start_daemon();
+    let root = env.root.display().to_string();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::fs::read_to_string("/proc/mounts")
+        .unwrap_or_default()
+        .contains(&root)
+        || vols.exists()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "volumes of the gone pod left: {}",
+            env.daemon_log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(env.ok(&["get", "pods", "-o", "name"]).trim().is_empty());
+    // Logs of pods without a record are not collected (the log root may be shared).
+    let logs = env.root.join("log");
+    for e in std::fs::read_dir(&logs).into_iter().flatten().flatten() {
+        if e.file_name().to_string_lossy().ends_with(&uid) {
+            std::fs::remove_dir_all(e.path()).expect("remove log dir");
+        }
+    }
+    env.teardown();
+}

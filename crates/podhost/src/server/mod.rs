@@ -153,7 +153,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     });
     let records = daemon.store.load_all();
     collect_unreferenced_sandboxes(&daemon, &records).await;
-    collect_orphan_volumes(&daemon, &records);
+    collect_orphan_pod_dirs(&daemon, &records);
     for rec in records {
         daemon.start_worker(rec);
     }
@@ -242,15 +242,17 @@ async fn collect_unreferenced_sandboxes(daemon: &Arc<Daemon>, records: &[PodReco
     }
 }
 
-/// Volume directories of pods that have no record (a daemon killed while deleting the
-/// pod, after the record went): their tmpfs mounts are unmounted and the trees removed,
-/// so no secret stays in memory and nothing is left on disk.
-fn collect_orphan_volumes(daemon: &Arc<Daemon>, records: &[PodRecord]) {
+/// Volume directories of pods that have no record file (a corrupt record the user
+/// removed, as the README advises): their tmpfs mounts are unmounted and the trees
+/// removed, so no secret stays in memory and nothing is left on disk. Their sandboxes
+/// went in [`collect_unreferenced_sandboxes`].
+fn collect_orphan_pod_dirs(daemon: &Arc<Daemon>, records: &[PodRecord]) {
     let loaded: std::collections::HashSet<String> = records.iter().map(|r| r.uid()).collect();
-    let dir = &daemon.settings.volumes_dir;
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+    let gone = |uid: &str| !loaded.contains(uid) && !daemon.store.has_file(uid);
+    let volumes = &daemon.settings.volumes_dir;
+    for e in std::fs::read_dir(volumes).into_iter().flatten().flatten() {
         let uid = e.file_name().to_string_lossy().into_owned();
-        if loaded.contains(&uid) || daemon.store.has_file(&uid) {
+        if !gone(&uid) {
             continue;
         }
         let path = e.path();
@@ -267,6 +269,8 @@ fn collect_orphan_volumes(daemon: &Arc<Daemon>, records: &[PodRecord]) {
             Err(e) => tracing::warn!("removing volumes {}: {e}", path.display()),
         }
     }
+    // Log directories stay: `/var/log/pods` may hold other runtimes' pods, and
+    // nothing marks which are podhost's.
 }
 
 fn router(d: Arc<Daemon>) -> Router {
