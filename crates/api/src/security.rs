@@ -79,6 +79,17 @@ pub fn check(pod: &Pod, errors: &mut Vec<FieldError>, warnings: &mut Vec<String>
         for (i, g) in psc.supplemental_groups.iter().flatten().enumerate() {
             id_range(errors, &format!("{at}.supplementalGroups[{i}]"), Some(*g));
         }
+        if let Some(p) = &psc.fs_group_change_policy {
+            // Kubernetes' validateFSGroupChangePolicy.
+            const POLICIES: &[&str] = &["OnRootMismatch", "Always"];
+            if !POLICIES.contains(&p.as_str()) {
+                errors.push(FieldError::not_supported(
+                    format!("{at}.fsGroupChangePolicy"),
+                    p,
+                    POLICIES,
+                ));
+            }
+        }
         seccomp(
             errors,
             &format!("{at}.seccompProfile"),
@@ -111,7 +122,6 @@ pub fn check(pod: &Pod, errors: &mut Vec<FieldError>, warnings: &mut Vec<String>
             (psc.se_linux_options.is_some(), "seLinuxOptions"),
             (psc.app_armor_profile.is_some(), "appArmorProfile"),
             (psc.windows_options.is_some(), "windowsOptions"),
-            (psc.fs_group_change_policy.is_some(), "fsGroupChangePolicy"),
         ] {
             if set {
                 warnings.push(format!("{at}.{f}: not implemented yet by podhost: ignored"));
@@ -268,6 +278,22 @@ mod tests {
         let (mut e, mut w) = (Vec::new(), Vec::new());
         check(&p, &mut e, &mut w);
         (e.iter().map(|e| e.to_string()).collect(), w)
+    }
+
+    #[test]
+    fn fs_group_and_change_policy() {
+        let pod = |policy: &str| {
+            format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: a}}\nspec:\n  securityContext: {{fsGroup: 2000, supplementalGroups: [3000], fsGroupChangePolicy: {policy}}}\n  containers:\n  - {{name: a, image: busybox}}\n")
+        };
+        let (e, w) = run(&pod("OnRootMismatch"));
+        assert!(e.is_empty() && w.is_empty(), "{e:?} {w:?}");
+        let (e, _) = run(&pod("Sometimes"));
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].contains("spec.securityContext.fsGroupChangePolicy")
+                && e[0].contains("\"OnRootMismatch\", \"Always\""),
+            "{e:?}"
+        );
     }
 
     #[test]

@@ -73,6 +73,56 @@ pub struct Image {
     /// name, an index's digest for multi-platform images.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub repo_digests: Vec<String>,
+    /// When the store first recorded the image (ms since the Unix epoch; kubelet's
+    /// `firstDetected`). Absent in indexes written before it existed: oldest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_seen_ms: Option<u64>,
+    /// When a container was last created from the image (ms since the Unix epoch;
+    /// kubelet's `lastUsed`). Absent: never used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_used_ms: Option<u64>,
+}
+
+/// Milliseconds since the Unix epoch, the unit of [`Image::first_seen_ms`] and
+/// [`Image::last_used_ms`].
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// kubelet's default `--minimum-image-ttl-duration`: an image seen (or used) more
+/// recently is not garbage collected, so a pull is not undone before its container
+/// is created.
+pub const GC_MIN_AGE: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// The images disk-pressure GC may remove, in the order it removes them: kubelet's
+/// image manager order, least recently used first (never used counts as oldest), ties
+/// broken by first seen. Images in `in_use` are never candidates, nor images first
+/// seen or used within `min_age` of `now_ms`.
+pub fn gc_candidates(
+    images: &[Image],
+    in_use: &HashSet<String>,
+    now_ms: u64,
+    min_age: std::time::Duration,
+) -> Vec<Image> {
+    let min_age_ms = u64::try_from(min_age.as_millis()).unwrap_or(u64::MAX);
+    let mut out: Vec<Image> = images
+        .iter()
+        .filter(|i| !in_use.contains(&i.id))
+        .filter(|i| {
+            let recent = i
+                .first_seen_ms
+                .unwrap_or(0)
+                .max(i.last_used_ms.unwrap_or(0));
+            now_ms.saturating_sub(recent) >= min_age_ms
+        })
+        .cloned()
+        .collect();
+    // A stable sort: equal keys keep index (import) order.
+    out.sort_by_key(|i| (i.last_used_ms.unwrap_or(0), i.first_seen_ms.unwrap_or(0)));
+    out
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -299,6 +349,24 @@ impl ImageStore {
         parse_config(&bytes, &path)
     }
 
+    /// Records that a container is being created from image `id` at `at_ms` (for
+    /// least-recently-used GC), persisted in the index. An unknown id is a no-op (the
+    /// image went meanwhile; creating the container will say so).
+    pub fn mark_used(&self, id: &str, at_ms: u64) -> Result<(), ImageError> {
+        let mut images = self.lock_index();
+        let Some(i) = images.iter().position(|i| i.id == id) else {
+            return Ok(());
+        };
+        if images[i].last_used_ms.is_some_and(|t| t >= at_ms) {
+            return Ok(());
+        }
+        let mut next = images.clone();
+        next[i].last_used_ms = Some(at_ms);
+        self.write_index(&next)?;
+        *images = next;
+        Ok(())
+    }
+
     /// The store's root directory.
     pub fn root(&self) -> &Path {
         &self.root
@@ -385,6 +453,8 @@ impl ImageStore {
             diff_ids,
             size: total,
             repo_digests: Vec::new(),
+            first_seen_ms: None,
+            last_used_ms: None,
         })
     }
 
@@ -458,6 +528,8 @@ impl ImageStore {
             diff_ids,
             size: total,
             repo_digests: Vec::new(),
+            first_seen_ms: None,
+            last_used_ms: None,
         })
     }
 
@@ -595,7 +667,10 @@ impl ImageStore {
                         }
                     }
                 }
-                None => next.push(image.clone()),
+                None => next.push(Image {
+                    first_seen_ms: Some(now_ms()),
+                    ..image.clone()
+                }),
             }
             if !ids.contains(&image.id) {
                 ids.push(image.id);

@@ -390,6 +390,8 @@ impl Puller {
             diff_ids,
             size,
             repo_digests: vec![repo_digest.clone()],
+            first_seen_ms: None,
+            last_used_ms: None,
         };
         let store = self.store.clone();
         let manifest_bytes = res.manifest_bytes.clone();

@@ -362,3 +362,84 @@ fn open_removes_leftovers_of_interrupted_imports() {
     assert_eq!(ls(&root), vec!["blobs", "layers"]);
     assert!(store.list().unwrap().is_empty());
 }
+
+#[test]
+fn last_use_is_recorded_persisted_and_orders_gc() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("store");
+    let store = ImageStore::open(&root).unwrap();
+    let mut ids = Vec::new();
+    for name in ["first", "second", "third"] {
+        let img = TestImage::new(
+            vec![Layer::plain(LayerTar::new().file(name, b"x").finish())],
+            name,
+        );
+        img.write_oci_dir(
+            &tmp.path().join(name),
+            json!({"io.containerd.image.name": name}),
+        );
+        let loaded = store.load(&tmp.path().join(name), None).unwrap().remove(0);
+        assert!(loaded.first_seen_ms.is_some(), "import time recorded");
+        assert_eq!(loaded.last_used_ms, None);
+        ids.push(loaded.id);
+    }
+    // Imported first, used last: kept longest. "second" is never used: removed first.
+    store.mark_used(&ids[2], 1_000).unwrap();
+    store.mark_used(&ids[0], 2_000).unwrap();
+    // An older use never moves the time back; an unknown id is no error.
+    store.mark_used(&ids[0], 1_500).unwrap();
+    store.mark_used("sha256:gone", 3_000).unwrap();
+    let reopened = ImageStore::open(&root).unwrap();
+    let list = reopened.list().unwrap();
+    assert_eq!(list[0].last_used_ms, Some(2_000), "persisted");
+    let far_future = podhost_image::now_ms() + 3_600_000;
+    let order: Vec<String> = podhost_image::gc_candidates(
+        &list,
+        &Default::default(),
+        far_future,
+        podhost_image::GC_MIN_AGE,
+    )
+    .into_iter()
+    .map(|i| i.id)
+    .collect();
+    assert_eq!(order, [ids[1].clone(), ids[2].clone(), ids[0].clone()]);
+    // Never an image in use, whatever its age.
+    let in_use = [ids[1].clone()].into();
+    let order: Vec<String> =
+        podhost_image::gc_candidates(&list, &in_use, far_future, podhost_image::GC_MIN_AGE)
+            .into_iter()
+            .map(|i| i.id)
+            .collect();
+    assert_eq!(order, [ids[2].clone(), ids[0].clone()]);
+    // Just imported: too young to collect (kubelet's minimum image age).
+    assert!(podhost_image::gc_candidates(
+        &list,
+        &Default::default(),
+        podhost_image::now_ms(),
+        podhost_image::GC_MIN_AGE
+    )
+    .is_empty());
+}
+
+#[test]
+fn an_index_without_use_times_still_loads() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("store");
+    fs::create_dir_all(&root).unwrap();
+    // images.json as podhost wrote it before it recorded import and use times.
+    let old = json!({"version": 1, "images": [{
+        "id": "sha256:1111111111111111111111111111111111111111111111111111111111111111",
+        "repo_tags": ["docker.io/library/old:1"],
+        "manifest_digest": "sha256:2222222222222222222222222222222222222222222222222222222222222222",
+        "diff_ids": [],
+        "size": 5
+    }]});
+    fs::write(root.join("images.json"), old.to_string()).unwrap();
+    let store = ImageStore::open(&root).unwrap();
+    let list = store.list().unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!((list[0].first_seen_ms, list[0].last_used_ms), (None, None));
+    store.mark_used(&list[0].id, 42).unwrap();
+    let again = ImageStore::open(&root).unwrap().list().unwrap();
+    assert_eq!(again[0].last_used_ms, Some(42));
+}

@@ -319,3 +319,158 @@ fn pod_waits_for_missing_config_map_then_starts() {
     }
     env.teardown();
 }
+
+/// Lines of /proc/mounts whose mount point is `dir`.
+fn mounts_at(dir: &std::path::Path) -> Vec<String> {
+    let dir = dir.display().to_string();
+    std::fs::read_to_string("/proc/mounts")
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.split_whitespace().nth(1) == Some(dir.as_str()))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn secret_and_projected_volumes_live_on_tmpfs() {
+    let mut env = Env::new();
+    let yaml = "apiVersion: v1\nkind: Secret\nmetadata: {name: token}\nstringData: {key: first, other: x}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: plain}\ndata: {setting: enabled}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: tok}\nspec:\n  containers:\n  - name: app\n    image: busybox\n    command: [sleep, '3600']\n    volumeMounts:\n    - {name: creds, mountPath: /etc/creds}\n    - {name: all, mountPath: /etc/all}\n    - {name: cfg, mountPath: /etc/cfg}\n  volumes:\n  - name: creds\n    secret: {secretName: token, defaultMode: 0400}\n  - name: all\n    projected:\n      sources:\n      - secret: {name: token, items: [{key: key, path: s/key}]}\n      - configMap: {name: plain}\n  - name: cfg\n    configMap: {name: plain}\n";
+    env.apply("tok.yaml", yaml);
+    let pod = env.wait_ready("tok");
+    let uid = pod["metadata"]["uid"].as_str().expect("uid").to_string();
+    let vols = env.root.join("lib/volumes").join(&uid);
+    let secret_dir = vols.join("secret/creds");
+    let projected_dir = vols.join("projected/all");
+    // kubelet's layout: a tmpfs at the volume directory of secret and projected volumes.
+    for dir in [&secret_dir, &projected_dir] {
+        let m = mounts_at(dir);
+        assert_eq!(m.len(), 1, "{}: {m:?}", dir.display());
+        assert!(
+            m[0].starts_with("tmpfs ") && m[0].contains(" tmpfs "),
+            "{m:?}"
+        );
+        assert!(m[0].contains("nosuid") && m[0].contains("nodev"), "{m:?}");
+    }
+    // A configMap stays on disk, as on a kubelet.
+    assert!(mounts_at(&vols.join("configmap/cfg")).is_empty());
+    assert_eq!(
+        sh(
+            &env,
+            "tok",
+            "app",
+            "cat /etc/creds/key /etc/all/s/key /etc/all/setting"
+        ),
+        "firstfirstenabled"
+    );
+    assert_eq!(
+        sh(&env, "tok", "app", "stat -L -c %a /etc/creds/key"),
+        "400\n"
+    );
+
+    // Live update through the ..data swap, inside the tmpfs.
+    env.apply(
+        "tok2.yaml",
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: token}\nstringData: {key: second, other: x}\n",
+    );
+    for path in ["/etc/creds/key", "/etc/all/s/key"] {
+        eventually(
+            &env,
+            "tok",
+            "app",
+            &format!("cat {path}"),
+            Duration::from_secs(10),
+            |o| o == "second",
+        );
+    }
+    assert_eq!(mounts_at(&secret_dir).len(), 1);
+
+    // A restarted daemon finds the tmpfs mounted and neither mounts again nor loses it.
+    env.kill_daemon();
+    env.start_daemon();
+    env.apply(
+        "tok3.yaml",
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: token}\nstringData: {key: third, other: x}\n",
+    );
+    eventually(
+        &env,
+        "tok",
+        "app",
+        "cat /etc/creds/key",
+        Duration::from_secs(10),
+        |o| o == "third",
+    );
+    // A new container instance (the old one killed) binds the same tmpfs.
+    let before = env
+        .containers()
+        .into_iter()
+        .find(|c| c.name == "app")
+        .and_then(|c| c.pid)
+        .expect("app pid");
+    let _ = std::process::Command::new("kill")
+        .args(["-9", &before.to_string()])
+        .status();
+    env.wait_for("tok", "app restarted", Duration::from_secs(60), |p| {
+        container_status(p, "app")["restartCount"].as_i64() == Some(1)
+            && container_status(p, "app")["ready"].as_bool() == Some(true)
+    });
+    assert_eq!(sh(&env, "tok", "app", "cat /etc/creds/key"), "third");
+    for dir in [&secret_dir, &projected_dir] {
+        assert_eq!(mounts_at(dir).len(), 1, "{}", dir.display());
+    }
+
+    env.ok(&["delete", "pod", "tok"]);
+    env.ok(&["wait", "--for=delete", "pod/tok", "--timeout=60s"]);
+    let root = env.root.display().to_string();
+    let left: Vec<String> = std::fs::read_to_string("/proc/mounts")
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains(&root))
+        .map(str::to_string)
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    assert!(!vols.exists(), "{} left", vols.display());
+    env.teardown();
+}
+
+#[test]
+fn volumes_of_a_pod_without_record_are_unmounted_at_start() {
+    let mut env = Env::new();
+    let yaml = "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\nstringData: {k: v}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: gone}\nspec:\n  containers:\n  - name: app\n    image: busybox\n    command: [sleep, '3600']\n    volumeMounts:\n    - {name: s, mountPath: /s}\n    - {name: m, mountPath: /m}\n  volumes:\n  - name: s\n    secret: {secretName: s}\n  - name: m\n    emptyDir: {medium: Memory}\n";
+    env.apply("gone.yaml", yaml);
+    let pod = env.wait_ready("gone");
+    let uid = pod["metadata"]["uid"].as_str().expect("uid").to_string();
+    let vols = env.root.join("lib/volumes").join(&uid);
+    assert_eq!(mounts_at(&vols.join("secret/s")).len(), 1);
+    assert_eq!(mounts_at(&vols.join("empty-dir/m")).len(), 1);
+    for c in env.containers() {
+        env.watched_pids.extend(c.pid);
+    }
+    // As if the daemon died deleting the pod, right after its record went.
+    env.kill_daemon();
+    std::fs::remove_file(env.root.join("lib/pods").join(format!("{uid}.json")))
+        .expect("remove record");
+    env.start_daemon();
+    let root = env.root.display().to_string();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::fs::read_to_string("/proc/mounts")
+        .unwrap_or_default()
+        .contains(&root)
+        || vols.exists()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "volumes of the gone pod left: {}",
+            env.daemon_log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(env.ok(&["get", "pods", "-o", "name"]).trim().is_empty());
+    // Logs of pods without a record are not collected (the log root may be shared).
+    let logs = env.root.join("log");
+    for e in std::fs::read_dir(&logs).into_iter().flatten().flatten() {
+        if e.file_name().to_string_lossy().ends_with(&uid) {
+            std::fs::remove_dir_all(e.path()).expect("remove log dir");
+        }
+    }
+    env.teardown();
+}

@@ -395,3 +395,101 @@ spec:
     // teardown's leak check covers the mount.
     env.teardown();
 }
+
+/// `podhost exec fsg -c app -- sh -c SCRIPT`, stdout trimmed.
+fn in_app(env: &Env, script: &str) -> String {
+    env.ok(&["exec", "fsg", "-c", "app", "--", "sh", "-c", script])
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn fs_group_owns_volumes_and_joins_the_groups() {
+    let env = Env::new();
+    let host_dir = env.root.join("hostdir");
+    let yaml = format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: fsg-secret}}\nstringData: {{key: hidden}}\n---\napiVersion: v1\nkind: Pod\nmetadata: {{name: fsg}}\nspec:\n  securityContext: {{runAsUser: 1000, fsGroup: 2000, supplementalGroups: [3000], fsGroupChangePolicy: OnRootMismatch}}\n  containers:\n  - name: app\n    image: busybox\n    command: [sh, -c, 'echo groups=$(id -G); sleep 3600']\n    volumeMounts:\n    - {{name: data, mountPath: /data}}\n    - {{name: mem, mountPath: /mem}}\n    - {{name: creds, mountPath: /etc/creds}}\n    - {{name: host, mountPath: /host}}\n  volumes:\n  - {{name: data, emptyDir: {{}}}}\n  - {{name: mem, emptyDir: {{medium: Memory}}}}\n  - name: creds\n    secret: {{secretName: fsg-secret, defaultMode: 0400}}\n  - name: host\n    hostPath: {{path: {}, type: DirectoryOrCreate}}\n",
+        host_dir.display()
+    );
+    let out = env.apply("fsg.yaml", &yaml);
+    assert!(!out.contains("fsGroupChangePolicy"), "no warning: {out}");
+    let pod = env.wait_ready("fsg");
+    let uid = pod["metadata"]["uid"].as_str().expect("uid").to_string();
+
+    // fsGroup and supplementalGroups are supplementary groups of the container and of
+    // exec sessions.
+    let logs = env.ok(&["logs", "fsg", "-c", "app"]);
+    let groups: Vec<&str> = logs
+        .trim()
+        .strip_prefix("groups=")
+        .unwrap_or("")
+        .split(' ')
+        .collect();
+    assert!(
+        groups.contains(&"2000") && groups.contains(&"3000"),
+        "{logs}"
+    );
+    let ids = in_app(&env, "id -u; id -G");
+    assert!(
+        ids.starts_with("1000\n") && ids.contains(" 3000") && ids.contains(" 2000"),
+        "{ids}"
+    );
+    // Volumes are group 2000, setgid, group-writable: uid 1000 writes to them and what
+    // it creates belongs to the group.
+    for vol in ["/data", "/mem"] {
+        assert_eq!(
+            in_app(&env, &format!("stat -c '%a %g' {vol}")),
+            "2777 2000",
+            "{vol}"
+        );
+        assert_eq!(
+            in_app(
+                &env,
+                &format!("touch {vol}/f && mkdir {vol}/d && stat -c %g {vol}/f {vol}/d")
+            ),
+            "2000\n2000",
+            "{vol}"
+        );
+    }
+    // A 0400 secret becomes 0440 group 2000: readable by the non-root user through the group.
+    assert_eq!(
+        in_app(
+            &env,
+            "stat -L -c '%a %g' /etc/creds/key; cat /etc/creds/key"
+        ),
+        "440 2000\nhidden"
+    );
+    // hostPath is never chowned.
+    assert_eq!(in_app(&env, "stat -c %g /host"), "0");
+    let host_side = env
+        .root
+        .join("lib/volumes")
+        .join(&uid)
+        .join("empty-dir/data");
+    let mode = {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let m = std::fs::metadata(&host_side).expect("emptyDir");
+        (m.permissions().mode() & 0o7777, m.gid())
+    };
+    assert_eq!(mode, (0o2777, 2000));
+
+    // Without fsGroup nothing is chowned (and the 0400 secret stays root's).
+    let yaml = "apiVersion: v1\nkind: Pod\nmetadata: {name: nofsg}\nspec:\n  containers:\n  - name: app\n    image: busybox\n    command: [sleep, '3600']\n    volumeMounts:\n    - {name: data, mountPath: /data}\n    - {name: creds, mountPath: /etc/creds}\n  volumes:\n  - {name: data, emptyDir: {}}\n  - name: creds\n    secret: {secretName: fsg-secret, defaultMode: 0400}\n";
+    env.apply("nofsg.yaml", yaml);
+    env.wait_ready("nofsg");
+    assert_eq!(
+        env.ok(&[
+            "exec",
+            "nofsg",
+            "-c",
+            "app",
+            "--",
+            "sh",
+            "-c",
+            "stat -c '%a %g' /data; stat -L -c '%a %g' /etc/creds/key"
+        ])
+        .trim(),
+        "777 0\n400 0"
+    );
+    env.teardown();
+}

@@ -354,9 +354,11 @@ fn sub_path(base: &Path, sub: &str) -> Result<PathBuf, String> {
 }
 
 /// Create the pod's emptyDir directories (mode 0777, like kubelet); `medium: Memory`
-/// ones are tmpfs mounts (see [`super::resources::memory_volume_size`]).
+/// ones are tmpfs mounts (see [`super::resources::memory_volume_size`]). With an
+/// fsGroup they are group-owned by it, setgid and group-writable.
 pub fn prepare_volumes(pod: &Pod, volumes_root: &Path) -> Result<(), ConfigError> {
     use std::os::unix::fs::PermissionsExt;
+    let group = volumes::fs_group(pod);
     for v in pod
         .spec
         .as_ref()
@@ -376,7 +378,7 @@ pub fn prepare_volumes(pod: &Pod, volumes_root: &Path) -> Result<(), ConfigError
                 v.empty_dir.as_ref().and_then(|e| e.medium.as_deref()) == Some("Memory");
             // A restarted sandbox finds the tmpfs still mounted (and its data kept, as
             // kubelet keeps emptyDirs for the pod's lifetime).
-            if in_memory && !is_mount_point(&path) {
+            if in_memory && !volumes::is_mount_point(&path) {
                 let size = super::resources::memory_volume_size(pod, v);
                 nix::mount::mount(
                     Some("tmpfs"),
@@ -387,40 +389,29 @@ pub fn prepare_volumes(pod: &Pod, volumes_root: &Path) -> Result<(), ConfigError
                 )
                 .map_err(|e| io(std::io::Error::from(e)))?;
             }
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o777)).map_err(io)?;
+            // Only the permission bits, like kubelet: an fsGroup's setgid bit stays.
+            let mode = std::fs::metadata(&path).map_err(io)?.permissions().mode();
+            if mode & 0o777 != 0o777 {
+                std::fs::set_permissions(
+                    &path,
+                    std::fs::Permissions::from_mode((mode & !0o777) | 0o777),
+                )
+                .map_err(io)?;
+            }
+            if let Some(g) = group {
+                volumes::set_volume_ownership(&path, g.gid, false, g.on_root_mismatch)
+                    .map_err(io)?;
+            }
         }
     }
     Ok(())
 }
 
-/// Unmount the pod's memory-backed emptyDirs (before its volume directory is removed).
-pub fn unmount_volumes(pod: &Pod, volumes_root: &Path) {
-    for v in pod
-        .spec
-        .as_ref()
-        .and_then(|s| s.volumes.as_ref())
-        .into_iter()
-        .flatten()
-    {
-        let path = empty_dir_path(volumes_root, &v.name);
-        if v.empty_dir.is_some() && is_mount_point(&path) {
-            if let Err(e) = nix::mount::umount2(&path, nix::mount::MntFlags::MNT_DETACH) {
-                tracing::warn!("unmounting emptyDir {}: {e}", path.display());
-            }
-        }
-    }
-}
-
-/// Whether `path` is the root of a mount (its device differs from its parent's).
-fn is_mount_point(path: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    match (
-        std::fs::metadata(path),
-        path.parent().map(std::fs::metadata),
-    ) {
-        (Ok(m), Some(Ok(p))) => m.dev() != p.dev(),
-        _ => false,
-    }
+/// Unmount everything mounted in the pod's volume directory (memory-backed emptyDirs,
+/// secret and projected tmpfs) before the directory is removed. The mount table, not
+/// the spec, says what is mounted, so a crash between mount and record leaves nothing.
+pub fn unmount_volumes(_pod: &Pod, volumes_root: &Path) {
+    volumes::unmount_all_under(volumes_root);
 }
 
 /// Expand `$(VAR)` references from `vars` as Kubernetes does (`$$` escapes; unknown stays).

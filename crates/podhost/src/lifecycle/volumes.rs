@@ -60,6 +60,13 @@ pub fn is_api_data(v: &Volume) -> bool {
     kind_dir(v).is_some()
 }
 
+/// Whether the volume's directory is a tmpfs: kubelet wraps secret and projected volumes
+/// (which may hold secrets and service account tokens) in a memory-backed emptyDir, so
+/// their files never reach the disk.
+pub fn on_tmpfs(v: &Volume) -> bool {
+    v.secret.is_some() || v.projected.is_some()
+}
+
 /// Whether the pod has any API-data volume (else there is nothing to refresh).
 pub fn has_api_data(pod: &Pod) -> bool {
     pod.spec
@@ -251,14 +258,229 @@ pub fn setup(
                 })
             })?;
     }
-    write_atomic(&dir, &files).map_err(|source| {
+    let io = |source| {
         wrap(ConfigError::Io {
             volume: v.name.clone(),
             path: dir.clone(),
             source,
         })
-    })?;
+    };
+    let mounted_now = match on_tmpfs(v) {
+        true => ensure_tmpfs(pod, v, &dir).map_err(io)?,
+        false => false,
+    };
+    let gid = fs_group(pod).map(|g| g.gid);
+    if let Err(e) = write_atomic(&dir, &with_group_read(files, gid), gid) {
+        // Undo the mount this call made; the next attempt starts from scratch.
+        if mounted_now {
+            let _ = nix::mount::umount2(&dir, nix::mount::MntFlags::MNT_DETACH);
+        }
+        return Err(io(e));
+    }
     Ok(Some(dir))
+}
+
+/// A pod's `fsGroup` and its `fsGroupChangePolicy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FsGroup {
+    /// The group that owns the pod's volumes.
+    pub gid: u32,
+    /// `OnRootMismatch`: skip the walk when the volume's root already has the group
+    /// and the mode bits.
+    pub on_root_mismatch: bool,
+}
+
+/// The pod's fsGroup (ids outside u32 were refused by validation).
+pub fn fs_group(pod: &Pod) -> Option<FsGroup> {
+    let psc = pod.spec.as_ref()?.security_context.as_ref()?;
+    Some(FsGroup {
+        gid: u32::try_from(psc.fs_group?).ok()?,
+        on_root_mismatch: psc.fs_group_change_policy.as_deref() == Some("OnRootMismatch"),
+    })
+}
+
+/// With an fsGroup every file of an API-data volume is group-readable after the
+/// ownership walk, so the payload says so too: else each refresh would see other modes
+/// than it wants and write a new version every time.
+fn with_group_read(files: Payload, gid: Option<u32>) -> Payload {
+    match gid {
+        None => files,
+        Some(_) => files
+            .into_iter()
+            .map(|(k, f)| {
+                let mode = f.mode | READ_ONLY_MASK;
+                (k, FileContent { mode, ..f })
+            })
+            .collect(),
+    }
+}
+
+/// Group bits kubelet adds: read-only volumes get `r`, the others `rw`.
+const READ_ONLY_MASK: u32 = 0o440;
+const READ_WRITE_MASK: u32 = 0o660;
+const EXEC_MASK: u32 = 0o110;
+const SETGID: u32 = 0o2000;
+
+/// kubelet's `SetVolumeOwnership`: every file under `dir` (itself included) gets group
+/// `gid` and the group bits (`r` for read-only volumes, else `rw`; directories also `x`
+/// and setgid, so what is created in them later belongs to the group too). Symlinks
+/// are re-owned, never chmodded (that would reach their target). With
+/// `on_root_mismatch` nothing is walked if the root already has the group and bits.
+pub fn set_volume_ownership(
+    dir: &Path,
+    gid: u32,
+    readonly: bool,
+    on_root_mismatch: bool,
+) -> io::Result<()> {
+    if on_root_mismatch && !requires_permission_change(dir, gid, readonly)? {
+        return Ok(());
+    }
+    let mask = if readonly {
+        READ_ONLY_MASK
+    } else {
+        READ_WRITE_MASK
+    };
+    fn walk(path: &Path, gid: u32, mask: u32) -> io::Result<()> {
+        let meta = std::fs::symlink_metadata(path)?;
+        std::os::unix::fs::lchown(path, None, Some(gid))?;
+        if meta.file_type().is_symlink() {
+            return Ok(());
+        }
+        let mode = meta.permissions().mode() & 0o7777;
+        let wanted = match meta.is_dir() {
+            true => mode | mask | EXEC_MASK | SETGID,
+            false => mode | mask,
+        };
+        if wanted != mode {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(wanted))?;
+        }
+        if meta.is_dir() {
+            for e in std::fs::read_dir(path)? {
+                walk(&e?.path(), gid, mask)?;
+            }
+        }
+        Ok(())
+    }
+    walk(dir, gid, mask)
+}
+
+/// kubelet's `requiresPermissionChange`: the root's group or its group bits (and
+/// setgid, for a directory) are not what the walk would make them.
+fn requires_permission_change(dir: &Path, gid: u32, readonly: bool) -> io::Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(dir)?;
+    if meta.gid() != gid {
+        return Ok(true);
+    }
+    let mut wanted = if readonly {
+        READ_ONLY_MASK
+    } else {
+        READ_WRITE_MASK
+    };
+    if meta.is_dir() {
+        wanted |= SETGID;
+    }
+    Ok(meta.mode() & wanted != wanted)
+}
+
+/// Mounts a tmpfs at `dir` unless one is there already (a container restart, a daemon
+/// restart); true when this call mounted it.
+fn ensure_tmpfs(pod: &Pod, v: &Volume, dir: &Path) -> io::Result<bool> {
+    if is_mount_point(dir) {
+        return Ok(false);
+    }
+    // Whatever is in the directory was written before the tmpfs (by a podhost that kept
+    // secrets on disk) or is the empty mount point a reboot left: the tmpfs must not
+    // hide secret files on the disk.
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    std::fs::create_dir_all(dir)?;
+    // Sized like kubelet's memory-backed emptyDir without sizeLimit: the pod's memory
+    // limit, else the node's memory. Pages are only used as files are written.
+    let size = super::resources::memory_volume_size(pod, v);
+    nix::mount::mount(
+        Some("tmpfs"),
+        dir,
+        Some("tmpfs"),
+        nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV,
+        Some(format!("mode=0755,size={size}").as_str()),
+    )
+    .map_err(io::Error::from)?;
+    Ok(true)
+}
+
+/// Whether `path` is the root of a mount (its device differs from its parent's).
+pub fn is_mount_point(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (
+        std::fs::symlink_metadata(path),
+        path.parent().map(std::fs::metadata),
+    ) {
+        (Ok(m), Some(Ok(p))) => m.is_dir() && m.dev() != p.dev(),
+        _ => false,
+    }
+}
+
+/// Mount points at or under `root` (from /proc/self/mountinfo), deepest first, so they
+/// can be unmounted in that order. A path mounted over twice is listed twice: each
+/// unmount takes off one layer.
+pub fn mounts_under(root: &Path) -> Vec<PathBuf> {
+    let root = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut found: Vec<PathBuf> = info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|p| PathBuf::from(unescape_mount_path(p)))
+        .filter(|p| p.starts_with(&root))
+        .collect();
+    found.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    found
+}
+
+/// mountinfo writes space, tab, newline and backslash as `\ooo` octal escapes.
+fn unescape_mount_path(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let octal = b
+            .get(i + 1..i + 4)
+            .filter(|d| b[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)))
+            .map(|d| d.iter().fold(0u32, |n, c| n * 8 + u32::from(c - b'0')))
+            .and_then(|n| u8::try_from(n).ok());
+        match octal {
+            Some(byte) => {
+                out.push(byte);
+                i += 4;
+            }
+            None => {
+                out.push(b[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Unmounts every mount at or under `root` (a pod's volume directory): memory-backed
+/// emptyDirs, secret and projected tmpfs, whatever a crashed daemon left. Read from the
+/// mount table rather than the pod spec, so nothing is missed. Failures are logged and
+/// returned: the caller must not remove a tree that still has a mount in it.
+pub fn unmount_all_under(root: &Path) -> Vec<PathBuf> {
+    let mut failed = Vec::new();
+    for m in mounts_under(root) {
+        match nix::mount::umount2(&m, nix::mount::MntFlags::MNT_DETACH) {
+            Ok(()) | Err(nix::Error::EINVAL) | Err(nix::Error::ENOENT) => {}
+            Err(e) => {
+                tracing::warn!("unmounting volume {}: {e}", m.display());
+                failed.push(m);
+            }
+        }
+    }
+    failed
 }
 
 /// Brings every API-data volume already set up up to date with its objects. Volumes whose
@@ -281,7 +503,8 @@ pub fn refresh(pod: &Pod, volumes_root: &Path, objects: &Objects, facts: &PodFac
         let Ok(Some(files)) = payload(pod, v, objects, facts) else {
             continue;
         };
-        match write_atomic(&dir, &files) {
+        let gid = fs_group(pod).map(|g| g.gid);
+        match write_atomic(&dir, &with_group_read(files, gid), gid) {
             Ok(true) => changed += 1,
             Ok(false) => {}
             Err(e) => tracing::warn!("volume {:?} at {}: update: {e}", v.name, dir.display()),
@@ -325,9 +548,18 @@ fn top_level(files: &Payload) -> BTreeSet<String> {
 }
 
 /// Writes `files` into `dir` with kubelet's `..data` swap; false when nothing changed.
-pub fn write_atomic(dir: &Path, files: &Payload) -> io::Result<bool> {
+/// With an fsGroup `gid`, the new version is owned by it before it becomes visible and
+/// the rest of the volume after (kubelet's `SetVolumeOwnership`, read-only, no policy).
+pub fn write_atomic(dir: &Path, files: &Payload, gid: Option<u32>) -> io::Result<bool> {
     std::fs::create_dir_all(dir)?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
+    // Only the permission bits: an fsGroup's setgid bit on the directory stays.
+    let mode = std::fs::metadata(dir)?.permissions().mode();
+    if mode & 0o777 != 0o755 {
+        std::fs::set_permissions(
+            dir,
+            std::fs::Permissions::from_mode((mode & !0o777) | 0o755),
+        )?;
+    }
     let data_link = dir.join("..data");
     let old_version = std::fs::read_link(&data_link).ok();
     let old_files = match &old_version {
@@ -357,6 +589,9 @@ pub fn write_atomic(dir: &Path, files: &Payload) -> io::Result<bool> {
         std::fs::write(&path, &content.data)?;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(content.mode))?;
     }
+    if let Some(g) = gid {
+        set_volume_ownership(&vdir, g, true, false)?;
+    }
     // The swap: one rename makes the whole new version visible at once.
     let tmp = dir.join("..data_tmp");
     let _ = std::fs::remove_file(&tmp);
@@ -379,6 +614,9 @@ pub fn write_atomic(dir: &Path, files: &Payload) -> io::Result<bool> {
         if old_dir != vdir {
             std::fs::remove_dir_all(old_dir)?;
         }
+    }
+    if let Some(g) = gid {
+        set_volume_ownership(dir, g, true, false)?;
     }
     Ok(true)
 }
@@ -556,7 +794,7 @@ mod tests {
             ("d/b".to_string(), file("2", 0o600)),
         ]
         .into();
-        assert!(write_atomic(&dir, &v1).expect("write"));
+        assert!(write_atomic(&dir, &v1, None).expect("write"));
         let first = std::fs::read_link(dir.join("..data")).expect("..data");
         assert!(first.to_string_lossy().starts_with(".."));
         assert_eq!(
@@ -570,12 +808,12 @@ mod tests {
             .mode();
         assert_eq!(mode & 0o777, 0o600);
         assert!(
-            !write_atomic(&dir, &v1).expect("same"),
+            !write_atomic(&dir, &v1, None).expect("same"),
             "unchanged payload: no new version"
         );
 
         let v2: Payload = [("a".to_string(), file("new", 0o644))].into();
-        assert!(write_atomic(&dir, &v2).expect("update"));
+        assert!(write_atomic(&dir, &v2, None).expect("update"));
         let second = std::fs::read_link(dir.join("..data")).expect("..data");
         assert_ne!(first, second);
         assert!(!dir.join(&first).exists(), "old version removed");
@@ -590,6 +828,122 @@ mod tests {
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .collect();
         assert_eq!(names.len(), 3, "{names:?}: a, ..data and one version");
+    }
+
+    #[test]
+    fn mount_paths_are_unescaped() {
+        assert_eq!(unescape_mount_path("/a\\040b\\134c"), "/a b\\c");
+        assert_eq!(unescape_mount_path("/plain\\9"), "/plain\\9");
+        assert_eq!(unescape_mount_path("/x\\777"), "/x\\777");
+        let tmp = tempfile::tempdir().expect("tmp");
+        assert!(mounts_under(tmp.path()).is_empty());
+        assert!(!is_mount_point(tmp.path()));
+        assert!(is_mount_point(Path::new("/proc")));
+    }
+
+    // Runs as root (like the daemon): mounting needs it.
+    #[test]
+    fn unmounts_nested_and_stacked_mounts() {
+        if !nix::unistd::Uid::effective().is_root() {
+            return;
+        }
+        let tmp = tempfile::tempdir().expect("tmp");
+        let root = tmp.path().join("pod uid");
+        let secret = root.join("secret/creds");
+        std::fs::create_dir_all(&secret).expect("dir");
+        let tmpfs = |p: &Path| {
+            nix::mount::mount(
+                Some("tmpfs"),
+                p,
+                Some("tmpfs"),
+                nix::mount::MsFlags::empty(),
+                Some("size=1m"),
+            )
+            .expect("mount");
+        };
+        tmpfs(&secret);
+        tmpfs(&secret);
+        let nested = secret.join("inner");
+        std::fs::create_dir(&nested).expect("dir");
+        tmpfs(&nested);
+        assert!(is_mount_point(&secret));
+        let found = mounts_under(&root);
+        assert_eq!(found.len(), 3, "{found:?}");
+        assert_eq!(found[0], nested, "deepest first");
+        assert!(unmount_all_under(&root).is_empty());
+        assert!(mounts_under(&root).is_empty());
+        assert!(!is_mount_point(&secret));
+    }
+
+    fn meta(p: &Path) -> (u32, u32) {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::symlink_metadata(p).expect("meta");
+        (m.gid(), m.mode() & 0o7777)
+    }
+
+    // Runs as root (like the daemon): chown to another group needs it.
+    #[test]
+    fn ownership_walk_like_kubelet() {
+        if !nix::unistd::Uid::effective().is_root() {
+            return;
+        }
+        let tmp = tempfile::tempdir().expect("tmp");
+        let dir = tmp.path().join("vol");
+        std::fs::create_dir_all(dir.join("sub")).expect("dirs");
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+        std::fs::write(dir.join("sub/f"), "x").expect("file");
+        std::fs::set_permissions(dir.join("sub/f"), std::fs::Permissions::from_mode(0o600))
+            .expect("chmod");
+        std::os::unix::fs::symlink("/etc/passwd", dir.join("link")).expect("symlink");
+        let passwd_mode = meta(Path::new("/etc/passwd"));
+
+        set_volume_ownership(&dir, 2000, false, false).expect("walk");
+        assert_eq!(meta(&dir), (2000, 0o2777));
+        assert_eq!(meta(&dir.join("sub")).0, 2000);
+        assert_eq!(meta(&dir.join("sub")).1 & 0o2070, 0o2070);
+        assert_eq!(meta(&dir.join("sub/f")), (2000, 0o660));
+        assert_eq!(meta(&dir.join("link")).0, 2000, "the link itself");
+        assert_eq!(
+            meta(Path::new("/etc/passwd")),
+            passwd_mode,
+            "never its target"
+        );
+
+        // OnRootMismatch: the root is right, so a file of another group stays as it is.
+        std::fs::write(dir.join("late"), "y").expect("file");
+        std::os::unix::fs::lchown(dir.join("late"), None, Some(0)).expect("chown");
+        set_volume_ownership(&dir, 2000, false, true).expect("skip");
+        assert_eq!(meta(&dir.join("late")).0, 0);
+        // Always walks.
+        set_volume_ownership(&dir, 2000, false, false).expect("walk");
+        assert_eq!(meta(&dir.join("late")).0, 2000);
+        // A root of another group is walked even under OnRootMismatch.
+        std::os::unix::fs::lchown(&dir, None, Some(0)).expect("chown");
+        std::os::unix::fs::lchown(dir.join("late"), None, Some(0)).expect("chown");
+        set_volume_ownership(&dir, 2000, false, true).expect("mismatch");
+        assert_eq!(meta(&dir.join("late")).0, 2000);
+    }
+
+    #[test]
+    fn api_data_with_fs_group_is_group_readable_and_stable() {
+        if !nix::unistd::Uid::effective().is_root() {
+            return;
+        }
+        let tmp = tempfile::tempdir().expect("tmp");
+        let dir = tmp.path().join("vol");
+        let v1: Payload = [("key".to_string(), file("s", 0o400))].into();
+        let v1 = with_group_read(v1, Some(2000));
+        assert!(write_atomic(&dir, &v1, Some(2000)).expect("write"));
+        // defaultMode 0400 + fsGroup: 0440, group-owned, like kubelet's read-only walk.
+        assert_eq!(meta(&dir.join("..data/key")), (2000, 0o440));
+        assert_eq!(meta(&dir), (2000, 0o2755));
+        let version = std::fs::read_link(dir.join("..data")).expect("..data");
+        assert_eq!(meta(&dir.join(&version)), (2000, 0o2755));
+        assert_eq!(meta(&dir.join("..data")).0, 2000);
+        // The same payload again is no change (no new version every refresh), and the
+        // root keeps its setgid bit.
+        assert!(!write_atomic(&dir, &v1, Some(2000)).expect("same"));
+        assert_eq!(meta(&dir), (2000, 0o2755));
     }
 
     #[test]

@@ -891,6 +891,11 @@ impl Runtime for LocalRuntime {
                     reference: reference.clone(),
                     source,
                 })?;
+            // For least-recently-used GC. A failed write costs only GC order: the
+            // container is still created.
+            if let Err(e) = images.mark_used(&img.id, podhost_image::now_ms()) {
+                tracing::warn!("image {}: recording its use: {e}", img.id);
+            }
             Ok::<_, RuntimeError>((img, icfg, layers))
         })
         .await

@@ -156,6 +156,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     });
     let records = daemon.store.load_all();
     collect_unreferenced_sandboxes(&daemon, &records).await;
+    collect_orphan_pod_dirs(&daemon, &records);
     for rec in records {
         daemon.start_worker(rec);
     }
@@ -252,6 +253,37 @@ async fn collect_unreferenced_sandboxes(daemon: &Arc<Daemon>, records: &[PodReco
             Err(e) => tracing::warn!("removing sandbox {id} no pod record refers to: {e}"),
         }
     }
+}
+
+/// Volume directories of pods that have no record file (a corrupt record the user
+/// removed, as the README advises): their tmpfs mounts are unmounted and the trees
+/// removed, so no secret stays in memory and nothing is left on disk. Their sandboxes
+/// went in [`collect_unreferenced_sandboxes`].
+fn collect_orphan_pod_dirs(daemon: &Arc<Daemon>, records: &[PodRecord]) {
+    let loaded: std::collections::HashSet<String> = records.iter().map(|r| r.uid()).collect();
+    let gone = |uid: &str| !loaded.contains(uid) && !daemon.store.has_file(uid);
+    let volumes = &daemon.settings.volumes_dir;
+    for e in std::fs::read_dir(volumes).into_iter().flatten().flatten() {
+        let uid = e.file_name().to_string_lossy().into_owned();
+        if !gone(&uid) {
+            continue;
+        }
+        let path = e.path();
+        let busy = crate::lifecycle::volumes::unmount_all_under(&path);
+        if !busy.is_empty() {
+            tracing::warn!(
+                "volumes of gone pod {uid}: {} still mounted; left in place",
+                busy.len()
+            );
+            continue;
+        }
+        match std::fs::remove_dir_all(&path) {
+            Ok(()) => tracing::info!("removed volumes of pod {uid}: no pod record refers to them"),
+            Err(e) => tracing::warn!("removing volumes {}: {e}", path.display()),
+        }
+    }
+    // Log directories stay: `/var/log/pods` may hold other runtimes' pods, and
+    // nothing marks which are podhost's.
 }
 
 fn router(d: Arc<Daemon>) -> Router {
