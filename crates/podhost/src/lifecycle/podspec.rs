@@ -410,7 +410,7 @@ pub fn prepare_volumes(pod: &Pod, volumes_root: &Path) -> Result<(), ConfigError
 /// Unmount everything mounted in the pod's volume directory (memory-backed emptyDirs,
 /// secret and projected tmpfs) before the directory is removed. The mount table, not
 /// the spec, says what is mounted, so a crash between mount and record leaves nothing.
-pub fn unmount_volumes(_pod: &Pod, volumes_root: &Path) {
+pub fn unmount_volumes(volumes_root: &Path) {
     volumes::unmount_all_under(volumes_root);
 }
 

@@ -1210,7 +1210,7 @@ impl PodWorker {
             }
         }
         let uid = self.rec.uid();
-        podspec::unmount_volumes(&self.rec.pod, &self.settings.volumes_dir.join(&uid));
+        podspec::unmount_volumes(&self.settings.volumes_dir.join(&uid));
         super::image_pull::forget_pod(&uid);
         let _ = std::fs::remove_dir_all(self.settings.volumes_dir.join(&uid));
         let cfg = podspec::sandbox_config(&self.rec.pod, 0, &self.settings.log_dir);
