@@ -253,9 +253,29 @@ fn exec(root: &Path, id: &str, command: &[String], console_socket: Option<&Path>
             .context("libcontainer failed to start the process")
     });
     let _ = fs::remove_file(&process_file);
+    if let Some(sock) = console_socket {
+        remove_console_links(&container.root, sock);
+    }
     let pid = built?;
     forward_signals(pid)?;
     wait_exit_code(pid)
+}
+
+/// libcontainer reaches the console socket through a `tenant-tty-*` symlink it makes in
+/// the container's state dir (short socket paths) and never removes; one per exec would
+/// pile up for the container's lifetime.
+fn remove_console_links(container_dir: &Path, sock: &Path) {
+    let Ok(entries) = fs::read_dir(container_dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        if name.to_string_lossy().starts_with("tenant-tty-")
+            && fs::read_link(e.path()).is_ok_and(|t| t == sock)
+        {
+            let _ = fs::remove_file(e.path());
+        }
+    }
 }
 
 static CHILD: AtomicI32 = AtomicI32::new(0);

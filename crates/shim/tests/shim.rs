@@ -299,6 +299,8 @@ fn exec(sock: &Path, id: &str, cmd: &[&str], stdin: &[u8]) -> (Vec<u8>, Vec<u8>,
     c.call(&Request::Exec {
         id: id.into(),
         cmd: cmd.iter().map(|s| s.to_string()).collect(),
+        tty: false,
+        size: None,
     })
     .unwrap()
     .into_result()
@@ -478,6 +480,8 @@ fn pod_lifecycle() {
     let r = env.call(Request::Exec {
         id: "c1".into(),
         cmd: vec!["true".into()],
+        tty: false,
+        size: None,
     });
     assert!(!r.ok && r.error.unwrap().contains("not running"));
 

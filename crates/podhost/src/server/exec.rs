@@ -1,5 +1,6 @@
 //! `POST /v1/pods/{ns}/{name}/exec`: HTTP upgrade, then bytes are relayed between the
-//! client and the shim untouched (the shim's frame protocol end to end).
+//! client and the shim untouched (the shim's frame protocol end to end, so a TTY's resize
+//! frames reach the shim as the client wrote them).
 
 use std::sync::Arc;
 
@@ -12,7 +13,7 @@ use serde::Deserialize;
 
 use super::logs::pick_container;
 use super::{ApiError, Daemon};
-use crate::runtime::ContainerState;
+use crate::runtime::{ContainerState, ExecOptions, TerminalSize};
 
 /// Options of `exec`.
 #[derive(Debug, Deserialize)]
@@ -20,6 +21,13 @@ pub(super) struct ExecQuery {
     container: Option<String>,
     /// The command, JSON-encoded array (query strings have no lists).
     cmd: String,
+    /// Run on a pseudo-terminal (kubectl's `-t`); resizes then come as frames.
+    #[serde(default)]
+    tty: bool,
+    /// Initial terminal columns (with `tty`).
+    width: Option<u16>,
+    /// Initial terminal rows (with `tty`).
+    height: Option<u16>,
 }
 
 pub(super) async fn exec(
@@ -47,9 +55,14 @@ pub(super) async fn exec(
         .ok_or_else(|| {
             ApiError(StatusCode::BAD_REQUEST, format!("unable to upgrade connection: container {container} not found or not running in pod {name}"))
         })?;
+    let size = match (q.width, q.height) {
+        (Some(width), Some(height)) if q.tty => Some(TerminalSize { width, height }),
+        _ => None,
+    };
+    let opts = ExecOptions { tty: q.tty, size };
     let shim_stream = d
         .runtime
-        .exec(&cur.id, cmd)
+        .exec(&cur.id, cmd, opts)
         .await
         .map_err(|e| ApiError::bad(e.to_string()))?;
     let on_upgrade = hyper::upgrade::on(&mut req);
