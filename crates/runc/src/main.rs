@@ -232,6 +232,15 @@ fn exec(root: &Path, id: &str, command: &[String], console_socket: Option<&Path>
         .process()
         .clone()
         .ok_or_else(|| anyhow!("{config:?} has no process section"))?;
+    if console_socket.is_some() {
+        // What docker and the CRI runtimes give a TTY exec, so shells and pagers know
+        // what they talk to; the image's own TERM wins.
+        let mut env = process.env().clone().unwrap_or_default();
+        if !env.iter().any(|e| e.starts_with("TERM=")) {
+            env.push("TERM=xterm".into());
+            process.set_env(Some(env));
+        }
+    }
     process
         .set_args(Some(command.to_vec()))
         .set_terminal(Some(console_socket.is_some()))
