@@ -143,10 +143,7 @@ impl Terminal {
             }
             if Instant::now() > deadline {
                 let _ = self.child.kill();
-                panic!(
-                    "podhost exec -it did not end; terminal:\n{}",
-                    self.screen()
-                );
+                panic!("podhost exec -it did not end; terminal:\n{}", self.screen());
             }
             std::thread::sleep(Duration::from_millis(20));
         };
@@ -213,6 +210,20 @@ fn assert_sessions_gone(env: &Env) {
     }
 }
 
+/// Pids whose command line is exactly `cmdline` (NUL-separated).
+fn pids_running(cmdline: &[u8]) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_string_lossy().parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c == cmdline)
+                && common::alive(*pid)
+        })
+        .collect()
+}
+
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
@@ -237,7 +248,10 @@ fn exec_it_runs_a_shell_on_a_terminal() {
     // busybox sh's prompt for root.
     t.wait_for(0, "# ");
     // The CLI switched the local terminal to raw mode.
-    assert!(!canonical(&t.local_mode()), "local terminal not in raw mode");
+    assert!(
+        !canonical(&t.local_mode()),
+        "local terminal not in raw mode"
+    );
 
     // A terminal inside the container, on stdin, stdout and stderr alike.
     let end = t.run("tty", "/dev/pts/");
@@ -312,7 +326,15 @@ fn exec_it_exit_code_ctrl_c_and_the_non_tty_path() {
     // The exit code of a command on a TTY.
     let t = Terminal::spawn(
         &env,
-        &["exec", "-it", "tty", "--", "sh", "-c", "echo hi-$((1+1)); exit 7"],
+        &[
+            "exec",
+            "-it",
+            "tty",
+            "--",
+            "sh",
+            "-c",
+            "echo hi-$((1+1)); exit 7",
+        ],
         winsize(24, 80),
     );
     t.wait_for(0, "hi-2");
@@ -341,6 +363,47 @@ fn exec_it_exit_code_ctrl_c_and_the_non_tty_path() {
     let (code, err) = t.finish_keep_mode_check();
     assert_eq!(code, 128 + libc::SIGINT, "sleep ends by SIGINT");
     assert_eq!(err, "");
+
+    // The CLI told to stop (SIGTERM) mid-session: it gives the terminal back, and its
+    // going away hangs the session up, which ends the process in the container.
+    let t = Terminal::spawn(
+        &env,
+        &[
+            "exec",
+            "-it",
+            "tty",
+            "--",
+            "sh",
+            "-c",
+            "echo up-$((3+3)); exec sleep 1017",
+        ],
+        winsize(24, 80),
+    );
+    t.wait_for(0, "up-6");
+    // The echo comes before the exec: wait for the sleep itself.
+    let deadline = Instant::now() + PATIENCE;
+    let sleeper = loop {
+        let found = pids_running(b"sleep\x001017\x00");
+        if !found.is_empty() {
+            break found;
+        }
+        assert!(Instant::now() < deadline, "sleep 1017 never started");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(sleeper.len(), 1, "sleep 1017 processes: {sleeper:?}");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(t.child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("SIGTERM the CLI");
+    let (code, err) = t.finish_keep_mode_check();
+    assert_eq!(code, 128 + libc::SIGTERM);
+    assert_eq!(err, "");
+    let deadline = Instant::now() + PATIENCE;
+    while common::alive(sleeper[0]) {
+        assert!(Instant::now() < deadline, "sleep 1017 outlived its session");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 
     // -t with an input that is no terminal: kubectl's warning, then no TTY.
     let out = Command::new(common::bin())

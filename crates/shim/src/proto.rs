@@ -354,7 +354,14 @@ mod tests {
         .unwrap();
         assert_eq!(s, r#"{"op":"exec","id":"c","cmd":["sh"]}"#);
         let r: Request = serde_json::from_str(&s).unwrap();
-        assert!(matches!(r, Request::Exec { tty: false, size: None, .. }));
+        assert!(matches!(
+            r,
+            Request::Exec {
+                tty: false,
+                size: None,
+                ..
+            }
+        ));
         let tty = Request::Exec {
             id: "c".into(),
             cmd: vec!["sh".into()],

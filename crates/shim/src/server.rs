@@ -889,7 +889,9 @@ impl Shim {
             Ok(f) => f,
             Err(e) => {
                 let _ = sys::kill(pid, libc::SIGKILL);
-                return Err(format!("exec in container {id}: set up the pty master: {e}"));
+                return Err(format!(
+                    "exec in container {id}: set up the pty master: {e}"
+                ));
             }
         };
         self.diag(&format!(
@@ -1283,4 +1285,3 @@ fn wait_for_master(listener: &UnixListener, pid: libc::pid_t) -> Result<OwnedFd,
         }
     }
 }
-
