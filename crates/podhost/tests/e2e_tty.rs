@@ -405,6 +405,19 @@ fn exec_it_exit_code_ctrl_c_and_the_non_tty_path() {
         std::thread::sleep(Duration::from_millis(50));
     }
 
+    // A command the image does not have: the runtime's message on the CLI's stderr.
+    let t = Terminal::spawn(
+        &env,
+        &["exec", "-it", "tty", "--", "no-such-command"],
+        winsize(24, 80),
+    );
+    let (code, err) = t.finish_keep_mode_check();
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("no-such-command") && err.contains("not found"),
+        "stderr: {err:?}"
+    );
+
     // -t with an input that is no terminal: kubectl's warning, then no TTY.
     let out = Command::new(common::bin())
         .args(["exec", "-it", "tty", "--", "sh", "-c", "tty; echo err >&2"])

@@ -63,6 +63,17 @@ struct Exec {
     stdin_eof: bool,
     out: [Option<OwnedFd>; 2],
     exit: Option<i32>,
+    /// The helper's error file (TTY sessions), removed with the session: the helper may
+    /// write it until it exits.
+    err_file: Option<PathBuf>,
+}
+
+impl Drop for Exec {
+    fn drop(&mut self) {
+        if let Some(f) = &self.err_file {
+            let _ = fs::remove_file(f);
+        }
+    }
 }
 
 struct Client {
@@ -836,6 +847,7 @@ impl Shim {
             stdin_eof: false,
             out: [Some(stdout), Some(stderr)],
             exit: None,
+            err_file: None,
         });
         Ok(Response::ok())
     }
@@ -874,10 +886,12 @@ impl Shim {
         let result = self.spawn_tty_helper(id, argv, &listener, &sock_path, &err_file);
         drop(listener);
         let _ = fs::remove_file(&sock_path);
-        let _ = fs::remove_file(&err_file);
-        let (pid, master) = result?;
+        let (pid, master, helper_err) = result.inspect_err(|_| {
+            let _ = fs::remove_file(&err_file);
+        })?;
         let fds = (|| -> io::Result<_> {
             sys::set_nonblocking(&master)?;
+            sys::set_nonblocking(&helper_err)?;
             if let Some(sz) = size {
                 // Before any input is relayed, so a shell's first prompt has the size;
                 // libcontainer 0.7 ignores process.consoleSize.
@@ -888,7 +902,9 @@ impl Shim {
         let (stdin, out) = match fds {
             Ok(f) => f,
             Err(e) => {
+                // Reaped by the loop; killed, it writes no error file any more.
                 let _ = sys::kill(pid, libc::SIGKILL);
+                let _ = fs::remove_file(&err_file);
                 return Err(format!(
                     "exec in container {id}: set up the pty master: {e}"
                 ));
@@ -903,8 +919,11 @@ impl Shim {
             stdin: Some(stdin),
             stdin_buf: Vec::new(),
             stdin_eof: false,
-            out: [Some(out), None],
+            // What the helper itself says (e.g. the command is not in the image) goes
+            // out as stderr frames: it is not the process's output, and the pty has none.
+            out: [Some(out), Some(helper_err)],
             exit: None,
+            err_file: Some(err_file),
         });
         Ok(Response::ok())
     }
@@ -919,7 +938,7 @@ impl Shim {
         listener: &UnixListener,
         sock_path: &Path,
         err_file: &Path,
-    ) -> Result<(libc::pid_t, OwnedFd), String> {
+    ) -> Result<(libc::pid_t, OwnedFd, OwnedFd), String> {
         let mut cmd = self.runc();
         cmd.arg("--error-file")
             .arg(err_file)
@@ -927,19 +946,24 @@ impl Shim {
             .arg(sock_path)
             .args([id, "--"])
             .args(argv)
-            // The process gets the pty as stdio; errors come through the error file.
+            // The process gets the pty as stdio; the pipe carries the helper's messages.
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        let child = cmd.spawn().map_err(|e| {
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().map_err(|e| {
             format!(
                 "exec in container {id}: run {}: {e}",
                 self.cfg.runc.display()
             )
         })?;
         let pid = child.id() as libc::pid_t;
+        let Some(helper_err) = child.stderr.take().map(OwnedFd::from) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!("exec in container {id}: helper stderr missing"));
+        };
         match wait_for_master(listener, pid) {
-            Ok(master) => Ok((pid, master)),
+            Ok(master) => Ok((pid, master, helper_err)),
             Err(WaitMaster::Exited(status)) => {
                 let (code, _) = sys::decode_status(status);
                 let detail = helper_error(err_file, &[]);

@@ -216,6 +216,7 @@ pub async fn relay_tty<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(io: S
         }
     });
     let mut stdout = tokio::io::stdout();
+    let mut stderr = tokio::io::stderr();
     let output = async {
         loop {
             let mut head = [0u8; 5];
@@ -226,11 +227,16 @@ pub async fn relay_tty<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(io: S
             let mut data = vec![0u8; len];
             rd.read_exact(&mut data).await?;
             match head[0] {
-                // The pty merges stderr into stdout; a STDERR frame cannot come, but
-                // would belong on the terminal too.
-                STDOUT | STDERR => {
+                STDOUT => {
                     stdout.write_all(&data).await?;
                     stdout.flush().await?;
+                }
+                // The pty merges the process's stderr into stdout: these are the
+                // runtime's own messages (e.g. a command not found), for our stderr.
+                // Raw mode does not turn "\n" into "\r\n": do it here.
+                STDERR => {
+                    stderr.write_all(&crlf(&data)).await?;
+                    stderr.flush().await?;
                 }
                 EXIT if data.len() == 4 => {
                     return Ok(i32::from_be_bytes([data[0], data[1], data[2], data[3]]))
@@ -246,4 +252,30 @@ pub async fn relay_tty<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(io: S
     };
     writer.abort();
     code
+}
+
+/// `\n` as `\r\n` (except where the `\r` is there already), for text written to a
+/// terminal in raw mode.
+fn crlf(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len() + 8);
+    for (i, &b) in data.iter().enumerate() {
+        if b == b'\n' && (i == 0 || data[i - 1] != b'\r') {
+            out.push(b'\r');
+        }
+        out.push(b);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::crlf;
+
+    #[test]
+    fn crlf_adds_carriage_returns_once() {
+        assert_eq!(crlf(b"a\nb\n"), b"a\r\nb\r\n");
+        assert_eq!(crlf(b"a\r\nb"), b"a\r\nb");
+        assert_eq!(crlf(b"\n\n"), b"\r\n\r\n");
+        assert_eq!(crlf(b""), b"");
+    }
 }
