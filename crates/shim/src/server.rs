@@ -56,7 +56,8 @@ struct Container {
 struct Exec {
     pid: libc::pid_t,
     /// The pty master of a TTY session, kept for TIOCSWINSZ (stdin and `out[0]` are
-    /// duplicates of it; `out[1]` is unused since the terminal merges stderr).
+    /// duplicates of it; `out[1]` is then the helper's own stderr, since the terminal
+    /// merges the process's).
     pty: Option<OwnedFd>,
     stdin: Option<OwnedFd>,
     stdin_buf: Vec<u8>,

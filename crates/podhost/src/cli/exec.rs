@@ -180,16 +180,33 @@ fn spawn_stdin_reader() -> tokio::sync::mpsc::Receiver<Vec<u8>> {
 }
 
 /// Relays a TTY session (call with the terminal in [`RawMode`]): keys as stdin frames,
-/// window changes (SIGWINCH) as resize frames, the merged output to stdout. Returns the
-/// command's exit code, or 128+signal if this client is told to stop (SIGTERM, SIGHUP).
-pub async fn relay_tty<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(io: S) -> Result<i32> {
+/// window changes (SIGWINCH) as resize frames, the merged output to stdout. `sent_size`
+/// is the size the session was opened with. Returns the command's exit code, or
+/// 128+signal if this client is told to stop (SIGTERM, SIGHUP, SIGINT from `kill`).
+pub async fn relay_tty<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+    io: S,
+    sent_size: Option<TerminalSize>,
+) -> Result<i32> {
     use tokio::signal::unix::{signal, SignalKind};
     let (mut rd, mut wr) = tokio::io::split(io);
     let mut winch = signal(SignalKind::window_change()).context("watch SIGWINCH")?;
     let mut term = signal(SignalKind::terminate()).context("watch SIGTERM")?;
     let mut hup = signal(SignalKind::hangup()).context("watch SIGHUP")?;
+    let mut int = signal(SignalKind::interrupt()).context("watch SIGINT")?;
     let mut keys = spawn_stdin_reader();
     let writer = tokio::spawn(async move {
+        // A resize during the handshake came before SIGWINCH was watched.
+        let now = terminal_size();
+        if now.is_some() && now != sent_size {
+            if let Some(size) = now {
+                if write_frame(&mut wr, RESIZE, &resize_payload(size))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        }
         let mut stdin_open = true;
         loop {
             tokio::select! {
@@ -212,6 +229,7 @@ pub async fn relay_tty<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(io: S
                         }
                     }
                 }
+                else => return,
             }
         }
     });
@@ -249,6 +267,7 @@ pub async fn relay_tty<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(io: S
         code = output => code,
         Some(()) = term.recv() => Ok(128 + libc::SIGTERM),
         Some(()) = hup.recv() => Ok(128 + libc::SIGHUP),
+        Some(()) = int.recv() => Ok(128 + libc::SIGINT),
     };
     writer.abort();
     code

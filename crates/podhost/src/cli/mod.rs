@@ -495,16 +495,17 @@ pub async fn run(cli: Cli) -> Result<i32> {
             if let Some(c) = container {
                 path.push_str(&format!("&container={}", enc(&c)));
             }
+            let size = if tty { exec::terminal_size() } else { None };
             if tty {
                 path.push_str("&tty=true");
-                if let Some(size) = exec::terminal_size() {
+                if let Some(size) = size {
                     path.push_str(&format!("&width={}&height={}", size.width, size.height));
                 }
             }
             let io = client.upgrade(&path).await?;
             if tty {
                 let _raw = exec::RawMode::enter()?;
-                exec::relay_tty(io).await
+                exec::relay_tty(io, size).await
             } else {
                 exec::relay(io, stdin).await
             }
