@@ -255,6 +255,8 @@ fn exec_it_runs_a_shell_on_a_terminal() {
 
     // A terminal inside the container, on stdin, stdout and stderr alike.
     let end = t.run("tty", "/dev/pts/");
+    // The rest of the line may come in a later read.
+    t.wait_for(end, "\r\n");
     let screen = t.screen();
     let n: String = screen[end..]
         .chars()
@@ -298,6 +300,18 @@ fn exec_it_runs_a_shell_on_a_terminal() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+
+    // Ctrl-C at the shell's foreground job interrupts the job, not the shell.
+    t.type_keys("sleep 1019\r");
+    let deadline = Instant::now() + PATIENCE;
+    while pids_running(b"sleep\x001019\x00").is_empty() {
+        assert!(Instant::now() < deadline, "sleep 1019 never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let from = t.len();
+    t.type_keys("\x03");
+    t.wait_for(from, "# ");
+    t.run("echo status-$?", "status-130");
 
     // The exit code of the session is the shell's.
     t.type_keys("exit 7\r");
