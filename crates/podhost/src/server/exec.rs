@@ -30,6 +30,20 @@ pub(super) struct ExecQuery {
     height: Option<u16>,
 }
 
+impl ExecQuery {
+    /// The session's options; a size only counts with a TTY and both dimensions.
+    fn options(&self) -> ExecOptions {
+        let size = match (self.width, self.height) {
+            (Some(width), Some(height)) if self.tty => Some(TerminalSize { width, height }),
+            _ => None,
+        };
+        ExecOptions {
+            tty: self.tty,
+            size,
+        }
+    }
+}
+
 pub(super) async fn exec(
     State(d): State<Arc<Daemon>>,
     Path((ns, name)): Path<(String, String)>,
@@ -55,11 +69,7 @@ pub(super) async fn exec(
         .ok_or_else(|| {
             ApiError(StatusCode::BAD_REQUEST, format!("unable to upgrade connection: container {container} not found or not running in pod {name}"))
         })?;
-    let size = match (q.width, q.height) {
-        (Some(width), Some(height)) if q.tty => Some(TerminalSize { width, height }),
-        _ => None,
-    };
-    let opts = ExecOptions { tty: q.tty, size };
+    let opts = q.options();
     let shim_stream = d
         .runtime
         .exec(&cur.id, cmd, opts)
@@ -80,4 +90,42 @@ pub(super) async fn exec(
         .header(header::UPGRADE, "podhost-exec")
         .body(Body::empty())
         .map_err(ApiError::internal)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(q: &str) -> ExecQuery {
+        let uri: axum::http::Uri = format!("http://podhost/exec?{q}").parse().unwrap();
+        Query::<ExecQuery>::try_from_uri(&uri).unwrap().0
+    }
+
+    #[test]
+    fn exec_query_to_options() {
+        let plain = query("cmd=%5B%22sh%22%5D");
+        assert_eq!(plain.cmd, r#"["sh"]"#);
+        assert_eq!(plain.options(), ExecOptions::default());
+        let tty = query("cmd=x&tty=true&width=132&height=50");
+        assert_eq!(
+            tty.options(),
+            ExecOptions {
+                tty: true,
+                size: Some(TerminalSize {
+                    width: 132,
+                    height: 50
+                })
+            }
+        );
+        // A size without a TTY, or half a size, is no size.
+        assert_eq!(
+            query("cmd=x&width=132&height=50").options(),
+            ExecOptions::default()
+        );
+        assert_eq!(query("cmd=x&tty=true&width=132").options().size, None);
+        assert!(Query::<ExecQuery>::try_from_uri(
+            &"http://podhost/exec?cmd=x&width=70000".parse().unwrap()
+        )
+        .is_err());
+    }
 }
