@@ -161,6 +161,16 @@ impl Terminal {
     }
 }
 
+impl Drop for Terminal {
+    fn drop(&mut self) {
+        // A failed assertion must not leave the CLI behind.
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 fn canonical(t: &nix::sys::termios::Termios) -> bool {
     use nix::sys::termios::LocalFlags;
     t.local_flags
