@@ -894,8 +894,11 @@ impl Shim {
             sys::set_nonblocking(&master)?;
             sys::set_nonblocking(&helper_err)?;
             if let Some(sz) = size {
-                // Before any input is relayed, so a shell's first prompt has the size;
-                // libcontainer 0.7 ignores process.consoleSize.
+                // libcontainer 0.7 ignores process.consoleSize, so the size is set here,
+                // before any input is relayed: an interactive shell always starts with it.
+                // The process itself goes on once the master is sent, so a command that
+                // asks for the size at its very first instruction could, in theory, run
+                // before this (never seen, even with the cores saturated).
                 sys::set_winsize(master.as_raw_fd(), sz.width, sz.height)?;
             }
             Ok((sys::dup(&master)?, sys::dup(&master)?))
