@@ -159,11 +159,13 @@ pub mod frame {
     pub const STDIN: u8 = 0;
     /// shim -> client: process stdout data.
     pub const STDOUT: u8 = 1;
-    /// shim -> client: process stderr data.
+    /// shim -> client: process stderr data; on a TTY (which merges the process's stderr
+    /// into its output) the runtime helper's own messages.
     pub const STDERR: u8 = 2;
     /// shim -> client: payload is the i32 big-endian exit code; the shim then closes.
     pub const EXIT: u8 = 3;
-    /// client -> shim: close the process's stdin.
+    /// client -> shim: close the process's stdin (ignored on a TTY, which has no end of
+    /// input).
     pub const STDIN_CLOSE: u8 = 4;
     /// client -> shim: new terminal size, payload from [`resize_payload`]; ignored
     /// without a TTY.
