@@ -232,6 +232,15 @@ fn exec(root: &Path, id: &str, command: &[String], console_socket: Option<&Path>
         .process()
         .clone()
         .ok_or_else(|| anyhow!("{config:?} has no process section"))?;
+    if console_socket.is_some() {
+        // What docker and the CRI runtimes give a TTY exec, so shells and pagers know
+        // what they talk to; the image's own TERM wins.
+        let mut env = process.env().clone().unwrap_or_default();
+        if !env.iter().any(|e| e.starts_with("TERM=")) {
+            env.push("TERM=xterm".into());
+            process.set_env(Some(env));
+        }
+    }
     process
         .set_args(Some(command.to_vec()))
         .set_terminal(Some(console_socket.is_some()))
@@ -253,9 +262,29 @@ fn exec(root: &Path, id: &str, command: &[String], console_socket: Option<&Path>
             .context("libcontainer failed to start the process")
     });
     let _ = fs::remove_file(&process_file);
+    if let Some(sock) = console_socket {
+        remove_console_links(&container.root, sock);
+    }
     let pid = built?;
     forward_signals(pid)?;
     wait_exit_code(pid)
+}
+
+/// libcontainer reaches the console socket through a `tenant-tty-*` symlink it makes in
+/// the container's state dir (short socket paths) and never removes; one per exec would
+/// pile up for the container's lifetime.
+fn remove_console_links(container_dir: &Path, sock: &Path) {
+    let Ok(entries) = fs::read_dir(container_dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        if name.to_string_lossy().starts_with("tenant-tty-")
+            && fs::read_link(e.path()).is_ok_and(|t| t == sock)
+        {
+            let _ = fs::remove_file(e.path());
+        }
+    }
 }
 
 static CHILD: AtomicI32 = AtomicI32::new(0);

@@ -645,3 +645,83 @@ fn exec_forwards_termination_signals() {
     let status = helper.wait().unwrap();
     assert_eq!(status.code(), Some(128 + 15));
 }
+
+#[test]
+fn exec_on_a_terminal_sends_the_pty_master_to_the_console_socket() {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, UnixAddr};
+    use std::io::IoSliceMut;
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::os::unix::net::UnixListener;
+
+    become_subreaper();
+    let mut c = TestContainer::new(&["sleep", "1000"], PodNamespaces::default());
+    let (_reader, writer) = std::io::pipe().unwrap();
+    c.create(writer);
+    let out = c.run(&["start", &c.id]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sock = c.dir.path().join("console.sock");
+    let listener = UnixListener::bind(&sock).unwrap();
+    let script = "readlink /proc/self/fd/0; readlink /proc/self/fd/2; echo TERM=$TERM; \
+                  read -r pid comm state ppid pgrp sid tty rest < /proc/$$/stat; \
+                  [ $sid = $$ ] && [ $tty != 0 ] && echo leader-with-ctty; exit 5";
+    let mut helper = c
+        .runc()
+        .arg("exec")
+        .arg("--console-socket")
+        .arg(&sock)
+        .args([&c.id, "--", "sh", "-c", script])
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (conn, _) = listener.accept().unwrap();
+    let mut buf = [0u8; 64];
+    let mut iov = [IoSliceMut::new(&mut buf)];
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let msg = recvmsg::<UnixAddr>(
+        conn.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::empty(),
+    )
+    .unwrap();
+    let master = msg
+        .cmsgs()
+        .unwrap()
+        .find_map(|m| match m {
+            ControlMessageOwned::ScmRights(fds) => fds.first().copied(),
+            _ => None,
+        })
+        .expect("a descriptor");
+    // SAFETY: the descriptor was just received and is ours.
+    let mut master = fs::File::from(unsafe { OwnedFd::from_raw_fd(master) });
+    let mut screen = Vec::new();
+    // Reads until EIO: every holder of the terminal is gone.
+    let mut chunk = [0u8; 1024];
+    while let Ok(n) = master.read(&mut chunk) {
+        if n == 0 {
+            break;
+        }
+        screen.extend_from_slice(&chunk[..n]);
+    }
+    let screen = String::from_utf8_lossy(&screen);
+    assert_eq!(helper.wait().unwrap().code(), Some(5), "{screen}");
+    let lines: Vec<&str> = screen.lines().map(|l| l.trim_end_matches('\r')).collect();
+    assert!(
+        lines.len() >= 2 && lines[0].starts_with("/dev/pts/") && lines[0] == lines[1],
+        "stdin and stderr on the same pty: {screen}"
+    );
+    assert!(lines.contains(&"TERM=xterm"), "{screen}");
+    assert!(lines.contains(&"leader-with-ctty"), "{screen}");
+    // libcontainer's link to the console socket is not left behind.
+    let links: Vec<_> = fs::read_dir(c.state_root().join(&c.id))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("tenant-tty-"))
+        .collect();
+    assert!(links.is_empty(), "{links:?}");
+}

@@ -31,9 +31,32 @@ pub enum Request {
     /// Delete a container that is not running and forget it.
     RemoveContainer { id: String },
     /// Run a command inside a running container; switches to [`frame`]s.
-    Exec { id: String, cmd: Vec<String> },
+    Exec {
+        id: String,
+        cmd: Vec<String>,
+        /// Run the command on a pseudo-terminal (stdout and stderr merged, like CRI's
+        /// `tty`). Left out of the JSON when false so the non-TTY request stays as it was.
+        #[serde(default, skip_serializing_if = "is_false")]
+        tty: bool,
+        /// Window size set on the terminal before the command gets any input.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        size: Option<TerminalSize>,
+    },
     /// Kill everything, stop the pause process and exit the shim.
     Shutdown,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// Size of a terminal window in character cells (CRI's `TerminalSize`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TerminalSize {
+    /// Columns.
+    pub width: u16,
+    /// Rows.
+    pub height: u16,
 }
 
 /// Lifecycle state of a container as seen by the shim.
@@ -136,12 +159,37 @@ pub mod frame {
     pub const STDIN: u8 = 0;
     /// shim -> client: process stdout data.
     pub const STDOUT: u8 = 1;
-    /// shim -> client: process stderr data.
+    /// shim -> client: process stderr data; on a TTY (which merges the process's stderr
+    /// into its output) the runtime helper's own messages.
     pub const STDERR: u8 = 2;
     /// shim -> client: payload is the i32 big-endian exit code; the shim then closes.
     pub const EXIT: u8 = 3;
-    /// client -> shim: close the process's stdin.
+    /// client -> shim: close the process's stdin (ignored on a TTY, which has no end of
+    /// input).
     pub const STDIN_CLOSE: u8 = 4;
+    /// client -> shim: new terminal size, payload from [`resize_payload`]; ignored
+    /// without a TTY.
+    pub const RESIZE: u8 = 5;
+    /// Payload length of a [`RESIZE`] frame.
+    pub const RESIZE_LEN: usize = 4;
+
+    /// Payload of a [`RESIZE`] frame: width then height, u16 big-endian each.
+    pub fn resize_payload(size: super::TerminalSize) -> [u8; RESIZE_LEN] {
+        let w = size.width.to_be_bytes();
+        let h = size.height.to_be_bytes();
+        [w[0], w[1], h[0], h[1]]
+    }
+
+    /// Parses a [`RESIZE`] payload; `None` if it has the wrong length.
+    pub fn parse_resize(payload: &[u8]) -> Option<super::TerminalSize> {
+        match payload {
+            &[w0, w1, h0, h1] => Some(super::TerminalSize {
+                width: u16::from_be_bytes([w0, w1]),
+                height: u16::from_be_bytes([h0, h1]),
+            }),
+            _ => None,
+        }
+    }
     /// Largest payload either side accepts.
     pub const MAX_PAYLOAD: usize = 1 << 20;
     /// Size of the frame header.
@@ -302,9 +350,35 @@ mod tests {
         let s = serde_json::to_string(&Request::Exec {
             id: "c".into(),
             cmd: vec!["sh".into()],
+            tty: false,
+            size: None,
         })
         .unwrap();
         assert_eq!(s, r#"{"op":"exec","id":"c","cmd":["sh"]}"#);
+        let r: Request = serde_json::from_str(&s).unwrap();
+        assert!(matches!(
+            r,
+            Request::Exec {
+                tty: false,
+                size: None,
+                ..
+            }
+        ));
+        let tty = Request::Exec {
+            id: "c".into(),
+            cmd: vec!["sh".into()],
+            tty: true,
+            size: Some(TerminalSize {
+                width: 80,
+                height: 24,
+            }),
+        };
+        let s = serde_json::to_string(&tty).unwrap();
+        assert_eq!(
+            s,
+            r#"{"op":"exec","id":"c","cmd":["sh"],"tty":true,"size":{"width":80,"height":24}}"#
+        );
+        assert_eq!(serde_json::from_str::<Request>(&s).unwrap(), tty);
         assert!(serde_json::from_str::<Request>(r#"{"op":"nope"}"#).is_err());
     }
 
@@ -356,5 +430,26 @@ mod tests {
             Some((frame::STDOUT, b"hello".to_vec()))
         );
         assert_eq!(frame::read(&mut r).unwrap(), None);
+    }
+
+    #[test]
+    fn resize_frame_roundtrip() {
+        let size = TerminalSize {
+            width: 0x1234,
+            height: 40,
+        };
+        let mut buf = Vec::new();
+        frame::encode(&mut buf, frame::RESIZE, &frame::resize_payload(size));
+        assert_eq!(buf, [5, 0, 0, 0, 4, 0x12, 0x34, 0, 40]);
+        let (kind, payload, n) = frame::decode(&buf).unwrap().unwrap();
+        assert_eq!((kind, n), (frame::RESIZE, 9));
+        assert_eq!(frame::parse_resize(payload), Some(size));
+        assert_eq!(frame::parse_resize(&[0, 80, 0]), None);
+        assert_eq!(frame::parse_resize(&[0, 80, 0, 24, 0]), None);
+        let max = TerminalSize {
+            width: u16::MAX,
+            height: u16::MAX,
+        };
+        assert_eq!(frame::parse_resize(&frame::resize_payload(max)), Some(max));
     }
 }

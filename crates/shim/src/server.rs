@@ -5,7 +5,9 @@
 
 use crate::crilog::{self, LineSplitter};
 use crate::launch::Config;
-use crate::proto::{frame, ContainerState, ContainerStatus, Event, Request, Response, PAUSE_ID};
+use crate::proto::{
+    frame, ContainerState, ContainerStatus, Event, Request, Response, TerminalSize, PAUSE_ID,
+};
 use crate::sys::{self, ctx};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -27,6 +29,8 @@ const MAX_REQUEST: usize = 1 << 20;
 /// (a background process may keep writing forever).
 const EXEC_DRAIN_MAX: usize = 1 << 20;
 const MAX_CLIENTS: usize = 128;
+/// How long a TTY exec's helper may take to hand over the pty master.
+const CONSOLE_TIMEOUT: Duration = Duration::from_secs(60);
 const STREAMS: [&str; 2] = ["stdout", "stderr"];
 
 struct Output {
@@ -51,11 +55,26 @@ struct Container {
 
 struct Exec {
     pid: libc::pid_t,
+    /// The pty master of a TTY session, kept for TIOCSWINSZ (stdin and `out[0]` are
+    /// duplicates of it; `out[1]` is then the helper's own stderr, since the terminal
+    /// merges the process's).
+    pty: Option<OwnedFd>,
     stdin: Option<OwnedFd>,
     stdin_buf: Vec<u8>,
     stdin_eof: bool,
     out: [Option<OwnedFd>; 2],
     exit: Option<i32>,
+    /// The helper's error file (TTY sessions), removed with the session: the helper may
+    /// write it until it exits.
+    err_file: Option<PathBuf>,
+}
+
+impl Drop for Exec {
+    fn drop(&mut self) {
+        if let Some(f) = &self.err_file {
+            let _ = fs::remove_file(f);
+        }
+    }
 }
 
 struct Client {
@@ -521,7 +540,13 @@ impl Shim {
                 Ok(Response::ok())
             }
             Request::RemoveContainer { id } => self.remove(&id),
-            Request::Exec { id, cmd } => self.exec(client, &id, &cmd),
+            Request::Exec { id, cmd, tty, size } => {
+                if tty {
+                    self.exec_tty(client, &id, &cmd, size)
+                } else {
+                    self.exec(client, &id, &cmd)
+                }
+            }
             Request::Shutdown => {
                 self.shutdown();
                 // Answer synchronously: the process exits right after.
@@ -817,13 +842,148 @@ impl Shim {
         ));
         self.clients[client].exec = Some(Exec {
             pid,
+            pty: None,
             stdin: Some(stdin),
             stdin_buf: Vec::new(),
             stdin_eof: false,
             out: [Some(stdout), Some(stderr)],
             exit: None,
+            err_file: None,
         });
         Ok(Response::ok())
+    }
+
+    /// Like [`Shim::exec`], on a pseudo-terminal. The OCI way, as `runc exec -t
+    /// --console-socket`: the helper runs the process with `process.terminal` and a console
+    /// socket we listen on; libcontainer opens the pty in the container's own devpts,
+    /// makes it the controlling terminal of the process (a session leader) and sends us
+    /// the master over SCM_RIGHTS. We then relay master <-> frames.
+    fn exec_tty(
+        &mut self,
+        client: usize,
+        id: &str,
+        argv: &[String],
+        size: Option<TerminalSize>,
+    ) -> Result<Response, String> {
+        let i = self.find(id)?;
+        if self.containers[i].state != ContainerState::Running {
+            return Err(format!("container {id} is not running"));
+        }
+        if argv.is_empty() {
+            return Err(format!("exec in container {id}: empty command"));
+        }
+        let token = self.token();
+        // Short names: a unix socket path must fit in 108 bytes, and shim.sock does.
+        let sock_path = self.cfg.dir.join(format!("tty{token}"));
+        let err_file = self.cfg.dir.join(format!("tty{token}.err"));
+        let _ = fs::remove_file(&sock_path);
+        let listener = UnixListener::bind(&sock_path)
+            .map_err(|e| format!("exec in container {id}: bind {}: {e}", sock_path.display()))?;
+        let _ = fs::set_permissions(&sock_path, fs::Permissions::from_mode(0o600));
+        if let Err(e) = listener.set_nonblocking(true) {
+            let _ = fs::remove_file(&sock_path);
+            return Err(format!("exec in container {id}: console socket: {e}"));
+        }
+        let result = self.spawn_tty_helper(id, argv, &listener, &sock_path, &err_file);
+        drop(listener);
+        let _ = fs::remove_file(&sock_path);
+        let (pid, master, helper_err) = result.inspect_err(|_| {
+            let _ = fs::remove_file(&err_file);
+        })?;
+        let fds = (|| -> io::Result<_> {
+            sys::set_nonblocking(&master)?;
+            sys::set_nonblocking(&helper_err)?;
+            if let Some(sz) = size {
+                // libcontainer 0.7 ignores process.consoleSize, so the size is set here,
+                // before any input is relayed: an interactive shell always starts with it.
+                // The process itself goes on once the master is sent, so a command that
+                // asks for the size at its very first instruction could, in theory, run
+                // before this (never seen, even with the cores saturated).
+                sys::set_winsize(master.as_raw_fd(), sz.width, sz.height)?;
+            }
+            Ok((sys::dup(&master)?, sys::dup(&master)?))
+        })();
+        let (stdin, out) = match fds {
+            Ok(f) => f,
+            Err(e) => {
+                // Reaped by the loop; killed, it writes no error file any more.
+                let _ = sys::kill(pid, libc::SIGKILL);
+                let _ = fs::remove_file(&err_file);
+                return Err(format!(
+                    "exec in container {id}: set up the pty master: {e}"
+                ));
+            }
+        };
+        self.diag(&format!(
+            "exec in container {id} on a tty: helper pid {pid}: {argv:?}"
+        ));
+        self.clients[client].exec = Some(Exec {
+            pid,
+            pty: Some(master),
+            stdin: Some(stdin),
+            stdin_buf: Vec::new(),
+            stdin_eof: false,
+            // What the helper itself says (e.g. the command is not in the image) goes
+            // out as stderr frames: it is not the process's output, and the pty has none.
+            out: [Some(out), Some(helper_err)],
+            exit: None,
+            err_file: Some(err_file),
+        });
+        Ok(Response::ok())
+    }
+
+    /// Runs the exec helper with a console socket and waits (bounded) for the pty master.
+    /// The wait blocks the loop like the create/start helpers do, and for about as long.
+    /// On error the helper is gone.
+    fn spawn_tty_helper(
+        &mut self,
+        id: &str,
+        argv: &[String],
+        listener: &UnixListener,
+        sock_path: &Path,
+        err_file: &Path,
+    ) -> Result<(libc::pid_t, OwnedFd, OwnedFd), String> {
+        let mut cmd = self.runc();
+        cmd.arg("--error-file")
+            .arg(err_file)
+            .args(["exec", "--console-socket"])
+            .arg(sock_path)
+            .args([id, "--"])
+            .args(argv)
+            // The process gets the pty as stdio; the pipe carries the helper's messages.
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().map_err(|e| {
+            format!(
+                "exec in container {id}: run {}: {e}",
+                self.cfg.runc.display()
+            )
+        })?;
+        let pid = child.id() as libc::pid_t;
+        let Some(helper_err) = child.stderr.take().map(OwnedFd::from) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!("exec in container {id}: helper stderr missing"));
+        };
+        match wait_for_master(listener, pid) {
+            Ok(master) => Ok((pid, master, helper_err)),
+            Err(WaitMaster::Exited(status)) => {
+                let (code, _) = sys::decode_status(status);
+                let detail = helper_error(err_file, &[]);
+                Err(format!(
+                    "exec in container {id}: the helper exited ({code}) without a terminal: {detail}"
+                ))
+            }
+            Err(WaitMaster::Failed(e)) => {
+                let _ = sys::kill(pid, libc::SIGKILL);
+                let _ = sys::wait_pid(pid);
+                let detail = helper_error(err_file, &[]);
+                Err(format!(
+                    "exec in container {id}: receive the pty master: {e} (helper: {detail})"
+                ))
+            }
+        }
     }
 
     /// Stops everything synchronously and marks the loop to end.
@@ -1011,8 +1171,17 @@ fn process_frames(c: &mut Client) {
                     frame::STDIN if e.stdin.is_some() && !e.stdin_eof => {
                         e.stdin_buf.extend_from_slice(payload)
                     }
+                    // A terminal has no end of input to pass on (closing the master would
+                    // hang the session up): the session ends when the process exits.
+                    frame::STDIN_CLOSE if e.pty.is_some() => {}
                     frame::STDIN_CLOSE => e.stdin_eof = true,
-                    // Unknown kinds are ignored so clients can add e.g. resize later.
+                    frame::RESIZE => {
+                        if let (Some(pty), Some(sz)) = (&e.pty, frame::parse_resize(payload)) {
+                            // A process that already exited makes this fail: nothing to do.
+                            let _ = sys::set_winsize(pty.as_raw_fd(), sz.width, sz.height);
+                        }
+                    }
+                    // Unknown kinds are ignored so clients can add more later.
                     _ => {}
                 }
                 consumed += n;
@@ -1092,8 +1261,55 @@ fn finish_exec_if_done(c: &mut Client) {
     if let Some(code) = e.exit {
         if e.out.iter().all(Option::is_none) {
             e.stdin = None;
+            e.pty = None;
             frame::encode(&mut c.outbuf, frame::EXIT, &code.to_be_bytes());
             c.closing = true;
+        }
+    }
+}
+
+/// Why no pty master arrived.
+enum WaitMaster {
+    /// The helper ended first (reaped here; its wait status).
+    Exited(libc::c_int),
+    /// Socket error or timeout; the helper still runs.
+    Failed(String),
+}
+
+/// Accepts the helper's console connection and receives the pty master, while watching
+/// the helper so that a failed exec is reported instead of waited for.
+fn wait_for_master(listener: &UnixListener, pid: libc::pid_t) -> Result<OwnedFd, WaitMaster> {
+    let deadline = Instant::now() + CONSOLE_TIMEOUT;
+    let mut conn: Option<UnixStream> = None;
+    loop {
+        let fd = conn
+            .as_ref()
+            .map_or(listener.as_raw_fd(), |c| c.as_raw_fd());
+        let ready = sys::poll_one(fd, libc::POLLIN, 50)
+            .map_err(|e| WaitMaster::Failed(format!("poll: {e}")))?;
+        if ready != 0 {
+            match &conn {
+                None => match listener.accept() {
+                    Ok((c, _)) => conn = Some(c),
+                    Err(e) if would_block(&e) || e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(WaitMaster::Failed(format!("accept: {e}"))),
+                },
+                Some(c) => {
+                    return sys::recv_fd(c.as_raw_fd()).map_err(|e| {
+                        WaitMaster::Failed(format!("no descriptor from the helper: {e}"))
+                    })
+                }
+            }
+            continue;
+        }
+        if let Ok(Some((_, status))) = sys::try_wait(pid) {
+            return Err(WaitMaster::Exited(status));
+        }
+        if Instant::now() >= deadline {
+            return Err(WaitMaster::Failed(format!(
+                "nothing within {}s",
+                CONSOLE_TIMEOUT.as_secs()
+            )));
         }
     }
 }

@@ -218,3 +218,112 @@ pub fn dev_null() -> io::Result<OwnedFd> {
         .map_err(|e| ctx(e, "open /dev/null"))?;
     Ok(f.into())
 }
+
+/// A close-on-exec duplicate of `fd`.
+pub fn dup(fd: &impl AsRawFd) -> io::Result<OwnedFd> {
+    // SAFETY: fcntl on a descriptor we own; the result is a fresh descriptor.
+    let new = cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) })?;
+    // SAFETY: fresh descriptor we now own.
+    Ok(unsafe { OwnedFd::from_raw_fd(new) })
+}
+
+/// poll(2) on one descriptor for `events`, up to `timeout_ms`; the returned events
+/// (0 on timeout or EINTR).
+pub fn poll_one(fd: RawFd, events: libc::c_short, timeout_ms: libc::c_int) -> io::Result<i16> {
+    let mut pfd = libc::pollfd {
+        fd,
+        events,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    let r = unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
+    if r < 0 {
+        let e = io::Error::last_os_error();
+        return if e.kind() == io::ErrorKind::Interrupted {
+            Ok(0)
+        } else {
+            Err(e)
+        };
+    }
+    Ok(pfd.revents)
+}
+
+/// Receives one descriptor passed with SCM_RIGHTS on a unix stream socket (how an OCI
+/// runtime hands over a console's pty master); close-on-exec.
+pub fn recv_fd(sock: RawFd) -> io::Result<OwnedFd> {
+    // The sender's payload is a name (runc and libcontainer send "/dev/ptmx"); unused.
+    let mut data = [0u8; 256];
+    let mut iov = libc::iovec {
+        iov_base: data.as_mut_ptr().cast(),
+        iov_len: data.len(),
+    };
+    // u64 elements keep the control buffer aligned for cmsghdr.
+    let mut control = [0u64; 16];
+    // SAFETY: msghdr is plain data; every pointer set below outlives the call.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control) as _;
+    let n = loop {
+        // SAFETY: msg points at valid buffers of the sizes it states.
+        let n = unsafe { libc::recvmsg(sock, &mut msg, libc::MSG_CMSG_CLOEXEC) };
+        if n >= 0 {
+            break n;
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    };
+    let mut received: Option<OwnedFd> = None;
+    // SAFETY: walking the control buffer the kernel just filled, with the libc macros.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
+                let header = libc::CMSG_LEN(0) as usize;
+                let count = ((*cmsg).cmsg_len as usize).saturating_sub(header)
+                    / std::mem::size_of::<RawFd>();
+                let fds = libc::CMSG_DATA(cmsg).cast::<RawFd>();
+                for i in 0..count {
+                    let fd = OwnedFd::from_raw_fd(std::ptr::read_unaligned(fds.add(i)));
+                    // Keep the first; any extra descriptor is closed when dropped.
+                    if received.is_none() {
+                        received = Some(fd);
+                    }
+                }
+            }
+            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+        }
+    }
+    if msg.msg_flags & libc::MSG_CTRUNC != 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "descriptor message truncated",
+        ));
+    }
+    received.ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            if n == 0 {
+                "peer closed the socket without sending a descriptor"
+            } else {
+                "message carried no descriptor"
+            },
+        )
+    })
+}
+
+/// TIOCSWINSZ: sets a terminal's window size (the kernel then sends SIGWINCH to its
+/// foreground process group).
+pub fn set_winsize(fd: RawFd, width: u16, height: u16) -> io::Result<()> {
+    let ws = libc::winsize {
+        ws_row: height,
+        ws_col: width,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads one winsize from a valid pointer.
+    cvt(unsafe { libc::ioctl(fd, libc::TIOCSWINSZ, &ws) }).map(drop)
+}

@@ -44,6 +44,14 @@ start)
   echo go > "$root/$1/start"
   ;;
 exec)
+  if [ "$1" = "--console-socket" ]; then
+    # TTY exec: this test binary plays the OCI runtime's console part (see
+    # fake_console_helper); the command is one shell line.
+    sock=$2; shift 3; [ "$1" = "--" ] && shift
+    if [ "$*" = "fail-before-console" ]; then echo "no such command in image" > "$errf"; exit 1; fi
+    PODHOST_FAKE_CONSOLE="$sock" PODHOST_FAKE_CONSOLE_CMD="$*" \
+      exec "$PODHOST_FAKE_CONSOLE_BIN" --exact fake_console_helper --quiet > /dev/null
+  fi
   shift; [ "$1" = "--" ] && shift
   exec "$@"
   ;;
@@ -151,6 +159,10 @@ impl Env {
             .arg(self.dir.join("fake-runc"))
             .arg("--runc-root")
             .arg(self.dir.join("runc-root"))
+            .env(
+                "PODHOST_FAKE_CONSOLE_BIN",
+                std::env::current_exe().expect("test binary"),
+            )
             .stdin(Stdio::null());
         c
     }
@@ -299,6 +311,8 @@ fn exec(sock: &Path, id: &str, cmd: &[&str], stdin: &[u8]) -> (Vec<u8>, Vec<u8>,
     c.call(&Request::Exec {
         id: id.into(),
         cmd: cmd.iter().map(|s| s.to_string()).collect(),
+        tty: false,
+        size: None,
     })
     .unwrap()
     .into_result()
@@ -478,6 +492,8 @@ fn pod_lifecycle() {
     let r = env.call(Request::Exec {
         id: "c1".into(),
         cmd: vec!["true".into()],
+        tty: false,
+        size: None,
     });
     assert!(!r.ok && r.error.unwrap().contains("not running"));
 
@@ -571,4 +587,162 @@ fn sigterm_shuts_the_pod_down() {
     });
     assert!(!env.sock().exists());
     assert_eq!(env.leftovers(), Vec::<String>::new());
+}
+
+/// Not a test on its own: the fake runc runs this test binary with
+/// `PODHOST_FAKE_CONSOLE` set to do what libcontainer does for `exec --console-socket`:
+/// a pty whose slave is the controlling terminal and stdio of a new session running the
+/// command, and whose master goes to the console socket over SCM_RIGHTS.
+#[test]
+fn fake_console_helper() {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::os::unix::net::UnixStream;
+    use std::os::unix::process::CommandExt;
+    let Some(sock) = std::env::var_os("PODHOST_FAKE_CONSOLE") else {
+        return;
+    };
+    let cmd = std::env::var("PODHOST_FAKE_CONSOLE_CMD").unwrap();
+    let (mut master, mut slave) = (-1, -1);
+    // SAFETY: out-pointers to two ints; no name, default termios and size.
+    let r = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(r, 0, "openpty");
+    // SAFETY: openpty returned two fresh descriptors.
+    let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+    let conn = UnixStream::connect(&sock).unwrap();
+    // Send the master first, as libcontainer does before the process runs its command.
+    let name = b"/dev/ptmx";
+    let mut iov = libc::iovec {
+        iov_base: name.as_ptr() as *mut libc::c_void,
+        iov_len: name.len(),
+    };
+    let mut control = [0u64; 8];
+    // SAFETY: msghdr is plain data; the buffers outlive the call; the libc macros
+    // fill one SCM_RIGHTS header inside `control`.
+    unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = libc::CMSG_SPACE(std::mem::size_of::<i32>() as u32) as _;
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        (*cmsg).cmsg_level = libc::SOL_SOCKET;
+        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<i32>() as u32) as _;
+        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<i32>(), master.as_raw_fd());
+        assert!(libc::sendmsg(conn.as_raw_fd(), &msg, 0) >= 0, "sendmsg");
+    }
+    drop((conn, master));
+    let mut child = Command::new("sh");
+    child
+        .args(["-c", &cmd])
+        .stdin(Stdio::from(slave.try_clone().unwrap()))
+        .stdout(Stdio::from(slave.try_clone().unwrap()))
+        .stderr(Stdio::from(slave));
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        child.pre_exec(|| {
+            if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let status = child.status().unwrap();
+    std::process::exit(status.code().unwrap_or(128 + 9));
+}
+
+/// Reads STDOUT frames until `want` shows; panics on other frames than STDOUT/STDERR.
+fn read_until(c: &mut Client, seen: &mut String, want: &str) {
+    while !seen.contains(want) {
+        let (kind, payload) = frame::read(c.frames_reader())
+            .unwrap()
+            .unwrap_or_else(|| panic!("EOF before {want:?}; got {seen:?}"));
+        match kind {
+            frame::STDOUT => seen.push_str(&String::from_utf8_lossy(&payload)),
+            k => panic!("unexpected frame {k} before {want:?}; got {seen:?}"),
+        }
+    }
+}
+
+#[test]
+fn tty_exec_relays_a_terminal_with_its_size() {
+    let mut env = Env::new("tty");
+    env.start();
+    env.create("c1", "exec sleep 1000\n");
+    env.call(Request::StartContainer { id: "c1".into() })
+        .into_result()
+        .unwrap();
+
+    let mut c = Client::connect(&env.sock()).unwrap();
+    c.stream()
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    // The command waits for a first line: by then the shim has set the initial size.
+    let script = "read a; stty size; echo err-$a >&2; [ -t 2 ] && echo tty-ok; \
+                  read b; stty size; exit 4";
+    c.call(&Request::Exec {
+        id: "c1".into(),
+        cmd: vec![script.into()],
+        tty: true,
+        size: Some(proto::TerminalSize {
+            width: 100,
+            height: 30,
+        }),
+    })
+    .unwrap()
+    .into_result()
+    .unwrap();
+    frame::write(c.frames_writer(), frame::STDIN, b"go\n").unwrap();
+    let mut seen = String::new();
+    read_until(&mut c, &mut seen, "30 100");
+    // stderr comes through the terminal, as stdout frames.
+    read_until(&mut c, &mut seen, "err-go");
+    read_until(&mut c, &mut seen, "tty-ok");
+    // Frames apply in order: the resize is done before the next line is written.
+    let mut frames = Vec::new();
+    let size = proto::TerminalSize {
+        width: 132,
+        height: 50,
+    };
+    frame::encode(&mut frames, frame::RESIZE, &frame::resize_payload(size));
+    // A terminal has no end of input: the session goes on.
+    frame::encode(&mut frames, frame::STDIN_CLOSE, &[]);
+    frame::encode(&mut frames, frame::STDIN, b"x\n");
+    use std::io::Write;
+    c.frames_writer().write_all(&frames).unwrap();
+    read_until(&mut c, &mut seen, "50 132");
+    let code = loop {
+        let (kind, payload) = frame::read(c.frames_reader()).unwrap().expect("exit frame");
+        if kind == frame::EXIT {
+            break i32::from_be_bytes(payload[..4].try_into().unwrap());
+        }
+    };
+    assert_eq!(code, 4, "{seen}");
+
+    // The helper failing before it has a terminal: an error answer with its message.
+    let r = env.call(Request::Exec {
+        id: "c1".into(),
+        cmd: vec!["fail-before-console".into()],
+        tty: true,
+        size: None,
+    });
+    let e = r.error.unwrap_or_default();
+    assert!(!r.ok && e.contains("no such command in image"), "{e}");
+    // Neither console sockets nor error files are left.
+    let left: Vec<String> = fs::read_dir(env.state())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("tty"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    env.call(Request::Shutdown).into_result().unwrap();
 }

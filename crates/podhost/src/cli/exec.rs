@@ -1,6 +1,14 @@
-//! Client side of an exec session: stdin → frames, frames → stdout/stderr, exit code.
+//! Client side of an exec session: stdin → frames, frames → stdout/stderr, exit code;
+//! with a TTY also raw mode for the local terminal and window size changes.
 
-use anyhow::Result;
+use std::io::Read;
+use std::os::fd::AsFd;
+use std::sync::{Mutex, Once};
+
+use anyhow::{Context, Result};
+use nix::sys::termios::{self, SetArg};
+use podhost_shim::proto::frame::{resize_payload, RESIZE};
+use podhost_shim::proto::TerminalSize;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 const STDIN: u8 = 0;
@@ -74,4 +82,219 @@ pub async fn relay<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     };
     stdin_task.abort();
     Ok(code)
+}
+
+/// The local terminal's size: stdout's if it is a terminal, else stdin's (as kubectl).
+pub fn terminal_size() -> Option<TerminalSize> {
+    [libc::STDOUT_FILENO, libc::STDIN_FILENO]
+        .into_iter()
+        .find_map(|fd| {
+            let mut ws = libc::winsize {
+                ws_row: 0,
+                ws_col: 0,
+                ws_xpixel: 0,
+                ws_ypixel: 0,
+            };
+            // SAFETY: TIOCGWINSZ writes one winsize into a valid pointer.
+            let r = unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws) };
+            (r == 0 && ws.ws_col > 0 && ws.ws_row > 0).then_some(TerminalSize {
+                width: ws.ws_col,
+                height: ws.ws_row,
+            })
+        })
+}
+
+/// Original settings of the terminal in raw mode, for the panic hook: a panic that
+/// does not unwind through [`RawMode`] (another thread, a double panic) must not leave
+/// the user's shell in raw mode either.
+static SAVED_TERMIOS: Mutex<Option<libc::termios>> = Mutex::new(None);
+
+fn restore_saved() {
+    let saved = SAVED_TERMIOS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take();
+    if let Some(t) = saved {
+        // SAFETY: tcsetattr reads one termios from a valid pointer.
+        unsafe { libc::tcsetattr(libc::STDIN_FILENO, libc::TCSADRAIN, &t) };
+    }
+}
+
+/// The local terminal (stdin) in raw mode while this lives: keys, Ctrl-C included, go to
+/// the remote pty, whose line discipline does the echo and the signals.
+pub struct RawMode {
+    _private: (),
+}
+
+impl RawMode {
+    /// Saves stdin's settings and switches it to raw mode.
+    pub fn enter() -> Result<RawMode> {
+        let stdin = std::io::stdin();
+        let saved = termios::tcgetattr(stdin.as_fd()).context("read the terminal's settings")?;
+        let mut raw = saved.clone();
+        termios::cfmakeraw(&mut raw);
+        *SAVED_TERMIOS.lock().unwrap_or_else(|p| p.into_inner()) = Some(saved.into());
+        static HOOK: Once = Once::new();
+        HOOK.call_once(|| {
+            let previous = std::panic::take_hook();
+            std::panic::set_hook(Box::new(move |info| {
+                restore_saved();
+                previous(info);
+            }));
+        });
+        let guard = RawMode { _private: () };
+        termios::tcsetattr(stdin.as_fd(), SetArg::TCSANOW, &raw)
+            .context("put the terminal in raw mode")?;
+        Ok(guard)
+    }
+}
+
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        restore_saved();
+    }
+}
+
+/// Reads the terminal on a plain thread: a blocking read of a terminal cannot be
+/// cancelled, and on tokio's blocking pool it would hold up the runtime's shutdown until
+/// the next key press.
+fn spawn_stdin_reader() -> tokio::sync::mpsc::Receiver<Vec<u8>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    std::thread::spawn(move || {
+        let mut stdin = std::io::stdin();
+        let mut buf = vec![0u8; 32 * 1024];
+        loop {
+            match stdin.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    if tx.blocking_send(buf[..n].to_vec()).is_err() {
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+    });
+    rx
+}
+
+/// Relays a TTY session (call with the terminal in [`RawMode`]): keys as stdin frames,
+/// window changes (SIGWINCH) as resize frames, the merged output to stdout. `sent_size`
+/// is the size the session was opened with. Returns the command's exit code, or
+/// 128+signal if this client is told to stop (SIGTERM, SIGHUP, SIGINT from `kill`).
+pub async fn relay_tty<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+    io: S,
+    sent_size: Option<TerminalSize>,
+) -> Result<i32> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (mut rd, mut wr) = tokio::io::split(io);
+    let mut winch = signal(SignalKind::window_change()).context("watch SIGWINCH")?;
+    let mut term = signal(SignalKind::terminate()).context("watch SIGTERM")?;
+    let mut hup = signal(SignalKind::hangup()).context("watch SIGHUP")?;
+    let mut int = signal(SignalKind::interrupt()).context("watch SIGINT")?;
+    let mut keys = spawn_stdin_reader();
+    let writer = tokio::spawn(async move {
+        // A resize during the handshake came before SIGWINCH was watched.
+        let now = terminal_size();
+        if now.is_some() && now != sent_size {
+            if let Some(size) = now {
+                if write_frame(&mut wr, RESIZE, &resize_payload(size))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        }
+        let mut stdin_open = true;
+        loop {
+            tokio::select! {
+                data = keys.recv(), if stdin_open => {
+                    let sent = match data {
+                        Some(d) => write_frame(&mut wr, STDIN, &d).await,
+                        None => {
+                            stdin_open = false;
+                            write_frame(&mut wr, STDIN_CLOSE, &[]).await
+                        }
+                    };
+                    if sent.is_err() {
+                        return;
+                    }
+                }
+                Some(()) = winch.recv() => {
+                    if let Some(size) = terminal_size() {
+                        if write_frame(&mut wr, RESIZE, &resize_payload(size)).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                else => return,
+            }
+        }
+    });
+    let mut stdout = tokio::io::stdout();
+    let mut stderr = tokio::io::stderr();
+    let output = async {
+        loop {
+            let mut head = [0u8; 5];
+            if rd.read_exact(&mut head).await.is_err() {
+                return Ok::<i32, anyhow::Error>(1);
+            }
+            let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+            let mut data = vec![0u8; len];
+            rd.read_exact(&mut data).await?;
+            match head[0] {
+                STDOUT => {
+                    stdout.write_all(&data).await?;
+                    stdout.flush().await?;
+                }
+                // The pty merges the process's stderr into stdout: these are the
+                // runtime's own messages (e.g. a command not found), for our stderr.
+                // Raw mode does not turn "\n" into "\r\n": do it here.
+                STDERR => {
+                    stderr.write_all(&crlf(&data)).await?;
+                    stderr.flush().await?;
+                }
+                EXIT if data.len() == 4 => {
+                    return Ok(i32::from_be_bytes([data[0], data[1], data[2], data[3]]))
+                }
+                _ => {}
+            }
+        }
+    };
+    let code = tokio::select! {
+        code = output => code,
+        Some(()) = term.recv() => Ok(128 + libc::SIGTERM),
+        Some(()) = hup.recv() => Ok(128 + libc::SIGHUP),
+        Some(()) = int.recv() => Ok(128 + libc::SIGINT),
+    };
+    writer.abort();
+    code
+}
+
+/// `\n` as `\r\n` (except where the `\r` is there already), for text written to a
+/// terminal in raw mode.
+fn crlf(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len() + 8);
+    for (i, &b) in data.iter().enumerate() {
+        if b == b'\n' && (i == 0 || data[i - 1] != b'\r') {
+            out.push(b'\r');
+        }
+        out.push(b);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::crlf;
+
+    #[test]
+    fn crlf_adds_carriage_returns_once() {
+        assert_eq!(crlf(b"a\nb\n"), b"a\r\nb\r\n");
+        assert_eq!(crlf(b"a\r\nb"), b"a\r\nb");
+        assert_eq!(crlf(b"\n\n"), b"\r\n\r\n");
+        assert_eq!(crlf(b""), b"");
+    }
 }

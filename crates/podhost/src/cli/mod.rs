@@ -13,6 +13,7 @@ mod output;
 mod pull;
 mod top;
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -152,7 +153,7 @@ pub enum Command {
         /// Pass stdin to the command.
         #[arg(short = 'i', long)]
         stdin: bool,
-        /// Allocate a TTY (not supported yet; accepted for kubectl habits).
+        /// Run the command on a TTY (with -i and a terminal as stdin, as kubectl).
         #[arg(short = 't', long)]
         tty: bool,
         #[arg(short = 'n', long, default_value = "default")]
@@ -472,10 +473,21 @@ pub async fn run(cli: Cli) -> Result<i32> {
             pod,
             container,
             stdin,
-            tty: _,
+            tty,
             namespace,
             cmd,
         } => {
+            // kubectl's rules: a TTY needs -i (without it -t is dropped silently) and a
+            // terminal to read from (else a warning, and on without a TTY).
+            let tty = tty && stdin && {
+                let terminal = std::io::stdin().is_terminal();
+                if !terminal {
+                    eprintln!(
+                        "Unable to use a TTY - input is not a terminal or the right kind of file"
+                    );
+                }
+                terminal
+            };
             let mut path = format!(
                 "/v1/pods/{namespace}/{pod}/exec?cmd={}",
                 enc(&serde_json::to_string(&cmd)?)
@@ -483,8 +495,20 @@ pub async fn run(cli: Cli) -> Result<i32> {
             if let Some(c) = container {
                 path.push_str(&format!("&container={}", enc(&c)));
             }
+            let size = if tty { exec::terminal_size() } else { None };
+            if tty {
+                path.push_str("&tty=true");
+                if let Some(size) = size {
+                    path.push_str(&format!("&width={}&height={}", size.width, size.height));
+                }
+            }
             let io = client.upgrade(&path).await?;
-            exec::relay(io, stdin).await
+            if tty {
+                let _raw = exec::RawMode::enter()?;
+                exec::relay_tty(io, size).await
+            } else {
+                exec::relay(io, stdin).await
+            }
         }
         Command::Delete(args) => delete(&client, args).await,
         Command::Ps { all } => {

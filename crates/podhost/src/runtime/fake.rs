@@ -317,6 +317,7 @@ impl Runtime for FakeRuntime {
         &self,
         container_id: &str,
         _cmd: Vec<String>,
+        _opts: ExecOptions,
     ) -> Result<ExecStream, RuntimeError> {
         Err(RuntimeError::ContainerNotFound(container_id.into()))
     }

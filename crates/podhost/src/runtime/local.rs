@@ -1054,9 +1054,17 @@ impl Runtime for LocalRuntime {
         Ok(out)
     }
 
-    async fn exec(&self, container_id: &str, cmd: Vec<String>) -> Result<ExecStream, RuntimeError> {
+    async fn exec(
+        &self,
+        container_id: &str,
+        cmd: Vec<String>,
+        opts: ExecOptions,
+    ) -> Result<ExecStream, RuntimeError> {
         let rec = self.container(container_id)?;
-        let s = self.shim(&rec.sandbox_id).exec(container_id, &cmd).await?;
+        let s = self
+            .shim(&rec.sandbox_id)
+            .exec(container_id, &cmd, opts.tty, opts.size)
+            .await?;
         Ok(Box::new(s))
     }
 

@@ -257,8 +257,20 @@ pub enum RuntimeEvent {
 }
 
 /// Byte stream of an exec session, speaking the shim's frame protocol
-/// (see `podhost_shim::proto`): stdin, stdout, stderr and the exit code.
+/// (see `podhost_shim::proto`): stdin, stdout, stderr and the exit code, and with a TTY
+/// the `RESIZE` frames that stand for CRI's resize channel.
 pub type ExecStream = Box<dyn ExecIo>;
+
+pub use podhost_shim::proto::TerminalSize;
+
+/// How an exec session runs (CRI `ExecRequest`'s `tty`, plus the first window size).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ExecOptions {
+    /// Run on a pseudo-terminal: stdout and stderr arrive merged, resizes apply.
+    pub tty: bool,
+    /// Window size the terminal has before the command reads anything.
+    pub size: Option<TerminalSize>,
+}
 
 /// Anything bidirectional and async, for [`ExecStream`].
 pub trait ExecIo: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -385,8 +397,14 @@ pub trait Runtime: Send + Sync + 'static {
         &self,
         sandbox_id: Option<&str>,
     ) -> Result<Vec<ContainerStatus>, RuntimeError>;
-    /// Run a command in a running container; the stream carries its stdio and exit code.
-    async fn exec(&self, container_id: &str, cmd: Vec<String>) -> Result<ExecStream, RuntimeError>;
+    /// Run a command in a running container (CRI `Exec`); the stream carries its stdio,
+    /// exit code and, with `opts.tty`, terminal resizes.
+    async fn exec(
+        &self,
+        container_id: &str,
+        cmd: Vec<String>,
+        opts: ExecOptions,
+    ) -> Result<ExecStream, RuntimeError>;
     /// Run a command in a running container to completion, within `timeout` (CRI
     /// `ExecSync`): what probes and hooks use. On timeout the session is dropped, which
     /// makes the shim kill the command.
@@ -396,7 +414,9 @@ pub trait Runtime: Send + Sync + 'static {
         cmd: Vec<String>,
         timeout: Duration,
     ) -> Result<ExecResult, RuntimeError> {
-        let mut stream = self.exec(container_id, cmd.clone()).await?;
+        let mut stream = self
+            .exec(container_id, cmd.clone(), ExecOptions::default())
+            .await?;
         match tokio::time::timeout(timeout, collect_exec(container_id, &mut stream)).await {
             Ok(r) => r,
             Err(_) => Err(RuntimeError::ExecTimeout {

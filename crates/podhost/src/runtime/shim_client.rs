@@ -4,7 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use podhost_shim::proto::{ContainerState, ContainerStatus, Event, Request, Response};
+use podhost_shim::proto::{
+    ContainerState, ContainerStatus, Event, Request, Response, TerminalSize,
+};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 
@@ -281,11 +283,20 @@ impl ShimClient {
         false
     }
 
-    /// Start an exec session; the returned stream speaks the shim's frame protocol.
-    pub async fn exec(&self, id: &str, cmd: &[String]) -> Result<UnixStream, RuntimeError> {
+    /// Start an exec session, on a pty with `tty`; the returned stream speaks the shim's
+    /// frame protocol.
+    pub async fn exec(
+        &self,
+        id: &str,
+        cmd: &[String],
+        tty: bool,
+        size: Option<TerminalSize>,
+    ) -> Result<UnixStream, RuntimeError> {
         let req = Request::Exec {
             id: id.into(),
             cmd: cmd.to_vec(),
+            tty,
+            size,
         };
         // Only the handshake is bounded: the session then lasts as long as the command.
         self.within("exec", HELPER_TIMEOUT, async {
