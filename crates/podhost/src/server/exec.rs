@@ -61,6 +61,21 @@ pub(super) async fn exec(
         .record(&ns, &name)
         .ok_or_else(|| ApiError::not_found("pods", &name))?;
     let container = pick_container(&rec.pod, q.container.as_deref())?;
+    // A shim that does not answer would hold the session's handshake for a minute.
+    if let Some(st) = rec
+        .pod
+        .status
+        .as_ref()
+        .filter(|s| s.reason.as_deref() == Some(crate::lifecycle::status::SHIM_UNREACHABLE))
+    {
+        return Err(ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "pod {name} is Unknown: {}",
+                st.message.as_deref().unwrap_or("its shim does not answer")
+            ),
+        ));
+    }
     let cur = rec
         .containers
         .get(&container)
