@@ -55,12 +55,23 @@ pub async fn relay<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         // Keep the write half open until the session ends.
         std::future::pending::<()>().await;
     });
+    let code = print_frames(&mut rd, false).await?;
+    stdin_task.abort();
+    Ok(code)
+}
+
+/// Print the session's output frames until its exit code (1 if the stream ends first).
+/// On a raw terminal the runtime's own stderr messages need `\r\n` (see [`crlf`]).
+async fn print_frames<R: tokio::io::AsyncRead + Unpin>(
+    rd: &mut R,
+    raw_terminal: bool,
+) -> Result<i32> {
     let mut stdout = tokio::io::stdout();
     let mut stderr = tokio::io::stderr();
-    let code = loop {
+    loop {
         let mut head = [0u8; 5];
         if rd.read_exact(&mut head).await.is_err() {
-            break 1;
+            return Ok(1);
         }
         let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
         let mut data = vec![0u8; len];
@@ -71,17 +82,16 @@ pub async fn relay<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
                 stdout.flush().await?;
             }
             STDERR => {
+                let data = if raw_terminal { crlf(&data) } else { data };
                 stderr.write_all(&data).await?;
                 stderr.flush().await?;
             }
             EXIT if data.len() == 4 => {
-                break i32::from_be_bytes([data[0], data[1], data[2], data[3]])
+                return Ok(i32::from_be_bytes([data[0], data[1], data[2], data[3]]))
             }
             _ => {}
         }
-    };
-    stdin_task.abort();
-    Ok(code)
+    }
 }
 
 /// The local terminal's size: stdout's if it is a terminal, else stdin's (as kubectl).
@@ -233,36 +243,9 @@ pub async fn relay_tty<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
             }
         }
     });
-    let mut stdout = tokio::io::stdout();
-    let mut stderr = tokio::io::stderr();
-    let output = async {
-        loop {
-            let mut head = [0u8; 5];
-            if rd.read_exact(&mut head).await.is_err() {
-                return Ok::<i32, anyhow::Error>(1);
-            }
-            let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
-            let mut data = vec![0u8; len];
-            rd.read_exact(&mut data).await?;
-            match head[0] {
-                STDOUT => {
-                    stdout.write_all(&data).await?;
-                    stdout.flush().await?;
-                }
-                // The pty merges the process's stderr into stdout: these are the
-                // runtime's own messages (e.g. a command not found), for our stderr.
-                // Raw mode does not turn "\n" into "\r\n": do it here.
-                STDERR => {
-                    stderr.write_all(&crlf(&data)).await?;
-                    stderr.flush().await?;
-                }
-                EXIT if data.len() == 4 => {
-                    return Ok(i32::from_be_bytes([data[0], data[1], data[2], data[3]]))
-                }
-                _ => {}
-            }
-        }
-    };
+    // The pty merges the process's stderr into stdout: stderr frames are the runtime's
+    // own messages (e.g. a command not found), for our stderr.
+    let output = print_frames(&mut rd, true);
     let code = tokio::select! {
         code = output => code,
         Some(()) = term.recv() => Ok(128 + libc::SIGTERM),
