@@ -257,7 +257,7 @@ cmd_demo() {
 
 The pod keeps running. Try:
   podhost logs -f $DEMO_POD -c sidecar
-  podhost exec -i $DEMO_POD -c web -- sh
+  podhost exec -it $DEMO_POD -c web -- sh
 Delete it with:
   podhost delete -f $EXAMPLE
 EOF

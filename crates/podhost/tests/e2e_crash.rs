@@ -290,6 +290,12 @@ fn stopped_shim_makes_the_pod_unknown_until_it_answers() {
         row.contains("0/1") && row.contains("ShimUnreachable"),
         "{row}"
     );
+    let described = env.ok(&["describe", "pod", "u"]);
+    assert!(
+        described.contains("Status:           Unknown")
+            && described.contains("Reason:           ShimUnreachable"),
+        "{described}"
+    );
     let err = env.fails(&["exec", "u", "--", "true"]);
     assert!(err.contains("is Unknown"), "exec says why at once: {err}");
     // Unknown is not dead: the container was left alone.

@@ -351,6 +351,13 @@ pub fn describe(pod: &Pod, events: &[PodEvent], rows: &[ContainerRow], now: i64)
             st.phase.clone().unwrap_or_default()
         );
     }
+    // kubectl shows the pod's own reason and message (Evicted, a lost node …) here.
+    if let Some(r) = st.reason.as_deref().filter(|r| !r.is_empty()) {
+        let _ = writeln!(o, "Reason:           {r}");
+    }
+    if let Some(msg) = st.message.as_deref().filter(|m| !m.is_empty()) {
+        let _ = writeln!(o, "Message:          {msg}");
+    }
     let _ = writeln!(
         o,
         "IP:               {}",
