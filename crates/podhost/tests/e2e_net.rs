@@ -193,6 +193,8 @@ fn host_network_pod_shares_the_host_namespace_and_hostname() {
     // The daemon's namespace is the host's here (and readable, unlike PID 1's when the
     // bounding set lacks capabilities init has).
     assert_eq!(ns(pid, "net"), ns(std::process::id(), "net"));
+    // UTS follows the network, as with containerd and CRI-O.
+    assert_eq!(ns(pid, "uts"), ns(std::process::id(), "uts"));
     let host = nix::unistd::gethostname().expect("hostname");
     let inside = exec(&env, "h", "c", &["hostname"]);
     assert_eq!(inside.trim(), host.to_string_lossy());

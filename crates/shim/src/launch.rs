@@ -20,15 +20,18 @@ pub struct Config {
     pub host_pid: bool,
     /// `hostIPC`: the pause stays in the host's IPC namespace.
     pub host_ipc: bool,
+    /// `hostNetwork`: the pause stays in the host's UTS namespace too (UTS follows the
+    /// network, as with containerd and CRI-O), and sets no hostname.
+    pub host_uts: bool,
 }
 
 const USAGE: &str = "usage: podhost-shim --id <sandbox-id> --dir <state-dir> --netns <netns-file> \
 --hostname <name> --pause <pause-binary> --runc <podhost-runc> --runc-root <dir> \
-[--host-pid] [--host-ipc]";
+[--host-pid] [--host-ipc] [--host-uts]";
 
 impl Config {
     /// Parses `--flag value` pairs (all required, no defaults) and the optional
-    /// `--host-pid` / `--host-ipc` switches.
+    /// `--host-pid` / `--host-ipc` / `--host-uts` switches.
     pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Config, String> {
         let mut vals: [Option<OsString>; 7] = Default::default();
         const NAMES: [&str; 7] = [
@@ -41,7 +44,7 @@ impl Config {
             "--runc-root",
         ];
         let mut it = args.into_iter();
-        let (mut host_pid, mut host_ipc) = (false, false);
+        let (mut host_pid, mut host_ipc, mut host_uts) = (false, false, false);
         while let Some(flag) = it.next() {
             let flag = flag.to_string_lossy().into_owned();
             match flag.as_str() {
@@ -51,6 +54,10 @@ impl Config {
                 }
                 "--host-ipc" => {
                     host_ipc = true;
+                    continue;
+                }
+                "--host-uts" => {
+                    host_uts = true;
                     continue;
                 }
                 _ => {}
@@ -93,6 +100,7 @@ impl Config {
             runc_root,
             host_pid,
             host_ipc,
+            host_uts,
         })
     }
 }
@@ -214,9 +222,13 @@ pub fn start_pause(cfg: &Config) -> io::Result<libc::pid_t> {
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "hostname contains NUL"))?;
     let argv = [argv0.as_ptr(), std::ptr::null()];
     let (rep_r, rep_w) = sys::pipe().map_err(|e| ctx(e, "create pause report pipe"))?;
-    // UTS is always the pod's own (its hostname); IPC and PID stay the host's when the
-    // pod asks for hostIPC / hostPID.
-    let mut unshare_flags = libc::CLONE_NEWUTS;
+    // UTS is the pod's own (its hostname) unless the pod uses the host's network; IPC and
+    // PID stay the host's when the pod asks for hostIPC / hostPID.
+    let own_uts = !cfg.host_uts;
+    let mut unshare_flags = 0;
+    if own_uts {
+        unshare_flags |= libc::CLONE_NEWUTS;
+    }
     if !cfg.host_ipc {
         unshare_flags |= libc::CLONE_NEWIPC;
     }
@@ -236,10 +248,10 @@ pub fn start_pause(cfg: &Config) -> io::Result<libc::pid_t> {
             if libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET) != 0 {
                 child_fail(w, 0);
             }
-            if libc::unshare(unshare_flags) != 0 {
+            if unshare_flags != 0 && libc::unshare(unshare_flags) != 0 {
                 child_fail(w, 1);
             }
-            if libc::sethostname(hostname.as_ptr(), hostname.as_bytes().len()) != 0 {
+            if own_uts && libc::sethostname(hostname.as_ptr(), hostname.as_bytes().len()) != 0 {
                 child_fail(w, 2);
             }
             let mut ex = [0 as libc::c_int; 2];

@@ -403,6 +403,7 @@ impl LocalRuntime {
             .arg(self.config.runc_root())
             .args(cfg.linux.host_pid.then_some("--host-pid"))
             .args(cfg.linux.host_ipc.then_some("--host-ipc"))
+            .args(cfg.host_network.then_some("--host-uts"))
             .stdin(std::process::Stdio::null())
             .output()
             .await
