@@ -42,7 +42,7 @@ pub struct ShimClient {
 /// How long a quick request (status, signal, remove, shutdown) may wait for its answer.
 /// The shim answers in microseconds unless it is running a container helper, which blocks
 /// its loop for a second or two on a loaded machine.
-pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
 /// Create, start and exec run the container helper inside the shim.
 const HELPER_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -148,7 +148,7 @@ impl ShimClient {
 
     async fn request(&self, op: &'static str, req: Request) -> Result<Response, RuntimeError> {
         let limit = match req {
-            Request::Status | Request::Signal { .. } | Request::Subscribe => ANSWER_TIMEOUT,
+            Request::Status | Request::Signal { .. } => ANSWER_TIMEOUT,
             // These run the container helper (create, start, delete) inside the shim.
             _ => HELPER_TIMEOUT,
         };
