@@ -26,12 +26,25 @@ fn require_helpers() {
     }
 }
 
+/// Where this test binary keeps its busybox archive; removed when the process exits.
+fn image_dir() -> PathBuf {
+    std::env::temp_dir().join(format!("podhost-e2e-image-{}", std::process::id()))
+}
+
+extern "C" fn remove_image_dir() {
+    let _ = std::fs::remove_dir_all(image_dir());
+}
+
 /// The busybox image archive, built once per test binary from Debian's busybox-static.
 pub fn busybox_tar() -> &'static Path {
     static TAR: OnceLock<PathBuf> = OnceLock::new();
     TAR.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("podhost-e2e-image-{}", std::process::id()));
+        let dir = image_dir();
         std::fs::create_dir_all(&dir).expect("image dir");
+        // The test harness has no teardown of its own: the archive goes when the
+        // process exits (the harness ends with exit(), which runs atexit handlers).
+        // SAFETY: registers a plain function that only removes a directory.
+        unsafe { libc::atexit(remove_image_dir) };
         let tar = dir.join("busybox.tar");
         let script =
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/make-busybox-image.sh");
