@@ -16,7 +16,7 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Stop reading a client's input while this much is queued for it.
@@ -796,7 +796,8 @@ impl Shim {
         Ok(Response::ok())
     }
 
-    fn exec(&mut self, client: usize, id: &str, argv: &[String]) -> Result<Response, String> {
+    /// An exec needs a running container and a command.
+    fn check_exec(&mut self, id: &str, argv: &[String]) -> Result<(), String> {
         let i = self.find(id)?;
         if self.containers[i].state != ContainerState::Running {
             return Err(format!("container {id} is not running"));
@@ -804,18 +805,27 @@ impl Shim {
         if argv.is_empty() {
             return Err(format!("exec in container {id}: empty command"));
         }
+        Ok(())
+    }
+
+    fn spawn_exec_helper(&self, id: &str, cmd: &mut Command) -> Result<Child, String> {
+        cmd.spawn().map_err(|e| {
+            format!(
+                "exec in container {id}: run {}: {e}",
+                self.cfg.runc.display()
+            )
+        })
+    }
+
+    fn exec(&mut self, client: usize, id: &str, argv: &[String]) -> Result<Response, String> {
+        self.check_exec(id, argv)?;
         let mut cmd = self.runc();
         cmd.args(["exec", id, "--"])
             .args(argv)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let mut child = cmd.spawn().map_err(|e| {
-            format!(
-                "exec in container {id}: run {}: {e}",
-                self.cfg.runc.display()
-            )
-        })?;
+        let mut child = self.spawn_exec_helper(id, &mut cmd)?;
         let fds: Option<(OwnedFd, OwnedFd, OwnedFd)> = (|| {
             Some((
                 child.stdin.take()?.into(),
@@ -865,13 +875,7 @@ impl Shim {
         argv: &[String],
         size: Option<TerminalSize>,
     ) -> Result<Response, String> {
-        let i = self.find(id)?;
-        if self.containers[i].state != ContainerState::Running {
-            return Err(format!("container {id} is not running"));
-        }
-        if argv.is_empty() {
-            return Err(format!("exec in container {id}: empty command"));
-        }
+        self.check_exec(id, argv)?;
         let token = self.token();
         // Short names: a unix socket path must fit in 108 bytes, and shim.sock does.
         let sock_path = self.cfg.dir.join(format!("tty{token}"));
@@ -954,12 +958,7 @@ impl Shim {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
-        let mut child = cmd.spawn().map_err(|e| {
-            format!(
-                "exec in container {id}: run {}: {e}",
-                self.cfg.runc.display()
-            )
-        })?;
+        let mut child = self.spawn_exec_helper(id, &mut cmd)?;
         let pid = child.id() as libc::pid_t;
         let Some(helper_err) = child.stderr.take().map(OwnedFd::from) else {
             let _ = child.kill();
