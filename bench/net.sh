@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")/.."
 N=200
 [ "${1:-}" = "-n" ] && N="${2:?-n needs a number}"
-cargo build --release -q -p podhost --example netbench
+cargo build --release -q -p podhost-runtime --example netbench
 BIN=target/release/examples/netbench
 echo "# $(date -u +%FT%TZ) $(uname -r) $(nproc) cores, containernetworking-plugins $(dpkg-query -W -f="\${Version}" containernetworking-plugins 2>/dev/null)"
 "$BIN" -n "$N"

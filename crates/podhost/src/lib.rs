@@ -22,7 +22,6 @@ pub mod cli;
 pub mod config;
 pub mod lifecycle;
 pub mod objects;
-pub mod runtime;
 pub mod server;
 pub mod store;
 pub mod timefmt;

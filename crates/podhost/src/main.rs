@@ -18,13 +18,25 @@ fn main() {
                 .init();
             // The daemon serves many pods at once; the CLI does one request at a time.
             let config = cli.config();
-            run(true, async move {
-                podhost::server::serve(config).await.map(|()| 0)
-            })
+            run(true, serve(config))
         }
         _ => run(false, podhost::cli::run(cli)),
     };
     std::process::exit(code);
+}
+
+/// `podhost serve`: the daemon on this machine's runtime (the only place that names it).
+async fn serve(config: podhost::config::Config) -> anyhow::Result<i32> {
+    let prepared = podhost::server::prepare(&config)?;
+    let runtime = podhost_runtime::local::LocalRuntime::open(config.runtime.clone())?;
+    podhost::server::run(
+        prepared,
+        runtime,
+        config,
+        podhost::server::shutdown_signal(),
+    )
+    .await?;
+    Ok(0)
 }
 
 /// Run `fut` on a fresh tokio runtime and turn its result into an exit code.

@@ -5,68 +5,39 @@ use std::path::{Path, PathBuf};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::lifecycle::PodRecord;
-use crate::runtime::RuntimeError;
+use podhost_runtime::state_file::{read_json, write_json_atomic};
+use podhost_runtime::RuntimeError;
 
-/// Write `value` as JSON to `path` via temp file + fsync + rename, so a crash leaves either
-/// the old or the new content, never a torn file.
-pub fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> Result<(), RuntimeError> {
-    use std::io::Write;
-    let bytes = serde_json::to_vec_pretty(value).map_err(|source| RuntimeError::State {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(RuntimeError::io("creating", dir))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp",
-        path.file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default()
-    ));
-    let mut f = std::fs::File::create(&tmp).map_err(RuntimeError::io("creating", &tmp))?;
-    f.write_all(&bytes)
-        .map_err(RuntimeError::io("writing", &tmp))?;
-    f.sync_all().map_err(RuntimeError::io("syncing", &tmp))?;
-    std::fs::rename(&tmp, path).map_err(RuntimeError::io("renaming into", path))?;
-    // The rename is atomic but only durable once the directory entry is on disk: without
-    // this a power loss right after could bring the old file back (or none, when new).
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
+/// A record the store can keep: serialisable and named by its pod's UID.
+pub trait Record: Serialize + DeserializeOwned {
+    /// UID of the pod the record is about: names its file.
+    fn uid(&self) -> String;
 }
 
-/// Read a JSON file; `None` when it does not exist.
-pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, RuntimeError> {
-    match std::fs::read(path) {
-        Ok(b) => serde_json::from_slice(&b)
-            .map(Some)
-            .map_err(|source| RuntimeError::State {
-                path: path.to_path_buf(),
-                source,
-            }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(RuntimeError::Io {
-            action: "reading",
-            path: path.to_path_buf(),
-            source: e,
-        }),
-    }
-}
-
-/// Pod records under `<state>/pods/<uid>.json`.
-#[derive(Debug, Clone)]
-pub struct PodStore {
+/// Pod records under `<state>/pods/<uid>.json`. Generic over the record so that the
+/// store sits below the lifecycle that defines it.
+#[derive(Debug)]
+pub struct PodStore<R> {
     dir: PathBuf,
+    _record: std::marker::PhantomData<fn() -> R>,
 }
 
-impl PodStore {
+impl<R> Clone for PodStore<R> {
+    fn clone(&self) -> Self {
+        PodStore {
+            dir: self.dir.clone(),
+            _record: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<R: Record> PodStore<R> {
     /// Open (and create) the directory.
     pub fn open(dir: &Path) -> Result<Self, RuntimeError> {
         std::fs::create_dir_all(dir).map_err(RuntimeError::io("creating", dir))?;
         Ok(PodStore {
             dir: dir.to_path_buf(),
+            _record: std::marker::PhantomData,
         })
     }
 
@@ -80,7 +51,7 @@ impl PodStore {
     }
 
     /// Save one pod.
-    pub fn save(&self, rec: &PodRecord) -> Result<(), RuntimeError> {
+    pub fn save(&self, rec: &R) -> Result<(), RuntimeError> {
         write_json_atomic(&self.path(&rec.uid()), rec)
     }
 
@@ -98,7 +69,7 @@ impl PodStore {
     }
 
     /// Every stored pod; unreadable files are reported and skipped so others still load.
-    pub fn load_all(&self) -> Vec<PodRecord> {
+    pub fn load_all(&self) -> Vec<R> {
         let mut out = Vec::new();
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
             return out;
@@ -106,7 +77,7 @@ impl PodStore {
         for e in entries.flatten() {
             let p = e.path();
             if p.extension().is_some_and(|x| x == "json") {
-                match read_json::<PodRecord>(&p) {
+                match read_json::<R>(&p) {
                     Ok(Some(r)) => out.push(r),
                     Ok(None) => {}
                     // One torn or hand-edited file must not keep the other pods from

@@ -1,14 +1,6 @@
 //! Timestamps: unix nanoseconds <-> RFC 3339 and Kubernetes `Time`.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
-/// Now as unix nanoseconds.
-pub fn now_nanos() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0)
-}
+pub use podhost_runtime::clock::now_nanos;
 
 /// RFC 3339 with second precision, as Kubernetes prints `metav1.Time`.
 pub fn rfc3339(nanos: i64) -> String {

@@ -6,8 +6,8 @@ use std::time::Duration;
 use podhost::lifecycle::restart::BackoffPolicy;
 use podhost::lifecycle::worker::{Clock, Settings};
 use podhost::lifecycle::{PodHandle, PodRecord, PodWorker, WorkerCmd};
-use podhost::runtime::fake::FakeRuntime;
-use podhost::runtime::Runtime;
+use podhost_runtime::fake::FakeRuntime;
+use podhost_runtime::Runtime;
 
 fn pod(yaml: &str) -> PodRecord {
     let mut m = podhost_api::parse_manifests(yaml, "test.yaml").expect("parse");
@@ -450,7 +450,7 @@ async fn sidecar_startup_probe_gates_next_init_container() {
     let flag = ok.clone();
     fake.on_exec(move |_, cmd| {
         let pass = cmd[0] != "check-log" || flag.load(std::sync::atomic::Ordering::SeqCst);
-        Some(podhost::runtime::ExecResult {
+        Some(podhost_runtime::ExecResult {
             exit_code: if pass { 0 } else { 1 },
             ..Default::default()
         })
@@ -519,7 +519,7 @@ fn scripted(fake: &FakeRuntime) -> Arc<std::sync::Mutex<std::collections::HashMa
     let c = codes.clone();
     fake.on_exec(move |_, cmd| {
         let code = *c.lock().expect("lock").get(&cmd[0]).unwrap_or(&0);
-        Some(podhost::runtime::ExecResult {
+        Some(podhost_runtime::ExecResult {
             exit_code: code,
             stdout: format!("{} says {code}", cmd[0]).into_bytes(),
             ..Default::default()

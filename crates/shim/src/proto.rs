@@ -84,13 +84,34 @@ pub struct ContainerStatus {
     pub log_path: String,
 }
 
-/// One response line. Fields other than `ok`/`error` are set only by the
+/// Class of a failed request, so the daemon acts on it without reading the message
+/// (the gRPC codes CRI answers with). Shims of older versions send none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The container is not in this sandbox.
+    NotFound,
+    /// A container of that id already exists.
+    AlreadyExists,
+    /// The request itself is malformed (ids, paths, empty command).
+    InvalidArgument,
+    /// The container or sandbox is in the wrong state (not running, already running,
+    /// exited, pause gone).
+    FailedPrecondition,
+    /// Anything else: the helper failed, a system call failed.
+    Internal,
+}
+
+/// One response line. Fields other than `ok`/`error`/`code` are set only by the
 /// requests that produce them (`status`: pause and containers; `create_container`: pid).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Response {
     pub ok: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Class of the error, with `ok: false`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<ErrorCode>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pid: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -112,11 +133,17 @@ impl Response {
         }
     }
 
-    /// `{"ok":false,"error":msg}`.
+    /// `{"ok":false,"error":msg}`, an internal error.
     pub fn err(msg: impl Into<String>) -> Self {
+        Response::fail(ErrorCode::Internal, msg)
+    }
+
+    /// `{"ok":false,"error":msg,"code":code}`.
+    pub fn fail(code: ErrorCode, msg: impl Into<String>) -> Self {
         Response {
             ok: false,
             error: Some(msg.into()),
+            code: Some(code),
             ..Default::default()
         }
     }
@@ -390,8 +417,15 @@ mod tests {
         );
         assert_eq!(
             serde_json::to_string(&Response::err("x")).unwrap(),
-            r#"{"ok":false,"error":"x"}"#
+            r#"{"ok":false,"error":"x","code":"internal"}"#
         );
+        assert_eq!(
+            serde_json::to_string(&Response::fail(ErrorCode::NotFound, "y")).unwrap(),
+            r#"{"ok":false,"error":"y","code":"not_found"}"#
+        );
+        // An older shim's answer has no code.
+        let old: Response = serde_json::from_str(r#"{"ok":false,"error":"z"}"#).unwrap();
+        assert_eq!(old.code, None);
         let ev = Event::Exit {
             id: "c".into(),
             exit_code: 3,

@@ -6,7 +6,8 @@
 use crate::crilog::{self, LineSplitter};
 use crate::launch::Config;
 use crate::proto::{
-    frame, ContainerState, ContainerStatus, Event, Request, Response, TerminalSize, PAUSE_ID,
+    frame, ContainerState, ContainerStatus, ErrorCode, Event, Request, Response, TerminalSize,
+    PAUSE_ID,
 };
 use crate::sys::{self, ctx};
 use std::fs::{self, File, OpenOptions};
@@ -18,6 +19,26 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+/// A failed request: its class for the daemon, and the message for people.
+#[derive(Debug)]
+struct Failure {
+    code: ErrorCode,
+    message: String,
+}
+
+impl Failure {
+    fn new(code: ErrorCode, message: String) -> Self {
+        Failure { code, message }
+    }
+}
+
+/// Unclassified failures (a helper or a system call failed) are internal.
+impl From<String> for Failure {
+    fn from(message: String) -> Self {
+        Failure::new(ErrorCode::Internal, message)
+    }
+}
 
 /// Stop reading a client's input while this much is queued for it.
 const OUT_HIGH_WATER: usize = 256 * 1024;
@@ -557,14 +578,19 @@ impl Shim {
                 return Response::ok();
             }
         };
-        res.unwrap_or_else(Response::err)
+        res.unwrap_or_else(|f| Response::fail(f.code, f.message))
     }
 
-    fn find(&mut self, id: &str) -> Result<usize, String> {
+    fn find(&mut self, id: &str) -> Result<usize, Failure> {
         self.containers
             .iter()
             .position(|c| c.id == id)
-            .ok_or_else(|| format!("container {id:?} not found in sandbox {}", self.cfg.id))
+            .ok_or_else(|| {
+                Failure::new(
+                    ErrorCode::NotFound,
+                    format!("container {id:?} not found in sandbox {}", self.cfg.id),
+                )
+            })
     }
 
     fn runc(&self) -> Command {
@@ -609,25 +635,34 @@ impl Shim {
         ))
     }
 
-    fn create(&mut self, id: &str, bundle: &str, log_path: &str) -> Result<Response, String> {
+    fn create(&mut self, id: &str, bundle: &str, log_path: &str) -> Result<Response, Failure> {
         if id.is_empty() || id.contains('/') || id == PAUSE_ID {
-            return Err(format!("invalid container id {id:?}"));
+            return Err(Failure::new(
+                ErrorCode::InvalidArgument,
+                format!("invalid container id {id:?}"),
+            ));
         }
         if self.containers.iter().any(|c| c.id == id) {
-            return Err(format!(
-                "container {id:?} already exists in sandbox {}",
-                self.cfg.id
+            return Err(Failure::new(
+                ErrorCode::AlreadyExists,
+                format!("container {id:?} already exists in sandbox {}", self.cfg.id),
             ));
         }
         if !Path::new(bundle).is_absolute() || !Path::new(log_path).is_absolute() {
-            return Err(format!(
-                "container {id}: bundle {bundle:?} and log_path {log_path:?} must be absolute"
+            return Err(Failure::new(
+                ErrorCode::InvalidArgument,
+                format!(
+                    "container {id}: bundle {bundle:?} and log_path {log_path:?} must be absolute"
+                ),
             ));
         }
         if self.pause_exit.is_some() {
-            return Err(format!(
-                "container {id}: pause process of sandbox {} has exited",
-                self.cfg.id
+            return Err(Failure::new(
+                ErrorCode::FailedPrecondition,
+                format!(
+                    "container {id}: pause process of sandbox {} has exited",
+                    self.cfg.id
+                ),
             ));
         }
         let log = open_log(log_path).map_err(|e| format!("container {id}: {e}"))?;
@@ -668,15 +703,13 @@ impl Shim {
             let n = sys::read(err_r.as_raw_fd(), &mut early).unwrap_or(0);
             let detail = helper_error(&err_file, &early[..n]);
             self.cleanup_failed(id);
-            return Err(format!(
-                "container {id}: runc create failed ({status}): {detail}"
-            ));
+            return Err(format!("container {id}: runc create failed ({status}): {detail}").into());
         }
         let pid = match read_pid(&pid_file) {
             Ok(p) => p,
             Err(e) => {
                 self.cleanup_failed(id);
-                return Err(format!("container {id}: {e}"));
+                return Err(format!("container {id}: {e}").into());
             }
         };
         for fd in [&out_r, &err_r] {
@@ -722,13 +755,21 @@ impl Shim {
         }
     }
 
-    fn start(&mut self, id: &str) -> Result<Response, String> {
+    fn start(&mut self, id: &str) -> Result<Response, Failure> {
         let i = self.find(id)?;
         match self.containers[i].state {
             ContainerState::Created => {}
-            ContainerState::Running => return Err(format!("container {id} is already running")),
+            ContainerState::Running => {
+                return Err(Failure::new(
+                    ErrorCode::FailedPrecondition,
+                    format!("container {id} is already running"),
+                ))
+            }
             ContainerState::Exited => {
-                return Err(format!("container {id} has exited; it cannot be started"))
+                return Err(Failure::new(
+                    ErrorCode::FailedPrecondition,
+                    format!("container {id} has exited; it cannot be started"),
+                ))
             }
         }
         let mut cmd = self.runc();
@@ -743,11 +784,14 @@ impl Shim {
         Ok(Response::ok())
     }
 
-    fn signal(&mut self, id: &str, sig: i32) -> Result<Response, String> {
+    fn signal(&mut self, id: &str, sig: i32) -> Result<Response, Failure> {
         let i = self.find(id)?;
         let c = &self.containers[i];
         if c.state != ContainerState::Running {
-            return Err(format!("container {id} is not running"));
+            return Err(Failure::new(
+                ErrorCode::FailedPrecondition,
+                format!("container {id} is not running"),
+            ));
         }
         sys::kill(c.pid, sig)
             .map_err(|e| format!("container {id}: kill({}, {sig}): {e}", c.pid))?;
@@ -779,11 +823,12 @@ impl Shim {
         }
     }
 
-    fn remove(&mut self, id: &str) -> Result<Response, String> {
+    fn remove(&mut self, id: &str) -> Result<Response, Failure> {
         let i = self.find(id)?;
         if self.containers[i].state == ContainerState::Running {
-            return Err(format!(
-                "container {id} is running; stop it before removing"
+            return Err(Failure::new(
+                ErrorCode::FailedPrecondition,
+                format!("container {id} is running; stop it before removing"),
             ));
         }
         let mut cmd = self.runc();
@@ -797,13 +842,19 @@ impl Shim {
     }
 
     /// An exec needs a running container and a command.
-    fn check_exec(&mut self, id: &str, argv: &[String]) -> Result<(), String> {
+    fn check_exec(&mut self, id: &str, argv: &[String]) -> Result<(), Failure> {
         let i = self.find(id)?;
         if self.containers[i].state != ContainerState::Running {
-            return Err(format!("container {id} is not running"));
+            return Err(Failure::new(
+                ErrorCode::FailedPrecondition,
+                format!("container {id} is not running"),
+            ));
         }
         if argv.is_empty() {
-            return Err(format!("exec in container {id}: empty command"));
+            return Err(Failure::new(
+                ErrorCode::InvalidArgument,
+                format!("exec in container {id}: empty command"),
+            ));
         }
         Ok(())
     }
@@ -817,7 +868,7 @@ impl Shim {
         })
     }
 
-    fn exec(&mut self, client: usize, id: &str, argv: &[String]) -> Result<Response, String> {
+    fn exec(&mut self, client: usize, id: &str, argv: &[String]) -> Result<Response, Failure> {
         self.check_exec(id, argv)?;
         let mut cmd = self.runc();
         cmd.args(["exec", id, "--"])
@@ -836,13 +887,13 @@ impl Shim {
         let Some((stdin, stdout, stderr)) = fds else {
             let _ = child.kill();
             let _ = child.wait();
-            return Err(format!("exec in container {id}: helper stdio missing"));
+            return Err(format!("exec in container {id}: helper stdio missing").into());
         };
         for fd in [&stdin, &stdout, &stderr] {
             if let Err(e) = sys::set_nonblocking(fd) {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(format!("exec in container {id}: non-blocking pipes: {e}"));
+                return Err(format!("exec in container {id}: non-blocking pipes: {e}").into());
             }
         }
         // From here the helper is reaped by the loop's waitpid(-1).
@@ -874,7 +925,7 @@ impl Shim {
         id: &str,
         argv: &[String],
         size: Option<TerminalSize>,
-    ) -> Result<Response, String> {
+    ) -> Result<Response, Failure> {
         self.check_exec(id, argv)?;
         let token = self.token();
         // Short names: a unix socket path must fit in 108 bytes, and shim.sock does.
@@ -886,7 +937,7 @@ impl Shim {
         let _ = fs::set_permissions(&sock_path, fs::Permissions::from_mode(0o600));
         if let Err(e) = listener.set_nonblocking(true) {
             let _ = fs::remove_file(&sock_path);
-            return Err(format!("exec in container {id}: console socket: {e}"));
+            return Err(format!("exec in container {id}: console socket: {e}").into());
         }
         let result = self.spawn_tty_helper(id, argv, &listener, &sock_path, &err_file);
         drop(listener);
@@ -913,9 +964,7 @@ impl Shim {
                 // Reaped by the loop; killed, it writes no error file any more.
                 let _ = sys::kill(pid, libc::SIGKILL);
                 let _ = fs::remove_file(&err_file);
-                return Err(format!(
-                    "exec in container {id}: set up the pty master: {e}"
-                ));
+                return Err(format!("exec in container {id}: set up the pty master: {e}").into());
             }
         };
         self.diag(&format!(

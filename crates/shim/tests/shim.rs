@@ -2,7 +2,7 @@
 //! a fake `podhost-runc` shell script. Needs root. Each test uses its own
 //! temp dir and netns so they run in parallel.
 
-use podhost_shim::proto::{self, frame, Client, ContainerState, Event, Request};
+use podhost_shim::proto::{self, frame, Client, ContainerState, ErrorCode, Event, Request};
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -439,6 +439,7 @@ fn pod_lifecycle() {
         id: "c2".into(),
         signal: 15,
     });
+    assert_eq!(r.code, Some(ErrorCode::FailedPrecondition), "{r:?}");
     assert!(!r.ok && r.error.unwrap().contains("not running"));
     env.call(Request::StartContainer { id: "c2".into() })
         .into_result()
@@ -495,15 +496,18 @@ fn pod_lifecycle() {
         tty: false,
         size: None,
     });
+    assert_eq!(r.code, Some(ErrorCode::FailedPrecondition), "{r:?}");
     assert!(!r.ok && r.error.unwrap().contains("not running"));
 
     // Removal and error paths.
     let r = env.call(Request::RemoveContainer { id: "c3".into() });
+    assert_eq!(r.code, Some(ErrorCode::FailedPrecondition), "{r:?}");
     assert!(!r.ok && r.error.unwrap().contains("running"));
     env.call(Request::RemoveContainer { id: "c1".into() })
         .into_result()
         .unwrap();
     let r = env.call(Request::StartContainer { id: "c1".into() });
+    assert_eq!(r.code, Some(ErrorCode::NotFound), "{r:?}");
     assert!(
         !r.ok && r.error.as_deref().unwrap().contains("\"c1\" not found"),
         "{r:?}"
@@ -515,6 +519,7 @@ fn pod_lifecycle() {
         bundle: b,
         log_path: env.log_path("bad"),
     });
+    assert_eq!(r.code, Some(ErrorCode::Internal), "{r:?}");
     let e = r.error.unwrap();
     assert!(e.contains("bad") && e.contains("no rootfs"), "{e}");
     let r = env.call(Request::CreateContainer {
@@ -522,6 +527,7 @@ fn pod_lifecycle() {
         bundle: env.bundle("c2", "true\n"),
         log_path: env.log_path("c2"),
     });
+    assert_eq!(r.code, Some(ErrorCode::AlreadyExists), "{r:?}");
     assert!(r.error.unwrap().contains("already exists"));
     let r = proto::call(&env.sock(), &Request::Status).unwrap();
     assert_eq!(r.containers.unwrap().len(), 2);

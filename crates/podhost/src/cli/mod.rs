@@ -22,7 +22,7 @@ use clap::{Args, Parser, Subcommand};
 use hyper::Method;
 use k8s_openapi::api::core::v1::Pod;
 
-use crate::config::Config;
+use crate::config::{Config, RuntimeConfig};
 use client::{enc, Client};
 
 /// podhost: run Kubernetes Pods on this machine.
@@ -298,7 +298,7 @@ impl Cli {
             Some(r) => Config::rooted(r),
             None => Config::default(),
         };
-        let mut network = base.network.clone();
+        let mut network = base.runtime.network.clone();
         let n = &self.net;
         if let Some(d) = &n.cni_conf_dir {
             network.cni_conf_dir = d.clone();
@@ -315,14 +315,18 @@ impl Cli {
         if let Some(d) = &n.cni_data_dir {
             network.ipam_data_dir = d.clone();
         }
-        let mut config = Config {
+        let runtime = RuntimeConfig {
             cgroup_parent: self.cgroup_parent.clone(),
             pod_pids_limit: (self.pod_pids_limit > 0).then_some(self.pod_pids_limit),
             network,
             registry_config: self
                 .registry_config
                 .clone()
-                .unwrap_or(base.registry_config.clone()),
+                .unwrap_or(base.runtime.registry_config.clone()),
+            ..base.runtime
+        };
+        let mut config = Config {
+            runtime,
             image_gc_high_percent: self.image_gc_high_threshold,
             image_gc_low_percent: self
                 .image_gc_low_threshold
@@ -408,8 +412,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
             if !is_pod_kind(&kind) {
                 bail!("podhost top knows pods only: `podhost top pod [NAME] [--containers]`");
             }
-            let rows: Vec<crate::runtime::linux::Usage> =
-                client.call(Method::GET, "/v1/top", None).await?;
+            let rows: Vec<crate::server::Usage> = client.call(Method::GET, "/v1/top", None).await?;
             let ns = (!all_namespaces).then_some(namespace.as_str());
             if let Some(n) = &name {
                 if !rows
@@ -524,7 +527,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
         | Command::Image {
             command: ImageCommand::Ls,
         } => {
-            let images: Vec<crate::runtime::ImageInfo> =
+            let images: Vec<podhost_runtime::ImageInfo> =
                 client.call(Method::GET, "/v1/images", None).await?;
             print!("{}", output::images_table(&images));
             Ok(0)
@@ -577,7 +580,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
         } => {
             let path = std::fs::canonicalize(&input)
                 .with_context(|| format!("open {}", input.display()))?;
-            let images: Vec<podhost_image::Image> = client
+            let images: Vec<podhost_runtime::ImageInfo> = client
                 .call(
                     Method::POST,
                     "/v1/images/load",

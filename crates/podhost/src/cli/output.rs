@@ -8,9 +8,9 @@ use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
 use podhost_api::display;
 
 use crate::lifecycle::PodEvent;
-use crate::runtime::ImageInfo;
 use crate::server::ContainerRow;
 use crate::timefmt::{from_k8s_time, rfc3339};
+use podhost_runtime::ImageInfo;
 
 /// Columns padded like kubectl's tabwriter (3 spaces between columns).
 pub fn table(rows: &[Vec<String>]) -> String {

@@ -1,6 +1,6 @@
 //! `podhost top pod [NAME] [--containers]`, like `kubectl top pod`.
 
-use crate::runtime::linux::Usage;
+use crate::server::Usage;
 
 use super::output::table;
 

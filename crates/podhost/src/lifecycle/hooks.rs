@@ -17,7 +17,7 @@ use k8s_openapi::api::core::v1::{Container, LifecycleHandler};
 
 use super::dial;
 use super::probes::{http_action, Action};
-use crate::runtime::{Runtime, RuntimeError};
+use podhost_runtime::{Runtime, RuntimeError};
 
 /// Which hook.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

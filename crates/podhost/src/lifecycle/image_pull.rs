@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use super::restart::BackoffPolicy;
 use super::PodRecord;
 use crate::objects::Objects;
-use crate::runtime::{AuthConfig, ImageInfo, Runtime, RuntimeError};
+use podhost_runtime::{AuthConfig, ImageInfo, Runtime, RuntimeError};
 
 /// Back-off of one (pod, image): when the next pull may start, and the delay
 /// that led there.
@@ -265,8 +265,8 @@ fn pull_auth(rec: &mut PodRecord, objects: &Objects, image: &str, now: i64) -> O
 mod tests {
     use super::*;
     use crate::lifecycle::worker::Clock;
-    use crate::runtime::fake::FakeRuntime;
     use k8s_openapi::api::core::v1::Pod;
+    use podhost_runtime::fake::FakeRuntime;
 
     fn record(uid: &str, image: &str, policy: &str) -> (PodRecord, Container) {
         let c = Container {

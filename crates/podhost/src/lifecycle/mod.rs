@@ -11,7 +11,7 @@
 //! - [`hooks`]: postStart and preStop handlers.
 //! - [`dial`]: connecting inside a pod's network namespace (httpGet, tcpSocket).
 //!
-//! Lifecycle talks only to the [`crate::runtime::Runtime`] trait.
+//! Lifecycle talks only to the [`podhost_runtime::Runtime`] trait.
 
 pub mod dial;
 pub mod env;
@@ -30,7 +30,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::Pod;
 use serde::{Deserialize, Serialize};
 
-use crate::runtime::ContainerStatus;
+use podhost_runtime::ContainerStatus;
 use probes::{ProbeKind, ProbeResult};
 
 pub use worker::{PodHandle, PodWorker, WorkerCmd};
@@ -115,6 +115,12 @@ pub struct PodEvent {
     pub message: String,
     /// How many times it happened in a row.
     pub count: u32,
+}
+
+impl crate::store::Record for PodRecord {
+    fn uid(&self) -> String {
+        PodRecord::uid(self)
+    }
 }
 
 impl PodRecord {

@@ -8,8 +8,8 @@ use k8s_openapi::api::core::v1::{Container, Pod, VolumeMount};
 use super::env::{resolve_env, PodFacts};
 use super::volumes;
 use crate::objects::Objects;
-use crate::runtime::{
-    ContainerConfig, DnsConfig, HostAlias, Mount, PortMapping, Propagation, SandboxConfig,
+use podhost_runtime::{
+    ContainerConfig, DnsConfig, HostAlias, Mount, Owner, PortMapping, Propagation, SandboxConfig,
 };
 
 /// Why a container's config could not be made (kubelet's CreateContainerConfigError).
@@ -183,6 +183,8 @@ pub fn sandbox_config(pod: &Pod, attempt: u32, log_root: &Path) -> SandboxConfig
         share_pid: spec
             .and_then(|s| s.share_process_namespace)
             .unwrap_or(false),
+        // Stamped by the runtime view the lifecycle drives (podhost's own).
+        owner: Owner::Podhost,
         log_directory: log_root.join(format!("{namespace}_{name}_{uid}")),
         labels: meta.labels.clone().unwrap_or_default(),
         linux: super::resources::pod_linux(pod),

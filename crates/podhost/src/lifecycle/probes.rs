@@ -24,7 +24,7 @@ use tokio::time::Instant;
 
 use super::dial::{self, HttpGet};
 use super::worker::Clock;
-use crate::runtime::{Runtime, RuntimeError};
+use podhost_runtime::{Runtime, RuntimeError};
 
 /// Which probe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

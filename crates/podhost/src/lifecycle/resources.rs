@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, SeccompProfile as K8sSeccomp};
 use podhost_api::quantity::{parse_bytes, parse_cpu_millis};
 
-use crate::runtime::{
+use podhost_runtime::{
     ContainerLinux, ContainerResources, PodLinux, SeccompProfile, SecurityConfig,
 };
 

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::runtime::{ContainerState, ContainerStatus};
+use podhost_runtime::{ContainerState, ContainerStatus};
 
 /// Pod `restartPolicy`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

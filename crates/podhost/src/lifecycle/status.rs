@@ -9,8 +9,8 @@ use k8s_openapi::api::core::v1::{
 use super::probes::{ProbeKind, ProbeResult};
 use super::restart::RestartPolicy;
 use super::{ContainerTrack, PodRecord};
-use crate::runtime::{ContainerState, ContainerStatus};
 use crate::timefmt::k8s_time;
+use podhost_runtime::{ContainerState, ContainerStatus};
 
 /// Kubernetes pod phase.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

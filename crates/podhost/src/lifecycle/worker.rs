@@ -15,11 +15,11 @@ use super::probes::{self, ProbeKind, ProbeResult, ProbeSpec, ProbeTarget, ProbeU
 use super::restart::{should_restart, BackoffDecision, BackoffPolicy, RestartPolicy};
 use super::status::{self, is_sidecar, Phase};
 use super::{ContainerTrack, PodRecord};
-use crate::runtime::{
-    ContainerState, Runtime, RuntimeError, RuntimeEvent, SandboxState, SandboxStatus,
-};
 use crate::store::PodStore;
 use crate::timefmt::k8s_time;
+use podhost_runtime::{
+    ContainerState, Runtime, RuntimeError, RuntimeEvent, SandboxState, SandboxStatus,
+};
 
 /// Orders the API gives a worker.
 #[derive(Debug)]
@@ -40,28 +40,7 @@ pub struct PodHandle {
     pub cmd: mpsc::Sender<WorkerCmd>,
 }
 
-/// Wall-clock nanoseconds that follow tokio's clock, so paused-clock tests are exact.
-#[derive(Debug, Clone, Copy)]
-pub struct Clock {
-    base_nanos: i64,
-    base: Instant,
-}
-
-impl Default for Clock {
-    fn default() -> Self {
-        Clock {
-            base_nanos: crate::timefmt::now_nanos(),
-            base: Instant::now(),
-        }
-    }
-}
-
-impl Clock {
-    /// Unix nanoseconds now.
-    pub fn now(&self) -> i64 {
-        self.base_nanos + self.base.elapsed().as_nanos() as i64
-    }
-}
+pub use podhost_runtime::clock::Clock;
 
 /// What a worker needs besides its pod.
 #[derive(Debug, Clone)]
@@ -85,7 +64,7 @@ pub struct PodWorker {
     /// The only way lifecycle touches the machine.
     rt: Arc<dyn Runtime>,
     /// Where the record is persisted (None in tests).
-    store: Option<PodStore>,
+    store: Option<PodStore<PodRecord>>,
     /// The pod and what lifecycle tracks about it.
     rec: PodRecord,
     /// Backoff, paths, clock.
@@ -137,7 +116,7 @@ impl PodWorker {
     /// Start a worker for `rec` and return its handle.
     pub fn spawn(
         rt: Arc<dyn Runtime>,
-        store: Option<PodStore>,
+        store: Option<PodStore<PodRecord>>,
         rec: PodRecord,
         settings: Settings,
     ) -> PodHandle {
@@ -333,7 +312,7 @@ impl PodWorker {
     fn network_status(
         &self,
         st: &mut k8s_openapi::api::core::v1::PodStatus,
-        sandbox: Option<&crate::runtime::SandboxStatus>,
+        sandbox: Option<&podhost_runtime::SandboxStatus>,
     ) {
         use k8s_openapi::api::core::v1::PodIP;
         let prev = self.rec.pod.status.as_ref();
@@ -658,7 +637,7 @@ impl PodWorker {
     fn track_mut(&mut self, name: &str) -> &mut ContainerTrack {
         self.rec.containers.entry(name.to_string()).or_default()
     }
-    fn current(&self, name: &str) -> Option<&crate::runtime::ContainerStatus> {
+    fn current(&self, name: &str) -> Option<&podhost_runtime::ContainerStatus> {
         self.rec
             .containers
             .get(name)
@@ -931,7 +910,7 @@ impl PodWorker {
                 // A config contradicting the image (runAsNonRoot and a root image) is
                 // the pod's fault, not the runtime's: kubelet's CreateContainerConfigError.
                 let reason = match e {
-                    crate::runtime::RuntimeError::ContainerConfig(_) => {
+                    podhost_runtime::RuntimeError::ContainerConfig(_) => {
                         "CreateContainerConfigError"
                     }
                     _ => "CreateContainerError",

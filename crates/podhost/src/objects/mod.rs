@@ -17,8 +17,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::watch;
 
-use crate::runtime::RuntimeError;
-use crate::store::{read_json, write_json_atomic};
+use podhost_runtime::state_file::{read_json, write_json_atomic};
+use podhost_runtime::RuntimeError;
 
 /// Why an object could not be stored.
 #[derive(Debug, thiserror::Error)]
@@ -309,7 +309,7 @@ impl Objects {
             }
             None => {
                 let m = obj.meta_mut();
-                m.uid = Some(crate::server::new_uid());
+                m.uid = Some(new_uid());
                 m.creation_timestamp = Some(crate::timefmt::k8s_time(now));
                 Applied::Created
             }
@@ -437,6 +437,22 @@ fn load<T: Kind>(
         }
     }
     Ok(())
+}
+
+/// A new random object UID (RFC 4122 v4 layout, like Kubernetes').
+pub fn new_uid() -> String {
+    let b: [u8; 16] = rand::random();
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    // RFC 4122 v4 layout, like Kubernetes UIDs.
+    format!(
+        "{}-{}-4{}-{}{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[13..16],
+        ["8", "9", "a", "b"][(b[8] & 3) as usize],
+        &h[17..20],
+        &h[20..32]
+    )
 }
 
 #[cfg(test)]

@@ -32,22 +32,6 @@ pub struct ApplyResponse {
     pub warnings: Vec<String>,
 }
 
-/// A new random object UID (RFC 4122 v4 layout, like Kubernetes').
-pub fn new_uid() -> String {
-    let b: [u8; 16] = rand::random();
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    // RFC 4122 v4 layout, like Kubernetes UIDs.
-    format!(
-        "{}-{}-4{}-{}{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[13..16],
-        ["8", "9", "a", "b"][(b[8] & 3) as usize],
-        &h[17..20],
-        &h[20..32]
-    )
-}
-
 /// One checked document.
 enum Checked {
     Pod(Box<Pod>),
@@ -188,7 +172,7 @@ pub(super) async fn apply(
     }
     for (i, mut pod) in to_create {
         let name = pod.metadata.name.clone().unwrap_or_default();
-        pod.metadata.uid = Some(new_uid());
+        pod.metadata.uid = Some(crate::objects::new_uid());
         pod.metadata.creation_timestamp = Some(k8s_time(now));
         pod.metadata.resource_version = Some("1".into());
         if let Some(spec) = pod.spec.as_mut() {

@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use super::logs::pick_container;
 use super::{ApiError, Daemon};
-use crate::runtime::{ContainerState, ExecOptions, TerminalSize};
+use podhost_runtime::{ContainerState, ExecOptions, TerminalSize};
 
 /// Options of `exec`.
 #[derive(Debug, Deserialize)]

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use super::{ApiError, Daemon};
-use crate::runtime::ContainerState;
+use podhost_runtime::ContainerState;
 
 /// Options of `logs`, like kubectl's.
 #[derive(Debug, Deserialize)]

@@ -5,7 +5,7 @@
 //! - [`exec`]: HTTP upgrade, then the shim's frame protocol end to end.
 
 mod apply;
-pub use apply::{new_uid, ApplyRequest, ApplyResponse};
+pub use apply::{ApplyRequest, ApplyResponse};
 mod exec;
 mod images;
 pub use images::{PruneResult, PullLine};
@@ -30,15 +30,15 @@ use crate::config::Config;
 use crate::lifecycle::restart::BackoffPolicy;
 use crate::lifecycle::worker::{Clock, Settings};
 use crate::lifecycle::{PodEvent, PodHandle, PodRecord, PodWorker, WorkerCmd};
-use crate::runtime::local::LocalRuntime;
-use crate::runtime::Runtime;
 use crate::store::PodStore;
+use podhost_runtime::owned::Owned;
+use podhost_runtime::{Owner, Runtime};
 
 /// Shared state of the daemon.
 pub struct Daemon {
-    local: Arc<LocalRuntime>,
+    /// podhost's view of the runtime: only the sandboxes it created.
     runtime: Arc<dyn Runtime>,
-    store: PodStore,
+    store: PodStore<PodRecord>,
     objects: crate::objects::Objects,
     pods: Mutex<HashMap<String, PodHandle>>,
     settings: Settings,
@@ -88,7 +88,7 @@ pub enum ServeError {
     },
     /// The runtime could not open its state.
     #[error(transparent)]
-    Runtime(#[from] crate::runtime::RuntimeError),
+    Runtime(#[from] podhost_runtime::RuntimeError),
 }
 
 fn io_err(
@@ -106,7 +106,7 @@ fn io_err(
 /// Hold an exclusive lock on `<state>/podhost.lock` for the daemon's lifetime.
 fn lock_state_dir(config: &Config) -> Result<std::fs::File, ServeError> {
     use std::os::fd::AsRawFd;
-    let path = config.state_dir.join("podhost.lock");
+    let path = config.runtime.state_dir.join("podhost.lock");
     let f = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -116,7 +116,7 @@ fn lock_state_dir(config: &Config) -> Result<std::fs::File, ServeError> {
     // SAFETY: flock on a file descriptor we own.
     let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
     if rc != 0 {
-        return Err(ServeError::AlreadyRunning(config.state_dir.clone()));
+        return Err(ServeError::AlreadyRunning(config.runtime.state_dir.clone()));
     }
     Ok(f)
 }
@@ -124,30 +124,71 @@ fn lock_state_dir(config: &Config) -> Result<std::fs::File, ServeError> {
 /// How long a stopping daemon lets open streams (logs -f, exec) finish.
 const STOP_STREAMS_AFTER: Duration = Duration::from_secs(2);
 
-/// Run the daemon until SIGINT/SIGTERM. Pods keep running when it stops.
-pub async fn serve(config: Config) -> Result<(), ServeError> {
-    std::fs::create_dir_all(&config.state_dir).map_err(io_err("creating", &config.state_dir))?;
-    std::fs::create_dir_all(&config.run_dir).map_err(io_err("creating", &config.run_dir))?;
-    std::fs::set_permissions(&config.run_dir, std::fs::Permissions::from_mode(0o711))
-        .map_err(io_err("chmod", &config.run_dir))?;
-    let _lock = lock_state_dir(&config)?;
-    let local = LocalRuntime::open(config.clone())?;
-    let runtime: Arc<dyn Runtime> = local.clone();
+/// What `podhost serve` holds before it has a runtime: the state directories, the
+/// exclusive lock on them and the bound API socket.
+pub struct Prepared {
+    /// Held for the daemon's lifetime: a second daemon on the same root is refused.
+    _lock: std::fs::File,
+    /// The root-only API socket.
+    listener: tokio::net::UnixListener,
+    /// Its path, removed when the daemon stops.
+    socket: std::path::PathBuf,
+}
+
+/// Makes the state and run directories, takes the state lock and binds the API socket.
+pub fn prepare(config: &Config) -> Result<Prepared, ServeError> {
+    let (state, run) = (&config.runtime.state_dir, &config.runtime.run_dir);
+    std::fs::create_dir_all(state).map_err(io_err("creating", state))?;
+    std::fs::create_dir_all(run).map_err(io_err("creating", run))?;
+    std::fs::set_permissions(run, std::fs::Permissions::from_mode(0o711))
+        .map_err(io_err("chmod", run))?;
+    let lock = lock_state_dir(config)?;
+    let socket = config.api_socket();
+    let _ = std::fs::remove_file(&socket);
+    let listener = tokio::net::UnixListener::bind(&socket).map_err(io_err("binding", &socket))?;
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))
+        .map_err(io_err("chmod", &socket))?;
+    Ok(Prepared {
+        _lock: lock,
+        listener,
+        socket,
+    })
+}
+
+/// Resolves on SIGINT or SIGTERM: how `podhost serve` is stopped.
+pub async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+    }
+}
+
+/// Serve the HTTP API on `prepared`'s socket with pods on `runtime` until `shutdown`
+/// resolves. Pods keep running when it returns. The runtime is podhost's whole view of
+/// the machine: the local one in `podhost serve`, the fake in tests. Only the
+/// sandboxes podhost itself created are seen (see [`podhost_runtime::owned`]).
+pub async fn run(
+    prepared: Prepared,
+    runtime: Arc<dyn Runtime>,
+    config: Config,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let runtime: Arc<dyn Runtime> = Arc::new(Owned::new(runtime, Owner::Podhost));
     let store = PodStore::open(&config.pods_dir())?;
-    let objects = crate::objects::Objects::open(&config.state_dir)?;
+    let objects = crate::objects::Objects::open(&config.runtime.state_dir)?;
     let settings = Settings {
         backoff: BackoffPolicy {
             initial: config.backoff_initial,
             max: config.backoff_max,
         },
-        log_dir: config.log_dir.clone(),
-        volumes_dir: config.state_dir.join("volumes"),
+        log_dir: config.runtime.log_dir.clone(),
+        volumes_dir: config.volumes_dir(),
         clock: Clock::default(),
         resync: Duration::from_secs(1),
         objects: objects.clone(),
     };
     let daemon = Arc::new(Daemon {
-        local,
         runtime,
         store,
         objects,
@@ -166,22 +207,17 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         config.image_gc_low_percent,
         Duration::from_secs(60),
     );
-    let sock = config.api_socket();
-    let _ = std::fs::remove_file(&sock);
-    let listener = tokio::net::UnixListener::bind(&sock).map_err(io_err("binding", &sock))?;
-    std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600))
-        .map_err(io_err("chmod", &sock))?;
-    tracing::info!("podhost daemon listening on {}", sock.display());
+    let Prepared {
+        _lock,
+        listener,
+        socket,
+    } = prepared;
+    tracing::info!("podhost daemon listening on {}", socket.display());
     let app = router(daemon);
     let stopping = Arc::new(tokio::sync::Notify::new());
     let notify = stopping.clone();
     let shutdown = async move {
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
-        }
+        shutdown.await;
         notify.notify_one();
     };
     let serve = axum::serve(listener, app).with_graceful_shutdown(shutdown);
@@ -189,13 +225,13 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     // may stay open for ever: they get a moment, then the daemon exits anyway (pods
     // keep running; a follower resumes once the daemon is back).
     tokio::select! {
-        r = serve => r.map_err(io_err("serving on", &sock))?,
+        r = serve => r.map_err(io_err("serving on", &socket))?,
         () = async {
             stopping.notified().await;
             tokio::time::sleep(STOP_STREAMS_AFTER).await;
         } => tracing::info!("stopping with streams still open (logs -f, exec)"),
     }
-    let _ = std::fs::remove_file(&sock);
+    let _ = std::fs::remove_file(&socket);
     Ok(())
 }
 
@@ -205,22 +241,30 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
 /// is unreferenced until its pod is saved, and removal kills what is left in the pod's
 /// cgroup, which a new sandbox of the same pod shares. A pod whose
 /// record file exists but is unreadable keeps its sandbox: it is the user's to repair.
-/// Every sandbox is the daemon's own today; CRI sandboxes will need their own marker.
+/// The daemon's runtime view holds only podhost's own sandboxes: CRI's are never seen.
 async fn collect_unreferenced_sandboxes(daemon: &Arc<Daemon>, records: &[PodRecord]) {
     let referenced: std::collections::HashSet<&str> = records
         .iter()
         .filter_map(|r| r.sandbox_id.as_deref())
         .collect();
     let loaded: std::collections::HashSet<String> = records.iter().map(|r| r.uid()).collect();
-    let stale: Vec<String> = daemon
-        .local
-        .sandbox_pods()
+    let (sandboxes, containers) = match (
+        daemon.runtime.sandbox_refs().await,
+        daemon.runtime.container_refs().await,
+    ) {
+        (Ok(s), Ok(c)) => (s, c),
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::warn!("start-time cleanup skipped: listing the runtime's records: {e}");
+            return;
+        }
+    };
+    let stale: Vec<String> = sandboxes
         .into_iter()
-        .filter(|(id, uid)| {
-            !referenced.contains(id.as_str())
-                && (loaded.contains(uid) || !daemon.store.has_file(uid))
+        .filter(|s| {
+            !referenced.contains(s.id.as_str())
+                && (loaded.contains(&s.pod_uid) || !daemon.store.has_file(&s.pod_uid))
         })
-        .map(|(id, _)| id)
+        .map(|s| s.id)
         .collect();
     // Containers created in a live sandbox by a daemon killed before it saved the pod:
     // the worker makes another, so these would run unseen until the pod is deleted.
@@ -231,8 +275,9 @@ async fn collect_unreferenced_sandboxes(daemon: &Arc<Daemon>, records: &[PodReco
         .flatten()
         .map(|c| c.id.as_str())
         .collect();
-    for (cid, sid) in daemon.local.container_sandboxes() {
-        if known.contains(cid.as_str()) || !referenced.contains(sid.as_str()) {
+    for c in containers {
+        let cid = c.id;
+        if known.contains(cid.as_str()) || !referenced.contains(c.sandbox_id.as_str()) {
             continue;
         }
         let removed = async {
@@ -492,9 +537,9 @@ async fn list_containers(
             image: "podhost/pause (built in)".into(),
             created: s.created_at,
             state: match s.state {
-                crate::runtime::SandboxState::Ready => "Running".into(),
-                crate::runtime::SandboxState::NotReady => "Exited".into(),
-                crate::runtime::SandboxState::Unknown => "Unknown".into(),
+                podhost_runtime::SandboxState::Ready => "Running".into(),
+                podhost_runtime::SandboxState::NotReady => "Exited".into(),
+                podhost_runtime::SandboxState::Unknown => "Unknown".into(),
             },
             name: "POD".into(),
             attempt: s.config.attempt,
@@ -528,16 +573,82 @@ async fn list_containers(
     Ok(Json(rows))
 }
 
-/// CPU (sampled over one second) and memory of running pods and containers.
-async fn top(
-    State(d): State<Arc<Daemon>>,
-) -> Result<Json<Vec<crate::runtime::linux::Usage>>, ApiError> {
-    d.local.usage().await.map(Json).map_err(ApiError::internal)
+/// CPU and memory of a pod or container, as `kubectl top` shows them.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Usage {
+    /// Pod namespace.
+    pub namespace: String,
+    /// Pod name.
+    pub pod: String,
+    /// Container name; empty for the pod total.
+    pub container: String,
+    /// CPU in millicores, averaged over the sampling window.
+    pub cpu_millis: u64,
+    /// Working set in bytes (usage minus inactive file cache, like kubectl top).
+    pub memory_bytes: u64,
+}
+
+/// How long CPU time is sampled: kubectl top shows a rate, which needs two readings.
+const TOP_WINDOW: Duration = Duration::from_millis(1000);
+
+/// CPU (sampled over [`TOP_WINDOW`]) and memory of running pods and containers.
+async fn top(State(d): State<Arc<Daemon>>) -> Result<Json<Vec<Usage>>, ApiError> {
+    let first = d
+        .runtime
+        .list_pod_sandbox_stats()
+        .await
+        .map_err(ApiError::internal)?;
+    tokio::time::sleep(TOP_WINDOW).await;
+    let second = d
+        .runtime
+        .list_pod_sandbox_stats()
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Json(usage_between(&first, &second)))
+}
+
+/// Rates between two samples of cumulative counters, like kubelet's summary API. A pod
+/// or container missing from either sample (started or gone meanwhile) is left out.
+fn usage_between(
+    first: &[podhost_runtime::SandboxStats],
+    second: &[podhost_runtime::SandboxStats],
+) -> Vec<Usage> {
+    let millis = |a_ns: Option<u64>, a_t: i64, b_ns: Option<u64>, b_t: i64| {
+        let (a, b) = (a_ns?, b_ns?);
+        let elapsed = (b_t - a_t).max(1) as u64;
+        Some(b.saturating_sub(a) * 1000 / elapsed)
+    };
+    let mut out = Vec::new();
+    for s in second {
+        let Some(f) = first.iter().find(|f| f.id == s.id) else {
+            continue;
+        };
+        let row = |container: &str, cpu_millis, memory: Option<u64>| Usage {
+            namespace: s.namespace.clone(),
+            pod: s.name.clone(),
+            container: container.to_string(),
+            cpu_millis,
+            memory_bytes: memory.unwrap_or(0),
+        };
+        let Some(cpu) = millis(f.cpu_usage_ns, f.timestamp, s.cpu_usage_ns, s.timestamp) else {
+            continue;
+        };
+        out.push(row("", cpu, s.memory_working_set));
+        for c in &s.containers {
+            let Some(fc) = f.containers.iter().find(|fc| fc.id == c.id) else {
+                continue;
+            };
+            if let Some(cpu) = millis(fc.cpu_usage_ns, fc.timestamp, c.cpu_usage_ns, c.timestamp) {
+                out.push(row(&c.name, cpu, c.memory_working_set));
+            }
+        }
+    }
+    out
 }
 
 async fn list_images(
     State(d): State<Arc<Daemon>>,
-) -> Result<Json<Vec<crate::runtime::ImageInfo>>, ApiError> {
+) -> Result<Json<Vec<podhost_runtime::ImageInfo>>, ApiError> {
     d.runtime
         .list_images()
         .await
@@ -555,11 +666,10 @@ struct LoadRequest {
 async fn load_image(
     State(d): State<Arc<Daemon>>,
     Json(req): Json<LoadRequest>,
-) -> Result<Json<Vec<podhost_image::Image>>, ApiError> {
-    let images = d.local.images();
-    tokio::task::spawn_blocking(move || images.load(&req.path, req.tag.as_deref()))
+) -> Result<Json<Vec<podhost_runtime::ImageInfo>>, ApiError> {
+    d.runtime
+        .load_image(&req.path, req.tag.as_deref())
         .await
-        .map_err(ApiError::internal)?
         .map(Json)
         .map_err(|e| ApiError::bad(e.to_string()))
 }

@@ -87,18 +87,3 @@ pub struct ContainerLinux {
     /// Security context.
     pub security: SecurityConfig,
 }
-
-/// CPU and memory use of a pod or container, from its cgroup (`podhost top`).
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Usage {
-    /// Pod namespace.
-    pub namespace: String,
-    /// Pod name.
-    pub pod: String,
-    /// Container name; empty for the pod total.
-    pub container: String,
-    /// CPU in millicores, averaged over the sampling window.
-    pub cpu_millis: u64,
-    /// Working set in bytes (usage minus inactive file cache, like kubectl top).
-    pub memory_bytes: u64,
-}

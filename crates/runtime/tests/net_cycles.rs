@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use podhost::config::NetworkSettings;
-use podhost::runtime::network::{Network, PodRef, PortMapping, DEFAULT_CONFLIST};
+use podhost_runtime::config::NetworkSettings;
+use podhost_runtime::network::{Network, PodRef, PortMapping, DEFAULT_CONFLIST};
 
 /// A private network (own bridge, /24, dirs) under a temp root.
 struct NetEnv {

@@ -1,19 +1,39 @@
-//! The CRI-shaped `Runtime` trait the lifecycle layer drives, and its implementations.
+//! podhost's container runtime, behind one door: the CRI-shaped [`Runtime`] trait.
 //!
 //! Methods mirror CRI's RuntimeService/ImageService (RunPodSandbox, CreateContainer,
 //! StartContainer, StopContainer, ContainerStatus, Exec, ImageStatus …) so that the CRI
-//! gRPC server is a thin mapping, and so that lifecycle logic can be tested against
-//! [`fake::FakeRuntime`] with tokio's paused clock.
+//! gRPC server is a thin mapping, and so that the layers above (lifecycle, the HTTP API,
+//! the CRI server) are tested against [`fake::FakeRuntime`] with tokio's paused clock.
+//!
+//! # Layout
+//! - [`local`]: the runtime of this machine: sandboxes (netns pin, per-pod shim, pause),
+//!   containers (overlay rootfs, OCI bundle, `podhost-runc`), images, recovery after a
+//!   daemon crash, usage from cgroups.
+//! - [`network`]: the pod network: CNI plugins run on the pinned netns.
+//! - [`cgroups`]: pod and container cgroups, v1 and v2.
+//! - [`linux`]: the Linux parts of sandbox and container configs (resources, security).
+//! - `shim_client`, `netns`, `mounts`: talking to a pod's shim, pinning namespaces, mounts.
+//! - [`config`]: where the runtime keeps its state and finds its helpers.
+//! - [`state_file`]: durable JSON files written atomically.
+//! - [`clock`]: timestamps, from a clock tests can pause.
+//! - [`owned`]: one front door's view (podhost's lifecycle or CRI): only its sandboxes.
+//! - [`fake`] (feature `fake`): an in-memory runtime for tests.
+//! - [`error`]: the errors, [`RuntimeError`].
 
 pub mod cgroups;
+pub mod clock;
+pub mod config;
 pub mod error;
+#[cfg(feature = "fake")]
 pub mod fake;
 pub mod linux;
 pub mod local;
 mod mounts;
 mod netns;
 pub mod network;
+pub mod owned;
 mod shim_client;
+pub mod state_file;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -60,6 +80,102 @@ pub struct SandboxConfig {
     /// `hostAliases`, appended to the pod's /etc/hosts.
     #[serde(default)]
     pub host_aliases: Vec<HostAlias>,
+    /// Which front door made the sandbox; each sees and touches only its own (see
+    /// [`owned::Owned`]). Records of older versions are podhost's.
+    #[serde(default)]
+    pub owner: Owner,
+}
+
+/// Who drives a sandbox: podhost's own lifecycle (pods applied with the CLI) or a
+/// kubelet through CRI. A kubelet removes every sandbox it does not know, and podhost's
+/// start-time cleanup removes sandboxes no pod record refers to: each must only ever
+/// see its own.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq, Hash)]
+pub enum Owner {
+    /// Pods of podhost's HTTP API and lifecycle.
+    #[default]
+    Podhost,
+    /// Sandboxes created through the CRI gRPC API.
+    Cri,
+}
+
+/// A sandbox as the runtime recorded it, without asking its shim (cheap; for cleanup
+/// and ownership checks).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SandboxRef {
+    /// Sandbox id.
+    pub id: String,
+    /// UID of its pod.
+    pub pod_uid: String,
+    /// Who made it.
+    pub owner: Owner,
+}
+
+/// A container as the runtime recorded it, without asking its shim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerRef {
+    /// Container id.
+    pub id: String,
+    /// Its sandbox.
+    pub sandbox_id: String,
+}
+
+/// Cumulative resource counters of one container at one instant (CRI `ContainerStats`):
+/// rates come from two samples, as kubelet computes them.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ContainerStats {
+    /// Container id.
+    pub id: String,
+    /// Container name in its pod.
+    pub name: String,
+    /// When the counters were read, unix nanoseconds.
+    pub timestamp: i64,
+    /// CPU time used since the container started, nanoseconds.
+    pub cpu_usage_ns: Option<u64>,
+    /// Memory working set (usage minus inactive file cache), bytes.
+    pub memory_working_set: Option<u64>,
+}
+
+/// Cumulative resource counters of one pod and its running containers (CRI
+/// `PodSandboxStats`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SandboxStats {
+    /// Sandbox id.
+    pub id: String,
+    /// Pod name.
+    pub name: String,
+    /// Pod namespace.
+    pub namespace: String,
+    /// Pod UID.
+    pub uid: String,
+    /// When the pod's counters were read, unix nanoseconds.
+    pub timestamp: i64,
+    /// CPU time of the whole pod cgroup, nanoseconds.
+    pub cpu_usage_ns: Option<u64>,
+    /// Memory working set of the whole pod cgroup, bytes.
+    pub memory_working_set: Option<u64>,
+    /// Its running containers.
+    pub containers: Vec<ContainerStats>,
+}
+
+/// Space of the filesystem holding the images (CRI `ImageFsInfo`).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct FsUsage {
+    /// Bytes used by the image store.
+    pub used_bytes: u64,
+    /// Inodes used by the image store.
+    pub inodes_used: u64,
+    /// Percent of the filesystem in use, as `df` shows it.
+    pub percent_used: f64,
+}
+
+/// What an image prune or garbage collection removed.
+#[derive(Debug, Default, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PruneResult {
+    /// Image ids removed.
+    pub removed: Vec<String>,
+    /// Sum of their sizes (shared layers make it an upper bound).
+    pub reclaimed: u64,
 }
 
 /// Whether the sandbox's pause process is alive (CRI `PodSandboxState`).
@@ -348,7 +464,8 @@ async fn collect_exec(
     }
 }
 
-/// The CRI-shaped interface between lifecycle and the machine.
+/// The CRI-shaped interface between the layers above (lifecycle, HTTP API, CRI) and the
+/// machine.
 #[async_trait::async_trait]
 pub trait Runtime: Send + Sync + 'static {
     /// Create and start a sandbox: netns pinned, shim and pause running. Returns its id.
@@ -440,6 +557,29 @@ pub trait Runtime: Send + Sync + 'static {
     ) -> Result<PulledImage, RuntimeError>;
     /// Remove an image (CRI `RemoveImage`); refused while a container uses it.
     async fn remove_image(&self, reference: &str) -> Result<(), RuntimeError>;
+    /// Load images from an archive (docker-archive, OCI archive or OCI layout directory)
+    /// on this machine, tagging a single image with `tag` if given.
+    async fn load_image(
+        &self,
+        path: &std::path::Path,
+        tag: Option<&str>,
+    ) -> Result<Vec<ImageInfo>, RuntimeError>;
+    /// Remove the images no container uses: untagged ones, or all with `all` (like
+    /// `docker image prune [-a]`).
+    async fn prune_images(&self, all: bool) -> Result<PruneResult, RuntimeError>;
+    /// kubelet's image GC: when the image filesystem is fuller than `high` percent,
+    /// remove unused images least recently used first until it is below `low`; images
+    /// containers use have their last use renewed.
+    async fn collect_images(&self, high: u8, low: u8) -> Result<PruneResult, RuntimeError>;
+    /// Space used by images (CRI `ImageFsInfo`).
+    async fn image_fs_info(&self) -> Result<FsUsage, RuntimeError>;
+    /// Cumulative CPU and memory counters of every ready sandbox and its running
+    /// containers (CRI `ListPodSandboxStats`).
+    async fn list_pod_sandbox_stats(&self) -> Result<Vec<SandboxStats>, RuntimeError>;
+    /// Every recorded sandbox, without asking shims.
+    async fn sandbox_refs(&self) -> Result<Vec<SandboxRef>, RuntimeError>;
+    /// Every recorded container, without asking shims.
+    async fn container_refs(&self) -> Result<Vec<ContainerRef>, RuntimeError>;
     /// Events about exits, so lifecycle reacts without polling (CRI `GetContainerEvents`).
     fn events(&self) -> tokio::sync::broadcast::Receiver<RuntimeEvent>;
 }

@@ -1,5 +1,5 @@
 //! An in-memory `Runtime` for lifecycle tests: no processes, controllable exits,
-//! time from the lifecycle [`Clock`](crate::lifecycle::worker::Clock) (tokio's, pausable).
+//! time from the lifecycle [`Clock`](crate::clock::Clock) (tokio's, pausable).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::sync::broadcast;
 
 use super::*;
-use crate::lifecycle::worker::Clock;
+use crate::clock::Clock;
 
 #[derive(Default)]
 struct State {
@@ -25,6 +25,17 @@ struct State {
     stops: Vec<(String, Duration, i32)>,
     /// Images the fake registry serves to `pull_image`.
     pullable: Vec<String>,
+}
+
+/// What the fake reports for an image present under `reference`.
+fn fake_image(reference: &str) -> ImageInfo {
+    ImageInfo {
+        id: "sha256:fake".into(),
+        repo_tags: vec![reference.to_string()],
+        size: 0,
+        stop_signal: None,
+        repo_digests: Vec::new(),
+    }
 }
 
 /// How a fake exec ends: `Some(result)`, or `None` to hang until the timeout.
@@ -361,16 +372,14 @@ impl Runtime for FakeRuntime {
     }
     async fn image_status(&self, reference: &str) -> Result<Option<ImageInfo>, RuntimeError> {
         let st = self.lock();
-        Ok(st.images.iter().any(|i| i == reference).then(|| ImageInfo {
-            id: "sha256:fake".into(),
-            repo_tags: vec![reference.to_string()],
-            size: 0,
-            stop_signal: None,
-            repo_digests: Vec::new(),
-        }))
+        Ok(st
+            .images
+            .iter()
+            .any(|i| i == reference)
+            .then(|| fake_image(reference)))
     }
     async fn list_images(&self) -> Result<Vec<ImageInfo>, RuntimeError> {
-        Ok(Vec::new())
+        Ok(self.lock().images.iter().map(|i| fake_image(i)).collect())
     }
     async fn pull_image(
         &self,
@@ -403,6 +412,104 @@ impl Runtime for FakeRuntime {
     async fn remove_image(&self, reference: &str) -> Result<(), RuntimeError> {
         self.lock().images.retain(|i| i != reference);
         Ok(())
+    }
+    async fn load_image(
+        &self,
+        path: &std::path::Path,
+        tag: Option<&str>,
+    ) -> Result<Vec<ImageInfo>, RuntimeError> {
+        let mut st = self.lock();
+        st.calls.push(format!("load:{}", path.display()));
+        let name = tag.map_or_else(|| format!("loaded{}", path.display()), str::to_string);
+        st.images.push(name.clone());
+        Ok(vec![fake_image(&name)])
+    }
+    async fn prune_images(&self, all: bool) -> Result<PruneResult, RuntimeError> {
+        let mut st = self.lock();
+        st.calls.push(format!("prune:{all}"));
+        // Fake images are all tagged: only `all` removes, and never one a container uses.
+        if !all {
+            return Ok(PruneResult::default());
+        }
+        let used: HashSet<String> = st
+            .containers
+            .values()
+            .map(|c| c.config.image.clone())
+            .collect();
+        let (gone, kept) = st.images.drain(..).partition(|i| !used.contains(i));
+        st.images = kept;
+        Ok(PruneResult {
+            removed: gone,
+            reclaimed: 0,
+        })
+    }
+    async fn collect_images(&self, high: u8, low: u8) -> Result<PruneResult, RuntimeError> {
+        self.lock()
+            .calls
+            .push(format!("collect_images:{high}:{low}"));
+        Ok(PruneResult::default())
+    }
+    async fn image_fs_info(&self) -> Result<FsUsage, RuntimeError> {
+        Ok(FsUsage {
+            used_bytes: 0,
+            inodes_used: self.lock().images.len() as u64,
+            percent_used: 0.0,
+        })
+    }
+    async fn list_pod_sandbox_stats(&self) -> Result<Vec<SandboxStats>, RuntimeError> {
+        let st = self.lock();
+        let now = self.clock.now();
+        let mut out: Vec<SandboxStats> = st
+            .sandboxes
+            .values()
+            .filter(|s| s.state == SandboxState::Ready)
+            .map(|s| SandboxStats {
+                id: s.id.clone(),
+                name: s.config.name.clone(),
+                namespace: s.config.namespace.clone(),
+                uid: s.config.uid.clone(),
+                timestamp: now,
+                cpu_usage_ns: Some(0),
+                memory_working_set: Some(0),
+                containers: st
+                    .containers
+                    .values()
+                    .filter(|c| c.sandbox_id == s.id && c.state == ContainerState::Running)
+                    .map(|c| ContainerStats {
+                        id: c.id.clone(),
+                        name: c.config.name.clone(),
+                        timestamp: now,
+                        cpu_usage_ns: Some(0),
+                        memory_working_set: Some(0),
+                    })
+                    .collect(),
+            })
+            .collect();
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(out)
+    }
+    async fn sandbox_refs(&self) -> Result<Vec<SandboxRef>, RuntimeError> {
+        Ok(self
+            .lock()
+            .sandboxes
+            .values()
+            .map(|s| SandboxRef {
+                id: s.id.clone(),
+                pod_uid: s.config.uid.clone(),
+                owner: s.config.owner,
+            })
+            .collect())
+    }
+    async fn container_refs(&self) -> Result<Vec<ContainerRef>, RuntimeError> {
+        Ok(self
+            .lock()
+            .containers
+            .values()
+            .map(|c| ContainerRef {
+                id: c.id.clone(),
+                sandbox_id: c.sandbox_id.clone(),
+            })
+            .collect())
     }
     fn events(&self) -> broadcast::Receiver<RuntimeEvent> {
         self.events.subscribe()

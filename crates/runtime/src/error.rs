@@ -99,6 +99,8 @@ pub enum RuntimeError {
         sandbox_id: String,
         /// The request.
         op: &'static str,
+        /// Class of the error (not found, wrong state …), to act on.
+        code: podhost_shim::proto::ErrorCode,
         /// What went wrong.
         message: String,
     },

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use podhost_shim::proto::{
-    ContainerState, ContainerStatus, Event, Request, Response, TerminalSize,
+    ContainerState, ContainerStatus, ErrorCode, Event, Request, Response, TerminalSize,
 };
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
@@ -46,6 +46,17 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
 /// Create, start and exec run the container helper inside the shim.
 const HELPER_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The class of an error from a shim older than error codes, which still runs pods
+/// started before an upgrade: only "not found" matters to the daemon, and those shims
+/// said it in one fixed phrase.
+fn legacy_code(message: &str) -> ErrorCode {
+    if message.contains(" not found in sandbox ") {
+        ErrorCode::NotFound
+    } else {
+        ErrorCode::Internal
+    }
+}
+
 /// The shim is gone (so there is nothing left on its side to ask or stop).
 pub fn is_gone(e: &RuntimeError) -> bool {
     matches!(e, RuntimeError::ShimGone { .. })
@@ -61,10 +72,15 @@ impl ShimClient {
     }
 
     fn err(&self, op: &'static str, message: impl ToString) -> RuntimeError {
+        self.failed(op, ErrorCode::Internal, message.to_string())
+    }
+
+    fn failed(&self, op: &'static str, code: ErrorCode, message: String) -> RuntimeError {
         RuntimeError::Shim {
             sandbox_id: self.sandbox_id.clone(),
             op,
-            message: message.to_string(),
+            code,
+            message,
         }
     }
 
@@ -136,14 +152,13 @@ impl ShimClient {
         }
         let resp: Response = serde_json::from_slice(&buf).map_err(|e| self.err(op, e))?;
         if resp.ok {
-            Ok(resp)
-        } else {
-            Err(self.err(
-                op,
-                resp.error
-                    .unwrap_or_else(|| "shim error without message".into()),
-            ))
+            return Ok(resp);
         }
+        let message = resp
+            .error
+            .unwrap_or_else(|| "shim error without message".into());
+        let code = resp.code.unwrap_or_else(|| legacy_code(&message));
+        Err(self.failed(op, code, message))
     }
 
     async fn request(&self, op: &'static str, req: Request) -> Result<Response, RuntimeError> {

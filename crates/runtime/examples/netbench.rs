@@ -7,8 +7,8 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use podhost::config::NetworkSettings;
-use podhost::runtime::network::{Network, PodRef, PortMapping};
+use podhost_runtime::config::NetworkSettings;
+use podhost_runtime::network::{Network, PodRef, PortMapping};
 
 fn stats(name: &str, v: &mut [Duration]) {
     v.sort();

@@ -22,7 +22,7 @@ use serde_json::Value;
 use super::netns;
 use super::RuntimeError;
 use crate::config::NetworkSettings;
-use crate::store::{read_json, write_json_atomic};
+use crate::state_file::{read_json, write_json_atomic};
 use cni::{Cni, CniError, ConfList, RuntimeConf};
 pub use files::{DnsConfig, HostAlias};
 

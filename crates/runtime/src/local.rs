@@ -20,11 +20,13 @@ use super::netns;
 use super::network::{Attachment, Network};
 use super::shim_client::{is_gone, ShimClient, ShimStatus};
 use super::*;
-use crate::config::Config;
-use crate::store::{read_json, write_json_atomic};
-use crate::timefmt::now_nanos;
+use crate::clock::now_nanos;
+use crate::config::RuntimeConfig;
+use crate::state_file::{read_json, write_json_atomic};
 use podhost_shim::proto::ContainerState as ShimState;
+use podhost_shim::proto::ErrorCode;
 
+mod image_gc;
 mod images;
 mod sandbox;
 mod usage;
@@ -59,7 +61,7 @@ struct ContainerRecord {
 
 /// The runtime of this machine.
 pub struct LocalRuntime {
-    config: Config,
+    config: RuntimeConfig,
     /// The machine's cgroup hierarchy (v1 or v2).
     cgroups: Cgroups,
     /// Lowest oom_score_adj a container may get here (negative needs CAP_SYS_RESOURCE).
@@ -125,7 +127,7 @@ fn sigkill() -> i32 {
 impl LocalRuntime {
     /// Open the runtime: the image store, and the records of sandboxes and containers left
     /// by a previous daemon (their shims keep running across daemon restarts).
-    pub fn open(config: Config) -> Result<Arc<Self>, RuntimeError> {
+    pub fn open(config: RuntimeConfig) -> Result<Arc<Self>, RuntimeError> {
         for d in [
             config.state_dir.clone(),
             config.run_dir.clone(),
@@ -287,11 +289,6 @@ impl LocalRuntime {
         }
     }
 
-    /// The image store (for `image load` and `images`).
-    pub fn images(&self) -> Arc<ImageStore> {
-        self.images.clone()
-    }
-
     fn load_records(&self) {
         for r in records::<SandboxRecord>(&self.config.state_dir.join("sandboxes"), "sandbox.json")
         {
@@ -309,20 +306,6 @@ impl LocalRuntime {
     }
     fn lock_containers(&self) -> std::sync::MutexGuard<'_, HashMap<String, ContainerRecord>> {
         self.containers.lock().unwrap_or_else(|p| p.into_inner())
-    }
-    /// Every recorded sandbox as (sandbox id, pod uid).
-    pub fn sandbox_pods(&self) -> Vec<(String, String)> {
-        self.lock_sandboxes()
-            .values()
-            .map(|r| (r.id.clone(), r.config.uid.clone()))
-            .collect()
-    }
-    /// Every recorded container as (container id, sandbox id).
-    pub fn container_sandboxes(&self) -> Vec<(String, String)> {
-        self.lock_containers()
-            .values()
-            .map(|r| (r.id.clone(), r.sandbox_id.clone()))
-            .collect()
     }
     fn sandbox_ids(&self) -> Vec<String> {
         self.lock_sandboxes().keys().cloned().collect()
@@ -866,6 +849,7 @@ impl Runtime for LocalRuntime {
                 return Err(RuntimeError::Shim {
                     sandbox_id: sandbox_id.to_string(),
                     op: "create_container",
+                    code: ErrorCode::FailedPrecondition,
                     message: "sandbox is not ready (pause not running)".into(),
                 })
             }
@@ -998,6 +982,7 @@ impl Runtime for LocalRuntime {
                 return Err(RuntimeError::Shim {
                     sandbox_id: rec.sandbox_id.clone(),
                     op: "stop_container",
+                    code: ErrorCode::Internal,
                     message: format!("container {container_id} still running 10s after SIGKILL"),
                 });
             }
@@ -1016,7 +1001,10 @@ impl Runtime for LocalRuntime {
             Ok(()) => {}
             // The shim is gone (sandbox stopped) or never knew it: nothing left on its side.
             Err(e) if is_gone(&e) => {}
-            Err(RuntimeError::Shim { message, .. }) if message.contains("not found") => {}
+            Err(RuntimeError::Shim {
+                code: ErrorCode::NotFound,
+                ..
+            }) => {}
             Err(e) => return Err(e),
         }
         self.remove_container_files(container_id)
@@ -1138,6 +1126,53 @@ impl Runtime for LocalRuntime {
 
     async fn remove_image(&self, reference: &str) -> Result<(), RuntimeError> {
         self.remove_unused_image(reference).await
+    }
+
+    async fn load_image(
+        &self,
+        path: &Path,
+        tag: Option<&str>,
+    ) -> Result<Vec<ImageInfo>, RuntimeError> {
+        self.load(path, tag).await
+    }
+
+    async fn prune_images(&self, all: bool) -> Result<PruneResult, RuntimeError> {
+        self.prune(all).await
+    }
+
+    async fn collect_images(&self, high: u8, low: u8) -> Result<PruneResult, RuntimeError> {
+        self.gc(high, low).await
+    }
+
+    async fn image_fs_info(&self) -> Result<FsUsage, RuntimeError> {
+        self.fs_info().await
+    }
+
+    async fn list_pod_sandbox_stats(&self) -> Result<Vec<SandboxStats>, RuntimeError> {
+        self.stats().await
+    }
+
+    async fn sandbox_refs(&self) -> Result<Vec<SandboxRef>, RuntimeError> {
+        Ok(self
+            .lock_sandboxes()
+            .values()
+            .map(|r| SandboxRef {
+                id: r.id.clone(),
+                pod_uid: r.config.uid.clone(),
+                owner: r.config.owner,
+            })
+            .collect())
+    }
+
+    async fn container_refs(&self) -> Result<Vec<ContainerRef>, RuntimeError> {
+        Ok(self
+            .lock_containers()
+            .values()
+            .map(|r| ContainerRef {
+                id: r.id.clone(),
+                sandbox_id: r.sandbox_id.clone(),
+            })
+            .collect())
     }
 
     fn events(&self) -> broadcast::Receiver<RuntimeEvent> {

@@ -2,7 +2,7 @@
 //! RemovePodSandbox), with the pod network: one file to open for "what happens on run".
 
 use super::*;
-use crate::runtime::network::{files, PodRef};
+use crate::network::{files, PodRef};
 
 impl LocalRuntime {
     /// RunPodSandbox: pod files, `/dev/shm`, the network (new, or `reuse`d from a

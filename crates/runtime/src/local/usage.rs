@@ -1,0 +1,46 @@
+//! CPU and memory counters of pods and containers from their cgroups (CRI stats;
+//! `podhost top` turns two samples into rates).
+
+use super::LocalRuntime;
+use crate::clock::now_nanos;
+use crate::{ContainerState, ContainerStats, Runtime, RuntimeError, SandboxState, SandboxStats};
+
+impl LocalRuntime {
+    /// Counters of every ready sandbox and of its running containers.
+    pub(super) async fn stats(&self) -> Result<Vec<SandboxStats>, RuntimeError> {
+        let cg = self.cgroups.clone();
+        let mut out = Vec::new();
+        for sb in self.list_pod_sandboxes().await? {
+            if sb.state != SandboxState::Ready {
+                continue;
+            }
+            let c = &sb.config;
+            let pod_cgroup = self.pod_cgroup(c);
+            let mut containers = Vec::new();
+            for ct in self.list_containers(Some(&sb.id)).await? {
+                if ct.state != ContainerState::Running {
+                    continue;
+                }
+                let cgroup = self.container_cgroup(c, &ct.id);
+                containers.push(ContainerStats {
+                    timestamp: now_nanos(),
+                    cpu_usage_ns: cg.cpu_usage_ns(&cgroup),
+                    memory_working_set: cg.memory_working_set(&cgroup),
+                    id: ct.id,
+                    name: ct.config.name,
+                });
+            }
+            out.push(SandboxStats {
+                id: sb.id.clone(),
+                name: c.name.clone(),
+                namespace: c.namespace.clone(),
+                uid: c.uid.clone(),
+                timestamp: now_nanos(),
+                cpu_usage_ns: cg.cpu_usage_ns(&pod_cgroup),
+                memory_working_set: cg.memory_working_set(&pod_cgroup),
+                containers,
+            });
+        }
+        Ok(out)
+    }
+}

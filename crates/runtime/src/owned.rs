@@ -1,0 +1,387 @@
+//! One front door's view of a shared runtime: podhost's lifecycle and the CRI server
+//! each see, list and touch only the sandboxes (and their containers) they created.
+//!
+//! A kubelet removes every sandbox it does not know, and podhost's start-time cleanup
+//! removes sandboxes no pod record refers to; without this view each would destroy the
+//! other's pods. Images are shared: both may pull, list and remove them (a removal is
+//! still refused while any container uses the image).
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::broadcast;
+
+use crate::*;
+
+/// A [`Runtime`] restricted to the sandboxes of one [`Owner`].
+#[derive(Clone)]
+pub struct Owned {
+    /// The shared runtime.
+    inner: Arc<dyn Runtime>,
+    /// Whose sandboxes this view shows; stamped on every sandbox it creates.
+    owner: Owner,
+}
+
+impl Owned {
+    /// The view of `owner` on `inner`.
+    pub fn new(inner: Arc<dyn Runtime>, owner: Owner) -> Self {
+        Owned { inner, owner }
+    }
+
+    /// Ids of the sandboxes this view owns.
+    async fn own_sandboxes(&self) -> Result<HashSet<String>, RuntimeError> {
+        Ok(self
+            .inner
+            .sandbox_refs()
+            .await?
+            .into_iter()
+            .filter(|r| r.owner == self.owner)
+            .map(|r| r.id)
+            .collect())
+    }
+
+    async fn owns_sandbox(&self, id: &str) -> Result<bool, RuntimeError> {
+        Ok(self
+            .inner
+            .sandbox_refs()
+            .await?
+            .iter()
+            .any(|r| r.id == id && r.owner == self.owner))
+    }
+
+    async fn owns_container(&self, id: &str) -> Result<bool, RuntimeError> {
+        let Some(sandbox) = self
+            .inner
+            .container_refs()
+            .await?
+            .into_iter()
+            .find(|c| c.id == id)
+            .map(|c| c.sandbox_id)
+        else {
+            return Ok(false);
+        };
+        self.owns_sandbox(&sandbox).await
+    }
+
+    async fn sandbox(&self, id: &str) -> Result<(), RuntimeError> {
+        if self.owns_sandbox(id).await? {
+            Ok(())
+        } else {
+            Err(RuntimeError::SandboxNotFound(id.to_string()))
+        }
+    }
+
+    async fn container(&self, id: &str) -> Result<(), RuntimeError> {
+        if self.owns_container(id).await? {
+            Ok(())
+        } else {
+            Err(RuntimeError::ContainerNotFound(id.to_string()))
+        }
+    }
+
+    fn stamped(&self, config: &SandboxConfig) -> SandboxConfig {
+        SandboxConfig {
+            owner: self.owner,
+            ..config.clone()
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Runtime for Owned {
+    async fn run_pod_sandbox(&self, config: &SandboxConfig) -> Result<String, RuntimeError> {
+        self.inner.run_pod_sandbox(&self.stamped(config)).await
+    }
+    async fn recreate_pod_sandbox(
+        &self,
+        old_id: &str,
+        config: &SandboxConfig,
+    ) -> Result<String, RuntimeError> {
+        self.sandbox(old_id).await?;
+        self.inner
+            .recreate_pod_sandbox(old_id, &self.stamped(config))
+            .await
+    }
+    async fn stop_pod_sandbox(&self, sandbox_id: &str) -> Result<(), RuntimeError> {
+        // Idempotent like the runtime's own: someone else's sandbox is "already gone".
+        if !self.owns_sandbox(sandbox_id).await? {
+            return Ok(());
+        }
+        self.inner.stop_pod_sandbox(sandbox_id).await
+    }
+    async fn remove_pod_sandbox(&self, sandbox_id: &str) -> Result<(), RuntimeError> {
+        if !self.owns_sandbox(sandbox_id).await? {
+            return Ok(());
+        }
+        self.inner.remove_pod_sandbox(sandbox_id).await
+    }
+    async fn pod_sandbox_status(&self, sandbox_id: &str) -> Result<SandboxStatus, RuntimeError> {
+        self.sandbox(sandbox_id).await?;
+        self.inner.pod_sandbox_status(sandbox_id).await
+    }
+    async fn list_pod_sandboxes(&self) -> Result<Vec<SandboxStatus>, RuntimeError> {
+        let mut all = self.inner.list_pod_sandboxes().await?;
+        all.retain(|s| s.config.owner == self.owner);
+        Ok(all)
+    }
+    async fn create_container(
+        &self,
+        sandbox_id: &str,
+        config: &ContainerConfig,
+        sandbox: &SandboxConfig,
+    ) -> Result<String, RuntimeError> {
+        self.sandbox(sandbox_id).await?;
+        self.inner
+            .create_container(sandbox_id, config, &self.stamped(sandbox))
+            .await
+    }
+    async fn start_container(&self, container_id: &str) -> Result<(), RuntimeError> {
+        self.container(container_id).await?;
+        self.inner.start_container(container_id).await
+    }
+    async fn stop_container(
+        &self,
+        container_id: &str,
+        timeout: Duration,
+        signal: i32,
+    ) -> Result<(), RuntimeError> {
+        self.container(container_id).await?;
+        self.inner
+            .stop_container(container_id, timeout, signal)
+            .await
+    }
+    async fn remove_container(&self, container_id: &str) -> Result<(), RuntimeError> {
+        if !self.owns_container(container_id).await? {
+            return Ok(());
+        }
+        self.inner.remove_container(container_id).await
+    }
+    async fn container_status(&self, container_id: &str) -> Result<ContainerStatus, RuntimeError> {
+        self.container(container_id).await?;
+        self.inner.container_status(container_id).await
+    }
+    async fn list_containers(
+        &self,
+        sandbox_id: Option<&str>,
+    ) -> Result<Vec<ContainerStatus>, RuntimeError> {
+        let own = self.own_sandboxes().await?;
+        if sandbox_id.is_some_and(|s| !own.contains(s)) {
+            return Ok(Vec::new());
+        }
+        let mut all = self.inner.list_containers(sandbox_id).await?;
+        all.retain(|c| own.contains(&c.sandbox_id));
+        Ok(all)
+    }
+    async fn exec(
+        &self,
+        container_id: &str,
+        cmd: Vec<String>,
+        opts: ExecOptions,
+    ) -> Result<ExecStream, RuntimeError> {
+        self.container(container_id).await?;
+        self.inner.exec(container_id, cmd, opts).await
+    }
+    async fn exec_sync(
+        &self,
+        container_id: &str,
+        cmd: Vec<String>,
+        timeout: Duration,
+    ) -> Result<ExecResult, RuntimeError> {
+        self.container(container_id).await?;
+        self.inner.exec_sync(container_id, cmd, timeout).await
+    }
+    async fn image_status(&self, reference: &str) -> Result<Option<ImageInfo>, RuntimeError> {
+        self.inner.image_status(reference).await
+    }
+    async fn list_images(&self) -> Result<Vec<ImageInfo>, RuntimeError> {
+        self.inner.list_images().await
+    }
+    async fn pull_image(
+        &self,
+        reference: &str,
+        auth: Option<AuthConfig>,
+        progress: Option<PullProgress>,
+    ) -> Result<PulledImage, RuntimeError> {
+        self.inner.pull_image(reference, auth, progress).await
+    }
+    async fn remove_image(&self, reference: &str) -> Result<(), RuntimeError> {
+        self.inner.remove_image(reference).await
+    }
+    async fn load_image(
+        &self,
+        path: &Path,
+        tag: Option<&str>,
+    ) -> Result<Vec<ImageInfo>, RuntimeError> {
+        self.inner.load_image(path, tag).await
+    }
+    async fn prune_images(&self, all: bool) -> Result<PruneResult, RuntimeError> {
+        self.inner.prune_images(all).await
+    }
+    async fn collect_images(&self, high: u8, low: u8) -> Result<PruneResult, RuntimeError> {
+        self.inner.collect_images(high, low).await
+    }
+    async fn image_fs_info(&self) -> Result<FsUsage, RuntimeError> {
+        self.inner.image_fs_info().await
+    }
+    async fn list_pod_sandbox_stats(&self) -> Result<Vec<SandboxStats>, RuntimeError> {
+        let own = self.own_sandboxes().await?;
+        let mut all = self.inner.list_pod_sandbox_stats().await?;
+        all.retain(|s| own.contains(&s.id));
+        Ok(all)
+    }
+    async fn sandbox_refs(&self) -> Result<Vec<SandboxRef>, RuntimeError> {
+        let mut all = self.inner.sandbox_refs().await?;
+        all.retain(|r| r.owner == self.owner);
+        Ok(all)
+    }
+    async fn container_refs(&self) -> Result<Vec<ContainerRef>, RuntimeError> {
+        let own = self.own_sandboxes().await?;
+        let mut all = self.inner.container_refs().await?;
+        all.retain(|c| own.contains(&c.sandbox_id));
+        Ok(all)
+    }
+    /// Events of every owner: they name their sandbox, and a listener acts only on the
+    /// sandboxes it knows (a pod worker on its own).
+    fn events(&self) -> broadcast::Receiver<RuntimeEvent> {
+        self.inner.events()
+    }
+}
+
+#[cfg(all(test, feature = "fake"))]
+mod tests {
+    use super::*;
+    use crate::clock::Clock;
+    use crate::fake::FakeRuntime;
+
+    fn sandbox(name: &str) -> SandboxConfig {
+        SandboxConfig {
+            name: name.into(),
+            namespace: "default".into(),
+            uid: format!("uid-{name}"),
+            attempt: 0,
+            hostname: name.into(),
+            share_pid: false,
+            log_directory: std::path::PathBuf::from("/tmp"),
+            labels: Default::default(),
+            linux: Default::default(),
+            host_network: false,
+            port_mappings: Vec::new(),
+            dns: None,
+            host_aliases: Vec::new(),
+            owner: Owner::Podhost,
+        }
+    }
+
+    fn container(name: &str) -> ContainerConfig {
+        ContainerConfig {
+            name: name.into(),
+            attempt: 0,
+            image: "busybox".into(),
+            command: vec!["sleep".into()],
+            args: Vec::new(),
+            working_dir: None,
+            envs: Vec::new(),
+            mounts: Vec::new(),
+            log_path: format!("{name}/0.log"),
+            labels: Default::default(),
+            linux: Default::default(),
+        }
+    }
+
+    #[tokio::test]
+    async fn each_owner_sees_and_touches_only_its_own() {
+        let shared: Arc<dyn Runtime> = Arc::new(FakeRuntime::new(Clock::default(), &["busybox"]));
+        let cli = Owned::new(shared.clone(), Owner::Podhost);
+        let cri = Owned::new(shared.clone(), Owner::Cri);
+
+        let mine = cli
+            .run_pod_sandbox(&sandbox("web"))
+            .await
+            .expect("cli sandbox");
+        let theirs = cri
+            .run_pod_sandbox(&sandbox("kube"))
+            .await
+            .expect("cri sandbox");
+        let c = cri
+            .create_container(&theirs, &container("app"), &sandbox("kube"))
+            .await
+            .expect("cri container");
+        cri.start_container(&c).await.expect("start");
+
+        // Listing: each its own.
+        let ids = |v: Vec<SandboxStatus>| v.into_iter().map(|s| s.id).collect::<Vec<_>>();
+        assert_eq!(
+            ids(cli.list_pod_sandboxes().await.expect("list")),
+            std::slice::from_ref(&mine)
+        );
+        assert_eq!(
+            ids(cri.list_pod_sandboxes().await.expect("list")),
+            std::slice::from_ref(&theirs)
+        );
+        assert!(cli.list_containers(None).await.expect("list").is_empty());
+        assert!(cli
+            .list_containers(Some(&theirs))
+            .await
+            .expect("list")
+            .is_empty());
+        assert_eq!(cri.list_containers(None).await.expect("list").len(), 1);
+        assert_eq!(cli.sandbox_refs().await.expect("refs").len(), 1);
+        assert!(cli.container_refs().await.expect("refs").is_empty());
+        assert!(cli
+            .list_pod_sandbox_stats()
+            .await
+            .expect("stats")
+            .iter()
+            .all(|s| s.id == mine));
+
+        // The stamp is the view's, whatever the caller put in the config.
+        let mut forged = sandbox("forged");
+        forged.owner = Owner::Cri;
+        let f = cli.run_pod_sandbox(&forged).await.expect("forged");
+        assert!(cri.pod_sandbox_status(&f).await.is_err());
+
+        // Touching the other's: not found, and removal is a no-op that leaves it alone.
+        assert!(matches!(
+            cli.pod_sandbox_status(&theirs).await,
+            Err(RuntimeError::SandboxNotFound(_))
+        ));
+        assert!(matches!(
+            cli.container_status(&c).await,
+            Err(RuntimeError::ContainerNotFound(_))
+        ));
+        assert!(cli
+            .create_container(&theirs, &container("x"), &sandbox("kube"))
+            .await
+            .is_err());
+        assert!(cli
+            .exec_sync(&c, vec!["true".into()], Duration::from_secs(1))
+            .await
+            .is_err());
+        assert!(cli.stop_container(&c, Duration::ZERO, 9).await.is_err());
+        cli.remove_container(&c).await.expect("no-op");
+        cli.stop_pod_sandbox(&theirs).await.expect("no-op");
+        cli.remove_pod_sandbox(&theirs).await.expect("no-op");
+        assert_eq!(
+            shared
+                .container_status(&c)
+                .await
+                .expect("still there")
+                .state,
+            ContainerState::Running
+        );
+        assert_eq!(
+            shared
+                .pod_sandbox_status(&theirs)
+                .await
+                .expect("still there")
+                .state,
+            SandboxState::Ready
+        );
+
+        // Images are shared.
+        assert_eq!(cli.list_images().await.expect("images").len(), 1);
+        assert_eq!(cri.list_images().await.expect("images").len(), 1);
+    }
+}
