@@ -11,4 +11,7 @@
 //! - [`portforward`]: port-forward stream pairs (`streamtype` data/error, `port`,
 //!   `requestid`).
 
+pub mod portforward;
+pub mod remotecommand;
 pub mod spdy;
+pub mod upgrade;

@@ -194,6 +194,9 @@ struct State {
     blocked_writers: Vec<Waker>,
     /// Why the connection ended, once it has.
     ended: Option<String>,
+    /// Writing failed (the peer may be gone): sends fail, but what the peer sent
+    /// before is still read until EOF.
+    write_failed: Option<String>,
     /// We sent GOAWAY: new peer streams are refused.
     goaway_sent: bool,
     /// The peer sent GOAWAY: we may not open streams.
@@ -315,6 +318,20 @@ impl Shared {
         }
     }
 
+    fn write_failed(&self, reason: String) {
+        let mut state = self.lock();
+        tracing::debug!(%reason, "SPDY connection cannot send");
+        state.write_failed.get_or_insert(reason);
+        for st in state.streams.values_mut() {
+            if let Some(w) = st.write_waker.take() {
+                w.wake();
+            }
+        }
+        for w in state.blocked_writers.drain(..) {
+            w.wake();
+        }
+    }
+
     fn end(&self, reason: String) {
         let mut state = self.lock();
         self.end_locked(&mut state, reason);
@@ -342,7 +359,8 @@ impl Shared {
     }
 
     fn closed_error(state: &State) -> Error {
-        Error::Closed(state.ended.clone().unwrap_or_else(|| "closed".into()))
+        let reason = state.ended.as_ref().or(state.write_failed.as_ref());
+        Error::Closed(reason.cloned().unwrap_or_else(|| "closed".into()))
     }
 }
 
@@ -352,7 +370,7 @@ pub struct Connection {
     /// State shared with the streams and the tasks.
     shared: Arc<Shared>,
     /// The reader task (aborted on drop: the peer may never close).
-    reader: JoinHandle<()>,
+    reader: Option<JoinHandle<()>>,
     /// The writer task, awaited by [`Connection::close`].
     writer: Option<JoinHandle<()>>,
 }
@@ -406,6 +424,7 @@ impl Connection {
                 queued_control: 0,
                 blocked_writers: Vec::new(),
                 ended: None,
+                write_failed: None,
                 goaway_sent: false,
                 goaway_received: false,
                 pings: HashMap::new(),
@@ -438,7 +457,7 @@ impl Connection {
         (
             Connection {
                 shared,
-                reader,
+                reader: Some(reader),
                 writer: Some(writer),
             },
             Incoming { rx: incoming_rx },
@@ -451,7 +470,7 @@ impl Connection {
         let (tx, rx) = oneshot::channel();
         let id = {
             let mut state = self.shared.lock();
-            if state.ended.is_some() {
+            if state.ended.is_some() || state.write_failed.is_some() {
                 return Err(Shared::closed_error(&state));
             }
             let id = state.next_stream_id;
@@ -515,6 +534,17 @@ impl Connection {
         if let Some(writer) = self.writer.take() {
             let _ = writer.await;
         }
+        // Read on until the peer closes too (it does on GOAWAY): closing a socket with
+        // unread input makes the kernel reset it, and the peer could lose our last frames.
+        if let Some(reader) = self.reader.take() {
+            let abort = reader.abort_handle();
+            if tokio::time::timeout(self.shared.config.close_timeout, reader)
+                .await
+                .is_err()
+            {
+                abort.abort();
+            }
+        }
     }
 
     /// Resolves when the connection has ended (peer closed, error, or close).
@@ -547,7 +577,9 @@ impl Connection {
 impl Drop for Connection {
     fn drop(&mut self) {
         self.start_close();
-        self.reader.abort();
+        if let Some(reader) = &self.reader {
+            reader.abort();
+        }
     }
 }
 
@@ -756,14 +788,15 @@ impl AsyncRead for RecvHalf {
             shared.reader_space.notify_one();
             return Poll::Ready(Ok(()));
         }
+        if st.recv_fin {
+            // The peer finished before any reset: the data is complete.
+            return Poll::Ready(Ok(()));
+        }
         if let Some(status) = st.reset {
             return Poll::Ready(Err(io::Error::new(
                 io::ErrorKind::ConnectionReset,
                 format!("SPDY stream {} reset: {status}", self.id),
             )));
-        }
-        if st.recv_fin {
-            return Poll::Ready(Ok(()));
         }
         if let Some(reason) = &state.ended {
             return Poll::Ready(Err(io::Error::new(
@@ -828,7 +861,7 @@ impl AsyncWrite for SendHalf {
         let shared = &self.shared;
         let mut guard = shared.lock();
         let state = &mut *guard;
-        if let Some(reason) = &state.ended {
+        if let Some(reason) = state.ended.as_ref().or(state.write_failed.as_ref()) {
             return Poll::Ready(Err(io::Error::new(
                 io::ErrorKind::BrokenPipe,
                 format!("SPDY connection ended: {reason}"),
@@ -1037,10 +1070,9 @@ async fn handle_frame(
                         status,
                     }));
                 }
-                st.recv.clear();
-                st.recv_len = 0;
+                // Data that arrived before the reset stays readable: Go's kubelet
+                // writes the exit status and then resets every stream on close.
                 st.wake();
-                shared.reader_space.notify_one();
                 shared.maybe_remove(&mut state, stream_id);
             }
         }
@@ -1122,9 +1154,8 @@ async fn handle_data(shared: &Arc<Shared>, stream_id: u32, fin: bool, data: Byte
         {
             let mut guard = shared.lock();
             let state = &mut *guard;
-            if state.ended.is_some() {
-                return;
-            }
+            // Once ended nobody frees space: keep what was already read, do not wait.
+            let may_wait = state.ended.is_none();
             let Some(st) = state.streams.get_mut(&stream_id) else {
                 // A stream that is gone (reset, finished): spdystream ignores these.
                 return;
@@ -1136,7 +1167,7 @@ async fn handle_data(shared: &Arc<Shared>, stream_id: u32, fin: bool, data: Byte
                 shared.reset_stream(state, stream_id, RstStatus::STREAM_ALREADY_CLOSED);
                 return;
             }
-            if st.recv_attached && st.recv_len > 0 && st.recv_len + data.len() > cap {
+            if may_wait && st.recv_attached && st.recv_len > 0 && st.recv_len + data.len() > cap {
                 // Full: stop reading the connection until the application reads.
             } else {
                 let len = data.len();
@@ -1218,7 +1249,7 @@ where
         };
         buf.clear();
         if let Err(e) = written {
-            shared.end(format!("writing: {e}"));
+            shared.write_failed(format!("writing: {e}"));
             break;
         }
         let mut state = shared.lock();

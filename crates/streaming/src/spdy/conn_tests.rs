@@ -332,7 +332,7 @@ async fn close_sends_queued_data_then_goaway() {
     let mut stream = incoming.next().await.unwrap().accept();
     stream.write_all(b"status").await.unwrap();
     stream.shutdown().await.unwrap();
-    server.close().await;
+    let closing = tokio::spawn(server.close());
     assert!(matches!(peer.recv().await, Some(Frame::SynReply { .. })));
     assert_eq!(
         peer.recv().await,
@@ -358,6 +358,9 @@ async fn close_sends_queued_data_then_goaway() {
         })
     );
     assert_eq!(peer.recv().await, None);
+    // close() reads on until the peer closes too.
+    drop(peer);
+    closing.await.unwrap();
     // The stream handle outlived the connection: it reports that, not a hang.
     assert!(stream.write_all(b"x").await.is_err());
 }

@@ -7,7 +7,9 @@ mod frame;
 mod headers;
 mod zlib;
 
-pub use conn::{Config, Connection, Incoming, PendingStream, RecvHalf, SendHalf, Stream};
+pub use conn::{
+    Config, Connection, Error, Incoming, PendingStream, RecvHalf, SendHalf, Stream, DEFAULT_WINDOW,
+};
 pub use frame::{
     Decoder, Encoder, Frame, FrameError, RstStatus, Setting, FLAG_CLEAR_SETTINGS, FLAG_FIN,
     FLAG_UNIDIRECTIONAL, MAX_PAYLOAD, MAX_STREAM_ID, SETTINGS_INITIAL_WINDOW_SIZE, VERSION,
