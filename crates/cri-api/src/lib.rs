@@ -15,7 +15,12 @@
 //! The proto package is `runtime.v1`, so the gRPC paths are `/runtime.v1.RuntimeService/...`
 //! as kubelets expect.
 
-#![allow(clippy::doc_lazy_continuation, clippy::large_enum_variant)]
+// Generated code: its doc comments are the proto's, formatted for Go.
+#![allow(
+    clippy::doc_lazy_continuation,
+    clippy::doc_overindented_list_items,
+    clippy::large_enum_variant
+)]
 
 tonic::include_proto!("runtime.v1");
 
@@ -85,7 +90,6 @@ mod tests {
                 ..Default::default()
             }),
             info: [("pid".to_string(), "42".to_string())].into(),
-            ..Default::default()
         };
         let decoded = round_trip(&response);
         assert_eq!(decoded, response);
