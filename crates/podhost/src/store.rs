@@ -55,16 +55,55 @@ impl<R: Record> PodStore<R> {
         write_json_atomic(&self.path(&rec.uid()), rec)
     }
 
-    /// Forget one pod.
+    /// Forget one pod, and the deletes asked for it.
     pub fn remove(&self, uid: &str) -> Result<(), RuntimeError> {
-        match std::fs::remove_file(self.path(uid)) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(RuntimeError::Io {
-                action: "removing",
-                path: self.path(uid),
-                source: e,
-            }),
+        remove_if_present(&self.path(uid))?;
+        remove_if_present(&self.deletes_path(uid))
+    }
+
+    /// Where the deletes asked for a pod are kept until the pod is gone. Not `.json`:
+    /// [`PodStore::load_all`] reads those as records.
+    fn deletes_path(&self, uid: &str) -> PathBuf {
+        self.dir.join(format!("{uid}.deletes"))
+    }
+
+    /// Record a delete order (its grace period; `None`: the pod's own) durably, before
+    /// the API acknowledges it: a daemon killed right after still deletes the pod when
+    /// it comes back, as an API server's acknowledged deletion sticks.
+    pub fn request_delete(&self, uid: &str, grace: Option<i64>) -> Result<(), RuntimeError> {
+        let mut asked = self.delete_requests(uid);
+        asked.push(grace);
+        write_json_atomic(&self.deletes_path(uid), &asked)
+    }
+
+    /// The deletes asked for a pod not yet gone, oldest first (each replayed: a shorter
+    /// grace wins, as it did when it was asked).
+    pub fn delete_requests(&self, uid: &str) -> Vec<Option<i64>> {
+        match read_json::<Vec<Option<i64>>>(&self.deletes_path(uid)) {
+            Ok(v) => v.unwrap_or_default(),
+            Err(e) => {
+                // Torn by a crash mid-write cannot happen (atomic writes); hand edits can.
+                tracing::error!("ignoring unreadable delete requests: {e}");
+                Vec::new()
+            }
+        }
+    }
+
+    /// Delete requests of pods whose record is gone (a daemon killed between removing
+    /// the record and the requests).
+    pub fn collect_orphan_requests(&self) {
+        for e in std::fs::read_dir(&self.dir).into_iter().flatten().flatten() {
+            let p = e.path();
+            let Some(uid) = p
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix(".deletes"))
+            else {
+                continue;
+            };
+            if !self.has_file(uid) {
+                let _ = std::fs::remove_file(&p);
+            }
         }
     }
 
@@ -89,5 +128,52 @@ impl<R: Record> PodStore<R> {
             }
         }
         out
+    }
+}
+
+fn remove_if_present(path: &Path) -> Result<(), RuntimeError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(RuntimeError::Io {
+            action: "removing",
+            path: path.to_path_buf(),
+            source: e,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Serialize, serde::Deserialize)]
+    struct Rec {
+        uid: String,
+    }
+    impl Record for Rec {
+        fn uid(&self) -> String {
+            self.uid.clone()
+        }
+    }
+
+    #[test]
+    fn delete_requests_persist_until_the_pod_is_removed() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let store: PodStore<Rec> = PodStore::open(dir.path()).expect("open");
+        store.save(&Rec { uid: "a".into() }).expect("save");
+        store.request_delete("a", None).expect("ask");
+        store.request_delete("a", Some(0)).expect("ask again");
+        // A new store (a restarted daemon) sees both, and loads only the record.
+        let again: PodStore<Rec> = PodStore::open(dir.path()).expect("open");
+        assert_eq!(again.delete_requests("a"), [None, Some(0)]);
+        assert_eq!(again.load_all().len(), 1);
+        again.remove("a").expect("remove");
+        assert!(again.delete_requests("a").is_empty());
+        // Requests whose record vanished are collected.
+        again.request_delete("gone", Some(1)).expect("ask");
+        again.collect_orphan_requests();
+        assert!(again.delete_requests("gone").is_empty());
+        assert_eq!(std::fs::read_dir(dir.path()).expect("ls").count(), 0);
     }
 }

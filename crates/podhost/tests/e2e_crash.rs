@@ -93,6 +93,60 @@ fn wait_dead(pid: u32, what: &str) {
 
 /// Priority 1: the container exits while the daemon is down; the shim keeps the exit,
 /// and the restarted daemon reports it and restarts per policy, counting from the record.
+/// A delete the API acknowledged survives a daemon killed before the pod's worker got
+/// to it (the worker is busy in a postStart hook): the restarted daemon deletes the pod.
+/// Before the delete was recorded durably, the pod came back Running.
+#[test]
+fn acknowledged_delete_survives_a_daemon_kill() {
+    let mut env = env();
+    env.apply(
+        "busy.yaml",
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: busy
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: busybox
+    command: ["sh", "-c", "while true; do sleep 1; done"]
+    lifecycle:
+      postStart:
+        exec:
+          command: ["sleep", "8"]
+"#,
+    );
+    // Once the container runs, the worker is inside the hook and reads no order
+    // until it returns.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !env
+        .containers()
+        .iter()
+        .any(|c| c.name == "main" && c.state == "Running")
+    {
+        assert!(Instant::now() < deadline, "main never ran");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    env.ok(&[
+        "delete",
+        "pod",
+        "busy",
+        "--grace-period",
+        "0",
+        "--wait=false",
+    ]);
+    env.kill_daemon();
+    env.start_daemon();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !env.ok(&["get", "pods", "-o", "name"]).trim().is_empty() {
+        assert!(Instant::now() < deadline, "the deleted pod came back");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    env.teardown();
+}
+
 #[test]
 fn container_exit_while_daemon_is_down_is_reported_and_restarted() {
     let mut env = env();

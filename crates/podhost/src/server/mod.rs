@@ -196,10 +196,20 @@ pub async fn run(
         settings,
     });
     let records = daemon.store.load_all();
+    daemon.store.collect_orphan_requests();
     collect_unreferenced_sandboxes(&daemon, &records).await;
     collect_orphan_pod_dirs(&daemon, &records);
     for rec in records {
+        let uid = rec.uid();
+        let key = rec.key();
         daemon.start_worker(rec);
+        // Deletes acknowledged before a crash go on.
+        for grace in daemon.store.delete_requests(&uid) {
+            let handle = daemon.lock_pods().get(&key).cloned();
+            if let Some(h) = handle {
+                let _ = h.cmd.send(WorkerCmd::Delete { grace }).await;
+            }
+        }
     }
     images::spawn_image_gc(
         daemon.clone(),
@@ -483,6 +493,10 @@ async fn delete_pod(
         .ok_or_else(|| ApiError::not_found("pods", &name))?;
     // --force means no grace, like `kubectl delete --force --grace-period=0`.
     let grace = if q.force { Some(0) } else { q.grace };
+    let uid = handle.snapshot.borrow().uid();
+    d.store
+        .request_delete(&uid, grace)
+        .map_err(ApiError::internal)?;
     handle
         .cmd
         .send(WorkerCmd::Delete { grace })
