@@ -70,7 +70,9 @@ impl Flags {
         let max_files = self.max_files.unwrap_or(DEFAULT_MAX_FILES);
         if max_files < 2 {
             // The current file plus the one just rotated, as kubelet requires.
-            return Err(format!("--log-max-files must be at least 2, not {max_files}"));
+            return Err(format!(
+                "--log-max-files must be at least 2, not {max_files}"
+            ));
         }
         Ok(self.max_size.map(|max_size| Policy {
             max_size,
@@ -92,10 +94,13 @@ fn stamp(unix_ns: i64) -> String {
 fn is_rotated_suffix(suffix: &str) -> bool {
     let b = suffix.as_bytes();
     let stamp_ok = b.len() >= STAMP_LEN
-        && b[..STAMP_LEN]
-            .iter()
-            .enumerate()
-            .all(|(i, c)| if i == 8 { *c == b'-' } else { c.is_ascii_digit() });
+        && b[..STAMP_LEN].iter().enumerate().all(|(i, c)| {
+            if i == 8 {
+                *c == b'-'
+            } else {
+                c.is_ascii_digit()
+            }
+        });
     let rest = &b[b.len().min(STAMP_LEN)..];
     stamp_ok
         && (rest.is_empty()
@@ -162,7 +167,11 @@ fn next_rotated_name(log: &Path, newest: Option<&Path>, unix_ns: i64) -> PathBuf
                 .and_then(|n| n.parse::<i64>().ok())
                 .map_or(0, |n| n + 1);
             // Within the same second the nanoseconds say when; otherwise only the order.
-            let n = if base == want { after.max(nanos) } else { after };
+            let n = if base == want {
+                after.max(nanos)
+            } else {
+                after
+            };
             format!("{base}.{:09}", n.min(999_999_999))
         }
         _ => want,
@@ -377,11 +386,18 @@ mod tests {
         let next = |newest: Option<&str>, t: i64| {
             let newest = newest.map(|n| PathBuf::from(format!("/l/0.log.{n}")));
             let p = next_rotated_name(log, newest.as_deref(), t);
-            p.to_str().unwrap().strip_prefix("/l/0.log.").unwrap().to_string()
+            p.to_str()
+                .unwrap()
+                .strip_prefix("/l/0.log.")
+                .unwrap()
+                .to_string()
         };
         assert_eq!(next(None, T0), "20260304-050607");
         assert_eq!(next(Some("20260304-050606"), T0), "20260304-050607");
-        assert_eq!(next(Some("20260304-050607"), T0), "20260304-050607.000000123");
+        assert_eq!(
+            next(Some("20260304-050607"), T0),
+            "20260304-050607.000000123"
+        );
         assert_eq!(
             next(Some("20260304-050607.000000123"), T0),
             "20260304-050607.000000124"
@@ -395,7 +411,10 @@ mod tests {
             next(Some("20260304-060607.000000005"), T0),
             "20260304-060607.000000006"
         );
-        assert_eq!(next(Some("20260304-060607"), T0), "20260304-060607.000000000");
+        assert_eq!(
+            next(Some("20260304-060607"), T0),
+            "20260304-060607.000000000"
+        );
     }
 
     #[test]

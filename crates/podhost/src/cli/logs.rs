@@ -101,11 +101,7 @@ pub async fn run(client: &Client, a: LogsArgs) -> Result<i32> {
     let mut lost_since: Option<Instant> = None;
     loop {
         let path = match &instance {
-            Some(id) => format!(
-                "{base}&container_id={}{}",
-                enc(id),
-                printer.resume_query()
-            ),
+            Some(id) => format!("{base}&container_id={}{}", enc(id), printer.resume_query()),
             None => base.clone(),
         };
         let mut seen = None;

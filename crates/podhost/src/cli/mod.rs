@@ -211,12 +211,12 @@ pub struct ServeArgs {
     /// CrashLoopBackOff cap (kubelet: 300s), e.g. `10s`, `5m`.
     #[arg(long, env = "PODHOST_BACKOFF_MAX", value_parser = parse_duration_arg)]
     pub backoff_max: Option<Duration>,
-    /// Rotate a container's log before it grows past this size (kubelet's
-    /// containerLogMaxSize: a quantity such as 10Mi or 64Ki; negative = never rotate).
+    /// Rotate a container's log before it grows past this size (default 10Mi, kubelet's
+    /// containerLogMaxSize; a quantity such as 64Ki; negative = never rotate).
     #[arg(long, env = "PODHOST_CONTAINER_LOG_MAX_SIZE", value_parser = parse_log_max_size, allow_hyphen_values = true)]
     pub container_log_max_size: Option<i64>,
-    /// Log files kept per container instance, the current one included (kubelet's
-    /// containerLogMaxFiles, at least 2).
+    /// Log files kept per container run, the current one included (default 5, kubelet's
+    /// containerLogMaxFiles; at least 2).
     #[arg(long, env = "PODHOST_CONTAINER_LOG_MAX_FILES", value_parser = clap::value_parser!(u32).range(2..))]
     pub container_log_max_files: Option<u32>,
 }
@@ -225,7 +225,9 @@ pub struct ServeArgs {
 /// check), a negative value turns rotation off.
 fn parse_log_max_size(s: &str) -> Result<i64, String> {
     match podhost_api::quantity::parse_bytes(s) {
-        Ok(0) => Err("0 would rotate at every line: give a size such as 10Mi, or -1 to never rotate".into()),
+        Ok(0) => Err(
+            "0 would rotate at every line: give a size such as 10Mi, or -1 to never rotate".into(),
+        ),
         Ok(n) => Ok(n),
         Err(e) => Err(e.to_string()),
     }

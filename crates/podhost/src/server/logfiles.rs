@@ -125,10 +125,8 @@ impl LogReader {
             None
         };
         for _ in 0..RETRIES {
-            let mut files: Vec<PathBuf> = rotated_set(current)?
-                .into_iter()
-                .map(|(p, _)| p)
-                .collect();
+            let mut files: Vec<PathBuf> =
+                rotated_set(current)?.into_iter().map(|(p, _)| p).collect();
             files.push(current.to_path_buf());
             let start = match after {
                 Some(t) => files
@@ -168,7 +166,10 @@ impl LogReader {
         if let Some(r) = self.ready.take() {
             return Ok(Some(r));
         }
-        if self.end.is_some_and(|e| e.id == self.id && self.pos >= e.size) {
+        if self
+            .end
+            .is_some_and(|e| e.id == self.id && self.pos >= e.size)
+        {
             return Ok(None);
         }
         self.file.read_until(b'\n', &mut self.partial)?;
@@ -182,7 +183,10 @@ impl LogReader {
     /// At the end of the file being read: finds out whether there is more, and moves
     /// to the next file when this one was rotated and is read to its end.
     pub(super) fn advance(&mut self) -> io::Result<Advance> {
-        if self.end.is_some_and(|e| e.id == self.id && self.pos >= e.size) {
+        if self
+            .end
+            .is_some_and(|e| e.id == self.id && self.pos >= e.size)
+        {
             return Ok(Advance::Finished);
         }
         if !self.rotated {
@@ -287,7 +291,10 @@ mod tests {
     use std::io::Write;
 
     fn rec(i: usize) -> String {
-        format!("2026-03-04T05:06:{:02}.000000000Z stdout F line {i}\n", i % 60)
+        format!(
+            "2026-03-04T05:06:{:02}.000000000Z stdout F line {i}\n",
+            i % 60
+        )
     }
 
     /// Appends records `range` to `path`.
@@ -334,7 +341,9 @@ mod tests {
         write(&cur, 3..5);
         rotate(&cur, "02");
         write(&cur, 5..6);
-        let mut r = LogReader::open(&cur, None, true).expect("open").expect("some");
+        let mut r = LogReader::open(&cur, None, true)
+            .expect("open")
+            .expect("some");
         assert_eq!(drain(&mut r), ((0..6).collect(), Advance::Finished));
     }
 
@@ -343,7 +352,9 @@ mod tests {
         let d = tempfile::tempdir().expect("tmp");
         let cur = d.path().join("0.log");
         write(&cur, 0..3);
-        let mut r = LogReader::open(&cur, None, true).expect("open").expect("some");
+        let mut r = LogReader::open(&cur, None, true)
+            .expect("open")
+            .expect("some");
         write(&cur, 3..5);
         rotate(&cur, "01");
         write(&cur, 5..6);
@@ -355,7 +366,9 @@ mod tests {
         let d = tempfile::tempdir().expect("tmp");
         let cur = d.path().join("0.log");
         write(&cur, 0..2);
-        let mut r = LogReader::open(&cur, None, false).expect("open").expect("some");
+        let mut r = LogReader::open(&cur, None, false)
+            .expect("open")
+            .expect("some");
         let mut all = Vec::new();
         let (got, adv) = drain(&mut r);
         assert_eq!(adv, Advance::AtCurrent);
@@ -386,7 +399,9 @@ mod tests {
         let d = tempfile::tempdir().expect("tmp");
         let cur = d.path().join("0.log");
         write(&cur, 0..3);
-        let mut r = LogReader::open(&cur, None, false).expect("open").expect("some");
+        let mut r = LogReader::open(&cur, None, false)
+            .expect("open")
+            .expect("some");
         assert!(r.next_record().expect("read").is_some());
         rotate(&cur, "01");
         write(&cur, 3..4);
@@ -403,7 +418,9 @@ mod tests {
         let d = tempfile::tempdir().expect("tmp");
         let cur = d.path().join("0.log");
         write(&cur, 0..1);
-        let mut r = LogReader::open(&cur, None, false).expect("open").expect("some");
+        let mut r = LogReader::open(&cur, None, false)
+            .expect("open")
+            .expect("some");
         rotate(&cur, "01");
         write(&cur, 1..2);
         rotate(&cur, "02");
@@ -450,7 +467,9 @@ mod tests {
             .open(&cur)
             .and_then(|mut f| f.write_all(b"2026-03-04T05:06:01.000000000Z stdout F line 1"))
             .expect("append");
-        let mut r = LogReader::open(&cur, None, false).expect("open").expect("some");
+        let mut r = LogReader::open(&cur, None, false)
+            .expect("open")
+            .expect("some");
         assert_eq!(drain(&mut r), (vec![0], Advance::AtCurrent));
         rotate(&cur, "01");
         write(&cur, 2..3);

@@ -298,12 +298,24 @@ mod tests {
 
     #[test]
     fn resumes_after_the_records_delivered() {
-        assert_eq!(resumed("2026-01-01T00:00:01.000000000Z", 1), ['b', 'c', 'd', 'e']);
+        assert_eq!(
+            resumed("2026-01-01T00:00:01.000000000Z", 1),
+            ['b', 'c', 'd', 'e']
+        );
         // Cut in the middle of records sharing a timestamp.
-        assert_eq!(resumed("2026-01-01T00:00:02.000000000Z", 1), ['c', 'd', 'e']);
+        assert_eq!(
+            resumed("2026-01-01T00:00:02.000000000Z", 1),
+            ['c', 'd', 'e']
+        );
         assert_eq!(resumed("2026-01-01T00:00:02.000000000Z", 3), ['e']);
-        assert_eq!(resumed("2026-01-01T00:00:03.000000000Z", 1), Vec::<char>::new());
+        assert_eq!(
+            resumed("2026-01-01T00:00:03.000000000Z", 1),
+            Vec::<char>::new()
+        );
         // The last record delivered was rotated away since: the next one left is next.
-        assert_eq!(resumed("2026-01-01T00:00:01.500000000Z", 1), ['b', 'c', 'd', 'e']);
+        assert_eq!(
+            resumed("2026-01-01T00:00:01.500000000Z", 1),
+            ['b', 'c', 'd', 'e']
+        );
     }
 }
