@@ -21,6 +21,8 @@ pub struct RuntimeConfig {
     pub registry_config: PathBuf,
     /// Pod networking: CNI config and plugin dirs, the default network's bridge and CIDR.
     pub network: NetworkSettings,
+    /// Rotation of container logs by their shims (kubelet: 10Mi × 5 files); `None` = never.
+    pub container_log_rotation: Option<podhost_shim::logrotate::Policy>,
 }
 
 /// Where CNI configs and plugins live, and what the default network looks like.
@@ -70,6 +72,10 @@ impl Default for RuntimeConfig {
                 Path::new("/var/lib/podhost"),
                 PathBuf::from("/etc/podhost/cni/net.d"),
             ),
+            container_log_rotation: Some(podhost_shim::logrotate::Policy {
+                max_size: 10 * 1024 * 1024,
+                max_files: podhost_shim::logrotate::DEFAULT_MAX_FILES,
+            }),
         }
     }
 }

@@ -369,6 +369,14 @@ impl LocalRuntime {
         pin: &Path,
     ) -> Result<u32, RuntimeError> {
         let dir = self.config.sandbox_run_dir(id);
+        let rotation = self.config.container_log_rotation.map(|p| {
+            [
+                "--log-max-size".to_string(),
+                p.max_size.to_string(),
+                "--log-max-files".to_string(),
+                p.max_files.to_string(),
+            ]
+        });
         let out = tokio::process::Command::new(self.config.bin("podhost-shim"))
             .arg("--id")
             .arg(id)
@@ -387,6 +395,7 @@ impl LocalRuntime {
             .args(cfg.linux.host_pid.then_some("--host-pid"))
             .args(cfg.linux.host_ipc.then_some("--host-ipc"))
             .args(cfg.host_network.then_some("--host-uts"))
+            .args(rotation.iter().flatten())
             .stdin(std::process::Stdio::null())
             .output()
             .await

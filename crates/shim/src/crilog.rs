@@ -41,19 +41,40 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (year, month, day)
 }
 
+/// Broken-down UTC time of an instant.
+pub(crate) struct Utc {
+    pub year: i64,
+    pub month: u32,
+    pub day: u32,
+    pub hour: i64,
+    pub minute: i64,
+    pub second: i64,
+    pub nanos: i64,
+}
+
+/// Unix nanoseconds as UTC calendar fields.
+pub(crate) fn utc(unix_ns: i64) -> Utc {
+    let secs = unix_ns.div_euclid(1_000_000_000);
+    let sod = secs.rem_euclid(86_400);
+    let (year, month, day) = civil_from_days(secs.div_euclid(86_400));
+    Utc {
+        year,
+        month,
+        day,
+        hour: sod / 3600,
+        minute: (sod / 60) % 60,
+        second: sod % 60,
+        nanos: unix_ns.rem_euclid(1_000_000_000),
+    }
+}
+
 /// Formats unix nanoseconds as RFC 3339 UTC with 9 fractional digits,
 /// e.g. `2026-11-22T06:50:01.123456789Z` (fixed width, as kubelet writes).
 pub fn rfc3339_nano(unix_ns: i64) -> String {
-    let secs = unix_ns.div_euclid(1_000_000_000);
-    let nanos = unix_ns.rem_euclid(1_000_000_000);
-    let days = secs.div_euclid(86_400);
-    let sod = secs.rem_euclid(86_400);
-    let (y, mo, d) = civil_from_days(days);
+    let t = utc(unix_ns);
     format!(
-        "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
-        sod / 3600,
-        (sod / 60) % 60,
-        sod % 60
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:09}Z",
+        t.year, t.month, t.day, t.hour, t.minute, t.second, t.nanos
     )
 }
 

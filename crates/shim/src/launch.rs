@@ -23,11 +23,14 @@ pub struct Config {
     /// `hostNetwork`: the pause stays in the host's UTS namespace too (UTS follows the
     /// network, as with containerd and CRI-O), and sets no hostname.
     pub host_uts: bool,
+    /// Rotation of the containers' logs (`--log-max-size`, `--log-max-files`); none
+    /// when the daemon that started us did not ask for it.
+    pub log_rotation: Option<crate::logrotate::Policy>,
 }
 
 const USAGE: &str = "usage: podhost-shim --id <sandbox-id> --dir <state-dir> --netns <netns-file> \
 --hostname <name> --pause <pause-binary> --runc <podhost-runc> --runc-root <dir> \
-[--host-pid] [--host-ipc] [--host-uts]";
+[--host-pid] [--host-ipc] [--host-uts] [--log-max-size <bytes> [--log-max-files <n>]]";
 
 impl Config {
     /// Parses `--flag value` pairs (all required, no defaults) and the optional
@@ -45,6 +48,7 @@ impl Config {
         ];
         let mut it = args.into_iter();
         let (mut host_pid, mut host_ipc, mut host_uts) = (false, false, false);
+        let mut log_flags = crate::logrotate::Flags::default();
         while let Some(flag) = it.next() {
             let flag = flag.to_string_lossy().into_owned();
             match flag.as_str() {
@@ -61,6 +65,13 @@ impl Config {
                     continue;
                 }
                 _ => {}
+            }
+            if crate::logrotate::Flags::NAMES.contains(&flag.as_str()) {
+                let v = it
+                    .next()
+                    .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
+                log_flags.set(&flag, &v.to_string_lossy())?;
+                continue;
             }
             let slot = NAMES
                 .iter()
@@ -101,6 +112,7 @@ impl Config {
             host_pid,
             host_ipc,
             host_uts,
+            log_rotation: log_flags.policy()?,
         })
     }
 }

@@ -8,6 +8,7 @@
 
 pub mod crilog;
 mod launch;
+pub mod logrotate;
 pub mod proto;
 mod server;
 mod sys;

@@ -5,6 +5,7 @@
 
 use crate::crilog::{self, LineSplitter};
 use crate::launch::Config;
+use crate::logrotate::LogWriter;
 use crate::proto::{
     frame, ContainerState, ContainerStatus, ErrorCode, Event, Request, Response, TerminalSize,
     PAUSE_ID,
@@ -70,7 +71,7 @@ struct Container {
     started_at: Option<i64>,
     finished_at: Option<i64>,
     log_path: String,
-    log: Option<File>,
+    log: Option<LogWriter>,
     outputs: [Option<Output>; 2],
 }
 
@@ -452,8 +453,8 @@ impl Shim {
         let mut failed = None;
         if !records.is_empty() {
             if let Some(log) = c.log.as_mut() {
-                if let Err(e) = log.write_all(&records) {
-                    failed = Some(format!("container {}: write log {}: {e}", c.id, c.log_path));
+                if let Err(e) = log.append(&records, now) {
+                    failed = Some(format!("container {}: {e}", c.id));
                 }
             }
         }
@@ -665,7 +666,8 @@ impl Shim {
                 ),
             ));
         }
-        let log = open_log(log_path).map_err(|e| format!("container {id}: {e}"))?;
+        let log = LogWriter::open(Path::new(log_path), self.cfg.log_rotation)
+            .map_err(|e| format!("container {id}: {e}"))?;
         let err_file = self.err_file(id);
         let pid_file = Path::new(bundle).join("pid");
         let _ = fs::remove_file(&err_file);
@@ -1121,7 +1123,7 @@ fn drain_container_output(c: &mut Container, s: usize, buf: &mut [u8]) {
         }
     }
     if let Some(log) = c.log.as_mut() {
-        let _ = log.write_all(&records);
+        let _ = log.append(&records, sys::now_ns());
     }
 }
 
@@ -1136,24 +1138,10 @@ fn flush_outputs(c: &mut Container) {
         }
     }
     if let Some(log) = c.log.as_mut() {
-        let _ = log.write_all(&records);
+        let _ = log.append(&records, now);
     }
     c.outputs = [None, None];
     c.log = None;
-}
-
-fn open_log(path: &str) -> Result<File, String> {
-    let p = Path::new(path);
-    if let Some(parent) = p.parent() {
-        fs::create_dir_all(parent)
-            .map_err(|e| format!("create log directory {}: {e}", parent.display()))?;
-    }
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o640)
-        .open(p)
-        .map_err(|e| format!("open log file {path}: {e}"))
 }
 
 fn read_pid(path: &Path) -> Result<libc::pid_t, String> {

@@ -169,8 +169,14 @@ impl Env {
 
     /// Starts the shim; returns (pause_pid, shim_pid).
     fn start(&mut self) -> (i32, i32) {
+        self.start_with(&[])
+    }
+
+    /// Starts the shim with extra flags; returns (pause_pid, shim_pid).
+    fn start_with(&mut self, extra: &[&str]) -> (i32, i32) {
         let out = self
             .shim_cmd(&pause_bin(), &self.netns.clone())
+            .args(extra)
             .output()
             .unwrap();
         assert!(
@@ -547,6 +553,57 @@ fn pod_lifecycle() {
     });
     assert!(!env.sock().exists() && !st.join("shim.pid").exists());
     assert_eq!(env.leftovers(), Vec::<String>::new());
+}
+
+/// With `--log-max-size`, a container writing fast gets its log rotated between records:
+/// at most `--log-max-files` files, none over the limit, the newest lines kept in order.
+#[test]
+fn logs_rotate_between_records() {
+    const MAX: u64 = 8192;
+    let mut env = Env::new("rot");
+    env.start_with(&["--log-max-size", &MAX.to_string(), "--log-max-files", "3"]);
+    let mut sub = Client::connect(&env.sock()).unwrap();
+    sub.stream()
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    assert!(sub.call(&Request::Subscribe).unwrap().ok);
+    env.create(
+        "c",
+        "i=0; while [ $i -lt 3000 ]; do echo \"line $i\"; i=$((i+1)); done\n",
+    );
+    env.call(Request::StartContainer { id: "c".into() })
+        .into_result()
+        .unwrap();
+    assert_eq!(next_exit(&mut sub, "c"), (0, None));
+    let log = PathBuf::from(env.log_path("c"));
+    // The exit may come before the last output is read: wait for the last line.
+    wait_until("the last line", Duration::from_secs(10), || {
+        fs::read_to_string(&log).is_ok_and(|t| t.ends_with(" stdout F line 2999\n"))
+    });
+    let rotated = podhost_shim::logrotate::rotated_files(&log).unwrap();
+    assert_eq!(rotated.len(), 2, "{rotated:?}");
+    let mut numbers = Vec::new();
+    for f in rotated.iter().chain([&log]) {
+        let text = fs::read_to_string(f).unwrap();
+        assert!(text.len() as u64 <= MAX, "{f:?} has {} bytes", text.len());
+        for l in text.lines() {
+            let (stream, tag, text) = parse_cri(l);
+            assert_eq!((stream.as_str(), tag.as_str()), ("stdout", "F"), "{l}");
+            numbers.push(text.strip_prefix("line ").unwrap().parse::<u32>().unwrap());
+        }
+    }
+    // Older lines went with the removed files: what is left is a contiguous tail.
+    let first = numbers[0];
+    assert!(first > 0, "nothing rotated away");
+    assert_eq!(numbers, (first..3000).collect::<Vec<_>>());
+    let names: Vec<String> = fs::read_dir(log.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), 3, "{names:?}");
+    for n in &names {
+        assert!(n == "0.log" || n.starts_with("0.log.20"), "{names:?}");
+    }
 }
 
 #[test]

@@ -28,14 +28,14 @@ pub struct LogsArgs {
 /// How long a follower waits for a restarted daemon before giving up.
 const RECONNECT_FOR: Duration = Duration::from_secs(60);
 
-/// Prints CRI records as text and counts the complete ones, which is where a resumed
-/// stream starts again.
+/// Prints CRI records as text and remembers the last one's timestamp, which is where a
+/// resumed stream starts again.
 struct Printer {
     timestamps: bool,
     /// Bytes of a record not yet complete.
     pending: Vec<u8>,
-    /// Complete records printed.
-    delivered: usize,
+    /// Timestamp of the last record printed, and how many records in a row had it.
+    last: Option<(String, usize)>,
     /// Our stdout was closed (`logs -f | head`): a normal end.
     closed: bool,
 }
@@ -57,10 +57,21 @@ impl Printer {
                     self.closed = e.kind() == std::io::ErrorKind::BrokenPipe;
                     return Err(e.into());
                 }
+                match &mut self.last {
+                    Some((last, n)) if last == ts => *n += 1,
+                    _ => self.last = Some((ts.to_string(), 1)),
+                }
             }
-            self.delivered += 1;
         }
         Ok(())
+    }
+
+    /// Query parameters that resume after the records printed (none before the first).
+    fn resume_query(&self) -> String {
+        match &self.last {
+            Some((ts, n)) => format!("&after={}&after_count={n}", enc(ts)),
+            None => String::new(),
+        }
     }
 }
 
@@ -76,20 +87,21 @@ pub async fn run(client: &Client, a: LogsArgs) -> Result<i32> {
     if let Some(c) = &a.container {
         base.push_str(&format!("&container={}", enc(c)));
     }
-    // Records come raw so that a stream cut by a daemon restart resumes at the record
-    // where it stopped, in the same container instance: no line lost, none twice.
+    // Records come raw so that a stream cut by a daemon restart resumes after the last
+    // record printed (by its timestamp, a position that survives log rotation), in the
+    // same container instance: no line lost, none twice.
     base.push_str("&raw=true");
     let mut printer = Printer {
         timestamps: a.timestamps,
         pending: Vec::new(),
-        delivered: 0,
+        last: None,
         closed: false,
     };
     let mut instance: Option<String> = None;
     let mut lost_since: Option<Instant> = None;
     loop {
         let path = match &instance {
-            Some(id) => format!("{base}&container_id={}&skip={}", enc(id), printer.delivered),
+            Some(id) => format!("{base}&container_id={}{}", enc(id), printer.resume_query()),
             None => base.clone(),
         };
         let mut seen = None;

@@ -211,6 +211,26 @@ pub struct ServeArgs {
     /// CrashLoopBackOff cap (kubelet: 300s), e.g. `10s`, `5m`.
     #[arg(long, env = "PODHOST_BACKOFF_MAX", value_parser = parse_duration_arg)]
     pub backoff_max: Option<Duration>,
+    /// Rotate a container's log before it grows past this size (default 10Mi, kubelet's
+    /// containerLogMaxSize; a quantity such as 64Ki; negative = never rotate).
+    #[arg(long, env = "PODHOST_CONTAINER_LOG_MAX_SIZE", value_parser = parse_log_max_size, allow_hyphen_values = true)]
+    pub container_log_max_size: Option<i64>,
+    /// Log files kept per container run, the current one included (default 5, kubelet's
+    /// containerLogMaxFiles; at least 2).
+    #[arg(long, env = "PODHOST_CONTAINER_LOG_MAX_FILES", value_parser = clap::value_parser!(u32).range(2..))]
+    pub container_log_max_files: Option<u32>,
+}
+
+/// A log size limit: bytes of a quantity; 0 is refused (kubelet would rotate at every
+/// check), a negative value turns rotation off.
+fn parse_log_max_size(s: &str) -> Result<i64, String> {
+    match podhost_api::quantity::parse_bytes(s) {
+        Ok(0) => Err(
+            "0 would rotate at every line: give a size such as 10Mi, or -1 to never rotate".into(),
+        ),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 fn parse_duration_arg(s: &str) -> Result<Duration, String> {
@@ -342,6 +362,20 @@ impl Cli {
             }
             // A cap below the first delay would make the first delay the cap.
             config.backoff_max = config.backoff_max.max(config.backoff_initial);
+            let default = config.runtime.container_log_rotation;
+            let max_files = serve.container_log_max_files.map_or(
+                default.map_or(podhost_shim::logrotate::DEFAULT_MAX_FILES, |p| p.max_files),
+                |n| n as usize,
+            );
+            let max_size = match serve.container_log_max_size {
+                Some(n) => u64::try_from(n).ok(),
+                None => default.map(|p| p.max_size),
+            };
+            config.runtime.container_log_rotation =
+                max_size.map(|max_size| podhost_shim::logrotate::Policy {
+                    max_size,
+                    max_files,
+                });
         }
         config
     }

@@ -839,6 +839,19 @@ impl PodWorker {
                             prev.id
                         );
                     }
+                    // Its log files go with it, as kubelet's container GC removes them:
+                    // otherwise a crash-looping container's logs grow by one full set
+                    // of rotated files per restart.
+                    if !prev.log_path.as_os_str().is_empty() {
+                        if let Err(e) = podhost_shim::logrotate::remove_all(&prev.log_path) {
+                            tracing::warn!(
+                                "pod {}: removing the log of old container {} ({}): {e}",
+                                self.rec.key(),
+                                prev.id,
+                                prev.log_path.display()
+                            );
+                        }
+                    }
                 }
                 let t = self.track_mut(&c.name);
                 t.backoff_ms = Some(next_delay_ms);

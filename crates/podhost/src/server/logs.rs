@@ -1,4 +1,7 @@
 //! `GET /v1/pods/{ns}/{name}/log`: CRI log files back to plain text, optionally followed.
+//!
+//! A container instance's log is its rotated files, oldest first, then the current one
+//! (see [`super::logfiles`]); `follow` goes on across rotations.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -8,8 +11,8 @@ use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use serde::Deserialize;
-use tokio::io::{AsyncBufReadExt, BufReader};
 
+use super::logfiles::{Advance, LogReader};
 use super::{ApiError, Daemon};
 use podhost_runtime::ContainerState;
 
@@ -29,9 +32,13 @@ pub(super) struct LogQuery {
     /// Resume: the container instance an earlier stream read (the current or previous
     /// one), named by the `x-podhost-container-id` header of that stream …
     container_id: Option<String>,
-    /// … and how many records of its log that stream delivered.
+    /// … the timestamp of the last record that stream delivered …
+    after: Option<String>,
+    /// … and how many records with that very timestamp it delivered last (records read
+    /// in one go share their timestamp). A position in the log that survives rotation,
+    /// where a count of records from the start would not once old files are removed.
     #[serde(default)]
-    skip: usize,
+    after_count: usize,
 }
 
 /// Response header naming the container instance whose log is streamed.
@@ -105,64 +112,71 @@ pub(super) async fn logs(
             timestamps: q.timestamps,
         }
     };
-    let mut skip = q.skip;
+    let mut cursor = q.after.map(|ts| Cursor {
+        ts,
+        remaining: q.after_count,
+    });
     tokio::spawn(async move {
-        let file = match tokio::fs::File::open(&path).await {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && follow => {
+        let start = cursor.as_ref().map(|c| c.ts.clone());
+        // Without follow: what the log holds now, not what the container writes while
+        // it is read (a flood would keep the reader going for ever).
+        let open = move || LogReader::open(&path, start.as_deref(), !follow);
+        let mut reader = match blocking(open.clone()).await {
+            Ok(Some(r)) => r,
+            Ok(None) if follow => {
                 // Not written yet: wait a little for the first line.
                 tokio::time::sleep(Duration::from_millis(200)).await;
-                match tokio::fs::File::open(&path).await {
-                    Ok(f) => f,
-                    Err(_) => return,
+                match blocking(open).await {
+                    Ok(Some(r)) => r,
+                    _ => return,
                 }
             }
-            Err(_) => return,
+            Ok(None) => return,
+            Err(e) => {
+                let _ = tx.send(Err(e)).await;
+                return;
+            }
         };
-        let mut reader = BufReader::new(file);
-        let mut line = String::new();
+        // The container stopped: read what is left, then end.
+        let mut last_pass = false;
         loop {
-            line.clear();
-            match reader.read_line(&mut line).await {
-                Ok(0) => {
-                    if !follow || !still_running(&d, &ns, &name, &container, &container_id) {
-                        // One more read: lines written just before the exit.
-                        line.clear();
-                        if matches!(reader.read_line(&mut line).await, Ok(n) if n > 0) {
-                            if send_line(&tx, &line, format, &mut skip).await.is_err() {
-                                return;
-                            }
-                            continue;
-                        }
-                        return;
-                    }
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                Ok(_) if !line.ends_with('\n') => {
-                    // A line still being written: wait for the rest.
-                    let mut rest = String::new();
-                    loop {
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                        match reader.read_line(&mut rest).await {
-                            Ok(_) if rest.ends_with('\n') => break,
-                            Ok(_) => continue,
-                            Err(_) => return,
-                        }
-                    }
-                    line.push_str(&rest);
-                    if send_line(&tx, &line, format, &mut skip).await.is_err() {
-                        return;
-                    }
-                }
-                Ok(_) => {
-                    if send_line(&tx, &line, format, &mut skip).await.is_err() {
-                        return;
-                    }
-                }
+            let (r, batch) = match tokio::task::spawn_blocking(move || {
+                let batch = reader.read_batch(64 * 1024);
+                (reader, batch)
+            })
+            .await
+            {
+                Ok(done) => done,
+                Err(_) => return,
+            };
+            reader = r;
+            let (records, end) = match batch {
+                Ok(b) => b,
                 Err(e) => {
                     let _ = tx.send(Err(e)).await;
                     return;
                 }
+            };
+            for record in records {
+                let line = String::from_utf8_lossy(&record);
+                if cursor.as_mut().is_some_and(|c| c.already_delivered(&line)) {
+                    continue;
+                }
+                cursor = None;
+                if send_line(&tx, &line, format).await.is_err() {
+                    return;
+                }
+            }
+            match end {
+                None => continue,
+                Some(Advance::AtCurrent) if follow && !last_pass => {
+                    if !still_running(&d, &ns, &name, &container, &container_id) {
+                        last_pass = true;
+                        continue;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Some(_) => return,
             }
         }
     });
@@ -185,17 +199,45 @@ enum Format {
     Text { timestamps: bool },
 }
 
+/// Runs blocking file work off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> std::io::Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(std::io::Error::other)?
+}
+
+/// Where a resumed stream goes on: after the records the stream it resumes delivered.
+#[derive(Debug)]
+struct Cursor {
+    /// Timestamp of the last record delivered.
+    ts: String,
+    /// Records with that timestamp still to pass over.
+    remaining: usize,
+}
+
+impl Cursor {
+    /// Whether `record` was delivered already (records are in timestamp order).
+    fn already_delivered(&mut self, record: &str) -> bool {
+        let ts = record.split(' ').next().unwrap_or("");
+        match ts.cmp(self.ts.as_str()) {
+            std::cmp::Ordering::Less => true,
+            std::cmp::Ordering::Equal if self.remaining > 0 => {
+                self.remaining -= 1;
+                true
+            }
+            // The next one; or the records up to the cursor were rotated away meanwhile.
+            _ => false,
+        }
+    }
+}
+
 async fn send_line(
     tx: &tokio::sync::mpsc::Sender<Result<String, std::io::Error>>,
     line: &str,
     format: Format,
-    skip: &mut usize,
 ) -> Result<(), ()> {
-    if *skip > 0 {
-        // Already delivered by the stream this one resumes.
-        *skip -= 1;
-        return Ok(());
-    }
     let out = match format {
         Format::Raw => line.to_string(),
         Format::Text { timestamps } => {
@@ -222,4 +264,58 @@ fn still_running(d: &Daemon, ns: &str, name: &str, container: &str, id: &str) ->
         .is_some_and(|c| {
             c.id == id && matches!(c.state, ContainerState::Running | ContainerState::Created)
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cursor;
+
+    const LOG: [&str; 5] = [
+        "2026-01-01T00:00:01.000000000Z stdout F a\n",
+        "2026-01-01T00:00:02.000000000Z stdout F b\n",
+        "2026-01-01T00:00:02.000000000Z stderr F c\n",
+        "2026-01-01T00:00:02.000000000Z stdout F d\n",
+        "2026-01-01T00:00:03.000000000Z stdout F e\n",
+    ];
+
+    /// The texts a stream resumed at `ts`/`count` delivers.
+    fn resumed(ts: &str, count: usize) -> Vec<char> {
+        let mut c = Some(Cursor {
+            ts: ts.to_string(),
+            remaining: count,
+        });
+        LOG.iter()
+            .filter(|r| {
+                if c.as_mut().is_some_and(|c| c.already_delivered(r)) {
+                    return false;
+                }
+                c = None;
+                true
+            })
+            .map(|r| r.trim_end().chars().last().unwrap_or(' '))
+            .collect()
+    }
+
+    #[test]
+    fn resumes_after_the_records_delivered() {
+        assert_eq!(
+            resumed("2026-01-01T00:00:01.000000000Z", 1),
+            ['b', 'c', 'd', 'e']
+        );
+        // Cut in the middle of records sharing a timestamp.
+        assert_eq!(
+            resumed("2026-01-01T00:00:02.000000000Z", 1),
+            ['c', 'd', 'e']
+        );
+        assert_eq!(resumed("2026-01-01T00:00:02.000000000Z", 3), ['e']);
+        assert_eq!(
+            resumed("2026-01-01T00:00:03.000000000Z", 1),
+            Vec::<char>::new()
+        );
+        // The last record delivered was rotated away since: the next one left is next.
+        assert_eq!(
+            resumed("2026-01-01T00:00:01.500000000Z", 1),
+            ['b', 'c', 'd', 'e']
+        );
+    }
 }

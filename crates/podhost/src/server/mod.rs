@@ -9,6 +9,7 @@ pub use apply::{ApplyRequest, ApplyResponse};
 mod exec;
 mod images;
 pub use images::{PruneResult, PullLine};
+mod logfiles;
 mod logs;
 pub use logs::CONTAINER_ID_HEADER;
 mod objects;
