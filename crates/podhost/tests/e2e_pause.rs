@@ -81,35 +81,20 @@ fn value<'a>(lines: &'a [(String, String)], key: &str) -> &'a str {
 #[test]
 fn a_container_sharing_the_pid_namespace_finds_no_host_file_through_the_pause() {
     let mut env = Env::new();
-    env.apply(
-        "attack.yaml",
-        r#"
-apiVersion: v1
-kind: Pod
-metadata: {name: ptrace}
-spec:
-  shareProcessNamespace: true
-  terminationGracePeriodSeconds: 1
-  containers:
-  - name: attacker
-    image: busybox
-    command: [sleep, "3600"]
-    securityContext:
-      capabilities: {add: [SYS_PTRACE]}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: privileged}
-spec:
-  shareProcessNamespace: true
-  terminationGracePeriodSeconds: 1
-  containers:
-  - name: attacker
-    image: busybox
-    command: [sleep, "3600"]
-    securityContext: {privileged: true}
-"#,
-    );
+    let pod = |name: &str, security: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  \
+             shareProcessNamespace: true\n  terminationGracePeriodSeconds: 1\n  containers:\n  \
+             - name: attacker\n    image: busybox\n    command: [sleep, \"3600\"]\n    \
+             securityContext: {security}\n"
+        )
+    };
+    let yaml = [
+        pod("ptrace", "{capabilities: {add: [SYS_PTRACE]}}"),
+        pod("privileged", "{privileged: true}"),
+    ]
+    .join("---\n");
+    env.apply("attack.yaml", &yaml);
     for pod in ["ptrace", "privileged"] {
         env.wait_ready(pod);
         let lines = probe(&env, pod, "attacker");

@@ -59,11 +59,11 @@ const STEPS: [&str; Step::Exec as usize + 1] = [
     "unshare(CLONE_NEWNS|CLONE_NEWIPC|CLONE_NEWUTS|CLONE_NEWPID, minus the host's namespaces asked for)",
     "sethostname",
     "make every mount private (mount / MS_REC|MS_PRIVATE)",
-    "open the pause binary",
+    "open_tree (clone) the pause binary",
     "mount the pause's root tmpfs on",
     "chdir into the pause's root",
     "create the bind-mount target /pause",
-    "bind-mount the pause binary",
+    "move_mount the pause binary onto /pause",
     "remount /pause read-only,nosuid,nodev",
     "remount the pause's root read-only",
     "pivot_root into the pause's root",
@@ -111,6 +111,11 @@ struct CapData {
 }
 
 const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+
+/// open_tree(2): a detached copy of the mount at the path (a bind mount to be).
+const OPEN_TREE_CLONE: libc::c_uint = 1;
+/// move_mount(2): the source is the descriptor itself.
+const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
 
 /// Everything the children need, made before the fork (no allocation after it).
 struct Prepared {
@@ -276,43 +281,55 @@ fn launcher(p: &Prepared, w: libc::c_int) -> ! {
 }
 
 /// In the new mount namespace: makes every mount private (nothing propagates to or from
-/// the host), opens the binary, mounts the root tmpfs over the state directory,
-/// bind-mounts the binary read-only into it (through its descriptor: the binary may lie
-/// under the directory the tmpfs covers), makes the tmpfs read-only and pivots into it,
+/// the host), clones the binary's mount (before the tmpfs covers the state directory,
+/// under which it might lie), mounts the root tmpfs over the state directory, attaches
+/// the clone onto /pause read-only, makes the tmpfs read-only and pivots into it,
 /// detaching the host's tree. The working directory ends as `/`.
 ///
 /// # Safety
 /// Between fork and exec: only system calls, on C strings prepared before the fork.
 unsafe fn enter_root(p: &Prepared) -> Result<(), Step> {
     let none = std::ptr::null::<libc::c_char>();
-    let check = |r: libc::c_int, step: Step| if r == 0 { Ok(()) } else { Err(step) };
-    check(
-        libc::mount(
-            none,
-            c"/".as_ptr(),
-            none,
-            libc::MS_REC | libc::MS_PRIVATE,
-            std::ptr::null(),
-        ),
+    let check = |r: libc::c_long, step: Step| if r == 0 { Ok(()) } else { Err(step) };
+    let mount = |src: *const libc::c_char,
+                 target: &CStr,
+                 fstype: *const libc::c_char,
+                 flags: libc::c_ulong,
+                 data: *const libc::c_char,
+                 step: Step| {
+        check(
+            libc::mount(src, target.as_ptr(), fstype, flags, data.cast()).into(),
+            step,
+        )
+    };
+    mount(
+        none,
+        c"/",
+        none,
+        libc::MS_REC | libc::MS_PRIVATE,
+        none,
         Step::PrivateMounts,
     )?;
-    let fd = libc::open(p.pause.as_ptr(), libc::O_PATH | libc::O_CLOEXEC);
-    if fd < 0 {
+    // A bind mount whose source is a mount of this namespace: open_tree here, after the
+    // unshare (a descriptor opened before it would name the shim's namespace).
+    let tree = libc::syscall(
+        libc::SYS_open_tree,
+        libc::AT_FDCWD,
+        p.pause.as_ptr(),
+        OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint,
+    );
+    if tree < 0 {
         return Err(Step::OpenPause);
     }
-    let mut src = [0u8; 32];
-    fd_path(fd, &mut src);
-    check(
-        libc::mount(
-            c"tmpfs".as_ptr(),
-            p.root_dir.as_ptr(),
-            c"tmpfs".as_ptr(),
-            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-            ROOT_OPTIONS.as_ptr().cast(),
-        ),
+    mount(
+        c"tmpfs".as_ptr(),
+        &p.root_dir,
+        c"tmpfs".as_ptr(),
+        libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+        ROOT_OPTIONS.as_ptr(),
         Step::MountRoot,
     )?;
-    check(libc::chdir(p.root_dir.as_ptr()), Step::EnterRoot)?;
+    check(libc::chdir(p.root_dir.as_ptr()).into(), Step::EnterRoot)?;
     let target = libc::open(
         c"pause".as_ptr(),
         libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
@@ -323,67 +340,46 @@ unsafe fn enter_root(p: &Prepared) -> Result<(), Step> {
     }
     libc::close(target);
     check(
-        libc::mount(
-            src.as_ptr().cast(),
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree as libc::c_int,
+            c"".as_ptr(),
+            libc::AT_FDCWD,
             c"pause".as_ptr(),
-            none,
-            libc::MS_BIND,
-            std::ptr::null(),
+            MOVE_MOUNT_F_EMPTY_PATH,
         ),
         Step::BindPause,
     )?;
-    libc::close(fd);
+    libc::close(tree as libc::c_int);
     // A bind mount takes its flags only from a remount.
-    check(
-        libc::mount(
-            none,
-            c"pause".as_ptr(),
-            none,
-            libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV,
-            std::ptr::null(),
-        ),
+    mount(
+        none,
+        c"pause",
+        none,
+        libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV,
+        none,
         Step::PauseReadOnly,
     )?;
     // Read-only superblock and mount: not even the pause can add a file.
-    check(
-        libc::mount(
-            none,
-            c".".as_ptr(),
-            none,
-            libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-            std::ptr::null(),
-        ),
+    mount(
+        none,
+        c".",
+        none,
+        libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+        none,
         Step::RootReadOnly,
     )?;
     // pivot_root(".", "."): the old root ends up stacked on the new one, and the
     // umount of "." detaches it (no directory for it needed in a read-only root).
-    let r = libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".".as_ptr());
-    check(if r == 0 { 0 } else { -1 }, Step::PivotRoot)?;
     check(
-        libc::umount2(c".".as_ptr(), libc::MNT_DETACH),
+        libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".".as_ptr()),
+        Step::PivotRoot,
+    )?;
+    check(
+        libc::umount2(c".".as_ptr(), libc::MNT_DETACH).into(),
         Step::DetachOldRoot,
     )?;
-    check(libc::chdir(c"/".as_ptr()), Step::ChdirRoot)
-}
-
-/// Writes `/proc/self/fd/<fd>` and a NUL into `buf`, without allocating.
-fn fd_path(fd: libc::c_int, buf: &mut [u8; 32]) {
-    const PREFIX: &[u8] = b"/proc/self/fd/";
-    buf[..PREFIX.len()].copy_from_slice(PREFIX);
-    let mut digits = [0u8; 10];
-    let mut n = fd.unsigned_abs();
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    let len = digits.len() - i;
-    buf[PREFIX.len()..PREFIX.len() + len].copy_from_slice(&digits[i..]);
-    buf[PREFIX.len() + len] = 0;
+    check(libc::chdir(c"/".as_ptr()).into(), Step::ChdirRoot)
 }
 
 /// As the pause just before exec: gid, then the capability bounding and ambient sets
@@ -468,21 +464,5 @@ mod tests {
         assert_eq!(STEPS[Step::ForkPause as usize], "fork pause");
         assert_eq!(STEPS[Step::SetUid as usize], "setresuid(65535)");
         assert_eq!(STEPS[Step::Exec as usize], "exec pause binary");
-    }
-
-    #[test]
-    fn descriptor_paths_are_nul_terminated() {
-        for (fd, want) in [
-            (0, "/proc/self/fd/0"),
-            (7, "/proc/self/fd/7"),
-            (i32::MAX, "/proc/self/fd/2147483647"),
-        ] {
-            let mut buf = [0xffu8; 32];
-            fd_path(fd, &mut buf);
-            assert_eq!(
-                CStr::from_bytes_until_nul(&buf).unwrap().to_str().unwrap(),
-                want
-            );
-        }
     }
 }

@@ -850,7 +850,8 @@ fn assert_locked_down(env: &Env, pause: i32, shim: i32) {
         .collect();
     assert_eq!(names, ["pause"], "the pause's root");
     let mounts = fs::read_to_string(format!("/proc/{pause}/mountinfo")).unwrap();
-    let mounts: Vec<(&str, &str, &str)> = mounts
+    // By mount point: the kernel lists them in the order they were made.
+    let mut mounts: Vec<(&str, &str, &str)> = mounts
         .lines()
         .map(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
@@ -858,6 +859,7 @@ fn assert_locked_down(env: &Env, pause: i32, shim: i32) {
             (f[4], f[5], fstype)
         })
         .collect();
+    mounts.sort();
     assert_eq!(mounts.len(), 2, "{mounts:?}");
     assert_eq!(mounts[0], ("/", "ro,nosuid,nodev,noexec,relatime", "tmpfs"));
     assert_eq!(
