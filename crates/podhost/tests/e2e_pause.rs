@@ -73,6 +73,17 @@ fn value<'a>(lines: &'a [(String, String)], key: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no {key} in {lines:?}"))
 }
 
+/// A pod of one sleeping busybox container `attacker`, with `spec` lines (`key: value`)
+/// added to the pod spec and the container's `securityContext`.
+fn pod(name: &str, spec: &[&str], security: &str) -> String {
+    let spec = spec.join("\n  ");
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  {spec}\n  \
+         terminationGracePeriodSeconds: 1\n  containers:\n  - name: attacker\n    \
+         image: busybox\n    command: [sleep, \"3600\"]\n    securityContext: {security}\n"
+    )
+}
+
 /// The attack of issue 12 from a SYS_PTRACE container and from a privileged one. Both
 /// reach the pause's /proc/1/root (the listing proves it): it holds only the read-only
 /// pause binary. A privileged container is the host's root by design (devices, module
@@ -81,17 +92,17 @@ fn value<'a>(lines: &'a [(String, String)], key: &str) -> &'a str {
 #[test]
 fn a_container_sharing_the_pid_namespace_finds_no_host_file_through_the_pause() {
     let mut env = Env::new();
-    let pod = |name: &str, security: &str| {
-        format!(
-            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  \
-             shareProcessNamespace: true\n  terminationGracePeriodSeconds: 1\n  containers:\n  \
-             - name: attacker\n    image: busybox\n    command: [sleep, \"3600\"]\n    \
-             securityContext: {security}\n"
-        )
-    };
     let yaml = [
-        pod("ptrace", "{capabilities: {add: [SYS_PTRACE]}}"),
-        pod("privileged", "{privileged: true}"),
+        pod(
+            "ptrace",
+            &["shareProcessNamespace: true"],
+            "{capabilities: {add: [SYS_PTRACE]}}",
+        ),
+        pod(
+            "privileged",
+            &["shareProcessNamespace: true"],
+            "{privileged: true}",
+        ),
     ]
     .join("---\n");
     env.apply("attack.yaml", &yaml);
@@ -117,23 +128,12 @@ fn a_container_sharing_the_pid_namespace_finds_no_host_file_through_the_pause() 
 #[test]
 fn a_pause_in_the_hosts_namespaces_is_confined_too() {
     let mut env = Env::new();
-    env.apply(
-        "hostns.yaml",
-        r#"
-apiVersion: v1
-kind: Pod
-metadata: {name: hostns}
-spec:
-  hostPID: true
-  hostIPC: true
-  hostNetwork: true
-  terminationGracePeriodSeconds: 1
-  containers:
-  - name: app
-    image: busybox
-    command: [sleep, "3600"]
-"#,
+    let yaml = pod(
+        "hostns",
+        &["hostPID: true", "hostIPC: true", "hostNetwork: true"],
+        "{}",
     );
+    env.apply("hostns.yaml", &yaml);
     env.wait_ready("hostns");
     let pause = env.pid_of("hostns", "POD");
     let me = std::process::id();
