@@ -3,7 +3,8 @@
 //! It is PID 1 of the pod's PID namespace and holds the pod's network, IPC
 //! and UTS namespaces open. As PID 1 it must reap orphaned zombies, and it
 //! exits cleanly on SIGINT/SIGTERM. It is linked statically (see build.rs)
-//! and uses only libc so that it costs almost no memory per pod.
+//! and uses only libc so that it costs almost no memory per pod. Before anything
+//! else it confines itself with a seccomp filter (see the library).
 #![no_main]
 
 use core::ffi::{c_char, c_int};
@@ -62,6 +63,16 @@ extern "C" fn main(argc: c_int, argv: *const *const c_char) -> c_int {
     if unsafe { libc::getpid() } != 1 {
         write_fd(2, b"pause: warning: not running as PID 1\n");
     }
+    // Fail closed: a pause that cannot confine itself must not hold a pod's namespaces.
+    if let Err((step, errno)) = pause::lock_down() {
+        write_fd(2, b"pause: ");
+        write_fd(2, step.as_bytes());
+        write_fd(2, b" failed, errno ");
+        let mut digits = [0u8; 10];
+        write_fd(2, decimal(errno.unsigned_abs(), &mut digits));
+        write_fd(2, b"\n");
+        return 1;
+    }
     let ok = install(libc::SIGINT, on_shutdown, 0)
         && install(libc::SIGTERM, on_shutdown, 0)
         && install(
@@ -79,11 +90,23 @@ extern "C" fn main(argc: c_int, argv: *const *const c_char) -> c_int {
         let mut set: libc::sigset_t = core::mem::zeroed();
         libc::sigemptyset(&mut set);
         libc::sigprocmask(libc::SIG_SETMASK, &set, core::ptr::null_mut());
+        loop {
+            // sigsuspend rather than pause(2), which aarch64 lacks (glibc would emulate
+            // it with ppoll): one call the seccomp filter allows on every arch.
+            libc::sigsuspend(&set);
+        }
     }
+}
+
+/// `n` in decimal, in the tail of `buf`.
+fn decimal(mut n: u32, buf: &mut [u8; 10]) -> &[u8] {
+    let mut i = buf.len();
     loop {
-        // SAFETY: pause only returns after a handler ran.
-        unsafe {
-            libc::pause();
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buf[i..];
         }
     }
 }

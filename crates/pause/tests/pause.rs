@@ -69,6 +69,31 @@ fn exits_zero_on_sigterm_and_sigint() {
 }
 
 #[test]
+fn confines_itself_before_handling_signals() {
+    // However it is started: the shim sets no_new_privs, but the filter is the pause's.
+    let mut child = Command::new(PAUSE).stderr(Stdio::null()).spawn().unwrap();
+    let end = Instant::now() + Duration::from_secs(5);
+    while !signal_ready(child.id()) {
+        assert!(Instant::now() < end, "pause never installed handlers");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(str::trim)
+            .unwrap_or("")
+            .to_string()
+    };
+    assert_eq!(field("NoNewPrivs:"), "1", "{status}");
+    assert_eq!(field("Seccomp:"), "2", "{status}");
+    assert_eq!(field("Seccomp_filters:"), "1", "{status}");
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert_eq!(wait_exit(&mut child).code(), Some(0));
+}
+
+#[test]
 fn reaps_orphans_as_pid_1() {
     // pause as PID 1 of a fresh PID namespace; an orphan inside must be reaped.
     let mut child = Command::new("unshare")

@@ -9,6 +9,7 @@
 pub mod crilog;
 mod launch;
 pub mod logrotate;
+mod pause;
 pub mod proto;
 mod server;
 mod sys;
@@ -75,7 +76,7 @@ fn setup(cfg: Config) -> Result<(server::Shim, String), String> {
     let set = sys::block_signals(&[libc::SIGCHLD, libc::SIGTERM, libc::SIGINT])
         .map_err(|e| fail(sys::ctx(e, "block signals")))?;
     let sigfd = sys::signalfd(&set).map_err(|e| fail(sys::ctx(e, "signalfd")))?;
-    let pause_pid = match launch::start_pause(&cfg) {
+    let pause_pid = match pause::start_pause(&cfg) {
         Ok(p) => p,
         Err(e) => {
             let msg = fail(e);

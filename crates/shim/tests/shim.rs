@@ -107,6 +107,8 @@ struct Env {
     dir: PathBuf,
     netns: PathBuf,
     pids: Vec<i32>,
+    /// The test dir was made a shared mount (see [`Env::share_dir`]).
+    shared: bool,
 }
 
 impl Env {
@@ -132,7 +134,45 @@ impl Env {
             name,
             dir,
             pids: Vec::new(),
+            shared: false,
         }
+    }
+
+    /// Makes the test dir a shared mount (as systemd makes `/`), so that a mount made
+    /// under it in a namespace that forgot to go private would show up on the host.
+    fn share_dir(&mut self) {
+        let d = sys_path(&self.dir);
+        // SAFETY: mount(2) with valid C strings.
+        unsafe {
+            let r = libc::mount(
+                d.as_ptr(),
+                d.as_ptr(),
+                std::ptr::null(),
+                libc::MS_BIND,
+                std::ptr::null(),
+            );
+            assert_eq!(r, 0, "bind {}", self.dir.display());
+            self.shared = true;
+            let r = libc::mount(
+                std::ptr::null(),
+                d.as_ptr(),
+                std::ptr::null(),
+                libc::MS_SHARED,
+                std::ptr::null(),
+            );
+            assert_eq!(r, 0, "make-shared {}", self.dir.display());
+        }
+    }
+
+    /// Lines of the host's (our) mount table naming the test dir.
+    fn host_mounts(&self) -> Vec<String> {
+        let needle = self.dir.to_str().unwrap();
+        fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains(needle))
+            .map(String::from)
+            .collect()
     }
 
     fn state(&self) -> PathBuf {
@@ -174,11 +214,14 @@ impl Env {
 
     /// Starts the shim with extra flags; returns (pause_pid, shim_pid).
     fn start_with(&mut self, extra: &[&str]) -> (i32, i32) {
-        let out = self
-            .shim_cmd(&pause_bin(), &self.netns.clone())
-            .args(extra)
-            .output()
-            .unwrap();
+        let mut cmd = self.shim_cmd(&pause_bin(), &self.netns.clone());
+        cmd.args(extra);
+        self.start_cmd(cmd)
+    }
+
+    /// Runs a shim command line; returns (pause_pid, shim_pid).
+    fn start_cmd(&mut self, mut cmd: Command) -> (i32, i32) {
+        let out = cmd.output().unwrap();
         assert!(
             out.status.success(),
             "shim start failed: {}",
@@ -256,8 +299,16 @@ impl Drop for Env {
             .args(["netns", "del", &self.name])
             .stderr(Stdio::null())
             .status();
+        if self.shared {
+            // SAFETY: umount2 with a valid C string.
+            unsafe { libc::umount2(sys_path(&self.dir).as_ptr(), libc::MNT_DETACH) };
+        }
         let _ = fs::remove_dir_all(&self.dir);
     }
+}
+
+fn sys_path(p: &Path) -> std::ffi::CString {
+    std::ffi::CString::new(p.to_str().unwrap()).unwrap()
 }
 
 fn ns_ino(pid: &str, ns: &str) -> u64 {
@@ -615,10 +666,7 @@ fn start_failures_are_reported() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("exec pause binary /nonexistent/pause"),
-        "{err}"
-    );
+    assert!(err.contains("pause binary /nonexistent/pause"), "{err}");
     assert!(out.stdout.is_empty());
 
     let out = env
@@ -808,4 +856,171 @@ fn tty_exec_relays_a_terminal_with_its_size() {
         .collect();
     assert!(left.is_empty(), "{left:?}");
     env.call(Request::Shutdown).into_result().unwrap();
+}
+
+/// `name:` of /proc/<pid>/status, trimmed ("" when absent).
+fn status_field(pid: i32, name: &str) -> String {
+    fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(':')))
+        .map(|v| v.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// Everything issue 12 asks of the pause: see crates/shim/src/pause.rs.
+fn assert_locked_down(env: &Env, pause: i32, shim: i32) {
+    // The seccomp filter is the pause's first act in main.
+    wait_until("pause's seccomp filter", Duration::from_secs(5), || {
+        status_field(pause, "Seccomp") == "2"
+    });
+    for (field, want) in [
+        ("Uid", "65535\t65535\t65535\t65535"),
+        ("Gid", "65535\t65535\t65535\t65535"),
+        ("Groups", ""),
+        ("CapInh", "0000000000000000"),
+        ("CapPrm", "0000000000000000"),
+        ("CapEff", "0000000000000000"),
+        ("CapBnd", "0000000000000000"),
+        ("CapAmb", "0000000000000000"),
+        ("NoNewPrivs", "1"),
+        ("Seccomp_filters", "1"),
+    ] {
+        assert_eq!(status_field(pause, field), want, "{field} of the pause");
+    }
+    // Not dumpable: its /proc files are root's, so a container that happens to run as
+    // 65535 can neither ptrace it nor open them.
+    let environ = format!("/proc/{pause}/environ");
+    assert_eq!(fs::metadata(&environ).unwrap().uid(), 0);
+    assert_eq!(fs::read(&environ).unwrap(), b"", "empty environment");
+
+    let p = pause.to_string();
+    assert_ne!(
+        ns_ino(&p, "mnt"),
+        ns_ino("self", "mnt"),
+        "mnt ns of the host"
+    );
+    assert_ne!(
+        ns_ino(&p, "mnt"),
+        ns_ino(&shim.to_string(), "mnt"),
+        "mnt ns of the shim"
+    );
+    // Its root: a read-only tmpfs holding only the binary, itself a read-only bind.
+    let root = PathBuf::from(format!("/proc/{pause}/root"));
+    let names: Vec<String> = fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["pause"], "the pause's root");
+    let mounts = fs::read_to_string(format!("/proc/{pause}/mountinfo")).unwrap();
+    // By mount point: the kernel lists them in the order they were made.
+    let mut mounts: Vec<(&str, &str, &str)> = mounts
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let fstype = f[f.iter().position(|x| *x == "-").unwrap() + 1];
+            (f[4], f[5], fstype)
+        })
+        .collect();
+    mounts.sort();
+    assert_eq!(mounts.len(), 2, "{mounts:?}");
+    assert_eq!(mounts[0], ("/", "ro,nosuid,nodev,noexec,relatime", "tmpfs"));
+    assert_eq!(
+        (mounts[1].0, &mounts[1].1[..15]),
+        ("/pause", "ro,nosuid,nodev")
+    );
+    let err = fs::write(root.join("planted"), "x").unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EROFS), "{err}");
+    // The binary cannot be replaced through /proc/<pause>/exe: EROFS, whether or not
+    // it is running (ETXTBSY would only hold while it runs).
+    for path in [
+        format!("/proc/{pause}/exe"),
+        format!("/proc/{pause}/root/pause"),
+    ] {
+        let err = fs::OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(&path)
+            .unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EROFS), "{path}: {err}");
+    }
+    assert_eq!(
+        fs::read_link(format!("/proc/{pause}/cwd")).unwrap(),
+        Path::new("/")
+    );
+    assert_eq!(
+        fs::read_link(format!("/proc/{pause}/exe")).unwrap(),
+        Path::new("/pause")
+    );
+    let mut fds: Vec<(String, PathBuf)> = fs::read_dir(format!("/proc/{pause}/fd"))
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                fs::read_link(e.path()).unwrap(),
+            )
+        })
+        .collect();
+    fds.sort();
+    let null = PathBuf::from("/dev/null");
+    assert_eq!(
+        fds,
+        [
+            ("0".into(), null.clone()),
+            ("1".into(), null.clone()),
+            ("2".into(), null)
+        ]
+    );
+    // Nothing of the pause's mounts reached the host, although the test dir is shared.
+    assert_eq!(env.host_mounts().len(), 1, "{:?}", env.host_mounts());
+}
+
+#[test]
+fn pause_runs_locked_down() {
+    let mut env = Env::new("lock");
+    env.share_dir();
+    // The binary under the directory the pause's root tmpfs covers: it is reached
+    // through a descriptor, not its path. A copy, so that a failure cannot harm the build.
+    fs::create_dir_all(env.state()).unwrap();
+    let pause_copy = env.state().join("pause-copy");
+    fs::copy(pause_bin(), &pause_copy).unwrap();
+    let cmd = env.shim_cmd(&pause_copy, &env.netns.clone());
+    let (pause, shim) = env.start_cmd(cmd);
+    assert_locked_down(&env, pause, shim);
+    // Still PID 1 of its own PID namespace, holding the pod's net/ipc/uts.
+    assert!(status_field(pause, "NSpid").ends_with("\t1"));
+    for ns in ["net", "ipc", "uts", "pid"] {
+        assert_ne!(ns_ino(&pause.to_string(), ns), ns_ino("self", ns), "{ns}");
+    }
+    env.call(Request::Shutdown).into_result().unwrap();
+    wait_until("shim and pause gone", Duration::from_secs(10), || {
+        !alive(shim) && !alive(pause)
+    });
+    assert_eq!(env.leftovers(), Vec::<String>::new());
+    assert_eq!(env.host_mounts().len(), 1, "{:?}", env.host_mounts());
+}
+
+#[test]
+fn pause_with_the_hosts_namespaces_is_locked_down_too() {
+    let mut env = Env::new("lockhost");
+    env.share_dir();
+    let mut cmd = env.shim_cmd(&pause_bin(), &env.netns.clone());
+    cmd.args(["--host-pid", "--host-ipc", "--host-uts"]);
+    let (pause, shim) = env.start_cmd(cmd);
+    assert_locked_down(&env, pause, shim);
+    let p = pause.to_string();
+    for ns in ["pid", "ipc", "uts"] {
+        assert_eq!(ns_ino(&p, ns), ns_ino("self", ns), "{ns} is the host's");
+    }
+    assert_eq!(ns_ino(&p, "net"), fs::metadata(&env.netns).unwrap().ino());
+    assert_eq!(
+        status_field(pause, "NSpid"),
+        p,
+        "one PID namespace: the host's"
+    );
+    env.call(Request::Shutdown).into_result().unwrap();
+    wait_until("shim and pause gone", Duration::from_secs(10), || {
+        !alive(shim) && !alive(pause)
+    });
 }
