@@ -291,3 +291,31 @@ async fn records_left_by_a_crash_are_collected() {
         leaks.join("\n")
     );
 }
+
+/// A pin file holding no namespace (a daemon killed between creating the pin file and
+/// bind-mounting the netns; or the netns lost) is released anyway: the plugins get no
+/// netns on DEL, as the CNI spec allows, and free the IP and the host's rules. Before,
+/// the bridge plugin refused the file ("unknown FS magic") at every start, for ever.
+#[tokio::test]
+async fn a_pin_without_its_namespace_is_released() {
+    let env = NetEnv::new(None);
+    let net = env.open();
+    let pr = PodRef {
+        name: "a",
+        namespace: "default",
+        uid: "u",
+    };
+    let att = net
+        .attach(&sandbox_id(0), &pr, &[port()])
+        .await
+        .expect("attach");
+    nix::mount::umount2(&att.netns, nix::mount::MntFlags::MNT_DETACH).expect("unmount pin");
+    assert!(att.netns.exists(), "the empty pin file stays");
+    net.detach(&att).await.expect("detach without the netns");
+    let leaks = env.leaks();
+    assert!(
+        leaks.is_empty(),
+        "leaks after detaching an empty pin:\n{}",
+        leaks.join("\n")
+    );
+}

@@ -303,9 +303,17 @@ impl Network {
     /// DEL the network with the stored config and result, unpin the namespace, drop the
     /// record. When DEL fails the record and pin stay, for a retry at the next start.
     pub async fn detach(&self, att: &Attachment) -> Result<(), RuntimeError> {
-        let netns_gone = !att.netns.exists();
+        // A pin file that holds no namespace (a daemon killed between creating the file
+        // and bind-mounting the netns, or a reboot) is not a netns: plugins refuse it
+        // ("unknown FS magic"). As the CNI spec allows for DEL, they then get no netns
+        // and release what they hold outside it (IPAM, host rules).
+        let netns_gone = !netns::is_pinned(&att.netns);
+        let mut runtime = att.runtime.clone();
+        if netns_gone {
+            runtime.netns = PathBuf::new();
+        }
         self.cni
-            .del_list(&att.network, &att.runtime, att.result.as_ref())
+            .del_list(&att.network, &runtime, att.result.as_ref())
             .await
             .map_err(|e| Self::cni_error(&att.network, e))?;
         if netns_gone {
