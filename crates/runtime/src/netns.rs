@@ -56,7 +56,7 @@ pub fn create_pinned(pin: &Path) -> Result<(), RuntimeError> {
 pub fn is_pinned(pin: &Path) -> bool {
     // NSFS_MAGIC from linux/magic.h.
     const NSFS_MAGIC: i64 = 0x6e73_6673;
-    nix::sys::statfs::statfs(pin).is_ok_and(|st| st.filesystem_type().0 as i64 == NSFS_MAGIC)
+    nix::sys::statfs::statfs(pin).is_ok_and(|st| st.filesystem_type().0 == NSFS_MAGIC)
 }
 
 /// Unmount and delete a pinned netns. Missing pins are fine (idempotent teardown).
