@@ -6,6 +6,8 @@
 //! then exits, so the init is reparented to the shim, a child subreaper.
 //! The process is single-threaded on purpose: libcontainer forks/clones.
 
+mod seal;
+
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -107,6 +109,14 @@ fn main() -> ExitCode {
 
 fn run(cli: &Cli) -> Result<u8> {
     let root = &cli.root;
+    if let Command::Create { .. } = &cli.command {
+        fs::create_dir_all(root).with_context(|| format!("create state root {root:?}"))?;
+    }
+    // Only create and exec put processes into containers; without a state root there is
+    // no container to exec in.
+    if matches!(cli.command, Command::Create { .. } | Command::Exec { .. }) && root.is_dir() {
+        seal::ensure_sealed(root).context("run from a sealed copy of the helper")?;
+    }
     match &cli.command {
         Command::Create {
             bundle,
@@ -154,7 +164,6 @@ fn create(
     if !config.is_file() {
         bail!("{config:?} does not exist");
     }
-    fs::create_dir_all(root).with_context(|| format!("create state root {root:?}"))?;
     // stdio is not set on the builder: the container init inherits ours
     // (the shim's pipes and /dev/null). The pid file is written by us, not by
     // libcontainer, so that it only appears once the container is fully

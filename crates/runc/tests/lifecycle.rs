@@ -124,6 +124,8 @@ struct TestContainer {
     cgroup_parent: String,
     cgroups_path: String,
     init_pid: Option<i32>,
+    /// The helper binary to run ([`runc_bin`] unless a test copies it).
+    bin: PathBuf,
 }
 
 impl TestContainer {
@@ -183,6 +185,7 @@ impl TestContainer {
             cgroup_parent,
             cgroups_path,
             init_pid: None,
+            bin: PathBuf::from(runc_bin()),
         }
     }
 
@@ -191,7 +194,7 @@ impl TestContainer {
     }
 
     fn runc(&self) -> Command {
-        let mut cmd = Command::new(runc_bin());
+        let mut cmd = Command::new(&self.bin);
         cmd.arg("--root").arg(self.state_root());
         cmd
     }
@@ -242,6 +245,33 @@ impl TestContainer {
             .unwrap();
         self.init_pid = Some(pid);
         pid
+    }
+
+    /// `start`, which must succeed.
+    fn start(&self) {
+        let out = self.run(&["start", &self.id]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// `exec -- sleep 999` in the background; returns once the process is in the cgroup.
+    fn spawn_exec_sleep(&self) -> Child {
+        let helper = self
+            .runc()
+            .args(["exec", &self.id, "--", "sleep", "999"])
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        let procs = self.cgroup_dir("devices").join("cgroup.procs");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while fs::read_to_string(&procs).unwrap().lines().count() < 2 {
+            assert!(Instant::now() < deadline, "exec'd process did not appear");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        helper
     }
 
     fn state_json(&self) -> serde_json::Value {
@@ -623,18 +653,7 @@ fn exec_forwards_termination_signals() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let mut helper = c
-        .runc()
-        .args(["exec", &c.id, "--", "sleep", "999"])
-        .stdin(Stdio::null())
-        .spawn()
-        .unwrap();
-    let procs = c.cgroup_dir("devices").join("cgroup.procs");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while fs::read_to_string(&procs).unwrap().lines().count() < 2 {
-        assert!(Instant::now() < deadline, "exec'd process did not appear");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let mut helper = c.spawn_exec_sleep();
     // The handler is installed right after the process is exec'd.
     std::thread::sleep(Duration::from_millis(200));
     nix::sys::signal::kill(
@@ -724,4 +743,76 @@ fn exec_on_a_terminal_sends_the_pty_master_to_the_console_socket() {
         .filter(|n| n.starts_with("tenant-tty-"))
         .collect();
     assert!(links.is_empty(), "{links:?}");
+}
+
+/// The binary behind `exe` cannot be written: sealed memfd, or read-only mount.
+fn is_sealed(exe: &fs::File) -> bool {
+    use std::os::fd::AsRawFd;
+    // SAFETY: fcntl/fstatvfs on a descriptor we own, with a valid out pointer.
+    unsafe {
+        let seals = libc::fcntl(exe.as_raw_fd(), libc::F_GET_SEALS);
+        let all = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
+        if seals >= 0 && seals & all == all {
+            return true;
+        }
+        let mut st: libc::statvfs = std::mem::zeroed();
+        libc::fstatvfs(exe.as_raw_fd(), &mut st) == 0 && st.f_flag & libc::ST_RDONLY != 0
+    }
+}
+
+/// `/proc/<pid>/exe` is a sealed copy of the helper, not the helper's file; returns
+/// what the link shows.
+fn assert_runs_sealed(pid: i32, helper: &Path, what: &str) -> PathBuf {
+    let exe = fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+    assert_ne!(exe, helper, "{what} runs from the helper's own file");
+    let f = fs::File::open(format!("/proc/{pid}/exe")).unwrap();
+    assert!(is_sealed(&f), "{what} runs from {exe:?}, which is writable");
+    exe
+}
+
+#[test]
+fn container_init_and_exec_run_from_a_sealed_copy_of_the_helper() {
+    become_subreaper();
+    let mut c = TestContainer::new(&["sleep", "1000"], PodNamespaces::default());
+    let (_reader, writer) = std::io::pipe().unwrap();
+    let pid = c.create(writer);
+    // Created: the init is the helper's clone, waiting for start.
+    assert_runs_sealed(pid, &c.bin, "the container init");
+    c.start();
+
+    let mut helper = c.spawn_exec_sleep();
+    let hpid = helper.id() as i32;
+    assert_runs_sealed(hpid, &c.bin, "the exec helper");
+    // The attack's own move: hold the binary, wait for the helper to go, open it for
+    // writing through /proc/self/fd. Refused, or a sealed memfd (no byte is written).
+    let held = fs::File::open(format!("/proc/{hpid}/exe")).unwrap();
+    nix::sys::signal::kill(Pid::from_raw(hpid), nix::sys::signal::Signal::SIGTERM).unwrap();
+    helper.wait().unwrap();
+    use std::os::fd::AsRawFd;
+    match fs::OpenOptions::new()
+        .write(true)
+        .open(format!("/proc/self/fd/{}", held.as_raw_fd()))
+    {
+        Err(e) => assert_eq!(e.raw_os_error(), Some(libc::EROFS), "{e}"),
+        Ok(w) => assert!(is_sealed(&w), "the helper's binary opened for writing"),
+    }
+}
+
+#[test]
+fn a_sealed_memfd_copy_serves_where_overlayfs_cannot() {
+    // The helper in the directory above its state root: overlayfs refuses nested layers.
+    become_subreaper();
+    let mut c = TestContainer::new(&["sleep", "1000"], PodNamespaces::default());
+    c.bin = c.dir.path().join("podhost-runc");
+    fs::copy(runc_bin(), &c.bin).unwrap();
+    let (_reader, writer) = std::io::pipe().unwrap();
+    let pid = c.create(writer);
+    let exe = assert_runs_sealed(pid, &c.bin, "the container init");
+    assert!(
+        exe.to_string_lossy().starts_with("/memfd:podhost-runc"),
+        "{exe:?}"
+    );
+    c.start();
+    let out = c.run(&["exec", &c.id, "--", "echo", "hi"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hi\n");
 }
