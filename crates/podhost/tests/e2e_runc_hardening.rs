@@ -1,13 +1,17 @@
-//! A container must not reach the runtime's helper binary: CVE-2019-5736 against a copy
-//! of the binaries.
+//! A container must not reach the runtime's helper binary nor leave its security
+//! context through an exec: CVE-2019-5736 against a copy of the binaries, seccomp,
+//! no_new_privs and capabilities of exec sessions and exec probes.
 
 mod common;
+#[path = "../../runc/tests/seccomp_probe/mod.rs"]
+mod seccomp_probe;
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::Env;
+use seccomp_probe::security_status;
 
 /// The build's binaries, copied so that an attack can only ever damage the copy.
 /// `podhost-runc` (the target) is a real copy; the others are hard links (same
@@ -201,4 +205,73 @@ spec:
             "a host process is visible in the pod: {l}"
         );
     }
+}
+
+/// The readiness probe passes only if the probe's own process has the security context
+/// of the container's PID 1 (its init) and cannot create a user namespace.
+const SAME_AS_INIT: &str = r#"f='^(Uid|Gid|Groups|NoNewPrivs|Seccomp|Seccomp_filters|Cap[A-Za-z]+):'
+[ "$(grep -E "$f" /proc/self/status)" = "$(grep -E "$f" /proc/1/status)" ] && grep -q '^Seccomp:.2' /proc/self/status && ! unshare -U true 2>/dev/null"#;
+
+#[test]
+fn exec_sessions_and_exec_probes_run_under_the_containers_seccomp_caps_and_nnp() {
+    let env = Env::new();
+    let probe_dir = env.root.join("probe");
+    seccomp_probe::build(&probe_dir);
+    let container = |name: &str, security: &str| {
+        format!(
+            r#"  - name: {name}
+    image: busybox
+    command: ["sh", "-c", "/probe/seccomp-probe; exec sleep 3600"]
+    securityContext: {{seccompProfile: {{type: RuntimeDefault}}{security}}}
+    volumeMounts: [{{name: probe, mountPath: /probe, readOnly: true}}]
+    readinessProbe:
+      exec: {{command: ["sh", "-c", {probe:?}]}}
+      periodSeconds: 1
+"#,
+            probe = SAME_AS_INIT
+        )
+    };
+    env.apply(
+        "secexec.yaml",
+        &format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: secexec}}\nspec:\n  \
+             terminationGracePeriodSeconds: 1\n  containers:\n{}{}  volumes:\n  \
+             - {{name: probe, hostPath: {{path: {}, type: Directory}}}}\n",
+            // Kubernetes' default: no no_new_privs, the default capabilities.
+            container("plain", ""),
+            // no_new_privs, no capability, another user.
+            container(
+                "locked",
+                ", allowPrivilegeEscalation: false, runAsUser: 1000, runAsGroup: 2000, \
+                 capabilities: {drop: [ALL]}"
+            ),
+            probe_dir.display()
+        ),
+    );
+    // Ready only once every exec probe saw itself confined as its container.
+    env.wait_ready("secexec");
+    for c in ["plain", "locked"] {
+        assert_eq!(
+            env.ok(&["logs", "secexec", "-c", c]),
+            seccomp_probe::RUNTIME_DEFAULT,
+            "{c}'s own process"
+        );
+        let exec = |args: &[&str]| {
+            let mut all = vec!["exec", "secexec", "-c", c, "--"];
+            all.extend_from_slice(args);
+            env.ok(&all)
+        };
+        assert_eq!(
+            exec(&["/probe/seccomp-probe"]),
+            seccomp_probe::RUNTIME_DEFAULT,
+            "{c}: exec'd process"
+        );
+        let own = security_status(&exec(&["cat", "/proc/self/status"]));
+        let init = security_status(&exec(&["cat", "/proc/1/status"]));
+        assert_eq!(own, init, "{c}: exec'd process vs the container's init");
+        assert!(own.contains(&"Seccomp: 2".to_string()), "{c}: {own:?}");
+        let nnp = if c == "locked" { "1" } else { "0" };
+        assert!(own.contains(&format!("NoNewPrivs: {nnp}")), "{c}: {own:?}");
+    }
+    env.teardown();
 }

@@ -7,6 +7,7 @@
 //! The process is single-threaded on purpose: libcontainer forks/clones.
 
 mod seal;
+mod tenant;
 
 use std::fs;
 use std::io::Write;
@@ -229,7 +230,8 @@ fn start(root: &Path, id: &str) -> Result<()> {
 
 /// Process to exec, written next to the container state and handed to
 /// libcontainer: the container's own process (env, cwd, user, caps,
-/// rlimits…) with other args, which is what `runc exec --process` does.
+/// rlimits…) with other args, which is what `runc exec --process` does, run under the
+/// container's seccomp filter too ([`tenant::SecuredExec`]).
 fn exec(root: &Path, id: &str, command: &[String], console_socket: Option<&Path>) -> Result<u8> {
     let container = load_existing(root, id)?;
     if container.status() != ContainerStatus::Running {
@@ -237,6 +239,7 @@ fn exec(root: &Path, id: &str, command: &[String], console_socket: Option<&Path>
     }
     let config = container.bundle().join("config.json");
     let spec = Spec::load(&config).with_context(|| format!("load {config:?}"))?;
+    let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().clone());
     let mut process = spec
         .process()
         .clone()
@@ -254,6 +257,8 @@ fn exec(root: &Path, id: &str, command: &[String], console_socket: Option<&Path>
         .set_args(Some(command.to_vec()))
         .set_terminal(Some(console_socket.is_some()))
         .set_console_size(None);
+    // Before the process file is written: it may lend capabilities for loading the filter.
+    let executor = tenant::SecuredExec::new(seccomp, &mut process)?;
     let process_file = container
         .root
         .join(format!("exec-{}.json", std::process::id()));
@@ -262,6 +267,7 @@ fn exec(root: &Path, id: &str, command: &[String], console_socket: Option<&Path>
 
     let built = builder(root, id).and_then(|b| {
         b.with_console_socket(console_socket)
+            .with_executor(executor)
             .as_tenant()
             .with_process(Some(&process_file))
             // "detached" only decides whether a terminal needs a console

@@ -14,7 +14,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
-use podhost_oci::{container_spec, write_bundle, BindMount, ContainerParams, PodNamespaces};
+use podhost_oci::{
+    container_spec, write_bundle, BindMount, ContainerParams, PodNamespaces, Seccomp,
+};
+
+mod seccomp_probe;
+use seccomp_probe::security_status;
 
 /// The binary under test; PODHOST_RUNC_BIN overrides it (e.g. to time a
 /// release build).
@@ -144,7 +149,8 @@ impl TestContainer {
         fs::create_dir_all(rootfs.join("etc")).unwrap();
         fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
         for applet in [
-            "sh", "echo", "cat", "sleep", "ps", "hostname", "ls", "ip", "id", "readlink",
+            "sh", "echo", "cat", "sleep", "ps", "hostname", "ls", "ip", "id", "readlink", "grep",
+            "unshare",
         ] {
             symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
         }
@@ -560,8 +566,6 @@ fn security_defaults_apply() {
     });
     let wc = c.dir.path().join("rootfs/bin/wc");
     symlink("busybox", wc).unwrap();
-    let grep = c.dir.path().join("rootfs/bin/grep");
-    symlink("busybox", grep).unwrap();
     let (mut reader, writer) = std::io::pipe().unwrap();
     let pid = c.create(writer);
     let out = c.run(&["start", &c.id]);
@@ -673,7 +677,10 @@ fn exec_on_a_terminal_sends_the_pty_master_to_the_console_socket() {
     use std::os::unix::net::UnixListener;
 
     become_subreaper();
-    let mut c = TestContainer::new(&["sleep", "1000"], PodNamespaces::default());
+    // Under the container's seccomp filter, loaded by the executor, like any exec.
+    let mut c = TestContainer::with(&["sleep", "1000"], PodNamespaces::default(), |p| {
+        p.security.seccomp = Seccomp::RuntimeDefault;
+    });
     let (_reader, writer) = std::io::pipe().unwrap();
     c.create(writer);
     let out = c.run(&["start", &c.id]);
@@ -686,7 +693,8 @@ fn exec_on_a_terminal_sends_the_pty_master_to_the_console_socket() {
     let listener = UnixListener::bind(&sock).unwrap();
     let script = "readlink /proc/self/fd/0; readlink /proc/self/fd/2; echo TERM=$TERM; \
                   read -r pid comm state ppid pgrp sid tty rest < /proc/$$/stat; \
-                  [ $sid = $$ ] && [ $tty != 0 ] && echo leader-with-ctty; exit 5";
+                  [ $sid = $$ ] && [ $tty != 0 ] && echo leader-with-ctty; \
+                  grep Seccomp: /proc/self/status; exit 5";
     let mut helper = c
         .runc()
         .arg("exec")
@@ -735,6 +743,12 @@ fn exec_on_a_terminal_sends_the_pty_master_to_the_console_socket() {
     );
     assert!(lines.contains(&"TERM=xterm"), "{screen}");
     assert!(lines.contains(&"leader-with-ctty"), "{screen}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.split_whitespace().eq(["Seccomp:", "2"])),
+        "{screen}"
+    );
     // libcontainer's link to the console socket is not left behind.
     let links: Vec<_> = fs::read_dir(c.state_root().join(&c.id))
         .unwrap()
@@ -743,6 +757,114 @@ fn exec_on_a_terminal_sends_the_pty_master_to_the_console_socket() {
         .filter(|n| n.starts_with("tenant-tty-"))
         .collect();
     assert!(links.is_empty(), "{links:?}");
+}
+
+/// An exec'd process runs under exactly the container's security context: its seccomp
+/// filter (libcontainer's tenant builder drops it), no_new_privs, capability sets, user.
+fn exec_gets_the_containers_security_context(tweak: impl FnOnce(&mut ContainerParams)) {
+    become_subreaper();
+    let mut c = TestContainer::with(
+        &["sh", "-c", "seccomp-probe; exec sleep 1000"],
+        PodNamespaces::default(),
+        |p| {
+            p.security.seccomp = Seccomp::RuntimeDefault;
+            tweak(p);
+        },
+    );
+    seccomp_probe::build(&c.dir.path().join("rootfs/bin"));
+    let (reader, writer) = std::io::pipe().unwrap();
+    let lines = line_reader(reader);
+    let pid = c.create(writer);
+    c.start();
+    let init_probe: String = (0..10).map(|_| next_line(&lines) + "\n").collect();
+    assert_eq!(
+        init_probe,
+        seccomp_probe::RUNTIME_DEFAULT,
+        "the container's own process"
+    );
+    // Wait for the exec of sleep: the status of the shell would do, but not its comm.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default() != "sleep\n" {
+        assert!(Instant::now() < deadline, "the init did not exec sleep");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let init = security_status(&fs::read_to_string(format!("/proc/{pid}/status")).unwrap());
+    assert!(init.contains(&"Seccomp: 2".to_string()), "{init:?}");
+
+    let out = c.run(&["exec", &c.id, "--", "cat", "/proc/self/status"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        security_status(&String::from_utf8_lossy(&out.stdout)),
+        init,
+        "exec'd process vs the container's"
+    );
+    let out = c.run(&["exec", &c.id, "--", "seccomp-probe"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        seccomp_probe::RUNTIME_DEFAULT
+    );
+    let out = c.run(&["exec", &c.id, "--", "unshare", "-U", "true"]);
+    assert!(!out.status.success(), "unshare -U must be refused");
+}
+
+#[test]
+fn exec_gets_seccomp_and_capabilities_without_no_new_privs() {
+    // Kubernetes' default (allowPrivilegeEscalation: true): the filter is loaded with
+    // CAP_SYS_ADMIN lent to the process, which must not keep it.
+    exec_gets_the_containers_security_context(|_| {});
+}
+
+#[test]
+fn exec_gets_seccomp_and_no_new_privs_as_a_user_without_capabilities() {
+    exec_gets_the_containers_security_context(|p| {
+        p.security.no_new_privileges = true;
+        p.security.cap_drop = vec!["ALL".into()];
+        p.security.cap_add = vec!["NET_BIND_SERVICE".into()];
+        p.uid = 1000;
+        p.gid = 2000;
+        p.additional_gids = vec![3000];
+    });
+}
+
+#[test]
+fn exec_gets_seccomp_as_a_user_without_capabilities_nor_no_new_privs() {
+    // CAP_SETPCAP is lent too (to drop CAP_SYS_ADMIN from the bounding set again).
+    exec_gets_the_containers_security_context(|p| {
+        p.security.cap_drop = vec!["ALL".into()];
+        p.uid = 1000;
+        p.gid = 2000;
+    });
+}
+
+#[test]
+fn the_probe_sees_no_filter_in_an_unconfined_container() {
+    // The control: the same calls, unfiltered, fail (or succeed) for other reasons.
+    become_subreaper();
+    let mut c = TestContainer::new(&["sleep", "1000"], PodNamespaces::default());
+    seccomp_probe::build(&c.dir.path().join("rootfs/bin"));
+    let (_reader, writer) = std::io::pipe().unwrap();
+    c.create(writer);
+    c.start();
+    let out = c.run(&["exec", &c.id, "--", "seccomp-probe"]);
+    let probe = String::from_utf8_lossy(&out.stdout);
+    for line in [
+        "io_uring_setup errno14",
+        "personality_set ok",
+        "clone3 errno22",
+    ] {
+        assert!(probe.lines().any(|l| l == line), "{line} in:\n{probe}");
+    }
+    let out = c.run(&["exec", &c.id, "--", "grep", "Seccomp:", "/proc/self/status"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "Seccomp:\t0");
 }
 
 /// The binary behind `exe` cannot be written: sealed memfd, or read-only mount.
