@@ -6,6 +6,9 @@
 //! then exits, so the init is reparented to the shim, a child subreaper.
 //! The process is single-threaded on purpose: libcontainer forks/clones.
 
+mod seal;
+mod tenant;
+
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -107,6 +110,14 @@ fn main() -> ExitCode {
 
 fn run(cli: &Cli) -> Result<u8> {
     let root = &cli.root;
+    if let Command::Create { .. } = &cli.command {
+        fs::create_dir_all(root).with_context(|| format!("create state root {root:?}"))?;
+    }
+    // Only create and exec put processes into containers; without a state root there is
+    // no container to exec in.
+    if matches!(cli.command, Command::Create { .. } | Command::Exec { .. }) && root.is_dir() {
+        seal::ensure_sealed(root).context("run from a sealed copy of the helper")?;
+    }
     match &cli.command {
         Command::Create {
             bundle,
@@ -154,7 +165,6 @@ fn create(
     if !config.is_file() {
         bail!("{config:?} does not exist");
     }
-    fs::create_dir_all(root).with_context(|| format!("create state root {root:?}"))?;
     // stdio is not set on the builder: the container init inherits ours
     // (the shim's pipes and /dev/null). The pid file is written by us, not by
     // libcontainer, so that it only appears once the container is fully
@@ -220,7 +230,8 @@ fn start(root: &Path, id: &str) -> Result<()> {
 
 /// Process to exec, written next to the container state and handed to
 /// libcontainer: the container's own process (env, cwd, user, caps,
-/// rlimits…) with other args, which is what `runc exec --process` does.
+/// rlimits…) with other args, which is what `runc exec --process` does, run under the
+/// container's seccomp filter too ([`tenant::SecuredExec`]).
 fn exec(root: &Path, id: &str, command: &[String], console_socket: Option<&Path>) -> Result<u8> {
     let container = load_existing(root, id)?;
     if container.status() != ContainerStatus::Running {
@@ -228,6 +239,7 @@ fn exec(root: &Path, id: &str, command: &[String], console_socket: Option<&Path>
     }
     let config = container.bundle().join("config.json");
     let spec = Spec::load(&config).with_context(|| format!("load {config:?}"))?;
+    let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().clone());
     let mut process = spec
         .process()
         .clone()
@@ -245,6 +257,8 @@ fn exec(root: &Path, id: &str, command: &[String], console_socket: Option<&Path>
         .set_args(Some(command.to_vec()))
         .set_terminal(Some(console_socket.is_some()))
         .set_console_size(None);
+    // Before the process file is written: it may lend capabilities for loading the filter.
+    let executor = tenant::SecuredExec::new(seccomp, &mut process)?;
     let process_file = container
         .root
         .join(format!("exec-{}.json", std::process::id()));
@@ -253,6 +267,7 @@ fn exec(root: &Path, id: &str, command: &[String], console_socket: Option<&Path>
 
     let built = builder(root, id).and_then(|b| {
         b.with_console_socket(console_socket)
+            .with_executor(executor)
             .as_tenant()
             .with_process(Some(&process_file))
             // "detached" only decides whether a terminal needs a console

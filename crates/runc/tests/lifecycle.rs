@@ -14,7 +14,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
-use podhost_oci::{container_spec, write_bundle, BindMount, ContainerParams, PodNamespaces};
+use podhost_oci::{
+    container_spec, write_bundle, BindMount, ContainerParams, PodNamespaces, Seccomp,
+};
+
+mod seccomp_probe;
+use seccomp_probe::security_status;
 
 /// The binary under test; PODHOST_RUNC_BIN overrides it (e.g. to time a
 /// release build).
@@ -124,6 +129,8 @@ struct TestContainer {
     cgroup_parent: String,
     cgroups_path: String,
     init_pid: Option<i32>,
+    /// The helper binary to run ([`runc_bin`] unless a test copies it).
+    bin: PathBuf,
 }
 
 impl TestContainer {
@@ -142,7 +149,8 @@ impl TestContainer {
         fs::create_dir_all(rootfs.join("etc")).unwrap();
         fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
         for applet in [
-            "sh", "echo", "cat", "sleep", "ps", "hostname", "ls", "ip", "id", "readlink",
+            "sh", "echo", "cat", "sleep", "ps", "hostname", "ls", "ip", "id", "readlink", "grep",
+            "unshare",
         ] {
             symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
         }
@@ -183,6 +191,7 @@ impl TestContainer {
             cgroup_parent,
             cgroups_path,
             init_pid: None,
+            bin: PathBuf::from(runc_bin()),
         }
     }
 
@@ -191,7 +200,7 @@ impl TestContainer {
     }
 
     fn runc(&self) -> Command {
-        let mut cmd = Command::new(runc_bin());
+        let mut cmd = Command::new(&self.bin);
         cmd.arg("--root").arg(self.state_root());
         cmd
     }
@@ -242,6 +251,33 @@ impl TestContainer {
             .unwrap();
         self.init_pid = Some(pid);
         pid
+    }
+
+    /// `start`, which must succeed.
+    fn start(&self) {
+        let out = self.run(&["start", &self.id]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// `exec -- sleep 999` in the background; returns once the process is in the cgroup.
+    fn spawn_exec_sleep(&self) -> Child {
+        let helper = self
+            .runc()
+            .args(["exec", &self.id, "--", "sleep", "999"])
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        let procs = self.cgroup_dir("devices").join("cgroup.procs");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while fs::read_to_string(&procs).unwrap().lines().count() < 2 {
+            assert!(Instant::now() < deadline, "exec'd process did not appear");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        helper
     }
 
     fn state_json(&self) -> serde_json::Value {
@@ -530,8 +566,6 @@ fn security_defaults_apply() {
     });
     let wc = c.dir.path().join("rootfs/bin/wc");
     symlink("busybox", wc).unwrap();
-    let grep = c.dir.path().join("rootfs/bin/grep");
-    symlink("busybox", grep).unwrap();
     let (mut reader, writer) = std::io::pipe().unwrap();
     let pid = c.create(writer);
     let out = c.run(&["start", &c.id]);
@@ -623,18 +657,7 @@ fn exec_forwards_termination_signals() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let mut helper = c
-        .runc()
-        .args(["exec", &c.id, "--", "sleep", "999"])
-        .stdin(Stdio::null())
-        .spawn()
-        .unwrap();
-    let procs = c.cgroup_dir("devices").join("cgroup.procs");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while fs::read_to_string(&procs).unwrap().lines().count() < 2 {
-        assert!(Instant::now() < deadline, "exec'd process did not appear");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let mut helper = c.spawn_exec_sleep();
     // The handler is installed right after the process is exec'd.
     std::thread::sleep(Duration::from_millis(200));
     nix::sys::signal::kill(
@@ -654,7 +677,10 @@ fn exec_on_a_terminal_sends_the_pty_master_to_the_console_socket() {
     use std::os::unix::net::UnixListener;
 
     become_subreaper();
-    let mut c = TestContainer::new(&["sleep", "1000"], PodNamespaces::default());
+    // Under the container's seccomp filter, loaded by the executor, like any exec.
+    let mut c = TestContainer::with(&["sleep", "1000"], PodNamespaces::default(), |p| {
+        p.security.seccomp = Seccomp::RuntimeDefault;
+    });
     let (_reader, writer) = std::io::pipe().unwrap();
     c.create(writer);
     let out = c.run(&["start", &c.id]);
@@ -667,7 +693,8 @@ fn exec_on_a_terminal_sends_the_pty_master_to_the_console_socket() {
     let listener = UnixListener::bind(&sock).unwrap();
     let script = "readlink /proc/self/fd/0; readlink /proc/self/fd/2; echo TERM=$TERM; \
                   read -r pid comm state ppid pgrp sid tty rest < /proc/$$/stat; \
-                  [ $sid = $$ ] && [ $tty != 0 ] && echo leader-with-ctty; exit 5";
+                  [ $sid = $$ ] && [ $tty != 0 ] && echo leader-with-ctty; \
+                  grep Seccomp: /proc/self/status; exit 5";
     let mut helper = c
         .runc()
         .arg("exec")
@@ -716,6 +743,12 @@ fn exec_on_a_terminal_sends_the_pty_master_to_the_console_socket() {
     );
     assert!(lines.contains(&"TERM=xterm"), "{screen}");
     assert!(lines.contains(&"leader-with-ctty"), "{screen}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.split_whitespace().eq(["Seccomp:", "2"])),
+        "{screen}"
+    );
     // libcontainer's link to the console socket is not left behind.
     let links: Vec<_> = fs::read_dir(c.state_root().join(&c.id))
         .unwrap()
@@ -724,4 +757,184 @@ fn exec_on_a_terminal_sends_the_pty_master_to_the_console_socket() {
         .filter(|n| n.starts_with("tenant-tty-"))
         .collect();
     assert!(links.is_empty(), "{links:?}");
+}
+
+/// An exec'd process runs under exactly the container's security context: its seccomp
+/// filter (libcontainer's tenant builder drops it), no_new_privs, capability sets, user.
+fn exec_gets_the_containers_security_context(tweak: impl FnOnce(&mut ContainerParams)) {
+    become_subreaper();
+    let mut c = TestContainer::with(
+        &["sh", "-c", "seccomp-probe; exec sleep 1000"],
+        PodNamespaces::default(),
+        |p| {
+            p.security.seccomp = Seccomp::RuntimeDefault;
+            tweak(p);
+        },
+    );
+    seccomp_probe::build(&c.dir.path().join("rootfs/bin"));
+    let (reader, writer) = std::io::pipe().unwrap();
+    let lines = line_reader(reader);
+    let pid = c.create(writer);
+    c.start();
+    let init_probe: String = (0..10).map(|_| next_line(&lines) + "\n").collect();
+    assert_eq!(
+        init_probe,
+        seccomp_probe::RUNTIME_DEFAULT,
+        "the container's own process"
+    );
+    // Wait for the exec of sleep: the status of the shell would do, but not its comm.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default() != "sleep\n" {
+        assert!(Instant::now() < deadline, "the init did not exec sleep");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let init = security_status(&fs::read_to_string(format!("/proc/{pid}/status")).unwrap());
+    assert!(init.contains(&"Seccomp: 2".to_string()), "{init:?}");
+
+    let out = c.run(&["exec", &c.id, "--", "cat", "/proc/self/status"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        security_status(&String::from_utf8_lossy(&out.stdout)),
+        init,
+        "exec'd process vs the container's"
+    );
+    let out = c.run(&["exec", &c.id, "--", "seccomp-probe"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        seccomp_probe::RUNTIME_DEFAULT
+    );
+    let out = c.run(&["exec", &c.id, "--", "unshare", "-U", "true"]);
+    assert!(!out.status.success(), "unshare -U must be refused");
+}
+
+#[test]
+fn exec_gets_seccomp_and_capabilities_without_no_new_privs() {
+    // Kubernetes' default (allowPrivilegeEscalation: true): the filter is loaded with
+    // CAP_SYS_ADMIN lent to the process, which must not keep it.
+    exec_gets_the_containers_security_context(|_| {});
+}
+
+#[test]
+fn exec_gets_seccomp_and_no_new_privs_as_a_user_without_capabilities() {
+    exec_gets_the_containers_security_context(|p| {
+        p.security.no_new_privileges = true;
+        p.security.cap_drop = vec!["ALL".into()];
+        p.security.cap_add = vec!["NET_BIND_SERVICE".into()];
+        p.uid = 1000;
+        p.gid = 2000;
+        p.additional_gids = vec![3000];
+    });
+}
+
+#[test]
+fn exec_gets_seccomp_as_a_user_without_capabilities_nor_no_new_privs() {
+    // CAP_SETPCAP is lent too (to drop CAP_SYS_ADMIN from the bounding set again).
+    exec_gets_the_containers_security_context(|p| {
+        p.security.cap_drop = vec!["ALL".into()];
+        p.uid = 1000;
+        p.gid = 2000;
+    });
+}
+
+#[test]
+fn the_probe_sees_no_filter_in_an_unconfined_container() {
+    // The control: the same calls, unfiltered, fail (or succeed) for other reasons.
+    become_subreaper();
+    let mut c = TestContainer::new(&["sleep", "1000"], PodNamespaces::default());
+    seccomp_probe::build(&c.dir.path().join("rootfs/bin"));
+    let (_reader, writer) = std::io::pipe().unwrap();
+    c.create(writer);
+    c.start();
+    let out = c.run(&["exec", &c.id, "--", "seccomp-probe"]);
+    let probe = String::from_utf8_lossy(&out.stdout);
+    for line in [
+        "io_uring_setup errno14",
+        "personality_set ok",
+        "clone3 errno22",
+    ] {
+        assert!(probe.lines().any(|l| l == line), "{line} in:\n{probe}");
+    }
+    let out = c.run(&["exec", &c.id, "--", "grep", "Seccomp:", "/proc/self/status"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "Seccomp:\t0");
+}
+
+/// The binary behind `exe` cannot be written: sealed memfd, or read-only mount.
+fn is_sealed(exe: &fs::File) -> bool {
+    use std::os::fd::AsRawFd;
+    // SAFETY: fcntl/fstatvfs on a descriptor we own, with a valid out pointer.
+    unsafe {
+        let seals = libc::fcntl(exe.as_raw_fd(), libc::F_GET_SEALS);
+        let all = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
+        if seals >= 0 && seals & all == all {
+            return true;
+        }
+        let mut st: libc::statvfs = std::mem::zeroed();
+        libc::fstatvfs(exe.as_raw_fd(), &mut st) == 0 && st.f_flag & libc::ST_RDONLY != 0
+    }
+}
+
+/// `/proc/<pid>/exe` is a sealed copy of the helper, not the helper's file; returns
+/// what the link shows.
+fn assert_runs_sealed(pid: i32, helper: &Path, what: &str) -> PathBuf {
+    let exe = fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+    assert_ne!(exe, helper, "{what} runs from the helper's own file");
+    let f = fs::File::open(format!("/proc/{pid}/exe")).unwrap();
+    assert!(is_sealed(&f), "{what} runs from {exe:?}, which is writable");
+    exe
+}
+
+#[test]
+fn container_init_and_exec_run_from_a_sealed_copy_of_the_helper() {
+    become_subreaper();
+    let mut c = TestContainer::new(&["sleep", "1000"], PodNamespaces::default());
+    let (_reader, writer) = std::io::pipe().unwrap();
+    let pid = c.create(writer);
+    // Created: the init is the helper's clone, waiting for start.
+    assert_runs_sealed(pid, &c.bin, "the container init");
+    c.start();
+
+    let mut helper = c.spawn_exec_sleep();
+    let hpid = helper.id() as i32;
+    assert_runs_sealed(hpid, &c.bin, "the exec helper");
+    // The attack's own move: hold the binary, wait for the helper to go, open it for
+    // writing through /proc/self/fd. Refused, or a sealed memfd (no byte is written).
+    let held = fs::File::open(format!("/proc/{hpid}/exe")).unwrap();
+    nix::sys::signal::kill(Pid::from_raw(hpid), nix::sys::signal::Signal::SIGTERM).unwrap();
+    helper.wait().unwrap();
+    use std::os::fd::AsRawFd;
+    match fs::OpenOptions::new()
+        .write(true)
+        .open(format!("/proc/self/fd/{}", held.as_raw_fd()))
+    {
+        Err(e) => assert_eq!(e.raw_os_error(), Some(libc::EROFS), "{e}"),
+        Ok(w) => assert!(is_sealed(&w), "the helper's binary opened for writing"),
+    }
+}
+
+#[test]
+fn a_sealed_memfd_copy_serves_where_overlayfs_cannot() {
+    // The helper in the directory above its state root: overlayfs refuses nested layers.
+    become_subreaper();
+    let mut c = TestContainer::new(&["sleep", "1000"], PodNamespaces::default());
+    c.bin = c.dir.path().join("podhost-runc");
+    fs::copy(runc_bin(), &c.bin).unwrap();
+    let (_reader, writer) = std::io::pipe().unwrap();
+    let pid = c.create(writer);
+    let exe = assert_runs_sealed(pid, &c.bin, "the container init");
+    assert!(
+        exe.to_string_lossy().starts_with("/memfd:podhost-runc"),
+        "{exe:?}"
+    );
+    c.start();
+    let out = c.run(&["exec", &c.id, "--", "echo", "hi"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hi\n");
 }

@@ -77,6 +77,8 @@ pub struct Env {
     pub watched_pids: Vec<u32>,
     /// Extra environment of the daemon (e.g. a short CrashLoopBackOff).
     pub daemon_env: Vec<(String, String)>,
+    /// The `podhost` the daemon runs; it finds its helpers next to itself.
+    pub daemon_bin: PathBuf,
 }
 
 impl Env {
@@ -88,6 +90,15 @@ impl Env {
     /// Like [`Env::new`], with extra environment for the daemon (`PODHOST_BACKOFF_*` …).
     pub fn with_daemon_env(vars: &[(&str, &str)]) -> Env {
         require_helpers();
+        Env::start(vars, bin())
+    }
+
+    /// Like [`Env::new`], with the daemon (and so its helpers) run from `dir`.
+    pub fn with_bin_dir(dir: &Path) -> Env {
+        Env::start(&[], dir.join("podhost"))
+    }
+
+    fn start(vars: &[(&str, &str)], daemon_bin: PathBuf) -> Env {
         let tag: String = format!("{}-{}", std::process::id(), rand_suffix());
         let root = PathBuf::from(format!("/tmp/podhost-e2e-{tag}"));
         std::fs::create_dir_all(&root).expect("root");
@@ -103,6 +114,7 @@ impl Env {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            daemon_bin,
         };
         env.start_daemon();
         let out = env.ok(&["image", "load", "-i", busybox_tar().to_str().expect("utf8")]);
@@ -117,7 +129,7 @@ impl Env {
             .append(true)
             .open(self.root.join("daemon.log"))
             .expect("daemon log");
-        let child = Command::new(bin())
+        let child = Command::new(&self.daemon_bin)
             .arg("serve")
             .env("PODHOST_ROOT", &self.root)
             .env("PODHOST_CGROUP_PARENT", &self.cgroup_parent)
