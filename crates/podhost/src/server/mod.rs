@@ -126,10 +126,8 @@ const STOP_STREAMS_AFTER: Duration = Duration::from_secs(2);
 
 /// Run the daemon until SIGINT/SIGTERM. Pods keep running when it stops.
 pub async fn serve(config: Config) -> Result<(), ServeError> {
-    std::fs::create_dir_all(&config.state_dir).map_err(io_err("creating", &config.state_dir))?;
-    std::fs::create_dir_all(&config.run_dir).map_err(io_err("creating", &config.run_dir))?;
-    std::fs::set_permissions(&config.run_dir, std::fs::Permissions::from_mode(0o711))
-        .map_err(io_err("chmod", &config.run_dir))?;
+    // Root's only, as everything below (the runtime makes the run dir and the rest).
+    crate::store::private_dir(&config.state_dir)?;
     let _lock = lock_state_dir(&config)?;
     let local = LocalRuntime::open(config.clone())?;
     let runtime: Arc<dyn Runtime> = local.clone();
@@ -155,6 +153,13 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         settings,
     });
     let records = daemon.store.load_all();
+    // An older podhost's records hold resolved environments, Secrets included; they
+    // were read without them and are written again so (0600).
+    for rec in &records {
+        if let Err(e) = daemon.store.save(rec) {
+            tracing::warn!("pod {}: rewriting its record: {e}", rec.key());
+        }
+    }
     collect_unreferenced_sandboxes(&daemon, &records).await;
     collect_orphan_pod_dirs(&daemon, &records);
     for rec in records {

@@ -320,7 +320,18 @@ impl Env {
         self.delete_all();
         self.kill_daemon();
         self.assert_no_leaks();
+        self.unmount_run_dir();
         let _ = std::fs::remove_dir_all(&self.root);
+    }
+
+    /// The run dir's tmpfs (the daemon mounts one where the run dir is on a disk, as under
+    /// /tmp here) outlives the daemon, like /run outlives a service: the test removes it.
+    fn unmount_run_dir(&self) {
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.root.join("run"))
+            .stderr(Stdio::null())
+            .status();
     }
 
     fn delete_all(&mut self) {
@@ -332,6 +343,19 @@ impl Env {
         for n in names {
             let _ = self.run(&["delete", &n, "--grace-period", "1"]);
         }
+    }
+
+    /// Lines of /proc/mounts below this test's root, but for the run dir's own tmpfs
+    /// (which outlives the daemon, as /run does).
+    pub fn pod_mounts(&self) -> Vec<String> {
+        let root = self.root.display().to_string();
+        let run_tmpfs = format!("tmpfs {} tmpfs ", self.root.join("run").display());
+        std::fs::read_to_string("/proc/mounts")
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(&root) && !l.starts_with(&run_tmpfs))
+            .map(str::to_string)
+            .collect()
     }
 
     /// Processes, mounts, netns pins, cgroups and state of this test: all gone.
@@ -355,13 +379,13 @@ impl Env {
                 ));
             }
         }
-        let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
-        for m in mounts.lines().filter(|l| l.contains(&root)) {
+        for m in self.pod_mounts() {
             leaks.push(format!("mount left: {m}"));
         }
         leaks.extend(self.network_leaks());
         for dir in [
             "run/netns",
+            "run/containers",
             "lib/networks",
             "lib/containers",
             "lib/sandboxes",
@@ -440,12 +464,18 @@ impl Drop for Env {
     fn drop(&mut self) {
         // A failed test (no teardown) still deletes its pods, so their CNI DEL runs and
         // no veth, IP or iptables rule outlives it, then stops its daemon.
-        if self.daemon.is_some() && std::thread::panicking() {
+        let deleted = self.daemon.is_some() && std::thread::panicking();
+        if deleted {
             self.delete_all();
         }
         if let Some(mut d) = self.daemon.take() {
             let _ = d.kill();
             let _ = d.wait();
+        }
+        // Not while pods may still run (their daemon died): their shim sockets and
+        // netns pins are on it, what a daemon needs to find and remove them.
+        if deleted {
+            self.unmount_run_dir();
         }
         // CNI's bridge plugin never deletes its bridge; this test's is ours to remove.
         let _ = Command::new("ip")
@@ -453,6 +483,25 @@ impl Drop for Env {
             .stderr(Stdio::null())
             .status();
     }
+}
+
+/// The stdout of `argv` given `input` on its stdin (coreutils as filters).
+pub fn filter(argv: &[&str], input: &[u8]) -> String {
+    use std::io::Write;
+    let mut child = Command::new(argv[0])
+        .args(&argv[1..])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input)
+        .expect("write");
+    let out = child.wait_with_output().expect("filter output");
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// One row of `podhost ps -a`.
