@@ -51,6 +51,12 @@ pub fn create_pinned(pin: &Path) -> Result<(), RuntimeError> {
     result
 }
 
+/// Whether a network namespace is bound at `pin` (not merely the file made for it).
+pub fn is_pinned(pin: &Path) -> bool {
+    nix::sys::statfs::statfs(pin)
+        .is_ok_and(|fs| fs.filesystem_type() == nix::sys::statfs::NSFS_MAGIC)
+}
+
 /// Unmount and delete a pinned netns. Missing pins are fine (idempotent teardown).
 pub fn remove_pinned(pin: &Path) -> Result<(), RuntimeError> {
     if !pin.exists() {
@@ -101,4 +107,19 @@ fn set_loopback_up() -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_plain_pin_file_is_not_a_namespace() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let pin = tmp.path().join("pin");
+        File::create(&pin).expect("pin file");
+        assert!(!is_pinned(&pin));
+        assert!(!is_pinned(&tmp.path().join("missing")));
+        assert!(is_pinned(Path::new("/proc/self/ns/net")));
+    }
 }

@@ -303,6 +303,12 @@ impl Network {
     /// DEL the network with the stored config and result, unpin the namespace, drop the
     /// record. When DEL fails the record and pin stay, for a retry at the next start.
     pub async fn detach(&self, att: &Attachment) -> Result<(), RuntimeError> {
+        // A daemon killed between creating the pin file and binding the namespace on it
+        // left a plain file: no namespace was ever there, and CNI plugins refuse the path
+        // ("unknown FS magic") at every retry, so the pod could never be deleted.
+        if att.netns.exists() && !netns::is_pinned(&att.netns) {
+            netns::remove_pinned(&att.netns)?;
+        }
         let netns_gone = !att.netns.exists();
         self.cni
             .del_list(&att.network, &att.runtime, att.result.as_ref())
