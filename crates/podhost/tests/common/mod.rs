@@ -319,8 +319,16 @@ impl Env {
     pub fn teardown(mut self) {
         self.delete_all();
         self.kill_daemon();
-        self.assert_no_leaks();
+        let leaks = self.leaks();
+        // Before the verdict: a failed check must not leave the mount on the host (the
+        // leaks are listed, and the rest of the root stays for a look).
         self.unmount_run_dir();
+        assert!(
+            leaks.is_empty(),
+            "leaks after teardown:\n{}\ndaemon log tail:\n{}",
+            leaks.join("\n"),
+            tail(&self.daemon_log(), 30)
+        );
         let _ = std::fs::remove_dir_all(&self.root);
     }
 
@@ -358,8 +366,8 @@ impl Env {
             .collect()
     }
 
-    /// Processes, mounts, netns pins, cgroups and state of this test: all gone.
-    pub fn assert_no_leaks(&self) {
+    /// What is left of this test: processes, mounts, netns pins, cgroups and state.
+    pub fn leaks(&self) -> Vec<String> {
         let root = self.root.display().to_string();
         let mut leaks = Vec::new();
         for pid in &self.watched_pids {
@@ -419,12 +427,7 @@ impl Env {
                 let _ = std::fs::remove_dir(&dir);
             }
         }
-        assert!(
-            leaks.is_empty(),
-            "leaks after teardown:\n{}\ndaemon log tail:\n{}",
-            leaks.join("\n"),
-            tail(&self.daemon_log(), 30)
-        );
+        leaks
     }
 }
 
