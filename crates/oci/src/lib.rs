@@ -345,20 +345,33 @@ pub fn container_spec(p: &ContainerParams) -> Result<Spec, OciError> {
 }
 
 /// Writes `spec` as `bundle_dir/config.json`, atomically (temp file + rename),
-/// creating `bundle_dir` if needed.
+/// creating `bundle_dir` (0700) if needed. The file is 0600: it holds the container's
+/// environment, Secrets included.
 pub fn write_bundle(bundle_dir: &Path, spec: &Spec) -> Result<(), OciError> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
     let io_err = |op: &'static str, path: &Path| {
         let path = path.to_path_buf();
         move |source| OciError::Io { op, path, source }
     };
-    fs::create_dir_all(bundle_dir).map_err(io_err("create bundle directory", bundle_dir))?;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(bundle_dir)
+        .map_err(io_err("create bundle directory", bundle_dir))?;
     let data = serde_json::to_vec_pretty(spec).map_err(|source| OciError::Serialize {
         bundle: bundle_dir.to_path_buf(),
         source,
     })?;
     let final_path = bundle_dir.join("config.json");
     let tmp_path = bundle_dir.join(".config.json.tmp");
-    let mut file = fs::File::create(&tmp_path).map_err(io_err("create", &tmp_path))?;
+    // A temp file a crash left keeps its mode when opened: start from a new one.
+    let _ = fs::remove_file(&tmp_path);
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp_path)
+        .map_err(io_err("create", &tmp_path))?;
     file.write_all(&data).map_err(io_err("write", &tmp_path))?;
     // fsync before rename so a crash never leaves an empty config.json behind.
     file.sync_all().map_err(io_err("sync", &tmp_path))?;
@@ -1013,6 +1026,10 @@ mod tests {
         write_bundle(&bundle, &spec).unwrap();
         let loaded = Spec::load(bundle.join("config.json")).unwrap();
         assert_eq!(loaded, spec);
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&bundle.join("config.json")), 0o600);
+        assert_eq!(mode(&bundle), 0o700);
         let raw = fs::read_to_string(bundle.join("config.json")).unwrap();
         assert!(!raw.contains("\"hostname\""));
         assert!(!bundle.join(".config.json.tmp").exists());

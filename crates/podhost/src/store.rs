@@ -1,10 +1,11 @@
-//! Durable daemon state: one JSON file per pod, written atomically.
+//! Durable daemon state: one JSON file per pod, written atomically, root's only.
 
 use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+pub use podhost_runtime::state_file::{private_dir, PRIVATE_DIR_MODE};
 use podhost_runtime::state_file::{read_json, write_json_atomic};
 use podhost_runtime::RuntimeError;
 
@@ -34,7 +35,7 @@ impl<R> Clone for PodStore<R> {
 impl<R: Record> PodStore<R> {
     /// Open (and create) the directory.
     pub fn open(dir: &Path) -> Result<Self, RuntimeError> {
-        std::fs::create_dir_all(dir).map_err(RuntimeError::io("creating", dir))?;
+        private_dir(dir)?;
         Ok(PodStore {
             dir: dir.to_path_buf(),
             _record: std::marker::PhantomData,

@@ -81,6 +81,8 @@ async fn api_on_the_fake_runtime_sees_only_its_own_sandboxes() {
         },
     ));
     let client = Client::new(&config.api_socket());
+    // The socket appears once the daemon serves.
+    until(|| async { config.api_socket().exists().then_some(()) }).await;
 
     let applied: ApplyResponse = client
         .call(

@@ -420,13 +420,7 @@ fn secret_and_projected_volumes_live_on_tmpfs() {
 
     env.ok(&["delete", "pod", "tok"]);
     env.ok(&["wait", "--for=delete", "pod/tok", "--timeout=60s"]);
-    let root = env.root.display().to_string();
-    let left: Vec<String> = std::fs::read_to_string("/proc/mounts")
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| l.contains(&root))
-        .map(str::to_string)
-        .collect();
+    let left = env.pod_mounts();
     assert!(left.is_empty(), "{left:?}");
     assert!(!vols.exists(), "{} left", vols.display());
     env.teardown();
@@ -450,13 +444,8 @@ fn volumes_of_a_pod_without_record_are_unmounted_at_start() {
     std::fs::remove_file(env.root.join("lib/pods").join(format!("{uid}.json")))
         .expect("remove record");
     env.start_daemon();
-    let root = env.root.display().to_string();
     let deadline = Instant::now() + Duration::from_secs(30);
-    while std::fs::read_to_string("/proc/mounts")
-        .unwrap_or_default()
-        .contains(&root)
-        || vols.exists()
-    {
+    while !env.pod_mounts().is_empty() || vols.exists() {
         assert!(
             Instant::now() < deadline,
             "volumes of the gone pod left: {}",

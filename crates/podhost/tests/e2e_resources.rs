@@ -124,11 +124,11 @@ fn limits_in_cgroup_files_pod_cgroup_and_cpu_throttling() {
     eprintln!("{pods}");
     assert!(pods.lines().any(|l| l.starts_with("limited")), "{pods}");
 
-    // The API socket is root's only: 0600 in a directory others may only traverse.
+    // The API socket is root's only: 0600 in a directory only root enters.
     use std::os::unix::fs::PermissionsExt;
     let mode = |p: PathBuf| std::fs::metadata(&p).expect("stat").permissions().mode() & 0o777;
     assert_eq!(mode(env.root.join("run/podhost.sock")), 0o600);
-    assert_eq!(mode(env.root.join("run")), 0o711);
+    assert_eq!(mode(env.root.join("run")), 0o700);
 
     let describe = env.ok(&["describe", "pod", "limited"]);
     assert!(describe.contains("Guaranteed"), "{describe}");

@@ -124,9 +124,30 @@ impl RuntimeConfig {
     pub fn seccomp_dir(&self) -> PathBuf {
         self.state_dir.join("seccomp")
     }
-    /// Per-container directory: bundle (config.json), rootfs mount point, upper/work dirs.
+    /// Per-container durable directory: rootfs mount point, upper/work dirs, record.
     pub fn container_dir(&self, container_id: &str) -> PathBuf {
         self.state_dir.join("containers").join(container_id)
+    }
+    /// Per-container OCI bundle (`config.json`, the helper's pid file): in the run dir,
+    /// which is a tmpfs, since the spec holds the resolved environment, Secrets included.
+    pub fn bundle_dir(&self, container_id: &str) -> PathBuf {
+        self.run_dir.join("containers").join(container_id)
+    }
+    /// The directories below the state and run dirs that the runtime creates at start,
+    /// in creation order; each is 0700 (see [`crate::state_file::PRIVATE_DIR_MODE`]).
+    pub fn private_dirs(&self) -> Vec<PathBuf> {
+        vec![
+            self.state_dir.clone(),
+            self.run_dir.clone(),
+            self.state_dir.join("containers"),
+            self.state_dir.join("sandboxes"),
+            self.image_dir(),
+            self.network_state_dir(),
+            self.run_dir.join("containers"),
+            self.runc_root(),
+            self.run_dir.join("s"),
+            self.netns_dir(),
+        ]
     }
     /// libcontainer's state root (one dir per container).
     pub fn runc_root(&self) -> PathBuf {

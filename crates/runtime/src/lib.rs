@@ -242,6 +242,42 @@ pub enum Propagation {
     Bidirectional,
 }
 
+/// A value resolved for a container that may hold a Secret (its environment, and the
+/// command and args `$(VAR)` expands from it): kept in memory only. It serializes as
+/// `null` and reads back empty (whatever a record holds), and prints as `<redacted>`,
+/// so no record, event or log gets it; the runtime writes it only into the container's
+/// spec on the run dir's tmpfs, and lifecycle resolves it again from the Secret for
+/// every new container, as kubelet does.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Sensitive<T>(pub T);
+
+impl<T> std::ops::Deref for Sensitive<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T> std::fmt::Debug for Sensitive<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl<T> Serialize for Sensitive<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_none()
+    }
+}
+
+impl<'de, T: Default> Deserialize<'de> for Sensitive<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // Records of an older podhost hold the values: they are dropped on reading.
+        serde::de::IgnoredAny::deserialize(d)?;
+        Ok(Sensitive(T::default()))
+    }
+}
+
 /// What to run in a container (CRI `ContainerConfig`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ContainerConfig {
@@ -251,14 +287,17 @@ pub struct ContainerConfig {
     pub attempt: u32,
     /// Image reference as written in the pod.
     pub image: String,
-    /// Kubernetes `command` (replaces the image Entrypoint).
-    pub command: Vec<String>,
-    /// Kubernetes `args` (replaces the image Cmd).
-    pub args: Vec<String>,
+    /// Kubernetes `command` (replaces the image Entrypoint), `$(VAR)`s expanded.
+    #[serde(default)]
+    pub command: Sensitive<Vec<String>>,
+    /// Kubernetes `args` (replaces the image Cmd), `$(VAR)`s expanded.
+    #[serde(default)]
+    pub args: Sensitive<Vec<String>>,
     /// Kubernetes `workingDir`.
     pub working_dir: Option<String>,
     /// Environment, in order, added to the image's.
-    pub envs: Vec<(String, String)>,
+    #[serde(default)]
+    pub envs: Sensitive<Vec<(String, String)>>,
     /// Volumes and pod files to bind in.
     pub mounts: Vec<Mount>,
     /// Log file path relative to the sandbox's log directory (`<name>/<attempt>.log`).
@@ -582,4 +621,34 @@ pub trait Runtime: Send + Sync + 'static {
     async fn container_refs(&self) -> Result<Vec<ContainerRef>, RuntimeError>;
     /// Events about exits, so lifecycle reacts without polling (CRI `GetContainerEvents`).
     fn events(&self) -> tokio::sync::broadcast::Receiver<RuntimeEvent>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Serialize, Deserialize)]
+    struct Rec {
+        name: String,
+        #[serde(default)]
+        envs: Sensitive<Vec<(String, String)>>,
+    }
+
+    #[test]
+    fn sensitive_values_are_neither_written_nor_read_nor_printed() {
+        let rec = Rec {
+            name: "app".into(),
+            envs: Sensitive(vec![("PW".into(), "s3cret".into())]),
+        };
+        assert_eq!(rec.envs[0].1, "s3cret");
+        let json = serde_json::to_string(&rec).expect("json");
+        assert_eq!(json, r#"{"name":"app","envs":null}"#);
+        assert!(!format!("{rec:?}").contains("s3cret"));
+        // A record an older podhost wrote with the values, and one without the field.
+        let old: Rec =
+            serde_json::from_str(r#"{"name":"app","envs":[["PW","s3cret"]]}"#).expect("old");
+        assert!(old.envs.is_empty());
+        let bare: Rec = serde_json::from_str(r#"{"name":"app"}"#).expect("bare");
+        assert!(bare.envs.is_empty());
+    }
 }

@@ -22,7 +22,7 @@ use super::shim_client::{is_gone, ShimClient, ShimStatus};
 use super::*;
 use crate::clock::now_nanos;
 use crate::config::RuntimeConfig;
-use crate::state_file::{read_json, write_json_atomic};
+use crate::state_file::{private_dir, read_json, write_json_atomic};
 use podhost_shim::proto::ContainerState as ShimState;
 use podhost_shim::proto::ErrorCode;
 
@@ -128,13 +128,12 @@ impl LocalRuntime {
     /// Open the runtime: the image store, and the records of sandboxes and containers left
     /// by a previous daemon (their shims keep running across daemon restarts).
     pub fn open(config: RuntimeConfig) -> Result<Arc<Self>, RuntimeError> {
-        for d in [
-            config.state_dir.clone(),
-            config.run_dir.clone(),
-            config.runc_root(),
-            config.netns_dir(),
-        ] {
-            std::fs::create_dir_all(&d).map_err(RuntimeError::io("creating", &d))?;
+        // The run dir first: its tmpfs goes on while it is still empty. Then every top
+        // directory, whose mode an older podhost left 0755, is made 0700.
+        private_dir(&config.run_dir)?;
+        mounts::ensure_run_tmpfs(&config.run_dir)?;
+        for d in config.private_dirs() {
+            private_dir(&d)?;
         }
         let images =
             ImageStore::open(&config.image_dir()).map_err(|source| RuntimeError::Image {
@@ -162,6 +161,7 @@ impl LocalRuntime {
             config,
         });
         rt.load_records();
+        rt.move_legacy_secrets();
         for id in rt.sandbox_ids() {
             rt.watch_shim(&id);
         }
@@ -212,8 +212,9 @@ impl LocalRuntime {
     }
 
     /// What a daemon killed in the middle of a create or remove left without a record:
-    /// sandbox run dirs (maybe with a live shim) and state dirs, container dirs, and
-    /// containers whose sandbox record is gone. Listed before any new sandbox exists.
+    /// sandbox run dirs (maybe with a live shim) and state dirs, container dirs and
+    /// bundles, and containers whose sandbox record is gone. Listed before any new
+    /// sandbox exists.
     fn half_made(&self) -> Vec<PathBuf> {
         let sandboxes: Vec<String> = self.sandbox_ids();
         let shorts: Vec<PathBuf> = sandboxes
@@ -249,11 +250,16 @@ impl LocalRuntime {
                 .into_iter()
                 .filter(|p| name(p).is_none_or(|n| !containers.contains(&n))),
         );
-        out.extend(
-            entries(self.config.runc_root())
-                .into_iter()
-                .filter(|p| name(p).is_none_or(|n| !containers.contains(&n))),
-        );
+        for dir in [
+            self.config.runc_root(),
+            self.config.run_dir.join("containers"),
+        ] {
+            out.extend(
+                entries(dir)
+                    .into_iter()
+                    .filter(|p| name(p).is_none_or(|n| !containers.contains(&n))),
+            );
+        }
         out
     }
 
@@ -298,6 +304,29 @@ impl LocalRuntime {
             records::<ContainerRecord>(&self.config.state_dir.join("containers"), "container.json")
         {
             self.lock_containers().insert(r.id.clone(), r);
+        }
+    }
+
+    /// An older podhost kept each container's resolved environment on the disk, in its
+    /// record and its bundle: the records (read without it) are written again, and
+    /// each bundle moves to the run dir, leaving a symlink where libcontainer, which
+    /// recorded the old path, reads it for execs.
+    fn move_legacy_secrets(&self) {
+        let records: Vec<ContainerRecord> = self.lock_containers().values().cloned().collect();
+        for rec in records {
+            let dir = self.config.container_dir(&rec.id);
+            let moved = write_json_atomic(&dir.join("container.json"), &rec).and_then(|()| {
+                move_bundle_spec(&dir.join("config.json"), &self.config.bundle_dir(&rec.id))
+            });
+            match moved {
+                Ok(false) => {}
+                Ok(true) => tracing::info!(
+                    "container {}: its spec moved to {} (it holds its environment)",
+                    rec.id,
+                    self.config.bundle_dir(&rec.id).display()
+                ),
+                Err(e) => tracing::warn!("container {}: {e}", rec.id),
+            }
         }
     }
 
@@ -462,7 +491,7 @@ impl LocalRuntime {
             set(k, v);
         }
         set("HOSTNAME", &sandbox.config.hostname);
-        for (k, v) in &cfg.envs {
+        for (k, v) in cfg.envs.iter() {
             set(k, v);
         }
         let cwd = cfg
@@ -648,17 +677,46 @@ impl LocalRuntime {
         }
     }
 
-    /// Remove a container's host-side resources (rootfs mount, its directory, its record).
+    /// Remove a container's host-side resources (rootfs mount, its directory, its bundle,
+    /// its record).
     fn remove_container_files(&self, id: &str) -> Result<(), RuntimeError> {
         let dir = self.config.container_dir(id);
         mounts::unmount(&dir.join("rootfs"))?;
         mounts::remove_dir(&dir)?;
+        mounts::remove_dir(&self.config.bundle_dir(id))?;
         // libcontainer's state of the container: the shim deletes it, unless the shim
         // died first; then it is ours to remove.
         mounts::remove_dir(&self.config.runc_root().join(id))?;
         self.lock_containers().remove(id);
         Ok(())
     }
+}
+
+/// Moves the regular file `spec` (an older podhost's `config.json` on the disk) to
+/// `bundle/config.json` (0600 in a 0700 dir) and puts a symlink to it in its place.
+/// Returns whether there was one to move.
+fn move_bundle_spec(spec: &Path, bundle: &Path) -> Result<bool, RuntimeError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if !std::fs::symlink_metadata(spec).is_ok_and(|m| m.is_file()) {
+        return Ok(false);
+    }
+    private_dir(bundle)?;
+    let target = bundle.join("config.json");
+    let data = std::fs::read(spec).map_err(RuntimeError::io("reading", spec))?;
+    let _ = std::fs::remove_file(&target);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&target)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, &data))
+        .map_err(RuntimeError::io("writing", &target))?;
+    // The link replaces the file in one rename: an exec never finds no spec.
+    let link = spec.with_extension("json.link");
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(&target, &link).map_err(RuntimeError::io("linking", &link))?;
+    std::fs::rename(&link, spec).map_err(RuntimeError::io("renaming into", spec))?;
+    Ok(true)
 }
 
 /// Every `<root>/*/<file>` record; unreadable ones are reported and skipped so that one
@@ -901,14 +959,16 @@ impl Runtime for LocalRuntime {
 
         let id = new_id();
         let dir = self.config.container_dir(&id);
+        let bundle = self.config.bundle_dir(&id);
         let rootfs = dir.join("rootfs");
         let log_path = sandbox.config.log_directory.join(&cfg.log_path);
         let mut undo = Undo::new();
         let steps = async {
-            std::fs::create_dir_all(&dir)
-                .map_err(RuntimeError::io("creating container dir", &dir))?;
-            let d = dir.clone();
-            undo.push(move || mounts::remove_dir(&d));
+            for d in [&dir, &bundle] {
+                private_dir(d)?;
+                let d = d.clone();
+                undo.push(move || mounts::remove_dir(&d));
+            }
             mounts::mount_overlay(&layers, &dir.join("upper"), &dir.join("work"), &rootfs)?;
             let r = rootfs.clone();
             undo.push(move || mounts::unmount(&r));
@@ -924,7 +984,9 @@ impl Runtime for LocalRuntime {
                     container: cfg.name.clone(),
                     source,
                 })?;
-            podhost_oci::write_bundle(&dir, &spec).map_err(|source| RuntimeError::Oci {
+            // The spec holds the resolved environment: it goes to the run dir's tmpfs
+            // (0600), never next to the durable record.
+            podhost_oci::write_bundle(&bundle, &spec).map_err(|source| RuntimeError::Oci {
                 container: cfg.name.clone(),
                 source,
             })?;
@@ -942,8 +1004,14 @@ impl Runtime for LocalRuntime {
             };
             write_json_atomic(&dir.join("container.json"), &rec)?;
             self.shim(sandbox_id)
-                .create_container(&id, &dir, &log_path)
+                .create_container(&id, &bundle, &log_path)
                 .await?;
+            // libcontainer makes its state dir 0755, and podhost-runc's exec writes the
+            // container's process there (its environment) for a moment.
+            let state = self.config.runc_root().join(&id);
+            if let Err(e) = private_dir(&state) {
+                tracing::warn!("container {id}: {e}");
+            }
             self.lock_containers().insert(id.clone(), rec);
             Ok::<(), RuntimeError>(())
         }
@@ -1186,5 +1254,34 @@ impl Runtime for LocalRuntime {
 
     fn events(&self) -> broadcast::Receiver<RuntimeEvent> {
         self.events.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn an_older_spec_on_the_disk_moves_to_the_bundle_dir() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let spec = tmp.path().join("lib/c1/config.json");
+        std::fs::create_dir_all(spec.parent().expect("parent")).expect("dir");
+        std::fs::write(&spec, "{\"env\": [\"PW=s3cret\"]}").expect("write");
+        let bundle = tmp.path().join("run/containers/c1");
+        assert!(move_bundle_spec(&spec, &bundle).expect("move"));
+        let mode = |p: &Path| std::fs::metadata(p).expect("stat").permissions().mode() & 0o777;
+        assert!(std::fs::symlink_metadata(&spec)
+            .expect("link")
+            .file_type()
+            .is_symlink());
+        assert_eq!(
+            std::fs::read_to_string(&spec).expect("read through the link"),
+            "{\"env\": [\"PW=s3cret\"]}"
+        );
+        assert_eq!(mode(&bundle.join("config.json")), 0o600);
+        assert_eq!(mode(&bundle), 0o700);
+        // Moved once: the next start finds the link and leaves it.
+        assert!(!move_bundle_spec(&spec, &bundle).expect("again"));
     }
 }

@@ -1,10 +1,46 @@
-//! Mounts the runtime makes on the host: overlay root filesystems and the pod's /dev/shm.
+//! Mounts the runtime makes on the host: the run dir's tmpfs, overlay root filesystems
+//! and the pod's /dev/shm.
 
 use std::path::{Path, PathBuf};
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 
 use super::RuntimeError;
+
+/// Mount a tmpfs (0700) at the run dir unless it is on one already, as `/run` is on most
+/// systems but not all: the OCI bundles there hold resolved Secrets, which must never
+/// reach a disk. A run dir on a disk that holds files already (an older podhost's, its
+/// pods still running) is left as it is, with a warning: hiding the files would orphan
+/// the pods. Only the first daemon start mounts; restarts find the tmpfs.
+pub fn ensure_run_tmpfs(dir: &Path) -> Result<(), RuntimeError> {
+    use nix::sys::statfs::{statfs, TMPFS_MAGIC};
+    let fs = statfs(dir).map_err(RuntimeError::sys("statfs", dir))?;
+    if fs.filesystem_type() == TMPFS_MAGIC {
+        return Ok(());
+    }
+    let empty = std::fs::read_dir(dir)
+        .map_err(RuntimeError::io("listing", dir))?
+        .next()
+        .is_none();
+    if !empty {
+        tracing::warn!(
+            "{} is not on a tmpfs and holds files already: container specs with resolved Secrets are written there, to the disk; empty it (stop the pods) or mount a tmpfs on it",
+            dir.display()
+        );
+        return Ok(());
+    }
+    mount(
+        Some("tmpfs"),
+        dir,
+        Some("tmpfs"),
+        // systemd's flags and size for /run.
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some("mode=0700,size=20%"),
+    )
+    .map_err(RuntimeError::sys("mounting a tmpfs at the run dir", dir))?;
+    tracing::info!("mounted a tmpfs at {} (it was on a disk)", dir.display());
+    Ok(())
+}
 
 /// Mount an overlay at `target` from image layers (bottom first) and a writable upper dir.
 pub fn mount_overlay(
@@ -28,6 +64,10 @@ pub fn mount_overlay(
         upper.display(),
         work.display()
     );
+    // Not nosuid/nodev: libcontainer bind-mounts this mount as the container's root, and
+    // a bind keeps the flags, so setuid binaries would stop working inside the container
+    // too (tried: busybox's setuid ping is then refused). As with containerd, host users
+    // are kept out by the 0700 directories above it instead.
     mount(
         Some("overlay"),
         target,

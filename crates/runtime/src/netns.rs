@@ -54,9 +54,8 @@ pub fn create_pinned(pin: &Path) -> Result<(), RuntimeError> {
 /// Whether `pin` holds a network namespace (a bind mount of nsfs), rather than being
 /// missing or the empty file a pin starts as.
 pub fn is_pinned(pin: &Path) -> bool {
-    // NSFS_MAGIC from linux/magic.h.
-    const NSFS_MAGIC: i64 = 0x6e73_6673;
-    nix::sys::statfs::statfs(pin).is_ok_and(|st| st.filesystem_type().0 == NSFS_MAGIC)
+    nix::sys::statfs::statfs(pin)
+        .is_ok_and(|fs| fs.filesystem_type() == nix::sys::statfs::NSFS_MAGIC)
 }
 
 /// Unmount and delete a pinned netns. Missing pins are fine (idempotent teardown).

@@ -1,6 +1,7 @@
 //! Durable state files: JSON written atomically (temp file, fsync, rename, fsync of the
 //! directory), read back tolerating absence.
 
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use serde::de::DeserializeOwned;
@@ -8,8 +9,33 @@ use serde::Serialize;
 
 use crate::RuntimeError;
 
+/// Mode of every directory podhost makes under its state and run dirs: a host user
+/// reaching into them could run a container's setuid binaries, open its device nodes,
+/// read or plant files in its volumes (containerd CVE-2021-41103, moby CVE-2021-41091).
+pub const PRIVATE_DIR_MODE: u32 = 0o700;
+
+/// Create `path` and its missing parents as [`PRIVATE_DIR_MODE`] directories, and give
+/// `path` that mode when it exists already (made by an older podhost, or by hand).
+pub fn private_dir(path: &Path) -> Result<(), RuntimeError> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(PRIVATE_DIR_MODE)
+        .create(path)
+        .map_err(RuntimeError::io("creating", path))?;
+    let mode = std::fs::metadata(path)
+        .map_err(RuntimeError::io("reading the mode of", path))?
+        .permissions()
+        .mode();
+    if mode & 0o7777 != PRIVATE_DIR_MODE {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(PRIVATE_DIR_MODE))
+            .map_err(RuntimeError::io("chmod", path))?;
+    }
+    Ok(())
+}
+
 /// Write `value` as JSON to `path` via temp file + fsync + rename, so a crash leaves either
-/// the old or the new content, never a torn file.
+/// the old or the new content, never a torn file. The file is 0600; missing parents are
+/// made 0700.
 pub fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> Result<(), RuntimeError> {
     use std::io::Write;
     let bytes = serde_json::to_vec_pretty(value).map_err(|source| RuntimeError::State {
@@ -17,14 +43,26 @@ pub fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> Result<(), Run
         source,
     })?;
     let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(RuntimeError::io("creating", dir))?;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(PRIVATE_DIR_MODE)
+        .create(dir)
+        .map_err(RuntimeError::io("creating", dir))?;
     let tmp = dir.join(format!(
         ".{}.tmp",
         path.file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default()
     ));
-    let mut f = std::fs::File::create(&tmp).map_err(RuntimeError::io("creating", &tmp))?;
+    // A temp file a crash left keeps its mode when opened: start from a new one.
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(RuntimeError::io("creating", &tmp))?;
     f.write_all(&bytes)
         .map_err(RuntimeError::io("writing", &tmp))?;
     f.sync_all().map_err(RuntimeError::io("syncing", &tmp))?;

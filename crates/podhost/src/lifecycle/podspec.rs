@@ -10,6 +10,7 @@ use super::volumes;
 use crate::objects::Objects;
 use podhost_runtime::{
     ContainerConfig, DnsConfig, HostAlias, Mount, Owner, PortMapping, Propagation, SandboxConfig,
+    Sensitive,
 };
 
 /// Why a container's config could not be made (kubelet's CreateContainerConfigError).
@@ -359,7 +360,7 @@ fn sub_path(base: &Path, sub: &str) -> Result<PathBuf, String> {
 /// ones are tmpfs mounts (see [`super::resources::memory_volume_size`]). With an
 /// fsGroup they are group-owned by it, setgid and group-writable.
 pub fn prepare_volumes(pod: &Pod, volumes_root: &Path) -> Result<(), ConfigError> {
-    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     let group = volumes::fs_group(pod);
     for v in pod
         .spec
@@ -375,7 +376,13 @@ pub fn prepare_volumes(pod: &Pod, volumes_root: &Path) -> Result<(), ConfigError
                 path: path.clone(),
                 source,
             };
-            std::fs::create_dir_all(&path).map_err(io)?;
+            // 0700 parents (`<volumes>/<uid>/empty-dir`): a host user must not reach
+            // what the pod keeps here; the volume itself is 0777 below.
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(crate::store::PRIVATE_DIR_MODE)
+                .create(&path)
+                .map_err(io)?;
             let in_memory =
                 v.empty_dir.as_ref().and_then(|e| e.medium.as_deref()) == Some("Memory");
             // A restarted sandbox finds the tmpfs still mounted (and its data kept, as
@@ -491,20 +498,24 @@ pub fn container_config(
         name: container.name.clone(),
         attempt,
         image: container.image.clone().unwrap_or_default(),
-        command: container
-            .command
-            .iter()
-            .flatten()
-            .map(|c| expand(c, &vars))
-            .collect(),
-        args: container
-            .args
-            .iter()
-            .flatten()
-            .map(|c| expand(c, &vars))
-            .collect(),
+        command: Sensitive(
+            container
+                .command
+                .iter()
+                .flatten()
+                .map(|c| expand(c, &vars))
+                .collect(),
+        ),
+        args: Sensitive(
+            container
+                .args
+                .iter()
+                .flatten()
+                .map(|c| expand(c, &vars))
+                .collect(),
+        ),
         working_dir: container.working_dir.clone().filter(|w| !w.is_empty()),
-        envs,
+        envs: Sensitive(envs),
         mounts,
         log_path: format!("{}/{}.log", container.name, attempt),
         labels,
@@ -537,8 +548,8 @@ mod tests {
         let c = &pod.spec.as_ref().expect("spec").containers[0];
         let cfg = container_config(&pod, c, 0, &inputs).expect("config");
         // GREETING was expanded before POD existed; command and args see every variable.
-        assert_eq!(cfg.command, ["echo", "hi $(POD)", "last"]);
-        assert_eq!(cfg.args, ["p", "$(POD)", "$(NOPE)"]);
+        assert_eq!(*cfg.command, ["echo", "hi $(POD)", "last"]);
+        assert_eq!(*cfg.args, ["p", "$(POD)", "$(NOPE)"]);
         let host = &cfg.mounts[0].host_path;
         assert!(
             host.ends_with("empty-dir/logs/p/last"),

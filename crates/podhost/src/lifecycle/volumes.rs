@@ -16,7 +16,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
 use k8s_openapi::api::core::v1::{DownwardAPIVolumeFile, KeyToPath, Pod, Volume};
@@ -248,7 +248,10 @@ pub fn setup(
     // The files may hold secrets: only root crosses `<root>/<kind>/` on the host (the
     // container sees them through its bind mount, which does not need the parents).
     if let Some(kind) = dir.parent() {
-        std::fs::create_dir_all(kind)
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(crate::store::PRIVATE_DIR_MODE)
+            .create(kind)
             .and_then(|_| std::fs::set_permissions(kind, std::fs::Permissions::from_mode(0o700)))
             .map_err(|source| {
                 wrap(ConfigError::Io {

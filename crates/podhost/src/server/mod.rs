@@ -125,35 +125,32 @@ fn lock_state_dir(config: &Config) -> Result<std::fs::File, ServeError> {
 /// How long a stopping daemon lets open streams (logs -f, exec) finish.
 const STOP_STREAMS_AFTER: Duration = Duration::from_secs(2);
 
-/// What `podhost serve` holds before it has a runtime: the state directories, the
-/// exclusive lock on them and the bound API socket.
+/// What `podhost serve` holds before it has a runtime: the state directory, root's
+/// only, and the exclusive lock on it.
 pub struct Prepared {
     /// Held for the daemon's lifetime: a second daemon on the same root is refused.
     _lock: std::fs::File,
-    /// The root-only API socket.
-    listener: tokio::net::UnixListener,
-    /// Its path, removed when the daemon stops.
-    socket: std::path::PathBuf,
 }
 
-/// Makes the state and run directories, takes the state lock and binds the API socket.
+/// Makes the state directory (0700) and takes the state lock. The run directory and
+/// the API socket in it come later: the runtime mounts the run dir's tmpfs while it is
+/// still empty.
 pub fn prepare(config: &Config) -> Result<Prepared, ServeError> {
-    let (state, run) = (&config.runtime.state_dir, &config.runtime.run_dir);
-    std::fs::create_dir_all(state).map_err(io_err("creating", state))?;
-    std::fs::create_dir_all(run).map_err(io_err("creating", run))?;
-    std::fs::set_permissions(run, std::fs::Permissions::from_mode(0o711))
-        .map_err(io_err("chmod", run))?;
+    crate::store::private_dir(&config.runtime.state_dir)?;
     let lock = lock_state_dir(config)?;
+    Ok(Prepared { _lock: lock })
+}
+
+/// Binds the root-only API socket.
+fn bind_api(config: &Config) -> Result<(tokio::net::UnixListener, std::path::PathBuf), ServeError> {
+    let run = &config.runtime.run_dir;
+    crate::store::private_dir(run)?;
     let socket = config.api_socket();
     let _ = std::fs::remove_file(&socket);
     let listener = tokio::net::UnixListener::bind(&socket).map_err(io_err("binding", &socket))?;
     std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))
         .map_err(io_err("chmod", &socket))?;
-    Ok(Prepared {
-        _lock: lock,
-        listener,
-        socket,
-    })
+    Ok((listener, socket))
 }
 
 /// Resolves on SIGINT or SIGTERM: how `podhost serve` is stopped.
@@ -165,10 +162,10 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// Serve the HTTP API on `prepared`'s socket with pods on `runtime` until `shutdown`
-/// resolves. Pods keep running when it returns. The runtime is podhost's whole view of
-/// the machine: the local one in `podhost serve`, the fake in tests. Only the
-/// sandboxes podhost itself created are seen (see [`podhost_runtime::owned`]).
+/// Serve the HTTP API with pods on `runtime` until `shutdown` resolves. Pods keep
+/// running when it returns. The runtime is podhost's whole view of the machine: the
+/// local one in `podhost serve`, the fake in tests. Only the sandboxes podhost itself
+/// created are seen (see [`podhost_runtime::owned`]).
 pub async fn run(
     prepared: Prepared,
     runtime: Arc<dyn Runtime>,
@@ -176,6 +173,7 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let runtime: Arc<dyn Runtime> = Arc::new(Owned::new(runtime, Owner::Podhost));
+    crate::store::private_dir(&config.volumes_dir())?;
     let store = PodStore::open(&config.pods_dir())?;
     let objects = crate::objects::Objects::open(&config.runtime.state_dir)?;
     let settings = Settings {
@@ -198,6 +196,13 @@ pub async fn run(
     });
     let records = daemon.store.load_all();
     daemon.store.collect_orphan_requests();
+    // An older podhost's records hold resolved environments, Secrets included; they
+    // were read without them and are written again so (0600).
+    for rec in &records {
+        if let Err(e) = daemon.store.save(rec) {
+            tracing::warn!("pod {}: rewriting its record: {e}", rec.key());
+        }
+    }
     collect_unreferenced_sandboxes(&daemon, &records).await;
     collect_orphan_pod_dirs(&daemon, &records);
     for rec in records {
@@ -218,11 +223,8 @@ pub async fn run(
         config.image_gc_low_percent,
         Duration::from_secs(60),
     );
-    let Prepared {
-        _lock,
-        listener,
-        socket,
-    } = prepared;
+    let (listener, socket) = bind_api(&config)?;
+    let _lock = prepared;
     tracing::info!("podhost daemon listening on {}", socket.display());
     let app = router(daemon);
     let stopping = Arc::new(tokio::sync::Notify::new());

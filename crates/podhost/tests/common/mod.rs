@@ -331,8 +331,27 @@ impl Env {
     pub fn teardown(mut self) {
         self.delete_all();
         self.kill_daemon();
-        self.assert_no_leaks();
+        let leaks = self.leaks();
+        // Before the verdict: a failed check must not leave the mount on the host (the
+        // leaks are listed, and the rest of the root stays for a look).
+        self.unmount_run_dir();
+        assert!(
+            leaks.is_empty(),
+            "leaks after teardown:\n{}\ndaemon log tail:\n{}",
+            leaks.join("\n"),
+            tail(&self.daemon_log(), 30)
+        );
         let _ = std::fs::remove_dir_all(&self.root);
+    }
+
+    /// The run dir's tmpfs (the daemon mounts one where the run dir is on a disk, as under
+    /// /tmp here) outlives the daemon, like /run outlives a service: the test removes it.
+    fn unmount_run_dir(&self) {
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.root.join("run"))
+            .stderr(Stdio::null())
+            .status();
     }
 
     fn delete_all(&mut self) {
@@ -346,8 +365,21 @@ impl Env {
         }
     }
 
-    /// Processes, mounts, netns pins, cgroups and state of this test: all gone.
-    pub fn assert_no_leaks(&self) {
+    /// Lines of /proc/mounts below this test's root, but for the run dir's own tmpfs
+    /// (which outlives the daemon, as /run does).
+    pub fn pod_mounts(&self) -> Vec<String> {
+        let root = self.root.display().to_string();
+        let run_tmpfs = format!("tmpfs {} tmpfs ", self.root.join("run").display());
+        std::fs::read_to_string("/proc/mounts")
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(&root) && !l.starts_with(&run_tmpfs))
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// What is left of this test: processes, mounts, netns pins, cgroups and state.
+    pub fn leaks(&self) -> Vec<String> {
         let root = self.root.display().to_string();
         let mut leaks = Vec::new();
         for pid in &self.watched_pids {
@@ -367,13 +399,13 @@ impl Env {
                 ));
             }
         }
-        let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
-        for m in mounts.lines().filter(|l| l.contains(&root)) {
+        for m in self.pod_mounts() {
             leaks.push(format!("mount left: {m}"));
         }
         leaks.extend(self.network_leaks());
         for dir in [
             "run/netns",
+            "run/containers",
             "lib/networks",
             "lib/containers",
             "lib/sandboxes",
@@ -407,12 +439,7 @@ impl Env {
                 let _ = std::fs::remove_dir(&dir);
             }
         }
-        assert!(
-            leaks.is_empty(),
-            "leaks after teardown:\n{}\ndaemon log tail:\n{}",
-            leaks.join("\n"),
-            tail(&self.daemon_log(), 30)
-        );
+        leaks
     }
 }
 
@@ -452,12 +479,18 @@ impl Drop for Env {
     fn drop(&mut self) {
         // A failed test (no teardown) still deletes its pods, so their CNI DEL runs and
         // no veth, IP or iptables rule outlives it, then stops its daemon.
-        if self.daemon.is_some() && std::thread::panicking() {
+        let deleted = self.daemon.is_some() && std::thread::panicking();
+        if deleted {
             self.delete_all();
         }
         if let Some(mut d) = self.daemon.take() {
             let _ = d.kill();
             let _ = d.wait();
+        }
+        // Not while pods may still run (their daemon died): their shim sockets and
+        // netns pins are on it, what a daemon needs to find and remove them.
+        if deleted {
+            self.unmount_run_dir();
         }
         // CNI's bridge plugin never deletes its bridge; this test's is ours to remove.
         let _ = Command::new("ip")
@@ -465,6 +498,25 @@ impl Drop for Env {
             .stderr(Stdio::null())
             .status();
     }
+}
+
+/// The stdout of `argv` given `input` on its stdin (coreutils as filters).
+pub fn filter(argv: &[&str], input: &[u8]) -> String {
+    use std::io::Write;
+    let mut child = Command::new(argv[0])
+        .args(&argv[1..])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input)
+        .expect("write");
+    let out = child.wait_with_output().expect("filter output");
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// One row of `podhost ps -a`.

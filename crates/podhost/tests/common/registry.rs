@@ -140,20 +140,7 @@ impl Drop for Registry {
 
 /// `sha256:<hex>` of bytes, with coreutils' sha256sum.
 pub fn sha256(bytes: &[u8]) -> String {
-    use std::io::Write;
-    let mut child = Command::new("sha256sum")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("sha256sum");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(bytes)
-        .expect("write");
-    let out = child.wait_with_output().expect("sha256sum output");
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = super::filter(&["sha256sum"], bytes);
     format!("sha256:{}", text.split_whitespace().next().unwrap_or(""))
 }
 
@@ -388,4 +375,73 @@ impl SlowProxy {
         });
         SlowProxy { addr, slow }
     }
+}
+
+/// An OCI layout directory `dir/<image name>` holding the busybox image of `busybox_tar`
+/// with one more (uncompressed) layer: a tar of `layer_root`, made by the system `tar`
+/// so that setuid bits and device nodes go in as they are. The index names the image
+/// `name` (`io.containerd.image.name`), for `podhost image load -i DIR`.
+pub fn layout_with_layer(busybox_tar: &Path, dir: &Path, name: &str, layer_root: &Path) -> PathBuf {
+    let layout = dir.join(name.replace(['/', ':'], "_"));
+    std::fs::create_dir_all(&layout).expect("layout dir");
+    let run = |cmd: &mut Command| assert!(cmd.status().expect("tar").success(), "{cmd:?}");
+    run(Command::new("tar")
+        .arg("-xf")
+        .arg(busybox_tar)
+        .arg("-C")
+        .arg(&layout));
+    let tar = dir.join("extra-layer.tar");
+    run(Command::new("tar")
+        .args(["--numeric-owner", "-cf"])
+        .arg(&tar)
+        .arg("-C")
+        .arg(layer_root)
+        .arg("."));
+    let blobs = layout.join("blobs/sha256");
+    let read = |digest: &str| -> serde_json::Value {
+        let path = blobs.join(digest.trim_start_matches("sha256:"));
+        serde_json::from_slice(&std::fs::read(path).expect("blob")).expect("blob json")
+    };
+    let put = |bytes: &[u8]| {
+        let d = sha256(bytes);
+        std::fs::write(blobs.join(d.trim_start_matches("sha256:")), bytes).expect("blob");
+        d
+    };
+    let index = read_json(&layout.join("index.json"));
+    let mut manifest = read(index["manifests"][0]["digest"].as_str().expect("digest"));
+    let mut config = read(manifest["config"]["digest"].as_str().expect("config"));
+    let layer = std::fs::read(&tar).expect("read layer");
+    let _ = std::fs::remove_file(&tar);
+    let layer_digest = put(&layer);
+    config["rootfs"]["diff_ids"]
+        .as_array_mut()
+        .expect("diff_ids")
+        .push(layer_digest.clone().into());
+    let config = serde_json::to_vec(&config).expect("json");
+    manifest["config"]["digest"] = put(&config).into();
+    manifest["config"]["size"] = config.len().into();
+    manifest["layers"]
+        .as_array_mut()
+        .expect("layers")
+        .push(serde_json::json!({
+            "mediaType": "application/vnd.oci.image.layer.v1.tar",
+            "digest": layer_digest,
+            "size": layer.len(),
+        }));
+    let manifest = serde_json::to_vec(&manifest).expect("json");
+    let mut entry = index["manifests"][0].clone();
+    entry["digest"] = put(&manifest).into();
+    entry["size"] = manifest.len().into();
+    entry["annotations"] = serde_json::json!({ "io.containerd.image.name": name });
+    let index = serde_json::json!({ "schemaVersion": 2, "manifests": [entry] });
+    std::fs::write(
+        layout.join("index.json"),
+        serde_json::to_vec(&index).expect("json"),
+    )
+    .expect("write index.json");
+    layout
+}
+
+fn read_json(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).expect("read")).expect("json")
 }

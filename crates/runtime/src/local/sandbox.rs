@@ -26,7 +26,7 @@ impl LocalRuntime {
         let steps = async {
             self.check_host_ports(cfg)?;
             for d in [&run_dir, &state_dir] {
-                std::fs::create_dir_all(d).map_err(RuntimeError::io("creating sandbox dir", d))?;
+                private_dir(d)?;
                 let d = d.clone();
                 undo.push(move || mounts::remove_dir(&d));
             }
