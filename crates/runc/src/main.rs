@@ -262,7 +262,13 @@ fn exec(root: &Path, id: &str, command: &[String], console_socket: Option<&Path>
     let process_file = container
         .root
         .join(format!("exec-{}.json", std::process::id()));
-    fs::write(&process_file, serde_json::to_vec(&process)?)
+    // It holds the container's environment, Secrets included: root's only.
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&process_file)
+        .and_then(|mut f| f.write_all(&serde_json::to_vec(&process)?))
         .with_context(|| format!("write {process_file:?}"))?;
 
     let built = builder(root, id).and_then(|b| {
