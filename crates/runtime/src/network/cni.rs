@@ -378,7 +378,8 @@ impl Cni {
             path: path.clone(),
             source,
         };
-        let mut child = tokio::process::Command::new(&path)
+        let mut child = tokio::process::Command::new(&path);
+        child
             .env_clear()
             // Plugins run iptables, ip, modprobe: they need a PATH.
             .env(
@@ -394,9 +395,26 @@ impl Cni {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(exec_err)?;
+            .kill_on_drop(true);
+        // A plugin must not outlive a killed daemon: the next daemon's DEL of the same
+        // attachment would race with its ADD, which then re-adds what DEL removed.
+        // The signal follows the forking thread, which is a runtime worker here: workers
+        // live as long as the daemon.
+        // SAFETY: prctl and getppid are async-signal-safe; nothing else runs between
+        // fork and exec.
+        unsafe {
+            let daemon = std::process::id() as libc::pid_t;
+            child.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0
+                    || libc::getppid() != daemon
+                {
+                    // No allocation after fork: a raw errno (the daemon is gone).
+                    return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+                }
+                Ok(())
+            });
+        }
+        let mut child = child.spawn().map_err(exec_err)?;
         if let Some(mut input) = child.stdin.take() {
             input.write_all(&stdin).await.map_err(exec_err)?;
         }

@@ -85,6 +85,10 @@ pub struct Attachment {
     pub ips: Vec<String>,
     /// Published host ports.
     pub port_mappings: Vec<PortMapping>,
+    /// Set (and saved) before the first DEL: a DEL that runs again finds the interface
+    /// gone, and the bridge plugin then forgets the masquerade rules of the address.
+    #[serde(default)]
+    pub del_started: bool,
 }
 
 /// The pod network manager of one daemon.
@@ -231,6 +235,7 @@ impl Network {
             result: None,
             ips: Vec::new(),
             port_mappings: ports.to_vec(),
+            del_started: false,
         };
         // The record first: a crash from here on leaves something to clean up from.
         self.save(&att)?;
@@ -313,11 +318,20 @@ impl Network {
         if netns_gone {
             runtime.netns = PathBuf::new();
         }
+        // A DEL killed half-way (the daemon died) may have removed the interface but not
+        // yet the masquerade rules; an ADD killed half-way has no result to DEL from.
+        // Either way the plugins cannot find the rules again: they are swept by comment.
+        let sweep = netns_gone || att.del_started || att.result.is_none();
+        if !att.del_started {
+            let mut marked = att.clone();
+            marked.del_started = true;
+            self.save(&marked)?;
+        }
         self.cni
             .del_list(&att.network, &runtime, att.result.as_ref())
             .await
             .map_err(|e| Self::cni_error(&att.network, e))?;
-        if netns_gone {
+        if sweep {
             remove_masquerade(&att.network.name, &att.runtime.container_id).await;
         }
         self.forget(att)
