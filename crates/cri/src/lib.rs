@@ -1,0 +1,2 @@
+//! podhost's CRI server.
+pub mod authority;
