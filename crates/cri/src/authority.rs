@@ -393,7 +393,8 @@ mod tests {
         bytes = &bytes[PREFACE.len()..];
         let mut out = Vec::new();
         while !bytes.is_empty() {
-            let len = usize::from(bytes[0]) << 16 | usize::from(bytes[1]) << 8 | usize::from(bytes[2]);
+            let len =
+                usize::from(bytes[0]) << 16 | usize::from(bytes[1]) << 8 | usize::from(bytes[2]);
             let stream = u32::from_be_bytes([bytes[5], bytes[6], bytes[7], bytes[8]]);
             out.push((bytes[3], bytes[4], stream, bytes[9..9 + len].to_vec()));
             bytes = &bytes[9 + len..];
@@ -441,12 +442,20 @@ mod tests {
         let mut enc = loona_hpack::Encoder::new();
         let mut input = PREFACE.to_vec();
         input.extend(frame(0x4, 0, 0, &[0, 3, 0, 0, 0, 100])); // SETTINGS
-        let first = request("/run/podhost/cri.sock", "/runtime.v1.RuntimeService/Version");
+        let first = request(
+            "/run/podhost/cri.sock",
+            "/runtime.v1.RuntimeService/Version",
+        );
         let first: Vec<(&str, &str)> = first.iter().map(|(n, v)| (*n, v.as_str())).collect();
-        input.extend(frame(HEADERS, END_HEADERS, 1, &client_block(&mut enc, &first)));
+        input.extend(frame(
+            HEADERS,
+            END_HEADERS,
+            1,
+            &client_block(&mut enc, &first),
+        ));
         input.extend(frame(0x0, 0x1, 1, b"\0\0\0\0\x04\x0a\x02v1")); // DATA, END_STREAM
-        // The second request of the connection refers to the first one's dynamic-table
-        // entries (the client's encoder indexed them): decoded with the client's table.
+                                                                     // The second request of the connection refers to the first one's dynamic-table
+                                                                     // entries (the client's encoder indexed them): decoded with the client's table.
         let second = request("/run/podhost/cri.sock", "/runtime.v1.RuntimeService/Status");
         let second: Vec<(&str, &str)> = second.iter().map(|(n, v)| (*n, v.as_str())).collect();
         let block = client_block(&mut enc, &second);
@@ -518,7 +527,8 @@ mod tests {
         let mut r = Rewriter::default();
         let mut out = Vec::new();
         for byte in &input {
-            r.feed(std::slice::from_ref(byte), &mut out).expect("rewrites");
+            r.feed(std::slice::from_ref(byte), &mut out)
+                .expect("rewrites");
         }
         let out = frames(&out);
         assert_eq!(out.len(), 1);

@@ -38,6 +38,7 @@ fn kubelet_sandbox() -> SandboxConfig {
         share_pid: false,
         log_directory: "/var/log/pods/x".into(),
         labels: Default::default(),
+        annotations: Default::default(),
         linux: Default::default(),
         host_network: false,
         port_mappings: Vec::new(),

@@ -561,6 +561,7 @@ impl Shim {
                 Ok(Response::ok())
             }
             Request::RemoveContainer { id } => self.remove(&id),
+            Request::ReopenLog { id } => self.reopen_log(&id),
             Request::Exec { id, cmd, tty, size } => {
                 if tty {
                     self.exec_tty(client, &id, &cmd, size)
@@ -838,6 +839,22 @@ impl Shim {
         flush_outputs(&mut c);
         let _ = fs::remove_file(self.err_file(id));
         self.diag(&format!("container {id} removed"));
+        Ok(Response::ok())
+    }
+
+    /// Later output goes to a new file at the log path; the renamed one keeps what was
+    /// written before (no record is split: the shim writes whole records).
+    fn reopen_log(&mut self, id: &str) -> Result<Response, Failure> {
+        let i = self.find(id)?;
+        let c = &mut self.containers[i];
+        if c.state != ContainerState::Running || c.log.is_none() {
+            return Err(Failure::new(
+                ErrorCode::FailedPrecondition,
+                format!("container {id} is not running: its log cannot be reopened"),
+            ));
+        }
+        c.log = Some(open_log(&c.log_path).map_err(|e| format!("container {id}: {e}"))?);
+        self.diag(&format!("container {id}: log reopened"));
         Ok(Response::ok())
     }
 

@@ -580,6 +580,60 @@ fn start_failures_are_reported() {
 }
 
 #[test]
+fn reopen_log_writes_to_a_new_file_after_a_rename() {
+    let mut env = Env::new("reopen");
+    env.start();
+    let r = env.call(Request::ReopenLog { id: "nope".into() });
+    assert_eq!(r.code, Some(ErrorCode::NotFound), "{r:?}");
+    env.create(
+        "c",
+        "i=0; while :; do i=$((i+1)); echo line$i; sleep 0.05; done\n",
+    );
+    let r = env.call(Request::ReopenLog { id: "c".into() });
+    assert_eq!(
+        r.code,
+        Some(ErrorCode::FailedPrecondition),
+        "created: {r:?}"
+    );
+    env.call(Request::StartContainer { id: "c".into() })
+        .into_result()
+        .unwrap();
+    let log = env.log_path("c");
+    read_log(&log, 2);
+    let rotated = format!("{log}.1");
+    fs::rename(&log, &rotated).unwrap();
+    env.call(Request::ReopenLog { id: "c".into() })
+        .into_result()
+        .unwrap();
+    let new = read_log(&log, 2);
+    let old_len = fs::read_to_string(&rotated).unwrap().lines().count();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        fs::read_to_string(&rotated).unwrap().lines().count(),
+        old_len,
+        "the rotated file is left alone"
+    );
+    // Nothing lost or repeated across the switch: the numbers go on where the old file
+    // ended.
+    let last_old = fs::read_to_string(&rotated)
+        .unwrap()
+        .lines()
+        .last()
+        .map(parse_cri)
+        .unwrap()
+        .2;
+    let first_new = parse_cri(&new[0]).2;
+    let n = |s: &str| s.trim_start_matches("line").parse::<u32>().unwrap();
+    assert_eq!(n(&first_new), n(&last_old) + 1);
+    env.call(Request::Signal {
+        id: "c".into(),
+        signal: 9,
+    })
+    .into_result()
+    .unwrap();
+}
+
+#[test]
 fn sigterm_shuts_the_pod_down() {
     let mut env = Env::new("term");
     let (pause, shim) = env.start();

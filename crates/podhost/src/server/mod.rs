@@ -634,7 +634,11 @@ fn usage_between(
             continue;
         };
         out.push(row("", cpu, s.memory_working_set));
-        for c in &s.containers {
+        let running = s
+            .containers
+            .iter()
+            .filter(|c| c.state == podhost_runtime::ContainerState::Running);
+        for c in running {
             let Some(fc) = f.containers.iter().find(|fc| fc.id == c.id) else {
                 continue;
             };

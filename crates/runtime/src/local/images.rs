@@ -13,6 +13,7 @@ pub(super) fn image_info(i: podhost_image::Image, stop_signal: Option<String>) -
         size: i.size,
         stop_signal,
         repo_digests: i.repo_digests,
+        user: None,
     }
 }
 
