@@ -463,6 +463,7 @@ impl Runtime for FakeRuntime {
     }
     async fn image_fs_info(&self) -> Result<FsUsage, RuntimeError> {
         Ok(FsUsage {
+            mountpoint: PathBuf::from("/fake/images"),
             used_bytes: 0,
             inodes_used: self.lock().images.len() as u64,
             percent_used: 0.0,

@@ -186,8 +186,11 @@ pub struct SandboxStats {
 }
 
 /// Space of the filesystem holding the images (CRI `ImageFsInfo`).
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct FsUsage {
+    /// The image store's directory (a kubelet finds the filesystem's size from it).
+    #[serde(default)]
+    pub mountpoint: PathBuf,
     /// Bytes used by the image store.
     pub used_bytes: u64,
     /// Inodes used by the image store.

@@ -106,3 +106,24 @@ pub struct ContainerLinux {
     /// Security context.
     pub security: SecurityConfig,
 }
+
+/// An image's `STOPSIGNAL` (`SIGTERM`, `TERM` or `15`) → signal number; `None` for names
+/// this runtime does not know.
+pub fn signal_number(s: &str) -> Option<i32> {
+    if let Ok(n) = s.parse() {
+        return Some(n);
+    }
+    let name = s.trim_start_matches("SIG");
+    Some(match name {
+        "HUP" => libc::SIGHUP,
+        "INT" => libc::SIGINT,
+        "QUIT" => libc::SIGQUIT,
+        "KILL" => libc::SIGKILL,
+        "USR1" => libc::SIGUSR1,
+        "USR2" => libc::SIGUSR2,
+        "TERM" => libc::SIGTERM,
+        "WINCH" => libc::SIGWINCH,
+        "STOP" => libc::SIGSTOP,
+        _ => return None,
+    })
+}

@@ -178,9 +178,9 @@ impl LocalRuntime {
     }
 }
 
-/// Sum of file sizes and number of entries under `dir` (symlinks not followed, other
-/// filesystems not entered); `None` when `dir` is missing.
-fn tree_usage(dir: &Path) -> Option<(u64, u64)> {
+/// Disk space (allocated blocks) and number of entries under `dir` (symlinks not
+/// followed, other filesystems not entered); `None` when `dir` is missing.
+pub(super) fn tree_usage(dir: &Path) -> Option<(u64, u64)> {
     let dev = std::fs::symlink_metadata(dir).ok()?.dev();
     let (mut bytes, mut inodes) = (0u64, 0u64);
     let mut todo = vec![dir.to_path_buf()];
@@ -188,12 +188,9 @@ fn tree_usage(dir: &Path) -> Option<(u64, u64)> {
         for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
             let Ok(m) = e.metadata() else { continue };
             inodes += 1;
-            if m.is_dir() {
-                if m.dev() == dev {
-                    todo.push(e.path());
-                }
-            } else {
-                bytes += m.len();
+            bytes += m.blocks() * 512;
+            if m.is_dir() && m.dev() == dev {
+                todo.push(e.path());
             }
         }
     }
@@ -390,9 +387,11 @@ mod tests {
     fn tree_usage_counts_files_and_dirs() {
         let d = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(d.path().join("a/b")).unwrap();
-        std::fs::write(d.path().join("a/b/f"), vec![0u8; 1000]).unwrap();
+        std::fs::write(d.path().join("a/b/f"), vec![1u8; 10_000]).unwrap();
         std::fs::write(d.path().join("g"), b"xyz").unwrap();
-        assert_eq!(tree_usage(d.path()), Some((1003, 4)));
+        let (bytes, inodes) = tree_usage(d.path()).unwrap();
+        assert_eq!(inodes, 4);
+        assert!(bytes >= 10_000, "{bytes}");
         assert_eq!(tree_usage(&d.path().join("missing")), None);
     }
 }
