@@ -76,6 +76,7 @@ async fn api_on_the_fake_runtime_sees_only_its_own_sandboxes() {
     let daemon = tokio::spawn(podhost::server::run(
         prepared,
         shared.clone(),
+        Arc::new(podhost_cri::Unsupported),
         config.clone(),
         async move {
             let _ = stop_rx.await;

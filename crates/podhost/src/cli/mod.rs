@@ -211,6 +211,13 @@ pub struct ServeArgs {
     /// CrashLoopBackOff cap (kubelet: 300s), e.g. `10s`, `5m`.
     #[arg(long, env = "PODHOST_BACKOFF_MAX", value_parser = parse_duration_arg)]
     pub backoff_max: Option<Duration>,
+    /// The CRI socket for a kubelet or crictl (default /run/podhost/cri.sock, or
+    /// ROOT/run/cri.sock with --root); an empty path disables the CRI server.
+    #[arg(long, env = "PODHOST_CRI_SOCKET")]
+    pub cri_socket: Option<PathBuf>,
+    /// No CRI server (same as `--cri-socket ''`).
+    #[arg(long, conflicts_with = "cri_socket")]
+    pub no_cri: bool,
 }
 
 fn parse_duration_arg(s: &str) -> Result<Duration, String> {
@@ -342,6 +349,12 @@ impl Cli {
             }
             // A cap below the first delay would make the first delay the cap.
             config.backoff_max = config.backoff_max.max(config.backoff_initial);
+            if let Some(p) = &serve.cri_socket {
+                config.cri_socket = Some(p.clone()).filter(|p| !p.as_os_str().is_empty());
+            }
+            if serve.no_cri {
+                config.cri_socket = None;
+            }
         }
         config
     }
