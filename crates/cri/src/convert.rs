@@ -136,12 +136,18 @@ pub fn sandbox_config(c: &cri::PodSandboxConfig) -> Result<SandboxConfig, Status
     }
     let host_network = ns.network() == cri::NamespaceMode::Node;
     let host_ipc = ns.ipc() == cri::NamespaceMode::Node;
-    let hostname = match (c.hostname.is_empty(), host_network) {
-        // UTS follows NET: a sandbox on the host's network has the host's name.
-        (_, true) => nix_hostname().unwrap_or_else(|| meta.name.clone()),
-        (true, false) => meta.name.clone(),
-        (false, false) => c.hostname.clone(),
+    // UTS follows NET: a sandbox on the host's network has the host's name. Without a
+    // hostname (a kubelet always gives one, at most 63 characters) the host's too, as
+    // containerd does: a sandbox name may be longer than a hostname can be.
+    let hostname = match c.hostname.is_empty() || host_network {
+        true => host_name().unwrap_or_else(|| "localhost".into()),
+        false => c.hostname.clone(),
     };
+    if hostname.len() > 64 {
+        return Err(invalid(format!(
+            "hostname {hostname:?} is longer than 64 characters"
+        )));
+    }
     let mut port_mappings = Vec::new();
     for p in &c.port_mappings {
         let port = |what: &str, v: i32| {
@@ -202,7 +208,7 @@ pub fn sandbox_config(c: &cri::PodSandboxConfig) -> Result<SandboxConfig, Status
     })
 }
 
-fn nix_hostname() -> Option<String> {
+fn host_name() -> Option<String> {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .map(|h| h.trim().to_string())
@@ -846,6 +852,7 @@ mod tests {
                 .is_err()
         );
         assert!(with(&|r| r.port_mappings[0].host_port = 70_000).is_err());
+        assert!(with(&|r| r.hostname = "h".repeat(65)).is_err());
         let target = with(&|r| {
             let ns = r.linux.as_mut().unwrap().security_context.as_mut().unwrap();
             ns.namespace_options.as_mut().unwrap().pid = cri::NamespaceMode::Target as i32;
@@ -867,7 +874,7 @@ mod tests {
         .unwrap();
         // CRI's default namespace mode is POD: one PID namespace for the pod.
         assert!(c.share_pid);
-        assert_eq!(c.hostname, "bare");
+        assert_eq!(Some(c.hostname), host_name());
         assert_eq!(c.linux.cgroup_parent, None);
         assert_eq!(c.dns, None);
         assert!(c.log_directory.as_os_str().is_empty());
