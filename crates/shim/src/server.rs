@@ -485,8 +485,9 @@ impl Shim {
             if c.dead {
                 if let Some(e) = &c.exec {
                     if e.exit.is_none() {
-                        // Nobody is listening any more: stop the session.
-                        let _ = sys::kill(e.pid, libc::SIGKILL);
+                        // Nobody is listening any more (an exec_sync past its timeout):
+                        // stop the session, the command included.
+                        kill_session(e.pid);
                     }
                 }
                 return;
@@ -1120,6 +1121,19 @@ impl Shim {
     }
 }
 
+/// SIGKILL an exec session: the command the helper runs in the container (its child;
+/// the helper cannot forward a SIGKILL), then the helper. Killing only the helper would
+/// leave the command running in the container, reparented to its init.
+fn kill_session(helper: libc::pid_t) {
+    let children =
+        fs::read_to_string(format!("/proc/{helper}/task/{helper}/children")).unwrap_or_default();
+    for pid in children.split_whitespace().filter_map(|p| p.parse().ok()) {
+        // The helper is alive and has not reaped it: the pid is still its child's.
+        let _ = sys::kill(pid, libc::SIGKILL);
+    }
+    let _ = sys::kill(helper, libc::SIGKILL);
+}
+
 /// Reads everything currently buffered in a container pipe into its log.
 fn drain_container_output(c: &mut Container, s: usize, buf: &mut [u8]) {
     let Some(out) = c.outputs[s].as_mut() else {
@@ -1255,7 +1269,7 @@ fn process_frames(c: &mut Client) {
             Err(_) => {
                 // A corrupt stream cannot be resynchronised.
                 c.dead = true;
-                let _ = sys::kill(e.pid, libc::SIGKILL);
+                kill_session(e.pid);
                 break;
             }
         }
