@@ -334,6 +334,14 @@ pub fn container_spec(p: &ContainerParams) -> Result<Spec, OciError> {
         .build()
         .map_err(build_err("linux"))?;
     linux.set_seccomp(seccomp);
+    // Mounts made in the container reach the host only if the container's root is shared
+    // too (libcontainer makes it a slave otherwise), as containerd does for Bidirectional.
+    if p.mounts
+        .iter()
+        .any(|m| m.propagation == Propagation::Shared)
+    {
+        linux.set_rootfs_propagation(Some("shared".to_string()));
+    }
     if !sec.sysctls.is_empty() {
         linux.set_sysctl(Some(sec.sysctls.clone().into_iter().collect()));
     }
@@ -830,6 +838,28 @@ mod tests {
             mounts[7].options().as_ref().unwrap(),
             &vec!["rbind".to_string(), "rslave".into(), "rw".into()],
             "propagation becomes the mount option"
+        );
+    }
+
+    #[test]
+    fn a_shared_mount_makes_the_root_shared() {
+        let spec = container_spec(&params()).unwrap();
+        assert_eq!(spec.linux().as_ref().unwrap().rootfs_propagation(), &None);
+        let mut p = params();
+        p.mounts.push(BindMount {
+            source: "/srv/shared".into(),
+            destination: "/shared".into(),
+            readonly: false,
+            propagation: Propagation::Shared,
+        });
+        let spec = container_spec(&p).unwrap();
+        assert_eq!(
+            spec.linux()
+                .as_ref()
+                .unwrap()
+                .rootfs_propagation()
+                .as_deref(),
+            Some("shared")
         );
     }
 
