@@ -15,6 +15,9 @@
 #        CRITEST_REGISTRY_PORT (default 5055), CRITEST_REGISTRY_STATE (its data, default
 #        /var/tmp/podhost-critest-registry: images are made once, 1-2 minutes)
 #        CRITEST_MIN_PASSED (default 77)
+#        CRITEST_KNOWN_FAILURES  an extended regex of failure lines tolerated for the exit
+#                          status (features not built yet); they are listed, and the run
+#                          is then reported as not meeting issue 13's acceptance
 # Needs (apt): docker-registry umoci skopeo gcc libc6-dev curl python3; root.
 set -euo pipefail
 
@@ -30,6 +33,7 @@ fi
 BIN="${PODHOST_BIN_DIR:-${CARGO_TARGET_DIR:-$REPO/target}/debug}"
 PORT="${CRITEST_REGISTRY_PORT:-5055}"
 MIN_PASSED="${CRITEST_MIN_PASSED:-77}"
+KNOWN="${CRITEST_KNOWN_FAILURES:-}"
 # The only failure allowed: the spec pulling upstream's image by its pinned digest.
 ALLOWED_FAILURE='public image with digest'
 export STATE="${CRITEST_REGISTRY_STATE:-/var/tmp/podhost-critest-registry}"
@@ -96,7 +100,13 @@ mkdir -p "$OUT" && cp "$ROOT/daemon.log" "$OUT/podhost-daemon-$(date +%Y%m%d-%H%
 total=$(grep '^TOTAL' "$ROOT/summary.txt" || true)
 passed=$(sed -n 's/.*passed=\([0-9]*\).*/\1/p' <<< "$total")
 passed=${passed:-0}
-unexpected=$(grep '^FAILED:' "$ROOT/summary.txt" | grep -vF "$ALLOWED_FAILURE" || true)
+failures=$(grep '^FAILED:' "$ROOT/summary.txt" | grep -vF "$ALLOWED_FAILURE" || true)
+known=""
+unexpected="$failures"
+if [ -n "$KNOWN" ] && [ -n "$failures" ]; then
+    known=$(grep -E "$KNOWN" <<< "$failures" || true)
+    unexpected=$(grep -vE "$KNOWN" <<< "$failures" || true)
+fi
 echo "==> critest: ${total:-no result}; wall time $(( $(date +%s) - START )) s (registry and daemon included)"
 if [ -n "$unexpected" ]; then
     echo "==> failures other than '$ALLOWED_FAILURE':" >&2
@@ -106,5 +116,11 @@ fi
 # A focused run (critest flags given) is judged by its failures only.
 if [ $# -eq 0 ] && [ "$passed" -lt "$MIN_PASSED" ]; then
     die "only $passed specs passed (at least $MIN_PASSED expected)"
+fi
+if [ -n "$known" ]; then
+    echo "==> known failures (CRITEST_KNOWN_FAILURES), not accepted:"
+    echo "$known"
+    echo "==> critest: $passed passed; issue 13's acceptance (77, nothing failing but '$ALLOWED_FAILURE') is NOT met yet"
+    exit 0
 fi
 echo "==> critest accepted: $passed passed, no failure but '$ALLOWED_FAILURE'"
