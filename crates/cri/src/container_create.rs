@@ -11,15 +11,10 @@ impl Cri {
         &self,
         req: CreateContainerRequest,
     ) -> Result<CreateContainerResponse, Status> {
-        let sandbox_id = self.sandbox_id(&req.pod_sandbox_id).await?;
         // The sandbox as it was made (its sysctls, namespaces, log directory), whatever
         // the request repeats of it.
-        let sandbox = self
-            .runtime
-            .pod_sandbox_status(&sandbox_id)
-            .await
-            .map_err(error::status)?
-            .config;
+        let sandbox = self.sandbox(&req.pod_sandbox_id).await?;
+        let (sandbox_id, sandbox) = (sandbox.id, sandbox.config);
         let config = req
             .config
             .as_ref()

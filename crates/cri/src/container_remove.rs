@@ -4,19 +4,17 @@
 use std::time::Duration;
 
 use podhost_cri_api::{RemoveContainerRequest, RemoveContainerResponse};
-use tonic::{Code, Status};
+use tonic::Status;
 
-use crate::{error, Cri};
+use crate::{error, unless_gone, Cri};
 
 impl Cri {
     pub(crate) async fn remove_container(
         &self,
         req: RemoveContainerRequest,
     ) -> Result<RemoveContainerResponse, Status> {
-        let id = match self.container_id(&req.container_id).await {
-            Ok(id) => id,
-            Err(e) if e.code() == Code::NotFound => return Ok(RemoveContainerResponse {}),
-            Err(e) => return Err(e),
+        let Some(id) = unless_gone(self.container_id(&req.container_id).await)? else {
+            return Ok(RemoveContainerResponse {});
         };
         self.stop(&id, Duration::ZERO).await?;
         self.runtime

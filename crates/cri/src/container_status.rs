@@ -4,19 +4,14 @@
 use podhost_cri_api::{ContainerStatusRequest, ContainerStatusResponse};
 use tonic::Status;
 
-use crate::{convert, error, Cri};
+use crate::{convert, Cri};
 
 impl Cri {
     pub(crate) async fn container_status(
         &self,
         req: ContainerStatusRequest,
     ) -> Result<ContainerStatusResponse, Status> {
-        let id = self.container_id(&req.container_id).await?;
-        let status = self
-            .runtime
-            .container_status(&id)
-            .await
-            .map_err(error::status)?;
+        let status = self.container(&req.container_id).await?;
         Ok(ContainerStatusResponse {
             status: Some(convert::container_status(&status)),
             info: match req.verbose {

@@ -15,19 +15,14 @@ impl Cri {
         &self,
         req: StopContainerRequest,
     ) -> Result<StopContainerResponse, Status> {
-        let id = self.container_id(&req.container_id).await?;
         let timeout = Duration::from_secs(u64::try_from(req.timeout).unwrap_or(0));
-        self.stop(&id, timeout).await?;
+        self.stop(&req.container_id, timeout).await?;
         Ok(StopContainerResponse {})
     }
 
-    /// Stop container `id` within `timeout` (zero: SIGKILL at once).
+    /// Stop container `id` (or a unique prefix) within `timeout` (zero: SIGKILL at once).
     pub(crate) async fn stop(&self, id: &str, timeout: Duration) -> Result<(), Status> {
-        let status = self
-            .runtime
-            .container_status(id)
-            .await
-            .map_err(error::status)?;
+        let status = self.container(id).await?;
         if status.state != ContainerState::Running {
             return Ok(());
         }
@@ -44,7 +39,7 @@ impl Cri {
                 .unwrap_or(libc::SIGTERM),
         };
         self.runtime
-            .stop_container(id, timeout, signal)
+            .stop_container(&status.id, timeout, signal)
             .await
             .map_err(error::status)
     }

@@ -638,8 +638,35 @@ fn u64_value(v: Option<u64>) -> Option<cri::UInt64Value> {
     v.map(|value| cri::UInt64Value { value })
 }
 
+/// Cumulative CPU time and memory at `timestamp`, as CRI reports them.
+fn usage(
+    timestamp: i64,
+    cpu_ns: Option<u64>,
+    working_set: Option<u64>,
+    memory: Option<u64>,
+) -> (Option<cri::CpuUsage>, Option<cri::MemoryUsage>) {
+    let cpu = cri::CpuUsage {
+        timestamp,
+        usage_core_nano_seconds: u64_value(cpu_ns),
+        usage_nano_cores: None,
+    };
+    let mem = cri::MemoryUsage {
+        timestamp,
+        working_set_bytes: u64_value(working_set),
+        usage_bytes: u64_value(memory),
+        ..Default::default()
+    };
+    (Some(cpu), Some(mem))
+}
+
 /// CRI stats of one container, with the labels and annotations of its config.
 pub fn container_stats(s: &ContainerStats, config: &ContainerConfig) -> cri::ContainerStats {
+    let (cpu, memory) = usage(
+        s.timestamp,
+        s.cpu_usage_ns,
+        s.memory_working_set,
+        s.memory_usage,
+    );
     cri::ContainerStats {
         attributes: Some(cri::ContainerAttributes {
             id: s.id.clone(),
@@ -647,17 +674,8 @@ pub fn container_stats(s: &ContainerStats, config: &ContainerConfig) -> cri::Con
             labels: map(&config.labels),
             annotations: map(&config.annotations),
         }),
-        cpu: Some(cri::CpuUsage {
-            timestamp: s.timestamp,
-            usage_core_nano_seconds: u64_value(s.cpu_usage_ns),
-            usage_nano_cores: None,
-        }),
-        memory: Some(cri::MemoryUsage {
-            timestamp: s.timestamp,
-            working_set_bytes: u64_value(s.memory_working_set),
-            usage_bytes: u64_value(s.memory_usage),
-            ..Default::default()
-        }),
+        cpu,
+        memory,
         writable_layer: s.writable_layer.as_ref().map(|l| cri::FilesystemUsage {
             timestamp: s.timestamp,
             fs_id: Some(cri::FilesystemIdentifier {
@@ -676,6 +694,12 @@ pub fn sandbox_stats(
     sandbox: &SandboxConfig,
     configs: &HashMap<String, ContainerConfig>,
 ) -> cri::PodSandboxStats {
+    let (cpu, memory) = usage(
+        s.timestamp,
+        s.cpu_usage_ns,
+        s.memory_working_set,
+        s.memory_usage,
+    );
     cri::PodSandboxStats {
         attributes: Some(cri::PodSandboxAttributes {
             id: s.id.clone(),
@@ -684,17 +708,8 @@ pub fn sandbox_stats(
             annotations: map(&sandbox.annotations),
         }),
         linux: Some(cri::LinuxPodSandboxStats {
-            cpu: Some(cri::CpuUsage {
-                timestamp: s.timestamp,
-                usage_core_nano_seconds: u64_value(s.cpu_usage_ns),
-                usage_nano_cores: None,
-            }),
-            memory: Some(cri::MemoryUsage {
-                timestamp: s.timestamp,
-                working_set_bytes: u64_value(s.memory_working_set),
-                usage_bytes: u64_value(s.memory_usage),
-                ..Default::default()
-            }),
+            cpu,
+            memory,
             network: None,
             process: None,
             containers: s

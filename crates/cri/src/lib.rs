@@ -53,7 +53,7 @@ use podhost_cri_api::{
     PortForwardResponse,
 };
 use podhost_runtime::owned::Owned;
-use podhost_runtime::{Owner, Runtime};
+use podhost_runtime::{ContainerStatus, Owner, Runtime, SandboxStatus};
 use tokio::net::UnixListener;
 use tonic::Status;
 
@@ -115,6 +115,33 @@ impl Cri {
     async fn container_id(&self, id: &str) -> Result<String, Status> {
         let refs = self.runtime.container_refs().await.map_err(error::status)?;
         resolve("container", id, refs.into_iter().map(|r| r.id))
+    }
+
+    /// A CRI sandbox's status, by id or unique prefix.
+    async fn sandbox(&self, id: &str) -> Result<SandboxStatus, Status> {
+        let id = self.sandbox_id(id).await?;
+        self.runtime
+            .pod_sandbox_status(&id)
+            .await
+            .map_err(error::status)
+    }
+
+    /// A CRI container's status, by id or unique prefix.
+    async fn container(&self, id: &str) -> Result<ContainerStatus, Status> {
+        let id = self.container_id(id).await?;
+        self.runtime
+            .container_status(&id)
+            .await
+            .map_err(error::status)
+    }
+}
+
+/// For the idempotent stops and removals: `Ok(None)` when the id is unknown (already gone).
+fn unless_gone(resolved: Result<String, Status>) -> Result<Option<String>, Status> {
+    match resolved {
+        Ok(id) => Ok(Some(id)),
+        Err(e) if e.code() == tonic::Code::NotFound => Ok(None),
+        Err(e) => Err(e),
     }
 }
 

@@ -3,19 +3,17 @@
 //! succeeds, as the kubelet expects of a sandbox removed meanwhile.
 
 use podhost_cri_api::{RemovePodSandboxRequest, RemovePodSandboxResponse};
-use tonic::{Code, Status};
+use tonic::Status;
 
-use crate::{error, Cri};
+use crate::{error, unless_gone, Cri};
 
 impl Cri {
     pub(crate) async fn remove_pod_sandbox(
         &self,
         req: RemovePodSandboxRequest,
     ) -> Result<RemovePodSandboxResponse, Status> {
-        let id = match self.sandbox_id(&req.pod_sandbox_id).await {
-            Ok(id) => id,
-            Err(e) if e.code() == Code::NotFound => return Ok(RemovePodSandboxResponse {}),
-            Err(e) => return Err(e),
+        let Some(id) = unless_gone(self.sandbox_id(&req.pod_sandbox_id).await)? else {
+            return Ok(RemovePodSandboxResponse {});
         };
         self.runtime
             .stop_pod_sandbox(&id)

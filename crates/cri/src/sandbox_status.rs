@@ -4,19 +4,14 @@
 use podhost_cri_api::{PodSandboxStatusRequest, PodSandboxStatusResponse};
 use tonic::Status;
 
-use crate::{convert, error, Cri};
+use crate::{convert, Cri};
 
 impl Cri {
     pub(crate) async fn pod_sandbox_status(
         &self,
         req: PodSandboxStatusRequest,
     ) -> Result<PodSandboxStatusResponse, Status> {
-        let id = self.sandbox_id(&req.pod_sandbox_id).await?;
-        let status = self
-            .runtime
-            .pod_sandbox_status(&id)
-            .await
-            .map_err(error::status)?;
+        let status = self.sandbox(&req.pod_sandbox_id).await?;
         Ok(PodSandboxStatusResponse {
             status: Some(convert::sandbox_status(&status)),
             info: match req.verbose {

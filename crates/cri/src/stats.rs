@@ -17,6 +17,13 @@ struct Sample {
     containers: HashMap<String, ContainerConfig>,
 }
 
+/// Only ready sandboxes have stats.
+fn not_ready(what: &str, id: &str) -> Status {
+    Status::not_found(format!(
+        "no stats for {what} {id}: its sandbox is not ready"
+    ))
+}
+
 impl Cri {
     async fn sample(&self) -> Result<Sample, Status> {
         let stats = self
@@ -64,12 +71,9 @@ impl Cri {
                     .get(&id)
                     .map(|cfg| convert::container_stats(c, cfg))
             });
-        match found {
-            Some(stats) => Ok(ContainerStatsResponse { stats: Some(stats) }),
-            None => Err(Status::not_found(format!(
-                "no stats for container {id}: its sandbox is not ready"
-            ))),
-        }
+        Ok(ContainerStatsResponse {
+            stats: Some(found.ok_or_else(|| not_ready("container", &id))?),
+        })
     }
 
     pub(crate) async fn list_container_stats(
@@ -102,12 +106,9 @@ impl Cri {
             let cfg = sample.sandboxes.get(&id)?;
             Some(convert::sandbox_stats(s, cfg, &sample.containers))
         });
-        match found {
-            Some(stats) => Ok(PodSandboxStatsResponse { stats: Some(stats) }),
-            None => Err(Status::not_found(format!(
-                "no stats for sandbox {id}: it is not ready"
-            ))),
-        }
+        Ok(PodSandboxStatsResponse {
+            stats: Some(found.ok_or_else(|| not_ready("sandbox", &id))?),
+        })
     }
 
     pub(crate) async fn list_pod_sandbox_stats(

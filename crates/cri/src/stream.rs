@@ -47,16 +47,12 @@ fn check_streams(stdin: bool, stdout: bool, stderr: bool, tty: bool) -> Result<(
 impl Cri {
     /// The full id of a running CRI container.
     async fn running_container(&self, id: &str) -> Result<String, Status> {
-        let id = self.container_id(id).await?;
-        let status = self
-            .runtime
-            .container_status(&id)
-            .await
-            .map_err(error::status)?;
+        let status = self.container(id).await?;
         match status.state {
-            ContainerState::Running => Ok(id),
+            ContainerState::Running => Ok(status.id),
             s => Err(Status::failed_precondition(format!(
-                "container {id} is not running ({s:?})"
+                "container {} is not running ({s:?})",
+                status.id
             ))),
         }
     }
@@ -80,21 +76,17 @@ impl Cri {
         &self,
         mut req: PortForwardRequest,
     ) -> Result<PortForwardResponse, Status> {
-        let id = self.sandbox_id(&req.pod_sandbox_id).await?;
-        let status = self
-            .runtime
-            .pod_sandbox_status(&id)
-            .await
-            .map_err(error::status)?;
+        let status = self.sandbox(&req.pod_sandbox_id).await?;
         if status.state != SandboxState::Ready {
             return Err(Status::failed_precondition(format!(
-                "sandbox {id} is not ready"
+                "sandbox {} is not ready",
+                status.id
             )));
         }
         if req.port.iter().any(|p| !(1..=65535).contains(p)) {
             return Err(error::invalid(format!("invalid ports {:?}", req.port)));
         }
-        req.pod_sandbox_id = id;
+        req.pod_sandbox_id = status.id;
         self.streaming.get_port_forward(&req)
     }
 }

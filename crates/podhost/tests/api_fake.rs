@@ -33,18 +33,10 @@ fn kubelet_sandbox() -> SandboxConfig {
         name: "kube-pod".into(),
         namespace: "kube-system".into(),
         uid: "kube-uid".into(),
-        attempt: 0,
         hostname: "kube-pod".into(),
-        share_pid: false,
         log_directory: "/var/log/pods/x".into(),
-        labels: Default::default(),
-        annotations: Default::default(),
-        linux: Default::default(),
-        host_network: false,
-        port_mappings: Vec::new(),
-        dns: None,
-        host_aliases: Vec::new(),
         owner: Owner::Cri,
+        ..Default::default()
     }
 }
 

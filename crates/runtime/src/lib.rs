@@ -47,7 +47,7 @@ pub use linux::{ContainerLinux, ContainerResources, PodLinux, SeccompProfile, Se
 pub use network::{DnsConfig, HostAlias, PortMapping};
 
 /// What a sandbox needs to know about its pod (CRI `PodSandboxConfig`).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct SandboxConfig {
     /// Pod name.
     pub name: String,
@@ -273,7 +273,7 @@ pub enum Propagation {
 }
 
 /// What to run in a container (CRI `ContainerConfig`).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct ContainerConfig {
     /// Container name within the pod.
     pub name: String,

@@ -274,38 +274,20 @@ mod tests {
             name: name.into(),
             namespace: "default".into(),
             uid: format!("uid-{name}"),
-            attempt: 0,
             hostname: name.into(),
-            share_pid: false,
             log_directory: std::path::PathBuf::from("/tmp"),
-            labels: Default::default(),
-            annotations: Default::default(),
-            linux: Default::default(),
-            host_network: false,
-            port_mappings: Vec::new(),
-            dns: None,
-            host_aliases: Vec::new(),
             owner: Owner::Podhost,
+            ..Default::default()
         }
     }
 
     fn container(name: &str) -> ContainerConfig {
         ContainerConfig {
             name: name.into(),
-            attempt: 0,
             image: "busybox".into(),
             command: vec!["sleep".into()],
-            args: Vec::new(),
-            working_dir: None,
-            envs: Vec::new(),
-            mounts: Vec::new(),
             log_path: format!("{name}/0.log"),
-            labels: Default::default(),
-            annotations: Default::default(),
-            linux: Default::default(),
-            tty: false,
-            stdin: false,
-            stdin_once: false,
+            ..Default::default()
         }
     }
 

@@ -312,20 +312,7 @@ mod tests {
     fn cfg(f: impl FnOnce(&mut SecurityConfig)) -> ContainerConfig {
         let mut c = ContainerConfig {
             name: "c".into(),
-            attempt: 0,
-            image: "i".into(),
-            command: Vec::new(),
-            args: Vec::new(),
-            working_dir: None,
-            envs: Vec::new(),
-            mounts: Vec::new(),
-            log_path: String::new(),
-            labels: Default::default(),
-            annotations: Default::default(),
-            linux: Default::default(),
-            tty: false,
-            stdin: false,
-            stdin_once: false,
+            ..Default::default()
         };
         f(&mut c.linux.security);
         c
