@@ -5,7 +5,7 @@
 #   ./podhost.sh setup   apt packages, release build, install to /usr/local/bin,
 #                        (re)start the daemon, load the busybox image
 #   ./podhost.sh demo    setup, then run examples/web-sidecar.yaml and show it
-#   ./podhost.sh test    the whole test suite: fmt, clippy, build, cargo test (what CI runs)
+#   ./podhost.sh test    the whole test suite: fmt, clippy, build, cargo test, critest (what CI runs)
 #   ./podhost.sh bench   bench/run.sh, when it exists
 #   ./podhost.sh help
 set -euo pipefail
@@ -20,8 +20,11 @@ cd "$REPO"
 # and iptables, which the bridge (ipMasq) and portmap plugins run.
 # Pull tests: docker-registry (a local registry on 127.0.0.1), skopeo (pushes test
 # images), apache2-utils (htpasswd for basic auth).
+# critest (scripts/critest.sh, the CRI test kit): umoci and curl make and serve its
+# images, python3 sums its report.
 APT_PACKAGES=(gcc libc6-dev pkg-config libseccomp-dev busybox-static iproute2 util-linux procps tar gzip
-    containernetworking-plugins iptables docker-registry skopeo apache2-utils openssl)
+    containernetworking-plugins iptables docker-registry skopeo apache2-utils openssl
+    umoci curl python3)
 BINARIES=(podhost podhost-shim podhost-runc pause)
 BIN_DIR=/usr/local/bin
 PODHOST="$BIN_DIR/podhost"
@@ -43,7 +46,7 @@ usage: ./podhost.sh COMMAND   (as root, on Debian 12)
   demo    setup, then run examples/web-sidecar.yaml (web server + sidecar) and
           show get/ps/exec/logs/describe; the pod is left running
   test    the whole test suite, as CI runs it: cargo fmt --check, clippy
-          -D warnings, debug build, cargo test --workspace
+          -D warnings, debug build, cargo test --workspace, critest
   bench   run bench/run.sh (if present)
   help    this text
 EOF
@@ -287,6 +290,12 @@ cmd_test() {
     # The end-to-end tests run the helpers found next to target/debug/podhost.
     stage "cargo build --workspace --bins" cargo build --workspace --bins
     stage "cargo test --workspace" cargo test --workspace --no-fail-fast
+    # The CRI validation suite against a daemon of this build (issue 13's acceptance).
+    # Until podhost has its CRI streaming server, critest's five Streaming specs (exec,
+    # attach, port-forward) fail with UNIMPLEMENTED: tolerated and listed, never passed.
+    stage "critest (scripts/critest.sh)" env \
+        CRITEST_KNOWN_FAILURES='^FAILED: \[k8s\.io\] Streaming /' CRITEST_MIN_PASSED=72 \
+        scripts/critest.sh
     header "all tests passed"
 }
 

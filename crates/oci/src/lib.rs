@@ -137,6 +137,10 @@ pub struct Security {
     pub unmasked_proc: bool,
     /// Namespaced sysctls (`net.*`, `kernel.shm*` …), written in the container's namespaces.
     pub sysctls: BTreeMap<String, String>,
+    /// Masked paths replacing [`DEFAULT_MASKED_PATHS`] (CRI `masked_paths`).
+    pub masked_paths: Option<Vec<String>>,
+    /// Read-only paths replacing [`DEFAULT_READONLY_PATHS`] (CRI `readonly_paths`).
+    pub readonly_paths: Option<Vec<String>>,
 }
 
 /// Which seccomp filter a container runs under.
@@ -307,13 +311,18 @@ pub fn container_spec(p: &ContainerParams) -> Result<Spec, OciError> {
         .map_err(build_err("root"))?;
 
     let resources = resources(&p.resources, sec.privileged)?;
-    // Privileged and procMount=Unmasked containers see /proc and /sys unmasked.
+    // Privileged and procMount=Unmasked containers see /proc and /sys unmasked; others
+    // get the defaults unless the caller gave its own lists (a kubelet does).
     let (masked, readonly) = if sec.privileged || sec.unmasked_proc {
         (Vec::new(), Vec::new())
     } else {
         (
-            DEFAULT_MASKED_PATHS.map(String::from).to_vec(),
-            DEFAULT_READONLY_PATHS.map(String::from).to_vec(),
+            sec.masked_paths
+                .clone()
+                .unwrap_or_else(|| DEFAULT_MASKED_PATHS.map(String::from).to_vec()),
+            sec.readonly_paths
+                .clone()
+                .unwrap_or_else(|| DEFAULT_READONLY_PATHS.map(String::from).to_vec()),
         )
     };
     let mut linux = LinuxBuilder::default()
@@ -325,6 +334,14 @@ pub fn container_spec(p: &ContainerParams) -> Result<Spec, OciError> {
         .build()
         .map_err(build_err("linux"))?;
     linux.set_seccomp(seccomp);
+    // Mounts made in the container reach the host only if the container's root is shared
+    // too (libcontainer makes it a slave otherwise), as containerd does for Bidirectional.
+    if p.mounts
+        .iter()
+        .any(|m| m.propagation == Propagation::Shared)
+    {
+        linux.set_rootfs_propagation(Some("shared".to_string()));
+    }
     if !sec.sysctls.is_empty() {
         linux.set_sysctl(Some(sec.sysctls.clone().into_iter().collect()));
     }
@@ -838,6 +855,28 @@ mod tests {
     }
 
     #[test]
+    fn a_shared_mount_makes_the_root_shared() {
+        let spec = container_spec(&params()).unwrap();
+        assert_eq!(spec.linux().as_ref().unwrap().rootfs_propagation(), &None);
+        let mut p = params();
+        p.mounts.push(BindMount {
+            source: "/srv/shared".into(),
+            destination: "/shared".into(),
+            readonly: false,
+            propagation: Propagation::Shared,
+        });
+        let spec = container_spec(&p).unwrap();
+        assert_eq!(
+            spec.linux()
+                .as_ref()
+                .unwrap()
+                .rootfs_propagation()
+                .as_deref(),
+            Some("shared")
+        );
+    }
+
+    #[test]
     fn default_shm_without_pod_shm() {
         let mut p = params();
         p.mounts.clear();
@@ -970,6 +1009,34 @@ mod tests {
         let spec = container_spec(&params()).unwrap();
         assert_eq!(spec.process().as_ref().unwrap().no_new_privileges(), None);
         assert!(spec.linux().as_ref().unwrap().seccomp().is_none());
+    }
+
+    #[test]
+    fn given_masked_and_readonly_lists_replace_the_defaults() {
+        let mut p = params();
+        p.security.masked_paths = Some(vec!["/bin/ls".into()]);
+        p.security.readonly_paths = Some(vec!["/tmp".into()]);
+        let spec = container_spec(&p).unwrap();
+        let linux = spec.linux().as_ref().unwrap();
+        assert_eq!(
+            linux.masked_paths().as_deref(),
+            Some(&["/bin/ls".to_string()][..])
+        );
+        assert_eq!(
+            linux.readonly_paths().as_deref(),
+            Some(&["/tmp".to_string()][..])
+        );
+        // Privileged still means unmasked, whatever the lists say.
+        p.security.privileged = true;
+        let spec = container_spec(&p).unwrap();
+        assert!(spec
+            .linux()
+            .as_ref()
+            .unwrap()
+            .masked_paths()
+            .as_ref()
+            .unwrap()
+            .is_empty());
     }
 
     #[test]

@@ -19,6 +19,8 @@ pub struct Config {
     pub image_gc_high_percent: u8,
     /// Image GC frees space until usage is below this (percent; kubelet: 80).
     pub image_gc_low_percent: u8,
+    /// The CRI socket a kubelet or crictl talks to (`RUN/cri.sock`); `None`: no CRI server.
+    pub cri_socket: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -30,6 +32,7 @@ impl Default for Config {
 impl Config {
     fn with_runtime(runtime: RuntimeConfig) -> Self {
         Config {
+            cri_socket: Some(runtime.run_dir.join("cri.sock")),
             runtime,
             backoff_initial: Duration::from_secs(10),
             backoff_max: Duration::from_secs(300),

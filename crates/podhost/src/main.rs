@@ -29,9 +29,12 @@ fn main() {
 async fn serve(config: podhost::config::Config) -> anyhow::Result<i32> {
     let prepared = podhost::server::prepare(&config)?;
     let runtime = podhost_runtime::local::LocalRuntime::open(config.runtime.clone())?;
+    // Exec, attach and port-forward over CRI: not yet (no streaming server).
+    let streaming = std::sync::Arc::new(podhost_cri::Unsupported);
     podhost::server::run(
         prepared,
         runtime,
+        streaming,
         config,
         podhost::server::shutdown_signal(),
     )

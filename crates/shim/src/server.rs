@@ -486,8 +486,9 @@ impl Shim {
             if c.dead {
                 if let Some(e) = &c.exec {
                     if e.exit.is_none() {
-                        // Nobody is listening any more: stop the session.
-                        let _ = sys::kill(e.pid, libc::SIGKILL);
+                        // Nobody is listening any more (an exec_sync past its timeout):
+                        // stop the session, the command included.
+                        kill_session(e.pid);
                     }
                 }
                 return;
@@ -562,6 +563,7 @@ impl Shim {
                 Ok(Response::ok())
             }
             Request::RemoveContainer { id } => self.remove(&id),
+            Request::ReopenLog { id } => self.reopen_log(&id),
             Request::Exec { id, cmd, tty, size } => {
                 if tty {
                     self.exec_tty(client, &id, &cmd, size)
@@ -843,6 +845,25 @@ impl Shim {
         Ok(Response::ok())
     }
 
+    /// Later output goes to a new file at the log path; the renamed one keeps what was
+    /// written before (no record is split: the shim writes whole records).
+    fn reopen_log(&mut self, id: &str) -> Result<Response, Failure> {
+        let i = self.find(id)?;
+        let c = &mut self.containers[i];
+        let log = match (&c.state, c.log.as_mut()) {
+            (ContainerState::Running, Some(log)) => log,
+            _ => {
+                return Err(Failure::new(
+                    ErrorCode::FailedPrecondition,
+                    format!("container {id} is not running: its log cannot be reopened"),
+                ))
+            }
+        };
+        log.reopen().map_err(|e| format!("container {id}: {e}"))?;
+        self.diag(&format!("container {id}: log reopened"));
+        Ok(Response::ok())
+    }
+
     /// An exec needs a running container and a command.
     fn check_exec(&mut self, id: &str, argv: &[String]) -> Result<(), Failure> {
         let i = self.find(id)?;
@@ -1105,6 +1126,19 @@ impl Shim {
     }
 }
 
+/// SIGKILL an exec session: the command the helper runs in the container (its child;
+/// the helper cannot forward a SIGKILL), then the helper. Killing only the helper would
+/// leave the command running in the container, reparented to its init.
+fn kill_session(helper: libc::pid_t) {
+    let children =
+        fs::read_to_string(format!("/proc/{helper}/task/{helper}/children")).unwrap_or_default();
+    for pid in children.split_whitespace().filter_map(|p| p.parse().ok()) {
+        // The helper is alive and has not reaped it: the pid is still its child's.
+        let _ = sys::kill(pid, libc::SIGKILL);
+    }
+    let _ = sys::kill(helper, libc::SIGKILL);
+}
+
 /// Reads everything currently buffered in a container pipe into its log.
 fn drain_container_output(c: &mut Container, s: usize, buf: &mut [u8]) {
     let Some(out) = c.outputs[s].as_mut() else {
@@ -1226,7 +1260,7 @@ fn process_frames(c: &mut Client) {
             Err(_) => {
                 // A corrupt stream cannot be resynchronised.
                 c.dead = true;
-                let _ = sys::kill(e.pid, libc::SIGKILL);
+                kill_session(e.pid);
                 break;
             }
         }

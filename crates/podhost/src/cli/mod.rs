@@ -219,6 +219,13 @@ pub struct ServeArgs {
     /// containerLogMaxFiles; at least 2).
     #[arg(long, env = "PODHOST_CONTAINER_LOG_MAX_FILES", value_parser = clap::value_parser!(u32).range(2..))]
     pub container_log_max_files: Option<u32>,
+    /// The CRI socket for a kubelet or crictl (default /run/podhost/cri.sock, or
+    /// ROOT/run/cri.sock with --root); an empty path disables the CRI server.
+    #[arg(long, env = "PODHOST_CRI_SOCKET")]
+    pub cri_socket: Option<PathBuf>,
+    /// No CRI server (same as `--cri-socket ''`).
+    #[arg(long, conflicts_with = "cri_socket")]
+    pub no_cri: bool,
 }
 
 /// A log size limit: bytes of a quantity; 0 is refused (kubelet would rotate at every
@@ -376,6 +383,12 @@ impl Cli {
                     max_size,
                     max_files,
                 });
+            if let Some(p) = &serve.cri_socket {
+                config.cri_socket = Some(p.clone()).filter(|p| !p.as_os_str().is_empty());
+            }
+            if serve.no_cri {
+                config.cri_socket = None;
+            }
         }
         config
     }

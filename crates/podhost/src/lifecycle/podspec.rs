@@ -199,6 +199,7 @@ pub fn sandbox_config(pod: &Pod, attempt: u32, log_root: &Path) -> SandboxConfig
         owner: Owner::Podhost,
         log_directory: log_root.join(format!("{namespace}_{name}_{uid}")),
         labels: meta.labels.clone().unwrap_or_default(),
+        annotations: Default::default(),
         linux: super::resources::pod_linux(pod),
         name,
         namespace,
@@ -523,7 +524,11 @@ pub fn container_config(
         mounts,
         log_path: format!("{}/{}.log", container.name, attempt),
         labels,
+        annotations: Default::default(),
         linux: super::resources::container_linux(pod, container),
+        tty: false,
+        stdin: false,
+        stdin_once: false,
     })
 }
 

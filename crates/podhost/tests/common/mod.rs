@@ -355,6 +355,13 @@ impl Env {
     }
 
     fn delete_all(&mut self) {
+        // Sandboxes a test made through CRI are not the CLI's to delete.
+        if let Some(crictl) = crictl() {
+            let _ = self
+                .crictl_command(&crictl)
+                .args(["rmp", "--all", "--force"])
+                .output();
+        }
         let out = self.run(&["get", "pods", "-o", "name"]);
         let names: Vec<String> = String::from_utf8_lossy(&out.stdout)
             .lines()
@@ -441,6 +448,66 @@ impl Env {
         }
         leaks
     }
+}
+
+impl Env {
+    /// The daemon's CRI socket (`ROOT/run/cri.sock`).
+    pub fn cri_socket(&self) -> PathBuf {
+        self.root.join("run/cri.sock")
+    }
+
+    fn crictl_command(&self, crictl: &Path) -> Command {
+        let endpoint = format!("unix://{}", self.cri_socket().display());
+        let mut c = Command::new(crictl);
+        c.args([
+            "--runtime-endpoint",
+            &endpoint,
+            "--image-endpoint",
+            &endpoint,
+        ])
+        .args(["--timeout", "30s"])
+        .stdin(Stdio::null());
+        c
+    }
+
+    /// Run the test kit's `crictl ARGS` against this daemon's CRI socket.
+    pub fn crictl(&self, args: &[&str]) -> Output {
+        let crictl = crictl().expect("crictl of shared/cri-testkit");
+        self.crictl_command(&crictl)
+            .args(args)
+            .output()
+            .expect("run crictl")
+    }
+
+    /// `crictl ARGS`, required to succeed; its stdout.
+    pub fn crictl_ok(&self, args: &[&str]) -> String {
+        let out = self.crictl(args);
+        assert!(
+            out.status.success(),
+            "crictl {args:?} failed: {}\ndaemon log tail:\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            tail(&self.daemon_log(), 20)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+/// crictl of the shared CRI test kit (`shared/cri-testkit/bin/crictl` beside the
+/// repository or an ancestor of it, or `$CRICTL`); `None` without it, except in CI where
+/// it must be there.
+pub fn crictl() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("CRICTL") {
+        return Some(PathBuf::from(p));
+    }
+    let found = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .map(|d| d.join("shared/cri-testkit/bin/crictl"))
+        .find(|p| p.is_file());
+    assert!(
+        found.is_some() || std::env::var_os("CI").is_none(),
+        "the CRI test kit's crictl is missing in CI"
+    );
+    found
 }
 
 impl Env {
