@@ -66,7 +66,7 @@ spec:
 "#,
     );
     // While the first init container runs, kubectl shows Init:0/2.
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + common::scaled(Duration::from_secs(5));
     loop {
         let r = row(&env, "init-order");
         if r.contains("Init:0/2") {
@@ -79,7 +79,7 @@ spec:
         "wait",
         "--for=condition=Ready",
         "pod/init-order",
-        "--timeout=60s",
+        &common::timeout_flag(60),
     ]);
     let order = exec(&env, "init-order", "app", &["cat", "/work/order"]);
     assert_eq!(order, "first\nsecond\napp\n");
@@ -179,7 +179,7 @@ spec:
 "#,
     );
     let mut saw_backoff = false;
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + common::scaled(Duration::from_secs(60));
     loop {
         let r = row(&env, "crash");
         saw_backoff |= r.contains("CrashLoopBackOff");
@@ -281,7 +281,7 @@ spec:
         "wait",
         "--for=condition=Ready",
         "pod/ready",
-        "--timeout=20s",
+        &common::timeout_flag(20),
     ]);
     assert!(row(&env, "ready").contains("1/1"));
     exec(&env, "ready", "web", &["rm", "/www/ok"]);
@@ -330,7 +330,7 @@ spec:
     env.wait_ready("stop");
     env.ok(&["delete", "pod", "stop", "--wait=false"]);
     // The preStop hook takes a second: the pod shows Terminating meanwhile.
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + common::scaled(Duration::from_secs(5));
     loop {
         let r = row(&env, "stop");
         if r.contains("Terminating") {
@@ -339,7 +339,12 @@ spec:
         assert!(Instant::now() < deadline, "never Terminating: {r}");
         std::thread::sleep(Duration::from_millis(50));
     }
-    env.ok(&["wait", "--for=delete", "pod/stop", "--timeout=30s"]);
+    env.ok(&[
+        "wait",
+        "--for=delete",
+        "pod/stop",
+        &common::timeout_flag(30),
+    ]);
     let log = std::fs::read_to_string(out.join("log")).expect("hook log");
     assert_eq!(log, "started\npre-stop\ngot-TERM\n");
     env.teardown();
