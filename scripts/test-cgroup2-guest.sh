@@ -63,7 +63,7 @@ for b in podhost podhost-shim podhost-runc pause; do
     objcopy --strip-debug "$target/debug/$b" "$SHARE/bin/$b"
 done
 for name in "${names[@]}"; do
-    exe="$(grep "/$name-[0-9a-f]*$" <<<"$exes" | head -n 1)"
+    exe="$(grep -m 1 "/$name-[0-9a-f]*$" <<<"$exes" || true)"
     [ -n "$exe" ] || die "no test binary for $name"
     objcopy --strip-debug "$exe" "$SHARE/tests/$name"
 done

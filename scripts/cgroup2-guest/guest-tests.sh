@@ -23,6 +23,14 @@ export PODHOST_E2E_TIME_SCALE="$TIME_SCALE"
 export PODHOST_E2E_BUSYBOX_TAR=/root/busybox.tar
 bash "$REPO/scripts/make-busybox-image.sh" "$PODHOST_E2E_BUSYBOX_TAR" || exit 1
 
+# A heartbeat on the serial console ($CG2_DIR/console.log on the host), which does not
+# depend on the share: shows a slow or stuck guest and what it is doing.
+(while sleep 120; do
+    echo "[heartbeat $(cut -d' ' -f1 /proc/uptime)s, load $(cut -d' ' -f1-3 /proc/loadavg)]"
+    ps -eo pid,stat,etime,time,args --sort=-time | head -n 8 | cut -c1-150
+done >/dev/ttyS0 2>&1) &
+heartbeat=$!
+
 failed=0
 summary=()
 # tests.list: one test binary a line: NAME TIMEOUT_SECONDS [libtest arguments…]
@@ -43,6 +51,7 @@ while read -r name limit args; do
     [ -z "$left" ] || echo "cgroups left after $name: $left"
 done < /host/tests.list
 
+kill "$heartbeat" 2>/dev/null
 echo
 echo "==> cgroup v2 guest summary"
 printf '  %s\n' "${summary[@]}"
