@@ -7,6 +7,7 @@
 //! context (capabilities, privileged, seccomp, no_new_privs, sysctls) come from the pod.
 
 pub mod caps;
+pub mod cgroup;
 pub mod seccomp;
 
 use std::collections::{BTreeMap, HashSet};
@@ -93,6 +94,8 @@ pub struct ContainerParams {
     pub mounts: Vec<BindMount>,
     /// Cgroup path, e.g. "/podhost/pod<uid>/<container-id>".
     pub cgroups_path: String,
+    /// The host's cgroupfs: decides the cgroup namespace and what is made read-only.
+    pub cgroupfs: cgroup::CgroupFs,
     pub readonly_rootfs: bool,
     pub terminal: bool,
     /// Cgroup limits libcontainer writes into the container's cgroup.
@@ -313,7 +316,7 @@ pub fn container_spec(p: &ContainerParams) -> Result<Spec, OciError> {
     let resources = resources(&p.resources, sec.privileged)?;
     // Privileged and procMount=Unmasked containers see /proc and /sys unmasked; others
     // get the defaults unless the caller gave its own lists (a kubelet does).
-    let (masked, readonly) = if sec.privileged || sec.unmasked_proc {
+    let (masked, mut readonly) = if sec.privileged || sec.unmasked_proc {
         (Vec::new(), Vec::new())
     } else {
         (
@@ -325,8 +328,15 @@ pub fn container_spec(p: &ContainerParams) -> Result<Spec, OciError> {
                 .unwrap_or_else(|| DEFAULT_READONLY_PATHS.map(String::from).to_vec()),
         )
     };
+    // The cgroupfs is read-only whatever procMount says; only a privileged container may
+    // write it (containerd's WithWriteableCgroupfs).
+    if !sec.privileged {
+        readonly.extend(p.cgroupfs.readonly_paths());
+    }
+    // On v2 a private cgroup namespace, except for privileged containers, as containerd.
+    let cgroupns = p.cgroupfs == cgroup::CgroupFs::V2 && !sec.privileged;
     let mut linux = LinuxBuilder::default()
-        .namespaces(namespaces(&p.namespaces)?)
+        .namespaces(namespaces(&p.namespaces, cgroupns)?)
         .cgroups_path(PathBuf::from(&p.cgroups_path))
         .resources(resources)
         .masked_paths(masked)
@@ -459,7 +469,7 @@ fn merged_env(env: &[String], terminal: bool) -> Vec<String> {
     out
 }
 
-fn namespaces(ns: &PodNamespaces) -> Result<Vec<LinuxNamespace>, OciError> {
+fn namespaces(ns: &PodNamespaces, cgroupns: bool) -> Result<Vec<LinuxNamespace>, OciError> {
     let mk = |typ: LinuxNamespaceType, path: Option<&PathBuf>| {
         let b = LinuxNamespaceBuilder::default().typ(typ);
         let b = match path {
@@ -485,6 +495,11 @@ fn namespaces(ns: &PodNamespaces) -> Result<Vec<LinuxNamespace>, OciError> {
         if let Some(path) = path {
             out.push(mk(typ, Some(path))?);
         }
+    }
+    // A new cgroup namespace, entered by libcontainer once the init is in the container's
+    // cgroup: that cgroup is the root of what the container sees (`0::/`).
+    if cgroupns {
+        out.push(mk(LinuxNamespaceType::Cgroup, None)?);
     }
     Ok(out)
 }
@@ -1077,6 +1092,84 @@ mod tests {
             .find(|m| m.destination() == Path::new("/sys"))
             .unwrap();
         assert!(!sys.options().as_ref().unwrap().contains(&"ro".to_string()));
+    }
+
+    fn readonly_of(spec: &Spec) -> Vec<String> {
+        spec.linux()
+            .as_ref()
+            .unwrap()
+            .readonly_paths()
+            .clone()
+            .unwrap_or_default()
+    }
+
+    fn cgroup_mount_options(spec: &Spec) -> Vec<String> {
+        spec.mounts()
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|m| m.destination() == Path::new("/sys/fs/cgroup"))
+            .and_then(|m| m.options().clone())
+            .unwrap()
+    }
+
+    #[test]
+    fn v2_private_cgroup_namespace_and_read_only_cgroupfs() {
+        let mut p = params();
+        p.cgroupfs = cgroup::CgroupFs::V2;
+        let spec = container_spec(&p).unwrap();
+        assert!(ns_of(&spec).contains(&(LinuxNamespaceType::Cgroup, None)));
+        assert!(cgroup_mount_options(&spec).contains(&"ro".to_string()));
+        let ro = readonly_of(&spec);
+        assert!(ro.contains(&"/sys/fs/cgroup".to_string()), "{ro:?}");
+        assert!(ro.contains(&"/proc/sys".to_string()), "{ro:?}");
+    }
+
+    #[test]
+    fn v1_every_hierarchy_read_only_and_no_cgroup_namespace() {
+        let mut p = params();
+        p.cgroupfs = cgroup::CgroupFs::V1(vec!["memory".into(), "systemd".into()]);
+        let spec = container_spec(&p).unwrap();
+        assert!(!ns_of(&spec)
+            .iter()
+            .any(|(t, _)| *t == LinuxNamespaceType::Cgroup));
+        let ro = readonly_of(&spec);
+        for path in [
+            "/sys/fs/cgroup",
+            "/sys/fs/cgroup/memory",
+            "/sys/fs/cgroup/systemd",
+        ] {
+            assert!(ro.contains(&path.to_string()), "{path} in {ro:?}");
+        }
+        // procMount: Unmasked opens /proc, never the cgroupfs.
+        p.security.unmasked_proc = true;
+        let ro = readonly_of(&container_spec(&p).unwrap());
+        assert_eq!(
+            ro,
+            vec![
+                "/sys/fs/cgroup",
+                "/sys/fs/cgroup/memory",
+                "/sys/fs/cgroup/systemd"
+            ]
+        );
+    }
+
+    #[test]
+    fn privileged_sees_the_host_cgroupfs_writable() {
+        for fs in [
+            cgroup::CgroupFs::V2,
+            cgroup::CgroupFs::V1(vec!["memory".into(), "systemd".into()]),
+        ] {
+            let mut p = params();
+            p.cgroupfs = fs;
+            p.security.privileged = true;
+            let spec = container_spec(&p).unwrap();
+            assert!(!ns_of(&spec)
+                .iter()
+                .any(|(t, _)| *t == LinuxNamespaceType::Cgroup));
+            assert!(readonly_of(&spec).is_empty());
+            assert!(!cgroup_mount_options(&spec).contains(&"ro".to_string()));
+        }
     }
 
     #[test]

@@ -80,11 +80,9 @@ fn qos_dir(qos_class: &str) -> Option<&'static str> {
     }
 }
 
-/// cgroup v2 cpu.weight from v1 cpu.shares (the OCI/kubelet conversion).
-pub fn shares_to_weight(shares: u64) -> u64 {
-    let shares = shares.clamp(2, 262_144);
-    1 + ((shares - 2) * 9999) / 262_142
-}
+// v1 cpu.shares → v2 cpu.weight of the pod and QoS levels: the same conversion as
+// libcontainer's for container cgroups (runc ≥ 1.3, current kubelet), so both agree.
+use podhost_oci::cgroup::shares_to_weight;
 
 impl Cgroups {
     /// The machine's cgroups at /sys/fs/cgroup: v2 when the unified hierarchy is mounted
@@ -585,7 +583,7 @@ mod tests {
             "podhost/besteffort/podu1"
         );
         assert_eq!(shares_to_weight(2), 1);
-        assert_eq!(shares_to_weight(1024), 39);
+        assert_eq!(shares_to_weight(1024), 100);
         assert_eq!(shares_to_weight(262_144), 10_000);
     }
 

@@ -23,6 +23,7 @@ use super::*;
 use crate::clock::now_nanos;
 use crate::config::RuntimeConfig;
 use crate::state_file::{private_dir, read_json, write_json_atomic};
+use podhost_oci::cgroup::CgroupFs;
 use podhost_shim::proto::ContainerState as ShimState;
 use podhost_shim::proto::ErrorCode;
 
@@ -75,6 +76,8 @@ pub struct LocalRuntime {
     oom_score_floor: i32,
     /// Capabilities the runtime itself holds: a container cannot get more.
     host_caps: Option<u64>,
+    /// The cgroupfs as container specs need it (v1 hierarchies to make read-only, or v2).
+    cgroupfs: CgroupFs,
     images: Arc<ImageStore>,
     /// Registry pulls into `images` (see `images.rs`).
     puller: Arc<Puller>,
@@ -153,10 +156,18 @@ impl LocalRuntime {
             &config.netns_dir(),
         )?;
         let images = Arc::new(images);
+        let cgroups = Cgroups::detect();
+        // One detection decides both: the pod cgroups podhost writes and what containers see.
+        let cgroupfs = match (cgroups.version(), CgroupFs::host()) {
+            (cgroups::Version::V2, _) => CgroupFs::V2,
+            (cgroups::Version::V1, CgroupFs::V1(hierarchies)) => CgroupFs::V1(hierarchies),
+            (cgroups::Version::V1, CgroupFs::V2) => CgroupFs::V1(Vec::new()),
+        };
         let rt = Arc::new(LocalRuntime {
             puller: Arc::new(Puller::new(images.clone(), config.registry_config.clone())),
             images,
-            cgroups: Cgroups::detect(),
+            cgroups,
+            cgroupfs,
             oom_score_floor: lowest_oom_score_adj(),
             host_caps: podhost_oci::caps::host_bounding_mask(),
             network,
@@ -583,6 +594,7 @@ impl LocalRuntime {
                 "/{}",
                 self.container_cgroup(&sandbox.id, &sandbox.config, cid)
             ),
+            cgroupfs: self.cgroupfs.clone(),
             readonly_rootfs: sec.readonly_rootfs,
             terminal: false,
             resources: podhost_oci::Resources {
