@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 use tokio::io::AsyncWriteExt;
 
 /// A plugin that runs longer than this is killed: a hung plugin must not hang the pod.
-const PLUGIN_TIMEOUT: Duration = Duration::from_secs(60);
+pub(super) const PLUGIN_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Failure of a CNI operation, naming the plugin or config file involved.
 #[derive(Debug, thiserror::Error)]
@@ -396,24 +396,6 @@ impl Cni {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
-        // A plugin must not outlive a killed daemon: the next daemon's DEL of the same
-        // attachment would race with its ADD, which then re-adds what DEL removed.
-        // The signal follows the forking thread, which is a runtime worker here: workers
-        // live as long as the daemon.
-        // SAFETY: prctl and getppid are async-signal-safe; nothing else runs between
-        // fork and exec.
-        unsafe {
-            let daemon = std::process::id() as libc::pid_t;
-            child.pre_exec(move || {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0
-                    || libc::getppid() != daemon
-                {
-                    // No allocation after fork: a raw errno (the daemon is gone).
-                    return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
-                }
-                Ok(())
-            });
-        }
         let mut child = child.spawn().map_err(exec_err)?;
         if let Some(mut input) = child.stdin.take() {
             input.write_all(&stdin).await.map_err(exec_err)?;
