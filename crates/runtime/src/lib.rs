@@ -13,6 +13,8 @@
 //! - [`cgroups`]: pod and container cgroups, v1 and v2.
 //! - [`linux`]: the Linux parts of sandbox and container configs (resources, security).
 //! - `shim_client`, `netns`, `mounts`: talking to a pod's shim, pinning namespaces, mounts.
+//! - [`dial`]: connecting to a port inside a pod's network namespace (probes,
+//!   port-forward).
 //! - [`config`]: where the runtime keeps its state and finds its helpers.
 //! - [`state_file`]: durable JSON files written atomically.
 //! - [`clock`]: timestamps, from a clock tests can pause.
@@ -23,6 +25,7 @@
 pub mod cgroups;
 pub mod clock;
 pub mod config;
+pub mod dial;
 pub mod error;
 #[cfg(feature = "fake")]
 pub mod fake;
@@ -307,6 +310,18 @@ pub struct ContainerConfig {
     /// Cgroup limits and security context.
     #[serde(default)]
     pub linux: ContainerLinux,
+    /// Run on a pseudo-terminal (CRI `tty`): stdout and stderr merged into the terminal's
+    /// output (logged as stdout), window sizes from attach sessions.
+    #[serde(default)]
+    pub tty: bool,
+    /// Keep stdin open for [`Runtime::attach`] (CRI `stdin`); otherwise it reads
+    /// `/dev/null`.
+    #[serde(default)]
+    pub stdin: bool,
+    /// Close stdin when the first attach session that had it ends (CRI `stdin_once`;
+    /// without a TTY, as containerd).
+    #[serde(default)]
+    pub stdin_once: bool,
 }
 
 /// Container state as CRI reports it.
@@ -427,9 +442,23 @@ pub struct ExecOptions {
     pub size: Option<TerminalSize>,
 }
 
-/// Anything bidirectional and async, for [`ExecStream`].
+/// Anything bidirectional and async, for [`ExecStream`] and [`ForwardStream`].
 pub trait ExecIo: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> ExecIo for T {}
+
+/// Which of a running container's streams an attach session gets (CRI `AttachRequest`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AttachOptions {
+    /// The session writes to the container's stdin (if it was created with one).
+    pub stdin: bool,
+    /// The session receives stdout (with a TTY: the terminal's whole output).
+    pub stdout: bool,
+    /// The session receives stderr (nothing comes with a TTY).
+    pub stderr: bool,
+}
+
+/// A TCP connection to a port inside a pod's network namespace ([`Runtime::port_forward`]).
+pub type ForwardStream = Box<dyn ExecIo>;
 
 /// What a finished `exec_sync` command produced (CRI `ExecSyncResponse`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -582,6 +611,23 @@ pub trait Runtime: Send + Sync + 'static {
             }),
         }
     }
+    /// Attach to a running container's stdio (CRI `Attach`). The stream speaks the shim's
+    /// frame protocol like an exec's: the container's output from now on, STDIN frames
+    /// into its stdin, RESIZE frames for its terminal. An EXIT frame with the container's
+    /// code ends it when the container exits; the stream ends without one when the
+    /// session's end of input (STDIN_CLOSE) ended it. Dropping it detaches.
+    async fn attach(
+        &self,
+        container_id: &str,
+        opts: AttachOptions,
+    ) -> Result<ExecStream, RuntimeError>;
+    /// Connect to `port` on 127.0.0.1 inside the sandbox's network namespace (CRI
+    /// `PortForward`; a hostNetwork pod's namespace is the host's).
+    async fn port_forward(
+        &self,
+        sandbox_id: &str,
+        port: u16,
+    ) -> Result<ForwardStream, RuntimeError>;
     /// The image a reference resolves to, if present.
     async fn image_status(&self, reference: &str) -> Result<Option<ImageInfo>, RuntimeError>;
     /// All images.

@@ -520,6 +520,10 @@ pub fn container_config(
         log_path: format!("{}/{}.log", container.name, attempt),
         labels,
         linux: super::resources::container_linux(pod, container),
+        // Kubernetes' names: `podhost attach` (kubectl attach) needs them.
+        tty: container.tty.unwrap_or(false),
+        stdin: container.stdin.unwrap_or(false),
+        stdin_once: container.stdin_once.unwrap_or(false),
     })
 }
 
