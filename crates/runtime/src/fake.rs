@@ -765,12 +765,7 @@ mod tests {
     use super::*;
 
     async fn read_frame(io: &mut ExecStream) -> Option<(u8, Vec<u8>)> {
-        let mut head = [0u8; frame::HEADER];
-        io.read_exact(&mut head).await.ok()?;
-        let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
-        let mut data = vec![0u8; len];
-        io.read_exact(&mut data).await.ok()?;
-        Some((head[0], data))
+        crate::read_frame(io).await.expect("frame")
     }
 
     async fn send(io: &mut ExecStream, kind: u8, payload: &[u8]) {

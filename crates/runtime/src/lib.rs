@@ -50,7 +50,7 @@ pub use linux::{ContainerLinux, ContainerResources, PodLinux, SeccompProfile, Se
 pub use network::{DnsConfig, HostAlias, PortMapping};
 
 /// What a sandbox needs to know about its pod (CRI `PodSandboxConfig`).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct SandboxConfig {
     /// Pod name.
     pub name: String,
@@ -282,7 +282,7 @@ impl<'de, T: Default> Deserialize<'de> for Sensitive<T> {
 }
 
 /// What to run in a container (CRI `ContainerConfig`).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct ContainerConfig {
     /// Container name within the pod.
     pub name: String,
@@ -474,13 +474,42 @@ pub struct ExecResult {
 /// Output kept per stream by `exec_sync` (kubelet keeps 10 KiB of probe output).
 pub const EXEC_SYNC_MAX_OUTPUT: usize = 16 * 1024;
 
+/// Reads one frame of an exec or attach stream (`podhost_shim::proto::frame`): its
+/// kind and payload; `None` at a clean end between frames.
+pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R) -> std::io::Result<Option<(u8, Vec<u8>)>> {
+    use podhost_shim::proto::frame;
+    use tokio::io::AsyncReadExt;
+    let mut head = [0u8; frame::HEADER];
+    let mut got = 0;
+    while got < head.len() {
+        match r.read(&mut head[got..]).await? {
+            0 if got == 0 => return Ok(None),
+            0 => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            n => got += n,
+        }
+    }
+    let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+    if len > frame::MAX_PAYLOAD {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "frame of {len} bytes exceeds the {} byte limit",
+                frame::MAX_PAYLOAD
+            ),
+        ));
+    }
+    let mut data = vec![0u8; len];
+    r.read_exact(&mut data).await?;
+    Ok(Some((head[0], data)))
+}
+
 /// Read an exec stream's frames until its exit frame (the body of `exec_sync`).
 async fn collect_exec(
     container_id: &str,
     stream: &mut ExecStream,
 ) -> Result<ExecResult, RuntimeError> {
     use podhost_shim::proto::frame;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let io = |action| {
         let path = PathBuf::from(container_id);
         move |source| RuntimeError::Io {
@@ -498,29 +527,17 @@ async fn collect_exec(
         .map_err(io("exec_sync: closing stdin of"))?;
     let mut out = ExecResult::default();
     loop {
-        let mut head = [0u8; frame::HEADER];
-        stream
-            .read_exact(&mut head)
+        let (kind, data) = read_frame(stream)
             .await
-            .map_err(io("exec_sync: reading output of"))?;
-        let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
-        if len > frame::MAX_PAYLOAD {
-            return Err(RuntimeError::Io {
-                action: "exec_sync: oversized frame from",
-                path: PathBuf::from(container_id),
-                source: std::io::Error::from(std::io::ErrorKind::InvalidData),
-            });
-        }
-        let mut data = vec![0u8; len];
-        stream
-            .read_exact(&mut data)
-            .await
-            .map_err(io("exec_sync: reading output of"))?;
+            .map_err(io("exec_sync: reading output of"))?
+            .ok_or_else(|| {
+                io("exec_sync: reading output of")(std::io::ErrorKind::UnexpectedEof.into())
+            })?;
         let keep = |buf: &mut Vec<u8>, data: &[u8]| {
             let room = EXEC_SYNC_MAX_OUTPUT.saturating_sub(buf.len());
             buf.extend_from_slice(&data[..data.len().min(room)]);
         };
-        match head[0] {
+        match kind {
             frame::STDOUT => keep(&mut out.stdout, &data),
             frame::STDERR => keep(&mut out.stderr, &data),
             frame::EXIT if data.len() == 4 => {
