@@ -2,11 +2,19 @@
 //!
 //! - [`apply`]: manifests in, validated pods out, workers started.
 //! - [`logs`]: CRI log files streamed as plain text (`logs -f`).
-//! - [`exec`]: HTTP upgrade, then the shim's frame protocol end to end.
+//! - [`exec`]: HTTP upgrade, then the shim's frame protocol end to end; [`attach`] the
+//!   same for a running container's stdio; [`portforward`] one TCP connection inside the
+//!   pod's network namespace per upgrade.
+//! - [`streaming`]: URLs of sessions on the daemon's streaming server (kubelet's SPDY
+//!   protocols, `podhost_streaming::server`).
 
 mod apply;
 pub use apply::{ApplyRequest, ApplyResponse};
+mod attach;
 mod exec;
+mod portforward;
+mod streaming;
+pub use streaming::{StreamingRequest, StreamingUrl};
 mod images;
 pub use images::{PruneResult, PullLine};
 mod logfiles;
@@ -43,6 +51,9 @@ pub struct Daemon {
     objects: crate::objects::Objects,
     pods: Mutex<HashMap<String, PodHandle>>,
     settings: Settings,
+    /// Exec, attach and port-forward sessions in kubelet's protocols (none if it could
+    /// not start: the rest of the daemon works without it).
+    streaming: Option<Arc<podhost_streaming::server::StreamingServer>>,
 }
 
 /// An API error: status code and a message for the user.
@@ -172,6 +183,22 @@ pub async fn run(
     config: Config,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    // The streaming server runs sessions on the shared runtime; the daemon hands it only
+    // the ids of its own pods' containers and sandboxes.
+    let streaming_config = podhost_streaming::server::StreamingConfig {
+        addr: config.streaming_addr,
+        ..Default::default()
+    };
+    let streaming =
+        match podhost_streaming::server::StreamingServer::start(streaming_config, runtime.clone())
+            .await
+        {
+            Ok(s) => Some(Arc::new(s)),
+            Err(e) => {
+                tracing::warn!("{e}: SPDY sessions are unavailable");
+                None
+            }
+        };
     let runtime: Arc<dyn Runtime> = Arc::new(Owned::new(runtime, Owner::Podhost));
     crate::store::private_dir(&config.volumes_dir())?;
     let store = PodStore::open(&config.pods_dir())?;
@@ -193,6 +220,7 @@ pub async fn run(
         objects,
         pods: Mutex::new(HashMap::new()),
         settings,
+        streaming,
     });
     let records = daemon.store.load_all();
     daemon.store.collect_orphan_requests();
@@ -354,6 +382,15 @@ fn router(d: Arc<Daemon>) -> Router {
         .route("/v1/pods/{ns}/{name}/events", get(pod_events))
         .route("/v1/pods/{ns}/{name}/log", get(logs::logs))
         .route("/v1/pods/{ns}/{name}/exec", post(exec::exec))
+        .route("/v1/pods/{ns}/{name}/attach", post(attach::attach))
+        .route(
+            "/v1/pods/{ns}/{name}/portforward",
+            post(portforward::port_forward),
+        )
+        .route(
+            "/v1/pods/{ns}/{name}/streaming/{kind}",
+            post(streaming::streaming_url),
+        )
         .route("/v1/configmaps", get(objects::list_config_maps))
         .route("/v1/configmaps/{ns}/{name}", get(objects::get_config_map))
         .route(

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod registry;
+pub mod terminal;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
