@@ -22,6 +22,8 @@ pub struct Config {
     /// Where the streaming server for exec, attach and port-forward sessions listens
     /// (kubelet's protocols; a loopback address, port 0 picks one).
     pub streaming_addr: std::net::SocketAddr,
+    /// The CRI socket a kubelet or crictl talks to (`RUN/cri.sock`); `None`: no CRI server.
+    pub cri_socket: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -33,6 +35,7 @@ impl Default for Config {
 impl Config {
     fn with_runtime(runtime: RuntimeConfig) -> Self {
         Config {
+            cri_socket: Some(runtime.run_dir.join("cri.sock")),
             runtime,
             backoff_initial: Duration::from_secs(10),
             backoff_max: Duration::from_secs(300),

@@ -61,6 +61,7 @@ fn fake_image(reference: &str) -> ImageInfo {
         size: 0,
         stop_signal: None,
         repo_digests: Vec::new(),
+        user: None,
     }
 }
 
@@ -561,6 +562,7 @@ impl Runtime for FakeRuntime {
                 size: 0,
                 stop_signal: None,
                 repo_digests: vec![format!("{reference}@sha256:fake")],
+                user: None,
             },
             repo_digest: format!("{reference}@sha256:fake"),
             downloaded: 0,
@@ -609,6 +611,7 @@ impl Runtime for FakeRuntime {
     }
     async fn image_fs_info(&self) -> Result<FsUsage, RuntimeError> {
         Ok(FsUsage {
+            mountpoint: PathBuf::from("/fake/images"),
             used_bytes: 0,
             inodes_used: self.lock().images.len() as u64,
             percent_used: 0.0,
@@ -629,22 +632,65 @@ impl Runtime for FakeRuntime {
                 timestamp: now,
                 cpu_usage_ns: Some(0),
                 memory_working_set: Some(0),
+                memory_usage: Some(0),
                 containers: st
                     .containers
                     .values()
-                    .filter(|c| c.sandbox_id == s.id && c.state == ContainerState::Running)
+                    .filter(|c| c.sandbox_id == s.id)
                     .map(|c| ContainerStats {
                         id: c.id.clone(),
                         name: c.config.name.clone(),
+                        state: c.state,
                         timestamp: now,
+                        // A created container has a cgroup too (and no CPU time yet).
                         cpu_usage_ns: Some(0),
                         memory_working_set: Some(0),
+                        memory_usage: Some(0),
+                        writable_layer: None,
                     })
                     .collect(),
             })
             .collect();
         out.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(out)
+    }
+    async fn update_container_resources(
+        &self,
+        container_id: &str,
+        resources: &ContainerResources,
+    ) -> Result<(), RuntimeError> {
+        let mut st = self.lock();
+        let c = st
+            .containers
+            .get_mut(container_id)
+            .ok_or_else(|| RuntimeError::ContainerNotFound(container_id.into()))?;
+        if !matches!(c.state, ContainerState::Created | ContainerState::Running) {
+            return Err(not_running(c, "update_container_resources"));
+        }
+        let kept = &mut c.config.linux.resources;
+        *kept = ContainerResources {
+            cpu_shares: resources.cpu_shares.or(kept.cpu_shares),
+            cpu_quota: resources.cpu_quota.or(kept.cpu_quota),
+            cpu_period: resources.cpu_period.or(kept.cpu_period),
+            memory_limit: resources.memory_limit.or(kept.memory_limit),
+            oom_score_adj: kept.oom_score_adj,
+        };
+        let name = c.config.name.clone();
+        st.calls.push(format!("update:{name}"));
+        Ok(())
+    }
+    async fn reopen_container_log(&self, container_id: &str) -> Result<(), RuntimeError> {
+        let mut st = self.lock();
+        let c = st
+            .containers
+            .get(container_id)
+            .ok_or_else(|| RuntimeError::ContainerNotFound(container_id.into()))?;
+        if c.state != ContainerState::Running {
+            return Err(not_running(c, "reopen_container_log"));
+        }
+        let name = c.config.name.clone();
+        st.calls.push(format!("reopen_log:{name}"));
+        Ok(())
     }
     async fn sandbox_refs(&self) -> Result<Vec<SandboxRef>, RuntimeError> {
         Ok(self

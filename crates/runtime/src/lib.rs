@@ -68,6 +68,9 @@ pub struct SandboxConfig {
     pub log_directory: PathBuf,
     /// Pod labels, kept for listing and selection.
     pub labels: BTreeMap<String, String>,
+    /// Pod annotations (CRI keeps them for the kubelet; podhost's own pods have none).
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
     /// QoS class, pod cgroup limits, host namespaces.
     #[serde(default)]
     pub linux: PodLinux,
@@ -124,19 +127,40 @@ pub struct ContainerRef {
 }
 
 /// Cumulative resource counters of one container at one instant (CRI `ContainerStats`):
-/// rates come from two samples, as kubelet computes them.
+/// rates come from two samples, as kubelet computes them. Counters are `None` where the
+/// container has no cgroup (not created yet, or removed).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ContainerStats {
     /// Container id.
     pub id: String,
     /// Container name in its pod.
     pub name: String,
+    /// Its state when sampled: CRI lists created and exited containers too, `top` only
+    /// running ones.
+    pub state: ContainerState,
     /// When the counters were read, unix nanoseconds.
     pub timestamp: i64,
     /// CPU time used since the container started, nanoseconds.
     pub cpu_usage_ns: Option<u64>,
     /// Memory working set (usage minus inactive file cache), bytes.
     pub memory_working_set: Option<u64>,
+    /// Memory usage including all caches, bytes.
+    #[serde(default)]
+    pub memory_usage: Option<u64>,
+    /// Bytes and inodes of the container's writable layer (the overlay's upper dir).
+    #[serde(default)]
+    pub writable_layer: Option<LayerUsage>,
+}
+
+/// Space used by a container's writable layer.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LayerUsage {
+    /// Bytes of its files.
+    pub bytes: u64,
+    /// Its files and directories.
+    pub inodes: u64,
+    /// Directory holding the layers of all containers, for CRI's `FilesystemIdentifier`.
+    pub mountpoint: PathBuf,
 }
 
 /// Cumulative resource counters of one pod and its running containers (CRI
@@ -157,13 +181,19 @@ pub struct SandboxStats {
     pub cpu_usage_ns: Option<u64>,
     /// Memory working set of the whole pod cgroup, bytes.
     pub memory_working_set: Option<u64>,
-    /// Its running containers.
+    /// Memory usage of the whole pod cgroup including caches, bytes.
+    #[serde(default)]
+    pub memory_usage: Option<u64>,
+    /// Its containers, whatever their state.
     pub containers: Vec<ContainerStats>,
 }
 
 /// Space of the filesystem holding the images (CRI `ImageFsInfo`).
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct FsUsage {
+    /// The image store's directory (a kubelet finds the filesystem's size from it).
+    #[serde(default)]
+    pub mountpoint: PathBuf,
     /// Bytes used by the image store.
     pub used_bytes: u64,
     /// Inodes used by the image store.
@@ -307,6 +337,9 @@ pub struct ContainerConfig {
     pub log_path: String,
     /// Labels, used to find containers of a pod by name.
     pub labels: BTreeMap<String, String>,
+    /// Annotations (CRI keeps them for the kubelet).
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
     /// Cgroup limits and security context.
     #[serde(default)]
     pub linux: ContainerLinux,
@@ -380,6 +413,9 @@ pub struct ImageInfo {
     /// `name@sha256:…` it was pulled by; empty for images loaded from archives.
     #[serde(default)]
     pub repo_digests: Vec<String>,
+    /// The image config's `User` (`uid`, `name`, `uid:gid` …), when the runtime read it.
+    #[serde(default)]
+    pub user: Option<String>,
 }
 
 /// Outcome of [`Runtime::pull_image`].
@@ -675,9 +711,20 @@ pub trait Runtime: Send + Sync + 'static {
     async fn collect_images(&self, high: u8, low: u8) -> Result<PruneResult, RuntimeError>;
     /// Space used by images (CRI `ImageFsInfo`).
     async fn image_fs_info(&self) -> Result<FsUsage, RuntimeError>;
-    /// Cumulative CPU and memory counters of every ready sandbox and its running
-    /// containers (CRI `ListPodSandboxStats`).
+    /// Cumulative CPU and memory counters of every ready sandbox and its containers (CRI
+    /// `ListPodSandboxStats` and `ListContainerStats`).
     async fn list_pod_sandbox_stats(&self) -> Result<Vec<SandboxStats>, RuntimeError>;
+    /// Change the cgroup limits of a created or running container (CRI
+    /// `UpdateContainerResources`); its status reports them from then on. The OOM score
+    /// is fixed at creation and not changed.
+    async fn update_container_resources(
+        &self,
+        container_id: &str,
+        resources: &ContainerResources,
+    ) -> Result<(), RuntimeError>;
+    /// Make the writer of a running container's log reopen its file (CRI
+    /// `ReopenContainerLog`), after the file was renamed for rotation.
+    async fn reopen_container_log(&self, container_id: &str) -> Result<(), RuntimeError>;
     /// Every recorded sandbox, without asking shims.
     async fn sandbox_refs(&self) -> Result<Vec<SandboxRef>, RuntimeError>;
     /// Every recorded container, without asking shims.

@@ -247,6 +247,20 @@ impl Runtime for Owned {
         all.retain(|s| own.contains(&s.id));
         Ok(all)
     }
+    async fn update_container_resources(
+        &self,
+        container_id: &str,
+        resources: &ContainerResources,
+    ) -> Result<(), RuntimeError> {
+        self.container(container_id).await?;
+        self.inner
+            .update_container_resources(container_id, resources)
+            .await
+    }
+    async fn reopen_container_log(&self, container_id: &str) -> Result<(), RuntimeError> {
+        self.container(container_id).await?;
+        self.inner.reopen_container_log(container_id).await
+    }
     async fn sandbox_refs(&self) -> Result<Vec<SandboxRef>, RuntimeError> {
         let mut all = self.inner.sandbox_refs().await?;
         all.retain(|r| r.owner == self.owner);
@@ -277,17 +291,10 @@ pub(crate) mod tests {
             name: name.into(),
             namespace: "default".into(),
             uid: format!("uid-{name}"),
-            attempt: 0,
             hostname: name.into(),
-            share_pid: false,
             log_directory: std::path::PathBuf::from("/tmp"),
-            labels: Default::default(),
-            linux: Default::default(),
-            host_network: false,
-            port_mappings: Vec::new(),
-            dns: None,
-            host_aliases: Vec::new(),
             owner: Owner::Podhost,
+            ..Default::default()
         }
     }
 
@@ -295,19 +302,10 @@ pub(crate) mod tests {
     pub(crate) fn container(name: &str) -> ContainerConfig {
         ContainerConfig {
             name: name.into(),
-            attempt: 0,
             image: "busybox".into(),
             command: Sensitive(vec!["sleep".into()]),
-            args: Sensitive(Vec::new()),
-            working_dir: None,
-            envs: Sensitive(Vec::new()),
-            mounts: Vec::new(),
             log_path: format!("{name}/0.log"),
-            labels: Default::default(),
-            linux: Default::default(),
-            tty: false,
-            stdin: false,
-            stdin_once: false,
+            ..Default::default()
         }
     }
 
@@ -389,6 +387,11 @@ pub(crate) mod tests {
             Err(RuntimeError::SandboxNotFound(_))
         ));
         assert!(cli.stop_container(&c, Duration::ZERO, 9).await.is_err());
+        assert!(cli
+            .update_container_resources(&c, &ContainerResources::default())
+            .await
+            .is_err());
+        assert!(cli.reopen_container_log(&c).await.is_err());
         cli.remove_container(&c).await.expect("no-op");
         cli.stop_pod_sandbox(&theirs).await.expect("no-op");
         cli.remove_pod_sandbox(&theirs).await.expect("no-op");

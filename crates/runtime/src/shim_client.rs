@@ -163,7 +163,7 @@ impl ShimClient {
 
     async fn request(&self, op: &'static str, req: Request) -> Result<Response, RuntimeError> {
         let limit = match req {
-            Request::Status | Request::Signal { .. } => ANSWER_TIMEOUT,
+            Request::Status | Request::Signal { .. } | Request::ReopenLog { .. } => ANSWER_TIMEOUT,
             // These run the container helper (create, start, delete) inside the shim.
             _ => HELPER_TIMEOUT,
         };
@@ -222,6 +222,13 @@ impl ShimClient {
         )
         .await
         .map(drop)
+    }
+
+    /// Make the shim write a running container's output to a new file at its log path.
+    pub async fn reopen_log(&self, id: &str) -> Result<(), RuntimeError> {
+        self.request("reopen_log", Request::ReopenLog { id: id.into() })
+            .await
+            .map(drop)
     }
 
     /// Pause and container states.

@@ -43,6 +43,9 @@ pub enum Request {
     Subscribe,
     /// Delete a container that is not running and forget it.
     RemoveContainer { id: String },
+    /// Close a running container's log file and open its path again (CRI
+    /// `ReopenContainerLog`): the kubelet renamed the file to rotate it.
+    ReopenLog { id: String },
     /// Run a command inside a running container; switches to [`frame`]s.
     Exec {
         id: String,

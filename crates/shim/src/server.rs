@@ -600,8 +600,9 @@ impl Shim {
             if c.dead {
                 if let Some(e) = &c.exec {
                     if e.exit.is_none() {
-                        // Nobody is listening any more: stop the session.
-                        let _ = sys::kill(e.pid, libc::SIGKILL);
+                        // Nobody is listening any more (an exec_sync past its timeout):
+                        // stop the session, the command included.
+                        kill_session(e.pid);
                     }
                 }
                 return;
@@ -697,6 +698,7 @@ impl Shim {
                 stdout,
                 stderr,
             } => self.attach(client, &id, stdin, [stdout, stderr]),
+            Request::ReopenLog { id } => self.reopen_log(&id),
             Request::Exec { id, cmd, tty, size } => {
                 if tty {
                     self.exec_tty(client, &id, &cmd, size)
@@ -1022,6 +1024,25 @@ impl Shim {
         flush_outputs(&mut c);
         let _ = fs::remove_file(self.err_file(id));
         self.diag(&format!("container {id} removed"));
+        Ok(Response::ok())
+    }
+
+    /// Later output goes to a new file at the log path; the renamed one keeps what was
+    /// written before (no record is split: the shim writes whole records).
+    fn reopen_log(&mut self, id: &str) -> Result<Response, Failure> {
+        let i = self.find(id)?;
+        let c = &mut self.containers[i];
+        let log = match (&c.state, c.log.as_mut()) {
+            (ContainerState::Running, Some(log)) => log,
+            _ => {
+                return Err(Failure::new(
+                    ErrorCode::FailedPrecondition,
+                    format!("container {id} is not running: its log cannot be reopened"),
+                ))
+            }
+        };
+        log.reopen().map_err(|e| format!("container {id}: {e}"))?;
+        self.diag(&format!("container {id}: log reopened"));
         Ok(Response::ok())
     }
 
@@ -1381,6 +1402,19 @@ impl Shim {
     }
 }
 
+/// SIGKILL an exec session: the command the helper runs in the container (its child;
+/// the helper cannot forward a SIGKILL), then the helper. Killing only the helper would
+/// leave the command running in the container, reparented to its init.
+fn kill_session(helper: libc::pid_t) {
+    let children =
+        fs::read_to_string(format!("/proc/{helper}/task/{helper}/children")).unwrap_or_default();
+    for pid in children.split_whitespace().filter_map(|p| p.parse().ok()) {
+        // The helper is alive and has not reaped it: the pid is still its child's.
+        let _ = sys::kill(pid, libc::SIGKILL);
+    }
+    let _ = sys::kill(helper, libc::SIGKILL);
+}
+
 /// Writes pending partial lines and closes the container's pipes and log.
 fn flush_outputs(c: &mut Container) {
     let mut records = Vec::new();
@@ -1586,7 +1620,7 @@ fn process_frames(c: &mut Client) {
             Err(_) => {
                 // A corrupt stream cannot be resynchronised.
                 c.dead = true;
-                let _ = sys::kill(e.pid, libc::SIGKILL);
+                kill_session(e.pid);
                 break;
             }
         }

@@ -64,7 +64,11 @@ exec)
       exec "$PODHOST_FAKE_CONSOLE_BIN" --exact fake_console_helper --quiet > /dev/null
   fi
   shift; [ "$1" = "--" ] && shift
-  exec "$@"
+  # As libcontainer's exec: the command is the helper's child, not the helper itself.
+  exec 3<&0
+  "$@" <&3 3<&- &
+  exec 3<&-
+  wait $!
   ;;
 delete)
   [ "$1" = "--force" ] && shift
@@ -714,6 +718,100 @@ fn start_failures_are_reported() {
     wait_until("no leftovers", Duration::from_secs(5), || {
         env.leftovers().is_empty()
     });
+}
+
+#[test]
+fn reopen_log_writes_to_a_new_file_after_a_rename() {
+    let mut env = Env::new("reopen");
+    env.start();
+    let r = env.call(Request::ReopenLog { id: "nope".into() });
+    assert_eq!(r.code, Some(ErrorCode::NotFound), "{r:?}");
+    env.create(
+        "c",
+        "i=0; while :; do i=$((i+1)); echo line$i; sleep 0.05; done\n",
+    );
+    let r = env.call(Request::ReopenLog { id: "c".into() });
+    assert_eq!(
+        r.code,
+        Some(ErrorCode::FailedPrecondition),
+        "created: {r:?}"
+    );
+    env.call(Request::StartContainer { id: "c".into() })
+        .into_result()
+        .unwrap();
+    let log = env.log_path("c");
+    read_log(&log, 2);
+    let rotated = format!("{log}.1");
+    fs::rename(&log, &rotated).unwrap();
+    env.call(Request::ReopenLog { id: "c".into() })
+        .into_result()
+        .unwrap();
+    let new = read_log(&log, 2);
+    let old_len = fs::read_to_string(&rotated).unwrap().lines().count();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        fs::read_to_string(&rotated).unwrap().lines().count(),
+        old_len,
+        "the rotated file is left alone"
+    );
+    // Nothing lost or repeated across the switch: the numbers go on where the old file
+    // ended.
+    let last_old = fs::read_to_string(&rotated)
+        .unwrap()
+        .lines()
+        .last()
+        .map(parse_cri)
+        .unwrap()
+        .2;
+    let first_new = parse_cri(&new[0]).2;
+    let n = |s: &str| s.trim_start_matches("line").parse::<u32>().unwrap();
+    assert_eq!(n(&first_new), n(&last_old) + 1);
+    env.call(Request::Signal {
+        id: "c".into(),
+        signal: 9,
+    })
+    .into_result()
+    .unwrap();
+}
+
+#[test]
+fn an_abandoned_exec_session_kills_its_command() {
+    let mut env = Env::new("abandon");
+    env.start();
+    env.create("c", "exec sleep 1000\n");
+    env.call(Request::StartContainer { id: "c".into() })
+        .into_result()
+        .unwrap();
+    // A marker no other test's process carries.
+    let marker = format!("{}", 3_000_000 + std::process::id());
+    let running = || {
+        fs::read_dir("/proc").unwrap().flatten().any(|e| {
+            fs::read(e.path().join("cmdline"))
+                .is_ok_and(|c| c == format!("sleep\0{marker}\0").as_bytes())
+        })
+    };
+    let mut c = Client::connect(&env.sock()).unwrap();
+    c.call(&Request::Exec {
+        id: "c".into(),
+        cmd: vec!["sleep".into(), marker.clone()],
+        tty: false,
+        size: None,
+    })
+    .unwrap()
+    .into_result()
+    .unwrap();
+    wait_until("the command runs", Duration::from_secs(10), &running);
+    // The client goes away (an exec_sync past its timeout drops its session).
+    drop(c);
+    wait_until("the command is gone", Duration::from_secs(10), || {
+        !running()
+    });
+    env.call(Request::Signal {
+        id: "c".into(),
+        signal: 9,
+    })
+    .into_result()
+    .unwrap();
 }
 
 #[test]

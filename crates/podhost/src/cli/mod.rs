@@ -254,6 +254,13 @@ pub struct ServeArgs {
     /// 127.0.0.1:0).
     #[arg(long, env = "PODHOST_STREAMING_ADDRESS")]
     pub streaming_address: Option<std::net::SocketAddr>,
+    /// The CRI socket for a kubelet or crictl (default /run/podhost/cri.sock, or
+    /// ROOT/run/cri.sock with --root); an empty path disables the CRI server.
+    #[arg(long, env = "PODHOST_CRI_SOCKET")]
+    pub cri_socket: Option<PathBuf>,
+    /// No CRI server (same as `--cri-socket ''`).
+    #[arg(long, conflicts_with = "cri_socket")]
+    pub no_cri: bool,
 }
 
 /// A log size limit: bytes of a quantity; 0 is refused (kubelet would rotate at every
@@ -413,6 +420,12 @@ impl Cli {
                 });
             if let Some(addr) = serve.streaming_address {
                 config.streaming_addr = addr;
+            }
+            if let Some(p) = &serve.cri_socket {
+                config.cri_socket = Some(p.clone()).filter(|p| !p.as_os_str().is_empty());
+            }
+            if serve.no_cri {
+                config.cri_socket = None;
             }
         }
         config

@@ -53,6 +53,7 @@ fn status(s: tonic::Status) -> ApiError {
     let code = match s.code() {
         tonic::Code::InvalidArgument => StatusCode::UNPROCESSABLE_ENTITY,
         tonic::Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
+        tonic::Code::Unimplemented => StatusCode::NOT_IMPLEMENTED,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
     ApiError(code, s.message().to_string())
@@ -63,12 +64,7 @@ pub(super) async fn streaming_url(
     Path((ns, name, kind)): Path<(String, String, String)>,
     Json(r): Json<StreamingRequest>,
 ) -> Result<Json<StreamingUrl>, ApiError> {
-    let server = d.streaming.as_ref().ok_or_else(|| {
-        ApiError(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the daemon's streaming server did not start (see its log)".into(),
-        )
-    })?;
+    let server = &d.streaming;
     let url = match kind.as_str() {
         "exec" => {
             let target = running_container(&d, &ns, &name, r.container.as_deref())?;

@@ -222,6 +222,20 @@ impl StreamingServer {
     }
 }
 
+/// The CRI server's Exec, Attach and PortForward answer with this server's URLs (the CRI
+/// server has checked the container or sandbox is CRI's and running).
+impl podhost_cri::StreamingProvider for StreamingServer {
+    fn get_exec(&self, req: &ExecRequest) -> Result<ExecResponse, Status> {
+        StreamingServer::get_exec(self, req)
+    }
+    fn get_attach(&self, req: &AttachRequest) -> Result<AttachResponse, Status> {
+        StreamingServer::get_attach(self, req)
+    }
+    fn get_port_forward(&self, req: &PortForwardRequest) -> Result<PortForwardResponse, Status> {
+        StreamingServer::get_port_forward(self, req)
+    }
+}
+
 impl Drop for StreamingServer {
     fn drop(&mut self) {
         self.stop.send_replace(true);
