@@ -480,7 +480,8 @@ impl Env {
         self.root.join("run/cri.sock")
     }
 
-    fn crictl_command(&self, crictl: &Path) -> Command {
+    /// `crictl` with this daemon's endpoints, stdin /dev/null (the caller may replace it).
+    pub fn crictl_command(&self, crictl: &Path) -> Command {
         let endpoint = format!("unix://{}", self.cri_socket().display());
         let mut c = Command::new(crictl);
         c.args([

@@ -41,12 +41,16 @@ impl Terminal {
     /// Runs `podhost ARGS` with a new pty of `size` as its controlling terminal and stdin
     /// and stdout; its stderr is a pipe.
     pub fn spawn(env: &Env, args: &[&str], size: Winsize) -> Terminal {
+        let mut cmd = Command::new(super::bin());
+        cmd.args(args).env("PODHOST_ROOT", &env.root);
+        Terminal::spawn_command(cmd, size)
+    }
+
+    /// Runs `cmd` (another client: crictl) on a new pty of `size`, as [`Terminal::spawn`].
+    pub fn spawn_command(mut cmd: Command, size: Winsize) -> Terminal {
         let pty = openpty(Some(&size), None).expect("openpty");
         let slave: OwnedFd = pty.slave;
-        let mut cmd = Command::new(super::bin());
-        cmd.args(args)
-            .env("PODHOST_ROOT", &env.root)
-            .stdin(Stdio::from(slave.try_clone().expect("dup slave")))
+        cmd.stdin(Stdio::from(slave.try_clone().expect("dup slave")))
             .stdout(Stdio::from(slave.try_clone().expect("dup slave")))
             .stderr(Stdio::piped());
         // SAFETY: only async-signal-safe calls between fork and exec.
@@ -61,7 +65,7 @@ impl Terminal {
                 Ok(())
             });
         }
-        let mut child = cmd.spawn().expect("spawn podhost exec -it");
+        let mut child = cmd.spawn().expect("spawn a client on the terminal");
         // Only the child holds the slave now, so the master reads EIO once it is gone.
         drop(slave);
         let master = File::from(pty.master);
