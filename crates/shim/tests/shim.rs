@@ -1290,6 +1290,67 @@ fn attach_relays_a_containers_stdio_and_stdin_once_closes_it() {
     env.call(Request::Shutdown).into_result().unwrap();
 }
 
+/// The last `n` bytes of a file (empty if it is not there yet).
+fn tail(path: &str, n: u64) -> String {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut f) = fs::File::open(path) else {
+        return String::new();
+    };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let _ = f.seek(SeekFrom::Start(len.saturating_sub(n)));
+    let mut s = String::new();
+    let _ = f.read_to_string(&mut s);
+    s
+}
+
+#[test]
+fn an_attach_client_that_stops_reading_is_dropped_and_the_container_goes_on() {
+    let mut env = Env::new("attachflood");
+    env.start();
+    // 24 MiB of output once told to, three times what the shim queues for a client.
+    let flood = 24 << 20;
+    let script = format!(
+        "read go; yes 0123456789abcdefghijklmnopqrstuvwxyz | head -c {flood}; echo; echo flood-done; exec sleep 600\n"
+    );
+    env.create_with("c1", &script, false, true, false);
+    env.call(Request::StartContainer { id: "c1".into() })
+        .into_result()
+        .unwrap();
+    let mut hostile = attach(&env, "c1", true, true, true);
+    send(&mut hostile, frame::STDIN, b"go\n");
+    // The client reads nothing; the container writes all of it anyway (into its log).
+    let log = env.log_path("c1");
+    wait_until(
+        "the flood's end in the log",
+        Duration::from_secs(120),
+        || tail(&log, 4096).contains("flood-done"),
+    );
+    // The shim dropped the client: what was queued for it, then the end of the stream,
+    // no exit frame (the container still runs).
+    // (It may end inside a frame: the queue is dropped as it is.)
+    let mut got = 0usize;
+    loop {
+        match frame::read(hostile.frames_reader()) {
+            Ok(None) => break,
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
+            Ok(Some((frame::STDOUT, p))) => got += p.len(),
+            other => panic!("{other:?} in a flood"),
+        }
+    }
+    assert!(got < flood, "the whole flood was queued: {got} bytes");
+    // The shim serves on, and the container runs.
+    let mut late = attach(&env, "c1", true, true, false);
+    send(&mut late, frame::STDIN, b"still-here\n");
+    let r = env.call(Request::Attach {
+        id: "c1".into(),
+        stdin: false,
+        stdout: true,
+        stderr: false,
+    });
+    assert!(r.code.is_none(), "{r:?}");
+    env.call(Request::Shutdown).into_result().unwrap();
+}
+
 #[test]
 fn attach_sessions_end_without_closing_stdin_unless_stdin_once() {
     let mut env = Env::new("attach2");
