@@ -30,7 +30,6 @@ pub mod cache;
 mod session;
 
 use std::convert::Infallible;
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -243,10 +242,8 @@ impl Drop for StreamingServer {
 }
 
 /// Resolves once `stopped` says so (or its sender is gone).
-fn stop_signal(mut stopped: watch::Receiver<bool>) -> impl Future<Output = ()> {
-    async move {
-        let _ = stopped.wait_for(|s| *s).await;
-    }
+async fn stop_signal(mut stopped: watch::Receiver<bool>) {
+    let _ = stopped.wait_for(|s| *s).await;
 }
 
 /// How long a client may take to send its request headers.
