@@ -15,6 +15,7 @@ use podhost_image::pull::Puller;
 use podhost_image::ImageStore;
 
 use super::cgroups::{self, Cgroups};
+use super::dial;
 use super::mounts;
 use super::netns;
 use super::network::{Attachment, Network};
@@ -124,6 +125,9 @@ impl Undo {
         }
     }
 }
+
+/// How long a port-forward connection may take to be accepted inside the pod.
+const FORWARD_DIAL_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn new_id() -> String {
     let bytes: [u8; 32] = rand::random();
@@ -596,7 +600,7 @@ impl LocalRuntime {
             ),
             cgroupfs: self.cgroupfs.clone(),
             readonly_rootfs: sec.readonly_rootfs,
-            terminal: false,
+            terminal: cfg.tty,
             resources: podhost_oci::Resources {
                 cpu_shares: cfg.linux.resources.cpu_shares,
                 cpu_quota: cfg.linux.resources.cpu_quota,
@@ -1008,7 +1012,7 @@ impl Runtime for LocalRuntime {
                 false => log_path.as_path(),
             };
             self.shim(sandbox_id)
-                .create_container(&id, &bundle, shim_log)
+                .create_container(&id, &bundle, shim_log, cfg)
                 .await?;
             // libcontainer makes its state dir 0755, and podhost-runc's exec writes the
             // container's process there (its environment) for a moment.
@@ -1136,6 +1140,38 @@ impl Runtime for LocalRuntime {
             .exec(container_id, &cmd, opts.tty, opts.size)
             .await?;
         Ok(Box::new(s))
+    }
+
+    async fn attach(
+        &self,
+        container_id: &str,
+        opts: AttachOptions,
+    ) -> Result<ExecStream, RuntimeError> {
+        let rec = self.container(container_id)?;
+        let s = self
+            .shim(&rec.sandbox_id)
+            .attach(container_id, opts)
+            .await?;
+        Ok(Box::new(s))
+    }
+
+    async fn port_forward(
+        &self,
+        sandbox_id: &str,
+        port: u16,
+    ) -> Result<ForwardStream, RuntimeError> {
+        let rec = self.sandbox(sandbox_id)?;
+        // The recorded namespace, never one from the request: a pinned netns, or the
+        // daemon's own for hostNetwork pods. A forward is one connection, so it waits
+        // as long as a kubelet's dialer for the pod's accept queue.
+        let stream = dial::connect(&rec.netns_path, "127.0.0.1", port, FORWARD_DIAL_TIMEOUT)
+            .await
+            .map_err(|source| RuntimeError::PortForward {
+                sandbox_id: sandbox_id.to_string(),
+                port,
+                source,
+            })?;
+        Ok(Box::new(stream))
     }
 
     async fn image_status(&self, reference: &str) -> Result<Option<ImageInfo>, RuntimeError> {

@@ -192,6 +192,22 @@ impl Runtime for Owned {
         self.container(container_id).await?;
         self.inner.exec_sync(container_id, cmd, timeout).await
     }
+    async fn attach(
+        &self,
+        container_id: &str,
+        opts: AttachOptions,
+    ) -> Result<ExecStream, RuntimeError> {
+        self.container(container_id).await?;
+        self.inner.attach(container_id, opts).await
+    }
+    async fn port_forward(
+        &self,
+        sandbox_id: &str,
+        port: u16,
+    ) -> Result<ForwardStream, RuntimeError> {
+        self.sandbox(sandbox_id).await?;
+        self.inner.port_forward(sandbox_id, port).await
+    }
     async fn image_status(&self, reference: &str) -> Result<Option<ImageInfo>, RuntimeError> {
         self.inner.image_status(reference).await
     }
@@ -264,12 +280,13 @@ impl Runtime for Owned {
 }
 
 #[cfg(all(test, feature = "fake"))]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::clock::Clock;
     use crate::fake::FakeRuntime;
 
-    fn sandbox(name: &str) -> SandboxConfig {
+    /// A pod's sandbox config for tests.
+    pub(crate) fn sandbox(name: &str) -> SandboxConfig {
         SandboxConfig {
             name: name.into(),
             namespace: "default".into(),
@@ -281,7 +298,8 @@ mod tests {
         }
     }
 
-    fn container(name: &str) -> ContainerConfig {
+    /// A busybox container's config for tests.
+    pub(crate) fn container(name: &str) -> ContainerConfig {
         ContainerConfig {
             name: name.into(),
             image: "busybox".into(),
@@ -360,6 +378,14 @@ mod tests {
             .exec_sync(&c, vec!["true".into()], Duration::from_secs(1))
             .await
             .is_err());
+        assert!(matches!(
+            cli.attach(&c, AttachOptions::default()).await,
+            Err(RuntimeError::ContainerNotFound(_))
+        ));
+        assert!(matches!(
+            cli.port_forward(&theirs, 80).await,
+            Err(RuntimeError::SandboxNotFound(_))
+        ));
         assert!(cli.stop_container(&c, Duration::ZERO, 9).await.is_err());
         assert!(cli
             .update_container_resources(&c, &ContainerResources::default())

@@ -3,11 +3,19 @@
 //!
 //! - [`apply`]: manifests in, validated pods out, workers started.
 //! - [`logs`]: CRI log files streamed as plain text (`logs -f`).
-//! - [`exec`]: HTTP upgrade, then the shim's frame protocol end to end.
+//! - [`exec`]: HTTP upgrade, then the shim's frame protocol end to end; [`attach`] the
+//!   same for a running container's stdio; [`portforward`] one TCP connection inside the
+//!   pod's network namespace per upgrade.
+//! - [`streaming`]: URLs of sessions on the daemon's streaming server (kubelet's SPDY
+//!   protocols, `podhost_streaming::server`).
 
 mod apply;
 pub use apply::{ApplyRequest, ApplyResponse};
+mod attach;
 mod exec;
+mod portforward;
+mod streaming;
+pub use streaming::{StreamingRequest, StreamingUrl};
 mod images;
 pub use images::{PruneResult, PullLine};
 mod logfiles;
@@ -44,6 +52,9 @@ pub struct Daemon {
     objects: crate::objects::Objects,
     pods: Mutex<HashMap<String, PodHandle>>,
     settings: Settings,
+    /// Exec, attach and port-forward sessions in kubelet's protocols, for podhost's pods
+    /// as for CRI's (the same streaming server).
+    streaming: Arc<dyn podhost_cri::StreamingProvider>,
 }
 
 /// An API error: status code and a message for the user.
@@ -237,6 +248,7 @@ pub async fn run(
         objects,
         pods: Mutex::new(HashMap::new()),
         settings,
+        streaming: streaming.clone(),
     });
     let records = daemon.store.load_all();
     daemon.store.collect_orphan_requests();
@@ -427,6 +439,15 @@ fn router(d: Arc<Daemon>) -> Router {
         .route("/v1/pods/{ns}/{name}/events", get(pod_events))
         .route("/v1/pods/{ns}/{name}/log", get(logs::logs))
         .route("/v1/pods/{ns}/{name}/exec", post(exec::exec))
+        .route("/v1/pods/{ns}/{name}/attach", post(attach::attach))
+        .route(
+            "/v1/pods/{ns}/{name}/portforward",
+            post(portforward::port_forward),
+        )
+        .route(
+            "/v1/pods/{ns}/{name}/streaming/{kind}",
+            post(streaming::streaming_url),
+        )
         .route("/v1/configmaps", get(objects::list_config_maps))
         .route("/v1/configmaps/{ns}/{name}", get(objects::get_config_map))
         .route(

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod registry;
+pub mod terminal;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -481,7 +482,8 @@ impl Env {
         self.root.join("run/cri.sock")
     }
 
-    fn crictl_command(&self, crictl: &Path) -> Command {
+    /// `crictl` with this daemon's endpoints, stdin /dev/null (the caller may replace it).
+    pub fn crictl_command(&self, crictl: &Path) -> Command {
         let endpoint = format!("unix://{}", self.cri_socket().display());
         let mut c = Command::new(crictl);
         c.args([
