@@ -632,7 +632,7 @@ pub fn image(i: &ImageInfo) -> cri::Image {
         uid,
         username,
         spec: Some(image_spec(&i.id)),
-        pinned: false,
+        pinned: i.pinned,
     }
 }
 
@@ -1133,6 +1133,7 @@ mod tests {
             stop_signal: None,
             repo_digests: vec!["gcr.io/x/y@sha256:2".into()],
             user: user.map(str::to_string),
+            pinned: false,
         };
         let i = image(&info(Some("1002")));
         assert_eq!(

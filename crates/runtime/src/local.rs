@@ -1147,6 +1147,7 @@ impl Runtime for LocalRuntime {
                 user: config
                     .and_then(|c| c.user().clone())
                     .filter(|u| !u.is_empty()),
+                pinned: false,
             }))
         })
         .await
@@ -1173,6 +1174,7 @@ impl Runtime for LocalRuntime {
                     stop_signal: None,
                     repo_digests: i.repo_digests,
                     user: None,
+                    pinned: false,
                 })
                 .collect())
         })
@@ -1253,6 +1255,7 @@ impl Runtime for LocalRuntime {
             .map(|r| ContainerRef {
                 id: r.id.clone(),
                 sandbox_id: r.sandbox_id.clone(),
+                image_id: r.image_id.clone(),
             })
             .collect())
     }
