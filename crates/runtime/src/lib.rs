@@ -398,7 +398,7 @@ pub struct ContainerStatus {
 }
 
 /// An image known to the runtime (CRI `Image`).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct ImageInfo {
     /// `sha256:<config digest>`.
     pub id: String,
