@@ -1164,7 +1164,13 @@ mod tests {
         name_image(&mut s, &image);
         assert_eq!(s.image.unwrap().image, "busybox:1.36");
         let mut s = status("sha256:abc");
-        name_image(&mut s, &ImageInfo { repo_digests: Vec::new(), ..image });
+        name_image(
+            &mut s,
+            &ImageInfo {
+                repo_digests: Vec::new(),
+                ..image
+            },
+        );
         assert_eq!(s.image_ref, "sha256:abc");
     }
 

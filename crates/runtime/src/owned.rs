@@ -414,12 +414,19 @@ mod tests {
         assert!(!cri_images[0].pinned);
         let status = |v: &Owned| {
             let v = v.clone();
-            async move { v.image_status("busybox").await.expect("status").expect("present") }
+            async move {
+                v.image_status("busybox")
+                    .await
+                    .expect("status")
+                    .expect("present")
+            }
         };
         assert!(status(&cli).await.pinned);
         assert!(!status(&cri).await.pinned);
         // Once the container is gone, nothing pins it.
-        cri.stop_container(&c, Duration::ZERO, 9).await.expect("stop");
+        cri.stop_container(&c, Duration::ZERO, 9)
+            .await
+            .expect("stop");
         cri.remove_container(&c).await.expect("remove");
         assert!(!status(&cli).await.pinned);
     }
