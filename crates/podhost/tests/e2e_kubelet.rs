@@ -355,14 +355,28 @@ fn wait<T>(what: &str, secs: u64, kubelet: &Kubelet, mut probe: impl FnMut() -> 
     }
 }
 
-/// The kubelet's summary API (anonymous, AlwaysAllow: the kit's config).
-fn summary() -> Option<Value> {
+/// Pod `uid` in the kubelet's summary API (anonymous, AlwaysAllow: the kit's config).
+fn pod_summary(uid: &str) -> Option<Value> {
     let out = Command::new("curl")
         .args(["-skf", "--max-time", "10"])
         .arg("https://127.0.0.1:10250/stats/summary")
         .output()
         .ok()?;
-    serde_json::from_slice(&out.stdout).ok()
+    let summary: Value = serde_json::from_slice(&out.stdout).ok()?;
+    summary["pods"]
+        .as_array()?
+        .iter()
+        .find(|p| p["podRef"]["uid"] == uid)
+        .cloned()
+}
+
+/// A container's cumulative CPU time in a pod's summary.
+fn cpu_of(pod: &Value, name: &str) -> Option<u64> {
+    pod["containers"]
+        .as_array()?
+        .iter()
+        .find(|c| c["name"] == name)?["cpu"]["usageCoreNanoSeconds"]
+        .as_u64()
 }
 
 fn positive(v: &Value) -> bool {
@@ -468,12 +482,7 @@ fn the_upstream_kubelet_runs_a_static_pod_beside_a_cli_pod() {
 
     // The summary API: the pod's CPU and memory, and both containers'.
     wait("the pod's stats in /stats/summary", 90, &kubelet, || {
-        let s = summary()?;
-        let pod = s["pods"]
-            .as_array()?
-            .iter()
-            .find(|p| p["podRef"]["uid"] == uid.as_str())?
-            .clone();
+        let pod = pod_summary(&uid)?;
         let containers = pod["containers"].as_array()?;
         let each = ["web", "client"].iter().all(|n| {
             containers.iter().any(|c| {
@@ -519,16 +528,24 @@ fn the_upstream_kubelet_runs_a_static_pod_beside_a_cli_pod() {
     );
 
     // The daemon restarts under the running kubelet: the pod goes on in the same sandbox
-    // and containers. Once the kubelet has reconnected it handles the pod again (a second
-    // kill is restarted), and nothing else was recreated.
+    // and containers. The kubelet reconnects (its summary, which asks CRI for container
+    // stats at each request, shows the client's CPU time growing again) and recreates
+    // nothing.
+    let before = pod_summary(&uid)
+        .and_then(|p| cpu_of(&p, "client"))
+        .expect("client's CPU time");
     env.stop_daemon();
     std::thread::sleep(Duration::from_secs(2));
     env.start_daemon();
-    let client_pid = view.pid(&env, &client);
-    // SAFETY: as above.
-    unsafe { libc::kill(client_pid as i32, libc::SIGKILL) };
-    let client = view.wait_running(&env, "client", 2, &kubelet, 60);
-    env.watched_pids.push(view.pid(&env, &client));
+    wait("fresh CRI stats after the restart", 60, &kubelet, || {
+        pod_summary(&uid)
+            .and_then(|p| cpu_of(&p, "client"))
+            .filter(|&t| t > before)
+    });
+    assert_eq!(
+        view.running(&env, "client").expect("client")["id"],
+        client.as_str()
+    );
     let sandboxes = view.sandboxes(&env);
     assert_eq!(sandboxes.len(), 1, "{sandboxes:?}");
     assert_eq!(sandboxes[0]["id"], sandbox_id.as_str());
