@@ -22,17 +22,6 @@ use std::time::{Duration, Instant};
 use common::{alive, crictl, Env};
 use serde_json::Value;
 
-const CLI_POD: &str = "apiVersion: v1
-kind: Pod
-metadata:
-  name: cli-pod
-spec:
-  containers:
-  - name: app
-    image: busybox
-    command: [sleep, '3600']
-";
-
 /// The static pod: `web` serves the emptyDir over localhost, `client` fetches from it;
 /// `web`'s liveness probe needs the page it wrote.
 fn static_pod(namespace: &str) -> String {
@@ -398,10 +387,7 @@ fn the_upstream_kubelet_runs_a_static_pod_beside_a_cli_pod() {
     // The CLI pod first: the kubelet must neither remove it nor collect its image (here
     // the disk is past the kubelet's eviction thresholds, so it tries to free space by
     // removing every image it thinks unused: the busybox of both pods is pinned).
-    env.apply("cli-pod", CLI_POD);
-    env.wait_ready("cli-pod");
-    let cli_pause = env.pid_of("cli-pod", "POD");
-    let cli_app = env.pid_of("cli-pod", "app");
+    let cli_pod = env.start_cli_pod();
 
     let mut kubelet = Kubelet::start(&env, kit);
     let ns = kubelet.namespace.clone();
@@ -567,13 +553,7 @@ fn the_upstream_kubelet_runs_a_static_pod_beside_a_cli_pod() {
     assert!(!alive(pause));
 
     // The CLI pod ran through all of it, untouched.
-    assert!(alive(cli_pause) && alive(cli_app));
-    let p = env.pod("cli-pod");
-    assert_eq!(p["status"]["phase"], "Running");
-    assert_eq!(
-        common::container_status(&p, "app")["restartCount"],
-        serde_json::json!(0)
-    );
+    cli_pod.assert_untouched(&env);
 
     // The kubelet stopped: none of its chains, mounts, cgroups or logs remain.
     kubelet.stop();
