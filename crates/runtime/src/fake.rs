@@ -62,6 +62,7 @@ fn fake_image(reference: &str) -> ImageInfo {
         stop_signal: None,
         repo_digests: Vec::new(),
         user: None,
+        pinned: false,
     }
 }
 
@@ -563,6 +564,7 @@ impl Runtime for FakeRuntime {
                 stop_signal: None,
                 repo_digests: vec![format!("{reference}@sha256:fake")],
                 user: None,
+                pinned: false,
             },
             repo_digest: format!("{reference}@sha256:fake"),
             downloaded: 0,
@@ -712,6 +714,7 @@ impl Runtime for FakeRuntime {
             .map(|c| ContainerRef {
                 id: c.id.clone(),
                 sandbox_id: c.sandbox_id.clone(),
+                image_id: c.image_id.clone(),
             })
             .collect())
     }

@@ -124,6 +124,8 @@ pub struct ContainerRef {
     pub id: String,
     /// Its sandbox.
     pub sandbox_id: String,
+    /// `sha256:<config digest>` of the image it was created from.
+    pub image_id: String,
 }
 
 /// Cumulative resource counters of one container at one instant (CRI `ContainerStats`):
@@ -400,7 +402,7 @@ pub struct ContainerStatus {
 }
 
 /// An image known to the runtime (CRI `Image`).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct ImageInfo {
     /// `sha256:<config digest>`.
     pub id: String,
@@ -416,6 +418,11 @@ pub struct ImageInfo {
     /// The image config's `User` (`uid`, `name`, `uid:gid` …), when the runtime read it.
     #[serde(default)]
     pub user: Option<String>,
+    /// A container of another front door uses it (CRI `pinned`): this viewer must not
+    /// collect it. A kubelet's image GC skips pinned images, so it never tries to remove
+    /// the image of a pod it cannot see (the runtime would refuse anyway).
+    #[serde(default)]
+    pub pinned: bool,
 }
 
 /// Outcome of [`Runtime::pull_image`].

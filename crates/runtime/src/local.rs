@@ -1195,6 +1195,7 @@ impl Runtime for LocalRuntime {
                 user: config
                     .and_then(|c| c.user().clone())
                     .filter(|u| !u.is_empty()),
+                pinned: false,
             }))
         })
         .await
@@ -1221,6 +1222,7 @@ impl Runtime for LocalRuntime {
                     stop_signal: None,
                     repo_digests: i.repo_digests,
                     user: None,
+                    pinned: false,
                 })
                 .collect())
         })
@@ -1301,6 +1303,7 @@ impl Runtime for LocalRuntime {
             .map(|r| ContainerRef {
                 id: r.id.clone(),
                 sandbox_id: r.sandbox_id.clone(),
+                image_id: r.image_id.clone(),
             })
             .collect())
     }

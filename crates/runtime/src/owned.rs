@@ -81,6 +81,23 @@ impl Owned {
         }
     }
 
+    /// `images` with those the other front door's containers use marked pinned.
+    async fn pin(&self, mut images: Vec<ImageInfo>) -> Result<Vec<ImageInfo>, RuntimeError> {
+        let own = self.own_sandboxes().await?;
+        let theirs: HashSet<String> = self
+            .inner
+            .container_refs()
+            .await?
+            .into_iter()
+            .filter(|c| !own.contains(&c.sandbox_id))
+            .map(|c| c.image_id)
+            .collect();
+        for i in &mut images {
+            i.pinned = theirs.contains(&i.id);
+        }
+        Ok(images)
+    }
+
     fn stamped(&self, config: &SandboxConfig) -> SandboxConfig {
         SandboxConfig {
             owner: self.owner,
@@ -209,10 +226,12 @@ impl Runtime for Owned {
         self.inner.port_forward(sandbox_id, port).await
     }
     async fn image_status(&self, reference: &str) -> Result<Option<ImageInfo>, RuntimeError> {
-        self.inner.image_status(reference).await
+        let image = self.inner.image_status(reference).await?;
+        Ok(self.pin(image.into_iter().collect()).await?.pop())
     }
     async fn list_images(&self) -> Result<Vec<ImageInfo>, RuntimeError> {
-        self.inner.list_images().await
+        let images = self.inner.list_images().await?;
+        self.pin(images).await
     }
     async fn pull_image(
         &self,
@@ -412,8 +431,29 @@ pub(crate) mod tests {
             SandboxState::Ready
         );
 
-        // Images are shared.
-        assert_eq!(cli.list_images().await.expect("images").len(), 1);
-        assert_eq!(cri.list_images().await.expect("images").len(), 1);
+        // Images are shared; the one CRI's container uses is pinned for the CLI only
+        // (a kubelet's GC skips pinned images), whichever way it is asked for.
+        let cli_images = cli.list_images().await.expect("images");
+        let cri_images = cri.list_images().await.expect("images");
+        assert_eq!((cli_images.len(), cri_images.len()), (1, 1));
+        assert!(cli_images[0].pinned);
+        assert!(!cri_images[0].pinned);
+        let status = |v: &Owned| {
+            let v = v.clone();
+            async move {
+                v.image_status("busybox")
+                    .await
+                    .expect("status")
+                    .expect("present")
+            }
+        };
+        assert!(status(&cli).await.pinned);
+        assert!(!status(&cri).await.pinned);
+        // Once the container is gone, nothing pins it.
+        cri.stop_container(&c, Duration::ZERO, 9)
+            .await
+            .expect("stop");
+        cri.remove_container(&c).await.expect("remove");
+        assert!(!status(&cli).await.pinned);
     }
 }

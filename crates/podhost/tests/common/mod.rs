@@ -610,6 +610,50 @@ impl Drop for Env {
     }
 }
 
+/// A `sleep` pod of the CLI run beside CRI's pods (crictl's, a kubelet's): CRI must
+/// never list nor touch it.
+pub struct CliPod {
+    pause: u32,
+    app: u32,
+}
+
+/// Its manifest.
+const CLI_POD: &str = "apiVersion: v1
+kind: Pod
+metadata:
+  name: cli-pod
+spec:
+  containers:
+  - name: app
+    image: busybox
+    command: [sleep, '3600']
+";
+
+impl Env {
+    /// Apply `cli-pod` and wait until it is ready.
+    pub fn start_cli_pod(&mut self) -> CliPod {
+        self.apply("cli-pod", CLI_POD);
+        self.wait_ready("cli-pod");
+        CliPod {
+            pause: self.pid_of("cli-pod", "POD"),
+            app: self.pid_of("cli-pod", "app"),
+        }
+    }
+}
+
+impl CliPod {
+    /// Still running, in the same processes, never restarted.
+    pub fn assert_untouched(&self, env: &Env) {
+        assert!(alive(self.pause) && alive(self.app));
+        let p = env.pod("cli-pod");
+        assert_eq!(p["status"]["phase"], "Running");
+        assert_eq!(
+            container_status(&p, "app")["restartCount"],
+            serde_json::json!(0)
+        );
+    }
+}
+
 /// The stdout of `argv` given `input` on its stdin (coreutils as filters).
 pub fn filter(argv: &[&str], input: &[u8]) -> String {
     use std::io::Write;

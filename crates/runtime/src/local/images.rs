@@ -14,6 +14,7 @@ pub(super) fn image_info(i: podhost_image::Image, stop_signal: Option<String>) -
         stop_signal,
         repo_digests: i.repo_digests,
         user: None,
+        pinned: false,
     }
 }
 
