@@ -36,6 +36,7 @@ impl<R: Record> PodStore<R> {
     /// Open (and create) the directory.
     pub fn open(dir: &Path) -> Result<Self, RuntimeError> {
         private_dir(dir)?;
+        podhost_runtime::state_file::remove_stale_temps(dir);
         Ok(PodStore {
             dir: dir.to_path_buf(),
             _record: std::marker::PhantomData,

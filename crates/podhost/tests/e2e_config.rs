@@ -429,13 +429,19 @@ fn secret_and_projected_volumes_live_on_tmpfs() {
 #[test]
 fn volumes_of_a_pod_without_record_are_unmounted_at_start() {
     let mut env = Env::new();
-    let yaml = "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\nstringData: {k: v}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: gone}\nspec:\n  containers:\n  - name: app\n    image: busybox\n    command: [sleep, '3600']\n    volumeMounts:\n    - {name: s, mountPath: /s}\n    - {name: m, mountPath: /m}\n  volumes:\n  - name: s\n    secret: {secretName: s}\n  - name: m\n    emptyDir: {medium: Memory}\n";
+    let yaml = "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\nstringData: {k: v}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: gone}\nspec:\n  containers:\n  - name: app\n    image: busybox\n    command: [sleep, '3600']\n    volumeMounts:\n    - {name: s, mountPath: /s}\n    - {name: m, mountPath: /m}\n    - {name: m, mountPath: /sub, subPath: a/b}\n    - {name: s, mountPath: /k, subPath: k}\n  volumes:\n  - name: s\n    secret: {secretName: s}\n  - name: m\n    emptyDir: {medium: Memory}\n";
     env.apply("gone.yaml", yaml);
     let pod = env.wait_ready("gone");
     let uid = pod["metadata"]["uid"].as_str().expect("uid").to_string();
     let vols = env.root.join("lib/volumes").join(&uid);
     assert_eq!(mounts_at(&vols.join("secret/s")).len(), 1);
     assert_eq!(mounts_at(&vols.join("empty-dir/m")).len(), 1);
+    // subPaths: private bind mounts beside the volumes, a directory and a file.
+    for index in [2, 3] {
+        let volume = if index == 2 { "m" } else { "s" };
+        let point = vols.join(format!("volume-subpaths/{volume}/app/{index}"));
+        assert_eq!(mounts_at(&point).len(), 1, "{}", point.display());
+    }
     for c in env.containers() {
         env.watched_pids.extend(c.pid);
     }

@@ -698,10 +698,11 @@ fn chaos_daemon_sigkill_during_create_and_delete_leaks_nothing() {
     };
     for i in 0..CHAOS_ROUNDS {
         let name = format!("chaos-{i}");
-        env.apply(
-            &format!("{name}.yaml"),
-            &pod_yaml(&name, "Always", "while true; do sleep 1; done"),
-        );
+        // With a subPath: its private bind mount is made in every create the kill
+        // may interrupt, and must be gone with the pod like the rest.
+        let yaml = pod_yaml(&name, "Always", "while true; do sleep 1; done")
+            + "    volumeMounts:\n    - {name: v, mountPath: /data, subPath: a/b}\n  volumes:\n  - {name: v, emptyDir: {}}\n";
+        env.apply(&format!("{name}.yaml"), &yaml);
         alive_pods.push(name);
         // A sandbox and its container take 100-300 ms: the kill lands anywhere in them.
         pause(400);

@@ -133,6 +133,13 @@ impl RuntimeConfig {
     pub fn bundle_dir(&self, container_id: &str) -> PathBuf {
         self.run_dir.join("containers").join(container_id)
     }
+    /// Make the run dir (0700) and, unless it is on one already and while it is still
+    /// empty, mount a tmpfs on it (see `mounts::ensure_run_tmpfs`). The daemon does this
+    /// first, before putting its API socket there; the runtime again when it opens.
+    pub fn prepare_run_dir(&self) -> Result<(), crate::RuntimeError> {
+        crate::state_file::private_dir(&self.run_dir)?;
+        crate::mounts::ensure_run_tmpfs(&self.run_dir)
+    }
     /// The directories below the state and run dirs that the runtime creates at start,
     /// in creation order; each is 0700 (see [`crate::state_file::PRIVATE_DIR_MODE`]).
     pub fn private_dirs(&self) -> Vec<PathBuf> {

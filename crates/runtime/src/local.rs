@@ -130,8 +130,7 @@ impl LocalRuntime {
     pub fn open(config: RuntimeConfig) -> Result<Arc<Self>, RuntimeError> {
         // The run dir first: its tmpfs goes on while it is still empty. Then every top
         // directory, whose mode an older podhost left 0755, is made 0700.
-        private_dir(&config.run_dir)?;
-        mounts::ensure_run_tmpfs(&config.run_dir)?;
+        config.prepare_run_dir()?;
         for d in config.private_dirs() {
             private_dir(&d)?;
         }

@@ -75,6 +75,21 @@ pub fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> Result<(), Run
     Ok(())
 }
 
+/// Remove the temp files of [`write_json_atomic`] a crash left in `dir` (`.<name>.tmp`):
+/// the file they were for is whole, old or new, and a record that is never written again
+/// (a gone sandbox's) would keep its temp for ever.
+pub fn remove_stale_temps(dir: &Path) {
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') && name.ends_with(".tmp") {
+            if let Err(err) = std::fs::remove_file(e.path()) {
+                tracing::warn!("removing stale {}: {err}", e.path().display());
+            }
+        }
+    }
+}
+
 /// Read a JSON file; `None` when it does not exist.
 pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, RuntimeError> {
     match std::fs::read(path) {

@@ -5,6 +5,7 @@
 //! - [`podspec`]: a Pod's container → the runtime's `ContainerConfig` (env, mounts, logs).
 //! - [`env`]: a container's environment (envFrom, env, valueFrom) as kubelet builds it.
 //! - [`volumes`]: hostPath checks; configMap, secret, downwardAPI, projected files.
+//! - [`subpath`]: subPaths resolved inside their volume, bind mounted at private points.
 //! - [`image_pull`]: `imagePullPolicy`, pulls and `ImagePullBackOff` before a container is created.
 //! - [`worker`]: the per-pod loop: sandbox, init containers, containers, termination.
 //! - [`probes`]: startup/liveness/readiness probe tasks and their thresholds.
@@ -22,6 +23,7 @@ pub mod probes;
 pub mod resources;
 pub mod restart;
 pub mod status;
+pub mod subpath;
 pub mod volumes;
 pub mod worker;
 

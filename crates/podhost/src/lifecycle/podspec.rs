@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use k8s_openapi::api::core::v1::{Container, Pod, VolumeMount};
 
 use super::env::{resolve_env, PodFacts};
+use super::subpath::{self, ReleaseError, SubPathError};
 use super::volumes;
 use crate::objects::Objects;
 use podhost_runtime::{
@@ -127,15 +128,25 @@ pub enum ConfigError {
         /// Why.
         message: String,
     },
-    /// A subPath or expanded subPathExpr is not a relative path inside the volume.
-    #[error("container {container}: volumeMount {volume:?}: {message}")]
+    /// A subPath or expanded subPathExpr could not be mounted from inside its volume.
+    #[error("container {container}: volumeMount {volume:?}: {source}")]
     SubPath {
         /// Container name.
         container: String,
         /// Volume name.
         volume: String,
         /// What is wrong with it.
-        message: String,
+        #[source]
+        source: SubPathError,
+    },
+    /// The subPath mounts of the container's previous attempt could not be taken away.
+    #[error("container {container}: {source}")]
+    SubPathRelease {
+        /// Container name.
+        container: String,
+        /// What stayed.
+        #[source]
+        source: ReleaseError,
     },
 }
 
@@ -252,10 +263,12 @@ pub fn empty_dir_path(volumes_root: &Path, volume: &str) -> PathBuf {
     volumes_root.join("empty-dir").join(volume)
 }
 
-/// The host side of one volumeMount: the volume set up, then its subPath resolved.
+/// The host side of the `index`-th volumeMount: the volume set up, then its subPath
+/// resolved inside it and bind mounted at a private point (see [`subpath`]).
 fn mount_for(
     pod: &Pod,
     container: &Container,
+    index: usize,
     vm: &VolumeMount,
     vars: &BTreeMap<String, String>,
     inputs: &Inputs<'_>,
@@ -298,11 +311,18 @@ fn mount_for(
         _ => None,
     };
     let host_path = match sub {
-        Some(sub) => sub_path(&base, &sub).map_err(|message| ConfigError::SubPath {
-            container: container.name.clone(),
-            volume: vol.name.clone(),
-            message,
-        })?,
+        Some(sub) => {
+            let target = subpath::target(inputs.volumes_root, &vol.name, &container.name, index);
+            subpath::check_name(&sub, &vol.name)
+                .and_then(|()| subpath::check_name(&sub, &container.name))
+                .and_then(|()| subpath::bind(&base, &sub, &target))
+                .map_err(|source| ConfigError::SubPath {
+                    container: container.name.clone(),
+                    volume: vol.name.clone(),
+                    source,
+                })?;
+            target
+        }
         None => base,
     };
     let propagation = match vm.mount_propagation.as_deref() {
@@ -316,44 +336,6 @@ fn mount_for(
         readonly,
         propagation,
     })
-}
-
-/// `base/sub`, created as a directory when missing (with the volume's mode, like
-/// kubelet), resolved through symlinks and required to stay inside the volume.
-fn sub_path(base: &Path, sub: &str) -> Result<PathBuf, String> {
-    use std::os::unix::fs::PermissionsExt;
-    let rel = Path::new(sub);
-    if rel.is_absolute()
-        || rel
-            .components()
-            .any(|c| matches!(c, std::path::Component::ParentDir))
-    {
-        return Err(format!(
-            "subPath {sub:?} must be a relative path without '..'"
-        ));
-    }
-    let path = base.join(rel);
-    if std::fs::symlink_metadata(&path).is_err() {
-        let mode = std::fs::metadata(base)
-            .map(|m| m.permissions().mode() & 0o7777)
-            .unwrap_or(0o755);
-        std::fs::create_dir_all(&path)
-            .and_then(|_| std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)))
-            .map_err(|e| format!("creating subPath {}: {e}", path.display()))?;
-    }
-    // Resolved now so a symlink (a configMap key) is bound as the file it points to
-    // and cannot lead out of the volume.
-    let real = std::fs::canonicalize(&path)
-        .map_err(|e| format!("resolving subPath {}: {e}", path.display()))?;
-    let real_base = std::fs::canonicalize(base)
-        .map_err(|e| format!("resolving volume {}: {e}", base.display()))?;
-    if !real.starts_with(&real_base) {
-        return Err(format!(
-            "subPath {sub:?} resolves to {}, outside the volume",
-            real.display()
-        ));
-    }
-    Ok(real)
 }
 
 /// Create the pod's emptyDir directories (mode 0777, like kubelet); `medium: Memory`
@@ -417,10 +399,12 @@ pub fn prepare_volumes(pod: &Pod, volumes_root: &Path) -> Result<(), ConfigError
 }
 
 /// Unmount everything mounted in the pod's volume directory (memory-backed emptyDirs,
-/// secret and projected tmpfs) before the directory is removed. The mount table, not
-/// the spec, says what is mounted, so a crash between mount and record leaves nothing.
-pub fn unmount_volumes(volumes_root: &Path) {
-    volumes::unmount_all_under(volumes_root);
+/// secret and projected tmpfs, subPath mount points) before the directory is removed.
+/// The mount table, not the spec, says what is mounted, so a crash between mount and
+/// record leaves nothing. False when something stays mounted: the tree must then not
+/// be removed (a subPath of a hostPath volume would be removed through its mount).
+pub fn unmount_volumes(volumes_root: &Path) -> bool {
+    volumes::unmount_all_under(volumes_root).is_empty()
 }
 
 /// Expand `$(VAR)` references from `vars` as Kubernetes does (`$$` escapes; unknown stays).
@@ -473,9 +457,29 @@ pub fn container_config(
     let envs = resolve_env(pod, container, inputs.objects, inputs.facts)?;
     // command, args and subPathExpr see the whole environment (kubelet's final env map).
     let vars: BTreeMap<String, String> = envs.iter().cloned().collect();
+    // An earlier attempt's subPath mounts are resolved afresh: the volume may have
+    // changed since (and they must not stack).
+    let release = || {
+        subpath::release_container(inputs.volumes_root, &container.name).map_err(|source| {
+            ConfigError::SubPathRelease {
+                container: container.name.clone(),
+                source,
+            }
+        })
+    };
+    release()?;
     let mut mounts = Vec::new();
-    for vm in container.volume_mounts.iter().flatten() {
-        mounts.push(mount_for(pod, container, vm, &vars, inputs)?);
+    for (index, vm) in container.volume_mounts.iter().flatten().enumerate() {
+        match mount_for(pod, container, index, vm, &vars, inputs) {
+            Ok(m) => mounts.push(m),
+            Err(e) => {
+                // Undo the subPath mounts made so far.
+                if let Err(r) = release() {
+                    tracing::warn!("{r}");
+                }
+                return Err(e);
+            }
+        }
     }
     let mut labels = BTreeMap::new();
     labels.insert(
@@ -527,8 +531,12 @@ pub fn container_config(
 mod tests {
     use super::*;
 
+    // Runs as root (like the daemon): the subPath is bind mounted.
     #[test]
     fn command_args_and_sub_path_expr_see_the_whole_env() {
+        if !nix::unistd::Uid::effective().is_root() {
+            return;
+        }
         let text = "apiVersion: v1\nkind: Pod\nmetadata: {name: p, namespace: default}\nspec:\n  containers:\n  - name: c\n    image: busybox\n    command: [echo, '$(GREETING)', '$(LATER)']\n    args: ['$(POD)', '$$(POD)', '$(NOPE)']\n    env:\n    - {name: GREETING, value: 'hi $(POD)'}\n    - name: POD\n      valueFrom: {fieldRef: {fieldPath: metadata.name}}\n    - {name: LATER, value: last}\n    volumeMounts:\n    - {name: logs, mountPath: /logs, subPathExpr: '$(POD)/$(LATER)'}\n  volumes:\n  - {name: logs, emptyDir: {}}\n";
         let podhost_api::Manifest::Pod(pod) = podhost_api::parse_manifests(text, "p")
             .expect("parses")
@@ -537,6 +545,14 @@ mod tests {
             panic!("not a pod")
         };
         let tmp = tempfile::tempdir().expect("tmp");
+        // Dropped before the tempdir: nothing stays mounted if an assertion fails.
+        struct Unmount<'a>(&'a Path);
+        impl Drop for Unmount<'_> {
+            fn drop(&mut self) {
+                volumes::unmount_all_under(self.0);
+            }
+        }
+        let _guard = Unmount(tmp.path());
         prepare_volumes(&pod, tmp.path()).expect("emptyDir");
         let objects = Objects::in_memory();
         let facts = PodFacts::default();
@@ -550,33 +566,13 @@ mod tests {
         // GREETING was expanded before POD existed; command and args see every variable.
         assert_eq!(*cfg.command, ["echo", "hi $(POD)", "last"]);
         assert_eq!(*cfg.args, ["p", "$(POD)", "$(NOPE)"]);
+        // The expanded subPath was made in the volume and bound at the private point.
         let host = &cfg.mounts[0].host_path;
-        assert!(
-            host.ends_with("empty-dir/logs/p/last"),
-            "{}",
-            host.display()
-        );
-        assert!(host.is_dir());
-    }
-
-    #[test]
-    fn sub_paths_stay_inside_the_volume() {
-        let tmp = tempfile::tempdir().expect("tmp");
-        let base = tmp.path().join("vol");
-        std::fs::create_dir(&base).expect("vol");
-        let made = sub_path(&base, "logs/web").expect("created");
-        assert!(made.is_dir());
-        assert!(sub_path(&base, "../x").is_err());
-        assert!(sub_path(&base, "/etc").is_err());
-        std::os::unix::fs::symlink("/etc", base.join("escape")).expect("symlink");
-        let err = sub_path(&base, "escape").expect_err("outside");
-        assert!(err.contains("outside the volume"), "{err}");
-        std::fs::write(base.join("..data"), "x").expect("file");
-        std::os::unix::fs::symlink("..data", base.join("key")).expect("symlink");
-        assert_eq!(
-            sub_path(&base, "key").expect("key"),
-            base.canonicalize().expect("c").join("..data")
-        );
+        assert_eq!(host, &subpath::target(tmp.path(), "logs", "c", 0));
+        assert!(tmp.path().join("empty-dir/logs/p/last").is_dir());
+        assert_eq!(volumes::mounts_under(host), std::slice::from_ref(host));
+        subpath::release_container(tmp.path(), "c").expect("release");
+        assert!(volumes::mounts_under(tmp.path()).is_empty());
     }
 
     #[test]

@@ -920,6 +920,7 @@ impl PodWorker {
         let id = match self.rt.create_container(&sid, &cfg, &sandbox_cfg).await {
             Ok(id) => id,
             Err(e) => {
+                self.release_sub_paths(Some(&c.name));
                 // A config contradicting the image (runAsNonRoot and a root image) is
                 // the pod's fault, not the runtime's: kubelet's CreateContainerConfigError.
                 let reason = match e {
@@ -940,6 +941,7 @@ impl PodWorker {
         );
         if let Err(e) = self.rt.start_container(&id).await {
             let _ = self.rt.remove_container(&id).await;
+            self.release_sub_paths(Some(&c.name));
             return self.set_waiting(
                 &c.name,
                 "RunContainerError",
@@ -991,6 +993,19 @@ impl PodWorker {
             }
         }
         Ok(())
+    }
+
+    /// Unmount and remove the private subPath mount points of one container (a failed
+    /// create undoes its mounts) or, with `None`, of the whole pod (no container runs).
+    fn release_sub_paths(&self, container: Option<&str>) {
+        let volumes = self.settings.volumes_dir.join(self.rec.uid());
+        let released = match container {
+            Some(name) => super::subpath::release_container(&volumes, name),
+            None => super::subpath::release_pod(&volumes),
+        };
+        if let Err(e) = released {
+            tracing::warn!("pod {}: {e}", self.rec.key());
+        }
     }
 
     /// Where the pod runs: its sandbox's IP (once networking gives one) and this machine.
@@ -1162,6 +1177,8 @@ impl PodWorker {
                 tracing::warn!("pod {}: removing sandbox: {e}", self.rec.key());
             }
         }
+        // The containers are gone with the sandbox: their subPath mounts go too.
+        self.release_sub_paths(None);
         for t in self.rec.containers.values_mut() {
             t.waiting = None;
         }
@@ -1202,9 +1219,18 @@ impl PodWorker {
             }
         }
         let uid = self.rec.uid();
-        podspec::unmount_volumes(&self.settings.volumes_dir.join(&uid));
+        let volumes = self.settings.volumes_dir.join(&uid);
         super::image_pull::forget_pod(&uid);
-        let _ = std::fs::remove_dir_all(self.settings.volumes_dir.join(&uid));
+        if podspec::unmount_volumes(&volumes) {
+            let _ = std::fs::remove_dir_all(&volumes);
+        } else {
+            // Removing through a mount would remove what it shows (a hostPath's files).
+            tracing::error!(
+                "pod {}: {} stays mounted; left in place",
+                self.rec.key(),
+                volumes.display()
+            );
+        }
         let cfg = podspec::sandbox_config(&self.rec.pod, 0, &self.settings.log_dir);
         let _ = std::fs::remove_dir_all(&cfg.log_directory);
         if let Some(store) = &self.store {

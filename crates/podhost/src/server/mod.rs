@@ -125,32 +125,34 @@ fn lock_state_dir(config: &Config) -> Result<std::fs::File, ServeError> {
 /// How long a stopping daemon lets open streams (logs -f, exec) finish.
 const STOP_STREAMS_AFTER: Duration = Duration::from_secs(2);
 
-/// What `podhost serve` holds before it has a runtime: the state directory, root's
-/// only, and the exclusive lock on it.
+/// What `podhost serve` holds before it has a runtime: the state directory and its
+/// exclusive lock, and the bound API socket (clients that connect while the daemon is
+/// still starting wait for their answer instead of being refused).
 pub struct Prepared {
     /// Held for the daemon's lifetime: a second daemon on the same root is refused.
     _lock: std::fs::File,
+    /// The root-only API socket.
+    listener: tokio::net::UnixListener,
+    /// Its path, removed when the daemon stops.
+    socket: std::path::PathBuf,
 }
 
-/// Makes the state directory (0700) and takes the state lock. The run directory and
-/// the API socket in it come later: the runtime mounts the run dir's tmpfs while it is
-/// still empty.
+/// Makes the state directory (0700), takes its lock, prepares the run directory (a
+/// tmpfs, mounted while still empty) and binds the API socket in it.
 pub fn prepare(config: &Config) -> Result<Prepared, ServeError> {
     crate::store::private_dir(&config.runtime.state_dir)?;
     let lock = lock_state_dir(config)?;
-    Ok(Prepared { _lock: lock })
-}
-
-/// Binds the root-only API socket.
-fn bind_api(config: &Config) -> Result<(tokio::net::UnixListener, std::path::PathBuf), ServeError> {
-    let run = &config.runtime.run_dir;
-    crate::store::private_dir(run)?;
+    config.runtime.prepare_run_dir()?;
     let socket = config.api_socket();
     let _ = std::fs::remove_file(&socket);
     let listener = tokio::net::UnixListener::bind(&socket).map_err(io_err("binding", &socket))?;
     std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))
         .map_err(io_err("chmod", &socket))?;
-    Ok((listener, socket))
+    Ok(Prepared {
+        _lock: lock,
+        listener,
+        socket,
+    })
 }
 
 /// Resolves on SIGINT or SIGTERM: how `podhost serve` is stopped.
@@ -162,10 +164,10 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// Serve the HTTP API with pods on `runtime` until `shutdown` resolves. Pods keep
-/// running when it returns. The runtime is podhost's whole view of the machine: the
-/// local one in `podhost serve`, the fake in tests. Only the sandboxes podhost itself
-/// created are seen (see [`podhost_runtime::owned`]).
+/// Serve the HTTP API on `prepared`'s socket with pods on `runtime` until `shutdown`
+/// resolves. Pods keep running when it returns. The runtime is podhost's whole view of
+/// the machine: the local one in `podhost serve`, the fake in tests. Only the
+/// sandboxes podhost itself created are seen (see [`podhost_runtime::owned`]).
 pub async fn run(
     prepared: Prepared,
     runtime: Arc<dyn Runtime>,
@@ -223,8 +225,11 @@ pub async fn run(
         config.image_gc_low_percent,
         Duration::from_secs(60),
     );
-    let (listener, socket) = bind_api(&config)?;
-    let _lock = prepared;
+    let Prepared {
+        _lock,
+        listener,
+        socket,
+    } = prepared;
     tracing::info!("podhost daemon listening on {}", socket.display());
     let app = router(daemon);
     let stopping = Arc::new(tokio::sync::Notify::new());

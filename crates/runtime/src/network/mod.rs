@@ -108,6 +108,7 @@ impl Network {
         for d in [records_dir, netns_dir, &settings.cni_conf_dir] {
             std::fs::create_dir_all(d).map_err(RuntimeError::io("creating", d))?;
         }
+        crate::state_file::remove_stale_temps(records_dir);
         let net = Network {
             settings: settings.clone(),
             cni: Cni::new(settings.cni_bin_dirs.clone()),
