@@ -74,9 +74,11 @@ fn delete_of_a_300_container_pod_during_its_start_is_taken_at_once() {
     }
     env.apply("many.yaml", &yaml);
     let running = |p: &serde_json::Value| {
-        p["status"]["containerStatuses"]
-            .as_array()
-            .map_or(0, |cs| cs.iter().filter(|c| c["state"]["running"].is_object()).count())
+        p["status"]["containerStatuses"].as_array().map_or(0, |cs| {
+            cs.iter()
+                .filter(|c| c["state"]["running"].is_object())
+                .count()
+        })
     };
     // The status follows the start as it goes (not all 300 at the end).
     let p = env.wait_for(

@@ -71,6 +71,10 @@ pub struct ContainerTrack {
     pub waiting: Option<(String, String)>,
     /// Current CrashLoopBackOff delay in ms (absent: next restart is immediate).
     pub backoff_ms: Option<u64>,
+    /// Back-off of failed creates and starts (CreateContainerError …): the delay in ms
+    /// and when (unix ns) the try failed. Cleared when a container is created.
+    #[serde(default)]
+    pub create_backoff: Option<(u64, i64)>,
     /// Ran to completion (exit 0) as an init container.
     pub init_done: bool,
     /// Startup probe result of the current container (absent: not decided, Unknown).
@@ -115,8 +119,11 @@ pub struct PodEvent {
     pub reason: String,
     /// Human text.
     pub message: String,
-    /// How many times it happened in a row.
+    /// How many times it happened (an event series, as the API server counts them).
     pub count: u32,
+    /// Unix nanoseconds of the first occurrence (0 in records of an older podhost).
+    #[serde(default)]
+    pub first_time: i64,
 }
 
 impl crate::store::Record for PodRecord {
@@ -151,14 +158,24 @@ impl PodRecord {
             self.pod.metadata.name.as_deref().unwrap_or("")
         )
     }
-    /// Record an event; repeats of the last one are counted, not appended.
+    /// Record an event. An identical one (type, reason and message) seen before is one
+    /// series, as the API server's event correlator makes it: its count grows, its last
+    /// time moves to now (and it moves to the end, the list staying in time order).
+    /// A failure retried for hours is one line, not hundreds.
     pub fn event(&mut self, now: i64, kind: &str, reason: &str, message: String) {
-        if let Some(last) = self.events.last_mut() {
-            if last.reason == reason && last.message == message {
-                last.count += 1;
-                last.time = now;
-                return;
+        let same = self
+            .events
+            .iter()
+            .rposition(|e| e.kind == kind && e.reason == reason && e.message == message);
+        if let Some(i) = same {
+            let mut e = self.events.remove(i);
+            e.count = e.count.saturating_add(1);
+            if e.first_time == 0 {
+                e.first_time = e.time;
             }
+            e.time = now;
+            self.events.push(e);
+            return;
         }
         self.events.push(PodEvent {
             time: now,
@@ -166,6 +183,7 @@ impl PodRecord {
             reason: reason.into(),
             message,
             count: 1,
+            first_time: now,
         });
         if self.events.len() > 100 {
             self.events.remove(0);
