@@ -158,15 +158,18 @@ impl PodRecord {
             self.pod.metadata.name.as_deref().unwrap_or("")
         )
     }
-    /// Record an event. An identical one (type, reason and message) seen before is one
+    /// Record an event. One seen before with the same type, reason and message is one
     /// series, as the API server's event correlator makes it: its count grows, its last
     /// time moves to now (and it moves to the end, the list staying in time order).
-    /// A failure retried for hours is one line, not hundreds.
+    /// Messages that differ only in the ids they name (a new container id per failed
+    /// create) count as the same; the series keeps the latest text. A failure retried
+    /// for hours is one line, not hundreds.
     pub fn event(&mut self, now: i64, kind: &str, reason: &str, message: String) {
+        let key = without_ids(&message);
         let same = self
             .events
             .iter()
-            .rposition(|e| e.kind == kind && e.reason == reason && e.message == message);
+            .rposition(|e| e.kind == kind && e.reason == reason && without_ids(&e.message) == key);
         if let Some(i) = same {
             let mut e = self.events.remove(i);
             e.count = e.count.saturating_add(1);
@@ -174,6 +177,7 @@ impl PodRecord {
                 e.first_time = e.time;
             }
             e.time = now;
+            e.message = message;
             self.events.push(e);
             return;
         }
@@ -188,5 +192,38 @@ impl PodRecord {
         if self.events.len() > 100 {
             self.events.remove(0);
         }
+    }
+}
+
+/// `text` with every run of 32 or more hex digits (container and sandbox ids, digests)
+/// replaced by `*`: what two messages about different incarnations have in common.
+fn without_ids(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut run = String::new();
+    for ch in text.chars() {
+        if ch.is_ascii_hexdigit() {
+            run.push(ch);
+            continue;
+        }
+        out.push_str(if run.len() >= 32 { "*" } else { &run });
+        run.clear();
+        out.push(ch);
+    }
+    out.push_str(if run.len() >= 32 { "*" } else { &run });
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_masked_for_event_series() {
+        let a = format!("container {}: not found in $PATH", "ab".repeat(32));
+        let b = format!("container {}: not found in $PATH", "cd".repeat(32));
+        assert_eq!(without_ids(&a), without_ids(&b));
+        assert_eq!(without_ids(&a), "container *: not found in $PATH");
+        assert_eq!(without_ids("exit 1 in 0.5s é"), "exit 1 in 0.5s é");
+        assert_ne!(without_ids("deadbeef one"), without_ids("deadbeef two"));
     }
 }

@@ -354,6 +354,16 @@ impl PodWorker {
 
     /// Compute and publish the status; persist when something changed.
     async fn publish(&mut self) {
+        if let Some(why) = &self.held {
+            // Not synced yet: the status last stored stands (its shim is not even
+            // asked: it may be what the cleanup waits for), marked with the reason.
+            let mut st = self.rec.pod.status.clone().unwrap_or_default();
+            st.reason = Some(STARTUP_CLEANUP.into());
+            st.message = Some(why.clone());
+            self.rec.pod.status = Some(st);
+            self.tx.send_replace(self.rec.clone());
+            return;
+        }
         // An unresponsive shim would hold every publish for the request's time limit.
         let sandbox = match (&self.rec.sandbox_id, &self.unresponsive) {
             (Some(id), None) => self.rt.pod_sandbox_status(id).await.ok(),
@@ -367,10 +377,6 @@ impl PodWorker {
         self.network_status(&mut st, sandbox.as_ref());
         if let Some(why) = &self.unresponsive {
             status::mark_unknown(&mut st, format!("Pod's shim does not answer: {why}"), now);
-        }
-        if let Some(why) = &self.held {
-            st.reason = Some(STARTUP_CLEANUP.into());
-            st.message = Some(why.clone());
         }
         self.rec.pod.status = Some(st);
         if !self.removed {
