@@ -640,6 +640,10 @@ impl PodWorker {
     /// Kill running containers whose liveness or startup probe result is Failure.
     async fn kill_unhealthy(&mut self, spec: &PodSpec) {
         for c in Self::long_running(spec) {
+            // A delete taken during an earlier kill stops the rest of the pod itself.
+            if self.rec.deleting.is_some() {
+                return;
+            }
             if self.state_of(&c.name) != Some(ContainerState::Running) {
                 continue;
             }

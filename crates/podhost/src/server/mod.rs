@@ -224,6 +224,11 @@ pub async fn run(
             }
         }
     }
+    // Logged before the cleanup can say it is done (tests read the two in order).
+    tracing::info!(
+        "podhost daemon listening on {}",
+        config.api_socket().display()
+    );
     tokio::spawn(startup::clean_up(daemon.clone(), plan, holds));
     images::spawn_image_gc(
         daemon.clone(),
@@ -236,7 +241,6 @@ pub async fn run(
         listener,
         socket,
     } = prepared;
-    tracing::info!("podhost daemon listening on {}", socket.display());
     let app = router(daemon);
     let stopping = Arc::new(tokio::sync::Notify::new());
     let notify = stopping.clone();

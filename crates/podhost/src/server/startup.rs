@@ -74,6 +74,7 @@ pub async fn clean_up(
     plan: Plan,
     holds: HashMap<String, watch::Sender<Option<String>>>,
 ) {
+    // Anything that ends the cleanup early releases every pod still held.
     let release = |uid: &str| {
         if let Some(h) = holds.get(uid) {
             h.send_replace(None);
@@ -141,7 +142,11 @@ pub async fn clean_up(
         remove_sandbox(&daemon, id).await;
     }
     collect_orphan_pod_dirs(&daemon, &plan.loaded);
+    tracing::info!("{DONE}");
 }
+
+/// Logged once the cleanup is over (tests wait for it before they look for leaks).
+pub const DONE: &str = "start-time cleanup done";
 
 async fn remove_container(daemon: &Daemon, cid: &str) {
     let removed = async {
