@@ -7,6 +7,7 @@
 //! context (capabilities, privileged, seccomp, no_new_privs, sysctls) come from the pod.
 
 pub mod caps;
+pub mod cgroup;
 pub mod seccomp;
 
 use std::collections::{BTreeMap, HashSet};
@@ -93,6 +94,8 @@ pub struct ContainerParams {
     pub mounts: Vec<BindMount>,
     /// Cgroup path, e.g. "/podhost/pod<uid>/<container-id>".
     pub cgroups_path: String,
+    /// The host's cgroupfs: decides the cgroup namespace and what is made read-only.
+    pub cgroupfs: cgroup::CgroupFs,
     pub readonly_rootfs: bool,
     pub terminal: bool,
     /// Cgroup limits libcontainer writes into the container's cgroup.
@@ -137,6 +140,10 @@ pub struct Security {
     pub unmasked_proc: bool,
     /// Namespaced sysctls (`net.*`, `kernel.shm*` …), written in the container's namespaces.
     pub sysctls: BTreeMap<String, String>,
+    /// Masked paths replacing [`DEFAULT_MASKED_PATHS`] (CRI `masked_paths`).
+    pub masked_paths: Option<Vec<String>>,
+    /// Read-only paths replacing [`DEFAULT_READONLY_PATHS`] (CRI `readonly_paths`).
+    pub readonly_paths: Option<Vec<String>>,
 }
 
 /// Which seccomp filter a container runs under.
@@ -307,17 +314,29 @@ pub fn container_spec(p: &ContainerParams) -> Result<Spec, OciError> {
         .map_err(build_err("root"))?;
 
     let resources = resources(&p.resources, sec.privileged)?;
-    // Privileged and procMount=Unmasked containers see /proc and /sys unmasked.
-    let (masked, readonly) = if sec.privileged || sec.unmasked_proc {
+    // Privileged and procMount=Unmasked containers see /proc and /sys unmasked; others
+    // get the defaults unless the caller gave its own lists (a kubelet does).
+    let (masked, mut readonly) = if sec.privileged || sec.unmasked_proc {
         (Vec::new(), Vec::new())
     } else {
         (
-            DEFAULT_MASKED_PATHS.map(String::from).to_vec(),
-            DEFAULT_READONLY_PATHS.map(String::from).to_vec(),
+            sec.masked_paths
+                .clone()
+                .unwrap_or_else(|| DEFAULT_MASKED_PATHS.map(String::from).to_vec()),
+            sec.readonly_paths
+                .clone()
+                .unwrap_or_else(|| DEFAULT_READONLY_PATHS.map(String::from).to_vec()),
         )
     };
+    // The cgroupfs is read-only whatever procMount says; only a privileged container may
+    // write it (containerd's WithWriteableCgroupfs).
+    if !sec.privileged {
+        readonly.extend(p.cgroupfs.readonly_paths());
+    }
+    // On v2 a private cgroup namespace, except for privileged containers, as containerd.
+    let cgroupns = p.cgroupfs == cgroup::CgroupFs::V2 && !sec.privileged;
     let mut linux = LinuxBuilder::default()
-        .namespaces(namespaces(&p.namespaces)?)
+        .namespaces(namespaces(&p.namespaces, cgroupns)?)
         .cgroups_path(PathBuf::from(&p.cgroups_path))
         .resources(resources)
         .masked_paths(masked)
@@ -325,6 +344,14 @@ pub fn container_spec(p: &ContainerParams) -> Result<Spec, OciError> {
         .build()
         .map_err(build_err("linux"))?;
     linux.set_seccomp(seccomp);
+    // Mounts made in the container reach the host only if the container's root is shared
+    // too (libcontainer makes it a slave otherwise), as containerd does for Bidirectional.
+    if p.mounts
+        .iter()
+        .any(|m| m.propagation == Propagation::Shared)
+    {
+        linux.set_rootfs_propagation(Some("shared".to_string()));
+    }
     if !sec.sysctls.is_empty() {
         linux.set_sysctl(Some(sec.sysctls.clone().into_iter().collect()));
     }
@@ -442,7 +469,7 @@ fn merged_env(env: &[String], terminal: bool) -> Vec<String> {
     out
 }
 
-fn namespaces(ns: &PodNamespaces) -> Result<Vec<LinuxNamespace>, OciError> {
+fn namespaces(ns: &PodNamespaces, cgroupns: bool) -> Result<Vec<LinuxNamespace>, OciError> {
     let mk = |typ: LinuxNamespaceType, path: Option<&PathBuf>| {
         let b = LinuxNamespaceBuilder::default().typ(typ);
         let b = match path {
@@ -468,6 +495,11 @@ fn namespaces(ns: &PodNamespaces) -> Result<Vec<LinuxNamespace>, OciError> {
         if let Some(path) = path {
             out.push(mk(typ, Some(path))?);
         }
+    }
+    // A new cgroup namespace, entered by libcontainer once the init is in the container's
+    // cgroup: that cgroup is the root of what the container sees (`0::/`).
+    if cgroupns {
+        out.push(mk(LinuxNamespaceType::Cgroup, None)?);
     }
     Ok(out)
 }
@@ -838,6 +870,28 @@ mod tests {
     }
 
     #[test]
+    fn a_shared_mount_makes_the_root_shared() {
+        let spec = container_spec(&params()).unwrap();
+        assert_eq!(spec.linux().as_ref().unwrap().rootfs_propagation(), &None);
+        let mut p = params();
+        p.mounts.push(BindMount {
+            source: "/srv/shared".into(),
+            destination: "/shared".into(),
+            readonly: false,
+            propagation: Propagation::Shared,
+        });
+        let spec = container_spec(&p).unwrap();
+        assert_eq!(
+            spec.linux()
+                .as_ref()
+                .unwrap()
+                .rootfs_propagation()
+                .as_deref(),
+            Some("shared")
+        );
+    }
+
+    #[test]
     fn default_shm_without_pod_shm() {
         let mut p = params();
         p.mounts.clear();
@@ -973,6 +1027,34 @@ mod tests {
     }
 
     #[test]
+    fn given_masked_and_readonly_lists_replace_the_defaults() {
+        let mut p = params();
+        p.security.masked_paths = Some(vec!["/bin/ls".into()]);
+        p.security.readonly_paths = Some(vec!["/tmp".into()]);
+        let spec = container_spec(&p).unwrap();
+        let linux = spec.linux().as_ref().unwrap();
+        assert_eq!(
+            linux.masked_paths().as_deref(),
+            Some(&["/bin/ls".to_string()][..])
+        );
+        // The cgroupfs stays read-only whatever list a caller gives.
+        let mut readonly = vec!["/tmp".to_string()];
+        readonly.extend(p.cgroupfs.readonly_paths());
+        assert_eq!(linux.readonly_paths().as_deref(), Some(&readonly[..]));
+        // Privileged still means unmasked, whatever the lists say.
+        p.security.privileged = true;
+        let spec = container_spec(&p).unwrap();
+        assert!(spec
+            .linux()
+            .as_ref()
+            .unwrap()
+            .masked_paths()
+            .as_ref()
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
     fn privileged_unmasks_and_allows_devices() {
         let mut p = params();
         p.security.privileged = true;
@@ -1010,6 +1092,84 @@ mod tests {
             .find(|m| m.destination() == Path::new("/sys"))
             .unwrap();
         assert!(!sys.options().as_ref().unwrap().contains(&"ro".to_string()));
+    }
+
+    fn readonly_of(spec: &Spec) -> Vec<String> {
+        spec.linux()
+            .as_ref()
+            .unwrap()
+            .readonly_paths()
+            .clone()
+            .unwrap_or_default()
+    }
+
+    fn cgroup_mount_options(spec: &Spec) -> Vec<String> {
+        spec.mounts()
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|m| m.destination() == Path::new("/sys/fs/cgroup"))
+            .and_then(|m| m.options().clone())
+            .unwrap()
+    }
+
+    #[test]
+    fn v2_private_cgroup_namespace_and_read_only_cgroupfs() {
+        let mut p = params();
+        p.cgroupfs = cgroup::CgroupFs::V2;
+        let spec = container_spec(&p).unwrap();
+        assert!(ns_of(&spec).contains(&(LinuxNamespaceType::Cgroup, None)));
+        assert!(cgroup_mount_options(&spec).contains(&"ro".to_string()));
+        let ro = readonly_of(&spec);
+        assert!(ro.contains(&"/sys/fs/cgroup".to_string()), "{ro:?}");
+        assert!(ro.contains(&"/proc/sys".to_string()), "{ro:?}");
+    }
+
+    #[test]
+    fn v1_every_hierarchy_read_only_and_no_cgroup_namespace() {
+        let mut p = params();
+        p.cgroupfs = cgroup::CgroupFs::V1(vec!["memory".into(), "systemd".into()]);
+        let spec = container_spec(&p).unwrap();
+        assert!(!ns_of(&spec)
+            .iter()
+            .any(|(t, _)| *t == LinuxNamespaceType::Cgroup));
+        let ro = readonly_of(&spec);
+        for path in [
+            "/sys/fs/cgroup",
+            "/sys/fs/cgroup/memory",
+            "/sys/fs/cgroup/systemd",
+        ] {
+            assert!(ro.contains(&path.to_string()), "{path} in {ro:?}");
+        }
+        // procMount: Unmasked opens /proc, never the cgroupfs.
+        p.security.unmasked_proc = true;
+        let ro = readonly_of(&container_spec(&p).unwrap());
+        assert_eq!(
+            ro,
+            vec![
+                "/sys/fs/cgroup",
+                "/sys/fs/cgroup/memory",
+                "/sys/fs/cgroup/systemd"
+            ]
+        );
+    }
+
+    #[test]
+    fn privileged_sees_the_host_cgroupfs_writable() {
+        for fs in [
+            cgroup::CgroupFs::V2,
+            cgroup::CgroupFs::V1(vec!["memory".into(), "systemd".into()]),
+        ] {
+            let mut p = params();
+            p.cgroupfs = fs;
+            p.security.privileged = true;
+            let spec = container_spec(&p).unwrap();
+            assert!(!ns_of(&spec)
+                .iter()
+                .any(|(t, _)| *t == LinuxNamespaceType::Cgroup));
+            assert!(readonly_of(&spec).is_empty());
+            assert!(!cgroup_mount_options(&spec).contains(&"ro".to_string()));
+        }
     }
 
     #[test]

@@ -29,9 +29,21 @@ fn main() {
 async fn serve(config: podhost::config::Config) -> anyhow::Result<i32> {
     let prepared = podhost::server::prepare(&config)?;
     let runtime = podhost_runtime::local::LocalRuntime::open(config.runtime.clone())?;
+    // Kubelet's streaming server, on loopback: CRI's Exec, Attach and PortForward (and
+    // the API's streaming URLs) answer with one-time URLs on it. Sessions run on the
+    // shared runtime; both front doors check a container or sandbox is theirs first.
+    let streaming_config = podhost_streaming::server::StreamingConfig {
+        addr: config.streaming_addr,
+        ..Default::default()
+    };
+    let streaming = std::sync::Arc::new(
+        podhost_streaming::server::StreamingServer::start(streaming_config, runtime.clone())
+            .await?,
+    );
     podhost::server::run(
         prepared,
         runtime,
+        streaming,
         config,
         podhost::server::shutdown_signal(),
     )

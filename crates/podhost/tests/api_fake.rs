@@ -33,17 +33,10 @@ fn kubelet_sandbox() -> SandboxConfig {
         name: "kube-pod".into(),
         namespace: "kube-system".into(),
         uid: "kube-uid".into(),
-        attempt: 0,
         hostname: "kube-pod".into(),
-        share_pid: false,
         log_directory: "/var/log/pods/x".into(),
-        labels: Default::default(),
-        linux: Default::default(),
-        host_network: false,
-        port_mappings: Vec::new(),
-        dns: None,
-        host_aliases: Vec::new(),
         owner: Owner::Cri,
+        ..Default::default()
     }
 }
 
@@ -75,6 +68,7 @@ async fn api_on_the_fake_runtime_sees_only_its_own_sandboxes() {
     let daemon = tokio::spawn(podhost::server::run(
         prepared,
         shared.clone(),
+        Arc::new(podhost_cri::Unsupported),
         config.clone(),
         async move {
             let _ = stop_rx.await;

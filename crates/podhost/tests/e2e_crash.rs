@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -64,10 +64,7 @@ fn cgroup_pids(env: &Env) -> Vec<u32> {
         }
     }
     let mut out = Vec::new();
-    walk(
-        &PathBuf::from("/sys/fs/cgroup/pids").join(&env.cgroup_parent),
-        &mut out,
-    );
+    walk(&env.cgroup_parent_dir("pids"), &mut out);
     out.sort_unstable();
     out.dedup();
     out.retain(|p| alive(*p));
@@ -84,7 +81,7 @@ fn signal(pid: u32, sig: i32) {
 }
 
 fn wait_dead(pid: u32, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(15);
+    let deadline = Instant::now() + common::scaled(Duration::from_secs(15));
     while alive(pid) {
         assert!(Instant::now() < deadline, "{what} (pid {pid}) still alive");
         std::thread::sleep(Duration::from_millis(50));
@@ -207,7 +204,7 @@ fn second_daemon_on_the_same_state_dir_is_refused() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn second serve");
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + common::scaled(Duration::from_secs(10));
     let status = loop {
         if let Some(s) = child.try_wait().expect("try_wait") {
             break s;
@@ -370,7 +367,7 @@ fn stopped_shim_makes_the_pod_unknown_until_it_answers() {
     signal(shim, libc::SIGSTOP);
     env.wait_for("u", "Unknown", Duration::from_secs(30), unknown);
     env.ok(&["delete", "pod", "u"]);
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + common::scaled(Duration::from_secs(30));
     while env.run(&["get", "pod", "u"]).status.success() {
         assert!(Instant::now() < deadline, "pod u still listed");
         std::thread::sleep(Duration::from_millis(200));
@@ -495,7 +492,7 @@ fn reboot_recreates_pods_and_collects_vanished_sandboxes() {
         0
     );
     // Vanished sandboxes and containers: records gone (only the new sandbox remains).
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + common::scaled(Duration::from_secs(20));
     loop {
         let sb = list(&env.root.join("lib/sandboxes"));
         let ct = list(&env.root.join("lib/containers"));
@@ -623,7 +620,7 @@ fn logs_follow_goes_on_across_a_daemon_restart() {
     // The container keeps writing while nobody serves the log.
     std::thread::sleep(Duration::from_millis(1500));
     env.start_daemon();
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + common::scaled(Duration::from_secs(20));
     while followed().len() < at_kill + 150 {
         if Instant::now() > deadline {
             let _ = follow.kill();
@@ -645,7 +642,7 @@ fn logs_follow_goes_on_across_a_daemon_restart() {
     let at_stop = followed().len();
     std::thread::sleep(Duration::from_millis(500));
     env.start_daemon();
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + common::scaled(Duration::from_secs(20));
     while followed().len() < at_stop + 100 {
         if Instant::now() > deadline {
             let _ = follow.kill();
@@ -674,6 +671,56 @@ fn logs_follow_goes_on_across_a_daemon_restart() {
     for (i, n) in numbers.iter().enumerate() {
         assert_eq!(*n, i as u64, "line {i} missing or out of order");
     }
+    env.teardown();
+}
+
+/// Start-time GC: a pod cgroup that no sandbox record owns (a daemon killed between making
+/// it and recording the sandbox leaves one) has what runs in it killed and is removed from
+/// every hierarchy when the daemon starts, on cgroup v1 and v2 alike.
+#[test]
+fn stale_pod_cgroup_is_emptied_and_removed_at_start() {
+    let mut env = env();
+    env.kill_daemon();
+    let uid = "0badc0de-stale";
+    let mut stray = Command::new("sleep")
+        .arg("600")
+        .spawn()
+        .expect("spawn sleep");
+    env.watched_pids.push(stray.id());
+    // v1: the hierarchies the daemon reads pids from; v2: the one tree.
+    let controllers: &[&str] = if common::cgroup_v2() {
+        &["unified"]
+    } else {
+        &["memory", "pids"]
+    };
+    let pods: Vec<std::path::PathBuf> = controllers
+        .iter()
+        .map(|c| {
+            env.cgroup_parent_dir(c)
+                .join("besteffort")
+                .join(format!("pod{uid}"))
+        })
+        .collect();
+    for pod in &pods {
+        let leaf = pod.join("pause");
+        std::fs::create_dir_all(&leaf).expect("make the stale cgroup");
+        std::fs::write(leaf.join("cgroup.procs"), stray.id().to_string()).expect("move the stray");
+    }
+    env.start_daemon();
+    let deadline = Instant::now() + common::scaled(Duration::from_secs(15));
+    while stray.try_wait().expect("try_wait").is_none() {
+        assert!(Instant::now() < deadline, "the stray process survived");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for pod in &pods {
+        assert!(!pod.exists(), "{} left", pod.display());
+    }
+    assert!(
+        env.daemon_log()
+            .contains(&format!("removed the cgroup of pod uid {uid}")),
+        "{}",
+        env.daemon_log()
+    );
     env.teardown();
 }
 
@@ -725,7 +772,7 @@ fn chaos_daemon_sigkill_during_create_and_delete_leaks_nothing() {
     }
     eprintln!("chaos: {CHAOS_ROUNDS} rounds in {:?}", started.elapsed());
     // Deleted pods finish deleting; the others run.
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + common::scaled(Duration::from_secs(60));
     let mut want = alive_pods.clone();
     want.sort();
     loop {

@@ -66,7 +66,7 @@ spec:
 "#,
     );
     // While the first init container runs, kubectl shows Init:0/2.
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + common::scaled(Duration::from_secs(5));
     loop {
         let r = row(&env, "init-order");
         if r.contains("Init:0/2") {
@@ -79,7 +79,7 @@ spec:
         "wait",
         "--for=condition=Ready",
         "pod/init-order",
-        "--timeout=60s",
+        &common::timeout_flag(60),
     ]);
     let order = exec(&env, "init-order", "app", &["cat", "/work/order"]);
     assert_eq!(order, "first\nsecond\napp\n");
@@ -179,7 +179,7 @@ spec:
 "#,
     );
     let mut saw_backoff = false;
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + common::scaled(Duration::from_secs(60));
     loop {
         let r = row(&env, "crash");
         saw_backoff |= r.contains("CrashLoopBackOff");
@@ -216,6 +216,9 @@ spec:
     livenessProbe:
       exec: {command: [cat, /tmp/healthy]}
       periodSeconds: 1
+      # Well above what an exec takes, also under emulation (the cgroup-v2 guest): the
+      # probe fails because the file is gone, not because it timed out.
+      timeoutSeconds: 20
       failureThreshold: 2
       terminationGracePeriodSeconds: 1
 "#,
@@ -230,7 +233,7 @@ spec:
     let d = env.ok(&["describe", "pod", "live"]);
     assert!(
         d.contains(
-            "Liveness:       exec [cat /tmp/healthy] delay=0s timeout=1s period=1s #success=1 #failure=2"
+            "Liveness:       exec [cat /tmp/healthy] delay=0s timeout=20s period=1s #success=1 #failure=2"
         ),
         "{d}"
     );
@@ -281,7 +284,7 @@ spec:
         "wait",
         "--for=condition=Ready",
         "pod/ready",
-        "--timeout=20s",
+        &common::timeout_flag(20),
     ]);
     assert!(row(&env, "ready").contains("1/1"));
     exec(&env, "ready", "web", &["rm", "/www/ok"]);
@@ -330,7 +333,7 @@ spec:
     env.wait_ready("stop");
     env.ok(&["delete", "pod", "stop", "--wait=false"]);
     // The preStop hook takes a second: the pod shows Terminating meanwhile.
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + common::scaled(Duration::from_secs(5));
     loop {
         let r = row(&env, "stop");
         if r.contains("Terminating") {
@@ -339,7 +342,12 @@ spec:
         assert!(Instant::now() < deadline, "never Terminating: {r}");
         std::thread::sleep(Duration::from_millis(50));
     }
-    env.ok(&["wait", "--for=delete", "pod/stop", "--timeout=30s"]);
+    env.ok(&[
+        "wait",
+        "--for=delete",
+        "pod/stop",
+        &common::timeout_flag(30),
+    ]);
     let log = std::fs::read_to_string(out.join("log")).expect("hook log");
     assert_eq!(log, "started\npre-stop\ngot-TERM\n");
     env.teardown();

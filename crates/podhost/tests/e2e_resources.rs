@@ -10,7 +10,7 @@ use common::{container_status, Env};
 /// Host directory of a process's cgroup in v1 hierarchy `ctrl` (or the v2 tree).
 fn cgroup_dir(pid: u32, ctrl: &str) -> PathBuf {
     let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("cgroup file");
-    let v2 = std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    let v2 = common::cgroup_v2();
     for line in text.lines() {
         let mut f = line.splitn(3, ':');
         let (_, ctrls, path) = (f.next(), f.next().unwrap_or(""), f.next().unwrap_or(""));
@@ -59,7 +59,7 @@ fn limits_in_cgroup_files_pod_cgroup_and_cpu_throttling() {
     let uid = pod["metadata"]["uid"].as_str().expect("uid").to_string();
     let busy = env.pid_of("limited", "busy");
     let pause = env.pid_of("limited", "POD");
-    let v2 = std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    let v2 = common::cgroup_v2();
 
     let mem = cgroup_dir(busy, "memory");
     let cpu = cgroup_dir(busy, "cpu");
@@ -75,6 +75,10 @@ fn limits_in_cgroup_files_pod_cgroup_and_cpu_throttling() {
         assert_eq!(read(cpu.join("cpu.max")), "10000 100000");
         assert_eq!(read(pod_mem.join("memory.max")), "67108864");
         assert_eq!(read(pod_mem.join("pids.max")), "4096");
+        // 100m → 102 shares → weight 17 with runc 1.3's conversion, in the container's
+        // cgroup (libcontainer) and the pod's (podhost) alike.
+        assert_eq!(read(cpu.join("cpu.weight")), "17");
+        assert_eq!(read(pod_mem.join("cpu.weight")), "17");
     } else {
         assert_eq!(read(mem.join("memory.limit_in_bytes")), "67108864");
         assert_eq!(read(cpu.join("cpu.cfs_quota_us")), "10000");
@@ -491,5 +495,151 @@ fn fs_group_owns_volumes_and_joins_the_groups() {
         .trim(),
         "777 0\n400 0"
     );
+    env.teardown();
+}
+
+const CGROUPFS: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: cgfs}
+spec:
+  containers:
+  - name: app
+    image: busybox
+    command: ["sleep", "3600"]
+    resources:
+      limits: {cpu: 250m, memory: 64Mi}
+  - name: priv
+    image: busybox
+    command: ["sleep", "3600"]
+    securityContext: {privileged: true}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: neighbour}
+spec:
+  containers:
+  - name: app
+    image: busybox
+    command: ["sleep", "3600"]
+"#;
+
+/// `sh -c SCRIPT` in a container of pod cgfs: its output (stderr merged) trimmed, whatever
+/// the script's exit code.
+fn sh(env: &Env, container: &str, script: &str) -> String {
+    env.ok(&[
+        "exec",
+        "cgfs",
+        "-c",
+        container,
+        "--",
+        "sh",
+        "-c",
+        &format!("({script}) 2>&1; true"),
+    ])
+    .trim()
+    .to_string()
+}
+
+/// Issue 12 item 7: from inside, `echo 209715200 > …/memory.limit_in_bytes` raised the
+/// container's own limit and `/sys/fs/cgroup/systemd` was the host's root hierarchy,
+/// writable. The cgroupfs is read-only in every hierarchy; on v2 the container has a cgroup
+/// namespace of its own and sees its cgroup as the root. A privileged container sees the
+/// host's cgroupfs writable and shares the host's cgroup namespace, as under containerd.
+#[test]
+fn cgroupfs_is_read_only_and_private_inside_containers() {
+    let mut env = Env::new();
+    env.apply("cgfs.yaml", CGROUPFS);
+    let pod = env.wait_ready("cgfs");
+    env.wait_ready("neighbour");
+    let uid = pod["metadata"]["uid"].as_str().expect("uid").to_string();
+    let app = env.pid_of("cgfs", "app");
+    let v2 = common::cgroup_v2();
+    let erofs = "Read-only file system";
+
+    // The attack of the issue, and every other hierarchy and the cgroupfs root.
+    let limit_file = if v2 {
+        "/sys/fs/cgroup/memory.max"
+    } else {
+        "/sys/fs/cgroup/memory/memory.limit_in_bytes"
+    };
+    let out = sh(&env, "app", &format!("echo 209715200 > {limit_file}"));
+    assert!(out.contains(erofs), "raising the own limit: {out}");
+    assert_eq!(sh(&env, "app", &format!("cat {limit_file}")), "67108864");
+    let host_limit = if v2 {
+        cgroup_dir(app, "memory").join("memory.max")
+    } else {
+        cgroup_dir(app, "memory").join("memory.limit_in_bytes")
+    };
+    assert_eq!(read(host_limit), "67108864", "the limit is unchanged");
+    let out = sh(
+        &env,
+        "app",
+        "touch /sys/fs/cgroup/x; for d in /sys/fs/cgroup/*/; do mkdir \"$d/x\" && echo \"WROTE $d\"; done; true",
+    );
+    assert!(out.contains(erofs) && !out.contains("WROTE"), "{out}");
+    // Nothing of the other pods (nor of this pod's other container) is in sight.
+    let out = sh(
+        &env,
+        "app",
+        "find /sys/fs/cgroup -name 'pod*' -o -name 'podhost*' | head -5; echo end",
+    );
+    assert_eq!(out, "end", "cgroups of other pods visible");
+
+    if v2 {
+        assert_eq!(sh(&env, "app", "cat /proc/self/cgroup"), "0::/");
+        // Its own cgroup is the root: limits and processes are its own.
+        assert_eq!(
+            sh(&env, "app", "cat /sys/fs/cgroup/cpu.max"),
+            "25000 100000"
+        );
+        // 250m → 256 shares → weight 35 (runc 1.3's conversion; the linear one gave 10).
+        assert_eq!(sh(&env, "app", "cat /sys/fs/cgroup/cpu.weight"), "35");
+        // The container's own process too, not only exec sessions like these.
+        assert_eq!(sh(&env, "app", "cat /proc/1/cgroup"), "0::/");
+        let app_ns = common::ns(app, "cgroup");
+        assert_ne!(app_ns, common::ns(std::process::id(), "cgroup"));
+        let other = env.pid_of("neighbour", "app");
+        assert_ne!(app_ns, common::ns(other, "cgroup"), "one namespace each");
+    } else {
+        let out = sh(
+            &env,
+            "app",
+            "echo 1 > /sys/fs/cgroup/systemd/notify_on_release",
+        );
+        assert!(out.contains(erofs), "systemd hierarchy: {out}");
+        // The systemd hierarchy shows the container's own cgroup, not the host's root.
+        let out = sh(&env, "app", "ls /sys/fs/cgroup/systemd");
+        assert!(
+            out.contains("cgroup.procs") && !out.contains("release_agent"),
+            "{out}"
+        );
+        let own = std::fs::read_to_string(format!("/proc/{app}/cgroup")).expect("cgroup");
+        assert!(
+            own.lines()
+                .any(|l| l.contains(":name=systemd:/") && l.contains(&format!("/pod{uid}/"))),
+            "{own}"
+        );
+    }
+
+    // Privileged: the host's cgroupfs, writable (here: its own limit, rewritten as is).
+    let own = sh(&env, "priv", "cat /proc/self/cgroup");
+    if v2 {
+        let path = own.strip_prefix("0::").expect("v2 entry");
+        assert!(path.contains(&format!("/pod{uid}/")), "{own}");
+        let out = sh(
+            &env,
+            "priv",
+            &format!("f=/sys/fs/cgroup{path}/memory.max; v=$(cat $f); echo $v > $f && echo OK"),
+        );
+        assert_eq!(out, "OK");
+    } else {
+        let out = sh(
+            &env,
+            "priv",
+            "f=/sys/fs/cgroup/memory/memory.limit_in_bytes; v=$(cat $f); echo $v > $f && echo OK",
+        );
+        assert_eq!(out, "OK");
+    }
     env.teardown();
 }

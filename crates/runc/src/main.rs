@@ -27,6 +27,8 @@ use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::Pid;
 use oci_spec::runtime::Spec;
 
+mod named_cgroups;
+
 /// Command line of the helper.
 #[derive(Parser, Debug)]
 #[command(
@@ -165,28 +167,44 @@ fn create(
     if !config.is_file() {
         bail!("{config:?} does not exist");
     }
+    let cgroups_path = Spec::load(&config)
+        .with_context(|| format!("load {config:?}"))?
+        .linux()
+        .as_ref()
+        .and_then(|l| l.cgroups_path().clone());
+    // The init inherits this helper's cgroups in the v1 hierarchies libcontainer leaves
+    // alone (name=systemd): its own there, not the host's.
+    let joined = match &cgroups_path {
+        Some(p) => Some(named_cgroups::join(&p.to_string_lossy())?),
+        None => None,
+    };
     // stdio is not set on the builder: the container init inherits ours
     // (the shim's pipes and /dev/null). The pid file is written by us, not by
     // libcontainer, so that it only appears once the container is fully
     // created, and atomically.
-    let container = builder(root, id)?
-        .with_console_socket(console_socket)
-        .as_init(&bundle)
-        .with_systemd(false)
-        .with_detach(true)
-        .build()
-        .context("libcontainer failed to create the container")?;
-    let result = container
-        .pid()
-        .ok_or_else(|| anyhow!("libcontainer returned no init pid"))
-        .and_then(|pid| write_pid_file(pid_file, pid.as_raw()));
-    if let Err(err) = result {
-        // Undo: nothing half-created may be left behind.
-        let mut c = container;
-        let _ = c.delete(true);
-        return Err(err);
+    let built = builder(root, id).and_then(|b| {
+        b.with_console_socket(console_socket)
+            .as_init(&bundle)
+            .with_systemd(false)
+            .with_detach(true)
+            .build()
+            .context("libcontainer failed to create the container")
+    });
+    let result = built.and_then(|container| {
+        container
+            .pid()
+            .ok_or_else(|| anyhow!("libcontainer returned no init pid"))
+            .and_then(|pid| write_pid_file(pid_file, pid.as_raw()))
+            .inspect_err(|_| {
+                // Undo: nothing half-created may be left behind.
+                let mut c = container;
+                let _ = c.delete(true);
+            })
+    });
+    if let (Err(_), Some(j)) = (&result, joined) {
+        j.leave();
     }
-    Ok(())
+    result
 }
 
 fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
@@ -367,9 +385,14 @@ fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
         // Errors are ignored because delete() kills and checks again.
         let _ = container.kill(Signal::SIGKILL, true);
     }
+    let cgroups_path = container.spec().ok().map(|c| c.cgroup_path);
     container
         .delete(force)
-        .context("libcontainer failed to delete the container")
+        .context("libcontainer failed to delete the container")?;
+    if let Some(p) = cgroups_path {
+        named_cgroups::remove(&p.to_string_lossy());
+    }
+    Ok(())
 }
 
 fn state(root: &Path, id: &str) -> Result<()> {

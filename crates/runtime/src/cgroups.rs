@@ -80,11 +80,9 @@ fn qos_dir(qos_class: &str) -> Option<&'static str> {
     }
 }
 
-/// cgroup v2 cpu.weight from v1 cpu.shares (the OCI/kubelet conversion).
-pub fn shares_to_weight(shares: u64) -> u64 {
-    let shares = shares.clamp(2, 262_144);
-    1 + ((shares - 2) * 9999) / 262_142
-}
+// v1 cpu.shares → v2 cpu.weight of the pod and QoS levels: the same conversion as
+// libcontainer's for container cgroups (runc ≥ 1.3, current kubelet), so both agree.
+use podhost_oci::cgroup::shares_to_weight;
 
 impl Cgroups {
     /// The machine's cgroups at /sys/fs/cgroup: v2 when the unified hierarchy is mounted
@@ -130,8 +128,32 @@ impl Cgroups {
         pids_limit: Option<i64>,
     ) -> Result<(), CgroupError> {
         let pod = pod_cgroup(parent, qos_class, pod_uid);
-        let leaf = format!("{pod}/{PAUSE_CGROUP}");
         let qos = qos_dir(qos_class).map(|q| format!("{}/{q}", parent.trim_matches('/')));
+        self.make_with_pause_leaf(&pod)?;
+        // kubelet gives BestEffort pods, together, the smallest CPU weight.
+        if qos_class == "BestEffort" {
+            if let Some(q) = &qos {
+                self.write_cpu_shares(q, 2)?;
+            }
+        }
+        self.set_limits(&pod, res)?;
+        if let Some(limit) = pids_limit {
+            write(&self.dir("pids", &pod).join("pids.max"), &limit.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// Create the cgroup of a sandbox below a pod cgroup someone else made and limits (a
+    /// kubelet's, CRI `cgroup_parent`), with the pause's leaf and no limits of its own.
+    pub fn create_sandbox(&self, rel: &str) -> Result<(), CgroupError> {
+        self.make_with_pause_leaf(rel)
+    }
+
+    /// `rel` and its pause leaf in every hierarchy podhost uses; on v2 with the
+    /// controllers enabled down to it.
+    fn make_with_pause_leaf(&self, rel: &str) -> Result<(), CgroupError> {
+        let rel = rel.trim_matches('/');
+        let leaf = format!("{rel}/{PAUSE_CGROUP}");
         match self.version {
             Version::V1 => {
                 for ctrl in CONTROLLERS {
@@ -146,47 +168,64 @@ impl Cgroups {
                 // Controllers must be enabled in every ancestor for the pod's files to
                 // exist; some may be absent from this kernel or delegation: best effort.
                 let mut cur = self.root.clone();
-                for part in pod.split('/') {
+                for part in rel.split('/') {
                     let _ = write(&cur.join("cgroup.subtree_control"), "+cpu +memory +pids");
                     cur = cur.join(part);
                 }
                 let _ = write(&cur.join("cgroup.subtree_control"), "+cpu +memory +pids");
             }
         }
-        // kubelet gives BestEffort pods, together, the smallest CPU weight.
-        if qos_class == "BestEffort" {
-            if let Some(q) = &qos {
-                self.write_cpu_shares(q, 2)?;
-            }
-        }
+        Ok(())
+    }
+
+    /// Write the CPU and memory limits `res` gives to cgroup `rel` (a pod's, or a running
+    /// container's for CRI `UpdateContainerResources`); those it leaves out are unchanged.
+    pub fn set_limits(&self, rel: &str, res: &ContainerResources) -> Result<(), CgroupError> {
         if let Some(shares) = res.cpu_shares {
-            self.write_cpu_shares(&pod, shares)?;
+            self.write_cpu_shares(rel, shares)?;
         }
         if let Some(quota) = res.cpu_quota {
             let period = res.cpu_period.unwrap_or(100_000);
             match self.version {
                 Version::V1 => {
-                    let d = self.dir("cpu", &pod);
+                    let d = self.dir("cpu", rel);
                     write(&d.join("cpu.cfs_period_us"), &period.to_string())?;
                     write(&d.join("cpu.cfs_quota_us"), &quota.to_string())?;
                 }
                 Version::V2 => write(
-                    &self.dir("cpu", &pod).join("cpu.max"),
+                    &self.dir("cpu", rel).join("cpu.max"),
                     &format!("{quota} {period}"),
                 )?,
             }
         }
         if let Some(limit) = res.memory_limit {
-            let file = match self.version {
-                Version::V1 => "memory.limit_in_bytes",
-                Version::V2 => "memory.max",
-            };
-            write(&self.dir("memory", &pod).join(file), &limit.to_string())?;
-        }
-        if let Some(limit) = pids_limit {
-            write(&self.dir("pids", &pod).join("pids.max"), &limit.to_string())?;
+            match self.version {
+                Version::V1 => self.write_v1_memory_limit(rel, limit)?,
+                Version::V2 => write(
+                    &self.dir("memory", rel).join("memory.max"),
+                    &limit.to_string(),
+                )?,
+            }
         }
         Ok(())
+    }
+
+    /// v1 memory limit. With swap accounting, memory may never exceed memory+swap: a
+    /// limit raised above a container's memory+swap limit (libcontainer sets one) raises
+    /// that first, to the same value (no swap, as runc does when none is asked).
+    fn write_v1_memory_limit(&self, rel: &str, limit: i64) -> Result<(), CgroupError> {
+        let d = self.dir("memory", rel);
+        let mem = d.join("memory.limit_in_bytes");
+        let memsw = d.join("memory.memsw.limit_in_bytes");
+        match write(&mem, &limit.to_string()) {
+            Err(CgroupError::Write { source, .. })
+                if source.raw_os_error() == Some(libc::EINVAL) && memsw.exists() =>
+            {
+                write(&memsw, &limit.to_string())?;
+                write(&mem, &limit.to_string())
+            }
+            r => r,
+        }
     }
 
     fn write_cpu_shares(&self, rel: &str, shares: u64) -> Result<(), CgroupError> {
@@ -266,8 +305,21 @@ impl Cgroups {
     pub fn remove_pod(&self, parent: &str, qos_class: &str, pod_uid: &str) {
         let pod = pod_cgroup(parent, qos_class, pod_uid);
         let qos = qos_dir(qos_class).map(|q| format!("{}/{q}", parent.trim_matches('/')));
+        self.remove_sandbox(&pod);
+        if let Some(q) = &qos {
+            for h in self.hierarchies() {
+                // Fails (ENOTEMPTY/EBUSY) while another pod of the class lives: fine.
+                let _ = std::fs::remove_dir(h.join(q));
+            }
+        }
+    }
+
+    /// Remove a sandbox's cgroup `rel` and its children in every hierarchy; the levels
+    /// above stay (they are a kubelet's, or [`Cgroups::remove_pod`] handles them).
+    pub fn remove_sandbox(&self, rel: &str) {
+        let rel = rel.trim_matches('/');
         for h in self.hierarchies() {
-            let dir = h.join(&pod);
+            let dir = h.join(rel);
             if dir.is_dir() {
                 for k in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
                     if k.path().is_dir() {
@@ -275,10 +327,6 @@ impl Cgroups {
                     }
                 }
                 rmdir_retry(&dir);
-            }
-            if let Some(q) = &qos {
-                // Fails (ENOTEMPTY/EBUSY) while another pod of the class lives: fine.
-                let _ = std::fs::remove_dir(h.join(q));
             }
         }
     }
@@ -369,19 +417,28 @@ impl Cgroups {
         }
     }
 
+    /// Memory usage of cgroup `rel`, caches included, in bytes.
+    pub fn memory_usage(&self, rel: &str) -> Option<u64> {
+        let file = match self.version {
+            Version::V1 => "memory.usage_in_bytes",
+            Version::V2 => "memory.current",
+        };
+        std::fs::read_to_string(self.dir("memory", rel).join(file))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
     /// Working set of cgroup `rel`: memory usage minus inactive file cache (kubectl top's
     /// figure; the cache can be reclaimed, so it does not count toward an OOM).
     pub fn memory_working_set(&self, rel: &str) -> Option<u64> {
         let d = self.dir("memory", rel);
-        let (usage_file, inactive_key) = match self.version {
-            Version::V1 => ("memory.usage_in_bytes", "total_inactive_file"),
-            Version::V2 => ("memory.current", "inactive_file"),
+        let inactive_key = match self.version {
+            Version::V1 => "total_inactive_file",
+            Version::V2 => "inactive_file",
         };
-        let usage: u64 = std::fs::read_to_string(d.join(usage_file))
-            .ok()?
-            .trim()
-            .parse()
-            .ok()?;
+        let usage = self.memory_usage(rel)?;
         let stat = std::fs::read_to_string(d.join("memory.stat")).unwrap_or_default();
         let inactive = keyed(&stat, inactive_key).unwrap_or(0);
         Some(usage.saturating_sub(inactive))
@@ -526,7 +583,7 @@ mod tests {
             "podhost/besteffort/podu1"
         );
         assert_eq!(shares_to_weight(2), 1);
-        assert_eq!(shares_to_weight(1024), 39);
+        assert_eq!(shares_to_weight(1024), 100);
         assert_eq!(shares_to_weight(262_144), 10_000);
     }
 
@@ -634,5 +691,61 @@ mod tests {
         cg.remove_pod("p", "Burstable", "u5");
         assert!(!dir.join("memory/p/burstable").exists());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_sandbox_below_a_kubelet_pod_cgroup_leaves_the_pod_cgroup_alone() {
+        let (dir, cg) = fixture(Version::V1);
+        // The kubelet made and limited its pod cgroup.
+        let kubelet = dir.join("memory/kubepods/burstable/podk1");
+        std::fs::create_dir_all(&kubelet).unwrap();
+        std::fs::write(kubelet.join("memory.limit_in_bytes"), "1000").unwrap();
+        cg.create_sandbox("/kubepods/burstable/podk1/sb1").unwrap();
+        for c in CONTROLLERS {
+            assert!(dir
+                .join(c)
+                .join("kubepods/burstable/podk1/sb1/pause")
+                .is_dir());
+        }
+        assert_eq!(read(kubelet.join("memory.limit_in_bytes")), "1000");
+        std::fs::create_dir_all(kubelet.join("sb1/ctr")).unwrap();
+        cg.remove_sandbox("kubepods/burstable/podk1/sb1");
+        assert!(!kubelet.join("sb1").exists());
+        assert!(kubelet.is_dir(), "the kubelet's own cgroup stays");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn set_limits_changes_only_what_is_given() {
+        let (dir, cg) = fixture(Version::V2);
+        let c = dir.join("p/podu1/c1");
+        std::fs::create_dir_all(&c).unwrap();
+        std::fs::write(c.join("memory.max"), "max").unwrap();
+        cg.set_limits(
+            "p/podu1/c1",
+            &ContainerResources {
+                cpu_quota: Some(20_000),
+                cpu_period: Some(100_000),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(read(c.join("cpu.max")), "20000 100000");
+        assert_eq!(read(c.join("memory.max")), "max", "not given: unchanged");
+        assert!(!c.join("cpu.weight").exists());
+
+        let (dir1, cg1) = fixture(Version::V1);
+        for ctrl in CONTROLLERS {
+            std::fs::create_dir_all(dir1.join(ctrl).join("p/podu1/c1")).unwrap();
+        }
+        cg1.set_limits("p/podu1/c1", &res()).unwrap();
+        assert_eq!(read(dir1.join("cpu/p/podu1/c1/cpu.shares")), "512");
+        assert_eq!(read(dir1.join("cpu/p/podu1/c1/cpu.cfs_quota_us")), "50000");
+        assert_eq!(
+            read(dir1.join("memory/p/podu1/c1/memory.limit_in_bytes")),
+            (64 << 20).to_string()
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+        std::fs::remove_dir_all(&dir1).unwrap();
     }
 }

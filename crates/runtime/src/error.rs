@@ -157,6 +157,17 @@ pub enum RuntimeError {
         /// `namespace/name` of the pod holding it.
         pod: String,
     },
+    /// A port inside a pod could not be reached (port-forward).
+    #[error("sandbox {sandbox_id}: port {port}: {source}")]
+    PortForward {
+        /// The sandbox.
+        sandbox_id: String,
+        /// The port in the pod.
+        port: u16,
+        /// Why the connection failed.
+        #[source]
+        source: super::dial::DialError,
+    },
     /// A create failed, and undoing its earlier steps failed too: both are kept.
     #[error("{error} (cleanup also failed: {cleanup})")]
     WithCleanup {

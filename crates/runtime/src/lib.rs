@@ -13,6 +13,8 @@
 //! - [`cgroups`]: pod and container cgroups, v1 and v2.
 //! - [`linux`]: the Linux parts of sandbox and container configs (resources, security).
 //! - `shim_client`, `netns`, `mounts`: talking to a pod's shim, pinning namespaces, mounts.
+//! - [`dial`]: connecting to a port inside a pod's network namespace (probes,
+//!   port-forward).
 //! - [`config`]: where the runtime keeps its state and finds its helpers.
 //! - [`state_file`]: durable JSON files written atomically.
 //! - [`clock`]: timestamps, from a clock tests can pause.
@@ -23,6 +25,7 @@
 pub mod cgroups;
 pub mod clock;
 pub mod config;
+pub mod dial;
 pub mod error;
 #[cfg(feature = "fake")]
 pub mod fake;
@@ -47,7 +50,7 @@ pub use linux::{ContainerLinux, ContainerResources, PodLinux, SeccompProfile, Se
 pub use network::{DnsConfig, HostAlias, PortMapping};
 
 /// What a sandbox needs to know about its pod (CRI `PodSandboxConfig`).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct SandboxConfig {
     /// Pod name.
     pub name: String,
@@ -65,6 +68,9 @@ pub struct SandboxConfig {
     pub log_directory: PathBuf,
     /// Pod labels, kept for listing and selection.
     pub labels: BTreeMap<String, String>,
+    /// Pod annotations (CRI keeps them for the kubelet; podhost's own pods have none).
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
     /// QoS class, pod cgroup limits, host namespaces.
     #[serde(default)]
     pub linux: PodLinux,
@@ -121,19 +127,40 @@ pub struct ContainerRef {
 }
 
 /// Cumulative resource counters of one container at one instant (CRI `ContainerStats`):
-/// rates come from two samples, as kubelet computes them.
+/// rates come from two samples, as kubelet computes them. Counters are `None` where the
+/// container has no cgroup (not created yet, or removed).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ContainerStats {
     /// Container id.
     pub id: String,
     /// Container name in its pod.
     pub name: String,
+    /// Its state when sampled: CRI lists created and exited containers too, `top` only
+    /// running ones.
+    pub state: ContainerState,
     /// When the counters were read, unix nanoseconds.
     pub timestamp: i64,
     /// CPU time used since the container started, nanoseconds.
     pub cpu_usage_ns: Option<u64>,
     /// Memory working set (usage minus inactive file cache), bytes.
     pub memory_working_set: Option<u64>,
+    /// Memory usage including all caches, bytes.
+    #[serde(default)]
+    pub memory_usage: Option<u64>,
+    /// Bytes and inodes of the container's writable layer (the overlay's upper dir).
+    #[serde(default)]
+    pub writable_layer: Option<LayerUsage>,
+}
+
+/// Space used by a container's writable layer.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LayerUsage {
+    /// Bytes of its files.
+    pub bytes: u64,
+    /// Its files and directories.
+    pub inodes: u64,
+    /// Directory holding the layers of all containers, for CRI's `FilesystemIdentifier`.
+    pub mountpoint: PathBuf,
 }
 
 /// Cumulative resource counters of one pod and its running containers (CRI
@@ -154,13 +181,19 @@ pub struct SandboxStats {
     pub cpu_usage_ns: Option<u64>,
     /// Memory working set of the whole pod cgroup, bytes.
     pub memory_working_set: Option<u64>,
-    /// Its running containers.
+    /// Memory usage of the whole pod cgroup including caches, bytes.
+    #[serde(default)]
+    pub memory_usage: Option<u64>,
+    /// Its containers, whatever their state.
     pub containers: Vec<ContainerStats>,
 }
 
 /// Space of the filesystem holding the images (CRI `ImageFsInfo`).
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct FsUsage {
+    /// The image store's directory (a kubelet finds the filesystem's size from it).
+    #[serde(default)]
+    pub mountpoint: PathBuf,
     /// Bytes used by the image store.
     pub used_bytes: u64,
     /// Inodes used by the image store.
@@ -279,7 +312,7 @@ impl<'de, T: Default> Deserialize<'de> for Sensitive<T> {
 }
 
 /// What to run in a container (CRI `ContainerConfig`).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct ContainerConfig {
     /// Container name within the pod.
     pub name: String,
@@ -304,9 +337,24 @@ pub struct ContainerConfig {
     pub log_path: String,
     /// Labels, used to find containers of a pod by name.
     pub labels: BTreeMap<String, String>,
+    /// Annotations (CRI keeps them for the kubelet).
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
     /// Cgroup limits and security context.
     #[serde(default)]
     pub linux: ContainerLinux,
+    /// Run on a pseudo-terminal (CRI `tty`): stdout and stderr merged into the terminal's
+    /// output (logged as stdout), window sizes from attach sessions.
+    #[serde(default)]
+    pub tty: bool,
+    /// Keep stdin open for [`Runtime::attach`] (CRI `stdin`); otherwise it reads
+    /// `/dev/null`.
+    #[serde(default)]
+    pub stdin: bool,
+    /// Close stdin when the first attach session that had it ends (CRI `stdin_once`;
+    /// without a TTY, as containerd).
+    #[serde(default)]
+    pub stdin_once: bool,
 }
 
 /// Container state as CRI reports it.
@@ -365,6 +413,9 @@ pub struct ImageInfo {
     /// `name@sha256:…` it was pulled by; empty for images loaded from archives.
     #[serde(default)]
     pub repo_digests: Vec<String>,
+    /// The image config's `User` (`uid`, `name`, `uid:gid` …), when the runtime read it.
+    #[serde(default)]
+    pub user: Option<String>,
 }
 
 /// Outcome of [`Runtime::pull_image`].
@@ -427,9 +478,23 @@ pub struct ExecOptions {
     pub size: Option<TerminalSize>,
 }
 
-/// Anything bidirectional and async, for [`ExecStream`].
+/// Anything bidirectional and async, for [`ExecStream`] and [`ForwardStream`].
 pub trait ExecIo: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> ExecIo for T {}
+
+/// Which of a running container's streams an attach session gets (CRI `AttachRequest`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AttachOptions {
+    /// The session writes to the container's stdin (if it was created with one).
+    pub stdin: bool,
+    /// The session receives stdout (with a TTY: the terminal's whole output).
+    pub stdout: bool,
+    /// The session receives stderr (nothing comes with a TTY).
+    pub stderr: bool,
+}
+
+/// A TCP connection to a port inside a pod's network namespace ([`Runtime::port_forward`]).
+pub type ForwardStream = Box<dyn ExecIo>;
 
 /// What a finished `exec_sync` command produced (CRI `ExecSyncResponse`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -445,13 +510,42 @@ pub struct ExecResult {
 /// Output kept per stream by `exec_sync` (kubelet keeps 10 KiB of probe output).
 pub const EXEC_SYNC_MAX_OUTPUT: usize = 16 * 1024;
 
+/// Reads one frame of an exec or attach stream (`podhost_shim::proto::frame`): its
+/// kind and payload; `None` at a clean end between frames.
+pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R) -> std::io::Result<Option<(u8, Vec<u8>)>> {
+    use podhost_shim::proto::frame;
+    use tokio::io::AsyncReadExt;
+    let mut head = [0u8; frame::HEADER];
+    let mut got = 0;
+    while got < head.len() {
+        match r.read(&mut head[got..]).await? {
+            0 if got == 0 => return Ok(None),
+            0 => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            n => got += n,
+        }
+    }
+    let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+    if len > frame::MAX_PAYLOAD {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "frame of {len} bytes exceeds the {} byte limit",
+                frame::MAX_PAYLOAD
+            ),
+        ));
+    }
+    let mut data = vec![0u8; len];
+    r.read_exact(&mut data).await?;
+    Ok(Some((head[0], data)))
+}
+
 /// Read an exec stream's frames until its exit frame (the body of `exec_sync`).
 async fn collect_exec(
     container_id: &str,
     stream: &mut ExecStream,
 ) -> Result<ExecResult, RuntimeError> {
     use podhost_shim::proto::frame;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let io = |action| {
         let path = PathBuf::from(container_id);
         move |source| RuntimeError::Io {
@@ -469,29 +563,17 @@ async fn collect_exec(
         .map_err(io("exec_sync: closing stdin of"))?;
     let mut out = ExecResult::default();
     loop {
-        let mut head = [0u8; frame::HEADER];
-        stream
-            .read_exact(&mut head)
+        let (kind, data) = read_frame(stream)
             .await
-            .map_err(io("exec_sync: reading output of"))?;
-        let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
-        if len > frame::MAX_PAYLOAD {
-            return Err(RuntimeError::Io {
-                action: "exec_sync: oversized frame from",
-                path: PathBuf::from(container_id),
-                source: std::io::Error::from(std::io::ErrorKind::InvalidData),
-            });
-        }
-        let mut data = vec![0u8; len];
-        stream
-            .read_exact(&mut data)
-            .await
-            .map_err(io("exec_sync: reading output of"))?;
+            .map_err(io("exec_sync: reading output of"))?
+            .ok_or_else(|| {
+                io("exec_sync: reading output of")(std::io::ErrorKind::UnexpectedEof.into())
+            })?;
         let keep = |buf: &mut Vec<u8>, data: &[u8]| {
             let room = EXEC_SYNC_MAX_OUTPUT.saturating_sub(buf.len());
             buf.extend_from_slice(&data[..data.len().min(room)]);
         };
-        match head[0] {
+        match kind {
             frame::STDOUT => keep(&mut out.stdout, &data),
             frame::STDERR => keep(&mut out.stderr, &data),
             frame::EXIT if data.len() == 4 => {
@@ -582,6 +664,23 @@ pub trait Runtime: Send + Sync + 'static {
             }),
         }
     }
+    /// Attach to a running container's stdio (CRI `Attach`). The stream speaks the shim's
+    /// frame protocol like an exec's: the container's output from now on, STDIN frames
+    /// into its stdin, RESIZE frames for its terminal. An EXIT frame with the container's
+    /// code ends it when the container exits; the stream ends without one when the
+    /// session's end of input (STDIN_CLOSE) ended it. Dropping it detaches.
+    async fn attach(
+        &self,
+        container_id: &str,
+        opts: AttachOptions,
+    ) -> Result<ExecStream, RuntimeError>;
+    /// Connect to `port` on 127.0.0.1 inside the sandbox's network namespace (CRI
+    /// `PortForward`; a hostNetwork pod's namespace is the host's).
+    async fn port_forward(
+        &self,
+        sandbox_id: &str,
+        port: u16,
+    ) -> Result<ForwardStream, RuntimeError>;
     /// The image a reference resolves to, if present.
     async fn image_status(&self, reference: &str) -> Result<Option<ImageInfo>, RuntimeError>;
     /// All images.
@@ -612,9 +711,20 @@ pub trait Runtime: Send + Sync + 'static {
     async fn collect_images(&self, high: u8, low: u8) -> Result<PruneResult, RuntimeError>;
     /// Space used by images (CRI `ImageFsInfo`).
     async fn image_fs_info(&self) -> Result<FsUsage, RuntimeError>;
-    /// Cumulative CPU and memory counters of every ready sandbox and its running
-    /// containers (CRI `ListPodSandboxStats`).
+    /// Cumulative CPU and memory counters of every ready sandbox and its containers (CRI
+    /// `ListPodSandboxStats` and `ListContainerStats`).
     async fn list_pod_sandbox_stats(&self) -> Result<Vec<SandboxStats>, RuntimeError>;
+    /// Change the cgroup limits of a created or running container (CRI
+    /// `UpdateContainerResources`); its status reports them from then on. The OOM score
+    /// is fixed at creation and not changed.
+    async fn update_container_resources(
+        &self,
+        container_id: &str,
+        resources: &ContainerResources,
+    ) -> Result<(), RuntimeError>;
+    /// Make the writer of a running container's log reopen its file (CRI
+    /// `ReopenContainerLog`), after the file was renamed for rotation.
+    async fn reopen_container_log(&self, container_id: &str) -> Result<(), RuntimeError>;
     /// Every recorded sandbox, without asking shims.
     async fn sandbox_refs(&self) -> Result<Vec<SandboxRef>, RuntimeError>;
     /// Every recorded container, without asking shims.

@@ -18,6 +18,13 @@ pub struct PodLinux {
     pub host_pid: bool,
     /// `hostIPC`: the pod uses the host's IPC namespace.
     pub host_ipc: bool,
+    /// The pod cgroup a kubelet made (CRI `linux.cgroup_parent`): the kubelet owns it and
+    /// its QoS level and limits, so the runtime puts the sandbox below it and neither
+    /// makes, limits nor removes it. `None`: podhost's own layout under its parent.
+    pub cgroup_parent: Option<String>,
+    /// Pod sysctls as CRI gives them at the sandbox (namespaced ones); the CRI server
+    /// passes them on to each container's [`SecurityConfig::sysctls`].
+    pub sysctls: BTreeMap<String, String>,
 }
 
 /// Cgroup limits and OOM score of a container or of a pod cgroup.
@@ -46,6 +53,9 @@ pub enum SeccompProfile {
     RuntimeDefault,
     /// A profile file, relative to the daemon's seccomp profile root.
     Localhost(String),
+    /// A profile file at this absolute host path (CRI's `localhost_ref`, which the
+    /// kubelet resolves under its own profile root).
+    Path(std::path::PathBuf),
 }
 
 /// Resolved security context of one container (pod-level values already applied).
@@ -60,6 +70,9 @@ pub struct SecurityConfig {
     pub cap_drop: Vec<String>,
     /// `runAsUser`; the image's user otherwise.
     pub run_as_user: Option<i64>,
+    /// A user name looked up in the image's /etc/passwd (CRI `run_as_username`), when no
+    /// `run_as_user` is given.
+    pub run_as_username: Option<String>,
     /// `runAsGroup`; the user's primary group otherwise.
     pub run_as_group: Option<i64>,
     /// `runAsNonRoot`: refuse to run as uid 0.
@@ -76,6 +89,12 @@ pub struct SecurityConfig {
     pub unmasked_proc: bool,
     /// Pod `sysctls` (namespaced ones only; validation refuses the others).
     pub sysctls: BTreeMap<String, String>,
+    /// Paths hidden from the container, replacing the runtime's default list (CRI
+    /// `masked_paths`); `None`: the defaults.
+    pub masked_paths: Option<Vec<String>>,
+    /// Paths made read-only, replacing the default list (CRI `readonly_paths`); `None`:
+    /// the defaults.
+    pub readonly_paths: Option<Vec<String>>,
 }
 
 /// Container-level Linux settings.
@@ -86,4 +105,25 @@ pub struct ContainerLinux {
     pub resources: ContainerResources,
     /// Security context.
     pub security: SecurityConfig,
+}
+
+/// An image's `STOPSIGNAL` (`SIGTERM`, `TERM` or `15`) → signal number; `None` for names
+/// this runtime does not know.
+pub fn signal_number(s: &str) -> Option<i32> {
+    if let Ok(n) = s.parse() {
+        return Some(n);
+    }
+    let name = s.trim_start_matches("SIG");
+    Some(match name {
+        "HUP" => libc::SIGHUP,
+        "INT" => libc::SIGINT,
+        "QUIT" => libc::SIGQUIT,
+        "KILL" => libc::SIGKILL,
+        "USR1" => libc::SIGUSR1,
+        "USR2" => libc::SIGUSR2,
+        "TERM" => libc::SIGTERM,
+        "WINCH" => libc::SIGWINCH,
+        "STOP" => libc::SIGSTOP,
+        _ => return None,
+    })
 }

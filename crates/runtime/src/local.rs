@@ -15,6 +15,7 @@ use podhost_image::pull::Puller;
 use podhost_image::ImageStore;
 
 use super::cgroups::{self, Cgroups};
+use super::dial;
 use super::mounts;
 use super::netns;
 use super::network::{Attachment, Network};
@@ -23,13 +24,17 @@ use super::*;
 use crate::clock::now_nanos;
 use crate::config::RuntimeConfig;
 use crate::state_file::{private_dir, read_json, write_json_atomic};
+use podhost_oci::cgroup::CgroupFs;
 use podhost_shim::proto::ContainerState as ShimState;
 use podhost_shim::proto::ErrorCode;
 
+mod cri_ops;
 mod image_gc;
 mod images;
 mod sandbox;
 mod usage;
+
+use cri_ops::LastSeen;
 
 /// Durable record of a sandbox, enough to tear it down after a crash.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -57,6 +62,10 @@ struct ContainerRecord {
     /// counted once it has exited.
     #[serde(default)]
     cgroup: String,
+    /// What the shim last reported, saved when the sandbox was stopped (the shim and
+    /// its memory go with the stop): an exited container stays exited, with its code.
+    #[serde(default)]
+    last_seen: Option<LastSeen>,
 }
 
 /// The runtime of this machine.
@@ -68,6 +77,8 @@ pub struct LocalRuntime {
     oom_score_floor: i32,
     /// Capabilities the runtime itself holds: a container cannot get more.
     host_caps: Option<u64>,
+    /// The cgroupfs as container specs need it (v1 hierarchies to make read-only, or v2).
+    cgroupfs: CgroupFs,
     images: Arc<ImageStore>,
     /// Registry pulls into `images` (see `images.rs`).
     puller: Arc<Puller>,
@@ -115,6 +126,9 @@ impl Undo {
     }
 }
 
+/// How long a port-forward connection may take to be accepted inside the pod.
+const FORWARD_DIAL_TIMEOUT: Duration = Duration::from_secs(10);
+
 fn new_id() -> String {
     let bytes: [u8; 32] = rand::random();
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -146,10 +160,18 @@ impl LocalRuntime {
             &config.netns_dir(),
         )?;
         let images = Arc::new(images);
+        let cgroups = Cgroups::detect();
+        // One detection decides both: the pod cgroups podhost writes and what containers see.
+        let cgroupfs = match (cgroups.version(), CgroupFs::host()) {
+            (cgroups::Version::V2, _) => CgroupFs::V2,
+            (cgroups::Version::V1, CgroupFs::V1(hierarchies)) => CgroupFs::V1(hierarchies),
+            (cgroups::Version::V1, CgroupFs::V2) => CgroupFs::V1(Vec::new()),
+        };
         let rt = Arc::new(LocalRuntime {
             puller: Arc::new(Puller::new(images.clone(), config.registry_config.clone())),
             images,
-            cgroups: Cgroups::detect(),
+            cgroups,
+            cgroupfs,
             oom_score_floor: lowest_oom_score_adj(),
             host_caps: podhost_oci::caps::host_bounding_mask(),
             network,
@@ -397,7 +419,13 @@ impl LocalRuntime {
         pin: &Path,
     ) -> Result<u32, RuntimeError> {
         let dir = self.config.sandbox_run_dir(id);
-        let rotation = self.config.container_log_rotation.map(|p| {
+        // Under a kubelet its container log manager rotates (and asks ReopenContainerLog):
+        // a second rotator in the shim would rename files under its feet.
+        let rotation = match cfg.owner {
+            Owner::Cri => None,
+            Owner::Podhost => self.config.container_log_rotation,
+        };
+        let rotation = rotation.map(|p| {
             [
                 "--log-max-size".to_string(),
                 p.max_size.to_string(),
@@ -463,7 +491,7 @@ impl LocalRuntime {
         image_cfg: &oci_spec::image::ImageConfiguration,
         pause_pid: u32,
         cid: &str,
-    ) -> podhost_oci::ContainerParams {
+    ) -> Result<podhost_oci::ContainerParams, RuntimeError> {
         let icfg = image_cfg.config().clone().unwrap_or_default();
         let entrypoint = icfg.entrypoint().clone().unwrap_or_default();
         let cmd = icfg.cmd().clone().unwrap_or_default();
@@ -498,22 +526,8 @@ impl LocalRuntime {
             .clone()
             .or_else(|| icfg.working_dir().clone().filter(|w| !w.is_empty()))
             .unwrap_or_else(|| "/".to_string());
-        let (image_uid, image_gid) = resolve_user(rootfs, icfg.user().as_deref().unwrap_or(""));
         let sec = &cfg.linux.security;
-        // runAsUser/runAsGroup replace the image's user (ids outside u32 were refused
-        // by validation).
-        let uid = sec
-            .run_as_user
-            .and_then(|u| u32::try_from(u).ok())
-            .unwrap_or(image_uid);
-        let gid = sec
-            .run_as_group
-            .and_then(|g| u32::try_from(g).ok())
-            .unwrap_or(if sec.run_as_user.is_some() {
-                0
-            } else {
-                image_gid
-            });
+        let (uid, gid, image_groups) = cri_ops::container_user(rootfs, &icfg, cfg)?;
         let ns = |n: &str| Some(PathBuf::from(format!("/proc/{pause_pid}/ns/{n}")));
         let sb_state = self.config.sandbox_state_dir(&sandbox.id);
         let mut mounts: Vec<podhost_oci::BindMount> = cfg
@@ -550,7 +564,7 @@ impl LocalRuntime {
             readonly: false,
             ..Default::default()
         });
-        podhost_oci::ContainerParams {
+        Ok(podhost_oci::ContainerParams {
             rootfs: rootfs.to_path_buf(),
             args,
             env: env.into_iter().map(|(k, v)| format!("{k}={v}")).collect(),
@@ -561,6 +575,7 @@ impl LocalRuntime {
                 .supplemental_groups
                 .iter()
                 .filter_map(|g| u32::try_from(*g).ok())
+                .chain(image_groups)
                 .collect(),
             namespaces: podhost_oci::PodNamespaces {
                 net: ns("net"),
@@ -579,9 +594,13 @@ impl LocalRuntime {
                 host_pid: sandbox.config.linux.host_pid,
             },
             mounts,
-            cgroups_path: format!("/{}", self.container_cgroup(&sandbox.config, cid)),
+            cgroups_path: format!(
+                "/{}",
+                self.container_cgroup(&sandbox.id, &sandbox.config, cid)
+            ),
+            cgroupfs: self.cgroupfs.clone(),
             readonly_rootfs: sec.readonly_rootfs,
-            terminal: false,
+            terminal: cfg.tty,
             resources: podhost_oci::Resources {
                 cpu_shares: cfg.linux.resources.cpu_shares,
                 cpu_quota: cfg.linux.resources.cpu_quota,
@@ -606,21 +625,29 @@ impl LocalRuntime {
                     SeccompProfile::Localhost(name) => podhost_oci::Seccomp::Localhost(
                         self.config.seccomp_dir().join(name.trim_start_matches('/')),
                     ),
+                    SeccompProfile::Path(path) => podhost_oci::Seccomp::Localhost(path.clone()),
                 },
                 unmasked_proc: sec.unmasked_proc,
                 sysctls: sec.sysctls.clone(),
+                masked_paths: sec.masked_paths.clone(),
+                readonly_paths: sec.readonly_paths.clone(),
             },
+        })
+    }
+
+    /// The sandbox's cgroup, relative to the hierarchy root: podhost's pod cgroup, or,
+    /// below a kubelet's pod cgroup, one per sandbox (a pod's stopped sandbox and its new
+    /// one live side by side there until the kubelet removes the old).
+    fn pod_cgroup(&self, sandbox_id: &str, sb: &SandboxConfig) -> String {
+        match &sb.linux.cgroup_parent {
+            Some(parent) => format!("{}/{sandbox_id}", parent.trim_matches('/')),
+            None => cgroups::pod_cgroup(&self.config.cgroup_parent, &sb.linux.qos_class, &sb.uid),
         }
     }
 
-    /// The pod's cgroup, relative to the hierarchy root.
-    fn pod_cgroup(&self, sb: &SandboxConfig) -> String {
-        cgroups::pod_cgroup(&self.config.cgroup_parent, &sb.linux.qos_class, &sb.uid)
-    }
-
-    /// A container's cgroup, inside its pod's.
-    fn container_cgroup(&self, sb: &SandboxConfig, cid: &str) -> String {
-        format!("{}/{cid}", self.pod_cgroup(sb))
+    /// A container's cgroup, inside its sandbox's.
+    fn container_cgroup(&self, sandbox_id: &str, sb: &SandboxConfig, cid: &str) -> String {
+        format!("{}/{cid}", self.pod_cgroup(sandbox_id, sb))
     }
 
     fn status_from(&self, rec: &ContainerRecord, shim: Option<&ShimStatus>) -> ContainerStatus {
@@ -640,7 +667,11 @@ impl LocalRuntime {
                     c.exit_code,
                 )
             }
-            None => (ContainerState::Unknown, None, None, None, None),
+            // The shim is gone: what it said last, if the sandbox's stop saved it.
+            None => match &rec.last_seen {
+                Some(l) => (l.state(), None, l.started_at, l.finished_at, l.exit_code),
+                None => (ContainerState::Unknown, None, None, None, None),
+            },
         };
         // The memory cgroup counts its OOM kills; it stays until the container is removed.
         let oom_killed = state == ContainerState::Exited
@@ -732,38 +763,6 @@ fn records<T: serde::de::DeserializeOwned>(root: &Path, file: &str) -> Vec<T> {
     out
 }
 
-/// `User` of an image or pod: numeric `uid[:gid]`, or names looked up in the rootfs.
-fn resolve_user(rootfs: &Path, user: &str) -> (u32, u32) {
-    if user.is_empty() {
-        return (0, 0);
-    }
-    let (u, g) = user
-        .split_once(':')
-        .map(|(u, g)| (u, Some(g)))
-        .unwrap_or((user, None));
-    let lookup = |file: &str, name: &str, field: usize| -> Option<u32> {
-        let text = std::fs::read_to_string(rootfs.join(file)).ok()?;
-        text.lines()
-            .map(|l| l.split(':').collect::<Vec<_>>())
-            .find(|f| f.first() == Some(&name))
-            .and_then(|f| f.get(field).and_then(|v| v.parse().ok()))
-    };
-    let uid = u
-        .parse()
-        .ok()
-        .or_else(|| lookup("etc/passwd", u, 2))
-        .unwrap_or(0);
-    let gid = match g {
-        Some(g) => g
-            .parse()
-            .ok()
-            .or_else(|| lookup("etc/group", g, 2))
-            .unwrap_or(0),
-        None => lookup("etc/passwd", u, 3).unwrap_or(0),
-    };
-    (uid, gid)
-}
-
 /// kubelet's runAsNonRoot check (verifyRunAsNonRoot), with the same messages.
 fn verify_run_as_non_root(
     cfg: &ContainerConfig,
@@ -849,8 +848,7 @@ impl Runtime for LocalRuntime {
     }
 
     async fn stop_pod_sandbox(&self, sandbox_id: &str) -> Result<(), RuntimeError> {
-        self.sandbox(sandbox_id)?;
-        self.shim(sandbox_id).stop().await
+        self.stop_sandbox(sandbox_id, true).await
     }
 
     async fn remove_pod_sandbox(&self, sandbox_id: &str) -> Result<(), RuntimeError> {
@@ -960,7 +958,12 @@ impl Runtime for LocalRuntime {
         let dir = self.config.container_dir(&id);
         let bundle = self.config.bundle_dir(&id);
         let rootfs = dir.join("rootfs");
-        let log_path = sandbox.config.log_directory.join(&cfg.log_path);
+        // No log directory or path (a CRI client may give none): output is discarded.
+        let log_path =
+            match cfg.log_path.is_empty() || sandbox.config.log_directory.as_os_str().is_empty() {
+                true => PathBuf::new(),
+                false => sandbox.config.log_directory.join(&cfg.log_path),
+            };
         let mut undo = Undo::new();
         let steps = async {
             for d in [&dir, &bundle] {
@@ -971,7 +974,8 @@ impl Runtime for LocalRuntime {
             mounts::mount_overlay(&layers, &dir.join("upper"), &dir.join("work"), &rootfs)?;
             let r = rootfs.clone();
             undo.push(move || mounts::unmount(&r));
-            let params = self.container_params(&sandbox, cfg, &rootfs, &image_cfg, pause_pid, &id);
+            let params =
+                self.container_params(&sandbox, cfg, &rootfs, &image_cfg, pause_pid, &id)?;
             let image_user = image_cfg
                 .config()
                 .as_ref()
@@ -999,11 +1003,16 @@ impl Runtime for LocalRuntime {
                 created_at: now_nanos(),
                 image_id: image.id.clone(),
                 log_path: log_path.clone(),
-                cgroup: self.container_cgroup(&sandbox.config, &id),
+                cgroup: self.container_cgroup(sandbox_id, &sandbox.config, &id),
+                last_seen: None,
             };
             write_json_atomic(&dir.join("container.json"), &rec)?;
+            let shim_log = match log_path.as_os_str().is_empty() {
+                true => Path::new("/dev/null"),
+                false => log_path.as_path(),
+            };
             self.shim(sandbox_id)
-                .create_container(&id, &bundle, &log_path)
+                .create_container(&id, &bundle, shim_log, cfg)
                 .await?;
             // libcontainer makes its state dir 0755, and podhost-runc's exec writes the
             // container's process there (its environment) for a moment.
@@ -1133,6 +1142,38 @@ impl Runtime for LocalRuntime {
         Ok(Box::new(s))
     }
 
+    async fn attach(
+        &self,
+        container_id: &str,
+        opts: AttachOptions,
+    ) -> Result<ExecStream, RuntimeError> {
+        let rec = self.container(container_id)?;
+        let s = self
+            .shim(&rec.sandbox_id)
+            .attach(container_id, opts)
+            .await?;
+        Ok(Box::new(s))
+    }
+
+    async fn port_forward(
+        &self,
+        sandbox_id: &str,
+        port: u16,
+    ) -> Result<ForwardStream, RuntimeError> {
+        let rec = self.sandbox(sandbox_id)?;
+        // The recorded namespace, never one from the request: a pinned netns, or the
+        // daemon's own for hostNetwork pods. A forward is one connection, so it waits
+        // as long as a kubelet's dialer for the pod's accept queue.
+        let stream = dial::connect(&rec.netns_path, "127.0.0.1", port, FORWARD_DIAL_TIMEOUT)
+            .await
+            .map_err(|source| RuntimeError::PortForward {
+                sandbox_id: sandbox_id.to_string(),
+                port,
+                source,
+            })?;
+        Ok(Box::new(stream))
+    }
+
     async fn image_status(&self, reference: &str) -> Result<Option<ImageInfo>, RuntimeError> {
         let images = self.images.clone();
         let r = reference.to_string();
@@ -1144,17 +1185,16 @@ impl Runtime for LocalRuntime {
             let Some(img) = images.get(&r).map_err(err)? else {
                 return Ok(None);
             };
-            let stop_signal = images
-                .config(&img)
-                .ok()
-                .and_then(|c| c.config().clone())
-                .and_then(|c| c.stop_signal().clone());
+            let config = images.config(&img).ok().and_then(|c| c.config().clone());
             Ok(Some(ImageInfo {
                 id: img.id.clone(),
                 repo_tags: img.repo_tags.clone(),
                 size: img.size,
-                stop_signal,
+                stop_signal: config.as_ref().and_then(|c| c.stop_signal().clone()),
                 repo_digests: img.repo_digests.clone(),
+                user: config
+                    .and_then(|c| c.user().clone())
+                    .filter(|u| !u.is_empty()),
             }))
         })
         .await
@@ -1180,6 +1220,7 @@ impl Runtime for LocalRuntime {
                     size: i.size,
                     stop_signal: None,
                     repo_digests: i.repo_digests,
+                    user: None,
                 })
                 .collect())
         })
@@ -1226,6 +1267,19 @@ impl Runtime for LocalRuntime {
 
     async fn list_pod_sandbox_stats(&self) -> Result<Vec<SandboxStats>, RuntimeError> {
         self.stats().await
+    }
+
+    async fn update_container_resources(
+        &self,
+        container_id: &str,
+        resources: &ContainerResources,
+    ) -> Result<(), RuntimeError> {
+        self.update_resources(container_id, resources).await
+    }
+
+    async fn reopen_container_log(&self, container_id: &str) -> Result<(), RuntimeError> {
+        let rec = self.container(container_id)?;
+        self.shim(&rec.sandbox_id).reopen_log(container_id).await
     }
 
     async fn sandbox_refs(&self) -> Result<Vec<SandboxRef>, RuntimeError> {

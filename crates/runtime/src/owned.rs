@@ -192,6 +192,22 @@ impl Runtime for Owned {
         self.container(container_id).await?;
         self.inner.exec_sync(container_id, cmd, timeout).await
     }
+    async fn attach(
+        &self,
+        container_id: &str,
+        opts: AttachOptions,
+    ) -> Result<ExecStream, RuntimeError> {
+        self.container(container_id).await?;
+        self.inner.attach(container_id, opts).await
+    }
+    async fn port_forward(
+        &self,
+        sandbox_id: &str,
+        port: u16,
+    ) -> Result<ForwardStream, RuntimeError> {
+        self.sandbox(sandbox_id).await?;
+        self.inner.port_forward(sandbox_id, port).await
+    }
     async fn image_status(&self, reference: &str) -> Result<Option<ImageInfo>, RuntimeError> {
         self.inner.image_status(reference).await
     }
@@ -231,6 +247,20 @@ impl Runtime for Owned {
         all.retain(|s| own.contains(&s.id));
         Ok(all)
     }
+    async fn update_container_resources(
+        &self,
+        container_id: &str,
+        resources: &ContainerResources,
+    ) -> Result<(), RuntimeError> {
+        self.container(container_id).await?;
+        self.inner
+            .update_container_resources(container_id, resources)
+            .await
+    }
+    async fn reopen_container_log(&self, container_id: &str) -> Result<(), RuntimeError> {
+        self.container(container_id).await?;
+        self.inner.reopen_container_log(container_id).await
+    }
     async fn sandbox_refs(&self) -> Result<Vec<SandboxRef>, RuntimeError> {
         let mut all = self.inner.sandbox_refs().await?;
         all.retain(|r| r.owner == self.owner);
@@ -250,43 +280,32 @@ impl Runtime for Owned {
 }
 
 #[cfg(all(test, feature = "fake"))]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::clock::Clock;
     use crate::fake::FakeRuntime;
 
-    fn sandbox(name: &str) -> SandboxConfig {
+    /// A pod's sandbox config for tests.
+    pub(crate) fn sandbox(name: &str) -> SandboxConfig {
         SandboxConfig {
             name: name.into(),
             namespace: "default".into(),
             uid: format!("uid-{name}"),
-            attempt: 0,
             hostname: name.into(),
-            share_pid: false,
             log_directory: std::path::PathBuf::from("/tmp"),
-            labels: Default::default(),
-            linux: Default::default(),
-            host_network: false,
-            port_mappings: Vec::new(),
-            dns: None,
-            host_aliases: Vec::new(),
             owner: Owner::Podhost,
+            ..Default::default()
         }
     }
 
-    fn container(name: &str) -> ContainerConfig {
+    /// A busybox container's config for tests.
+    pub(crate) fn container(name: &str) -> ContainerConfig {
         ContainerConfig {
             name: name.into(),
-            attempt: 0,
             image: "busybox".into(),
             command: Sensitive(vec!["sleep".into()]),
-            args: Sensitive(Vec::new()),
-            working_dir: None,
-            envs: Sensitive(Vec::new()),
-            mounts: Vec::new(),
             log_path: format!("{name}/0.log"),
-            labels: Default::default(),
-            linux: Default::default(),
+            ..Default::default()
         }
     }
 
@@ -359,7 +378,20 @@ mod tests {
             .exec_sync(&c, vec!["true".into()], Duration::from_secs(1))
             .await
             .is_err());
+        assert!(matches!(
+            cli.attach(&c, AttachOptions::default()).await,
+            Err(RuntimeError::ContainerNotFound(_))
+        ));
+        assert!(matches!(
+            cli.port_forward(&theirs, 80).await,
+            Err(RuntimeError::SandboxNotFound(_))
+        ));
         assert!(cli.stop_container(&c, Duration::ZERO, 9).await.is_err());
+        assert!(cli
+            .update_container_resources(&c, &ContainerResources::default())
+            .await
+            .is_err());
+        assert!(cli.reopen_container_log(&c).await.is_err());
         cli.remove_container(&c).await.expect("no-op");
         cli.stop_pod_sandbox(&theirs).await.expect("no-op");
         cli.remove_pod_sandbox(&theirs).await.expect("no-op");

@@ -220,6 +220,17 @@ impl LogWriter {
         })
     }
 
+    /// Opens a new file at the path (a kubelet renamed the current one away: CRI's
+    /// ReopenContainerLog); later records go there.
+    pub fn reopen(&mut self) -> Result<(), String> {
+        let file = open_append(&self.path)
+            .map_err(|e| format!("reopen log file {}: {e}", self.path.display()))?;
+        self.size = file.metadata().map(|m| m.len()).unwrap_or(0);
+        self.file = file;
+        self.retry_at = 0;
+        Ok(())
+    }
+
     /// Appends whole records (each ending with a newline), rotating first whenever the
     /// next record would take the current file past the limit. A record longer than the
     /// limit gets a file of its own. An error leaves the writer usable: a failed rotation

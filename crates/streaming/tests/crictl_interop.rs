@@ -21,7 +21,6 @@ use podhost_cri_api::{
 use podhost_streaming::remotecommand::Options;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpStream, UnixListener};
-use tokio_stream::wrappers::UnixListenerStream;
 use tonic::{Request, Response, Status};
 
 fn crictl() -> Option<PathBuf> {
@@ -130,7 +129,9 @@ async fn start() -> Servers {
     let grpc = tokio::spawn(async move {
         let _ = tonic::transport::Server::builder()
             .add_service(RuntimeServiceServer::new(cri))
-            .serve_with_incoming(UnixListenerStream::new(listener))
+            // crictl 1.29 sends the socket path as the HTTP/2 :authority, which tonic's h2
+            // refuses: podhost's CRI socket layer repairs it on the way in.
+            .serve_with_incoming(podhost_cri::authority::incoming(listener))
             .await;
     });
     Servers {
@@ -139,7 +140,6 @@ async fn start() -> Servers {
     }
 }
 
-#[ignore = "crictl 1.29 sends the socket path as the HTTP/2 :authority and h2 (tonic) answers PROTOCOL_ERROR before any RPC; needs an authority fix in the CRI server's socket layer first"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crictl_exec_streams_stdin_stdout_stderr_and_the_exit_code() {
     let Some(crictl) = crictl() else {
@@ -203,7 +203,6 @@ async fn crictl_exec_streams_stdin_stdout_stderr_and_the_exit_code() {
     assert_eq!(ok.stdout, b"hello\n");
 }
 
-#[ignore = "crictl 1.29 sends the socket path as the HTTP/2 :authority and h2 (tonic) answers PROTOCOL_ERROR before any RPC; needs an authority fix in the CRI server's socket layer first"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crictl_port_forward_reaches_the_port() {
     let Some(crictl) = crictl() else {

@@ -2,14 +2,17 @@
 //!
 //! - [`client`]: HTTP over the unix socket.
 //! - [`output`]: tables, `describe`, yaml/json printing.
-//! - [`exec`]: the client side of an exec session.
+//! - [`exec`]: the client side of an exec session (and of an attach: [`attach`]).
+//! - [`portforward`]: local listeners forwarding to a pod's ports.
 //! - [`objects`]: ConfigMaps and Secrets (get, describe, delete).
 
+mod attach;
 pub mod client;
 mod exec;
 mod logs;
 mod objects;
 mod output;
+mod portforward;
 mod pull;
 mod top;
 
@@ -162,6 +165,33 @@ pub enum Command {
         #[arg(last = true, required = true)]
         cmd: Vec<String>,
     },
+    /// Attach to a running container's output (and its stdin with -i), like
+    /// `kubectl attach`.
+    Attach {
+        /// Pod name.
+        pod: String,
+        /// Container (default: the first).
+        #[arg(short = 'c', long)]
+        container: Option<String>,
+        /// Pass stdin to the container (it needs `stdin: true`).
+        #[arg(short = 'i', long)]
+        stdin: bool,
+        /// Stdin is a TTY: use the container's terminal (it needs `tty: true`).
+        #[arg(short = 't', long)]
+        tty: bool,
+        #[arg(short = 'n', long, default_value = "default")]
+        namespace: String,
+    },
+    /// Forward local ports (on 127.0.0.1) to a pod's ports, like `kubectl port-forward`.
+    PortForward {
+        /// `pod/NAME` (or `NAME`).
+        pod: String,
+        /// `LOCAL:REMOTE`, `:REMOTE` (a free local port) or `PORT` (the same on both sides).
+        #[arg(required = true)]
+        ports: Vec<String>,
+        #[arg(short = 'n', long, default_value = "default")]
+        namespace: String,
+    },
     /// Delete pods, ConfigMaps or Secrets by name, or what a file names.
     Delete(DeleteArgs),
     /// List containers, each pod's pause included (like `crictl ps`).
@@ -219,6 +249,18 @@ pub struct ServeArgs {
     /// containerLogMaxFiles; at least 2).
     #[arg(long, env = "PODHOST_CONTAINER_LOG_MAX_FILES", value_parser = clap::value_parser!(u32).range(2..))]
     pub container_log_max_files: Option<u32>,
+    /// Where the streaming server (exec, attach, port-forward over kubelet's SPDY
+    /// protocols) listens: a loopback address; port 0 picks a free one (default
+    /// 127.0.0.1:0).
+    #[arg(long, env = "PODHOST_STREAMING_ADDRESS")]
+    pub streaming_address: Option<std::net::SocketAddr>,
+    /// The CRI socket for a kubelet or crictl (default /run/podhost/cri.sock, or
+    /// ROOT/run/cri.sock with --root); an empty path disables the CRI server.
+    #[arg(long, env = "PODHOST_CRI_SOCKET")]
+    pub cri_socket: Option<PathBuf>,
+    /// No CRI server (same as `--cri-socket ''`).
+    #[arg(long, conflicts_with = "cri_socket")]
+    pub no_cri: bool,
 }
 
 /// A log size limit: bytes of a quantity; 0 is refused (kubelet would rotate at every
@@ -376,6 +418,15 @@ impl Cli {
                     max_size,
                     max_files,
                 });
+            if let Some(addr) = serve.streaming_address {
+                config.streaming_addr = addr;
+            }
+            if let Some(p) = &serve.cri_socket {
+                config.cri_socket = Some(p.clone()).filter(|p| !p.as_os_str().is_empty());
+            }
+            if serve.no_cri {
+                config.cri_socket = None;
+            }
         }
         config
     }
@@ -540,13 +591,36 @@ pub async fn run(cli: Cli) -> Result<i32> {
                 }
             }
             let io = client.upgrade(&path).await?;
-            if tty {
+            // A session that ends without the command's exit code lost it.
+            let code = if tty {
                 let _raw = exec::RawMode::enter()?;
                 exec::relay_tty(io, size).await
             } else {
                 exec::relay(io, stdin).await
-            }
+            };
+            code.map(|c| c.unwrap_or(1))
         }
+        Command::Attach {
+            pod,
+            container,
+            stdin,
+            tty,
+            namespace,
+        } => {
+            let args = attach::AttachArgs {
+                pod,
+                namespace,
+                container,
+                stdin,
+                tty,
+            };
+            attach::run(&client, args).await
+        }
+        Command::PortForward {
+            pod,
+            ports,
+            namespace,
+        } => portforward::run(&client, &namespace, &pod, &ports).await,
         Command::Delete(args) => delete(&client, args).await,
         Command::Ps { all } => {
             let rows: Vec<crate::server::ContainerRow> =

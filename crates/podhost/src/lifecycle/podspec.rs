@@ -199,6 +199,7 @@ pub fn sandbox_config(pod: &Pod, attempt: u32, log_root: &Path) -> SandboxConfig
         owner: Owner::Podhost,
         log_directory: log_root.join(format!("{namespace}_{name}_{uid}")),
         labels: meta.labels.clone().unwrap_or_default(),
+        annotations: Default::default(),
         linux: super::resources::pod_linux(pod),
         name,
         namespace,
@@ -523,7 +524,12 @@ pub fn container_config(
         mounts,
         log_path: format!("{}/{}.log", container.name, attempt),
         labels,
+        annotations: Default::default(),
         linux: super::resources::container_linux(pod, container),
+        // Kubernetes' names: `podhost attach` (kubectl attach) needs them.
+        tty: container.tty.unwrap_or(false),
+        stdin: container.stdin.unwrap_or(false),
+        stdin_once: container.stdin_once.unwrap_or(false),
     })
 }
 

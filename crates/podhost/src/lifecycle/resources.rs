@@ -211,6 +211,9 @@ pub fn pod_linux(pod: &Pod) -> PodLinux {
         resources,
         host_pid: spec.host_pid.unwrap_or(false),
         host_ipc: spec.host_ipc.unwrap_or(false),
+        // podhost's own pods: podhost's cgroup layout, sysctls per container.
+        cgroup_parent: None,
+        sysctls: Default::default(),
     }
 }
 
@@ -261,6 +264,7 @@ pub fn security(pod: &Pod, c: &Container) -> SecurityConfig {
         cap_add: caps.add.unwrap_or_default(),
         cap_drop: caps.drop.unwrap_or_default(),
         run_as_user: sc.run_as_user.or(psc.run_as_user),
+        run_as_username: None,
         run_as_group: sc.run_as_group.or(psc.run_as_group),
         run_as_non_root: sc.run_as_non_root.or(psc.run_as_non_root).unwrap_or(false),
         supplemental_groups: groups,
@@ -276,6 +280,8 @@ pub fn security(pod: &Pod, c: &Container) -> SecurityConfig {
             .flatten()
             .map(|s| (s.name.clone(), s.value.clone()))
             .collect(),
+        masked_paths: None,
+        readonly_paths: None,
     }
 }
 

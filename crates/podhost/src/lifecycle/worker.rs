@@ -1318,7 +1318,7 @@ impl PodWorker {
             Ok(Some(img)) => img
                 .stop_signal
                 .as_deref()
-                .and_then(signal_number)
+                .and_then(podhost_runtime::linux::signal_number)
                 .unwrap_or(libc::SIGTERM),
             _ => libc::SIGTERM,
         };
@@ -1457,26 +1457,6 @@ impl PodWorker {
         }
         self.removed = true;
     }
-}
-
-/// `SIGTERM`, `TERM` or `15` → signal number.
-pub fn signal_number(s: &str) -> Option<i32> {
-    if let Ok(n) = s.parse() {
-        return Some(n);
-    }
-    let name = s.trim_start_matches("SIG");
-    Some(match name {
-        "HUP" => libc::SIGHUP,
-        "INT" => libc::SIGINT,
-        "QUIT" => libc::SIGQUIT,
-        "KILL" => libc::SIGKILL,
-        "USR1" => libc::SIGUSR1,
-        "USR2" => libc::SIGUSR2,
-        "TERM" => libc::SIGTERM,
-        "WINCH" => libc::SIGWINCH,
-        "STOP" => libc::SIGSTOP,
-        _ => return None,
-    })
 }
 
 /// `10s`, `1m20s`, `5m0s` as Go prints durations in kubelet messages.

@@ -1,12 +1,21 @@
-//! The daemon: HTTP/JSON API on a root-only unix socket, owning one worker per pod.
+//! The daemon: HTTP/JSON API on a root-only unix socket, owning one worker per pod, and
+//! beside it the CRI server (`podhost_cri`) for a kubelet or crictl on its own socket.
 //!
 //! - [`apply`]: manifests in, validated pods out, workers started.
 //! - [`logs`]: CRI log files streamed as plain text (`logs -f`).
-//! - [`exec`]: HTTP upgrade, then the shim's frame protocol end to end.
+//! - [`exec`]: HTTP upgrade, then the shim's frame protocol end to end; [`attach`] the
+//!   same for a running container's stdio; [`portforward`] one TCP connection inside the
+//!   pod's network namespace per upgrade.
+//! - [`streaming`]: URLs of sessions on the daemon's streaming server (kubelet's SPDY
+//!   protocols, `podhost_streaming::server`).
 
 mod apply;
 pub use apply::{ApplyRequest, ApplyResponse};
+mod attach;
 mod exec;
+mod portforward;
+mod streaming;
+pub use streaming::{StreamingRequest, StreamingUrl};
 mod images;
 pub use images::{PruneResult, PullLine};
 mod logfiles;
@@ -44,6 +53,9 @@ pub struct Daemon {
     objects: crate::objects::Objects,
     pods: Mutex<HashMap<String, PodHandle>>,
     settings: Settings,
+    /// Exec, attach and port-forward sessions in kubelet's protocols, for podhost's pods
+    /// as for CRI's (the same streaming server).
+    streaming: Arc<dyn podhost_cri::StreamingProvider>,
 }
 
 /// An API error: status code and a message for the user.
@@ -91,6 +103,9 @@ pub enum ServeError {
     /// The runtime could not open its state.
     #[error(transparent)]
     Runtime(#[from] podhost_runtime::RuntimeError),
+    /// Something already answers on the CRI socket's path (another runtime).
+    #[error("{0} is in use by a running server (another CRI runtime?): choose another --cri-socket or stop it")]
+    CriSocketInUse(std::path::PathBuf),
 }
 
 fn io_err(
@@ -136,6 +151,8 @@ pub struct Prepared {
     listener: tokio::net::UnixListener,
     /// Its path, removed when the daemon stops.
     socket: std::path::PathBuf,
+    /// The root-only CRI socket and its path, unless the CRI server is disabled.
+    cri: Option<(tokio::net::UnixListener, std::path::PathBuf)>,
 }
 
 /// Makes the state directory (0700), takes its lock, prepares the run directory (a
@@ -149,11 +166,44 @@ pub fn prepare(config: &Config) -> Result<Prepared, ServeError> {
     let listener = tokio::net::UnixListener::bind(&socket).map_err(io_err("binding", &socket))?;
     std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))
         .map_err(io_err("chmod", &socket))?;
+    let cri = match &config.cri_socket {
+        Some(path) => Some((bind_cri_socket(path)?, path.clone())),
+        None => None,
+    };
     Ok(Prepared {
         _lock: lock,
         listener,
         socket,
+        cri,
     })
+}
+
+/// Bind the CRI socket, root-only. A leftover file of an earlier daemon is replaced; a
+/// socket some server still answers on (a containerd pointed at the same path) is not.
+fn bind_cri_socket(path: &std::path::Path) -> Result<tokio::net::UnixListener, ServeError> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io_err("creating", dir))?;
+    }
+    if std::os::unix::net::UnixStream::connect(path).is_ok() {
+        return Err(ServeError::CriSocketInUse(path.to_path_buf()));
+    }
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(io_err("removing", path)(e))
+        }
+        _ => {}
+    }
+    // Created with no permissions for group and others from the start: between bind and
+    // chmod nobody else can connect.
+    // SAFETY: umask only changes this process's file mode mask; it is restored at once.
+    let old = unsafe { libc::umask(0o177) };
+    let bound = tokio::net::UnixListener::bind(path);
+    // SAFETY: as above.
+    unsafe { libc::umask(old) };
+    let listener = bound.map_err(io_err("binding", path))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(io_err("chmod", path))?;
+    Ok(listener)
 }
 
 /// Resolves on SIGINT or SIGTERM: how `podhost serve` is stopped.
@@ -166,16 +216,19 @@ pub async fn shutdown_signal() {
 }
 
 /// Serve the HTTP API on `prepared`'s socket with pods on `runtime` until `shutdown`
-/// resolves. Pods keep running when it returns. The runtime is podhost's whole view of
-/// the machine: the local one in `podhost serve`, the fake in tests. Only the
-/// sandboxes podhost itself created are seen (see [`podhost_runtime::owned`]).
+/// resolves, and the CRI server on its socket (exec, attach and port-forward sessions
+/// through `streaming`). Pods keep running when it returns. The runtime is podhost's
+/// whole view of the machine: the local one in `podhost serve`, the fake in tests. Each
+/// front door sees only the sandboxes it created (see [`podhost_runtime::owned`]).
 pub async fn run(
     prepared: Prepared,
     runtime: Arc<dyn Runtime>,
+    streaming: Arc<dyn podhost_cri::StreamingProvider>,
     config: Config,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    let runtime: Arc<dyn Runtime> = Arc::new(Owned::new(runtime, Owner::Podhost));
+    let shared = runtime;
+    let runtime: Arc<dyn Runtime> = Arc::new(Owned::new(shared.clone(), Owner::Podhost));
     crate::store::private_dir(&config.volumes_dir())?;
     let store = PodStore::open(&config.pods_dir())?;
     let objects = crate::objects::Objects::open(&config.runtime.state_dir)?;
@@ -196,6 +249,7 @@ pub async fn run(
         objects,
         pods: Mutex::new(HashMap::new()),
         settings,
+        streaming: streaming.clone(),
     });
     let records = daemon.store.load_all();
     daemon.store.collect_orphan_requests();
@@ -240,26 +294,52 @@ pub async fn run(
         _lock,
         listener,
         socket,
+        cri,
     } = prepared;
     let app = router(daemon);
-    let stopping = Arc::new(tokio::sync::Notify::new());
-    let notify = stopping.clone();
-    let shutdown = async move {
-        shutdown.await;
-        notify.notify_one();
+    // One stop signal for both servers.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
     };
-    let serve = axum::serve(listener, app).with_graceful_shutdown(shutdown);
-    // Graceful shutdown waits for open connections, and `logs -f` or an exec session
-    // may stay open for ever: they get a moment, then the daemon exits anyway (pods
-    // keep running; a follower resumes once the daemon is back).
+    let mut cri_server = cri.map(|(listener, path)| {
+        tracing::info!("CRI server listening on {}", path.display());
+        let options = podhost_cri::Options {
+            cni_conf_dir: Some(config.runtime.network.cni_conf_dir.clone()),
+        };
+        let cri = podhost_cri::Cri::new(shared.clone(), streaming, options);
+        let stop = stopped(stop_rx.clone());
+        let task = tokio::spawn(podhost_cri::serve(listener, cri, stop));
+        (task, path)
+    });
+    let serve = axum::serve(listener, app).with_graceful_shutdown(stopped(stop_rx.clone()));
+    let both = async {
+        let http = serve.await.map_err(io_err("serving on", &socket));
+        if let Some((task, _)) = &mut cri_server {
+            match task.await {
+                Ok(Err(e)) => tracing::warn!("CRI server: {e}"),
+                Err(e) => tracing::warn!("CRI server task: {e}"),
+                Ok(Ok(())) => {}
+            }
+        }
+        http
+    };
+    // Graceful shutdown waits for open connections, and `logs -f`, an exec session or a
+    // kubelet's connection may stay open for ever: they get a moment, then the daemon
+    // exits anyway (pods keep running; a follower resumes once the daemon is back).
     tokio::select! {
-        r = serve => r.map_err(io_err("serving on", &socket))?,
+        r = both => r?,
         () = async {
-            stopping.notified().await;
+            shutdown.await;
+            let _ = stop_tx.send(true);
             tokio::time::sleep(STOP_STREAMS_AFTER).await;
-        } => tracing::info!("stopping with streams still open (logs -f, exec)"),
+        } => tracing::info!("stopping with streams still open (logs -f, exec, CRI clients)"),
     }
     let _ = std::fs::remove_file(&socket);
+    if let Some((task, path)) = cri_server {
+        task.abort();
+        let _ = std::fs::remove_file(path);
+    }
     Ok(())
 }
 
@@ -273,6 +353,15 @@ fn router(d: Arc<Daemon>) -> Router {
         .route("/v1/pods/{ns}/{name}/events", get(pod_events))
         .route("/v1/pods/{ns}/{name}/log", get(logs::logs))
         .route("/v1/pods/{ns}/{name}/exec", post(exec::exec))
+        .route("/v1/pods/{ns}/{name}/attach", post(attach::attach))
+        .route(
+            "/v1/pods/{ns}/{name}/portforward",
+            post(portforward::port_forward),
+        )
+        .route(
+            "/v1/pods/{ns}/{name}/streaming/{kind}",
+            post(streaming::streaming_url),
+        )
         .route("/v1/configmaps", get(objects::list_config_maps))
         .route("/v1/configmaps/{ns}/{name}", get(objects::get_config_map))
         .route(
@@ -579,7 +668,11 @@ fn usage_between(
             continue;
         };
         out.push(row("", cpu, s.memory_working_set));
-        for c in &s.containers {
+        let running = s
+            .containers
+            .iter()
+            .filter(|c| c.state == podhost_runtime::ContainerState::Running);
+        for c in running {
             let Some(fc) = f.containers.iter().find(|fc| fc.id == c.id) else {
                 continue;
             };

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod registry;
+pub mod terminal;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -26,6 +27,25 @@ fn require_helpers() {
     }
 }
 
+/// A time limit of the tests stretched by `PODHOST_E2E_TIME_SCALE` (a factor ≥ 1, default
+/// 1) for slow machines: the cgroup-v2 guest runs under software emulation.
+pub fn scaled(limit: Duration) -> Duration {
+    static SCALE: OnceLock<f64> = OnceLock::new();
+    let scale = *SCALE.get_or_init(|| {
+        std::env::var("PODHOST_E2E_TIME_SCALE")
+            .ok()
+            .and_then(|v| v.parse::<f64>().ok())
+            .filter(|f| f.is_finite())
+            .map_or(1.0, |f| f.max(1.0))
+    });
+    limit.mul_f64(scale)
+}
+
+/// `--timeout=Ns` for `podhost wait`, [`scaled`].
+pub fn timeout_flag(secs: u64) -> String {
+    format!("--timeout={}s", scaled(Duration::from_secs(secs)).as_secs())
+}
+
 /// Where this test binary keeps its busybox archive; removed when the process exits.
 fn image_dir() -> PathBuf {
     std::env::temp_dir().join(format!("podhost-e2e-image-{}", std::process::id()))
@@ -35,10 +55,14 @@ extern "C" fn remove_image_dir() {
     let _ = std::fs::remove_dir_all(image_dir());
 }
 
-/// The busybox image archive, built once per test binary from Debian's busybox-static.
+/// The busybox image archive, built once per test binary from Debian's busybox-static
+/// (or the one `PODHOST_E2E_BUSYBOX_TAR` names, made by the same script beforehand).
 pub fn busybox_tar() -> &'static Path {
     static TAR: OnceLock<PathBuf> = OnceLock::new();
     TAR.get_or_init(|| {
+        if let Some(tar) = std::env::var_os("PODHOST_E2E_BUSYBOX_TAR") {
+            return PathBuf::from(tar);
+        }
         let dir = image_dir();
         std::fs::create_dir_all(&dir).expect("image dir");
         // The test harness has no teardown of its own: the archive goes when the
@@ -144,7 +168,9 @@ impl Env {
             .spawn()
             .expect("spawn podhost serve");
         self.daemon = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
+        // A ceiling, not a benchmark: on a machine loaded by parallel builds, opening the
+        // state (fs work only) once took over 20 s.
+        let deadline = Instant::now() + scaled(Duration::from_secs(60));
         while Instant::now() < deadline {
             if self.run(&["get", "pods"]).status.success() {
                 return;
@@ -152,7 +178,8 @@ impl Env {
             std::thread::sleep(Duration::from_millis(50));
         }
         panic!(
-            "daemon did not answer within 20s; log:\n{}",
+            "daemon did not answer within {:?}; log:\n{}",
+            scaled(Duration::from_secs(60)),
             self.daemon_log()
         );
     }
@@ -173,12 +200,15 @@ impl Env {
         let pid = child.id();
         // SAFETY: kill(2) of our own child.
         unsafe { libc::kill(pid as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(15);
+        let deadline = Instant::now() + scaled(Duration::from_secs(15));
         while child.try_wait().expect("try_wait daemon").is_none() {
             if Instant::now() > deadline {
                 let _ = child.kill();
                 let _ = child.wait();
-                panic!("the daemon did not stop within 15 s of SIGTERM");
+                panic!(
+                    "the daemon did not stop within {:?} of SIGTERM",
+                    scaled(Duration::from_secs(15))
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -250,7 +280,7 @@ impl Env {
         serde_json::from_str(&self.ok(&["get", "pod", name, "-o", "json"])).expect("pod json")
     }
 
-    /// Wait until `check(pod)` holds.
+    /// Wait until `check(pod)` holds (within `timeout`, [`scaled`]).
     pub fn wait_for(
         &self,
         name: &str,
@@ -258,7 +288,7 @@ impl Env {
         timeout: Duration,
         check: impl Fn(&serde_json::Value) -> bool,
     ) -> serde_json::Value {
-        let deadline = Instant::now() + timeout;
+        let deadline = Instant::now() + scaled(timeout);
         loop {
             let out = self.run(&["get", "pod", name, "-o", "json"]);
             if out.status.success() {
@@ -370,6 +400,13 @@ impl Env {
     }
 
     fn delete_all(&mut self) {
+        // Sandboxes a test made through CRI are not the CLI's to delete.
+        if let Some(crictl) = crictl() {
+            let _ = self
+                .crictl_command(&crictl)
+                .args(["rmp", "--all", "--force"])
+                .output();
+        }
         let out = self.run(&["get", "pods", "-o", "name"]);
         let names: Vec<String> = String::from_utf8_lossy(&out.stdout)
             .lines()
@@ -439,12 +476,8 @@ impl Env {
                 ));
             }
         }
-        for ctrl in std::fs::read_dir("/sys/fs/cgroup")
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            let dir = ctrl.path().join(&self.cgroup_parent);
+        for hierarchy in cgroup_hierarchies() {
+            let dir = hierarchy.join(&self.cgroup_parent);
             if dir.is_dir() {
                 for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
                     if e.path().is_dir() {
@@ -459,6 +492,78 @@ impl Env {
 }
 
 impl Env {
+    /// The daemon's CRI socket (`ROOT/run/cri.sock`).
+    pub fn cri_socket(&self) -> PathBuf {
+        self.root.join("run/cri.sock")
+    }
+
+    /// `crictl` with this daemon's endpoints, stdin /dev/null (the caller may replace it).
+    pub fn crictl_command(&self, crictl: &Path) -> Command {
+        let endpoint = format!("unix://{}", self.cri_socket().display());
+        let mut c = Command::new(crictl);
+        c.args([
+            "--runtime-endpoint",
+            &endpoint,
+            "--image-endpoint",
+            &endpoint,
+        ])
+        .args(["--timeout", "30s"])
+        .stdin(Stdio::null());
+        c
+    }
+
+    /// Run the test kit's `crictl ARGS` against this daemon's CRI socket.
+    pub fn crictl(&self, args: &[&str]) -> Output {
+        let crictl = crictl().expect("crictl of shared/cri-testkit");
+        self.crictl_command(&crictl)
+            .args(args)
+            .output()
+            .expect("run crictl")
+    }
+
+    /// `crictl ARGS`, required to succeed; its stdout.
+    pub fn crictl_ok(&self, args: &[&str]) -> String {
+        let out = self.crictl(args);
+        assert!(
+            out.status.success(),
+            "crictl {args:?} failed: {}\ndaemon log tail:\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            tail(&self.daemon_log(), 20)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+/// crictl of the shared CRI test kit (`shared/cri-testkit/bin/crictl` beside the
+/// repository or an ancestor of it, or `$CRICTL`); `None` without it, except in CI where
+/// it must be there.
+pub fn crictl() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("CRICTL") {
+        return Some(PathBuf::from(p));
+    }
+    let found = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .map(|d| d.join("shared/cri-testkit/bin/crictl"))
+        .find(|p| p.is_file());
+    assert!(
+        found.is_some() || std::env::var_os("CI").is_none(),
+        "the CRI test kit's crictl is missing in CI"
+    );
+    found
+}
+
+impl Env {
+    /// This test's cgroup parent in the hierarchy of `controller` (v1), or in the one tree
+    /// of cgroup v2.
+    pub fn cgroup_parent_dir(&self, controller: &str) -> PathBuf {
+        let root = Path::new("/sys/fs/cgroup");
+        if cgroup_v2() {
+            root.join(&self.cgroup_parent)
+        } else {
+            root.join(controller).join(&self.cgroup_parent)
+        }
+    }
+
     /// Veths on this test's bridge, IPs held in its IPAM store, iptables rules naming
     /// its network (ipMasq and portmap tag theirs with the network name).
     pub fn network_leaks(&self) -> Vec<String> {
@@ -507,6 +612,11 @@ impl Drop for Env {
         if deleted {
             self.unmount_run_dir();
         }
+        // The cgroup parent too, once its pods are gone (teardown's leak check did it
+        // already when the test got that far).
+        for hierarchy in cgroup_hierarchies() {
+            let _ = std::fs::remove_dir(hierarchy.join(&self.cgroup_parent));
+        }
         // CNI's bridge plugin never deletes its bridge; this test's is ours to remove.
         let _ = Command::new("ip")
             .args(["link", "del", &self.bridge])
@@ -543,6 +653,27 @@ pub struct ContainerRow {
     pub attempt: u32,
     pub pod: String,
     pub pid: Option<u32>,
+}
+
+/// The machine runs cgroup v2 only (the unified hierarchy at /sys/fs/cgroup).
+pub fn cgroup_v2() -> bool {
+    Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
+}
+
+/// Roots of every cgroup hierarchy: the one tree on v2, each `/sys/fs/cgroup/<name>` on
+/// v1 (controllers, named ones like `systemd`, and hybrid's `unified`).
+pub fn cgroup_hierarchies() -> Vec<PathBuf> {
+    let root = PathBuf::from("/sys/fs/cgroup");
+    if cgroup_v2() {
+        return vec![root];
+    }
+    std::fs::read_dir(&root)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect()
 }
 
 /// Alive and not a zombie.

@@ -13,6 +13,7 @@ pub(super) fn image_info(i: podhost_image::Image, stop_signal: Option<String>) -
         size: i.size,
         stop_signal,
         repo_digests: i.repo_digests,
+        user: None,
     }
 }
 
@@ -98,22 +99,9 @@ impl LocalRuntime {
     pub(super) async fn fs_info(&self) -> Result<FsUsage, RuntimeError> {
         let root = self.images.root().to_path_buf();
         blocking(move || {
-            let (mut used_bytes, mut inodes_used) = (0u64, 0u64);
-            let mut stack = vec![root.clone()];
-            while let Some(dir) = stack.pop() {
-                let Ok(entries) = std::fs::read_dir(&dir) else {
-                    continue;
-                };
-                for e in entries.flatten() {
-                    let Ok(md) = e.metadata() else { continue };
-                    inodes_used += 1;
-                    used_bytes += std::os::unix::fs::MetadataExt::blocks(&md) * 512;
-                    if md.is_dir() {
-                        stack.push(e.path());
-                    }
-                }
-            }
+            let (used_bytes, inodes_used) = super::cri_ops::tree_usage(&root).unwrap_or((0, 0));
             Ok(FsUsage {
+                mountpoint: root.clone(),
                 used_bytes,
                 inodes_used,
                 percent_used: super::image_gc::disk_usage_percent(&root).unwrap_or(0.0),

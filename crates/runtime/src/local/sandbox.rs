@@ -56,26 +56,24 @@ impl LocalRuntime {
                     .unwrap_or_default()
             };
             self.write_pod_files(&state_dir, cfg, attached.as_ref())?;
-            self.cgroups.create_pod(
-                &self.config.cgroup_parent,
-                &cfg.linux.qos_class,
-                &cfg.uid,
-                &cfg.linux.resources,
-                self.config.pod_pids_limit,
-            )?;
-            let (cg, parent, qos, uid) = (
-                self.cgroups.clone(),
+            self.create_pod_cgroup(&id, cfg)?;
+            let (rt_cg, sb_cg) = (self.cgroups.clone(), self.pod_cgroup(&id, cfg));
+            let (parent, qos, uid, kubelet) = (
                 self.config.cgroup_parent.clone(),
                 cfg.linux.qos_class.clone(),
                 cfg.uid.clone(),
+                cfg.linux.cgroup_parent.is_some(),
             );
             undo.push(move || {
-                cg.remove_pod(&parent, &qos, &uid);
+                match kubelet {
+                    true => rt_cg.remove_sandbox(&sb_cg),
+                    false => rt_cg.remove_pod(&parent, &qos, &uid),
+                }
                 Ok(())
             });
             let pause_pid = self.start_shim(&id, cfg, &netns_path).await?;
             // The pause belongs to the pod: its memory and pids count toward the pod's.
-            let pause_cg = format!("{}/{}", self.pod_cgroup(cfg), cgroups::PAUSE_CGROUP);
+            let pause_cg = format!("{}/{}", self.pod_cgroup(&id, cfg), cgroups::PAUSE_CGROUP);
             if let Err(e) = self.cgroups.add_process(&pause_cg, pause_pid) {
                 let _ = self.shim(&id).shutdown().await;
                 return Err(e.into());
@@ -118,6 +116,22 @@ impl LocalRuntime {
         }
     }
 
+    /// The sandbox's cgroup: podhost's pod cgroup with the pod's limits, or, when a
+    /// kubelet gave its own pod cgroup, a plain one below it (the kubelet limits its own).
+    fn create_pod_cgroup(&self, id: &str, cfg: &SandboxConfig) -> Result<(), RuntimeError> {
+        match cfg.linux.cgroup_parent {
+            Some(_) => self.cgroups.create_sandbox(&self.pod_cgroup(id, cfg))?,
+            None => self.cgroups.create_pod(
+                &self.config.cgroup_parent,
+                &cfg.linux.qos_class,
+                &cfg.uid,
+                &cfg.linux.resources,
+                self.config.pod_pids_limit,
+            )?,
+        }
+        Ok(())
+    }
+
     /// `/etc/hostname` is written earlier; here `/etc/hosts` (with the pod IP) and
     /// `/etc/resolv.conf`. hostNetwork pods get the host's hosts file, as with kubelet.
     fn write_pod_files(
@@ -143,7 +157,8 @@ impl LocalRuntime {
     /// Another pod's sandbox publishing one of `cfg`'s host ports is an error.
     fn check_host_ports(&self, cfg: &SandboxConfig) -> Result<(), RuntimeError> {
         for rec in self.lock_sandboxes().values() {
-            if rec.config.uid == cfg.uid {
+            // The same pod's, or a stopped sandbox whose network (and ports) are released.
+            if rec.config.uid == cfg.uid || rec.network.is_none() {
                 continue;
             }
             for theirs in &rec.config.port_mappings {
@@ -170,12 +185,15 @@ impl LocalRuntime {
             return Ok(None);
         };
         let removed = async {
-            self.stop_pod_sandbox(sandbox_id).await?;
+            self.stop_sandbox(sandbox_id, false).await?;
             // A shim that crashed (or a daemon that lost it) left its pause and containers
             // running, reparented to init: they are found by the pod cgroup and killed, so
             // that their mounts, netns and cgroups can go. After a clean shutdown the
             // cgroup is already empty and this is a read of a few files.
-            let (cg, pod_cg) = (self.cgroups.clone(), self.pod_cgroup(&rec.config));
+            let (cg, pod_cg) = (
+                self.cgroups.clone(),
+                self.pod_cgroup(sandbox_id, &rec.config),
+            );
             let killed = tokio::task::spawn_blocking(move || cg.kill_pod(&pod_cg))
                 .await
                 .unwrap_or(0);
@@ -205,8 +223,18 @@ impl LocalRuntime {
                 rec.config.linux.qos_class.clone(),
                 rec.config.uid.clone(),
             );
+            let sandbox_cg = rec
+                .config
+                .linux
+                .cgroup_parent
+                .is_some()
+                .then(|| self.pod_cgroup(sandbox_id, &rec.config));
             // Blocking: rmdir is retried while the last processes leave.
-            let _ = tokio::task::spawn_blocking(move || cg.remove_pod(&parent, &qos, &uid)).await;
+            let _ = tokio::task::spawn_blocking(move || match sandbox_cg {
+                Some(rel) => cg.remove_sandbox(&rel),
+                None => cg.remove_pod(&parent, &qos, &uid),
+            })
+            .await;
             self.lock_sandboxes().remove(sandbox_id);
             Ok::<(), RuntimeError>(())
         }

@@ -1,12 +1,12 @@
-//! CPU and memory counters of pods and containers from their cgroups (CRI stats;
-//! `podhost top` turns two samples into rates).
+//! CPU and memory counters of pods and containers from their cgroups, and the size of
+//! containers' writable layers (CRI stats; `podhost top` turns two samples into rates).
 
 use super::LocalRuntime;
 use crate::clock::now_nanos;
-use crate::{ContainerState, ContainerStats, Runtime, RuntimeError, SandboxState, SandboxStats};
+use crate::{ContainerStats, Runtime, RuntimeError, SandboxState, SandboxStats};
 
 impl LocalRuntime {
-    /// Counters of every ready sandbox and of its running containers.
+    /// Counters of every ready sandbox and of its containers.
     pub(super) async fn stats(&self) -> Result<Vec<SandboxStats>, RuntimeError> {
         let cg = self.cgroups.clone();
         let mut out = Vec::new();
@@ -15,17 +15,17 @@ impl LocalRuntime {
                 continue;
             }
             let c = &sb.config;
-            let pod_cgroup = self.pod_cgroup(c);
+            let pod_cgroup = self.pod_cgroup(&sb.id, c);
             let mut containers = Vec::new();
             for ct in self.list_containers(Some(&sb.id)).await? {
-                if ct.state != ContainerState::Running {
-                    continue;
-                }
-                let cgroup = self.container_cgroup(c, &ct.id);
+                let cgroup = self.container_cgroup(&sb.id, c, &ct.id);
                 containers.push(ContainerStats {
                     timestamp: now_nanos(),
                     cpu_usage_ns: cg.cpu_usage_ns(&cgroup),
                     memory_working_set: cg.memory_working_set(&cgroup),
+                    memory_usage: cg.memory_usage(&cgroup),
+                    writable_layer: self.layer_usage(&ct.id),
+                    state: ct.state,
                     id: ct.id,
                     name: ct.config.name,
                 });
@@ -38,6 +38,7 @@ impl LocalRuntime {
                 timestamp: now_nanos(),
                 cpu_usage_ns: cg.cpu_usage_ns(&pod_cgroup),
                 memory_working_set: cg.memory_working_set(&pod_cgroup),
+                memory_usage: cg.memory_usage(&pod_cgroup),
                 containers,
             });
         }

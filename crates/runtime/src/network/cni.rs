@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 use tokio::io::AsyncWriteExt;
 
 /// A plugin that runs longer than this is killed: a hung plugin must not hang the pod.
-const PLUGIN_TIMEOUT: Duration = Duration::from_secs(60);
+pub(super) const PLUGIN_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Failure of a CNI operation, naming the plugin or config file involved.
 #[derive(Debug, thiserror::Error)]
@@ -378,7 +378,8 @@ impl Cni {
             path: path.clone(),
             source,
         };
-        let mut child = tokio::process::Command::new(&path)
+        let mut child = tokio::process::Command::new(&path);
+        child
             .env_clear()
             // Plugins run iptables, ip, modprobe: they need a PATH.
             .env(
@@ -394,9 +395,8 @@ impl Cni {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(exec_err)?;
+            .kill_on_drop(true);
+        let mut child = child.spawn().map_err(exec_err)?;
         if let Some(mut input) = child.stdin.take() {
             input.write_all(&stdin).await.map_err(exec_err)?;
         }

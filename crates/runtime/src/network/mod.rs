@@ -85,6 +85,10 @@ pub struct Attachment {
     pub ips: Vec<String>,
     /// Published host ports.
     pub port_mappings: Vec<PortMapping>,
+    /// Set (and saved) before the first DEL: a DEL that runs again finds the interface
+    /// gone, and the bridge plugin then forgets the masquerade rules of the address.
+    #[serde(default)]
+    pub del_started: bool,
 }
 
 /// The pod network manager of one daemon.
@@ -96,6 +100,9 @@ pub struct Network {
     records_dir: PathBuf,
     /// Where namespaces are pinned (`/run/podhost/netns`).
     netns_dir: PathBuf,
+    /// Attachments this daemon process began: no plugin of a previous daemon can still
+    /// be working on them.
+    begun_here: std::sync::Mutex<HashSet<String>>,
 }
 
 impl Network {
@@ -114,6 +121,7 @@ impl Network {
             cni: Cni::new(settings.cni_bin_dirs.clone()),
             records_dir: records_dir.to_path_buf(),
             netns_dir: netns_dir.to_path_buf(),
+            begun_here: Default::default(),
         };
         net.write_default_conflist()?;
         Ok(net)
@@ -231,9 +239,14 @@ impl Network {
             result: None,
             ips: Vec::new(),
             port_mappings: ports.to_vec(),
+            del_started: false,
         };
         // The record first: a crash from here on leaves something to clean up from.
         self.save(&att)?;
+        self.begun_here
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.to_string());
         if let Err(e) = netns::create_pinned(&pin) {
             let _ = std::fs::remove_file(self.record_path(id));
             return Err(e);
@@ -290,6 +303,10 @@ impl Network {
 
     /// Unpin the namespace and drop the record (after a successful DEL).
     fn forget(&self, att: &Attachment) -> Result<(), RuntimeError> {
+        self.begun_here
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&att.id);
         netns::remove_pinned(&att.netns)?;
         match std::fs::remove_file(self.record_path(&att.id)) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(RuntimeError::Io {
@@ -308,16 +325,33 @@ impl Network {
         // and bind-mounting the netns, or a reboot) is not a netns: plugins refuse it
         // ("unknown FS magic"). As the CNI spec allows for DEL, they then get no netns
         // and release what they hold outside it (IPAM, host rules).
+        let begun_here = self
+            .begun_here
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&att.id);
+        if !begun_here {
+            wait_for_orphan_plugins(&att.id).await;
+        }
         let netns_gone = !netns::is_pinned(&att.netns);
         let mut runtime = att.runtime.clone();
         if netns_gone {
             runtime.netns = PathBuf::new();
         }
+        // A DEL killed half-way (the daemon died) may have removed the interface but not
+        // yet the masquerade rules; an ADD killed half-way has no result to DEL from.
+        // Either way the plugins cannot find the rules again: they are swept by comment.
+        let sweep = netns_gone || att.del_started || att.result.is_none();
+        if !att.del_started {
+            let mut marked = att.clone();
+            marked.del_started = true;
+            self.save(&marked)?;
+        }
         self.cni
             .del_list(&att.network, &runtime, att.result.as_ref())
             .await
             .map_err(|e| Self::cni_error(&att.network, e))?;
-        if netns_gone {
+        if sweep {
             remove_masquerade(&att.network.name, &att.runtime.container_id).await;
         }
         self.forget(att)
@@ -381,6 +415,48 @@ impl Network {
             }
         }
     }
+}
+
+/// Wait until no plugin of a previous daemon (killed while they ran; plugins outlive it,
+/// and so do the iptables they run) is still working on attachment `id`: a DEL racing
+/// their ADD removes what they add a moment later (rules of a released address). They
+/// are found by the `CNI_CONTAINERID` of their environment; past the plugin time limit
+/// they are killed.
+async fn wait_for_orphan_plugins(id: &str) {
+    let deadline = tokio::time::Instant::now() + cni::PLUGIN_TIMEOUT;
+    loop {
+        let orphans = processes_with_env(&format!("CNI_CONTAINERID={id}"));
+        if orphans.is_empty() {
+            return;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            tracing::warn!("attachment {id}: killing CNI plugins left running: {orphans:?}");
+            for pid in orphans {
+                // SAFETY: kill has no memory effects.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// Processes whose environment holds the entry `entry` (`NAME=value`).
+fn processes_with_env(entry: &str) -> Vec<libc::pid_t> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse().ok()) else {
+            continue;
+        };
+        // Unreadable (gone, a kernel thread): not a plugin.
+        let Ok(env) = std::fs::read(e.path().join("environ")) else {
+            continue;
+        };
+        if env.split(|b| *b == 0).any(|v| v == entry.as_bytes()) {
+            out.push(pid);
+        }
+    }
+    out
 }
 
 /// Where iptables lives on Debian and most distributions (the daemon's PATH may lack sbin).
@@ -487,7 +563,23 @@ fn split_rule(rule: &str) -> Vec<String> {
 
 #[cfg(test)]
 mod masquerade_tests {
-    use super::split_rule;
+    use super::{processes_with_env, split_rule};
+
+    #[test]
+    fn finds_a_process_by_an_entry_of_its_environment() {
+        let entry = format!("CNI_CONTAINERID=test-{}", std::process::id());
+        let (name, value) = entry.split_once('=').unwrap_or_default();
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .env(name, value)
+            .spawn()
+            .expect("spawn sleep");
+        let found = processes_with_env(&entry);
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(found, [child.id() as libc::pid_t]);
+        assert!(processes_with_env(&format!("{entry}0")).is_empty());
+    }
 
     #[test]
     fn splits_an_iptables_save_rule_with_a_quoted_comment() {
