@@ -545,7 +545,18 @@ pub fn describe(pod: &Pod, events: &[PodEvent], rows: &[ContainerRow], now: i64)
         );
         for e in events {
             let age = if e.count > 1 {
-                format!("{} (x{})", age_since(Some(e.time), now), e.count)
+                // kubectl: the last time, then the series' count since its first.
+                let first = if e.first_time > 0 {
+                    e.first_time
+                } else {
+                    e.time
+                };
+                format!(
+                    "{} (x{} over {})",
+                    age_since(Some(e.time), now),
+                    e.count,
+                    age_since(Some(first), now)
+                )
             } else {
                 age_since(Some(e.time), now)
             };

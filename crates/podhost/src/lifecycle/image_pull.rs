@@ -59,6 +59,41 @@ pub async fn ensure_image(
     backoff: BackoffPolicy,
     now: i64,
 ) -> Result<(), Option<Instant>> {
+    match prepare(rt, objects, rec, c, backoff, now).await? {
+        None => Ok(()),
+        Some(job) => {
+            let pulled = rt
+                .pull_image(&job.image, job.auth.clone(), None)
+                .await
+                .map_err(|e| pull_error_text(&e));
+            finish(rec, c, job, pulled, backoff, now)
+        }
+    }
+}
+
+/// A pull the pod's worker has to wait for: what [`finish`] needs once it is done.
+#[derive(Debug)]
+pub struct PullJob {
+    /// The image reference as the container names it.
+    pub image: String,
+    /// Credentials from the pod's imagePullSecrets.
+    pub auth: Option<AuthConfig>,
+    key: (String, String),
+    current: Option<Backoff>,
+    started: Instant,
+}
+
+/// The decision part of [`ensure_image`]: `Ok(None)` when the image may be used as it
+/// is, `Ok(Some(job))` when it must be pulled first (the Pulling event is recorded), so
+/// that the worker can wait for the pull while it takes orders.
+pub async fn prepare(
+    rt: &dyn Runtime,
+    objects: &Objects,
+    rec: &mut PodRecord,
+    c: &Container,
+    backoff: BackoffPolicy,
+    now: i64,
+) -> Result<Option<PullJob>, Option<Instant>> {
     let image = c.image.clone().unwrap_or_default();
     let policy = policy_of(c);
     let present = match rt.image_status(&image).await {
@@ -89,7 +124,7 @@ pub async fn ensure_image(
             "Pulled",
             format!("Container image \"{image}\" already present on machine"),
         );
-        return Ok(());
+        return Ok(None);
     }
     let key = (rec.uid(), image.clone());
     let current = table()
@@ -118,9 +153,33 @@ pub async fn ensure_image(
         "Pulling",
         format!("Pulling image \"{image}\""),
     );
-    let started = Instant::now();
     let auth = pull_auth(rec, objects, &image, now);
-    match rt.pull_image(&image, auth, None).await {
+    Ok(Some(PullJob {
+        image,
+        auth,
+        key,
+        current,
+        started: Instant::now(),
+    }))
+}
+
+/// Records the outcome of a pull [`prepare`] asked for (the error as one line of text).
+pub fn finish(
+    rec: &mut PodRecord,
+    c: &Container,
+    job: PullJob,
+    pulled: Result<podhost_runtime::PulledImage, String>,
+    backoff: BackoffPolicy,
+    now: i64,
+) -> Result<(), Option<Instant>> {
+    let PullJob {
+        image,
+        key,
+        current,
+        started,
+        ..
+    } = job;
+    match pulled {
         Ok(pulled) => {
             table()
                 .lock()
@@ -138,8 +197,7 @@ pub async fn ensure_image(
             );
             Ok(())
         }
-        Err(e) => {
-            let error = pull_error_text(&e);
+        Err(error) => {
             let delay = match &current {
                 Some(b) => (b.delay * 2).min(backoff.max),
                 None => backoff.initial,
@@ -168,33 +226,33 @@ pub async fn ensure_image(
     }
 }
 
+/// The registry's error in one line (kubelet shows the runtime's message).
+pub fn pull_error_text(e: &RuntimeError) -> String {
+    e.to_string().replace('\n', " ")
+}
+
 /// Loaded by `podhost image load` (no registry digest recorded).
 fn loaded_locally(info: &ImageInfo) -> bool {
     info.repo_digests.is_empty()
 }
 
-/// The registry's error in one line (kubelet shows the runtime's message).
-fn pull_error_text(e: &RuntimeError) -> String {
-    e.to_string().replace('\n', " ")
-}
-
-fn waiting(
+fn waiting<T>(
     rec: &mut PodRecord,
     c: &Container,
     reason: &str,
     message: String,
     retry: Duration,
-) -> Result<(), Option<Instant>> {
+) -> Result<T, Option<Instant>> {
     waiting_until(rec, c, reason, message, Instant::now() + retry)
 }
 
-fn waiting_until(
+fn waiting_until<T>(
     rec: &mut PodRecord,
     c: &Container,
     reason: &str,
     message: String,
     until: Instant,
-) -> Result<(), Option<Instant>> {
+) -> Result<T, Option<Instant>> {
     rec.containers.entry(c.name.clone()).or_default().waiting = Some((reason.to_string(), message));
     Err(Some(until))
 }

@@ -22,6 +22,7 @@ mod logfiles;
 mod logs;
 pub use logs::CONTAINER_ID_HEADER;
 mod objects;
+mod startup;
 
 use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt;
@@ -259,12 +260,16 @@ pub async fn run(
             tracing::warn!("pod {}: rewriting its record: {e}", rec.key());
         }
     }
-    collect_unreferenced_sandboxes(&daemon, &records).await;
-    collect_orphan_pod_dirs(&daemon, &records);
+    // Serve first: the cleanup of what a crash left may take minutes (a pod of
+    // hundreds of containers). Each pod waits, marked, until its own part is done.
+    let plan = startup::Plan::of(&records);
+    let mut holds = HashMap::new();
     for rec in records {
         let uid = rec.uid();
         let key = rec.key();
-        daemon.start_worker(rec);
+        let (hold_tx, hold_rx) = tokio::sync::watch::channel(Some(startup::LOOKING.to_string()));
+        holds.insert(uid.clone(), hold_tx);
+        daemon.start_worker_held(rec, Some(hold_rx));
         // Deletes acknowledged before a crash go on.
         for grace in daemon.store.delete_requests(&uid) {
             let handle = daemon.lock_pods().get(&key).cloned();
@@ -273,6 +278,12 @@ pub async fn run(
             }
         }
     }
+    // Logged before the cleanup can say it is done (tests read the two in order).
+    tracing::info!(
+        "podhost daemon listening on {}",
+        config.api_socket().display()
+    );
+    tokio::spawn(startup::clean_up(daemon.clone(), plan, holds));
     images::spawn_image_gc(
         daemon.clone(),
         config.image_gc_high_percent,
@@ -285,7 +296,6 @@ pub async fn run(
         socket,
         cri,
     } = prepared;
-    tracing::info!("podhost daemon listening on {}", socket.display());
     let app = router(daemon);
     // One stop signal for both servers.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -333,102 +343,6 @@ pub async fn run(
     Ok(())
 }
 
-/// Sandboxes (and containers) no pod record points at: a daemon killed between creating a sandbox and
-/// saving the pod's record (or between removing the record and the sandbox) left them,
-/// and the pod's worker makes a new one. Removed before any worker starts: a new sandbox
-/// is unreferenced until its pod is saved, and removal kills what is left in the pod's
-/// cgroup, which a new sandbox of the same pod shares. A pod whose
-/// record file exists but is unreadable keeps its sandbox: it is the user's to repair.
-/// The daemon's runtime view holds only podhost's own sandboxes: CRI's are never seen.
-async fn collect_unreferenced_sandboxes(daemon: &Arc<Daemon>, records: &[PodRecord]) {
-    let referenced: std::collections::HashSet<&str> = records
-        .iter()
-        .filter_map(|r| r.sandbox_id.as_deref())
-        .collect();
-    let loaded: std::collections::HashSet<String> = records.iter().map(|r| r.uid()).collect();
-    let (sandboxes, containers) = match (
-        daemon.runtime.sandbox_refs().await,
-        daemon.runtime.container_refs().await,
-    ) {
-        (Ok(s), Ok(c)) => (s, c),
-        (Err(e), _) | (_, Err(e)) => {
-            tracing::warn!("start-time cleanup skipped: listing the runtime's records: {e}");
-            return;
-        }
-    };
-    let stale: Vec<String> = sandboxes
-        .into_iter()
-        .filter(|s| {
-            !referenced.contains(s.id.as_str())
-                && (loaded.contains(&s.pod_uid) || !daemon.store.has_file(&s.pod_uid))
-        })
-        .map(|s| s.id)
-        .collect();
-    // Containers created in a live sandbox by a daemon killed before it saved the pod:
-    // the worker makes another, so these would run unseen until the pod is deleted.
-    let known: std::collections::HashSet<&str> = records
-        .iter()
-        .flat_map(|r| r.containers.values())
-        .flat_map(|t| [t.current.as_ref(), t.previous.as_ref()])
-        .flatten()
-        .map(|c| c.id.as_str())
-        .collect();
-    for c in containers {
-        let cid = c.id;
-        if known.contains(cid.as_str()) || !referenced.contains(c.sandbox_id.as_str()) {
-            continue;
-        }
-        let removed = async {
-            daemon
-                .runtime
-                .stop_container(&cid, Duration::ZERO, libc::SIGKILL)
-                .await?;
-            daemon.runtime.remove_container(&cid).await
-        };
-        match removed.await {
-            Ok(()) => tracing::info!("removed container {cid}: no pod record refers to it"),
-            Err(e) => tracing::warn!("removing container {cid} no pod record refers to: {e}"),
-        }
-    }
-    for id in stale {
-        match daemon.runtime.remove_pod_sandbox(&id).await {
-            Ok(()) => tracing::info!("removed sandbox {id}: no pod record refers to it"),
-            Err(e) => tracing::warn!("removing sandbox {id} no pod record refers to: {e}"),
-        }
-    }
-}
-
-/// Volume directories of pods that have no record file (a corrupt record the user
-/// removed, as the README advises): their tmpfs mounts are unmounted and the trees
-/// removed, so no secret stays in memory and nothing is left on disk. Their sandboxes
-/// went in [`collect_unreferenced_sandboxes`].
-fn collect_orphan_pod_dirs(daemon: &Arc<Daemon>, records: &[PodRecord]) {
-    let loaded: std::collections::HashSet<String> = records.iter().map(|r| r.uid()).collect();
-    let gone = |uid: &str| !loaded.contains(uid) && !daemon.store.has_file(uid);
-    let volumes = &daemon.settings.volumes_dir;
-    for e in std::fs::read_dir(volumes).into_iter().flatten().flatten() {
-        let uid = e.file_name().to_string_lossy().into_owned();
-        if !gone(&uid) {
-            continue;
-        }
-        let path = e.path();
-        let busy = crate::lifecycle::volumes::unmount_all_under(&path);
-        if !busy.is_empty() {
-            tracing::warn!(
-                "volumes of gone pod {uid}: {} still mounted; left in place",
-                busy.len()
-            );
-            continue;
-        }
-        match std::fs::remove_dir_all(&path) {
-            Ok(()) => tracing::info!("removed volumes of pod {uid}: no pod record refers to them"),
-            Err(e) => tracing::warn!("removing volumes {}: {e}", path.display()),
-        }
-    }
-    // Log directories stay: `/var/log/pods` may hold other runtimes' pods, and
-    // nothing marks which are podhost's.
-}
-
 fn router(d: Arc<Daemon>) -> Router {
     Router::new()
         .route("/v1/version", get(version))
@@ -469,12 +383,21 @@ fn router(d: Arc<Daemon>) -> Router {
 
 impl Daemon {
     fn start_worker(&self, rec: PodRecord) {
+        self.start_worker_held(rec, None);
+    }
+
+    fn start_worker_held(
+        &self,
+        rec: PodRecord,
+        hold: Option<tokio::sync::watch::Receiver<Option<String>>>,
+    ) {
         let key = rec.key();
-        let handle = PodWorker::spawn(
+        let handle = PodWorker::spawn_held(
             self.runtime.clone(),
             Some(self.store.clone()),
             rec,
             self.settings.clone(),
+            hold,
         );
         self.lock_pods().insert(key, handle);
     }
