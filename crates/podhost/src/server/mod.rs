@@ -120,6 +120,9 @@ fn io_err(
     }
 }
 
+/// How long a starting daemon waits for the state lock before refusing to run.
+const LOCK_GRACE: Duration = Duration::from_secs(5);
+
 /// Hold an exclusive lock on `<state>/podhost.lock` for the daemon's lifetime.
 fn lock_state_dir(config: &Config) -> Result<std::fs::File, ServeError> {
     use std::os::fd::AsRawFd;
@@ -130,12 +133,21 @@ fn lock_state_dir(config: &Config) -> Result<std::fs::File, ServeError> {
         .write(true)
         .open(&path)
         .map_err(io_err("opening", &path))?;
-    // SAFETY: flock on a file descriptor we own.
-    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    if rc != 0 {
-        return Err(ServeError::AlreadyRunning(config.runtime.state_dir.clone()));
+    // A supervisor restarting a killed daemon at once can find the lock still held for a
+    // moment (the chaos test saw it right after reaping the old one): a few seconds'
+    // grace, then a second daemon is refused.
+    let deadline = std::time::Instant::now() + LOCK_GRACE;
+    loop {
+        // SAFETY: flock on a file descriptor we own.
+        let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc == 0 {
+            return Ok(f);
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(ServeError::AlreadyRunning(config.runtime.state_dir.clone()));
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
-    Ok(f)
 }
 
 /// How long a stopping daemon lets open streams (logs -f, exec) finish.
