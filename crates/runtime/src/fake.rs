@@ -35,6 +35,7 @@ fn fake_image(reference: &str) -> ImageInfo {
         size: 0,
         stop_signal: None,
         repo_digests: Vec::new(),
+        loaded_tags: vec![reference.to_string()],
         user: None,
     }
 }
@@ -414,6 +415,7 @@ impl Runtime for FakeRuntime {
                 size: 0,
                 stop_signal: None,
                 repo_digests: vec![format!("{reference}@sha256:fake")],
+                loaded_tags: Vec::new(),
                 user: None,
             },
             repo_digest: format!("{reference}@sha256:fake"),

@@ -1156,6 +1156,7 @@ impl Runtime for LocalRuntime {
                 size: img.size,
                 stop_signal: config.as_ref().and_then(|c| c.stop_signal().clone()),
                 repo_digests: img.repo_digests.clone(),
+                loaded_tags: images::loaded_tags(&img),
                 user: config
                     .and_then(|c| c.user().clone())
                     .filter(|u| !u.is_empty()),
@@ -1179,6 +1180,7 @@ impl Runtime for LocalRuntime {
             Ok(list
                 .into_iter()
                 .map(|i| ImageInfo {
+                    loaded_tags: images::loaded_tags(&i),
                     id: i.id,
                     repo_tags: i.repo_tags,
                     size: i.size,
