@@ -1009,7 +1009,8 @@ impl Runtime for LocalRuntime {
             };
             self.shim(sandbox_id)
                 .create_container(&id, &bundle, shim_log)
-                .await?;
+                .await
+                .map_err(|e| e.executable_not_found(&id))?;
             // libcontainer makes its state dir 0755, and podhost-runc's exec writes the
             // container's process there (its environment) for a moment.
             let state = self.config.runc_root().join(&id);

@@ -927,6 +927,8 @@ impl PodWorker {
                     podhost_runtime::RuntimeError::ContainerConfig(_) => {
                         "CreateContainerConfigError"
                     }
+                    // runc finds it when it starts the process, kubelet reports it so.
+                    ref e if e.is_executable_not_found() => "RunContainerError",
                     _ => "CreateContainerError",
                 };
                 return self.set_waiting(&c.name, reason, e.to_string(), "Warning", "Failed");
