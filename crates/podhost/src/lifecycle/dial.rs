@@ -20,6 +20,21 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+/// An OS error as Go (and so kubelet's probe messages) prints it: `connection refused`,
+/// not Rust's `Connection refused (os error 111)`.
+pub fn go_error(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    let text = match (e.raw_os_error(), text.rfind(" (os error ")) {
+        (Some(_), Some(i)) => text[..i].to_string(),
+        _ => text,
+    };
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => text,
+    }
+}
+
 /// Why a connection or an HTTP request to a pod failed; the text goes into events.
 #[derive(Debug, thiserror::Error)]
 pub enum DialError {
@@ -33,7 +48,7 @@ pub enum DialError {
         source: std::io::Error,
     },
     /// The host name did not resolve.
-    #[error("resolving {host}: {source}")]
+    #[error("resolving {host}: {}", go_error(source))]
     Resolve {
         /// The host as written.
         host: String,
@@ -42,7 +57,7 @@ pub enum DialError {
         source: std::io::Error,
     },
     /// TCP connect failed (refused, unreachable, timed out).
-    #[error("dial tcp {addr}: connect: {source}")]
+    #[error("dial tcp {addr}: connect: {}", go_error(source))]
     Connect {
         /// Where to.
         addr: String,
@@ -51,7 +66,7 @@ pub enum DialError {
         source: std::io::Error,
     },
     /// Sending the request or reading the answer failed.
-    #[error("{url}: {source}")]
+    #[error("{url}: {}", go_error(source))]
     Http {
         /// The request URL.
         url: String,
@@ -60,7 +75,7 @@ pub enum DialError {
         source: std::io::Error,
     },
     /// The TLS handshake of an HTTPS request failed.
-    #[error("{url}: TLS handshake: {source}")]
+    #[error("{url}: TLS handshake: {}", go_error(source))]
     Tls {
         /// The request URL.
         url: String,
@@ -569,9 +584,10 @@ mod tests {
         let e = connect(Path::new(""), "127.0.0.1", port, Duration::from_secs(1))
             .await
             .expect_err("refused");
-        assert!(
-            e.to_string().contains("connection refused") || e.to_string().contains("refused"),
-            "{e}"
+        // Go's wording, as kubelet's probe messages: no Rust `(os error 111)`.
+        assert_eq!(
+            e.to_string(),
+            format!("dial tcp 127.0.0.1:{port}: connect: connection refused")
         );
     }
 }
