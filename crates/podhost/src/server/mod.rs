@@ -494,40 +494,32 @@ pub(crate) struct ListQuery {
     selector: Option<String>,
 }
 
-/// `a=b,c!=d,e` label selector match.
-pub(crate) fn matches_selector(
-    labels: Option<&std::collections::BTreeMap<String, String>>,
-    selector: &str,
-) -> bool {
-    selector.split(',').filter(|s| !s.is_empty()).all(|term| {
-        let get = |k: &str| labels.and_then(|l| l.get(k.trim()));
-        if let Some((k, v)) = term.split_once("!=") {
-            get(k).map(String::as_str) != Some(v.trim())
-        } else if let Some((k, v)) = term.split_once("==").or_else(|| term.split_once('=')) {
-            get(k).map(String::as_str) == Some(v.trim())
-        } else {
-            get(term).is_some()
-        }
-    })
+impl ListQuery {
+    /// The label selector asked for; an invalid one is the client's error (400), as the
+    /// API server's, not a filter that silently matches nothing.
+    pub(crate) fn selector(&self) -> Result<crate::selector::Selector, ApiError> {
+        crate::selector::Selector::parse(self.selector.as_deref().unwrap_or(""))
+            .map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.to_string()))
+    }
 }
 
-async fn list_pods(State(d): State<Arc<Daemon>>, Query(q): Query<ListQuery>) -> Json<Vec<Pod>> {
+async fn list_pods(
+    State(d): State<Arc<Daemon>>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Vec<Pod>>, ApiError> {
+    let selector = q.selector()?;
     let ns = q.namespace.unwrap_or_else(|| "default".into());
     let mut pods: Vec<Pod> = d
         .records()
         .into_iter()
         .map(|r| r.pod)
         .filter(|p| q.all_namespaces || p.metadata.namespace.as_deref() == Some(ns.as_str()))
-        .filter(|p| {
-            q.selector
-                .as_deref()
-                .is_none_or(|s| matches_selector(p.metadata.labels.as_ref(), s))
-        })
+        .filter(|p| selector.matches(p.metadata.labels.as_ref()))
         .collect();
     pods.sort_by(|a, b| {
         (&a.metadata.namespace, &a.metadata.name).cmp(&(&b.metadata.namespace, &b.metadata.name))
     });
-    Json(pods)
+    Ok(Json(pods))
 }
 
 async fn get_pod(
