@@ -686,7 +686,9 @@ impl ImageStore {
                             }
                         }
                     } else {
-                        existing.loaded_tags.retain(|t| !image.repo_tags.contains(t));
+                        existing
+                            .loaded_tags
+                            .retain(|t| !image.repo_tags.contains(t));
                     }
                     // Keep the first manifest digest: re-importing the same
                     // image from another format must not change it.

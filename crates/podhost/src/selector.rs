@@ -138,9 +138,11 @@ fn check_key(k: &str) -> Result<(), SelectorError> {
     let bad_prefix = prefix.is_some_and(|p| {
         p.is_empty()
             || p.len() > 253
-            || !p
-                .split('.')
-                .all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'))
+            || !p.split('.').all(|l| {
+                !l.is_empty()
+                    && l.chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            })
     });
     if name.is_empty() || bad_prefix || check_value(name).is_err() {
         return Err(SelectorError(format!(
@@ -281,8 +283,12 @@ impl Selector {
                 Op::NotEquals(want) => v != Some(want),
                 Op::In(set) => v.is_some_and(|v| set.contains(v)),
                 Op::NotIn(set) => v.is_none_or(|v| !set.contains(v)),
-                Op::Gt(n) => v.and_then(|v| v.parse::<i64>().ok()).is_some_and(|v| v > *n),
-                Op::Lt(n) => v.and_then(|v| v.parse::<i64>().ok()).is_some_and(|v| v < *n),
+                Op::Gt(n) => v
+                    .and_then(|v| v.parse::<i64>().ok())
+                    .is_some_and(|v| v > *n),
+                Op::Lt(n) => v
+                    .and_then(|v| v.parse::<i64>().ok())
+                    .is_some_and(|v| v < *n),
             }
         })
     }
@@ -325,7 +331,10 @@ mod tests {
         assert!(!m("app in (a,b)", &[("app", "c")]));
         assert!(!m("app in (a,b)", &[]));
         assert!(m("app notin (a, b)", &[]));
-        assert!(m("app notin (a,b),tier in (x)", &[("app", "c"), ("tier", "x")]));
+        assert!(m(
+            "app notin (a,b),tier in (x)",
+            &[("app", "c"), ("tier", "x")]
+        ));
         assert!(!m("app notin (a,b)", &[("app", "a")]));
         assert!(m("n>2,n<10", &[("n", "5")]));
         assert!(!m("n>2", &[("n", "x")]));

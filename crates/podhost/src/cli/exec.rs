@@ -78,8 +78,14 @@ async fn print_frames<R: tokio::io::AsyncRead + Unpin>(
         rd.read_exact(&mut data).await?;
         match head[0] {
             STDOUT => {
-                stdout.write_all(&data).await?;
-                stdout.flush().await?;
+                let written = match stdout.write_all(&data).await {
+                    Ok(()) => stdout.flush().await,
+                    Err(e) => Err(e),
+                };
+                match written {
+                    Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => super::die_of_sigpipe(),
+                    r => r?,
+                }
             }
             STDERR => {
                 let data = if raw_terminal { crlf(&data) } else { data };

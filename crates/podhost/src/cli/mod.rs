@@ -5,6 +5,17 @@
 //! - [`exec`]: the client side of an exec session.
 //! - [`objects`]: ConfigMaps and Secrets (get, describe, delete).
 
+/// `print!` that ends the CLI quietly when stdout's reader went away (`| head`).
+macro_rules! out {
+    ($($t:tt)*) => { $crate::cli::write_stdout(format_args!($($t)*)) };
+}
+
+/// `println!` that ends the CLI quietly when stdout's reader went away (`| head`).
+macro_rules! outln {
+    () => { $crate::cli::write_stdout(format_args!("\n")) };
+    ($($t:tt)*) => { $crate::cli::write_stdout(format_args!("{}\n", format_args!($($t)*))) };
+}
+
 pub mod client;
 mod exec;
 mod logs;
@@ -32,35 +43,6 @@ pub struct Cli {
     /// Keep all state, runtime files and logs under this directory (tests, sandboxes).
     #[arg(long, global = true, env = "PODHOST_ROOT")]
     pub root: Option<PathBuf>,
-    /// Cgroup parent of every pod (`<parent>/pod<uid>/<container>`); daemon only.
-    #[arg(
-        long,
-        global = true,
-        env = "PODHOST_CGROUP_PARENT",
-        default_value = "podhost"
-    )]
-    pub cgroup_parent: String,
-    /// Most processes a pod may run (its cgroup's pids.max; 0 = unlimited); daemon only.
-    #[arg(
-        long,
-        global = true,
-        env = "PODHOST_POD_PIDS_LIMIT",
-        default_value_t = 4096
-    )]
-    pub pod_pids_limit: i64,
-    /// Pod networking of the daemon (`serve`); see [`NetFlags`].
-    #[command(flatten)]
-    pub net: NetFlags,
-    /// Registry configuration file (mirrors, plain HTTP, CAs, credentials); daemon only.
-    /// Default /etc/podhost/registries.json, or ROOT/registries.json with --root.
-    #[arg(long, global = true, env = "PODHOST_REGISTRY_CONFIG")]
-    pub registry_config: Option<PathBuf>,
-    /// Image GC starts above this disk usage of the image filesystem (percent, 100 = never); daemon only.
-    #[arg(long, global = true, env = "PODHOST_IMAGE_GC_HIGH_THRESHOLD", default_value_t = 85, value_parser = clap::value_parser!(u8).range(1..=100))]
-    pub image_gc_high_threshold: u8,
-    /// Image GC frees space down to this disk usage (percent); daemon only.
-    #[arg(long, global = true, env = "PODHOST_IMAGE_GC_LOW_THRESHOLD", default_value_t = 80, value_parser = clap::value_parser!(u8).range(0..=100))]
-    pub image_gc_low_threshold: u8,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -71,19 +53,19 @@ pub struct NetFlags {
     /// CNI network config directory, the first file by name is used (default
     /// /etc/podhost/cni/net.d, or ROOT/cni/net.d with --root); podhost writes its
     /// default conflist there when it is empty. Point it at /etc/cni/net.d on a node.
-    #[arg(long, global = true, env = "PODHOST_CNI_CONF_DIR")]
+    #[arg(long, env = "PODHOST_CNI_CONF_DIR")]
     pub cni_conf_dir: Option<PathBuf>,
     /// CNI plugin directories, colon-separated (default /opt/cni/bin:/usr/lib/cni).
-    #[arg(long, global = true, env = "PODHOST_CNI_BIN_DIR")]
+    #[arg(long, env = "PODHOST_CNI_BIN_DIR")]
     pub cni_bin_dir: Option<String>,
     /// Pod CIDR of the default network, like kubelet's --cluster-cidr (default 10.77.0.0/16).
-    #[arg(long, global = true, env = "PODHOST_CLUSTER_CIDR")]
+    #[arg(long, env = "PODHOST_CLUSTER_CIDR")]
     pub cluster_cidr: Option<String>,
     /// Bridge of the default network, which is named after it (default podhost0).
-    #[arg(long, global = true, env = "PODHOST_CNI_BRIDGE")]
+    #[arg(long, env = "PODHOST_CNI_BRIDGE")]
     pub cni_bridge: Option<String>,
     /// host-local IPAM store of the default network (default STATE/cni/networks).
-    #[arg(long, global = true, env = "PODHOST_CNI_DATA_DIR")]
+    #[arg(long, env = "PODHOST_CNI_DATA_DIR")]
     pub cni_data_dir: Option<PathBuf>,
 }
 
@@ -102,10 +84,10 @@ pub enum Command {
     Get(GetArgs),
     /// Show a pod, ConfigMap or Secret in detail.
     Describe {
-        /// Resource type (`pod`, `configmap`, `secret`).
+        /// Resource type (`pod`, `configmap`, `secret`), or `TYPE/NAME`.
         kind: String,
-        /// Pod name.
-        name: String,
+        /// Names (every object of the type when none).
+        names: Vec<String>,
         #[arg(short = 'n', long, default_value = "default")]
         namespace: String,
     },
@@ -203,8 +185,27 @@ pub enum Command {
 }
 
 /// `podhost serve` knobs.
-#[derive(Debug, Args, Default)]
+#[derive(Debug, Args)]
 pub struct ServeArgs {
+    /// Cgroup parent of every pod (`<parent>/pod<uid>/<container>`).
+    #[arg(long, env = "PODHOST_CGROUP_PARENT", default_value = "podhost")]
+    pub cgroup_parent: String,
+    /// Most processes a pod may run (its cgroup's pids.max; 0 = unlimited).
+    #[arg(long, env = "PODHOST_POD_PIDS_LIMIT", default_value_t = 4096)]
+    pub pod_pids_limit: i64,
+    /// Pod networking of the daemon (`serve`); see [`NetFlags`].
+    #[command(flatten)]
+    pub net: NetFlags,
+    /// Registry configuration file (mirrors, plain HTTP, CAs, credentials).
+    /// Default /etc/podhost/registries.json, or ROOT/registries.json with --root.
+    #[arg(long, env = "PODHOST_REGISTRY_CONFIG")]
+    pub registry_config: Option<PathBuf>,
+    /// Image GC starts above this disk usage of the image filesystem (percent, 100 = never).
+    #[arg(long, env = "PODHOST_IMAGE_GC_HIGH_THRESHOLD", default_value_t = 85, value_parser = clap::value_parser!(u8).range(1..=100))]
+    pub image_gc_high_threshold: u8,
+    /// Image GC frees space down to this disk usage (percent).
+    #[arg(long, env = "PODHOST_IMAGE_GC_LOW_THRESHOLD", default_value_t = 80, value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub image_gc_low_threshold: u8,
     /// First CrashLoopBackOff delay (kubelet: 10s), e.g. `1s`, `500ms`.
     #[arg(long, env = "PODHOST_BACKOFF_INITIAL", value_parser = parse_duration_arg)]
     pub backoff_initial: Option<Duration>,
@@ -319,12 +320,22 @@ pub struct DeleteArgs {
 }
 
 impl Cli {
-    /// The config these flags select.
+    /// The config these flags select: a client needs only the root (where the socket
+    /// is); the daemon's own knobs come with `serve`.
     pub fn config(&self) -> Config {
         let base = match &self.root {
             Some(r) => Config::rooted(r),
             None => Config::default(),
         };
+        match &self.command {
+            Command::Serve(serve) => serve.config(base),
+            _ => base,
+        }
+    }
+}
+
+impl ServeArgs {
+    fn config(&self, base: Config) -> Config {
         let mut network = base.runtime.network.clone();
         let n = &self.net;
         if let Some(d) = &n.cni_conf_dir {
@@ -360,35 +371,34 @@ impl Cli {
                 .min(self.image_gc_high_threshold),
             ..base
         };
-        if let Command::Serve(serve) = &self.command {
-            if let Some(d) = serve.backoff_initial {
-                config.backoff_initial = d;
-            }
-            if let Some(d) = serve.backoff_max {
-                config.backoff_max = d;
-            }
-            // A cap below the first delay would make the first delay the cap.
-            config.backoff_max = config.backoff_max.max(config.backoff_initial);
-            let default = config.runtime.container_log_rotation;
-            let max_files = serve.container_log_max_files.map_or(
-                default.map_or(podhost_shim::logrotate::DEFAULT_MAX_FILES, |p| p.max_files),
-                |n| n as usize,
-            );
-            let max_size = match serve.container_log_max_size {
-                Some(n) => u64::try_from(n).ok(),
-                None => default.map(|p| p.max_size),
-            };
-            config.runtime.container_log_rotation =
-                max_size.map(|max_size| podhost_shim::logrotate::Policy {
-                    max_size,
-                    max_files,
-                });
-            if let Some(p) = &serve.cri_socket {
-                config.cri_socket = Some(p.clone()).filter(|p| !p.as_os_str().is_empty());
-            }
-            if serve.no_cri {
-                config.cri_socket = None;
-            }
+        let serve = self;
+        if let Some(d) = serve.backoff_initial {
+            config.backoff_initial = d;
+        }
+        if let Some(d) = serve.backoff_max {
+            config.backoff_max = d;
+        }
+        // A cap below the first delay would make the first delay the cap.
+        config.backoff_max = config.backoff_max.max(config.backoff_initial);
+        let default = config.runtime.container_log_rotation;
+        let max_files = serve.container_log_max_files.map_or(
+            default.map_or(podhost_shim::logrotate::DEFAULT_MAX_FILES, |p| p.max_files),
+            |n| n as usize,
+        );
+        let max_size = match serve.container_log_max_size {
+            Some(n) => u64::try_from(n).ok(),
+            None => default.map(|p| p.max_size),
+        };
+        config.runtime.container_log_rotation =
+            max_size.map(|max_size| podhost_shim::logrotate::Policy {
+                max_size,
+                max_files,
+            });
+        if let Some(p) = &serve.cri_socket {
+            config.cri_socket = Some(p.clone()).filter(|p| !p.as_os_str().is_empty());
+        }
+        if serve.no_cri {
+            config.cri_socket = None;
         }
         config
     }
@@ -430,23 +440,34 @@ pub async fn run(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Serve(_) => unreachable_serve(),
         Command::Apply { files } => {
+            // Each object on its own, as kubectl: what failed is reported at the end,
+            // the rest is applied.
+            let mut errors = Vec::new();
             for f in &files {
-                let (yaml, source) = read_manifest(f)?;
-                let resp: crate::server::ApplyResponse = client
-                    .call(
-                        Method::POST,
-                        "/v1/apply",
-                        Some(serde_json::json!({ "yaml": yaml, "source": source })),
-                    )
-                    .await?;
-                for w in &resp.warnings {
-                    eprintln!("Warning: {w}");
-                }
-                for r in &resp.results {
-                    println!("{r}");
+                let r = async {
+                    let (yaml, source) = read_manifest(f)?;
+                    let body = serde_json::json!({ "yaml": yaml, "source": source });
+                    client
+                        .call::<crate::server::ApplyResponse>(Method::POST, "/v1/apply", Some(body))
+                        .await
+                };
+                match r.await {
+                    Ok(resp) => {
+                        for w in &resp.warnings {
+                            eprintln!("Warning: {w}");
+                        }
+                        for r in &resp.results {
+                            outln!("{r}");
+                        }
+                        errors.extend(resp.errors);
+                    }
+                    Err(e) => errors.push(format!("{e:#}")),
                 }
             }
-            Ok(0)
+            for e in &errors {
+                eprintln!("error: {e}");
+            }
+            Ok(i32::from(!errors.is_empty()))
         }
         Command::Get(args) => get(&client, args).await,
         Command::Top {
@@ -469,38 +490,14 @@ pub async fn run(cli: Cli) -> Result<i32> {
                     bail!("pod {n:?} not found or not running");
                 }
             }
-            print!("{}", top::top_table(&rows, ns, name.as_deref(), containers));
+            out!("{}", top::top_table(&rows, ns, name.as_deref(), containers));
             Ok(0)
         }
         Command::Describe {
             kind,
-            name,
+            names,
             namespace,
-        } => {
-            if let Some(k) = objects::ObjectKind::parse(&kind) {
-                return objects::describe(&client, k, &namespace, &name).await;
-            }
-            if !is_pod_kind(&kind) {
-                bail!("the server doesn't have a resource type {kind:?} (podhost knows: pods, configmaps, secrets)");
-            }
-            let pod: Pod = client
-                .call(Method::GET, &format!("/v1/pods/{namespace}/{name}"), None)
-                .await?;
-            let events: Vec<crate::lifecycle::PodEvent> = client
-                .call(
-                    Method::GET,
-                    &format!("/v1/pods/{namespace}/{name}/events"),
-                    None,
-                )
-                .await?;
-            let rows: Vec<crate::server::ContainerRow> =
-                client.call(Method::GET, "/v1/containers", None).await?;
-            print!(
-                "{}",
-                output::describe(&pod, &events, &rows, crate::timefmt::now_nanos())
-            );
-            Ok(0)
-        }
+        } => describe(&client, &kind, names, &namespace).await,
         Command::Logs {
             pod,
             container,
@@ -511,7 +508,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
         } => {
             let args = logs::LogsArgs {
                 namespace,
-                pod,
+                pod: pod_arg(&pod)?.to_string(),
                 container,
                 follow,
                 previous,
@@ -538,6 +535,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
                 }
                 terminal
             };
+            let pod = pod_arg(&pod)?;
             let mut path = format!(
                 "/v1/pods/{namespace}/{pod}/exec?cmd={}",
                 enc(&serde_json::to_string(&cmd)?)
@@ -564,7 +562,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
         Command::Ps { all } => {
             let rows: Vec<crate::server::ContainerRow> =
                 client.call(Method::GET, "/v1/containers", None).await?;
-            print!(
+            out!(
                 "{}",
                 output::ps_table(&rows, all, crate::timefmt::now_nanos())
             );
@@ -576,7 +574,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
         } => {
             let images: Vec<podhost_runtime::ImageInfo> =
                 client.call(Method::GET, "/v1/images", None).await?;
-            print!("{}", output::images_table(&images));
+            out!("{}", output::images_table(&images));
             Ok(0)
         }
         Command::Pull { image }
@@ -597,7 +595,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
                     )
                     .await;
                 match r {
-                    Ok(_) => println!("Deleted: {image}"),
+                    Ok(_) => outln!("Deleted: {image}"),
                     Err(e) => {
                         eprintln!("error: {e:#}");
                         code = 1;
@@ -617,9 +615,9 @@ pub async fn run(cli: Cli) -> Result<i32> {
                 )
                 .await?;
             for id in &r.removed {
-                println!("Deleted: {id}");
+                outln!("Deleted: {id}");
             }
-            println!("Total reclaimed space: {}", output::human_size(r.reclaimed));
+            outln!("Total reclaimed space: {}", output::human_size(r.reclaimed));
             Ok(0)
         }
         Command::Image {
@@ -636,7 +634,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
                 .await?;
             for i in images {
                 let name = i.repo_tags.first().cloned().unwrap_or_else(|| i.id.clone());
-                println!("Loaded image: {name}");
+                outln!("Loaded image: {name}");
             }
             Ok(0)
         }
@@ -649,8 +647,123 @@ pub async fn run(cli: Cli) -> Result<i32> {
     }
 }
 
+/// Writes to stdout. A reader that stopped early (`get pods -o yaml | head -1`) ends
+/// the CLI as it ends kubectl or cat: by SIGPIPE, with nothing on stderr. Rust's
+/// `print!` would panic instead (Rust ignores SIGPIPE); the signal stays ignored for the
+/// daemon's socket, whose hang-up is an error the client reports.
+pub(crate) fn write_stdout(args: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_fmt(args).and_then(|()| out.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            die_of_sigpipe();
+        }
+        eprintln!("error: writing to stdout: {e}");
+        std::process::exit(1);
+    }
+}
+
+/// Ends the process by SIGPIPE's default action, as a shell pipeline expects.
+pub(crate) fn die_of_sigpipe() -> ! {
+    // SAFETY: restoring the default action of SIGPIPE and raising it in this process.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        libc::raise(libc::SIGPIPE);
+    }
+    std::process::exit(141)
+}
+
+/// `describe TYPE [NAMES]` or `describe TYPE/NAME`: each found object, one error per
+/// missing name (kubectl's habit), every object of the type when no name is given.
+async fn describe(client: &Client, kind: &str, names: Vec<String>, ns: &str) -> Result<i32> {
+    let (kind, mut names) = match kind.split_once('/') {
+        Some((k, n)) => (k, std::iter::once(n.to_string()).chain(names).collect()),
+        None => (kind, names),
+    };
+    let object_kind = objects::ObjectKind::parse(kind);
+    if object_kind.is_none() && !is_pod_kind(kind) {
+        bail!("the server doesn't have a resource type {kind:?} (podhost knows: pods, configmaps, secrets)");
+    }
+    if names.is_empty() {
+        names = match object_kind {
+            Some(k) => objects::names(client, k, ns).await?,
+            None => {
+                let pods: Vec<Pod> = client
+                    .call(
+                        Method::GET,
+                        &format!("/v1/pods?namespace={}", enc(ns)),
+                        None,
+                    )
+                    .await?;
+                pods.into_iter().filter_map(|p| p.metadata.name).collect()
+            }
+        };
+    }
+    let mut code = 0;
+    for (i, name) in names.iter().enumerate() {
+        if i > 0 {
+            outln!();
+        }
+        let r = match object_kind {
+            Some(k) => objects::describe(client, k, ns, name).await,
+            None => describe_pod(client, ns, name).await,
+        };
+        if let Err(e) = r {
+            eprintln!("Error from server (NotFound): {e:#}");
+            code = 1;
+        }
+    }
+    Ok(code)
+}
+
+async fn describe_pod(client: &Client, namespace: &str, name: &str) -> Result<i32> {
+    let pod: Pod = client
+        .call(Method::GET, &format!("/v1/pods/{namespace}/{name}"), None)
+        .await?;
+    let events: Vec<crate::lifecycle::PodEvent> = client
+        .call(
+            Method::GET,
+            &format!("/v1/pods/{namespace}/{name}/events"),
+            None,
+        )
+        .await?;
+    let rows: Vec<crate::server::ContainerRow> =
+        client.call(Method::GET, "/v1/containers", None).await?;
+    out!(
+        "{}",
+        output::describe(&pod, &events, &rows, crate::timefmt::now_nanos())
+    );
+    Ok(0)
+}
+
 fn unreachable_serve() -> Result<i32> {
     bail!("`serve` is handled by main before the CLI runs")
+}
+
+/// Prints kubectl's error for each of `names` no object has; returns how many.
+fn missing_names<'a>(
+    names: &[String],
+    found: impl Iterator<Item = &'a k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>,
+    plural: &str,
+) -> usize {
+    let found: Vec<&str> = found.filter_map(|m| m.name.as_deref()).collect();
+    let mut n = 0;
+    for name in names.iter().filter(|n| !found.contains(&n.as_str())) {
+        eprintln!("Error from server (NotFound): {plural} \"{name}\" not found");
+        n += 1;
+    }
+    n
+}
+
+/// The pod a `NAME` or `pod/NAME` argument names (exec, logs, describe, …).
+fn pod_arg(arg: &str) -> Result<&str> {
+    match arg.split_once('/') {
+        None => Ok(arg),
+        Some((kind, name)) if is_pod_kind(kind) && !name.is_empty() => Ok(name),
+        Some((kind, _)) => bail!(
+            "the server doesn't have a resource type {kind:?} here (give a pod: NAME or pod/NAME)"
+        ),
+    }
 }
 
 fn is_pod_kind(k: &str) -> bool {
@@ -681,31 +794,33 @@ async fn get(client: &Client, args: GetArgs) -> Result<i32> {
     match kind_name.0 {
         k if is_pod_kind(k) => {
             let mut pods: Vec<Pod> = client.call(Method::GET, &q, None).await?;
+            // kubectl prints what it found, and one error per name it did not.
+            let missing = missing_names(&names, pods.iter().map(|p| &p.metadata), "pods");
             if !names.is_empty() {
-                for n in &names {
-                    if !pods.iter().any(|p| p.metadata.name.as_deref() == Some(n)) {
-                        bail!("pods \"{n}\" not found");
-                    }
-                }
-                pods.retain(|p| names.iter().any(|n| p.metadata.name.as_deref() == Some(n)));
+                // In the order asked, as kubectl.
+                pods = names
+                    .iter()
+                    .filter_map(|n| pods.iter().find(|p| p.metadata.name.as_ref() == Some(n)))
+                    .cloned()
+                    .collect();
             }
             let single = names.len() == 1;
             match args.output.as_deref() {
-                Some("yaml") => print!("{}", output::to_yaml(&pods, single)?),
-                Some("json") => println!("{}", output::to_json(&pods, single)?),
-                Some("name") => pods.iter().for_each(|p| println!("pod/{}", p.metadata.name.as_deref().unwrap_or(""))),
-                Some("wide") => print!("{}", output::pods_table(&pods, true, args.all_namespaces, crate::timefmt::now_nanos())),
+                Some("yaml") => out!("{}", output::to_yaml(&pods, single)?),
+                Some("json") => outln!("{}", output::to_json(&pods, single)?),
+                Some("name") => pods.iter().for_each(|p| outln!("pod/{}", p.metadata.name.as_deref().unwrap_or(""))),
+                Some("wide") => out!("{}", output::pods_table(&pods, true, args.all_namespaces, crate::timefmt::now_nanos())),
                 None => {
-                    if pods.is_empty() {
+                    if pods.is_empty() && missing == 0 {
                         let where_ = if args.all_namespaces { String::new() } else { format!(" in {} namespace", args.namespace) };
                         eprintln!("No resources found{where_}.");
                     } else {
-                        print!("{}", output::pods_table(&pods, false, args.all_namespaces, crate::timefmt::now_nanos()));
+                        out!("{}", output::pods_table(&pods, false, args.all_namespaces, crate::timefmt::now_nanos()));
                     }
                 }
                 Some(o) => bail!("unable to match a printer suitable for the output format {o:?}, allowed formats are: json,name,wide,yaml"),
             }
-            Ok(0)
+            Ok(i32::from(missing > 0))
         }
         "events" | "event" | "ev" => {
             let pods: Vec<Pod> = client.call(Method::GET, &q, None).await?;
@@ -718,7 +833,7 @@ async fn get(client: &Client, args: GetArgs) -> Result<i32> {
                     .await?;
                 rows.extend(evs.into_iter().map(|e| (format!("pod/{name}"), e)));
             }
-            print!(
+            out!(
                 "{}",
                 output::events_table(&rows, crate::timefmt::now_nanos())
             );
@@ -795,7 +910,7 @@ async fn delete(client: &Client, args: DeleteArgs) -> Result<i32> {
             .await;
         match r {
             Ok(_) => {
-                println!("pod \"{name}\" deleted");
+                outln!("pod \"{name}\" deleted");
                 deleted.push((ns, name));
             }
             Err(e) => {
@@ -836,7 +951,7 @@ async fn wait(client: &Client, for_: &str, target: &str, timeout: &str, ns: &str
     let timeout = parse_duration(timeout)?;
     if for_ == "delete" {
         if wait_gone(client, ns, name, timeout).await? {
-            println!("pod/{name} condition met");
+            outln!("pod/{name} condition met");
             return Ok(0);
         }
         bail!("timed out waiting for the condition on pods/{name}");
@@ -875,7 +990,7 @@ async fn wait(client: &Client, for_: &str, target: &str, timeout: &str, ns: &str
             .call(Method::GET, &format!("/v1/pods/{ns}/{name}"), None)
             .await?;
         if check(&pod) {
-            println!("pod/{name} condition met");
+            outln!("pod/{name} condition met");
             return Ok(0);
         }
         if tokio::time::Instant::now() > deadline {

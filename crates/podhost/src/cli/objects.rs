@@ -197,21 +197,22 @@ fn print<T: Serialize>(
     metas: Vec<&ObjectMeta>,
     args: &GetArgs,
     single: bool,
+    asked_names: bool,
     table_text: impl FnOnce() -> String,
 ) -> Result<()> {
     match args.output.as_deref() {
-        Some("yaml") => print!("{}", serde_saphyr::to_string(&list_value(items, single)?)?),
-        Some("json") => println!(
+        Some("yaml") => out!("{}", serde_saphyr::to_string(&list_value(items, single)?)?),
+        Some("json") => outln!(
             "{}",
             serde_json::to_string_pretty(&list_value(items, single)?)?
         ),
         Some("name") => {
             for m in metas {
-                println!("{}/{}", kind.singular(), name_of(m));
+                outln!("{}/{}", kind.singular(), name_of(m));
             }
         }
         None | Some("wide") => {
-            if items.is_empty() {
+            if items.is_empty() && !asked_names {
                 let where_ = if args.all_namespaces {
                     String::new()
                 } else {
@@ -219,7 +220,7 @@ fn print<T: Serialize>(
                 };
                 eprintln!("No resources found{where_}.");
             } else {
-                print!("{}", table_text());
+                out!("{}", table_text());
             }
         }
         Some(o) => bail!("unable to match a printer suitable for the output format {o:?}, allowed formats are: json,name,wide,yaml"),
@@ -246,36 +247,41 @@ pub async fn get(
     let single = names.len() == 1;
     let keep =
         |meta: &ObjectMeta| names.is_empty() || names.iter().any(|n| Some(n) == meta.name.as_ref());
-    let missing = |metas: Vec<&ObjectMeta>| -> Result<()> {
-        for n in names {
-            if !metas.iter().any(|m| m.name.as_ref() == Some(n)) {
-                bail!("{} \"{n}\" not found", kind.plural());
-            }
-        }
-        Ok(())
-    };
+    let missing =
+        |metas: Vec<&ObjectMeta>| super::missing_names(names, metas.into_iter(), kind.plural());
     let now = now_nanos();
+    let not_found;
     match kind {
         ObjectKind::ConfigMap => {
             let mut list: Vec<ConfigMap> = client.call(Method::GET, &q, None).await?;
-            missing(list.iter().map(|c| &c.metadata).collect())?;
+            not_found = missing(list.iter().map(|c| &c.metadata).collect());
             list.retain(|c| keep(&c.metadata));
             let metas = list.iter().map(|c| &c.metadata).collect();
-            print(kind, &list, metas, args, single, || {
+            print(kind, &list, metas, args, single, !names.is_empty(), || {
                 config_maps_table(&list, args.all_namespaces, now)
             })?;
         }
         ObjectKind::Secret => {
             let mut list: Vec<Secret> = client.call(Method::GET, &q, None).await?;
-            missing(list.iter().map(|c| &c.metadata).collect())?;
+            not_found = missing(list.iter().map(|c| &c.metadata).collect());
             list.retain(|c| keep(&c.metadata));
             let metas = list.iter().map(|c| &c.metadata).collect();
-            print(kind, &list, metas, args, single, || {
+            print(kind, &list, metas, args, single, !names.is_empty(), || {
                 secrets_table(&list, args.all_namespaces, now)
             })?;
         }
     }
-    Ok(0)
+    Ok(i32::from(not_found > 0))
+}
+
+/// Names of every ConfigMap or Secret in namespace `ns` (`describe configmaps`).
+pub async fn names(client: &Client, kind: ObjectKind, ns: &str) -> Result<Vec<String>> {
+    let q = format!("/v1/{}?namespace={}", kind.plural(), enc(ns));
+    let list: Vec<serde_json::Value> = client.call(Method::GET, &q, None).await?;
+    Ok(list
+        .iter()
+        .filter_map(|v| v.pointer("/metadata/name")?.as_str().map(str::to_string))
+        .collect())
 }
 
 /// `describe configmap|secret NAME`.
@@ -284,11 +290,11 @@ pub async fn describe(client: &Client, kind: ObjectKind, ns: &str, name: &str) -
     match kind {
         ObjectKind::ConfigMap => {
             let c: ConfigMap = client.call(Method::GET, &path, None).await?;
-            print!("{}", describe_config_map(&c));
+            out!("{}", describe_config_map(&c));
         }
         ObjectKind::Secret => {
             let s: Secret = client.call(Method::GET, &path, None).await?;
-            print!("{}", describe_secret(&s));
+            out!("{}", describe_secret(&s));
         }
     }
     Ok(0)
@@ -305,7 +311,7 @@ pub async fn delete(client: &Client, kind: ObjectKind, ns: &str, name: &str) -> 
         .await;
     match r {
         Ok(_) => {
-            println!("{} \"{name}\" deleted", kind.singular());
+            outln!("{} \"{name}\" deleted", kind.singular());
             true
         }
         Err(e) => {

@@ -313,7 +313,12 @@ pub fn probe_line(p: &k8s_openapi::api::core::v1::Probe) -> String {
 fn quantities(
     o: &mut String,
     title: &str,
-    q: Option<&std::collections::BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>,
+    q: Option<
+        &std::collections::BTreeMap<
+            String,
+            k8s_openapi::apimachinery::pkg::api::resource::Quantity,
+        >,
+    >,
 ) {
     let Some(q) = q.filter(|q| !q.is_empty()) else {
         return;
@@ -336,10 +341,20 @@ fn field_value(pod: &Pod, path: &str) -> String {
             .map(str::to_string)
     };
     if let Some(k) = key("metadata.labels") {
-        return m.labels.as_ref().and_then(|l| l.get(&k)).cloned().unwrap_or_default();
+        return m
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(&k))
+            .cloned()
+            .unwrap_or_default();
     }
     if let Some(k) = key("metadata.annotations") {
-        return m.annotations.as_ref().and_then(|l| l.get(&k)).cloned().unwrap_or_default();
+        return m
+            .annotations
+            .as_ref()
+            .and_then(|l| l.get(&k))
+            .cloned()
+            .unwrap_or_default();
     }
     let spec = pod.spec.as_ref();
     let st = pod.status.as_ref();
@@ -363,7 +378,10 @@ fn resource_value(
     r: &k8s_openapi::api::core::v1::ResourceFieldSelector,
 ) -> String {
     use podhost_api::quantity::{parse_bytes, parse_cpu_millis};
-    let (which, name) = r.resource.split_once('.').unwrap_or(("", r.resource.as_str()));
+    let (which, name) = r
+        .resource
+        .split_once('.')
+        .unwrap_or(("", r.resource.as_str()));
     let res = c.resources.as_ref();
     let q = match which {
         "limits" => res.and_then(|r| r.limits.as_ref()),
@@ -374,7 +392,9 @@ fn resource_value(
     let (value, unit) = if name == "cpu" {
         (
             q.and_then(|q| parse_cpu_millis(&q.0).ok()).unwrap_or(0),
-            divisor.and_then(|d| parse_cpu_millis(d).ok()).unwrap_or(1000),
+            divisor
+                .and_then(|d| parse_cpu_millis(d).ok())
+                .unwrap_or(1000),
         )
     } else {
         (
@@ -475,7 +495,10 @@ fn volume_lines(o: &mut String, v: &k8s_openapi::api::core::v1::Volume) {
             .collect::<Vec<_>>()
     };
     if let Some(c) = &v.config_map {
-        row("Type", "ConfigMap (a volume populated by a ConfigMap)".into());
+        row(
+            "Type",
+            "ConfigMap (a volume populated by a ConfigMap)".into(),
+        );
         row("Name", c.name.clone());
         row("Optional", c.optional.unwrap_or(false).to_string());
         for i in items(c.items.as_ref()) {

@@ -38,6 +38,33 @@ pub struct PodHandle {
     pub snapshot: watch::Receiver<PodRecord>,
     /// Orders to the worker.
     pub cmd: mpsc::Sender<WorkerCmd>,
+    /// The pod's labels and annotations as last applied or labelled: the worker takes
+    /// them into its record when it next publishes; readers overlay them until then.
+    pub meta: Arc<watch::Sender<PodMeta>>,
+}
+
+/// The mutable part of a pod's metadata (`apply`, `label`, `annotate`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PodMeta {
+    /// `metadata.labels`.
+    pub labels: Option<std::collections::BTreeMap<String, String>>,
+    /// `metadata.annotations`.
+    pub annotations: Option<std::collections::BTreeMap<String, String>>,
+}
+
+impl PodMeta {
+    /// The labels and annotations of `pod`.
+    pub fn of(pod: &k8s_openapi::api::core::v1::Pod) -> Self {
+        PodMeta {
+            labels: pod.metadata.labels.clone(),
+            annotations: pod.metadata.annotations.clone(),
+        }
+    }
+    /// Put them on `pod`.
+    pub fn set_on(&self, pod: &mut k8s_openapi::api::core::v1::Pod) {
+        pod.metadata.labels.clone_from(&self.labels);
+        pod.metadata.annotations.clone_from(&self.annotations);
+    }
 }
 
 pub use podhost_runtime::clock::Clock;
@@ -88,6 +115,8 @@ pub struct PodWorker {
     /// Why the pod's shim does not answer while it lives (stopped, hung): the pod is then
     /// `Unknown` and nothing is decided from what cannot be seen.
     unresponsive: Option<String>,
+    /// Labels and annotations changed through the API.
+    meta_rx: watch::Receiver<PodMeta>,
 }
 
 /// Why a step could not go on: wait until (optional) time and sync again.
@@ -122,6 +151,7 @@ impl PodWorker {
     ) -> PodHandle {
         let (tx, snapshot) = watch::channel(rec.clone());
         let (cmd_tx, cmd_rx) = mpsc::channel(8);
+        let (meta_tx, meta_rx) = watch::channel(PodMeta::of(&rec.pod));
         let (probe_tx, probe_rx) = mpsc::channel(64);
         let events = rt.events();
         let w = PodWorker {
@@ -137,11 +167,13 @@ impl PodWorker {
             sandbox_error: None,
             unresponsive: None,
             cmd_rx,
+            meta_rx,
         };
         tokio::spawn(w.run(events, probe_rx));
         PodHandle {
             snapshot,
             cmd: cmd_tx,
+            meta: Arc::new(meta_tx),
         }
     }
 
@@ -253,6 +285,9 @@ impl PodWorker {
 
     /// Compute and publish the status; persist when something changed.
     async fn publish(&mut self) {
+        if self.meta_rx.has_changed().unwrap_or(false) {
+            self.meta_rx.borrow_and_update().set_on(&mut self.rec.pod);
+        }
         // An unresponsive shim would hold every publish for the request's time limit.
         let sandbox = match (&self.rec.sandbox_id, &self.unresponsive) {
             (Some(id), None) => self.rt.pod_sandbox_status(id).await.ok(),

@@ -462,8 +462,8 @@ impl Daemon {
         self.pods.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Latest record of a pod; pods whose worker finished deleting are dropped here.
-    fn record(&self, ns: &str, name: &str) -> Option<PodRecord> {
+    /// The handle of a live pod worker; pods whose worker finished deleting are dropped here.
+    fn handle(&self, ns: &str, name: &str) -> Option<PodHandle> {
         let key = format!("{ns}/{name}");
         let mut pods = self.lock_pods();
         let closed = pods.get(&key)?.cmd.is_closed();
@@ -471,14 +471,26 @@ impl Daemon {
             pods.remove(&key);
             return None;
         }
-        pods.get(&key).map(|h| h.snapshot.borrow().clone())
+        pods.get(&key).cloned()
+    }
+
+    /// Latest record of a pod.
+    fn record(&self, ns: &str, name: &str) -> Option<PodRecord> {
+        self.handle(ns, name).map(|h| view(&h))
     }
 
     fn records(&self) -> Vec<PodRecord> {
         let mut pods = self.lock_pods();
         pods.retain(|_, h| !h.cmd.is_closed());
-        pods.values().map(|h| h.snapshot.borrow().clone()).collect()
+        pods.values().map(view).collect()
     }
+}
+
+/// A worker's latest record with the labels and annotations set since it last published.
+fn view(h: &PodHandle) -> PodRecord {
+    let mut rec = h.snapshot.borrow().clone();
+    h.meta.borrow().set_on(&mut rec.pod);
+    rec
 }
 
 async fn version() -> Json<serde_json::Value> {
