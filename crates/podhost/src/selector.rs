@@ -113,7 +113,7 @@ fn lex(s: &str) -> Vec<Token> {
 }
 
 /// A label value: at most 63 characters, alphanumerics with `-_.` inside; may be empty.
-fn check_value(v: &str) -> Result<(), SelectorError> {
+pub(crate) fn check_value(v: &str) -> Result<(), SelectorError> {
     let ok = v.is_empty()
         || (v.len() <= 63
             && v.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
@@ -130,7 +130,7 @@ fn check_value(v: &str) -> Result<(), SelectorError> {
 }
 
 /// A label key: an optional DNS-subdomain prefix and `/`, then a name like a value.
-fn check_key(k: &str) -> Result<(), SelectorError> {
+pub(crate) fn check_key(k: &str) -> Result<(), SelectorError> {
     let (prefix, name) = match k.rsplit_once('/') {
         Some((p, n)) => (Some(p), n),
         None => (None, k),

@@ -497,3 +497,252 @@ fn missing_executable_is_a_start_error() {
     );
     env.teardown();
 }
+
+/// `get`'s kubectl flags: several types, jsonpath and custom columns, labels as
+/// columns, sorting, no headers, field selectors; `-w` prints changes as they come.
+#[test]
+fn get_flags_and_watch() {
+    let env = Env::new();
+    env.apply("a.yaml", &sleeper("a", "app: web, tier: front"));
+    env.apply("b.yaml", &sleeper("b", "app: db"));
+    env.apply(
+        "cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cfg}\ndata: {k: v}\n",
+    );
+    env.wait_ready("a");
+    env.wait_ready("b");
+    assert_eq!(
+        env.ok(&["get", "pods", "-o", "jsonpath={.items[*].metadata.name}"]),
+        "a b"
+    );
+    assert_eq!(
+        env.ok(&["get", "pod", "a", "-o", "jsonpath={.metadata.labels.app}"]),
+        "web"
+    );
+    assert_eq!(
+        env.ok(&[
+            "get",
+            "pods",
+            "-o",
+            "jsonpath={range .items[*]}{.metadata.name}={.status.phase}{\"\\n\"}{end}"
+        ]),
+        "a=Running\nb=Running\n"
+    );
+    assert_eq!(
+        env.ok(&[
+            "get",
+            "pods",
+            "-o",
+            "custom-columns=NAME:.metadata.name,TIER:.metadata.labels.tier",
+            "--sort-by=.metadata.name"
+        ]),
+        "NAME   TIER\na      front\nb      <none>\n"
+    );
+    assert_eq!(
+        env.ok(&[
+            "get",
+            "pods",
+            "--sort-by={.metadata.labels.app}",
+            "-o",
+            "name"
+        ]),
+        "pod/b\npod/a\n"
+    );
+    let t = env.ok(&["get", "pods", "--show-labels", "-L", "tier", "--no-headers"]);
+    let a_line = t.lines().find(|l| l.starts_with("a ")).expect("row a");
+    assert!(
+        a_line.contains("front") && a_line.ends_with("app=web,tier=front"),
+        "{t}"
+    );
+    assert!(!t.contains("NAME"), "{t}");
+    assert_eq!(
+        env.ok(&[
+            "get",
+            "pods",
+            "--field-selector",
+            "status.phase=Running,metadata.name!=a",
+            "-o",
+            "name"
+        ]),
+        "pod/b\n"
+    );
+    let err = env.fails(&["get", "pods", "--field-selector", "spec.nope=x"]);
+    assert!(
+        err.contains("field label not supported: spec.nope"),
+        "{err}"
+    );
+    let both = env.ok(&["get", "pods,cm"]);
+    assert!(
+        both.contains("pod/a") && both.contains("configmap/cfg"),
+        "{both}"
+    );
+    assert_eq!(
+        env.ok(&["get", "pod/a", "cm/cfg", "-o", "name"]),
+        "pod/a\nconfigmap/cfg\n"
+    );
+
+    // -w: a new pod appears, then its changes, on lines of their own.
+    let mut watch = Command::new(bin())
+        .args(["get", "pods", "-w", "--output-watch-events"])
+        .env("PODHOST_ROOT", &env.root)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("watch");
+    let stdout_pipe = watch.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout_pipe)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    env.apply("c.yaml", &sleeper("c", "app: new"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let mut lines = Vec::new();
+    while !lines
+        .iter()
+        .any(|l: &String| l.starts_with("MODIFIED") && l.contains(" c ") && l.contains("Running"))
+    {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(l) => lines.push(l),
+            Err(_) => panic!("no Running line for c: {lines:?}"),
+        }
+    }
+    let _ = watch.kill();
+    let _ = watch.wait();
+    let _ = reader.join();
+    assert!(
+        lines[0].starts_with("EVENT") && lines[0].contains("NAME"),
+        "{lines:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("ADDED") && l.contains(" c ")),
+        "{lines:?}"
+    );
+    env.teardown();
+}
+
+/// logs --tail/--since/--all-containers/--prefix/-l; delete --all/-l/--ignore-not-found;
+/// apply -f DIR and --dry-run; label and annotate; ps --pod.
+#[test]
+fn logs_delete_apply_label_and_ps_flags() {
+    let env = Env::new();
+    let dir = env.root.join("manifests");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let talker = |name: &str| {
+        format!("apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  labels: {{app: talk}}\nspec:\n  terminationGracePeriodSeconds: 1\n  initContainers:\n  - name: init\n    image: busybox\n    command: [sh, -c, 'echo init-line']\n  containers:\n  - name: main\n    image: busybox\n    command: [sh, -c, 'for i in 1 2 3 4 5; do echo line-$i; done; sleep 3600']\n")
+    };
+    std::fs::write(dir.join("t1.yaml"), talker("t1")).expect("write");
+    std::fs::write(dir.join("t2.yml"), talker("t2")).expect("write");
+    std::fs::write(dir.join("notes.txt"), "not a manifest").expect("write");
+    let d = dir.to_str().expect("utf8");
+    assert_eq!(
+        env.ok(&["apply", "-f", d, "--dry-run=server"]),
+        "pod/t1 created (server dry run)\npod/t2 created (server dry run)\n"
+    );
+    assert!(
+        env.run(&["get", "pod", "t1"]).status.code() == Some(1),
+        "dry run created a pod"
+    );
+    assert_eq!(
+        env.ok(&["apply", "-f", d]),
+        "pod/t1 created\npod/t2 created\n"
+    );
+    assert_eq!(
+        env.ok(&["apply", "-f", d, "--dry-run=client"]),
+        "pod/t1 unchanged (dry run)\npod/t2 unchanged (dry run)\n"
+    );
+    env.wait_ready("t1");
+    env.wait_ready("t2");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !env.ok(&["logs", "t1"]).contains("line-5") {
+        assert!(std::time::Instant::now() < deadline, "no log");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(env.ok(&["logs", "t1", "--tail=2"]), "line-4\nline-5\n");
+    assert_eq!(env.ok(&["logs", "t1", "--tail=0"]), "");
+    assert_eq!(
+        env.ok(&["logs", "t1", "--since=1h", "--tail=1"]),
+        "line-5\n"
+    );
+    assert_eq!(
+        env.ok(&["logs", "t1", "--since-time=2999-01-01T00:00:00Z"]),
+        ""
+    );
+    assert_eq!(
+        env.ok(&["logs", "pod/t1", "--all-containers", "--prefix", "--tail=1"]),
+        "[pod/t1/init] init-line\n[pod/t1/main] line-5\n"
+    );
+    let sel = env.ok(&["logs", "-l", "app=talk", "--tail=1", "--prefix"]);
+    assert_eq!(sel, "[pod/t1/main] line-5\n[pod/t2/main] line-5\n");
+
+    // label and annotate, with kubectl's overwrite rule.
+    assert_eq!(
+        env.ok(&["label", "pod", "t1", "tier=a"]),
+        "pod/t1 labeled\n"
+    );
+    let err = env.fails(&["label", "pod", "t1", "tier=b"]);
+    assert!(
+        err.contains("'tier' already has a value (a), and --overwrite is false"),
+        "{err}"
+    );
+    assert_eq!(
+        env.ok(&["label", "pod/t1", "tier=b", "--overwrite"]),
+        "pod/t1 labeled\n"
+    );
+    assert_eq!(
+        env.ok(&["label", "pods", "-l", "app=talk", "team=x"]),
+        "pod/t1 labeled\npod/t2 labeled\n"
+    );
+    assert_eq!(
+        env.ok(&["get", "pods", "-l", "tier=b", "-o", "name"]),
+        "pod/t1\n"
+    );
+    assert_eq!(env.ok(&["label", "pod", "t1", "tier-"]), "pod/t1 labeled\n");
+    assert_eq!(
+        env.ok(&["annotate", "pod", "t2", "note=hi"]),
+        "pod/t2 annotated\n"
+    );
+    assert_eq!(
+        env.ok(&["annotate", "pod", "t2", "note=hi"]),
+        "pod/t2 not annotated\n"
+    );
+    assert_eq!(env.pod("t2")["metadata"]["annotations"]["note"], "hi");
+    assert!(env.pod("t1")["metadata"]["labels"].get("tier").is_none());
+
+    // ps --pod: that pod's pause and containers only.
+    let ps = env.ok(&["ps", "-a", "--pod", "t1"]);
+    assert!(ps.lines().skip(1).all(|l| l.contains("default/t1")), "{ps}");
+    assert!(ps.lines().any(|l| l.contains(" main ")), "{ps}");
+
+    // delete: --ignore-not-found, -l, --all.
+    env.ok(&["delete", "pod", "nope", "--ignore-not-found"]);
+    assert!(env.run(&["delete", "pod", "nope"]).status.code() == Some(1));
+    let out = env.ok(&[
+        "delete",
+        "pods",
+        "-l",
+        "tier!=zzz,team=x",
+        "--grace-period=1",
+    ]);
+    assert_eq!(out, "pod \"t1\" deleted\npod \"t2\" deleted\n");
+    env.apply(
+        "cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cfg}\ndata: {k: v}\n",
+    );
+    assert_eq!(
+        env.ok(&["delete", "cm", "--all"]),
+        "configmap \"cfg\" deleted\n"
+    );
+    env.teardown();
+}

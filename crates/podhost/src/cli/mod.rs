@@ -18,6 +18,8 @@ macro_rules! outln {
 
 pub mod client;
 mod exec;
+mod get;
+mod jsonpath;
 mod logs;
 mod objects;
 mod output;
@@ -76,10 +78,22 @@ pub enum Command {
     Serve(ServeArgs),
     /// Create pods, and create or update ConfigMaps and Secrets, from Kubernetes YAML.
     Apply {
-        /// Files with Pod, ConfigMap and Secret manifests (`-` for stdin); several documents per file.
+        /// Files with Pod, ConfigMap and Secret manifests (`-` for stdin), or directories
+        /// of them (their .yaml, .yml and .json files); several documents per file.
         #[arg(short = 'f', long = "filename", required = true)]
         files: Vec<PathBuf>,
+        /// Directories' subdirectories too.
+        #[arg(short = 'R', long)]
+        recursive: bool,
+        /// `server` or `client`: check and report everything, change nothing (both are
+        /// checked by the daemon); `none` applies.
+        #[arg(long, value_parser = ["none", "client", "server"], default_value = "none")]
+        dry_run: String,
     },
+    /// Add, change (--overwrite) or remove (`key-`) labels of pods, ConfigMaps, Secrets.
+    Label(MetaArgs),
+    /// Add, change (--overwrite) or remove (`key-`) annotations.
+    Annotate(MetaArgs),
     /// List pods, events, ConfigMaps or Secrets.
     Get(GetArgs),
     /// Show a pod, ConfigMap or Secret in detail.
@@ -107,27 +121,10 @@ pub enum Command {
         all_namespaces: bool,
     },
     /// Print a container's logs.
-    Logs {
-        /// Pod name.
-        pod: String,
-        /// Container (default: the first).
-        #[arg(short = 'c', long)]
-        container: Option<String>,
-        /// Follow the log.
-        #[arg(short = 'f', long)]
-        follow: bool,
-        /// The previous (terminated) container's log.
-        #[arg(short = 'p', long)]
-        previous: bool,
-        /// Prefix each line with its timestamp.
-        #[arg(long)]
-        timestamps: bool,
-        #[arg(short = 'n', long, default_value = "default")]
-        namespace: String,
-    },
+    Logs(LogsCmd),
     /// Run a command in a container.
     Exec {
-        /// Pod name.
+        /// Pod name, or pod/NAME.
         pod: String,
         /// Container (default: the first).
         #[arg(short = 'c', long)]
@@ -151,6 +148,12 @@ pub enum Command {
         /// Show all containers, exited ones too.
         #[arg(short = 'a', long)]
         all: bool,
+        /// Only the containers of this pod (and its pause).
+        #[arg(short = 'p', long)]
+        pod: Option<String>,
+        /// Namespace of --pod.
+        #[arg(short = 'n', long, default_value = "default")]
+        namespace: String,
     },
     /// List images.
     Images,
@@ -278,24 +281,108 @@ pub enum ImageCommand {
     },
 }
 
+/// `podhost label|annotate TYPE NAME… KEY=VALUE… KEY-…`.
+#[derive(Debug, Args)]
+pub struct MetaArgs {
+    /// The type (`pod`, `cm`, `secret`) or `TYPE/NAME`, then names, then `KEY=VALUE`
+    /// to set and `KEY-` to remove.
+    #[arg(required = true)]
+    pub args: Vec<String>,
+    /// Replace a value already set.
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Every object of the type.
+    #[arg(long)]
+    pub all: bool,
+    /// The objects of the type whose labels match.
+    #[arg(short = 'l', long)]
+    pub selector: Option<String>,
+    #[arg(short = 'n', long, default_value = "default")]
+    pub namespace: String,
+}
+
+/// `podhost logs …`.
+#[derive(Debug, Args)]
+pub struct LogsCmd {
+    /// Pod name or pod/NAME (none with -l).
+    pub pod: Option<String>,
+    /// Container (default: the first).
+    #[arg(short = 'c', long)]
+    pub container: Option<String>,
+    /// Follow the log.
+    #[arg(short = 'f', long)]
+    pub follow: bool,
+    /// The previous (terminated) container's log.
+    #[arg(short = 'p', long)]
+    pub previous: bool,
+    /// Prefix each line with its timestamp.
+    #[arg(long)]
+    pub timestamps: bool,
+    #[arg(short = 'n', long, default_value = "default")]
+    pub namespace: String,
+    /// Only the last N lines (default all; 10 with -l, as kubectl).
+    #[arg(long, default_value_t = -1, allow_hyphen_values = true)]
+    pub tail: i64,
+    /// Only lines newer than this duration (`10s`, `5m`, `1h`).
+    #[arg(long, conflicts_with = "since_time")]
+    pub since: Option<String>,
+    /// Only lines at or after this RFC 3339 time.
+    #[arg(long)]
+    pub since_time: Option<String>,
+    /// Every container of the pod (init containers first).
+    #[arg(long)]
+    pub all_containers: bool,
+    /// Prefix each line with its source, `[pod/NAME/CONTAINER]`.
+    #[arg(long)]
+    pub prefix: bool,
+    /// Pods by label selector instead of a name.
+    #[arg(short = 'l', long)]
+    pub selector: Option<String>,
+}
+
 /// `podhost get …`.
 #[derive(Debug, Args)]
 pub struct GetArgs {
-    /// `pods` (`pod`, `po`), `events` (`ev`), `configmaps` (`cm`) or `secrets`.
+    /// `pods` (`pod`, `po`), `events` (`ev`), `configmaps` (`cm`), `secrets`, several
+    /// comma-separated (`pods,cm`), or `TYPE/NAME`.
     pub kind: String,
-    /// Pod names (all when none).
+    /// Names (all when none), or more `TYPE/NAME`.
     pub names: Vec<String>,
     #[arg(short = 'n', long, default_value = "default")]
     pub namespace: String,
     /// All namespaces.
     #[arg(short = 'A', long)]
     pub all_namespaces: bool,
-    /// Output: wide, yaml, json, name.
+    /// Output: wide, yaml, json, name, jsonpath=TEMPLATE, custom-columns=SPEC.
     #[arg(short = 'o', long)]
     pub output: Option<String>,
-    /// Label selector (`app=web,tier!=db`).
+    /// Label selector: `app=web`, `tier!=db`, `app in (a,b)`, `!canary`.
     #[arg(short = 'l', long)]
     pub selector: Option<String>,
+    /// Field selector: `status.phase=Running`, `metadata.name!=x`, `spec.nodeName=…`.
+    #[arg(long)]
+    pub field_selector: Option<String>,
+    /// A LABELS column with every label.
+    #[arg(long)]
+    pub show_labels: bool,
+    /// A column per label key given (`-L app -L tier`, or `-L app,tier`).
+    #[arg(short = 'L', long = "label-columns")]
+    pub label_columns: Vec<String>,
+    /// Sort by the value of a JSONPath, e.g. `--sort-by=.metadata.creationTimestamp`.
+    #[arg(long)]
+    pub sort_by: Option<String>,
+    /// No header row.
+    #[arg(long)]
+    pub no_headers: bool,
+    /// After the listing, print each change (until interrupted).
+    #[arg(short = 'w', long)]
+    pub watch: bool,
+    /// Print changes only, not the current listing.
+    #[arg(long)]
+    pub watch_only: bool,
+    /// With --watch: the kind of change (ADDED, MODIFIED, DELETED) first on each line.
+    #[arg(long)]
+    pub output_watch_events: bool,
 }
 
 /// `podhost delete …`.
@@ -317,6 +404,15 @@ pub struct DeleteArgs {
     /// Wait until the pods are gone.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub wait: bool,
+    /// Every object of the types given (`delete pods --all`).
+    #[arg(long)]
+    pub all: bool,
+    /// The objects of the types given whose labels match.
+    #[arg(short = 'l', long)]
+    pub selector: Option<String>,
+    /// A name that does not exist is no error.
+    #[arg(long)]
+    pub ignore_not_found: bool,
 }
 
 impl Cli {
@@ -439,14 +535,23 @@ pub async fn run(cli: Cli) -> Result<i32> {
     let client = Client::new(&config.api_socket());
     match cli.command {
         Command::Serve(_) => unreachable_serve(),
-        Command::Apply { files } => {
+        Command::Label(a) => set_meta(&client, a, "labels").await,
+        Command::Annotate(a) => set_meta(&client, a, "annotations").await,
+        Command::Apply {
+            files,
+            recursive,
+            dry_run,
+        } => {
             // Each object on its own, as kubectl: what failed is reported at the end,
             // the rest is applied.
             let mut errors = Vec::new();
+            let dry = dry_run != "none";
+            let files = manifest_files(&files, recursive)?;
             for f in &files {
                 let r = async {
                     let (yaml, source) = read_manifest(f)?;
-                    let body = serde_json::json!({ "yaml": yaml, "source": source });
+                    let body =
+                        serde_json::json!({ "yaml": yaml, "source": source, "dry_run": dry });
                     client
                         .call::<crate::server::ApplyResponse>(Method::POST, "/v1/apply", Some(body))
                         .await
@@ -457,7 +562,13 @@ pub async fn run(cli: Cli) -> Result<i32> {
                             eprintln!("Warning: {w}");
                         }
                         for r in &resp.results {
-                            outln!("{r}");
+                            match dry_run.as_str() {
+                                // The daemon checked it; kubectl's client dry run says so.
+                                "client" => {
+                                    outln!("{}", r.replace(" (server dry run)", " (dry run)"))
+                                }
+                                _ => outln!("{r}"),
+                            }
                         }
                         errors.extend(resp.errors);
                     }
@@ -469,7 +580,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
             }
             Ok(i32::from(!errors.is_empty()))
         }
-        Command::Get(args) => get(&client, args).await,
+        Command::Get(args) => get::run(&client, args).await,
         Command::Top {
             kind,
             name,
@@ -498,24 +609,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
             names,
             namespace,
         } => describe(&client, &kind, names, &namespace).await,
-        Command::Logs {
-            pod,
-            container,
-            follow,
-            previous,
-            timestamps,
-            namespace,
-        } => {
-            let args = logs::LogsArgs {
-                namespace,
-                pod: pod_arg(&pod)?.to_string(),
-                container,
-                follow,
-                previous,
-                timestamps,
-            };
-            logs::run(&client, args).await
-        }
+        Command::Logs(args) => logs_cmd(&client, args).await,
         Command::Exec {
             pod,
             container,
@@ -559,9 +653,17 @@ pub async fn run(cli: Cli) -> Result<i32> {
             }
         }
         Command::Delete(args) => delete(&client, args).await,
-        Command::Ps { all } => {
-            let rows: Vec<crate::server::ContainerRow> =
+        Command::Ps {
+            all,
+            pod,
+            namespace,
+        } => {
+            let mut rows: Vec<crate::server::ContainerRow> =
                 client.call(Method::GET, "/v1/containers", None).await?;
+            if let Some(p) = &pod {
+                let key = format!("{namespace}/{}", pod_arg(p)?);
+                rows.retain(|r| r.pod == key);
+            }
             out!(
                 "{}",
                 output::ps_table(&rows, all, crate::timefmt::now_nanos())
@@ -736,23 +838,226 @@ async fn describe_pod(client: &Client, namespace: &str, name: &str) -> Result<i3
     Ok(0)
 }
 
-fn unreachable_serve() -> Result<i32> {
-    bail!("`serve` is handled by main before the CLI runs")
+/// `logs`: one pod's container, every container (`--all-containers`), or the pods a
+/// selector picks (`-l`); several followed at once, as kubectl.
+async fn logs_cmd(client: &Client, a: LogsCmd) -> Result<i32> {
+    let pods: Vec<String> = match (&a.selector, &a.pod) {
+        (Some(sel), _) => {
+            let q = format!(
+                "/v1/pods?namespace={}&selector={}",
+                enc(&a.namespace),
+                enc(sel)
+            );
+            let pods: Vec<Pod> = client.call(Method::GET, &q, None).await?;
+            let names: Vec<String> = pods.into_iter().filter_map(|p| p.metadata.name).collect();
+            if names.is_empty() {
+                eprintln!("No resources found in {} namespace.", a.namespace);
+                return Ok(0);
+            }
+            names
+        }
+        (None, Some(p)) => vec![pod_arg(p)?.to_string()],
+        (None, None) => {
+            bail!("a pod name (or -l SELECTOR) is required: podhost logs POD [-c CONTAINER]")
+        }
+    };
+    // kubectl shows the last 10 lines of each pod a selector picks, unless told.
+    let tail = if a.selector.is_some() && a.tail < 0 {
+        10
+    } else {
+        a.tail
+    };
+    let since_time = match (&a.since, &a.since_time) {
+        (Some(d), _) => {
+            let d = parse_duration(d)?;
+            let at = crate::timefmt::now_nanos() - i64::try_from(d.as_nanos()).unwrap_or(i64::MAX);
+            Some(crate::timefmt::k8s_time(at).0.to_string())
+        }
+        (None, t) => t.clone(),
+    };
+    // Which containers: named, all, or the default one (named when lines carry it).
+    let mut targets: Vec<(String, Option<String>)> = Vec::new();
+    for pod in pods {
+        let needs_names =
+            a.all_containers || (a.container.is_none() && (a.prefix || a.selector.is_some()));
+        if !needs_names {
+            targets.push((pod, a.container.clone()));
+            continue;
+        }
+        let p: Pod = client
+            .call(
+                Method::GET,
+                &format!("/v1/pods/{}/{pod}", a.namespace),
+                None,
+            )
+            .await?;
+        let spec = p.spec.unwrap_or_default();
+        let names: Vec<String> = if a.all_containers {
+            spec.init_containers
+                .iter()
+                .flatten()
+                .chain(&spec.containers)
+                .map(|c| c.name.clone())
+                .collect()
+        } else {
+            spec.containers
+                .first()
+                .map(|c| c.name.clone())
+                .into_iter()
+                .collect()
+        };
+        targets.extend(names.into_iter().map(|c| (pod.clone(), Some(c))));
+    }
+    let many = targets.len() > 1;
+    let runs = targets.into_iter().map(|(pod, container)| {
+        logs::run(
+            client,
+            logs::LogsArgs {
+                namespace: a.namespace.clone(),
+                pod,
+                container,
+                follow: a.follow,
+                previous: a.previous,
+                timestamps: a.timestamps,
+                tail,
+                since_time: since_time.clone(),
+                prefix: a.prefix,
+            },
+        )
+    });
+    let mut code = 0;
+    if a.follow && many {
+        for r in futures_util::future::join_all(runs).await {
+            code = code.max(report(r));
+        }
+    } else {
+        for run in runs {
+            code = code.max(report(run.await));
+        }
+    }
+    Ok(code)
 }
 
-/// Prints kubectl's error for each of `names` no object has; returns how many.
-fn missing_names<'a>(
-    names: &[String],
-    found: impl Iterator<Item = &'a k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>,
-    plural: &str,
-) -> usize {
-    let found: Vec<&str> = found.filter_map(|m| m.name.as_deref()).collect();
-    let mut n = 0;
-    for name in names.iter().filter(|n| !found.contains(&n.as_str())) {
-        eprintln!("Error from server (NotFound): {plural} \"{name}\" not found");
-        n += 1;
+/// A per-target result: errors printed, the worst exit code kept.
+fn report(r: Result<i32>) -> i32 {
+    match r {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            1
+        }
     }
-    n
+}
+
+/// The manifest files `-f` names: files as given, directories' `.yaml`, `.yml` and
+/// `.json` files by name (with `-R`, their subdirectories' too), as kubectl.
+fn manifest_files(paths: &[PathBuf], recursive: bool) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for p in paths {
+        if p.as_os_str() != "-" && p.is_dir() {
+            let mut found = Vec::new();
+            collect_manifests(p, recursive, &mut found)?;
+            found.sort();
+            out.extend(found);
+        } else {
+            out.push(p.clone());
+        }
+    }
+    Ok(out)
+}
+
+fn collect_manifests(dir: &std::path::Path, recursive: bool, out: &mut Vec<PathBuf>) -> Result<()> {
+    for e in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let path = e?.path();
+        if path.is_dir() {
+            if recursive {
+                collect_manifests(&path, true, out)?;
+            }
+        } else if path
+            .extension()
+            .is_some_and(|x| x == "yaml" || x == "yml" || x == "json")
+        {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// `label` and `annotate`: the objects named (or all, or by selector) get the changes;
+/// kubectl's lines (`pod/web labeled`, `… not labeled` when nothing changed).
+async fn set_meta(client: &Client, a: MetaArgs, field: &str) -> Result<i32> {
+    let verb = if field == "labels" {
+        "labeled"
+    } else {
+        "annotated"
+    };
+    let (kind, rest) = a.args.split_first().context("a resource type is needed")?;
+    let (kind, mut names): (&str, Vec<String>) = match kind.split_once('/') {
+        Some((k, n)) => (k, vec![n.to_string()]),
+        None => (kind.as_str(), Vec::new()),
+    };
+    let mut changes = serde_json::Map::new();
+    for arg in rest {
+        if let Some((k, v)) = arg.split_once('=') {
+            changes.insert(k.to_string(), serde_json::Value::String(v.to_string()));
+        } else if let Some(k) = arg.strip_suffix('-') {
+            changes.insert(k.to_string(), serde_json::Value::Null);
+        } else if changes.is_empty() {
+            names.push(pod_arg(arg).map_or(arg.clone(), str::to_string));
+        } else {
+            bail!("{arg:?}: a change is KEY=VALUE or KEY-");
+        }
+    }
+    if changes.is_empty() {
+        bail!(
+            "at least one {} update is required",
+            &field[..field.len() - 1]
+        );
+    }
+    let (plural, singular) = match objects::ObjectKind::parse(kind) {
+        Some(k) => (k.plural(), k.singular()),
+        None if is_pod_kind(kind) => ("pods", "pod"),
+        None => bail!("the server doesn't have a resource type {kind:?} (podhost knows: pods, configmaps, secrets)"),
+    };
+    if a.all || a.selector.is_some() {
+        let mut q = format!("namespace={}", enc(&a.namespace));
+        if let Some(sel) = &a.selector {
+            q.push_str(&format!("&selector={}", enc(sel)));
+        }
+        let list: Vec<serde_json::Value> = client
+            .call(Method::GET, &format!("/v1/{plural}?{q}"), None)
+            .await?;
+        names.extend(
+            list.iter()
+                .filter_map(|v| v.pointer("/metadata/name")?.as_str().map(str::to_string)),
+        );
+    } else if names.is_empty() {
+        bail!("one or more resources must be specified as <resource> <name> or <resource>/<name>");
+    }
+    let mut code = 0;
+    for name in names {
+        let body = serde_json::json!({ field: changes, "overwrite": a.overwrite });
+        let r: Result<crate::server::MetaResult> = client
+            .call(
+                Method::POST,
+                &format!("/v1/{plural}/{}/{name}/metadata", a.namespace),
+                Some(body),
+            )
+            .await;
+        match r {
+            Ok(r) if r.changed => outln!("{singular}/{name} {verb}"),
+            Ok(_) => outln!("{singular}/{name} not {verb}"),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                code = 1;
+            }
+        }
+    }
+    Ok(code)
+}
+
+fn unreachable_serve() -> Result<i32> {
+    bail!("`serve` is handled by main before the CLI runs")
 }
 
 /// The pod a `NAME` or `pod/NAME` argument names (exec, logs, describe, …).
@@ -768,81 +1073,6 @@ fn pod_arg(arg: &str) -> Result<&str> {
 
 fn is_pod_kind(k: &str) -> bool {
     matches!(k, "pod" | "pods" | "po")
-}
-
-async fn get(client: &Client, args: GetArgs) -> Result<i32> {
-    let kind = args.kind.as_str();
-    let kind_name = kind
-        .split_once('/')
-        .map(|(k, n)| (k, Some(n)))
-        .unwrap_or((kind, None));
-    let mut names = args.names.clone();
-    if let Some(n) = kind_name.1 {
-        names.push(n.to_string());
-    }
-    let mut q = format!(
-        "/v1/pods?namespace={}&all_namespaces={}",
-        enc(&args.namespace),
-        args.all_namespaces
-    );
-    if let Some(s) = &args.selector {
-        q.push_str(&format!("&selector={}", enc(s)));
-    }
-    if let Some(k) = objects::ObjectKind::parse(kind_name.0) {
-        return objects::get(client, k, &names, &args).await;
-    }
-    match kind_name.0 {
-        k if is_pod_kind(k) => {
-            let mut pods: Vec<Pod> = client.call(Method::GET, &q, None).await?;
-            // kubectl prints what it found, and one error per name it did not.
-            let missing = missing_names(&names, pods.iter().map(|p| &p.metadata), "pods");
-            if !names.is_empty() {
-                // In the order asked, as kubectl.
-                pods = names
-                    .iter()
-                    .filter_map(|n| pods.iter().find(|p| p.metadata.name.as_ref() == Some(n)))
-                    .cloned()
-                    .collect();
-            }
-            let single = names.len() == 1;
-            match args.output.as_deref() {
-                Some("yaml") => out!("{}", output::to_yaml(&pods, single)?),
-                Some("json") => outln!("{}", output::to_json(&pods, single)?),
-                Some("name") => pods.iter().for_each(|p| outln!("pod/{}", p.metadata.name.as_deref().unwrap_or(""))),
-                Some("wide") => out!("{}", output::pods_table(&pods, true, args.all_namespaces, crate::timefmt::now_nanos())),
-                None => {
-                    if pods.is_empty() && missing == 0 {
-                        let where_ = if args.all_namespaces { String::new() } else { format!(" in {} namespace", args.namespace) };
-                        eprintln!("No resources found{where_}.");
-                    } else {
-                        out!("{}", output::pods_table(&pods, false, args.all_namespaces, crate::timefmt::now_nanos()));
-                    }
-                }
-                Some(o) => bail!("unable to match a printer suitable for the output format {o:?}, allowed formats are: json,name,wide,yaml"),
-            }
-            Ok(i32::from(missing > 0))
-        }
-        "events" | "event" | "ev" => {
-            let pods: Vec<Pod> = client.call(Method::GET, &q, None).await?;
-            let mut rows = Vec::new();
-            for p in pods {
-                let ns = p.metadata.namespace.clone().unwrap_or_default();
-                let name = p.metadata.name.clone().unwrap_or_default();
-                let evs: Vec<crate::lifecycle::PodEvent> = client
-                    .call(Method::GET, &format!("/v1/pods/{ns}/{name}/events"), None)
-                    .await?;
-                rows.extend(evs.into_iter().map(|e| (format!("pod/{name}"), e)));
-            }
-            out!(
-                "{}",
-                output::events_table(&rows, crate::timefmt::now_nanos())
-            );
-            Ok(0)
-        }
-        other => {
-            bail!("the server doesn't have a resource type {other:?} (podhost knows: pods, events, configmaps, secrets)")
-        }
-    }
 }
 
 async fn delete(client: &Client, args: DeleteArgs) -> Result<i32> {
@@ -865,6 +1095,39 @@ async fn delete(client: &Client, args: DeleteArgs) -> Result<i32> {
         }
     }
     let mut rest = args.args.iter();
+    if args.all || args.selector.is_some() {
+        // Types only (`delete pods,cm -l app=x`): every object that matches.
+        let kinds = args.args.first().map(String::as_str).unwrap_or_default();
+        if kinds.is_empty() || args.args.len() > 1 {
+            bail!("--all and -l take resource types only, e.g. `podhost delete pods --all`");
+        }
+        let mut q = format!("namespace={}", enc(&args.namespace));
+        if let Some(sel) = &args.selector {
+            q.push_str(&format!("&selector={}", enc(sel)));
+        }
+        for kind in kinds.split(',').filter(|k| !k.is_empty()) {
+            let plural = match objects::ObjectKind::parse(kind) {
+                Some(k) => k.plural(),
+                None if is_pod_kind(kind) => "pods",
+                None => bail!("the server doesn't have a resource type {kind:?} (podhost knows: pods, configmaps, secrets)"),
+            };
+            let list: Vec<serde_json::Value> = client
+                .call(Method::GET, &format!("/v1/{plural}?{q}"), None)
+                .await?;
+            let names = list
+                .iter()
+                .filter_map(|v| v.pointer("/metadata/name")?.as_str().map(str::to_string));
+            match objects::ObjectKind::parse(kind) {
+                Some(k) => others.extend(names.map(|n| (k, args.namespace.clone(), n))),
+                None => targets.extend(names.map(|n| (args.namespace.clone(), n))),
+            }
+        }
+        if targets.is_empty() && others.is_empty() {
+            eprintln!("No resources found");
+            return Ok(0);
+        }
+        rest = [].iter();
+    }
     if let Some(first) = rest.next() {
         let (kind_word, first_name) = match first.split_once('/') {
             Some((k, n)) => (k, Some(n)),
@@ -888,7 +1151,7 @@ async fn delete(client: &Client, args: DeleteArgs) -> Result<i32> {
     }
     let mut objects_failed = false;
     for (k, ns, name) in &others {
-        if !objects::delete(client, *k, ns, name).await {
+        if !objects::delete(client, *k, ns, name, args.ignore_not_found).await {
             objects_failed = true;
         }
     }
@@ -913,6 +1176,7 @@ async fn delete(client: &Client, args: DeleteArgs) -> Result<i32> {
                 outln!("pod \"{name}\" deleted");
                 deleted.push((ns, name));
             }
+            Err(e) if args.ignore_not_found && e.to_string().ends_with("not found") => {}
             Err(e) => {
                 eprintln!("Error from server (NotFound): {e}");
                 code = 1;

@@ -3,7 +3,6 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use anyhow::Result;
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
 use podhost_api::display;
 
@@ -47,8 +46,8 @@ fn age_since(nanos: Option<i64>, now: i64) -> String {
     }
 }
 
-/// `get pods` (and `-o wide`).
-pub fn pods_table(pods: &[Pod], wide: bool, all_namespaces: bool, now: i64) -> String {
+/// The rows of `get pods` (and `-o wide`), header first.
+pub fn pod_rows(pods: &[Pod], wide: bool, all_namespaces: bool, now: i64) -> Vec<Vec<String>> {
     let mut header: Vec<String> = Vec::new();
     if all_namespaces {
         header.push("NAMESPACE".into());
@@ -88,7 +87,7 @@ pub fn pods_table(pods: &[Pod], wide: bool, all_namespaces: bool, now: i64) -> S
         }
         rows.push(r);
     }
-    table(&rows)
+    rows
 }
 
 /// `ps`, like `crictl ps -a` (the pause appears as container `POD`).
@@ -170,48 +169,6 @@ pub fn images_table(images: &[ImageInfo]) -> String {
         }
     }
     table(&rows)
-}
-
-/// `get events`.
-pub fn events_table(rows: &[(String, PodEvent)], now: i64) -> String {
-    let mut sorted: Vec<&(String, PodEvent)> = rows.iter().collect();
-    sorted.sort_by_key(|(_, e)| e.time);
-    let mut out = vec![["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]
-        .map(String::from)
-        .to_vec()];
-    for (obj, e) in sorted {
-        out.push(vec![
-            age_since(Some(e.time), now),
-            e.kind.clone(),
-            e.reason.clone(),
-            obj.clone(),
-            e.message.clone(),
-        ]);
-    }
-    table(&out)
-}
-
-/// `-o yaml`: one Pod, or a v1 List like kubectl.
-pub fn to_yaml(pods: &[Pod], single: bool) -> Result<String> {
-    let v = list_value(pods, single)?;
-    Ok(serde_saphyr::to_string(&v)?)
-}
-
-/// `-o json`.
-pub fn to_json(pods: &[Pod], single: bool) -> Result<String> {
-    Ok(serde_json::to_string_pretty(&list_value(pods, single)?)?)
-}
-
-fn list_value(pods: &[Pod], single: bool) -> Result<serde_json::Value> {
-    if single && pods.len() == 1 {
-        return Ok(serde_json::to_value(&pods[0])?);
-    }
-    Ok(serde_json::json!({
-        "apiVersion": "v1",
-        "kind": "List",
-        "items": pods,
-        "metadata": { "resourceVersion": "" },
-    }))
 }
 
 fn state_lines(

@@ -13,6 +13,8 @@ pub use images::{PruneResult, PullLine};
 mod logfiles;
 mod logs;
 pub use logs::CONTAINER_ID_HEADER;
+mod meta;
+pub use meta::MetaResult;
 mod objects;
 
 use std::collections::HashMap;
@@ -427,6 +429,10 @@ fn router(d: Arc<Daemon>) -> Router {
         .route("/v1/pods/{ns}/{name}/events", get(pod_events))
         .route("/v1/pods/{ns}/{name}/log", get(logs::logs))
         .route("/v1/pods/{ns}/{name}/exec", post(exec::exec))
+        .route(
+            "/v1/{plural}/{ns}/{name}/metadata",
+            post(meta::set_metadata),
+        )
         .route("/v1/configmaps", get(objects::list_config_maps))
         .route("/v1/configmaps/{ns}/{name}", get(objects::get_config_map))
         .route(
