@@ -746,3 +746,97 @@ fn logs_delete_apply_label_and_ps_flags() {
     );
     env.teardown();
 }
+
+/// `run`: a one-off pod as kubectl's generator makes it; a second run of the same name
+/// is refused, not an update.
+#[test]
+fn run_creates_a_one_off_pod() {
+    let env = Env::new();
+    assert_eq!(
+        env.ok(&[
+            "run",
+            "r",
+            "--image=busybox",
+            "--restart=Never",
+            "--",
+            "echo",
+            "hi"
+        ]),
+        "pod/r created\n"
+    );
+    let p = env.wait_for("r", "Succeeded", Duration::from_secs(60), |p| {
+        p["status"]["phase"] == "Succeeded"
+    });
+    assert_eq!(p["metadata"]["labels"]["run"], "r");
+    assert_eq!(p["spec"]["containers"][0]["args"][1], "hi");
+    assert_eq!(env.ok(&["logs", "r"]), "hi\n");
+    let err = env.fails(&["run", "r", "--image=busybox", "-l", "x=y"]);
+    assert!(err.contains("pods \"r\" already exists"), "{err}");
+    assert!(env.pod("r")["metadata"]["labels"].get("x").is_none());
+    let yaml = env.ok(&[
+        "run",
+        "s",
+        "--image=busybox",
+        "--command",
+        "--env",
+        "A=1",
+        "--dry-run=client",
+        "-o",
+        "yaml",
+        "--",
+        "sleep",
+        "5",
+    ]);
+    assert!(
+        yaml.contains("kind: Pod") && yaml.contains("- sleep") && yaml.contains("name: A"),
+        "{yaml}"
+    );
+    assert_eq!(env.run(&["get", "pod", "s"]).status.code(), Some(1));
+    let err = env.fails(&["run", "t", "--image=busybox", "--rm", "-it"]);
+    assert!(err.contains("attach"), "{err}");
+    env.teardown();
+}
+
+/// `cp` both ways, a file and a directory, through the container's tar.
+#[test]
+fn cp_both_directions() {
+    let env = Env::new();
+    env.apply("a.yaml", &sleeper("a", "app: web"));
+    env.wait_ready("a");
+    let local = env.root.join("cp");
+    std::fs::create_dir_all(local.join("dir/sub")).expect("dirs");
+    std::fs::write(local.join("file.txt"), "hello\n").expect("write");
+    std::fs::write(local.join("dir/sub/deep.txt"), "deep\n").expect("write");
+    let l = |p: &str| local.join(p).display().to_string();
+    env.ok(&["cp", &l("file.txt"), "a:/tmp/copied.txt"]);
+    assert_eq!(
+        env.ok(&["exec", "a", "--", "cat", "/tmp/copied.txt"]),
+        "hello\n"
+    );
+    env.ok(&["cp", &l("dir"), "default/a:/tmp/tree"]);
+    assert_eq!(
+        env.ok(&["exec", "a", "--", "cat", "/tmp/tree/sub/deep.txt"]),
+        "deep\n"
+    );
+    env.ok(&[
+        "exec",
+        "a",
+        "--",
+        "sh",
+        "-c",
+        "mkdir -p /srv/out && echo from-pod > /srv/out/f",
+    ]);
+    env.ok(&["cp", "a:/srv/out", &l("back")]);
+    assert_eq!(
+        std::fs::read_to_string(local.join("back/f")).expect("read"),
+        "from-pod\n"
+    );
+    env.ok(&["cp", "a:/tmp/copied.txt", &l("back")]);
+    assert_eq!(
+        std::fs::read_to_string(local.join("back/copied.txt")).expect("read"),
+        "hello\n"
+    );
+    let err = env.fails(&["cp", "a:/nope", &l("x")]);
+    assert!(err.contains("exited with"), "{err}");
+    env.teardown();
+}

@@ -17,6 +17,7 @@ macro_rules! outln {
 }
 
 pub mod client;
+mod cp;
 mod exec;
 mod get;
 mod jsonpath;
@@ -90,6 +91,20 @@ pub enum Command {
         #[arg(long, value_parser = ["none", "client", "server"], default_value = "none")]
         dry_run: String,
     },
+    /// Copy files and directories to and from a container (`POD:PATH`), as kubectl cp.
+    Cp {
+        /// Source: a local path or `[NAMESPACE/]POD:PATH`.
+        src: String,
+        /// Destination: a local path or `[NAMESPACE/]POD:PATH`.
+        dst: String,
+        /// Container (default: the first).
+        #[arg(short = 'c', long)]
+        container: Option<String>,
+        #[arg(short = 'n', long, default_value = "default")]
+        namespace: String,
+    },
+    /// Start a one-off pod: `podhost run NAME --image=IMAGE [-- ARGS]`.
+    Run(RunArgs),
     /// Add, change (--overwrite) or remove (`key-`) labels of pods, ConfigMaps, Secrets.
     Label(MetaArgs),
     /// Add, change (--overwrite) or remove (`key-`) annotations.
@@ -279,6 +294,138 @@ pub enum ImageCommand {
         #[arg(short = 'a', long)]
         all: bool,
     },
+}
+
+/// `podhost run NAME --image=IMAGE [-- ARGS…]`, kubectl's generator of one pod.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The pod's (and its container's) name.
+    pub name: String,
+    /// The container's image.
+    #[arg(long)]
+    pub image: String,
+    /// The pod's restartPolicy: Always, OnFailure or Never.
+    #[arg(long, default_value = "Always", value_parser = ["Always", "OnFailure", "Never"])]
+    pub restart: String,
+    /// Labels, `k=v,k2=v2` (default run=NAME).
+    #[arg(short = 'l', long)]
+    pub labels: Option<String>,
+    /// Environment variables, `--env K=V` (repeatable).
+    #[arg(long)]
+    pub env: Vec<String>,
+    /// A containerPort the container exposes.
+    #[arg(long)]
+    pub port: Option<i32>,
+    /// The container's imagePullPolicy.
+    #[arg(long)]
+    pub image_pull_policy: Option<String>,
+    /// The words after `--` are the command, not arguments of the image's entrypoint.
+    #[arg(long)]
+    pub command: bool,
+    /// `client`: print the pod (with -o) or what would be created; `server`: checked by
+    /// the daemon; nothing is created.
+    #[arg(long, value_parser = ["none", "client", "server"], default_value = "none")]
+    pub dry_run: String,
+    /// With --dry-run=client: print the pod as yaml or json.
+    #[arg(short = 'o', long, value_parser = ["yaml", "json"])]
+    pub output: Option<String>,
+    /// Attach stdin (not supported: podhost has no attach yet).
+    #[arg(short = 'i', long)]
+    pub stdin: bool,
+    /// Allocate a TTY (not supported, see -i).
+    #[arg(short = 't', long)]
+    pub tty: bool,
+    /// Delete the pod when its attached session ends (not supported, see -i).
+    #[arg(long)]
+    pub rm: bool,
+    #[arg(short = 'n', long, default_value = "default")]
+    pub namespace: String,
+    /// Arguments (or with --command, the command).
+    #[arg(last = true)]
+    pub args: Vec<String>,
+}
+
+/// The Pod `podhost run` creates, as kubectl's generator makes it.
+fn run_pod(a: &RunArgs) -> Result<serde_json::Value> {
+    let mut labels = serde_json::Map::new();
+    match &a.labels {
+        Some(l) => {
+            for kv in l.split(',').filter(|s| !s.is_empty()) {
+                let (k, v) = kv
+                    .split_once('=')
+                    .with_context(|| format!("invalid label {kv:?}: expected KEY=VALUE"))?;
+                labels.insert(k.into(), v.into());
+            }
+        }
+        None => {
+            labels.insert("run".into(), a.name.clone().into());
+        }
+    }
+    let mut c = serde_json::json!({ "name": a.name, "image": a.image });
+    if !a.args.is_empty() {
+        let key = if a.command { "command" } else { "args" };
+        c[key] = serde_json::json!(a.args);
+    }
+    if !a.env.is_empty() {
+        let env = a
+            .env
+            .iter()
+            .map(|kv| {
+                let (k, v) = kv
+                    .split_once('=')
+                    .with_context(|| format!("invalid env {kv:?}: expected KEY=VALUE"))?;
+                Ok(serde_json::json!({ "name": k, "value": v }))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        c["env"] = serde_json::json!(env);
+    }
+    if let Some(p) = a.port {
+        c["ports"] = serde_json::json!([{ "containerPort": p }]);
+    }
+    if let Some(p) = &a.image_pull_policy {
+        c["imagePullPolicy"] = serde_json::json!(p);
+    }
+    Ok(serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": { "name": a.name, "namespace": a.namespace, "labels": labels },
+        "spec": { "containers": [c], "restartPolicy": a.restart },
+    }))
+}
+
+/// `podhost run`.
+async fn run_cmd(client: &Client, a: RunArgs) -> Result<i32> {
+    if a.stdin || a.tty || a.rm {
+        bail!("podhost run: -i, -t and --rm need attach, which podhost does not have yet: run the pod, then `podhost logs -f {}` or `podhost exec -it {} -- sh`", a.name, a.name);
+    }
+    let pod = run_pod(&a)?;
+    if a.dry_run == "client" {
+        match a.output.as_deref() {
+            Some("json") => outln!("{}", serde_json::to_string_pretty(&pod)?),
+            Some(_) => out!("{}", serde_saphyr::to_string(&pod)?),
+            None => outln!("pod/{} created (dry run)", a.name),
+        }
+        return Ok(0);
+    }
+    // JSON is YAML: the daemon's apply checks it as any manifest.
+    let body = serde_json::json!({
+        "yaml": serde_json::to_string(&pod)?,
+        "source": "podhost run",
+        "dry_run": a.dry_run == "server",
+        "create_only": true,
+    });
+    let resp: crate::server::ApplyResponse =
+        client.call(Method::POST, "/v1/apply", Some(body)).await?;
+    for w in &resp.warnings {
+        eprintln!("Warning: {w}");
+    }
+    if let Some(e) = resp.errors.first() {
+        bail!("{e}");
+    }
+    for r in &resp.results {
+        outln!("{r}");
+    }
+    Ok(0)
 }
 
 /// `podhost label|annotate TYPE NAME… KEY=VALUE… KEY-…`.
@@ -535,6 +682,13 @@ pub async fn run(cli: Cli) -> Result<i32> {
     let client = Client::new(&config.api_socket());
     match cli.command {
         Command::Serve(_) => unreachable_serve(),
+        Command::Run(a) => run_cmd(&client, a).await,
+        Command::Cp {
+            src,
+            dst,
+            container,
+            namespace,
+        } => cp::run(&client, &src, &dst, container.as_deref(), &namespace).await,
         Command::Label(a) => set_meta(&client, a, "labels").await,
         Command::Annotate(a) => set_meta(&client, a, "annotations").await,
         Command::Apply {

@@ -26,6 +26,10 @@ pub struct ApplyRequest {
     /// Check and report as usual, change nothing (`--dry-run=server`).
     #[serde(default)]
     pub dry_run: bool,
+    /// Create only: a pod that exists already is an error (`podhost run`, like
+    /// kubectl create), never updated.
+    #[serde(default)]
+    pub create_only: bool,
 }
 
 /// Result of an apply: one line per object and the warnings.
@@ -101,7 +105,7 @@ pub(super) async fn apply(
     // Pods this apply creates, for host port conflicts among them.
     let mut created: Vec<Pod> = Vec::new();
     for (i, pod) in pods {
-        let outcome = apply_pod(&d, pod, &mut created, &mut warnings, req.dry_run, now)
+        let outcome = apply_pod(&d, pod, &mut created, &mut warnings, &req, now)
             .await
             .map(|line| format!("{line}{suffix}"));
         outcomes[i] = Some(outcome);
@@ -125,9 +129,10 @@ async fn apply_pod(
     mut pod: Pod,
     created: &mut Vec<Pod>,
     warnings: &mut Vec<String>,
-    dry_run: bool,
+    req: &ApplyRequest,
     now: i64,
 ) -> Outcome {
+    let dry_run = req.dry_run;
     podhost_api::default_pod(&mut pod);
     let name = pod.metadata.name.clone().unwrap_or_default();
     let pod_warnings = podhost_api::validate_pod(&pod)
@@ -163,6 +168,9 @@ async fn apply_pod(
         .clone()
         .unwrap_or_else(|| "default".into());
     if let Some(handle) = d.handle(&ns, &name) {
+        if req.create_only {
+            return Err(format!("pods \"{name}\" already exists"));
+        }
         let existing = super::view(&handle);
         if existing.deleting.is_some() {
             return Err(format!(
