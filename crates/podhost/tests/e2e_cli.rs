@@ -606,9 +606,11 @@ fn get_flags_and_watch() {
     env.apply("c.yaml", &sleeper("c", "app: new"));
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     let mut lines = Vec::new();
+    // c comes as ADDED, then MODIFIED lines until it runs (or ADDED already running,
+    // when the daemon was quicker than a poll).
     while !lines
         .iter()
-        .any(|l: &String| l.starts_with("MODIFIED") && l.contains(" c ") && l.contains("Running"))
+        .any(|l: &String| l.contains(" c ") && l.contains("Running"))
     {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         match rx.recv_timeout(left) {
@@ -838,5 +840,28 @@ fn cp_both_directions() {
     );
     let err = env.fails(&["cp", "a:/nope", &l("x")]);
     assert!(err.contains("exited with"), "{err}");
+    env.teardown();
+}
+
+/// The learner's view: describe says which container listens on which address.
+#[test]
+fn describe_shows_who_listens_where() {
+    let env = Env::new();
+    env.apply(
+        "l.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: l\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: web\n    image: busybox\n    command: [httpd, -f, -p, \"0.0.0.0:8080\"]\n  - name: db\n    image: busybox\n    command: [httpd, -f, -p, \"127.0.0.1:5432\"]\n  - name: idle\n    image: busybox\n    command: [sleep, \"3600\"]\n",
+    );
+    env.wait_ready("l");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let d = loop {
+        let d = env.ok(&["describe", "pod", "l"]);
+        if d.contains("0.0.0.0:8080/TCP (httpd)") && d.contains("127.0.0.1:5432/TCP (httpd)") {
+            break d;
+        }
+        assert!(std::time::Instant::now() < deadline, "{d}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let idle = d.split("  idle:").nth(1).expect("idle section");
+    assert!(idle.contains("Listening:      <none>"), "{d}");
     env.teardown();
 }

@@ -227,58 +227,18 @@ async fn list(client: &Client, kind: Kind, args: &GetArgs, wide: bool) -> Result
             value,
         }
     };
-    let strip = |t: Vec<Vec<String>>| -> (Vec<String>, Vec<Vec<String>>) {
-        let mut it = t.into_iter();
-        (it.next().unwrap_or_default(), it.collect())
-    };
     Ok(match kind {
         Kind::Pods => {
-            let pods: Vec<Pod> = client
-                .call(Method::GET, &format!("/v1/pods?{q}"), None)
-                .await?;
-            let (header, rows) = strip(output::pod_rows(&pods, wide, all_ns, now));
-            let items = pods
-                .iter()
-                .zip(rows)
-                .map(|(p, row)| Ok(item(serde_json::to_value(p)?, row)))
-                .collect::<Result<_>>()?;
-            Listing {
-                kind,
-                header,
-                items,
-            }
+            let rows = |p: &[Pod]| output::pod_rows(p, wide, all_ns, now);
+            typed(client, kind, &format!("/v1/pods?{q}"), rows, &item).await?
         }
         Kind::Object(ObjectKind::ConfigMap) => {
-            let list: Vec<ConfigMap> = client
-                .call(Method::GET, &format!("/v1/configmaps?{q}"), None)
-                .await?;
-            let (header, rows) = strip(objects::config_map_rows(&list, all_ns, now));
-            let items = list
-                .iter()
-                .zip(rows)
-                .map(|(c, row)| Ok(item(serde_json::to_value(c)?, row)))
-                .collect::<Result<_>>()?;
-            Listing {
-                kind,
-                header,
-                items,
-            }
+            let rows = |c: &[ConfigMap]| objects::config_map_rows(c, all_ns, now);
+            typed(client, kind, &format!("/v1/configmaps?{q}"), rows, &item).await?
         }
         Kind::Object(ObjectKind::Secret) => {
-            let list: Vec<Secret> = client
-                .call(Method::GET, &format!("/v1/secrets?{q}"), None)
-                .await?;
-            let (header, rows) = strip(objects::secret_rows(&list, all_ns, now));
-            let items = list
-                .iter()
-                .zip(rows)
-                .map(|(c, row)| Ok(item(serde_json::to_value(c)?, row)))
-                .collect::<Result<_>>()?;
-            Listing {
-                kind,
-                header,
-                items,
-            }
+            let rows = |c: &[Secret]| objects::secret_rows(c, all_ns, now);
+            typed(client, kind, &format!("/v1/secrets?{q}"), rows, &item).await?
         }
         Kind::Events => {
             let pods: Vec<Pod> = client
@@ -325,6 +285,29 @@ async fn list(client: &Client, kind: Kind, args: &GetArgs, wide: bool) -> Result
                 items: items.into_iter().map(|(_, i)| i).collect(),
             }
         }
+    })
+}
+
+/// A list of one typed kind, each object with its table row (`rows`: header first).
+async fn typed<T: serde::de::DeserializeOwned + serde::Serialize>(
+    client: &Client,
+    kind: Kind,
+    path: &str,
+    rows: impl FnOnce(&[T]) -> Vec<Vec<String>>,
+    item: &dyn Fn(Value, Vec<String>) -> Item,
+) -> Result<Listing> {
+    let list: Vec<T> = client.call(Method::GET, path, None).await?;
+    let mut rows = rows(&list).into_iter();
+    let header = rows.next().unwrap_or_default();
+    let items = list
+        .iter()
+        .zip(rows)
+        .map(|(o, row)| Ok(item(serde_json::to_value(o)?, row)))
+        .collect::<Result<_>>()?;
+    Ok(Listing {
+        kind,
+        header,
+        items,
     })
 }
 

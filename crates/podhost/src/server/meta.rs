@@ -10,8 +10,11 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
 use super::{ApiError, Daemon};
 use crate::lifecycle::PodMeta;
+use crate::objects::Applied;
 
 /// Changes to labels and annotations: a value sets, `null` removes.
 #[derive(Debug, Deserialize)]
@@ -81,6 +84,18 @@ fn updated(old: &PodMeta, req: &MetaRequest) -> Result<PodMeta, ApiError> {
     Ok(new)
 }
 
+/// The changes of `req` on an object's metadata.
+fn relabel(meta: &mut ObjectMeta, req: &MetaRequest) -> Result<(), ApiError> {
+    let old = PodMeta {
+        labels: meta.labels.take(),
+        annotations: meta.annotations.take(),
+    };
+    let new = updated(&old, req)?;
+    meta.labels = new.labels;
+    meta.annotations = new.annotations;
+    Ok(())
+}
+
 pub(super) async fn set_metadata(
     State(d): State<Arc<Daemon>>,
     Path((plural, ns, name)): Path<(String, String, String)>,
@@ -114,36 +129,18 @@ pub(super) async fn set_metadata(
                 .objects
                 .config_map(&ns, &name)
                 .ok_or_else(|| ApiError::not_found("configmaps", &name))?;
-            let old = PodMeta {
-                labels: cm.metadata.labels.clone(),
-                annotations: cm.metadata.annotations.clone(),
-            };
-            let new = updated(&old, &req)?;
-            cm.metadata.labels = new.labels;
-            cm.metadata.annotations = new.annotations;
-            let applied = d
-                .objects
-                .apply_config_map(cm, now)
-                .map_err(|e| ApiError::bad(e.to_string()))?;
-            applied != crate::objects::Applied::Unchanged
+            relabel(&mut cm.metadata, &req)?;
+            let applied = d.objects.apply_config_map(cm, now);
+            applied.map_err(|e| ApiError::bad(e.to_string()))? != Applied::Unchanged
         }
         "secrets" => {
             let mut s = d
                 .objects
                 .secret(&ns, &name)
                 .ok_or_else(|| ApiError::not_found("secrets", &name))?;
-            let old = PodMeta {
-                labels: s.metadata.labels.clone(),
-                annotations: s.metadata.annotations.clone(),
-            };
-            let new = updated(&old, &req)?;
-            s.metadata.labels = new.labels;
-            s.metadata.annotations = new.annotations;
-            let applied = d
-                .objects
-                .apply_secret(s, now)
-                .map_err(|e| ApiError::bad(e.to_string()))?;
-            applied != crate::objects::Applied::Unchanged
+            relabel(&mut s.metadata, &req)?;
+            let applied = d.objects.apply_secret(s, now);
+            applied.map_err(|e| ApiError::bad(e.to_string()))? != Applied::Unchanged
         }
         other => return Err(ApiError::not_found("resource type", other)),
     };
