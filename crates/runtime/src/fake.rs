@@ -65,6 +65,7 @@ fn fake_image(reference: &str) -> ImageInfo {
         size: 0,
         stop_signal: None,
         repo_digests: Vec::new(),
+        loaded_tags: vec![reference.to_string()],
         user: None,
         pinned: false,
     }
@@ -600,6 +601,7 @@ impl Runtime for FakeRuntime {
                 size: 0,
                 stop_signal: None,
                 repo_digests: vec![format!("{reference}@sha256:fake")],
+                loaded_tags: Vec::new(),
                 user: None,
                 pinned: false,
             },

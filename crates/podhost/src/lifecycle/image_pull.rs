@@ -111,10 +111,11 @@ pub async fn prepare(
             rec.event(now, "Warning", "ErrImageNeverPull", msg.clone());
             return waiting(rec, c, "ErrImageNeverPull", msg, backoff.initial);
         }
-        // Images loaded from an archive have no registry to compare with
-        // (and `busybox` would mean docker.io): `Always` uses them as they
-        // are. Pulled images (with a repo digest) are re-checked.
-        (_, Some(info)) => !loaded_locally(info),
+        // A tag loaded from an archive (and never pulled since) has no registry
+        // version to compare with, and the user chose that image for the name:
+        // `Always` uses it as it is, offline too. kubelet would ask the registry
+        // each time; a tag that came from a registry is asked again here too.
+        (_, Some(info)) => !loaded_locally(info, &image),
         (_, None) => true,
     };
     if !pull {
@@ -226,14 +227,39 @@ pub fn finish(
     }
 }
 
-/// The registry's error in one line (kubelet shows the runtime's message).
-pub fn pull_error_text(e: &RuntimeError) -> String {
-    e.to_string().replace('\n', " ")
+/// Whether `image` names a tag loaded by `podhost image load` and never pulled since:
+/// by tag, not by image ID, which a pull of another tag may have given a registry
+/// digest.
+fn loaded_locally(info: &ImageInfo, image: &str) -> bool {
+    let norm = |r: &str| podhost_image::normalize_reference(r).ok();
+    let Some(wanted) = norm(image) else {
+        return false;
+    };
+    info.loaded_tags
+        .iter()
+        .any(|t| norm(t).as_deref() == Some(wanted.as_str()))
 }
 
-/// Loaded by `podhost image load` (no registry digest recorded).
-fn loaded_locally(info: &ImageInfo) -> bool {
-    info.repo_digests.is_empty()
+/// The registry's error in one line with its causes (kubelet shows the runtime's
+/// whole message: a bare "error sending request" says nothing about why).
+pub fn pull_error_text(e: &RuntimeError) -> String {
+    error_chain(e).replace('\n', " ")
+}
+
+/// An error and its sources joined with ": ", each cause once (many errors already
+/// print their source in their own message).
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let part = s.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = s.source();
+    }
+    text
 }
 
 fn waiting<T>(

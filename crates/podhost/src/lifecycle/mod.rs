@@ -35,7 +35,7 @@ use serde::{Deserialize, Serialize};
 use podhost_runtime::ContainerStatus;
 use probes::{ProbeKind, ProbeResult};
 
-pub use worker::{PodHandle, PodWorker, WorkerCmd};
+pub use worker::{PodHandle, PodMeta, PodWorker, WorkerCmd};
 
 /// Everything the daemon keeps about one pod: the object and what lifecycle tracks.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -38,6 +38,33 @@ pub struct PodHandle {
     pub snapshot: watch::Receiver<PodRecord>,
     /// Orders to the worker.
     pub cmd: mpsc::Sender<WorkerCmd>,
+    /// The pod's labels and annotations as last applied or labelled: the worker takes
+    /// them into its record when it next publishes; readers overlay them until then.
+    pub meta: Arc<watch::Sender<PodMeta>>,
+}
+
+/// The mutable part of a pod's metadata (`apply`, `label`, `annotate`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PodMeta {
+    /// `metadata.labels`.
+    pub labels: Option<std::collections::BTreeMap<String, String>>,
+    /// `metadata.annotations`.
+    pub annotations: Option<std::collections::BTreeMap<String, String>>,
+}
+
+impl PodMeta {
+    /// The labels and annotations of `pod`.
+    pub fn of(pod: &k8s_openapi::api::core::v1::Pod) -> Self {
+        PodMeta {
+            labels: pod.metadata.labels.clone(),
+            annotations: pod.metadata.annotations.clone(),
+        }
+    }
+    /// Put them on `pod`.
+    pub fn set_on(&self, pod: &mut k8s_openapi::api::core::v1::Pod) {
+        pod.metadata.labels.clone_from(&self.labels);
+        pod.metadata.annotations.clone_from(&self.annotations);
+    }
 }
 
 pub use podhost_runtime::clock::Clock;
@@ -91,6 +118,8 @@ pub struct PodWorker {
     /// While the daemon's start-time cleanup has work left on this pod: what it does
     /// (the pod's status message, reason `StartupCleanup`). The pod is not synced then.
     held: Option<String>,
+    /// Labels and annotations changed through the API.
+    meta_rx: watch::Receiver<PodMeta>,
 }
 
 /// The pod's status reason while the start-time cleanup has work left on it.
@@ -141,6 +170,7 @@ impl PodWorker {
     ) -> PodHandle {
         let (tx, snapshot) = watch::channel(rec.clone());
         let (cmd_tx, cmd_rx) = mpsc::channel(8);
+        let (meta_tx, meta_rx) = watch::channel(PodMeta::of(&rec.pod));
         let (probe_tx, probe_rx) = mpsc::channel(64);
         let events = rt.events();
         let w = PodWorker {
@@ -157,11 +187,13 @@ impl PodWorker {
             unresponsive: None,
             held: None,
             cmd_rx,
+            meta_rx,
         };
         tokio::spawn(w.run(events, probe_rx, hold));
         PodHandle {
             snapshot,
             cmd: cmd_tx,
+            meta: Arc::new(meta_tx),
         }
     }
 
@@ -354,6 +386,9 @@ impl PodWorker {
 
     /// Compute and publish the status; persist when something changed.
     async fn publish(&mut self) {
+        if self.meta_rx.has_changed().unwrap_or(false) {
+            self.meta_rx.borrow_and_update().set_on(&mut self.rec.pod);
+        }
         if let Some(why) = &self.held {
             // Not synced yet: the status last stored stands (its shim is not even
             // asked: it may be what the cleanup waits for), marked with the reason.
@@ -1126,6 +1161,8 @@ impl PodWorker {
                     podhost_runtime::RuntimeError::ContainerConfig(_) => {
                         "CreateContainerConfigError"
                     }
+                    // runc finds it when it starts the process, kubelet reports it so.
+                    ref e if e.is_executable_not_found() => "RunContainerError",
                     _ => "CreateContainerError",
                 };
                 return self.create_failed(&c.name, reason, e.to_string());

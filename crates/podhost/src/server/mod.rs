@@ -21,6 +21,8 @@ pub use images::{PruneResult, PullLine};
 mod logfiles;
 mod logs;
 pub use logs::CONTAINER_ID_HEADER;
+mod meta;
+pub use meta::MetaResult;
 mod objects;
 mod startup;
 
@@ -374,6 +376,10 @@ fn router(d: Arc<Daemon>) -> Router {
             "/v1/pods/{ns}/{name}/streaming/{kind}",
             post(streaming::streaming_url),
         )
+        .route(
+            "/v1/{plural}/{ns}/{name}/metadata",
+            post(meta::set_metadata),
+        )
         .route("/v1/configmaps", get(objects::list_config_maps))
         .route("/v1/configmaps/{ns}/{name}", get(objects::get_config_map))
         .route(
@@ -418,8 +424,8 @@ impl Daemon {
         self.pods.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Latest record of a pod; pods whose worker finished deleting are dropped here.
-    fn record(&self, ns: &str, name: &str) -> Option<PodRecord> {
+    /// The handle of a live pod worker; pods whose worker finished deleting are dropped here.
+    fn handle(&self, ns: &str, name: &str) -> Option<PodHandle> {
         let key = format!("{ns}/{name}");
         let mut pods = self.lock_pods();
         let closed = pods.get(&key)?.cmd.is_closed();
@@ -427,14 +433,26 @@ impl Daemon {
             pods.remove(&key);
             return None;
         }
-        pods.get(&key).map(|h| h.snapshot.borrow().clone())
+        pods.get(&key).cloned()
+    }
+
+    /// Latest record of a pod.
+    fn record(&self, ns: &str, name: &str) -> Option<PodRecord> {
+        self.handle(ns, name).map(|h| view(&h))
     }
 
     fn records(&self) -> Vec<PodRecord> {
         let mut pods = self.lock_pods();
         pods.retain(|_, h| !h.cmd.is_closed());
-        pods.values().map(|h| h.snapshot.borrow().clone()).collect()
+        pods.values().map(view).collect()
     }
+}
+
+/// A worker's latest record with the labels and annotations set since it last published.
+fn view(h: &PodHandle) -> PodRecord {
+    let mut rec = h.snapshot.borrow().clone();
+    h.meta.borrow().set_on(&mut rec.pod);
+    rec
 }
 
 async fn version() -> Json<serde_json::Value> {
@@ -450,40 +468,32 @@ pub(crate) struct ListQuery {
     selector: Option<String>,
 }
 
-/// `a=b,c!=d,e` label selector match.
-pub(crate) fn matches_selector(
-    labels: Option<&std::collections::BTreeMap<String, String>>,
-    selector: &str,
-) -> bool {
-    selector.split(',').filter(|s| !s.is_empty()).all(|term| {
-        let get = |k: &str| labels.and_then(|l| l.get(k.trim()));
-        if let Some((k, v)) = term.split_once("!=") {
-            get(k).map(String::as_str) != Some(v.trim())
-        } else if let Some((k, v)) = term.split_once("==").or_else(|| term.split_once('=')) {
-            get(k).map(String::as_str) == Some(v.trim())
-        } else {
-            get(term).is_some()
-        }
-    })
+impl ListQuery {
+    /// The label selector asked for; an invalid one is the client's error (400), as the
+    /// API server's, not a filter that silently matches nothing.
+    pub(crate) fn selector(&self) -> Result<crate::selector::Selector, ApiError> {
+        crate::selector::Selector::parse(self.selector.as_deref().unwrap_or(""))
+            .map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.to_string()))
+    }
 }
 
-async fn list_pods(State(d): State<Arc<Daemon>>, Query(q): Query<ListQuery>) -> Json<Vec<Pod>> {
+async fn list_pods(
+    State(d): State<Arc<Daemon>>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Vec<Pod>>, ApiError> {
+    let selector = q.selector()?;
     let ns = q.namespace.unwrap_or_else(|| "default".into());
     let mut pods: Vec<Pod> = d
         .records()
         .into_iter()
         .map(|r| r.pod)
         .filter(|p| q.all_namespaces || p.metadata.namespace.as_deref() == Some(ns.as_str()))
-        .filter(|p| {
-            q.selector
-                .as_deref()
-                .is_none_or(|s| matches_selector(p.metadata.labels.as_ref(), s))
-        })
+        .filter(|p| selector.matches(p.metadata.labels.as_ref()))
         .collect();
     pods.sort_by(|a, b| {
         (&a.metadata.namespace, &a.metadata.name).cmp(&(&b.metadata.namespace, &b.metadata.name))
     });
-    Json(pods)
+    Ok(Json(pods))
 }
 
 async fn get_pod(
