@@ -605,7 +605,7 @@ mod tests {
         assert!(f[0].message.contains("(and limits.cpu)"), "{}", f[0]);
         assert!(!f[1].message.contains("limits.cpu"), "{}", f[1]);
         // The annotated default container is the main one, the first a sidecar.
-        let p = pod(&format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: a, annotations: {{kubectl.kubernetes.io/default-container: app}}}}\nspec:\n  containers:\n  - {{name: log, image: busybox}}\n  - {{name: app, image: busybox}}\n"));
+        let p = pod("apiVersion: v1\nkind: Pod\nmetadata: {name: a, annotations: {kubectl.kubernetes.io/default-container: app}}\nspec:\n  containers:\n  - {name: log, image: busybox}\n  - {name: app, image: busybox}\n");
         let f = only(lint_pod(&p, &NoHost), Rule::SidecarWithoutLimits);
         assert_eq!(
             rules(&f),

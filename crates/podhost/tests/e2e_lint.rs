@@ -265,8 +265,9 @@ fn lint_running_pod_and_describe_namespaces() {
         "{shared:?}"
     );
     assert_eq!(group_of(&plain, "mnt"), "own", "{plain:?}");
-    // No user namespace for pods: the machine's.
+    // No user or time namespace for pods: the machine's.
     assert_eq!(group_of(&plain, "user"), "host", "{plain:?}");
+    assert_eq!(group_of(&plain, "time"), "host", "{plain:?}");
     let all: usize = plain.iter().map(|(_, k)| k.len()).sum();
     assert_eq!(all, 8, "{plain:?}");
     env.teardown();
