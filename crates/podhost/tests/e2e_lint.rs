@@ -222,9 +222,15 @@ fn lint_running_pod_and_describe_namespaces() {
     // Declared (8080) or bound to 127.0.0.1 (6379): nothing to say.
     assert_eq!(text.lines().count(), 1, "{text}");
     assert_eq!(env.run(&["lint", "pod/l"]).status.code(), Some(1));
-    let out = env.run(&["lint", "pod", "missing"]);
+    // Several pods: each one's findings, one error per missing name, the worst status.
+    let out = env.run(&["lint", "pod", "l", "missing", "shared"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("not found"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("Error from server (NotFound)") && stderr(&out).contains("missing"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(stdout(&out), text);
 
     // Namespaces of each container against the pause's and the machine's.
     let groups = |pod: &str| -> Vec<(String, Vec<String>)> {

@@ -21,7 +21,7 @@ use super::procinfo;
 /// `podhost lint …`.
 #[derive(Debug, Args)]
 pub struct LintArgs {
-    /// `pod NAME` (or `pod/NAME`): a running pod, its listening sockets included.
+    /// `pod NAME…` (or `pod/NAME…`): running pods, their listening sockets included.
     pub args: Vec<String>,
     /// Files with Pod, ConfigMap and Secret manifests (`-` for stdin), or directories.
     #[arg(short = 'f', long = "filename")]
@@ -35,20 +35,25 @@ pub struct LintArgs {
 
 /// Runs the lint; returns the exit status.
 pub async fn run(client: &Client, a: LintArgs) -> Result<i32> {
-    match (a.files.is_empty(), a.args.as_slice()) {
-        (false, []) => Ok(lint_files(&a.files, a.recursive)),
-        (true, [kind, name]) if super::is_pod_kind(kind) => {
-            lint_running(client, &a.namespace, name).await
+    let names: Vec<&str> = match (a.files.is_empty(), a.args.as_slice()) {
+        (false, []) => return Ok(lint_files(&a.files, a.recursive)),
+        (true, [kind, names @ ..]) if super::is_pod_kind(kind) && !names.is_empty() => {
+            names.iter().map(String::as_str).collect()
         }
-        (true, [one]) if one.contains('/') => {
-            let name = super::pod_arg(one)?;
-            lint_running(client, &a.namespace, name).await
-        }
+        (true, all) if !all.is_empty() && all.iter().all(|a| a.contains('/')) => all
+            .iter()
+            .map(|a| super::pod_arg(a))
+            .collect::<Result<_>>()?,
         _ => {
             eprintln!("error: give files (`podhost lint -f FILE|DIR`) or a running pod (`podhost lint pod NAME`)");
-            Ok(2)
+            return Ok(2);
         }
+    };
+    let mut code = 0;
+    for name in names {
+        code = code.max(lint_running(client, &a.namespace, name).await?);
     }
+    Ok(code)
 }
 
 /// A finding as printed: `SOURCE: pod/NAME: FIELD: MESSAGE [rule]`.
@@ -142,7 +147,12 @@ async fn lint_running(client: &Client, ns: &str, name: &str) -> Result<i32> {
     let pod = match r {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("Error from server (NotFound): {e:#}");
+            let e = format!("{e:#}");
+            if e.ends_with("not found") {
+                eprintln!("Error from server (NotFound): {e}");
+            } else {
+                eprintln!("error: {e}");
+            }
             return Ok(2);
         }
     };
