@@ -10,21 +10,21 @@
 //! - [`quantity`]: resource quantities (`500m`, `64Mi`) as integers, for validation
 //!   and cgroup limits.
 //! - [`objects`]: ConfigMap and Secret defaulting and validation.
-//! - [`security`]: security contexts and sysctls; secrets visible through a shared
-//!   PID namespace.
-//! - [`support`]: warnings for valid fields podhost does not apply yet.
+//! - [`security`]: security contexts and sysctls.
+//! - [`lint`]: advice about valid pods (shared ports, host ports, sidecars without
+//!   limits, secrets in env with a shared PID namespace, fields podhost ignores …).
 //! - [`display`]: kubectl's `get pods` columns (STATUS, READY, RESTARTS, AGE).
 //!
-//! Typical use: `parse_manifests` → `default_pod` → `validate_pod`.
+//! Typical use: `parse_manifests` → `default_pod` → `validate_pod` → `lint::lint_pod`.
 
 pub mod defaults;
 pub mod display;
+pub mod lint;
 mod names;
 pub mod objects;
 pub mod parse;
 pub mod quantity;
 pub mod security;
-pub mod support;
 pub mod validate;
 
 pub use defaults::{default_pod, pull_policy_for};

@@ -1,6 +1,6 @@
 //! Validation of security contexts and sysctls (Kubernetes' rules plus podhost's: only
-//! namespaced sysctls, which cannot change the host), and the warning that secrets in
-//! `env` are readable by every container of a pod sharing its PID namespace.
+//! namespaced sysctls, which cannot change the host). Secrets in `env` of a pod sharing
+//! its PID namespace are a [`crate::lint`] rule.
 
 use k8s_openapi::api::core::v1::{Container, Pod, SeccompProfile};
 
@@ -51,9 +51,6 @@ const CAPABILITIES: [&str; 42] = [
     "BPF",
     "CHECKPOINT_RESTORE",
 ];
-
-/// Words in an env name that suggest a secret.
-const SECRET_WORDS: [&str; 4] = ["PASSWORD", "TOKEN", "SECRET", "KEY"];
 
 /// Whether a sysctl belongs to a namespace of the pod (IPC or network), so that setting
 /// it cannot change the host (Kubernetes' namespaced list).
@@ -138,21 +135,6 @@ pub fn check(pod: &Pod, errors: &mut Vec<FieldError>, warnings: &mut Vec<String>
     for (group, containers) in groups {
         for (i, c) in containers.iter().enumerate() {
             container(errors, warnings, &format!("spec.{group}[{i}]"), c);
-        }
-    }
-    if spec.share_process_namespace == Some(true) {
-        for (group, containers) in groups {
-            for (i, c) in containers.iter().enumerate() {
-                for (j, e) in c.env.iter().flatten().enumerate() {
-                    let upper = e.name.to_ascii_uppercase();
-                    if SECRET_WORDS.iter().any(|w| upper.contains(w)) {
-                        warnings.push(format!(
-                            "spec.{group}[{i}].env[{j}] ({}): with shareProcessNamespace every container of the pod can read it in /proc/<pid>/environ; mount secrets as files instead",
-                            e.name
-                        ));
-                    }
-                }
-            }
         }
     }
 }
@@ -314,13 +296,5 @@ mod tests {
         assert!(!all.contains("capabilities.add[0]"), "{all}");
         assert!(all.contains("localhostProfile"), "{all}");
         assert!(all.contains("allowPrivilegeEscalation"), "{all}");
-    }
-
-    #[test]
-    fn secrets_in_env_with_shared_pid_namespace_warn() {
-        let (e, w) = run("apiVersion: v1\nkind: Pod\nmetadata: {name: a}\nspec:\n  shareProcessNamespace: true\n  containers:\n  - name: a\n    image: busybox\n    env:\n    - {name: DB_PASSWORD, value: x}\n    - {name: MODE, value: fast}\n");
-        assert!(e.is_empty());
-        assert_eq!(w.len(), 1, "{w:?}");
-        assert!(w[0].contains("DB_PASSWORD") && w[0].contains("/proc/<pid>/environ"));
     }
 }

@@ -220,7 +220,6 @@ pub fn validate_pod(pod: &Pod) -> Validation {
     let mut warnings = v.warnings;
     let mut errors = v.errors;
     crate::security::check(pod, &mut errors, &mut warnings);
-    warnings.extend(crate::support::not_yet_implemented(pod));
     Validation { errors, warnings }
 }
 

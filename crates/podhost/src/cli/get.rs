@@ -1,6 +1,6 @@
 //! `podhost get`: pods, events, ConfigMaps and Secrets as kubectl prints them, with
 //! its flags: several types (`pods,cm`), `TYPE/NAME`, label and field selectors,
-//! `-o wide|yaml|json|name|jsonpath=…|custom-columns=…`, `--show-labels`, `-L`,
+//! `-o wide|yaml|json|name|jsonpath=…|custom-columns=…|go-template=…`, `--show-labels`, `-L`,
 //! `--sort-by`, `--no-headers`, and `-w` (with `--watch-only`, `--output-watch-events`).
 
 use std::collections::BTreeMap;
@@ -12,6 +12,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 use serde_json::Value;
 
 use super::client::{enc, Client};
+use super::gotemplate::GoTemplate;
 use super::jsonpath::{text, Template};
 use super::objects::{self, ObjectKind};
 use super::{output, GetArgs};
@@ -82,6 +83,7 @@ enum Output {
     Json,
     Name,
     JsonPath(Template),
+    GoTemplate(GoTemplate),
     Columns(Vec<(String, Template)>),
 }
 
@@ -95,6 +97,12 @@ fn parse_output(o: Option<&str>) -> Result<Output> {
         Some(o) if o.starts_with("jsonpath=") || o.starts_with("jsonpath-as-json=") => {
             let t = o.split_once('=').map_or("", |(_, t)| t);
             Output::JsonPath(Template::parse(t, true)?)
+        }
+        Some(o) if o.starts_with("go-template=") => {
+            Output::GoTemplate(GoTemplate::parse(&o["go-template=".len()..])?)
+        }
+        Some(o) if o.starts_with("go-template-file=") => {
+            Output::GoTemplate(GoTemplate::from_file(&o["go-template-file=".len()..])?)
         }
         Some(o) if o.starts_with("custom-columns=") => {
             let spec = &o["custom-columns=".len()..];
@@ -110,7 +118,7 @@ fn parse_output(o: Option<&str>) -> Result<Output> {
             }
             Output::Columns(cols)
         }
-        Some(o) => bail!("unable to match a printer suitable for the output format {o:?}, allowed formats are: custom-columns,json,jsonpath,name,wide,yaml"),
+        Some(o) => bail!("unable to match a printer suitable for the output format {o:?}, allowed formats are: custom-columns,go-template,go-template-file,json,jsonpath,name,wide,yaml"),
     })
 }
 
@@ -514,6 +522,7 @@ fn print_once(args: &GetArgs, req: &Request, listings: &[Listing], missing: usiz
             serde_json::to_string_pretty(&list_value(listings, req.single))?
         ),
         Output::JsonPath(t) => out!("{}", t.render(&list_value(listings, req.single))?),
+        Output::GoTemplate(t) => out!("{}", t.render(&list_value(listings, req.single))?),
         Output::Name => {
             for l in listings {
                 for i in &l.items {
@@ -634,6 +643,7 @@ async fn watch(client: &Client, args: &GetArgs, req: &Request) -> Result<i32> {
             ),
             Output::Yaml => format!("{}---\n", serde_saphyr::to_string(&i.value)?),
             Output::JsonPath(t) => t.render(&i.value)?,
+            Output::GoTemplate(t) => t.render(&i.value)?,
         })
     };
     let key = |i: &Item| format!("{}/{}", i.namespace, i.name);

@@ -5,6 +5,7 @@
 //! - [`exec`]: the client side of an exec session (and of an attach: [`attach`]).
 //! - [`portforward`]: local listeners forwarding to a pod's ports.
 //! - [`objects`]: ConfigMaps and Secrets (get, describe, delete).
+//! - [`lint`]: `podhost lint`, the advice of `podhost_api::lint` alone.
 
 mod attach;
 /// `print!` that ends the CLI quietly when stdout's reader went away (`| head`).
@@ -22,11 +23,14 @@ pub mod client;
 mod cp;
 mod exec;
 mod get;
+mod gotemplate;
 mod jsonpath;
+pub mod lint;
 mod logs;
 mod objects;
 mod output;
 mod portforward;
+mod procinfo;
 mod pull;
 mod top;
 
@@ -94,6 +98,10 @@ pub enum Command {
         #[arg(long, value_parser = ["none", "client", "server"], default_value = "none")]
         dry_run: String,
     },
+    /// Advice about pods: `lint -f FILE|DIR` (no daemon needed) or `lint pod NAME` (a
+    /// running pod, its listening sockets too). Exit status 0 clean, 1 findings, 2 a
+    /// file or pod that cannot be read.
+    Lint(lint::LintArgs),
     /// Copy files and directories to and from a container (`POD:PATH`), as kubectl cp.
     Cp {
         /// Source: a local path or `[NAMESPACE/]POD:PATH`.
@@ -535,7 +543,8 @@ pub struct GetArgs {
     /// All namespaces.
     #[arg(short = 'A', long)]
     pub all_namespaces: bool,
-    /// Output: wide, yaml, json, name, jsonpath=TEMPLATE, custom-columns=SPEC.
+    /// Output: wide, yaml, json, name, jsonpath=TEMPLATE, custom-columns=SPEC,
+    /// go-template=TEMPLATE, go-template-file=PATH.
     #[arg(short = 'o', long)]
     pub output: Option<String>,
     /// Label selector: `app=web`, `tier!=db`, `app in (a,b)`, `!canary`.
@@ -772,6 +781,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
             }
             Ok(i32::from(!errors.is_empty()))
         }
+        Command::Lint(a) => lint::run(&client, a).await,
         Command::Get(args) => get::run(&client, args).await,
         Command::Top {
             kind,

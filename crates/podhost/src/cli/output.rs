@@ -6,6 +6,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
 use podhost_api::display;
 
+use super::procinfo;
 use crate::lifecycle::PodEvent;
 use crate::server::ContainerRow;
 use crate::timefmt::{from_k8s_time, rfc1123z};
@@ -206,98 +207,6 @@ fn state_lines(
         if let Some(f) = &t.finished_at {
             let _ = writeln!(out, "      Finished:     {}", rfc1123z(from_k8s_time(f)));
         }
-    }
-}
-
-/// Namespace inodes of a process, for showing who shares what (`net:[4026532…]`).
-fn ns_line(pid: u32) -> String {
-    ["net", "ipc", "uts", "pid", "mnt"]
-        .iter()
-        .map(|n| {
-            let link = std::fs::read_link(format!("/proc/{pid}/ns/{n}"))
-                .map(|p| p.display().to_string())
-                .unwrap_or_else(|_| format!("{n}:?"));
-            link
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// An address of /proc/net/tcp{,6}: hex words in host byte order, then the port.
-fn proc_net_addr(hex: &str) -> Option<String> {
-    let (ip, port) = hex.split_once(':')?;
-    let port = u16::from_str_radix(port, 16).ok()?;
-    // The kernel prints each 32-bit word of the address as a number of this machine's
-    // (little-endian) byte order.
-    let words: Option<Vec<u32>> = (0..ip.len() / 8)
-        .map(|i| u32::from_str_radix(ip.get(i * 8..i * 8 + 8)?, 16).ok())
-        .collect();
-    let bytes: Vec<u8> = words?.iter().flat_map(|w| w.to_le_bytes()).collect();
-    match bytes.len() {
-        4 => Some(format!(
-            "{}.{}.{}.{}:{port}",
-            bytes[0], bytes[1], bytes[2], bytes[3]
-        )),
-        16 => {
-            let a: [u8; 16] = bytes.try_into().ok()?;
-            Some(format!("[{}]:{port}", std::net::Ipv6Addr::from(a)))
-        }
-        _ => None,
-    }
-}
-
-/// Who listens where in the pod, for the container whose first process is `pid`: the
-/// pod network namespace's listening TCP sockets (/proc/PID/net/tcp and tcp6) owned
-/// by a process of the container (same cgroup), with its command name. The notes'
-/// 127.0.0.1-for-the-pod versus 0.0.0.0-for-everyone, made visible.
-fn listening(pid: u32) -> String {
-    let mut sockets: Vec<(u64, String)> = Vec::new();
-    for file in ["tcp", "tcp6"] {
-        let text = std::fs::read_to_string(format!("/proc/{pid}/net/{file}")).unwrap_or_default();
-        for line in text.lines().skip(1) {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            // st 0A: LISTEN.
-            if f.len() > 9 && f[3] == "0A" {
-                if let (Some(addr), Ok(inode)) = (proc_net_addr(f[1]), f[9].parse::<u64>()) {
-                    sockets.push((inode, addr));
-                }
-            }
-        }
-    }
-    let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok();
-    let mut owners: std::collections::HashMap<u64, String> = std::collections::HashMap::new();
-    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let p = e.path();
-        if cgroup.is_none() || std::fs::read_to_string(p.join("cgroup")).ok() != cgroup {
-            continue;
-        }
-        let comm = std::fs::read_to_string(p.join("comm")).unwrap_or_default();
-        for fd in std::fs::read_dir(p.join("fd"))
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            let target = std::fs::read_link(fd.path()).unwrap_or_default();
-            let inode = target
-                .to_str()
-                .and_then(|t| t.strip_prefix("socket:["))
-                .and_then(|t| t.strip_suffix(']'))
-                .and_then(|t| t.parse::<u64>().ok());
-            if let Some(i) = inode {
-                owners.insert(i, comm.trim().to_string());
-            }
-        }
-    }
-    let mut out: Vec<String> = sockets
-        .into_iter()
-        .filter_map(|(inode, addr)| owners.get(&inode).map(|c| format!("{addr}/TCP ({c})")))
-        .collect();
-    out.sort();
-    out.dedup();
-    if out.is_empty() {
-        "<none>".into()
-    } else {
-        out.join(", ")
     }
 }
 
@@ -656,14 +565,15 @@ pub fn describe(pod: &Pod, events: &[PodEvent], rows: &[ContainerRow], now: i64)
         st.pod_ip.clone().unwrap_or_default()
     );
     let pod_key = format!("{ns}/{name}");
-    if let Some(pause) = rows
+    let pause = rows
         .iter()
-        .find(|r| r.pod == pod_key && r.name == "POD" && r.state == "Running")
-    {
+        .find(|r| r.pod == pod_key && r.name == "POD" && r.state == "Running");
+    let pause_pid = pause.and_then(|p| p.pid);
+    if let Some(pause) = pause {
         let _ = writeln!(o, "Sandbox:          {}", pause.id);
         if let Some(pid) = pause.pid {
             let _ = writeln!(o, "  Pause PID:      {pid}");
-            let _ = writeln!(o, "  Namespaces:     {}", ns_line(pid));
+            let _ = writeln!(o, "  Namespaces:     {}", procinfo::ns_line(pid));
         }
     }
     let section = |o: &mut String,
@@ -729,8 +639,12 @@ pub fn describe(pod: &Pod, events: &[PodEvent], rows: &[ContainerRow], now: i64)
                 let cid = cid.trim_start_matches("podhost://");
                 if let Some(pid) = rows.iter().find(|r| r.id == cid).and_then(|r| r.pid) {
                     let _ = writeln!(o, "    PID (host):     {pid}");
-                    let _ = writeln!(o, "    Namespaces:     {}", ns_line(pid));
-                    let _ = writeln!(o, "    Listening:      {}", listening(pid));
+                    let _ = writeln!(
+                        o,
+                        "    Namespaces:     {}",
+                        procinfo::ns_sharing(pid, pause_pid)
+                    );
+                    let _ = writeln!(o, "    Listening:      {}", procinfo::listening(pid));
                 }
             }
             if let Some(r) = &c.resources {
@@ -862,22 +776,4 @@ pub fn describe(pod: &Pod, events: &[PodEvent], rows: &[ContainerRow], now: i64)
         o.push_str(&table(&rows));
     }
     o
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn proc_net_addresses() {
-        let a = |h: &str| super::proc_net_addr(h);
-        assert_eq!(a("0100007F:1F90").as_deref(), Some("127.0.0.1:8080"));
-        assert_eq!(a("00000000:0050").as_deref(), Some("0.0.0.0:80"));
-        assert_eq!(
-            a("00000000000000000000000000000000:0050").as_deref(),
-            Some("[::]:80")
-        );
-        assert_eq!(
-            a("00000000000000000000000001000000:0016").as_deref(),
-            Some("[::1]:22")
-        );
-    }
 }

@@ -37,7 +37,7 @@ pub struct ApplyRequest {
 pub struct ApplyResponse {
     /// `pod/web created`, `pod/web unchanged`, `configmap/cfg configured`.
     pub results: Vec<String>,
-    /// Valid fields podhost does not honour, one line each.
+    /// Valid fields podhost does not honour and lint findings, one line each.
     pub warnings: Vec<String>,
     /// Objects that were not applied, one message each, in document order.
     #[serde(default)]
@@ -139,6 +139,17 @@ async fn apply_pod(
         .into_result(&name)
         .map_err(|e| e.to_string())?;
     warnings.extend(pod_warnings.into_iter().map(|w| format!("pod/{name}: {w}")));
+    let ns = pod
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
+    // A pod that runs already would find its own host ports (hostNetwork) in use.
+    let findings = match d.handle(&ns, &name) {
+        Some(_) => podhost_api::lint::lint_pod(&pod, &podhost_api::lint::NoHost),
+        None => podhost_api::lint::lint_pod(&pod, &podhost_api::lint::ThisHost),
+    };
+    warnings.extend(findings.iter().map(|f| format!("pod/{name}: {f}")));
     let spec = pod.spec.clone().unwrap_or_default();
     for c in spec
         .init_containers
@@ -162,11 +173,6 @@ async fn apply_pod(
             ));
         }
     }
-    let ns = pod
-        .metadata
-        .namespace
-        .clone()
-        .unwrap_or_else(|| "default".into());
     if let Some(handle) = d.handle(&ns, &name) {
         if req.create_only {
             return Err(format!("pods \"{name}\" already exists"));
