@@ -16,16 +16,6 @@ pub fn not_yet_implemented(pod: &Pod) -> Vec<String> {
     if spec.active_deadline_seconds.is_some() {
         warn("spec.activeDeadlineSeconds".into());
     }
-    for (i, v) in spec.volumes.iter().flatten().enumerate() {
-        if let Some(e) = &v.empty_dir {
-            // Memory emptyDirs are tmpfs sized by sizeLimit; a disk one is not capped.
-            if e.size_limit.is_some() && e.medium.as_deref() != Some("Memory") {
-                warn(format!(
-                    "spec.volumes[{i}].emptyDir.sizeLimit (enforced for medium: Memory only)"
-                ));
-            }
-        }
-    }
     w
 }
 

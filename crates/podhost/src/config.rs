@@ -24,6 +24,8 @@ pub struct Config {
     pub streaming_addr: std::net::SocketAddr,
     /// The CRI socket a kubelet or crictl talks to (`RUN/cri.sock`); `None`: no CRI server.
     pub cri_socket: Option<PathBuf>,
+    /// How often the eviction manager measures pods' disk usage (kubelet: 10s).
+    pub eviction_interval: Duration,
 }
 
 impl Default for Config {
@@ -42,6 +44,7 @@ impl Config {
             image_gc_high_percent: 85,
             image_gc_low_percent: 80,
             streaming_addr: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            eviction_interval: crate::lifecycle::eviction::DEFAULT_INTERVAL,
         }
     }
     /// Config rooted under one directory (tests and `--root`): state, run and logs inside it.

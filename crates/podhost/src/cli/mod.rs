@@ -260,6 +260,10 @@ pub struct ServeArgs {
     /// CrashLoopBackOff cap (kubelet: 300s), e.g. `10s`, `5m`.
     #[arg(long, env = "PODHOST_BACKOFF_MAX", value_parser = parse_duration_arg)]
     pub backoff_max: Option<Duration>,
+    /// How often pods' disk usage is measured for ephemeral-storage and emptyDir
+    /// sizeLimit eviction (default 10s, kubelet's housekeeping period), e.g. `1s`.
+    #[arg(long, env = "PODHOST_EVICTION_INTERVAL", value_parser = parse_duration_arg)]
+    pub eviction_interval: Option<Duration>,
     /// Rotate a container's log before it grows past this size (default 10Mi, kubelet's
     /// containerLogMaxSize; a quantity such as 64Ki; negative = never rotate).
     #[arg(long, env = "PODHOST_CONTAINER_LOG_MAX_SIZE", value_parser = parse_log_max_size, allow_hyphen_values = true)]
@@ -655,6 +659,10 @@ impl ServeArgs {
         }
         if let Some(d) = serve.backoff_max {
             config.backoff_max = d;
+        }
+        if let Some(d) = serve.eviction_interval {
+            // A zero period would spin: a millisecond is the floor.
+            config.eviction_interval = d.max(Duration::from_millis(1));
         }
         // A cap below the first delay would make the first delay the cap.
         config.backoff_max = config.backoff_max.max(config.backoff_initial);

@@ -304,6 +304,16 @@ pub async fn run(
         config.image_gc_low_percent,
         Duration::from_secs(60),
     );
+    let pods = daemon.clone();
+    crate::lifecycle::eviction::Manager::new(
+        daemon.runtime.clone(),
+        Arc::new(move || pods.live_handles()),
+        crate::lifecycle::eviction::Paths {
+            log_dir: config.runtime.log_dir.clone(),
+            volumes_dir: config.volumes_dir(),
+        },
+    )
+    .spawn(config.eviction_interval);
     let Prepared {
         _lock,
         listener,
@@ -439,6 +449,13 @@ impl Daemon {
     /// Latest record of a pod.
     fn record(&self, ns: &str, name: &str) -> Option<PodRecord> {
         self.handle(ns, name).map(|h| view(&h))
+    }
+
+    /// Handles of the live pod workers (the eviction manager's view of the pods).
+    fn live_handles(&self) -> Vec<PodHandle> {
+        let mut pods = self.lock_pods();
+        pods.retain(|_, h| !h.cmd.is_closed());
+        pods.values().cloned().collect()
     }
 
     fn records(&self) -> Vec<PodRecord> {
