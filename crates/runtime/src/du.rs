@@ -164,8 +164,7 @@ mod tests {
         std::fs::write(outside.path().join("big"), vec![1u8; 1_000_000]).unwrap();
         let d = tempfile::tempdir().unwrap();
         std::os::unix::fs::symlink(outside.path(), d.path().join("dir-link")).unwrap();
-        std::os::unix::fs::symlink(outside.path().join("big"), d.path().join("file-link"))
-            .unwrap();
+        std::os::unix::fs::symlink(outside.path().join("big"), d.path().join("file-link")).unwrap();
         let u = usage(d.path(), Limits::default()).unwrap();
         assert_eq!(u.inodes, 2);
         assert!(u.bytes < 100_000, "the linked file was counted: {u:?}");

@@ -22,6 +22,7 @@ use crate::timefmt::now_nanos;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Pods,
+    Nodes,
     Events,
     Object(ObjectKind),
 }
@@ -34,14 +35,18 @@ impl Kind {
         if matches!(word, "events" | "event" | "ev") {
             return Ok(Kind::Events);
         }
+        if matches!(word, "nodes" | "node" | "no") {
+            return Ok(Kind::Nodes);
+        }
         match ObjectKind::parse(word) {
             Some(k) => Ok(Kind::Object(k)),
-            None => bail!("the server doesn't have a resource type {word:?} (podhost knows: pods, events, configmaps, secrets)"),
+            None => bail!("the server doesn't have a resource type {word:?} (podhost knows: pods, nodes, events, configmaps, secrets)"),
         }
     }
     fn singular(self) -> &'static str {
         match self {
             Kind::Pods => "pod",
+            Kind::Nodes => "node",
             Kind::Events => "event",
             Kind::Object(k) => k.singular(),
         }
@@ -49,6 +54,7 @@ impl Kind {
     fn plural(self) -> &'static str {
         match self {
             Kind::Pods => "pods",
+            Kind::Nodes => "nodes",
             Kind::Events => "events",
             Kind::Object(k) => k.plural(),
         }
@@ -231,6 +237,22 @@ async fn list(client: &Client, kind: Kind, args: &GetArgs, wide: bool) -> Result
         Kind::Pods => {
             let rows = |p: &[Pod]| output::pod_rows(p, wide, all_ns, now);
             typed(client, kind, &format!("/v1/pods?{q}"), rows, &item).await?
+        }
+        Kind::Nodes => {
+            // One node, cluster-scoped: namespaces and selectors do not narrow it.
+            let nodes = vec![super::node::fetch(client).await?];
+            let mut rows = super::node::rows(&nodes, wide, now).into_iter();
+            let header = rows.next().unwrap_or_default();
+            let items = nodes
+                .iter()
+                .zip(rows)
+                .map(|(n, row)| Ok(item(serde_json::to_value(n)?, row)))
+                .collect::<Result<_>>()?;
+            Listing {
+                kind,
+                header,
+                items,
+            }
         }
         Kind::Object(ObjectKind::ConfigMap) => {
             let rows = |c: &[ConfigMap]| objects::config_map_rows(c, all_ns, now);

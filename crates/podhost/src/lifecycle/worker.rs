@@ -333,8 +333,7 @@ impl PodWorker {
             return;
         }
         let now = self.now();
-        self.rec
-            .event(now, "Warning", "Evicted", message.clone());
+        self.rec.event(now, "Warning", "Evicted", message.clone());
         self.rec.evicted = Some(message);
     }
 
@@ -544,6 +543,15 @@ impl PodWorker {
                 self.kill_containers(0).await;
             }
             self.finish().await;
+            // Memory-backed volumes (tmpfs emptyDirs, secrets) are what an eviction for
+            // memory must give back: unmounted now; disk volumes stay until the delete.
+            let volumes = self.settings.volumes_dir.join(self.rec.uid());
+            if !podspec::unmount_volumes(&volumes) {
+                tracing::warn!(
+                    "pod {}: evicted, but its volumes stay mounted",
+                    self.rec.key()
+                );
+            }
             return None;
         }
         let sandbox = match self.rec.sandbox_id.clone() {

@@ -3,7 +3,6 @@
 //! StopPodSandbox), resource updates of running containers, the container's user as
 //! containerd resolves it (names, the image's groups), the writable layer's size.
 
-
 use super::*;
 
 /// What the shim said about a container when its sandbox was stopped.

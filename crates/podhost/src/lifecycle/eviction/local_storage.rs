@@ -29,7 +29,12 @@ impl PodUsage {
 /// `limits.ephemeral-storage` of a container, as written and in bytes (none or zero: no
 /// limit).
 fn storage_limit(c: &Container) -> Option<(String, u64)> {
-    let q = c.resources.as_ref()?.limits.as_ref()?.get("ephemeral-storage")?;
+    let q = c
+        .resources
+        .as_ref()?
+        .limits
+        .as_ref()?
+        .get("ephemeral-storage")?;
     let bytes = podhost_api::quantity::parse_bytes(&q.0).ok()?;
     let bytes = u64::try_from(bytes).ok().filter(|b| *b > 0)?;
     Some((q.0.clone(), bytes))
@@ -154,7 +159,10 @@ mod tests {
 
     fn usage(containers: &[(&str, u64)], volumes: &[(&str, u64)]) -> PodUsage {
         PodUsage {
-            containers: containers.iter().map(|(n, b)| (n.to_string(), *b)).collect(),
+            containers: containers
+                .iter()
+                .map(|(n, b)| (n.to_string(), *b))
+                .collect(),
             volumes: volumes.iter().map(|(n, b)| (n.to_string(), *b)).collect(),
         }
     }
@@ -185,7 +193,10 @@ mod tests {
     fn pod_over_the_sum_of_its_limits_comes_before_a_container() {
         let p = pod(TWO);
         assert_eq!(pod_limit(&p), Some(40 * MI));
-        let u = usage(&[("app", 25 * MI), ("side", 10 * MI)], &[("scratch", 6 * MI)]);
+        let u = usage(
+            &[("app", 25 * MI), ("side", 10 * MI)],
+            &[("scratch", 6 * MI)],
+        );
         assert_eq!(
             verdict(&p, &u).as_deref(),
             Some("Pod ephemeral local storage usage exceeds the total limit of containers 40Mi. ")
@@ -196,7 +207,10 @@ mod tests {
     fn no_limits_no_eviction() {
         let p = pod("metadata: {name: p}\nspec:\n  containers:\n  - {name: app, image: i}\n  volumes:\n  - {name: v, emptyDir: {}}\n");
         assert_eq!(pod_limit(&p), None);
-        assert_eq!(verdict(&p, &usage(&[("app", u64::MAX)], &[("v", u64::MAX)])), None);
+        assert_eq!(
+            verdict(&p, &usage(&[("app", u64::MAX)], &[("v", u64::MAX)])),
+            None
+        );
     }
 
     #[test]

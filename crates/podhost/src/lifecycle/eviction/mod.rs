@@ -13,6 +13,7 @@
 //! once, is bounded per tree, and runs on a blocking thread, never on the async runtime.
 
 pub mod local_storage;
+pub mod node;
 pub mod rank;
 pub mod thresholds;
 
@@ -22,11 +23,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::Node;
+use tokio::sync::watch;
+
 use podhost_runtime::du::{self, Limits};
-use podhost_runtime::{ContainerState, Runtime};
+use podhost_runtime::{ContainerState, Runtime, SandboxStats};
 
 use super::{podspec, PodHandle, PodRecord, WorkerCmd};
 use local_storage::PodUsage;
+use node::{Capacity, NodeConfig, Observation};
+use rank::Candidate;
+use thresholds::Signal;
 
 /// The default period between two measurements (kubelet's housekeeping is 10 s).
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
@@ -50,6 +57,24 @@ pub struct Manager {
     paths: Paths,
     /// Ticks completed (tests wait on it; the log shows it nowhere).
     ticks: Arc<AtomicU64>,
+    /// Node pressure: thresholds, reservations, and where the node object is published.
+    node: Option<NodeWatch>,
+}
+
+/// The node part of the manager.
+struct NodeWatch {
+    cfg: NodeConfig,
+    capacity: Capacity,
+    tx: watch::Sender<Node>,
+    /// The machine's cgroups: the allocatable cgroup's working set is read there.
+    cgroups: podhost_runtime::cgroups::Cgroups,
+}
+
+/// One pod as a tick saw it.
+struct Seen {
+    handle: PodHandle,
+    rec: PodRecord,
+    disk: PodUsage,
 }
 
 /// The files one pod's usage is measured from (gathered on the async side, walked on
@@ -82,6 +107,185 @@ impl Measure {
     }
 }
 
+/// Tell `h`'s worker to evict its pod; false when its queue is full (told again at the
+/// next tick).
+fn evict(h: &PodHandle, rec: &PodRecord, message: String) -> bool {
+    tracing::info!("eviction manager: evicting pod {}: {message}", rec.key());
+    h.cmd.try_send(WorkerCmd::Evict { message }).is_ok()
+}
+
+impl NodeWatch {
+    /// Publish the node object with `pressure`.
+    fn publish(&self, pressure: &[Signal]) {
+        let alloc = node::allocatable(&self.cfg, &self.capacity);
+        let now = crate::timefmt::k8s_time(crate::timefmt::now_nanos()).0;
+        let prev = self.tx.borrow().clone();
+        self.tx.send_replace(node::node_object(
+            &prev,
+            &self.capacity,
+            &alloc,
+            pressure,
+            now,
+        ));
+    }
+
+    /// Measure the node's signals, publish the conditions; the thresholds met, most
+    /// urgent first (memory, then disk), with what is available.
+    fn observe(&self, stats: &[SandboxStats]) -> Vec<(thresholds::Threshold, u64)> {
+        let cap = &self.capacity;
+        let mut obs = Vec::new();
+        if let Some(a) = node::node_memory_available() {
+            obs.push(Observation {
+                signal: Signal::MemoryAvailable,
+                available: a,
+                capacity: cap.memory,
+            });
+        }
+        // allocatableMemory.available: the pods' cgroup limit minus its working set
+        // (what evicted pods left charged there included), or the pods' sum.
+        let limit = node::pods_memory_limit(&self.cfg, cap);
+        let used: u64 = self
+            .cgroups
+            .memory_working_set(&self.cfg.cgroup_parent)
+            .unwrap_or_else(|| {
+                stats
+                    .iter()
+                    .filter_map(|s| s.memory_working_set)
+                    .fold(0, u64::saturating_add)
+            });
+        obs.push(Observation {
+            signal: Signal::MemoryAvailable,
+            available: limit.saturating_sub(used),
+            capacity: limit,
+        });
+        if let Some((total, avail)) = node::fs_space(&self.cfg.root_dir) {
+            obs.push(Observation {
+                signal: Signal::NodeFsAvailable,
+                available: avail,
+                capacity: total,
+            });
+        }
+        if let Some((total, free)) = node::fs_inodes(&self.cfg.root_dir) {
+            obs.push(Observation {
+                signal: Signal::NodeFsInodesFree,
+                available: free,
+                capacity: total,
+            });
+        }
+        obs.push(Observation {
+            signal: Signal::PidAvailable,
+            available: cap.pids.saturating_sub(node::processes()),
+            capacity: cap.pids,
+        });
+        let mut met: Vec<(thresholds::Threshold, Observation)> =
+            node::met(&self.cfg.thresholds, &obs)
+                .into_iter()
+                .map(|(t, o)| (t.clone(), o))
+                .collect();
+        met.sort_by_key(|(t, _)| t.signal);
+        let pressure: Vec<Signal> = met.iter().map(|(t, _)| t.signal).collect();
+        self.publish(&pressure);
+        met.into_iter().map(|(t, o)| (t, o.available)).collect()
+    }
+
+    /// Evict the first pod in kubelet's order for `threshold`'s resource.
+    fn evict_one(
+        &self,
+        threshold: &thresholds::Threshold,
+        available: u64,
+        seen: &[Seen],
+        stats: &[SandboxStats],
+    ) -> bool {
+        let signal = threshold.signal;
+        let resource = match signal {
+            Signal::MemoryAvailable => "memory",
+            Signal::NodeFsAvailable | Signal::NodeFsInodesFree => "ephemeral-storage",
+            // kubelet ranks by process count; podhost does not count them per pod yet.
+            Signal::PidAvailable => return false,
+        };
+        let pod_stats = |rec: &PodRecord| stats.iter().find(|s| s.uid == rec.uid());
+        // Per pod: (usage, per container (name, usage, request)).
+        let usage_of = |s: &Seen| -> (u64, Vec<(String, u64, u64)>) {
+            let spec = s.rec.pod.spec.clone().unwrap_or_default();
+            let request = |name: &str| {
+                spec.containers
+                    .iter()
+                    .find(|c| c.name == name)
+                    .and_then(|c| {
+                        c.resources
+                            .as_ref()?
+                            .requests
+                            .as_ref()?
+                            .get(resource)
+                            .cloned()
+                    })
+                    .and_then(|q| podhost_api::quantity::parse_bytes(&q.0).ok())
+                    .and_then(|v| u64::try_from(v).ok())
+                    .unwrap_or(0)
+            };
+            if resource == "memory" {
+                let ps = pod_stats(&s.rec);
+                let total = ps.and_then(|p| p.memory_working_set).unwrap_or(0);
+                let per = ps
+                    .map(|p| {
+                        p.containers
+                            .iter()
+                            .filter(|c| c.state == ContainerState::Running)
+                            .map(|c| {
+                                let u = c.memory_working_set.unwrap_or(0);
+                                (c.name.clone(), u, request(&c.name))
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                (total, per)
+            } else {
+                let per = s
+                    .disk
+                    .containers
+                    .iter()
+                    .map(|(n, u)| (n.clone(), *u, request(n)))
+                    .collect();
+                (s.disk.total(), per)
+            }
+        };
+        let candidates: Vec<Candidate> = seen
+            .iter()
+            .map(|s| {
+                let (usage, _) = usage_of(s);
+                Candidate {
+                    key: s.rec.key(),
+                    usage,
+                    request: rank::pod_request(&s.rec.pod, resource),
+                    priority: s
+                        .rec
+                        .pod
+                        .spec
+                        .as_ref()
+                        .and_then(|p| p.priority)
+                        .unwrap_or(0),
+                }
+            })
+            .collect();
+        let mut order = candidates.clone();
+        rank::rank(&mut order);
+        let Some(i) = order
+            .first()
+            .and_then(|first| candidates.iter().position(|c| c.key == first.key))
+        else {
+            return false;
+        };
+        let s = &seen[i];
+        let (_, per) = usage_of(s);
+        let capacity = match signal {
+            Signal::MemoryAvailable => node::pods_memory_limit(&self.cfg, &self.capacity),
+            _ => self.capacity.ephemeral_storage,
+        };
+        let message = rank::pressure_message(resource, &threshold.shown(capacity), available, &per);
+        evict(&s.handle, &s.rec, message)
+    }
+}
+
 impl Manager {
     /// A manager over the pods `pods` lists.
     pub fn new(rt: Arc<dyn Runtime>, pods: PodSource, paths: Paths) -> Self {
@@ -90,7 +294,23 @@ impl Manager {
             pods,
             paths,
             ticks: Arc::default(),
+            node: None,
         }
+    }
+
+    /// Also watch the node: evict under memory or disk pressure as kubelet ranks pods,
+    /// and publish the node object (capacity, allocatable, conditions) on `tx`.
+    pub fn with_node(mut self, cfg: NodeConfig, tx: watch::Sender<Node>) -> Self {
+        let capacity = Capacity::detect(&cfg.root_dir);
+        let w = NodeWatch {
+            cfg,
+            capacity,
+            tx,
+            cgroups: podhost_runtime::cgroups::Cgroups::detect(),
+        };
+        w.publish(&[]);
+        self.node = Some(w);
+        self
     }
 
     /// How many ticks have completed, counted as they end.
@@ -112,22 +332,25 @@ impl Manager {
         })
     }
 
-    /// Measure every running pod once and evict those over a limit; returns how many
-    /// were told to go.
+    /// Measure every running pod once and evict those over a limit, then, when the node
+    /// is watched, evict one pod if a node threshold is met; returns how many pods were
+    /// told to go.
     pub async fn tick(&self) -> usize {
-        // Writable layers by container id, as the runtime measured them.
-        let layers: HashMap<String, u64> = match self.rt.list_pod_sandbox_stats().await {
-            Ok(stats) => stats
-                .into_iter()
-                .flat_map(|s| s.containers)
-                .filter_map(|c| Some((c.id, c.writable_layer?.bytes)))
-                .collect(),
+        let stats = match self.rt.list_pod_sandbox_stats().await {
+            Ok(stats) => stats,
             Err(e) => {
-                tracing::warn!("eviction manager: reading container stats: {e}");
-                HashMap::new()
+                tracing::warn!("eviction manager: reading pod stats: {e}");
+                Vec::new()
             }
         };
+        // Writable layers by container id, as the runtime measured them.
+        let layers: HashMap<String, u64> = stats
+            .iter()
+            .flat_map(|s| &s.containers)
+            .filter_map(|c| Some((c.id.clone(), c.writable_layer.as_ref()?.bytes)))
+            .collect();
         let mut evicted = 0;
+        let mut seen = Vec::new();
         for h in (self.pods)() {
             let rec = h.snapshot.borrow().clone();
             let Some(measure) = self.measure_of(&rec, &layers) else {
@@ -137,10 +360,25 @@ impl Manager {
                 continue;
             };
             if let Some(message) = local_storage::verdict(&rec.pod, &usage) {
-                tracing::info!("eviction manager: evicting pod {}: {message}", rec.key());
-                // A worker busy with a full queue is told again at the next tick.
-                if h.cmd.try_send(WorkerCmd::Evict { message }).is_ok() {
+                if evict(&h, &rec, message) {
                     evicted += 1;
+                }
+                continue;
+            }
+            seen.push(Seen {
+                handle: h,
+                rec,
+                disk: usage,
+            });
+        }
+        if let Some(node) = &self.node {
+            let met = node.observe(&stats);
+            // One pod per tick, as kubelet: the next tick sees what that freed.
+            if evicted == 0 {
+                if let Some((threshold, available)) = met.first() {
+                    if node.evict_one(threshold, *available, &seen, &stats) {
+                        evicted += 1;
+                    }
                 }
             }
         }

@@ -59,7 +59,13 @@ pub fn pod_request(pod: &Pod, resource: &str) -> u64 {
         .iter()
         .map(of)
         .fold(0u64, |a, b| a.saturating_add(b));
-    let init = spec.init_containers.iter().flatten().map(of).max().unwrap_or(0);
+    let init = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .map(of)
+        .max()
+        .unwrap_or(0);
     sum.max(init)
 }
 
@@ -125,11 +131,7 @@ mod tests {
 
     #[test]
     fn the_larger_use_above_request_goes_first() {
-        let mut v = vec![
-            c("a", 300, 200, 0),
-            c("b", 500, 100, 0),
-            c("c", 150, 0, 0),
-        ];
+        let mut v = vec![c("a", 300, 200, 0), c("b", 500, 100, 0), c("c", 150, 0, 0)];
         rank(&mut v);
         assert_eq!(keys(&v), ["b", "c", "a"]);
         // Within their requests, the one closest to it (least below) first.
@@ -157,7 +159,10 @@ mod tests {
             "memory",
             "100Mi",
             80 << 20,
-            &[("hog".into(), 200 << 20, 0), ("ok".into(), 1 << 20, 10 << 20)],
+            &[
+                ("hog".into(), 200 << 20, 0),
+                ("ok".into(), 1 << 20, 10 << 20),
+            ],
         );
         assert_eq!(
             m,

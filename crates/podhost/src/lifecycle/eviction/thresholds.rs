@@ -86,6 +86,10 @@ impl Threshold {
     }
 }
 
+/// The thresholds of one `--eviction-hard` flag.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Thresholds(pub Vec<Threshold>);
+
 /// Why a flag value was refused (the flag is named by the caller).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FlagError {
@@ -164,8 +168,9 @@ pub fn parse_reserved(text: &str) -> Result<Reserved, FlagError> {
             other => return Err(FlagError::UnknownResource(other.to_string())),
         }
         .map_err(|e| FlagError::BadAmount(part.into(), e.to_string()))?;
-        let v = u64::try_from(v)
-            .map_err(|_| FlagError::BadAmount(part.into(), "a reservation is not negative".into()))?;
+        let v = u64::try_from(v).map_err(|_| {
+            FlagError::BadAmount(part.into(), "a reservation is not negative".into())
+        })?;
         out.insert(name.to_string(), v);
     }
     Ok(out)
@@ -230,7 +235,8 @@ mod tests {
 
     #[test]
     fn reservations_parse_like_kubelet() {
-        let r = parse_reserved("memory=500Mi,cpu=500m,ephemeral-storage=1Gi,pid=1000").expect("parse");
+        let r =
+            parse_reserved("memory=500Mi,cpu=500m,ephemeral-storage=1Gi,pid=1000").expect("parse");
         assert_eq!(r["memory"], 500 << 20);
         assert_eq!(r["cpu"], 500);
         assert_eq!(r["ephemeral-storage"], 1 << 30);
@@ -244,6 +250,9 @@ mod tests {
             parse_reserved("memory"),
             Err(FlagError::BadReservation("memory".into()))
         );
-        assert!(matches!(parse_reserved("memory=-1Mi"), Err(FlagError::BadAmount(..))));
+        assert!(matches!(
+            parse_reserved("memory=-1Mi"),
+            Err(FlagError::BadAmount(..))
+        ));
     }
 }
