@@ -241,18 +241,7 @@ async fn list(client: &Client, kind: Kind, args: &GetArgs, wide: bool) -> Result
         Kind::Nodes => {
             // One node, cluster-scoped: namespaces and selectors do not narrow it.
             let nodes = vec![super::node::fetch(client).await?];
-            let mut rows = super::node::rows(&nodes, wide, now).into_iter();
-            let header = rows.next().unwrap_or_default();
-            let items = nodes
-                .iter()
-                .zip(rows)
-                .map(|(n, row)| Ok(item(serde_json::to_value(n)?, row)))
-                .collect::<Result<_>>()?;
-            Listing {
-                kind,
-                header,
-                items,
-            }
+            listing(kind, &nodes, |n| super::node::rows(n, wide, now), &item)?
         }
         Kind::Object(ObjectKind::ConfigMap) => {
             let rows = |c: &[ConfigMap]| objects::config_map_rows(c, all_ns, now);
@@ -319,7 +308,17 @@ async fn typed<T: serde::de::DeserializeOwned + serde::Serialize>(
     item: &dyn Fn(Value, Vec<String>) -> Item,
 ) -> Result<Listing> {
     let list: Vec<T> = client.call(Method::GET, path, None).await?;
-    let mut rows = rows(&list).into_iter();
+    listing(kind, &list, rows, item)
+}
+
+/// The listing of `list`, each object with its table row (`rows`: header first).
+fn listing<T: serde::Serialize>(
+    kind: Kind,
+    list: &[T],
+    rows: impl FnOnce(&[T]) -> Vec<Vec<String>>,
+    item: &dyn Fn(Value, Vec<String>) -> Item,
+) -> Result<Listing> {
+    let mut rows = rows(list).into_iter();
     let header = rows.next().unwrap_or_default();
     let items = list
         .iter()

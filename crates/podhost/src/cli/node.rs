@@ -365,13 +365,7 @@ mod tests {
 
     #[test]
     fn pod_amounts_sum_containers_and_take_the_largest_init() {
-        let text = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  initContainers:\n  - {name: i, image: x, resources: {requests: {cpu: '1'}}}\n  containers:\n  - {name: a, image: x, resources: {requests: {cpu: 100m, memory: 64Mi}, limits: {memory: 128Mi}}}\n  - {name: b, image: x, resources: {requests: {cpu: 200m}}}\n";
-        let podhost_api::Manifest::Pod(p) = podhost_api::parse_manifests(text, "t.yaml")
-            .expect("pod")
-            .remove(0)
-        else {
-            panic!("not a pod")
-        };
+        let p = crate::lifecycle::eviction::test_pod("metadata: {name: p}\nspec:\n  initContainers:\n  - {name: i, image: x, resources: {requests: {cpu: '1'}}}\n  containers:\n  - {name: a, image: x, resources: {requests: {cpu: 100m, memory: 64Mi}, limits: {memory: 128Mi}}}\n  - {name: b, image: x, resources: {requests: {cpu: 200m}}}\n");
         assert_eq!(pod_amounts(&p, "cpu"), (1000, 0));
         assert_eq!(pod_amounts(&p, "memory"), (64 << 20, 128 << 20));
     }

@@ -121,7 +121,7 @@ pub fn quantity(bytes: u64) -> String {
         ("Mi", 1 << 20),
         ("Ki", 1 << 10),
     ] {
-        if bytes % unit == 0 {
+        if bytes.is_multiple_of(unit) {
             return format!("{}{suffix}", bytes / unit);
         }
     }
@@ -133,7 +133,7 @@ pub fn quantity(bytes: u64) -> String {
         ("M", 1_000_000),
         ("k", 1_000),
     ] {
-        if bytes % unit == 0 {
+        if bytes.is_multiple_of(unit) {
             return format!("{}{suffix}", bytes / unit);
         }
     }
@@ -146,16 +146,7 @@ mod tests {
 
     const MI: u64 = 1 << 20;
 
-    fn pod(yaml: &str) -> Pod {
-        let text = format!("apiVersion: v1\nkind: Pod\n{yaml}");
-        match podhost_api::parse_manifests(&text, "t.yaml")
-            .expect("pod")
-            .remove(0)
-        {
-            podhost_api::Manifest::Pod(p) => *p,
-            _ => panic!("not a pod"),
-        }
-    }
+    use crate::lifecycle::eviction::test_pod as pod;
 
     fn usage(containers: &[(&str, u64)], volumes: &[(&str, u64)]) -> PodUsage {
         PodUsage {

@@ -35,6 +35,19 @@ use node::{Capacity, NodeConfig, Observation};
 use rank::Candidate;
 use thresholds::Signal;
 
+/// A Pod from YAML without its `apiVersion` and `kind` lines (unit tests).
+#[cfg(test)]
+pub(crate) fn test_pod(yaml: &str) -> k8s_openapi::api::core::v1::Pod {
+    let text = format!("apiVersion: v1\nkind: Pod\n{yaml}");
+    match podhost_api::parse_manifests(&text, "t.yaml")
+        .expect("pod")
+        .remove(0)
+    {
+        podhost_api::Manifest::Pod(p) => *p,
+        _ => panic!("not a pod"),
+    }
+}
+
 /// The default period between two measurements (kubelet's housekeeping is 10 s).
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -98,10 +111,7 @@ impl Measure {
             volumes: self
                 .volumes
                 .into_iter()
-                .map(|(name, dir)| {
-                    let bytes = walk(&dir);
-                    (name, bytes)
-                })
+                .map(|(name, dir)| (name, walk(&dir)))
                 .collect(),
         }
     }

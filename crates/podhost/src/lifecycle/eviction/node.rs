@@ -333,7 +333,7 @@ pub fn node_object(
 
 /// milli-CPUs as Kubernetes prints them: whole CPUs when whole.
 fn cpu(milli: u64) -> String {
-    if milli % 1000 == 0 {
+    if milli.is_multiple_of(1000) {
         (milli / 1000).to_string()
     } else {
         format!("{milli}m")

@@ -142,13 +142,7 @@ mod tests {
 
     #[test]
     fn requests_sum_containers_or_the_largest_init() {
-        let text = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  initContainers:\n  - {name: i, image: x, resources: {requests: {memory: 300Mi}}}\n  containers:\n  - {name: a, image: x, resources: {requests: {memory: 100Mi}}}\n  - {name: b, image: x, resources: {requests: {memory: 100Mi}}}\n  - {name: c, image: x}\n";
-        let podhost_api::Manifest::Pod(p) = podhost_api::parse_manifests(text, "t.yaml")
-            .expect("pod")
-            .remove(0)
-        else {
-            panic!("not a pod")
-        };
+        let p = crate::lifecycle::eviction::test_pod("metadata: {name: p}\nspec:\n  initContainers:\n  - {name: i, image: x, resources: {requests: {memory: 300Mi}}}\n  containers:\n  - {name: a, image: x, resources: {requests: {memory: 100Mi}}}\n  - {name: b, image: x, resources: {requests: {memory: 100Mi}}}\n  - {name: c, image: x}\n");
         assert_eq!(pod_request(&p, "memory"), 300 << 20);
         assert_eq!(pod_request(&p, "ephemeral-storage"), 0);
     }
