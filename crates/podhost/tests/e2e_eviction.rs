@@ -232,9 +232,29 @@ spec:
             && msg.ends_with(", request is 0, has larger consumption of memory. "),
         "{msg}"
     );
-    // The Burstable pod within its request stays.
+    // The hog's memory is given back (its memory volume unmounted): the pressure ends,
+    // and the Burstable pod within its request stays.
+    env.wait_for(
+        "steady",
+        "no more memory pressure",
+        Duration::from_secs(60),
+        |_| {
+            let node: serde_json::Value =
+                serde_json::from_str(&env.ok(&["get", "nodes", "-o", "json"])).expect("json");
+            node["items"][0]["status"]["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| c["type"] == "MemoryPressure" && c["status"] == "False")
+        },
+    );
     let steady = env.pod("steady");
     assert_eq!(steady["status"]["phase"], "Running", "{steady:#}");
+    let hog = env.pod("hog");
+    assert_eq!(
+        hog["status"]["containerStatuses"][0]["restartCount"], 0,
+        "{hog:#}"
+    );
     let node = env.ok(&["describe", "node"]);
     assert!(node.contains("MemoryPressure"), "{node}");
     assert!(

@@ -72,7 +72,14 @@ pub struct Manager {
     ticks: Arc<AtomicU64>,
     /// Node pressure: thresholds, reservations, and where the node object is published.
     node: Option<NodeWatch>,
+    /// The pod last evicted for node pressure and when: no other is evicted for pressure
+    /// until it is cleaned up (kubelet's waitForPodsCleanup), or for 30 s at the most;
+    /// what it frees shows only then, and would otherwise cost a second pod.
+    cleaning: std::sync::Mutex<Option<(PodHandle, tokio::time::Instant)>>,
 }
+
+/// kubelet's podCleanupTimeout.
+const CLEANUP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The node part of the manager.
 struct NodeWatch {
@@ -198,20 +205,21 @@ impl NodeWatch {
         met.into_iter().map(|(t, o)| (t, o.available)).collect()
     }
 
-    /// Evict the first pod in kubelet's order for `threshold`'s resource.
+    /// Evict the first pod in kubelet's order for `threshold`'s resource; its handle
+    /// when one was told to go.
     fn evict_one(
         &self,
         threshold: &thresholds::Threshold,
         available: u64,
         seen: &[Seen],
         stats: &[SandboxStats],
-    ) -> bool {
+    ) -> Option<PodHandle> {
         let signal = threshold.signal;
         let resource = match signal {
             Signal::MemoryAvailable => "memory",
             Signal::NodeFsAvailable | Signal::NodeFsInodesFree => "ephemeral-storage",
             // kubelet ranks by process count; podhost does not count them per pod yet.
-            Signal::PidAvailable => return false,
+            Signal::PidAvailable => return None,
         };
         let pod_stats = |rec: &PodRecord| stats.iter().find(|s| s.uid == rec.uid());
         // Per pod: (usage, per container (name, usage, request)).
@@ -279,12 +287,9 @@ impl NodeWatch {
             .collect();
         let mut order = candidates.clone();
         rank::rank(&mut order);
-        let Some(i) = order
+        let i = order
             .first()
-            .and_then(|first| candidates.iter().position(|c| c.key == first.key))
-        else {
-            return false;
-        };
+            .and_then(|first| candidates.iter().position(|c| c.key == first.key))?;
         let s = &seen[i];
         let (_, per) = usage_of(s);
         let capacity = match signal {
@@ -292,7 +297,7 @@ impl NodeWatch {
             _ => self.capacity.ephemeral_storage,
         };
         let message = rank::pressure_message(resource, &threshold.shown(capacity), available, &per);
-        evict(&s.handle, &s.rec, message)
+        evict(&s.handle, &s.rec, message).then(|| s.handle.clone())
     }
 }
 
@@ -305,6 +310,7 @@ impl Manager {
             paths,
             ticks: Arc::default(),
             node: None,
+            cleaning: std::sync::Mutex::new(None),
         }
     }
 
@@ -321,6 +327,27 @@ impl Manager {
         w.publish(&[]);
         self.node = Some(w);
         self
+    }
+
+    fn lock_cleaning(
+        &self,
+    ) -> std::sync::MutexGuard<'_, Option<(PodHandle, tokio::time::Instant)>> {
+        self.cleaning.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The pod last evicted for pressure is not cleaned up yet (killed, its sandbox and
+    /// memory volumes gone), and has had less than [`CLEANUP_TIMEOUT`].
+    fn still_cleaning(&self) -> bool {
+        let mut cleaning = self.lock_cleaning();
+        let busy = cleaning.as_ref().is_some_and(|(h, since)| {
+            let rec = h.snapshot.borrow();
+            // A worker that ended (the pod deleted meanwhile) cleaned up too.
+            !rec.finished && !h.cmd.is_closed() && since.elapsed() < CLEANUP_TIMEOUT
+        });
+        if !busy {
+            *cleaning = None;
+        }
+        busy
     }
 
     /// How many ticks have completed, counted as they end.
@@ -383,11 +410,12 @@ impl Manager {
         }
         if let Some(node) = &self.node {
             let met = node.observe(&stats);
-            // One pod per tick, as kubelet: the next tick sees what that freed.
-            if evicted == 0 {
+            // One pod per tick, as kubelet, once the last one is cleaned up.
+            if evicted == 0 && !self.still_cleaning() {
                 if let Some((threshold, available)) = met.first() {
-                    if node.evict_one(threshold, *available, &seen, &stats) {
+                    if let Some(h) = node.evict_one(threshold, *available, &seen, &stats) {
                         evicted += 1;
+                        *self.lock_cleaning() = Some((h, tokio::time::Instant::now()));
                     }
                 }
             }
