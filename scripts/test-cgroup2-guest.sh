@@ -27,10 +27,13 @@ export CG2_DIR="${CG2_DIR:-/var/tmp/cgroup2-guest}"
 # lifecycle tests those that go through cgroups (shared namespaces, restarts, init
 # containers and sidecars, an exec probe joining the container's cgroup); the rest
 # (HTTP/gRPC probes, hooks, timing) is left to a run by hand: CG2_TESTS='e2e_lifecycle 900'.
+# Of e2e_eviction, the memory-pressure test: the node allocatable cgroup's limit and
+# working set are read from memory.max and memory.stat there.
 DEFAULT_TESTS="e2e_resources 900
 e2e_pods 600 web_sidecar killed_container_restarts shared_pid
 e2e_lifecycle 600 init_containers sidecar_outlives failing_liveness
-e2e_crash 600 killed_shim stopped_shim reboot stale_pod_cgroup"
+e2e_crash 600 killed_shim stopped_shim reboot stale_pod_cgroup
+e2e_eviction 600 memory_pressure"
 TESTS="${CG2_TESTS:-$DEFAULT_TESTS}"
 TIME_SCALE="${TIME_SCALE:-5}"
 

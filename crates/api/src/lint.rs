@@ -425,18 +425,6 @@ fn unsupported(spec: &PodSpec, out: &mut Vec<Finding>) {
             NOT_YET,
         ));
     }
-    for (i, v) in spec.volumes.iter().flatten().enumerate() {
-        if let Some(e) = &v.empty_dir {
-            // Memory emptyDirs are tmpfs sized by sizeLimit; a disk one is not capped.
-            if e.size_limit.is_some() && e.medium.as_deref() != Some("Memory") {
-                out.push(Finding::new(
-                    Rule::Unsupported,
-                    format!("spec.volumes[{i}].emptyDir.sizeLimit"),
-                    "enforced for medium: Memory only (a tmpfs of that size); a disk emptyDir is not capped by podhost yet",
-                ));
-            }
-        }
-    }
 }
 
 /// Findings about a running pod's listeners: a server bound to every address (0.0.0.0
@@ -691,10 +679,7 @@ mod tests {
         let f = lint_pod(&p, &NoHost);
         assert_eq!(
             rules(&f),
-            vec![
-                ("unsupported", "spec.activeDeadlineSeconds"),
-                ("unsupported", "spec.volumes[1].emptyDir.sizeLimit"),
-            ]
+            vec![("unsupported", "spec.activeDeadlineSeconds"),]
         );
         // Validation's warnings take the same shape.
         let w = Finding::unsupported("spec.nodeSelector: ignored: one machine");

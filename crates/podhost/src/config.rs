@@ -24,6 +24,15 @@ pub struct Config {
     pub streaming_addr: std::net::SocketAddr,
     /// The CRI socket a kubelet or crictl talks to (`RUN/cri.sock`); `None`: no CRI server.
     pub cri_socket: Option<PathBuf>,
+    /// How often the eviction manager measures pods' disk usage (kubelet: 10s).
+    pub eviction_interval: Duration,
+    /// `--eviction-hard` (kubelet: `memory.available<100Mi,nodefs.available<10%`).
+    pub eviction_hard: Vec<crate::lifecycle::eviction::thresholds::Threshold>,
+    /// `--system-reserved`; `None`: the defaults of
+    /// [`crate::lifecycle::eviction::node::default_reserved`].
+    pub system_reserved: Option<crate::lifecycle::eviction::thresholds::Reserved>,
+    /// `--kube-reserved`; `None`: the defaults.
+    pub kube_reserved: Option<crate::lifecycle::eviction::thresholds::Reserved>,
 }
 
 impl Default for Config {
@@ -42,6 +51,13 @@ impl Config {
             image_gc_high_percent: 85,
             image_gc_low_percent: 80,
             streaming_addr: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            eviction_interval: crate::lifecycle::eviction::DEFAULT_INTERVAL,
+            eviction_hard: crate::lifecycle::eviction::thresholds::parse_thresholds(
+                crate::lifecycle::eviction::thresholds::DEFAULT_EVICTION_HARD,
+            )
+            .unwrap_or_default(),
+            system_reserved: None,
+            kube_reserved: None,
         }
     }
     /// Config rooted under one directory (tests and `--root`): state, run and logs inside it.
@@ -51,6 +67,21 @@ impl Config {
     /// The daemon's API socket.
     pub fn api_socket(&self) -> PathBuf {
         self.runtime.run_dir.join("podhost.sock")
+    }
+    /// What the node protects: thresholds, reservations (given or defaulted), the
+    /// filesystem of the root directory, the pods' cgroup.
+    pub fn node(&self) -> crate::lifecycle::eviction::node::NodeConfig {
+        use crate::lifecycle::eviction::node;
+        let root_dir = self.runtime.state_dir.clone();
+        let capacity = node::Capacity::detect(&root_dir);
+        let (system, kube) = node::default_reserved(&capacity);
+        node::NodeConfig {
+            thresholds: self.eviction_hard.clone(),
+            system_reserved: self.system_reserved.clone().unwrap_or(system),
+            kube_reserved: self.kube_reserved.clone().unwrap_or(kube),
+            root_dir,
+            cgroup_parent: self.runtime.cgroup_parent.clone(),
+        }
     }
     /// Pod records.
     pub fn pods_dir(&self) -> PathBuf {

@@ -1323,3 +1323,91 @@ async fn a_failed_restart_keeps_its_attempt_and_backs_off() {
         .map(|c| c.config.attempt);
     assert_eq!(attempt, Some(1));
 }
+
+/// Wait (a bounded number of real short sleeps) for what a blocking thread computes:
+/// the eviction manager walks directories off the async runtime.
+async fn until(what: &str, f: impl Fn() -> bool) {
+    for _ in 0..2000 {
+        settle().await;
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    panic!("never happened: {what}");
+}
+
+const SCRATCH: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: filler}
+spec:
+  containers:
+  - name: app
+    image: busybox
+    command: [sleep, "1000"]
+    volumeMounts: [{name: scratch, mountPath: /scratch}]
+  volumes:
+  - {name: scratch, emptyDir: {sizeLimit: 1Mi}}
+"#;
+
+#[tokio::test(start_paused = true)]
+async fn the_eviction_tick_evicts_a_pod_over_its_empty_dir_limit() {
+    use podhost::lifecycle::eviction::{Manager, Paths};
+    use std::sync::atomic::Ordering;
+    let (fake, h, d) = start(SCRATCH);
+    settle().await;
+    assert_eq!(phase(&h), "Running");
+    let handles = vec![h.clone()];
+    let mgr = Manager::new(
+        fake.clone(),
+        Arc::new(move || handles.clone()),
+        Paths {
+            log_dir: d.path().join("log"),
+            volumes_dir: d.path().join("vol"),
+        },
+    );
+    let ticks = mgr.ticks();
+    let task = mgr.spawn(Duration::from_secs(10));
+    // The first tick is at once, with nothing over its limit.
+    until("first tick", || ticks.load(Ordering::SeqCst) == 1).await;
+    let dir = d.path().join("vol/uid-1/empty-dir/scratch");
+    std::fs::write(dir.join("f"), vec![1u8; 2 << 20]).expect("fill");
+    // Nothing is measured before the period ends.
+    advance(9).await;
+    assert_eq!(ticks.load(Ordering::SeqCst), 1);
+    assert_eq!(phase(&h), "Running");
+    assert_eq!(fake.running(), 1);
+    advance(1).await;
+    until("evicted", || phase(&h) == "Failed").await;
+    let rec = h.snapshot.borrow().clone();
+    let st = rec.pod.status.clone().expect("status");
+    let msg = "Usage of EmptyDir volume \"scratch\" exceeds the limit \"1Mi\". ";
+    assert_eq!(st.reason.as_deref(), Some("Evicted"));
+    assert_eq!(st.message.as_deref(), Some(msg));
+    assert!(rec
+        .events
+        .iter()
+        .any(|e| e.kind == "Warning" && e.reason == "Evicted" && e.message == msg));
+    // Killed at once (grace 0), never restarted; the volume stays until the delete.
+    assert_eq!(fake.running(), 0);
+    assert!(fake.calls().iter().any(|c| c.starts_with("stop:")));
+    advance(60).await;
+    assert_eq!(fake.running(), 0);
+    assert_eq!(phase(&h), "Failed");
+    assert_eq!(restarts(&h, "app"), 0);
+    assert!(dir.join("f").is_file());
+    // Later ticks leave an evicted pod alone.
+    assert!(ticks.load(Ordering::SeqCst) >= 8);
+    assert_eq!(
+        h.snapshot
+            .borrow()
+            .events
+            .iter()
+            .filter(|e| e.reason == "Evicted")
+            .map(|e| e.count)
+            .sum::<u32>(),
+        1
+    );
+    task.abort();
+}

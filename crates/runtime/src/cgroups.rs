@@ -143,6 +143,44 @@ impl Cgroups {
         Ok(())
     }
 
+    /// The node allocatable cgroup (kubelet's `kubepods` with
+    /// `--enforce-node-allocatable=pods`): `parent`, holding every pod, limited to
+    /// `memory` bytes, so that pods together cannot take what is reserved for the host
+    /// and the daemon. On v2 the controllers are enabled down to it.
+    pub fn limit_node(&self, parent: &str, memory: u64) -> Result<(), CgroupError> {
+        let parent = parent.trim_matches('/');
+        match self.version {
+            Version::V1 => mkdir_all(&self.dir("memory", parent))?,
+            Version::V2 => {
+                mkdir_all(&self.dir("", parent))?;
+                let mut cur = self.root.clone();
+                for part in parent.split('/') {
+                    let _ = write(&cur.join("cgroup.subtree_control"), "+cpu +memory +pids");
+                    cur = cur.join(part);
+                }
+            }
+        }
+        let limit = i64::try_from(memory).unwrap_or(i64::MAX);
+        self.set_limits(
+            parent,
+            &ContainerResources {
+                memory_limit: Some(limit),
+                ..Default::default()
+            },
+        )
+    }
+
+    /// Memory limit of cgroup `rel` (None: unlimited or unreadable).
+    pub fn memory_limit(&self, rel: &str) -> Option<u64> {
+        let file = match self.version {
+            Version::V1 => "memory.limit_in_bytes",
+            Version::V2 => "memory.max",
+        };
+        let text = std::fs::read_to_string(self.dir("memory", rel).join(file)).ok()?;
+        // v1 shows "unlimited" as a huge page-aligned number, v2 as "max".
+        text.trim().parse().ok().filter(|v| *v < (1u64 << 62))
+    }
+
     /// Create the cgroup of a sandbox below a pod cgroup someone else made and limits (a
     /// kubelet's, CRI `cgroup_parent`), with the pause's leaf and no limits of its own.
     pub fn create_sandbox(&self, rel: &str) -> Result<(), CgroupError> {

@@ -15,6 +15,9 @@ pub struct RuntimeConfig {
     pub cgroup_parent: String,
     /// pids.max of every pod cgroup (`--pod-pids-limit`); `None` = unlimited.
     pub pod_pids_limit: Option<i64>,
+    /// Memory limit of the cgroup parent holding every pod (node allocatable: capacity
+    /// minus `--system-reserved` and `--kube-reserved`); `None` = not limited.
+    pub pods_memory_limit: Option<u64>,
     /// Directory holding `podhost-shim`, `podhost-runc` and `pause`.
     pub bin_dir: PathBuf,
     /// Registry configuration (mirrors, plain HTTP, CAs, credentials file).
@@ -66,6 +69,7 @@ impl Default for RuntimeConfig {
             log_dir: PathBuf::from("/var/log/pods"),
             cgroup_parent: "podhost".to_string(),
             pod_pids_limit: Some(4096),
+            pods_memory_limit: None,
             bin_dir: default_bin_dir(),
             registry_config: PathBuf::from("/etc/podhost/registries.json"),
             network: NetworkSettings::under(

@@ -26,6 +26,7 @@ pub mod cgroups;
 pub mod clock;
 pub mod config;
 pub mod dial;
+pub mod du;
 pub mod error;
 #[cfg(feature = "fake")]
 pub mod fake;

@@ -161,6 +161,19 @@ impl LocalRuntime {
         )?;
         let images = Arc::new(images);
         let cgroups = Cgroups::detect();
+        if let Some(limit) = config.pods_memory_limit {
+            // Not fatal: pods then run without the node's bound, as before, and say so.
+            match cgroups.limit_node(&config.cgroup_parent, limit) {
+                Ok(()) => tracing::info!(
+                    "node allocatable: cgroup {} limited to {limit} bytes of memory",
+                    config.cgroup_parent
+                ),
+                Err(e) => tracing::warn!(
+                    "node allocatable: limiting cgroup {} to {limit} bytes: {e}",
+                    config.cgroup_parent
+                ),
+            }
+        }
         // One detection decides both: the pod cgroups podhost writes and what containers see.
         let cgroupfs = match (cgroups.version(), CgroupFs::host()) {
             (cgroups::Version::V2, _) => CgroupFs::V2,

@@ -23,6 +23,7 @@ use crate::timefmt::now_nanos;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Pods,
+    Nodes,
     Events,
     Object(ObjectKind),
 }
@@ -35,14 +36,18 @@ impl Kind {
         if matches!(word, "events" | "event" | "ev") {
             return Ok(Kind::Events);
         }
+        if matches!(word, "nodes" | "node" | "no") {
+            return Ok(Kind::Nodes);
+        }
         match ObjectKind::parse(word) {
             Some(k) => Ok(Kind::Object(k)),
-            None => bail!("the server doesn't have a resource type {word:?} (podhost knows: pods, events, configmaps, secrets)"),
+            None => bail!("the server doesn't have a resource type {word:?} (podhost knows: pods, nodes, events, configmaps, secrets)"),
         }
     }
     fn singular(self) -> &'static str {
         match self {
             Kind::Pods => "pod",
+            Kind::Nodes => "node",
             Kind::Events => "event",
             Kind::Object(k) => k.singular(),
         }
@@ -50,6 +55,7 @@ impl Kind {
     fn plural(self) -> &'static str {
         match self {
             Kind::Pods => "pods",
+            Kind::Nodes => "nodes",
             Kind::Events => "events",
             Kind::Object(k) => k.plural(),
         }
@@ -240,6 +246,11 @@ async fn list(client: &Client, kind: Kind, args: &GetArgs, wide: bool) -> Result
             let rows = |p: &[Pod]| output::pod_rows(p, wide, all_ns, now);
             typed(client, kind, &format!("/v1/pods?{q}"), rows, &item).await?
         }
+        Kind::Nodes => {
+            // One node, cluster-scoped: namespaces and selectors do not narrow it.
+            let nodes = vec![super::node::fetch(client).await?];
+            listing(kind, &nodes, |n| super::node::rows(n, wide, now), &item)?
+        }
         Kind::Object(ObjectKind::ConfigMap) => {
             let rows = |c: &[ConfigMap]| objects::config_map_rows(c, all_ns, now);
             typed(client, kind, &format!("/v1/configmaps?{q}"), rows, &item).await?
@@ -305,7 +316,17 @@ async fn typed<T: serde::de::DeserializeOwned + serde::Serialize>(
     item: &dyn Fn(Value, Vec<String>) -> Item,
 ) -> Result<Listing> {
     let list: Vec<T> = client.call(Method::GET, path, None).await?;
-    let mut rows = rows(&list).into_iter();
+    listing(kind, &list, rows, item)
+}
+
+/// The listing of `list`, each object with its table row (`rows`: header first).
+fn listing<T: serde::Serialize>(
+    kind: Kind,
+    list: &[T],
+    rows: impl FnOnce(&[T]) -> Vec<Vec<String>>,
+    item: &dyn Fn(Value, Vec<String>) -> Item,
+) -> Result<Listing> {
+    let mut rows = rows(list).into_iter();
     let header = rows.next().unwrap_or_default();
     let items = list
         .iter()

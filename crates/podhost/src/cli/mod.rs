@@ -27,6 +27,7 @@ mod gotemplate;
 mod jsonpath;
 pub mod lint;
 mod logs;
+mod node;
 mod objects;
 mod output;
 mod portforward;
@@ -268,6 +269,24 @@ pub struct ServeArgs {
     /// CrashLoopBackOff cap (kubelet: 300s), e.g. `10s`, `5m`.
     #[arg(long, env = "PODHOST_BACKOFF_MAX", value_parser = parse_duration_arg)]
     pub backoff_max: Option<Duration>,
+    /// How often pods' disk usage is measured for ephemeral-storage and emptyDir
+    /// sizeLimit eviction (default 10s, kubelet's housekeeping period), e.g. `1s`.
+    #[arg(long, env = "PODHOST_EVICTION_INTERVAL", value_parser = parse_duration_arg)]
+    pub eviction_interval: Option<Duration>,
+    /// Hard eviction thresholds, kubelet's syntax and default:
+    /// `memory.available<100Mi,nodefs.available<10%` (also nodefs.inodesFree,
+    /// pid.available; an empty value: none).
+    #[arg(long, env = "PODHOST_EVICTION_HARD", value_parser = parse_eviction_hard)]
+    pub eviction_hard: Option<crate::lifecycle::eviction::thresholds::Thresholds>,
+    /// Resources kept from pods for the host, kubelet's syntax: `memory=500Mi,cpu=500m`
+    /// (default memory: a tenth of the memory, at most 1Gi).
+    #[arg(long, env = "PODHOST_SYSTEM_RESERVED", value_parser = parse_reserved_arg)]
+    pub system_reserved: Option<crate::lifecycle::eviction::thresholds::Reserved>,
+    /// Resources kept from pods for the daemon and its shims, as --system-reserved
+    /// (default memory: 256Mi, at most a tenth of the memory). Pods live in a cgroup
+    /// limited to the memory less both reservations.
+    #[arg(long, env = "PODHOST_KUBE_RESERVED", value_parser = parse_reserved_arg)]
+    pub kube_reserved: Option<crate::lifecycle::eviction::thresholds::Reserved>,
     /// Rotate a container's log before it grows past this size (default 10Mi, kubelet's
     /// containerLogMaxSize; a quantity such as 64Ki; negative = never rotate).
     #[arg(long, env = "PODHOST_CONTAINER_LOG_MAX_SIZE", value_parser = parse_log_max_size, allow_hyphen_values = true)]
@@ -300,6 +319,18 @@ fn parse_log_max_size(s: &str) -> Result<i64, String> {
         Ok(n) => Ok(n),
         Err(e) => Err(e.to_string()),
     }
+}
+
+fn parse_eviction_hard(
+    s: &str,
+) -> Result<crate::lifecycle::eviction::thresholds::Thresholds, String> {
+    crate::lifecycle::eviction::thresholds::parse_thresholds(s)
+        .map(crate::lifecycle::eviction::thresholds::Thresholds)
+        .map_err(|e| e.to_string())
+}
+
+fn parse_reserved_arg(s: &str) -> Result<crate::lifecycle::eviction::thresholds::Reserved, String> {
+    crate::lifecycle::eviction::thresholds::parse_reserved(s).map_err(|e| e.to_string())
 }
 
 fn parse_duration_arg(s: &str) -> Result<Duration, String> {
@@ -665,6 +696,21 @@ impl ServeArgs {
         if let Some(d) = serve.backoff_max {
             config.backoff_max = d;
         }
+        if let Some(d) = serve.eviction_interval {
+            // A zero period would spin: a millisecond is the floor.
+            config.eviction_interval = d.max(Duration::from_millis(1));
+        }
+        if let Some(t) = &serve.eviction_hard {
+            config.eviction_hard = t.0.clone();
+        }
+        config.system_reserved = serve.system_reserved.clone();
+        config.kube_reserved = serve.kube_reserved.clone();
+        // kubelet's --enforce-node-allocatable=pods: the pods' cgroup parent is bounded.
+        let node = config.node();
+        let capacity = crate::lifecycle::eviction::node::Capacity::detect(&node.root_dir);
+        config.runtime.pods_memory_limit = Some(
+            crate::lifecycle::eviction::node::pods_memory_limit(&node, &capacity),
+        );
         // A cap below the first delay would make the first delay the cap.
         config.backoff_max = config.backoff_max.max(config.backoff_initial);
         let default = config.runtime.container_log_rotation;
@@ -1007,9 +1053,12 @@ async fn describe(client: &Client, kind: &str, names: Vec<String>, ns: &str) -> 
         Some((k, n)) => (k, std::iter::once(n.to_string()).chain(names).collect()),
         None => (kind, names),
     };
+    if matches!(kind, "node" | "nodes" | "no") {
+        return describe_node(client, &names).await;
+    }
     let object_kind = objects::ObjectKind::parse(kind);
     if object_kind.is_none() && !is_pod_kind(kind) {
-        bail!("the server doesn't have a resource type {kind:?} (podhost knows: pods, configmaps, secrets)");
+        bail!("the server doesn't have a resource type {kind:?} (podhost knows: pods, nodes, configmaps, secrets)");
     }
     if names.is_empty() {
         names = match object_kind {
@@ -1294,6 +1343,24 @@ fn pod_arg(arg: &str) -> Result<&str> {
             "the server doesn't have a resource type {kind:?} here (give a pod: NAME or pod/NAME)"
         ),
     }
+}
+
+/// `describe node [NAME]`: the one node, with every pod's requests and limits.
+async fn describe_node(client: &Client, names: &[String]) -> Result<i32> {
+    let n = node::fetch(client).await?;
+    let own = n.metadata.name.clone().unwrap_or_default();
+    if let Some(other) = names.iter().find(|x| **x != own) {
+        eprintln!("Error from server (NotFound): nodes \"{other}\" not found");
+        return Ok(1);
+    }
+    let pods: Vec<Pod> = client
+        .call(Method::GET, "/v1/pods?all_namespaces=true", None)
+        .await?;
+    outln!(
+        "{}",
+        node::describe(&n, &pods, crate::timefmt::now_nanos()).trim_end()
+    );
+    Ok(0)
 }
 
 fn is_pod_kind(k: &str) -> bool {

@@ -10,12 +10,14 @@
 //! - [`worker`]: the per-pod loop: sandbox, init containers, containers, termination.
 //! - [`probes`]: startup/liveness/readiness probe tasks and their thresholds.
 //! - [`hooks`]: postStart and preStop handlers.
+//! - [`eviction`]: kubelet's eviction manager: ephemeral-storage limits measured per tick.
 //! - [`dial`]: connecting inside a pod's network namespace (httpGet, tcpSocket).
 //!
 //! Lifecycle talks only to the [`podhost_runtime::Runtime`] trait.
 
 pub mod dial;
 pub mod env;
+pub mod eviction;
 pub mod hooks;
 pub mod image_pull;
 pub mod podspec;
@@ -56,6 +58,9 @@ pub struct PodRecord {
     pub events: Vec<PodEvent>,
     /// Deletion requested: the grace period in seconds to use.
     pub deleting: Option<i64>,
+    /// Evicted (see [`eviction`]): why, the pod's status message with reason `Evicted`.
+    #[serde(default)]
+    pub evicted: Option<String>,
 }
 
 /// What lifecycle knows about one container of the pod across restarts.
@@ -144,6 +149,7 @@ impl PodRecord {
             finished: false,
             events: Vec::new(),
             deleting: None,
+            evicted: None,
         }
     }
     /// The pod's UID.

@@ -332,6 +332,10 @@ pub fn pod_status(rec: &PodRecord, sandbox_ready: bool, now: i64) -> PodStatus {
         .map(|c| container_status(c, rec.containers.get(&c.name), default_waiting))
         .collect();
     let mut ph = phase(&rec.pod, &init, &regular, rec.finished);
+    if rec.evicted.is_some() {
+        // kubelet's eviction ends the pod: Failed, whatever its containers did.
+        ph = Phase::Failed;
+    }
     // Final phases stick (kubelet never leaves Succeeded/Failed).
     let prev = rec.pod.status.as_ref().and_then(|s| s.phase.clone());
     if let Some(p) = prev.as_deref() {
@@ -466,7 +470,18 @@ pub fn pod_status(rec: &PodRecord, sandbox_ready: bool, now: i64) -> PodStatus {
         )),
         keep_time(condition("PodScheduled", true, now, "", String::new())),
     ];
+    let mut conditions = conditions;
+    if let Some(why) = &rec.evicted {
+        // What kubelet adds to a pod it evicts (PodDisruptionConditions, GA in 1.31).
+        conditions.push(keep_time(PodCondition {
+            reason: Some("TerminationByKubelet".into()),
+            message: Some(why.clone()),
+            ..condition("DisruptionTarget", true, now, "", String::new())
+        }));
+    }
     PodStatus {
+        reason: rec.evicted.as_ref().map(|_| "Evicted".to_string()),
+        message: rec.evicted.clone(),
         phase: Some(ph.as_str().to_string()),
         conditions: Some(conditions),
         container_statuses: Some(regular),

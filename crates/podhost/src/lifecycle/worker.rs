@@ -29,6 +29,13 @@ pub enum WorkerCmd {
         /// Override of terminationGracePeriodSeconds.
         grace: Option<i64>,
     },
+    /// Evict the pod (the eviction manager's verdict, this message): containers killed
+    /// at once, phase Failed with reason `Evicted`, never restarted, volumes kept until
+    /// the pod is deleted.
+    Evict {
+        /// Why, worded like kubelet's (`Usage of EmptyDir volume "x" exceeds …`).
+        message: String,
+    },
 }
 
 /// The API's handle on a running worker.
@@ -251,8 +258,8 @@ impl PodWorker {
             if self.removed {
                 return;
             }
-            if self.rec.deleting.is_some() {
-                // A delete taken in the middle of the sync: act on it now.
+            if self.interrupted() {
+                // A delete or eviction taken in the middle of the sync: act on it now.
                 continue;
             }
             let deadline = wake.unwrap_or_else(|| Instant::now() + self.settings.resync);
@@ -260,8 +267,8 @@ impl PodWorker {
                 tokio::select! {
                     cmd = self.cmd_rx.recv() => {
                         match cmd {
-                            Some(WorkerCmd::Delete { grace }) => {
-                                self.on_delete(grace);
+                            Some(cmd) => {
+                                self.take(cmd);
                                 // Show Terminating at once: stopping may take the whole grace.
                                 self.publish().await;
                             }
@@ -307,6 +314,34 @@ impl PodWorker {
         }
     }
 
+    /// Record an order; returns the grace period now in force (0 for an eviction).
+    fn take(&mut self, cmd: WorkerCmd) -> i64 {
+        match cmd {
+            WorkerCmd::Delete { grace } => self.on_delete(grace),
+            WorkerCmd::Evict { message } => {
+                self.on_evict(message);
+                0
+            }
+        }
+    }
+
+    /// Record an eviction: the Evicted event now, the kill at the next step of the sync
+    /// (grace 0, like kubelet's local-storage and hard-threshold evictions). A pod that
+    /// is already done or being deleted is left as it is.
+    fn on_evict(&mut self, message: String) {
+        if self.rec.evicted.is_some() || self.rec.finished || self.rec.deleting.is_some() {
+            return;
+        }
+        let now = self.now();
+        self.rec.event(now, "Warning", "Evicted", message.clone());
+        self.rec.evicted = Some(message);
+    }
+
+    /// A delete or an eviction waits to be acted on: the sync in progress stops.
+    fn interrupted(&self) -> bool {
+        self.rec.deleting.is_some() || (self.rec.evicted.is_some() && !self.rec.finished)
+    }
+
     /// Record a delete order; returns the grace period now in force. A shorter grace
     /// wins over one already running, like the API server's.
     fn on_delete(&mut self, grace: Option<i64>) -> i64 {
@@ -343,7 +378,7 @@ impl PodWorker {
                 cmd = self.cmd_rx.recv() => match cmd {
                     // Acted on once released: the cleanup may still be killing what
                     // a delete would tear down under it.
-                    Some(WorkerCmd::Delete { grace }) => { self.on_delete(grace); }
+                    Some(cmd) => { self.take(cmd); }
                     None => return false,
                 },
             }
@@ -358,8 +393,8 @@ impl PodWorker {
         tokio::select! {
             out = &mut fut => Some(out),
             cmd = self.cmd_rx.recv() => match cmd {
-                Some(WorkerCmd::Delete { grace }) => {
-                    self.on_delete(grace);
+                Some(cmd) => {
+                    self.take(cmd);
                     self.publish().await;
                     None
                 }
@@ -374,14 +409,14 @@ impl PodWorker {
     /// the sync stops there.
     async fn checkpoint(&mut self, changed: bool) -> bool {
         let mut ordered = false;
-        while let Ok(WorkerCmd::Delete { grace }) = self.cmd_rx.try_recv() {
-            self.on_delete(grace);
+        while let Ok(cmd) = self.cmd_rx.try_recv() {
+            self.take(cmd);
             ordered = true;
         }
         if changed || ordered {
             self.publish().await;
         }
-        self.rec.deleting.is_some()
+        self.interrupted()
     }
 
     /// Compute and publish the status; persist when something changed.
@@ -500,6 +535,25 @@ impl PodWorker {
             self.stop_probes();
             return None;
         }
+        if self.rec.evicted.is_some() {
+            // Killed at once and never restarted; the volumes stay until the delete.
+            self.stop_probes();
+            if self.unresponsive.is_none() {
+                self.refresh().await;
+                self.kill_containers(0).await;
+            }
+            self.finish().await;
+            // Memory-backed volumes (tmpfs emptyDirs, secrets) are what an eviction for
+            // memory must give back: unmounted now; disk volumes stay until the delete.
+            let volumes = self.settings.volumes_dir.join(self.rec.uid());
+            if !podspec::unmount_volumes(&volumes) {
+                tracing::warn!(
+                    "pod {}: evicted, but its volumes stay mounted",
+                    self.rec.key()
+                );
+            }
+            return None;
+        }
         let sandbox = match self.rec.sandbox_id.clone() {
             Some(id) => Some(self.rt.pod_sandbox_status(&id).await),
             None => None,
@@ -590,7 +644,7 @@ impl PodWorker {
             if is_sidecar(c) {
                 // Sidecars restart whenever they exit, whatever the pod's policy.
                 let started = self.ensure_running_and_show(c, RestartPolicy::Always).await;
-                if self.rec.deleting.is_some() {
+                if self.interrupted() {
                     return Err(Some(Instant::now()));
                 }
                 if let Err(w) = started {
@@ -630,7 +684,7 @@ impl PodWorker {
         self.rec.initialized = true;
         for c in &spec.containers {
             let started = self.ensure_running_and_show(c, policy).await;
-            if self.rec.deleting.is_some() {
+            if self.interrupted() {
                 return Err(Some(Instant::now()));
             }
             if let Err(w) = started {
@@ -676,7 +730,7 @@ impl PodWorker {
     async fn kill_unhealthy(&mut self, spec: &PodSpec) {
         for c in Self::long_running(spec) {
             // A delete taken during an earlier kill stops the rest of the pod itself.
-            if self.rec.deleting.is_some() {
+            if self.interrupted() {
                 return;
             }
             if self.state_of(&c.name) != Some(ContainerState::Running) {
@@ -718,8 +772,8 @@ impl PodWorker {
                         break;
                     }
                     cmd = self.cmd_rx.recv() => match cmd {
-                        Some(WorkerCmd::Delete { grace: asked }) => {
-                            let g = self.on_delete(asked);
+                        Some(cmd) => {
+                            let g = self.take(cmd);
                             self.publish().await;
                             let ends = Instant::now() + Duration::from_secs(u64::try_from(g).unwrap_or(0));
                             if g <= 0 || ends < deadline {
@@ -1327,8 +1381,8 @@ impl PodWorker {
                         Some(r) => self.record_prestop_failure(r.ok().flatten()),
                         None => break,
                     },
-                    Some(WorkerCmd::Delete { grace: asked }) = self.cmd_rx.recv() => {
-                        let now_grace = self.on_delete(asked);
+                    Some(cmd) = self.cmd_rx.recv() => {
+                        let now_grace = self.take(cmd);
                         self.publish().await;
                         // Cut short only when the new grace ends sooner than the running one.
                         let ends = Instant::now() + Duration::from_secs(u64::try_from(now_grace).unwrap_or(0));

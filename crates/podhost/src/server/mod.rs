@@ -58,6 +58,8 @@ pub struct Daemon {
     /// Exec, attach and port-forward sessions in kubelet's protocols, for podhost's pods
     /// as for CRI's (the same streaming server).
     streaming: Arc<dyn podhost_cri::StreamingProvider>,
+    /// The node as the eviction manager last saw it (`get node`, `describe node`).
+    node: tokio::sync::watch::Receiver<k8s_openapi::api::core::v1::Node>,
 }
 
 /// An API error: status code and a message for the user.
@@ -257,7 +259,9 @@ pub async fn run(
         resync: Duration::from_secs(1),
         objects: objects.clone(),
     };
+    let (node_tx, node_rx) = tokio::sync::watch::channel(Default::default());
     let daemon = Arc::new(Daemon {
+        node: node_rx,
         runtime,
         store,
         objects,
@@ -304,6 +308,17 @@ pub async fn run(
         config.image_gc_low_percent,
         Duration::from_secs(60),
     );
+    let pods = daemon.clone();
+    crate::lifecycle::eviction::Manager::new(
+        daemon.runtime.clone(),
+        Arc::new(move || pods.live_handles()),
+        crate::lifecycle::eviction::Paths {
+            log_dir: config.runtime.log_dir.clone(),
+            volumes_dir: config.volumes_dir(),
+        },
+    )
+    .with_node(config.node(), node_tx)
+    .spawn(config.eviction_interval);
     let Prepared {
         _lock,
         listener,
@@ -362,6 +377,7 @@ fn router(d: Arc<Daemon>) -> Router {
         .route("/v1/version", get(version))
         .route("/v1/apply", post(apply::apply))
         .route("/v1/pods", get(list_pods))
+        .route("/v1/node", get(get_node))
         .route("/v1/pods/{ns}/{name}", get(get_pod))
         .route("/v1/pods/{ns}/{name}", delete(delete_pod))
         .route("/v1/pods/{ns}/{name}/events", get(pod_events))
@@ -441,6 +457,13 @@ impl Daemon {
         self.handle(ns, name).map(|h| view(&h))
     }
 
+    /// Handles of the live pod workers (the eviction manager's view of the pods).
+    fn live_handles(&self) -> Vec<PodHandle> {
+        let mut pods = self.lock_pods();
+        pods.retain(|_, h| !h.cmd.is_closed());
+        pods.values().cloned().collect()
+    }
+
     fn records(&self) -> Vec<PodRecord> {
         let mut pods = self.lock_pods();
         pods.retain(|_, h| !h.cmd.is_closed());
@@ -494,6 +517,10 @@ async fn list_pods(
         (&a.metadata.namespace, &a.metadata.name).cmp(&(&b.metadata.namespace, &b.metadata.name))
     });
     Ok(Json(pods))
+}
+
+async fn get_node(State(d): State<Arc<Daemon>>) -> Json<k8s_openapi::api::core::v1::Node> {
+    Json(d.node.borrow().clone())
 }
 
 async fn get_pod(

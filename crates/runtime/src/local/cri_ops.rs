@@ -3,8 +3,6 @@
 //! StopPodSandbox), resource updates of running containers, the container's user as
 //! containerd resolves it (names, the image's groups), the writable layer's size.
 
-use std::os::unix::fs::MetadataExt;
-
 use super::*;
 
 /// What the shim said about a container when its sandbox was stopped.
@@ -166,35 +164,28 @@ impl LocalRuntime {
         Ok(())
     }
 
-    /// Bytes and inodes of a container's writable layer.
-    pub(super) fn layer_usage(&self, container_id: &str) -> Option<LayerUsage> {
-        let upper = self.config.container_dir(container_id).join("upper");
-        let (bytes, inodes) = tree_usage(&upper)?;
-        Some(LayerUsage {
-            bytes,
-            inodes,
-            mountpoint: self.config.state_dir.join("containers"),
-        })
+    /// Where a container's writable layer (the overlay's upper dir) is.
+    pub(super) fn upper_dir(&self, container_id: &str) -> PathBuf {
+        self.config.container_dir(container_id).join("upper")
     }
 }
 
-/// Disk space (allocated blocks) and number of entries under `dir` (symlinks not
-/// followed, other filesystems not entered); `None` when `dir` is missing.
+/// Bytes and inodes of a writable layer at `upper` (blocking: a hostile container
+/// decides how big the tree is; see [`crate::du`]).
+pub(super) fn layer_usage(upper: &Path, mountpoint: PathBuf) -> Option<LayerUsage> {
+    let u = crate::du::usage(upper, crate::du::Limits::default())?;
+    Some(LayerUsage {
+        bytes: u.bytes,
+        inodes: u.inodes,
+        mountpoint,
+    })
+}
+
+/// Disk space (allocated blocks) and number of entries under `dir`; `None` when `dir`
+/// is missing. Blocking.
 pub(super) fn tree_usage(dir: &Path) -> Option<(u64, u64)> {
-    let dev = std::fs::symlink_metadata(dir).ok()?.dev();
-    let (mut bytes, mut inodes) = (0u64, 0u64);
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let Ok(m) = e.metadata() else { continue };
-            inodes += 1;
-            bytes += m.blocks() * 512;
-            if m.is_dir() && m.dev() == dev {
-                todo.push(e.path());
-            }
-        }
-    }
-    Some((bytes, inodes))
+    let u = crate::du::usage(dir, crate::du::Limits::default())?;
+    Some((u.bytes, u.inodes))
 }
 
 /// A file of the container's image, read only when neither it nor a directory on the way
@@ -368,17 +359,5 @@ mod tests {
         std::fs::write(&host, "evil:x:4242:4242::/:/bin/sh\n").unwrap();
         std::os::unix::fs::symlink(&host, p.join("etc/passwd")).unwrap();
         assert!(container_user(p, &image("evil"), &cfg(|_| {})).is_ok_and(|(u, _, _)| u == 0));
-    }
-
-    #[test]
-    fn tree_usage_counts_files_and_dirs() {
-        let d = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(d.path().join("a/b")).unwrap();
-        std::fs::write(d.path().join("a/b/f"), vec![1u8; 10_000]).unwrap();
-        std::fs::write(d.path().join("g"), b"xyz").unwrap();
-        let (bytes, inodes) = tree_usage(d.path()).unwrap();
-        assert_eq!(inodes, 4);
-        assert!(bytes >= 10_000, "{bytes}");
-        assert_eq!(tree_usage(&d.path().join("missing")), None);
     }
 }

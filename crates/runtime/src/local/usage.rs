@@ -17,14 +17,28 @@ impl LocalRuntime {
             let c = &sb.config;
             let pod_cgroup = self.pod_cgroup(&sb.id, c);
             let mut containers = Vec::new();
-            for ct in self.list_containers(Some(&sb.id)).await? {
+            let listed = self.list_containers(Some(&sb.id)).await?;
+            // Writable layers are walked on a blocking thread: a container decides how
+            // many files its layer holds.
+            let uppers: Vec<_> = listed.iter().map(|ct| self.upper_dir(&ct.id)).collect();
+            let mountpoint = self.config.state_dir.join("containers");
+            let layers = tokio::task::spawn_blocking(move || {
+                uppers
+                    .iter()
+                    .map(|u| super::cri_ops::layer_usage(u, mountpoint.clone()))
+                    .collect::<Vec<_>>()
+            })
+            .await
+            .unwrap_or_default();
+            let mut layers = layers.into_iter();
+            for ct in listed {
                 let cgroup = self.container_cgroup(&sb.id, c, &ct.id);
                 containers.push(ContainerStats {
                     timestamp: now_nanos(),
                     cpu_usage_ns: cg.cpu_usage_ns(&cgroup),
                     memory_working_set: cg.memory_working_set(&cgroup),
                     memory_usage: cg.memory_usage(&cgroup),
-                    writable_layer: self.layer_usage(&ct.id),
+                    writable_layer: layers.next().flatten(),
                     state: ct.state,
                     id: ct.id,
                     name: ct.config.name,
