@@ -3,8 +3,9 @@
 //! localhost, PID namespace and emptyDir, logs in the kubelet's log directory, a killed
 //! container restarted by the kubelet, a liveness probe (ExecSync) failing into a restart,
 //! the pod's CPU and memory in the kubelet's summary API, the daemon restarted under the
-//! running kubelet without the pod being recreated, and the pod stopped and its sandbox
-//! removed when its manifest goes. A pod of the podhost CLI runs beside it throughout,
+//! running kubelet without the pod being recreated (and a container killed after it
+//! created again in the old sandbox), and the pod stopped and its sandbox removed when its
+//! manifest goes. A pod of the podhost CLI runs beside it throughout,
 //! never seen (nor its image collected) by the kubelet. Issue 14's acceptance.
 //!
 //! One kubelet per machine (it binds 127.0.0.1:10250 and 10248): the test holds a host-wide
@@ -539,6 +540,13 @@ fn the_upstream_kubelet_runs_a_static_pod_beside_a_cli_pod() {
     assert!(alive(pause));
     let running_web = view.running(&env, "web").expect("web still running");
     assert_eq!(running_web["id"], web.as_str());
+    // And it handles the pod as before: a container killed now is created again, by the
+    // new daemon, in the sandbox (and through the shim) made before the restart.
+    let client_pid = view.pid(&env, &client);
+    // SAFETY: as above.
+    unsafe { libc::kill(client_pid as i32, libc::SIGKILL) };
+    let client = view.wait_running(&env, "client", 2, &kubelet, 90);
+    env.watched_pids.push(view.pid(&env, &client));
 
     // The manifest goes: the kubelet stops the pod and removes its sandbox, cgroup and
     // logs (its housekeeping, within about a minute).
