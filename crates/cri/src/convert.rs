@@ -1182,6 +1182,7 @@ mod tests {
             size: 10,
             stop_signal: None,
             repo_digests: vec!["gcr.io/x/y@sha256:2".into()],
+            loaded_tags: Vec::new(),
             user: user.map(str::to_string),
             pinned: false,
         };

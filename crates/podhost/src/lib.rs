@@ -22,6 +22,7 @@ pub mod cli;
 pub mod config;
 pub mod lifecycle;
 pub mod objects;
+pub mod selector;
 pub mod server;
 pub mod store;
 pub mod timefmt;

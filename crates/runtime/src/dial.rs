@@ -13,6 +13,21 @@ use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// An OS error as Go (and so kubelet's probe messages) prints it: `connection refused`,
+/// not Rust's `Connection refused (os error 111)`.
+pub fn go_error(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    let text = match (e.raw_os_error(), text.rfind(" (os error ")) {
+        (Some(_), Some(i)) => text[..i].to_string(),
+        _ => text,
+    };
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => text,
+    }
+}
+
 /// Why a connection inside a pod's network namespace failed.
 #[derive(Debug, thiserror::Error)]
 pub enum DialError {
@@ -26,7 +41,7 @@ pub enum DialError {
         source: std::io::Error,
     },
     /// The host name did not resolve.
-    #[error("resolving {host}: {source}")]
+    #[error("resolving {host}: {}", go_error(source))]
     Resolve {
         /// The host as written.
         host: String,
@@ -35,7 +50,7 @@ pub enum DialError {
         source: std::io::Error,
     },
     /// TCP connect failed (refused, unreachable, timed out).
-    #[error("dial tcp {addr}: connect: {source}")]
+    #[error("dial tcp {addr}: connect: {}", go_error(source))]
     Connect {
         /// Where to.
         addr: String,

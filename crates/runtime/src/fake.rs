@@ -27,6 +27,10 @@ struct State {
     stops: Vec<(String, Duration, i32)>,
     /// Images the fake registry serves to `pull_image`.
     pullable: Vec<String>,
+    /// Containers (by name) whose create fails, with the runtime's message.
+    failing_creates: HashMap<String, String>,
+    /// How long each `create_container` and `pull_image` takes (tokio's clock).
+    slowness: Duration,
     /// Exit codes of containers, for their attach sessions (by container id).
     exits: HashMap<String, watch::Sender<Option<i32>>>,
     /// Ports `port_forward` finds nobody listening on.
@@ -61,6 +65,7 @@ fn fake_image(reference: &str) -> ImageInfo {
         size: 0,
         stop_signal: None,
         repo_digests: Vec::new(),
+        loaded_tags: vec![reference.to_string()],
         user: None,
         pinned: false,
     }
@@ -120,6 +125,29 @@ impl FakeRuntime {
     /// when the stop timeout ends).
     pub fn ignore_term(&self, name: &str) {
         self.lock().ignore_term.insert(name.to_string());
+    }
+
+    /// Make `create_container` of the container named `name` fail with `message`
+    /// (None: succeed again), as a runtime that cannot create it would.
+    pub fn fail_create(&self, name: &str, message: Option<&str>) {
+        let mut st = self.lock();
+        match message {
+            Some(m) => st.failing_creates.insert(name.to_string(), m.to_string()),
+            None => st.failing_creates.remove(name),
+        };
+    }
+
+    /// Make every `create_container` and `pull_image` take `d` (on tokio's clock), like
+    /// a real runtime's helper process or a registry.
+    pub fn set_slowness(&self, d: Duration) {
+        self.lock().slowness = d;
+    }
+
+    async fn take_time(&self) {
+        let slowness = self.lock().slowness;
+        if !slowness.is_zero() {
+            tokio::time::sleep(slowness).await;
+        }
     }
 
     /// Every stop so far: (container name, timeout, signal).
@@ -274,11 +302,20 @@ impl Runtime for FakeRuntime {
         config: &ContainerConfig,
         _sandbox: &SandboxConfig,
     ) -> Result<String, RuntimeError> {
+        self.lock().calls.push(format!("create:{}", config.name));
+        self.take_time().await;
         let now = self.clock.now();
         let mut st = self.lock();
         st.next += 1;
         let id = format!("c{}", st.next);
-        st.calls.push(format!("create:{}", config.name));
+        if let Some(message) = st.failing_creates.get(&config.name) {
+            return Err(RuntimeError::Shim {
+                sandbox_id: sandbox_id.into(),
+                op: "create_container",
+                code: podhost_shim::proto::ErrorCode::Internal,
+                message: message.clone(),
+            });
+        }
         st.containers.insert(
             id.clone(),
             ContainerStatus {
@@ -547,8 +584,9 @@ impl Runtime for FakeRuntime {
         _auth: Option<AuthConfig>,
         _progress: Option<PullProgress>,
     ) -> Result<PulledImage, RuntimeError> {
+        self.lock().calls.push(format!("pull:{reference}"));
+        self.take_time().await;
         let mut st = self.lock();
-        st.calls.push(format!("pull:{reference}"));
         // The fake registry serves what `add_pullable` put there.
         if !st.pullable.iter().any(|i| i == reference) {
             return Err(RuntimeError::ImageNotFound {
@@ -563,6 +601,7 @@ impl Runtime for FakeRuntime {
                 size: 0,
                 stop_signal: None,
                 repo_digests: vec![format!("{reference}@sha256:fake")],
+                loaded_tags: Vec::new(),
                 user: None,
                 pinned: false,
             },

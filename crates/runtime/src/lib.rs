@@ -415,6 +415,11 @@ pub struct ImageInfo {
     /// `name@sha256:…` it was pulled by; empty for images loaded from archives.
     #[serde(default)]
     pub repo_digests: Vec<String>,
+    /// Of `repo_tags`, those the image got from an archive and no registry since: with
+    /// `imagePullPolicy: Always` podhost uses them as they are (nothing to ask a
+    /// registry about; the user chose this image for the name).
+    #[serde(default)]
+    pub loaded_tags: Vec<String>,
     /// The image config's `User` (`uid`, `name`, `uid:gid` …), when the runtime read it.
     #[serde(default)]
     pub user: Option<String>,

@@ -1013,7 +1013,8 @@ impl Runtime for LocalRuntime {
             };
             self.shim(sandbox_id)
                 .create_container(&id, &bundle, shim_log, cfg)
-                .await?;
+                .await
+                .map_err(|e| e.executable_not_found(&id))?;
             // libcontainer makes its state dir 0755, and podhost-runc's exec writes the
             // container's process there (its environment) for a moment.
             let state = self.config.runc_root().join(&id);
@@ -1192,6 +1193,7 @@ impl Runtime for LocalRuntime {
                 size: img.size,
                 stop_signal: config.as_ref().and_then(|c| c.stop_signal().clone()),
                 repo_digests: img.repo_digests.clone(),
+                loaded_tags: images::loaded_tags(&img),
                 user: config
                     .and_then(|c| c.user().clone())
                     .filter(|u| !u.is_empty()),
@@ -1216,6 +1218,7 @@ impl Runtime for LocalRuntime {
             Ok(list
                 .into_iter()
                 .map(|i| ImageInfo {
+                    loaded_tags: images::loaded_tags(&i),
                     id: i.id,
                     repo_tags: i.repo_tags,
                     size: i.size,

@@ -1554,6 +1554,9 @@ fn read_pid(path: &Path) -> Result<libc::pid_t, String> {
 /// The helper's own error message: the error file, else its stderr.
 fn helper_error(err_file: &Path, stderr: &[u8]) -> String {
     let from_file = fs::read_to_string(err_file).unwrap_or_default();
+    // Read once: a container that fails to be created again and again would otherwise
+    // leave one file per try behind.
+    let _ = fs::remove_file(err_file);
     let msg = if from_file.trim().is_empty() {
         String::from_utf8_lossy(stderr).into_owned()
     } else {

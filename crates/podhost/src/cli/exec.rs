@@ -56,17 +56,42 @@ pub async fn relay<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         // Keep the write half open until the session ends.
         std::future::pending::<()>().await;
     });
-    let code = print_frames(&mut rd, false).await?;
+    let code = print_frames(&mut rd, false, None).await?;
     stdin_task.abort();
     Ok(code)
 }
 
+/// An exec session fed `input` on its stdin (then closed), its stdout collected, its
+/// stderr passed to ours (`cp`'s tar): the exit code (1 if the stream ends without one)
+/// and the output.
+pub async fn collect<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+    io: S,
+    input: Vec<u8>,
+) -> Result<(i32, Vec<u8>)> {
+    let (mut rd, mut wr) = tokio::io::split(io);
+    let writer = tokio::spawn(async move {
+        for chunk in input.chunks(32 * 1024) {
+            if write_frame(&mut wr, STDIN, chunk).await.is_err() {
+                return;
+            }
+        }
+        let _ = write_frame(&mut wr, STDIN_CLOSE, &[]).await;
+        // Keep the write half open until the session ends.
+        std::future::pending::<()>().await;
+    });
+    let mut out = Vec::new();
+    let code = print_frames(&mut rd, false, Some(&mut out)).await;
+    writer.abort();
+    Ok((code?.unwrap_or(1), out))
+}
+
 /// Print the session's output frames until its exit code (`None` if the stream ends
 /// first). On a raw terminal the runtime's own stderr messages need `\r\n` (see
-/// [`crlf`]).
+/// [`crlf`]). With `collect`, the process's stdout goes there instead of ours (`cp`).
 async fn print_frames<R: tokio::io::AsyncRead + Unpin>(
     rd: &mut R,
     raw_terminal: bool,
+    mut collect: Option<&mut Vec<u8>>,
 ) -> Result<Option<i32>> {
     let mut stdout = tokio::io::stdout();
     let mut stderr = tokio::io::stderr();
@@ -75,9 +100,20 @@ async fn print_frames<R: tokio::io::AsyncRead + Unpin>(
             return Ok(None);
         };
         match kind {
+            STDOUT if collect.is_some() => {
+                if let Some(buf) = collect.as_mut() {
+                    buf.extend_from_slice(&data);
+                }
+            }
             STDOUT => {
-                stdout.write_all(&data).await?;
-                stdout.flush().await?;
+                let written = match stdout.write_all(&data).await {
+                    Ok(()) => stdout.flush().await,
+                    Err(e) => Err(e),
+                };
+                match written {
+                    Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => super::die_of_sigpipe(),
+                    r => r?,
+                }
             }
             STDERR => {
                 let data = if raw_terminal { crlf(&data) } else { data };
@@ -246,7 +282,7 @@ pub async fn relay_tty<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     });
     // The pty merges the process's stderr into stdout: stderr frames are the runtime's
     // own messages (e.g. a command not found), for our stderr.
-    let output = print_frames(&mut rd, true);
+    let output = print_frames(&mut rd, true, None);
     let code = tokio::select! {
         code = output => code,
         Some(()) = term.recv() => Ok(Some(128 + libc::SIGTERM)),

@@ -13,6 +13,8 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+pub use podhost_runtime::dial::go_error;
+
 /// Why a connection or an HTTP request to a pod failed; the text goes into events.
 #[derive(Debug, thiserror::Error)]
 pub enum DialError {
@@ -20,7 +22,7 @@ pub enum DialError {
     #[error(transparent)]
     Dial(#[from] podhost_runtime::dial::DialError),
     /// Sending the request or reading the answer failed.
-    #[error("{url}: {source}")]
+    #[error("{url}: {}", go_error(source))]
     Http {
         /// The request URL.
         url: String,
@@ -29,7 +31,7 @@ pub enum DialError {
         source: std::io::Error,
     },
     /// The TLS handshake of an HTTPS request failed.
-    #[error("{url}: TLS handshake: {source}")]
+    #[error("{url}: TLS handshake: {}", go_error(source))]
     Tls {
         /// The request URL.
         url: String,
@@ -461,5 +463,20 @@ mod tests {
             let r = l.accept().await.map(|(s, _)| s);
             Some((r, l))
         })
+    }
+
+    #[tokio::test]
+    async fn refused_connection_names_the_address() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = l.local_addr().expect("addr").port();
+        drop(l);
+        let e = connect(Path::new(""), "127.0.0.1", port, Duration::from_secs(1))
+            .await
+            .expect_err("refused");
+        // Go's wording, as kubelet's probe messages: no Rust `(os error 111)`.
+        assert_eq!(
+            e.to_string(),
+            format!("dial tcp 127.0.0.1:{port}: connect: connection refused")
+        );
     }
 }

@@ -360,6 +360,7 @@ impl Env {
     /// Delete every pod, stop the daemon, and assert nothing of the test remains.
     pub fn teardown(mut self) {
         self.delete_all();
+        self.wait_startup_cleanup();
         self.kill_daemon();
         let leaks = self.leaks();
         // Before the verdict: a failed check must not leave the mount on the host (the
@@ -382,6 +383,20 @@ impl Env {
             .arg(self.root.join("run"))
             .stderr(Stdio::null())
             .status();
+    }
+
+    /// The daemon's start-time cleanup runs behind the API: it must be over before
+    /// the daemon is killed and leaks are looked for, or its half-done work would show.
+    fn wait_startup_cleanup(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            let log = self.daemon_log();
+            let start = log.rfind("podhost daemon listening").unwrap_or(0);
+            if log[start..].contains("start-time cleanup done") || self.daemon.is_none() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     fn delete_all(&mut self) {
