@@ -249,8 +249,56 @@ spec:
             String::from_utf8_lossy(&write.stderr).contains("Read-only"),
             "{write:?}"
         );
+        assert_own_cgroupfs(app, &own);
     }
     env.teardown();
+}
+
+/// What process `pid` sees at `/sys/fs/cgroup` (the visible, last mount of each path):
+/// read-only, nosuid, nodev, noexec, and each v1 hierarchy as its own cgroup `own` lists
+/// (`/proc/<pid>/cgroup`), never the hierarchy's root or another cgroup of it.
+fn assert_own_cgroupfs(pid: u32, own: &str) {
+    let mountinfo = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).expect("mountinfo");
+    let mut visible: Vec<(&str, Vec<&str>)> = Vec::new();
+    for line in mountinfo.lines() {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let point = fields[4];
+        if point == "/sys/fs/cgroup" || point.starts_with("/sys/fs/cgroup/") {
+            visible.retain(|(p, _)| *p != point);
+            visible.push((point, fields));
+        }
+    }
+    let cgroups = visible
+        .iter()
+        .filter(|(_, f)| f.contains(&"cgroup"))
+        .count();
+    assert!(cgroups > 1, "{mountinfo}");
+    for (point, fields) in &visible {
+        let options: Vec<&str> = fields[5].split(',').collect();
+        for want in ["ro", "nosuid", "nodev", "noexec"] {
+            assert!(
+                options.contains(&want),
+                "{want} missing at {point}: {mountinfo}"
+            );
+        }
+        let sep = fields.iter().position(|f| *f == "-").expect("separator");
+        if fields[sep + 1] != "cgroup" {
+            continue;
+        }
+        // The hierarchy by its controllers (or name=…) in the super options.
+        let supers: Vec<&str> = fields[sep + 3].split(',').collect();
+        let path = own
+            .lines()
+            .filter_map(|l| {
+                let mut f = l.splitn(3, ':').skip(1);
+                f.next().zip(f.next())
+            })
+            .find(|(c, _)| !c.is_empty() && c.split(',').all(|c| supers.contains(&c)))
+            .map(|(_, p)| p)
+            .unwrap_or_else(|| panic!("no cgroup of {point} in {own}"));
+        assert!(path.len() > 1, "{own}");
+        assert_eq!(fields[3], path, "{point}: {mountinfo}");
+    }
 }
 
 #[test]
