@@ -1225,9 +1225,32 @@ mod tests {
             assert_eq!(cg.len(), 1, "{cg:?}");
             assert_eq!(cg[0].typ().as_deref(), Some("cgroup"));
         }
-        // No way out of the hierarchy through the cgroups path.
+        // Privileged: the same own cgroups, writable as libcontainer's binds were, still
+        // nosuid, nodev, noexec.
         p.namespaces.pid = Some("/proc/42/ns/pid".into());
         p.namespaces.host_pid = false;
+        p.security.privileged = true;
+        let spec = container_spec(&p).unwrap();
+        assert!(readonly_of(&spec).is_empty());
+        let binds: Vec<_> = spec
+            .mounts()
+            .as_ref()
+            .unwrap()
+            .iter()
+            .filter(|m| m.destination().starts_with("/sys/fs/cgroup"))
+            .filter(|m| m.typ().as_deref() == Some("bind"))
+            .collect();
+        assert_eq!(binds.len(), 4, "{binds:?}");
+        for m in binds {
+            let opts = m.options().clone().unwrap_or_default();
+            for want in ["rw", "nosuid", "nodev", "noexec"] {
+                assert!(opts.iter().any(|o| o == want), "{want}: {m:?}");
+            }
+            let source = m.source().as_ref().unwrap();
+            assert!(source.ends_with("podhost/pod1/c1"), "{m:?}");
+        }
+        p.security.privileged = false;
+        // No way out of the hierarchy through the cgroups path.
         p.cgroups_path = "/podhost/../../etc".into();
         assert!(matches!(container_spec(&p), Err(OciError::CgroupsPath(_))));
     }
