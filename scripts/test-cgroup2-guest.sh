@@ -75,6 +75,19 @@ for name in "${names[@]}"; do
     objcopy --strip-debug "$exe" "$SHARE/tests/$name"
 done
 cp scripts/make-busybox-image.sh "$SHARE/repo/scripts/"
+# The CRI test kit (crictl, the kubelet) for the tests that use it, found where the tests
+# look for it (shared/cri-testkit beside the repository or an ancestor), hard-linked into
+# the share when it is on the same filesystem; the guest points CRICTL at it.
+if grep -qE '^(e2e_kubelet|e2e_cri)( |$)' <<<"$TESTS"; then
+    kit=""
+    d="$REPO"
+    while [ "$d" != / ] && [ -z "$kit" ]; do
+        [ -x "$d/shared/cri-testkit/bin/crictl" ] && kit="$d/shared/cri-testkit"
+        d="$(dirname "$d")"
+    done
+    [ -n "$kit" ] || die "no shared/cri-testkit beside $REPO or an ancestor"
+    cp -al "$kit" "$SHARE/kit" 2>/dev/null || { rm -rf "$SHARE/kit"; cp -a "$kit" "$SHARE/kit"; }
+fi
 cp -r examples "$SHARE/repo/"
 cp "$GUEST/guest-tests.sh" "$SHARE/"
 printf 'DEBUG_DIR=%q\nREPO=%q\nTIME_SCALE=%q\n' "$target/debug" "$REPO" "$TIME_SCALE" >"$SHARE/paths"

@@ -10,7 +10,7 @@ MIRROR=${MIRROR:-$(grep -hm1 "^URIs:" /etc/apt/sources.list.d/*.sources 2>/dev/n
 command -v qemu-system-x86_64 >/dev/null && command -v debootstrap >/dev/null ||
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends qemu-system-x86 debootstrap e2fsprogs
 rm -rf rootfs rootfs.img vmlinuz initrd.img
-PKGS=linux-image-amd64,iproute2,iptables,busybox-static,ca-certificates,procps,util-linux,kmod,containernetworking-plugins
+PKGS=linux-image-amd64,iproute2,iptables,busybox-static,ca-certificates,procps,util-linux,kmod,containernetworking-plugins,curl
 debootstrap --variant=minbase --include=$PKGS bookworm rootfs "$MIRROR"
 # PID 1 of the guest: mounts, cgroup2 only, share at /host, runs /host/.cmd, powers off.
 cat > rootfs/sbin/cg2init <<'INIT'

@@ -21,6 +21,8 @@ echo "guest: kernel $(uname -r), /sys/fs/cgroup is $(stat -fc %T /sys/fs/cgroup)
 # harness's own script, instead of once per test binary.
 export PODHOST_E2E_TIME_SCALE="$TIME_SCALE"
 export PODHOST_E2E_BUSYBOX_TAR=/root/busybox.tar
+# The CRI test kit, when the host shared it (for e2e_kubelet and e2e_cri).
+[ ! -x /host/kit/bin/crictl ] || export CRICTL=/host/kit/bin/crictl
 bash "$REPO/scripts/make-busybox-image.sh" "$PODHOST_E2E_BUSYBOX_TAR" || exit 1
 
 # A heartbeat on the serial console ($CG2_DIR/console.log on the host), which does not

@@ -6,6 +6,8 @@
 //! container sees its own cgroup as the root of `/sys/fs/cgroup` and nothing of its
 //! neighbours. A privileged container gets neither (the host's tree, writable).
 
+use std::path::{Component, Path, PathBuf};
+
 /// The host's cgroup filesystem, as far as a container spec depends on it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CgroupFs {
@@ -27,6 +29,9 @@ impl Default for CgroupFs {
 
 /// Where every runtime mounts the cgroupfs, on the host and in containers.
 pub const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+
+/// A mount of [`CgroupFs::v1_mounts`]: destination, and source (`None`: the tmpfs).
+pub type CgroupMount = (String, Option<PathBuf>);
 
 impl CgroupFs {
     /// This machine's cgroupfs, from `/proc/self/mountinfo`; v1 with no hierarchy when
@@ -82,6 +87,75 @@ impl CgroupFs {
             out.extend(hierarchies.iter().map(|h| format!("{CGROUP_ROOT}/{h}")));
         }
         out
+    }
+
+    /// Container paths of the names a co-mounted v1 hierarchy is also known by (`cpu` and
+    /// `cpuacct` of `cpu,cpuacct`, symlinks on the host), with that hierarchy's name;
+    /// names that are hierarchies of their own are not aliases.
+    fn comount_aliases(&self) -> Vec<(String, String)> {
+        let CgroupFs::V1(hierarchies) = self else {
+            return Vec::new();
+        };
+        let mut out: Vec<(String, String)> = Vec::new();
+        for h in hierarchies.iter().filter(|h| h.contains(',')) {
+            for alias in h.split(',') {
+                let path = format!("{CGROUP_ROOT}/{alias}");
+                if !hierarchies.iter().any(|o| o == alias) && !out.iter().any(|(p, _)| *p == path) {
+                    out.push((path, h.clone()));
+                }
+            }
+        }
+        out
+    }
+
+    /// The v1 cgroupfs of a container as explicit mounts, instead of libcontainer 0.7's
+    /// `cgroup` mount, for a container that joins its pod's PID namespace: (destination,
+    /// source) pairs, a tmpfs at `/sys/fs/cgroup` (source `None`), then for each
+    /// hierarchy and alias the container's own cgroup there (`cgroups_path`, where
+    /// libcontainer, and podhost-runc for the hierarchies libcontainer leaves alone, put
+    /// the init), bind-mounted.
+    ///
+    /// libcontainer's v1 cgroup mount strips "the cgroup of PID 1" from the init's cgroup
+    /// paths and looks that PID up as `/proc/<init's pid>` when the init has no parent in
+    /// its PID namespace: in a joined namespace that pid (the init's pid *there*) names an
+    /// unrelated host process or none. None: the create failed ("failed to prepare
+    /// rootfs", NotFound /proc/<pid>) once the pod's namespace had used up the pids the
+    /// host's kernel threads hold; some other process: its cgroup was stripped from the
+    /// container's. `None` on v2 (a cgroup2 mount in a cgroup namespace) and with no
+    /// hierarchy known; `Err` with a cgroups path that is not a plain absolute path.
+    pub fn v1_mounts(
+        &self,
+        cgroups_path: &str,
+    ) -> Result<Option<Vec<CgroupMount>>, crate::OciError> {
+        let CgroupFs::V1(hierarchies) = self else {
+            return Ok(None);
+        };
+        if hierarchies.is_empty() {
+            return Ok(None);
+        }
+        let relative = Path::new(cgroups_path);
+        let plain = relative.is_absolute()
+            && relative
+                .components()
+                .skip(1)
+                .all(|c| matches!(c, Component::Normal(_)));
+        if !plain {
+            return Err(crate::OciError::CgroupsPath(cgroups_path.to_string()));
+        }
+        let relative = relative.strip_prefix("/").unwrap_or(relative);
+        let mut out = vec![(CGROUP_ROOT.to_string(), None)];
+        let own = |h: &str| Path::new(CGROUP_ROOT).join(h).join(relative);
+        out.extend(
+            hierarchies
+                .iter()
+                .map(|h| (format!("{CGROUP_ROOT}/{h}"), Some(own(h)))),
+        );
+        out.extend(
+            self.comount_aliases()
+                .into_iter()
+                .map(|(alias, h)| (alias, Some(own(&h)))),
+        );
+        Ok(Some(out))
     }
 }
 

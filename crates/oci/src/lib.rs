@@ -219,6 +219,8 @@ pub enum OciError {
     RelativeMountSource(PathBuf, PathBuf),
     #[error("{kind} namespace path {path:?} must be an absolute path")]
     RelativeNamespacePath { kind: &'static str, path: PathBuf },
+    #[error("cgroups path {0:?} must be an absolute path of plain names")]
+    CgroupsPath(String),
     #[error("environment entry {0:?} is not of the form KEY=value")]
     InvalidEnv(String),
     #[error("failed to build the {part} section of the OCI spec")]
@@ -330,8 +332,21 @@ pub fn container_spec(p: &ContainerParams) -> Result<Spec, OciError> {
     };
     // The cgroupfs is read-only whatever procMount says; only a privileged container may
     // write it (containerd's WithWriteableCgroupfs).
+    // A container joining the pod's PID namespace gets its v1 cgroupfs as plain mounts
+    // (see CgroupFs::v1_mounts); elsewhere libcontainer's cgroup mount finds the right
+    // PID 1 (the host's, or the container's in a new namespace).
+    let joins_pid_ns = p.namespaces.pid.is_some() && !p.namespaces.host_pid;
+    let cgroup_mounts = match joins_pid_ns {
+        true => p.cgroupfs.v1_mounts(&p.cgroups_path)?,
+        false => None,
+    };
     if !sec.privileged {
         readonly.extend(p.cgroupfs.readonly_paths());
+        for (dest, _) in cgroup_mounts.iter().flatten() {
+            if !readonly.contains(dest) {
+                readonly.push(dest.clone());
+            }
+        }
     }
     // On v2 a private cgroup namespace, except for privileged containers, as containerd.
     let cgroupns = p.cgroupfs == cgroup::CgroupFs::V2 && !sec.privileged;
@@ -360,7 +375,7 @@ pub fn container_spec(p: &ContainerParams) -> Result<Spec, OciError> {
         .version(OCI_VERSION)
         .process(process)
         .root(root)
-        .mounts(mounts(&p.mounts, sec.privileged)?)
+        .mounts(mounts(&p.mounts, sec.privileged, cgroup_mounts.as_deref())?)
         .linux(linux)
         .build()
         .map_err(build_err("spec"))?;
@@ -516,8 +531,13 @@ fn mount(dest: &str, typ: &str, source: &str, options: &[&str]) -> Result<Mount,
 
 /// containerd's default mounts (minus /run, which CRI drops), followed by
 /// the caller's bind mounts; a bind mount replaces a default one with the
-/// same destination (e.g. the pod's /dev/shm).
-fn mounts(binds: &[BindMount], privileged: bool) -> Result<Vec<Mount>, OciError> {
+/// same destination (e.g. the pod's /dev/shm). `cgroup`: the v1 cgroupfs as explicit
+/// mounts, instead of the `cgroup` mount ([`cgroup::CgroupFs::v1_mounts`]).
+fn mounts(
+    binds: &[BindMount],
+    privileged: bool,
+    cgroup: Option<&[cgroup::CgroupMount]>,
+) -> Result<Vec<Mount>, OciError> {
     // A privileged container may write /sys and its cgroups (containerd does the same).
     let sys_ro: &[&str] = if privileged { &[] } else { &["ro"] };
     let sys_opts = |extra: &[&'static str]| {
@@ -564,17 +584,48 @@ fn mounts(binds: &[BindMount], privileged: bool) -> Result<Vec<Mount>, OciError>
             "sysfs",
             &sys_opts(&["nosuid", "noexec", "nodev"]),
         )?,
-        mount(
-            "/sys/fs/cgroup",
+    ];
+    let mut defaults = defaults;
+    match cgroup {
+        None => defaults.push(mount(
+            cgroup::CGROUP_ROOT,
             "cgroup",
             "cgroup",
             &sys_opts(&["nosuid", "noexec", "nodev", "relatime"]),
-        )?,
-    ];
+        )?),
+        // What libcontainer mounts for a v1 `cgroup` mount; read-only through the
+        // readonly paths, as that one (which ignores `ro`).
+        Some(cgroup) => {
+            for (dest, source) in cgroup {
+                defaults.push(match source {
+                    None => mount(
+                        dest,
+                        "tmpfs",
+                        "tmpfs",
+                        &["nosuid", "noexec", "nodev", "mode=755"],
+                    )?,
+                    Some(source) => MountBuilder::default()
+                        .destination(PathBuf::from(dest))
+                        .typ("bind")
+                        .source(source.clone())
+                        .options(
+                            ["rbind", "rprivate", "nosuid", "noexec", "nodev", "rw"]
+                                .map(String::from)
+                                .to_vec(),
+                        )
+                        .build()
+                        .map_err(build_err("mounts"))?,
+                });
+            }
+        }
+    }
     let overridden: HashSet<&Path> = binds.iter().map(|b| b.destination.as_path()).collect();
+    // A bind over /sys/fs/cgroup replaces the mounts below it too.
+    let cgroupfs_overridden = overridden.contains(Path::new(cgroup::CGROUP_ROOT));
     let mut out: Vec<Mount> = defaults
         .into_iter()
         .filter(|m| !overridden.contains(m.destination().as_path()))
+        .filter(|m| !(cgroupfs_overridden && m.destination().starts_with(cgroup::CGROUP_ROOT)))
         .collect();
     for b in binds {
         let rw = if b.readonly { "ro" } else { "rw" };
@@ -1123,6 +1174,85 @@ mod tests {
         let ro = readonly_of(&spec);
         assert!(ro.contains(&"/sys/fs/cgroup".to_string()), "{ro:?}");
         assert!(ro.contains(&"/proc/sys".to_string()), "{ro:?}");
+    }
+
+    #[test]
+    fn v1_cgroupfs_of_a_container_in_the_pods_pid_namespace_is_mounted_explicitly() {
+        let mut p = params();
+        p.cgroupfs = cgroup::CgroupFs::V1(vec!["cpu,cpuacct".into(), "systemd".into()]);
+        p.namespaces.pid = Some("/proc/42/ns/pid".into());
+        let spec = container_spec(&p).unwrap();
+        let cgroupfs: Vec<(String, String, String)> = spec
+            .mounts()
+            .as_ref()
+            .unwrap()
+            .iter()
+            .filter(|m| m.destination().starts_with("/sys/fs/cgroup"))
+            .map(|m| {
+                (
+                    m.destination().display().to_string(),
+                    m.typ().clone().unwrap_or_default(),
+                    m.source().as_ref().unwrap().display().to_string(),
+                )
+            })
+            .collect();
+        let own = |h: &str| format!("/sys/fs/cgroup/{h}/podhost/pod1/c1");
+        let bind = |dest: &str, h: &str| (dest.to_string(), "bind".to_string(), own(h));
+        assert_eq!(
+            cgroupfs,
+            vec![
+                ("/sys/fs/cgroup".into(), "tmpfs".into(), "tmpfs".into()),
+                bind("/sys/fs/cgroup/cpu,cpuacct", "cpu,cpuacct"),
+                bind("/sys/fs/cgroup/systemd", "systemd"),
+                bind("/sys/fs/cgroup/cpu", "cpu,cpuacct"),
+                bind("/sys/fs/cgroup/cpuacct", "cpu,cpuacct"),
+            ]
+        );
+        let ro = readonly_of(&spec);
+        for (dest, _, _) in &cgroupfs {
+            assert!(ro.contains(dest), "{dest} in {ro:?}");
+        }
+        // Host PID or a private PID namespace: libcontainer's cgroup mount, as before.
+        for (pid, host_pid) in [(None, false), (Some("/proc/42/ns/pid".into()), true)] {
+            p.namespaces.pid = pid;
+            p.namespaces.host_pid = host_pid;
+            let spec = container_spec(&p).unwrap();
+            let m = spec.mounts().as_ref().unwrap();
+            let cg: Vec<_> = m
+                .iter()
+                .filter(|m| m.destination().starts_with("/sys/fs/cgroup"))
+                .collect();
+            assert_eq!(cg.len(), 1, "{cg:?}");
+            assert_eq!(cg[0].typ().as_deref(), Some("cgroup"));
+        }
+        // Privileged: the same own cgroups, writable as libcontainer's binds were, still
+        // nosuid, nodev, noexec.
+        p.namespaces.pid = Some("/proc/42/ns/pid".into());
+        p.namespaces.host_pid = false;
+        p.security.privileged = true;
+        let spec = container_spec(&p).unwrap();
+        assert!(readonly_of(&spec).is_empty());
+        let binds: Vec<_> = spec
+            .mounts()
+            .as_ref()
+            .unwrap()
+            .iter()
+            .filter(|m| m.destination().starts_with("/sys/fs/cgroup"))
+            .filter(|m| m.typ().as_deref() == Some("bind"))
+            .collect();
+        assert_eq!(binds.len(), 4, "{binds:?}");
+        for m in binds {
+            let opts = m.options().clone().unwrap_or_default();
+            for want in ["rw", "nosuid", "nodev", "noexec"] {
+                assert!(opts.iter().any(|o| o == want), "{want}: {m:?}");
+            }
+            let source = m.source().as_ref().unwrap();
+            assert!(source.ends_with("podhost/pod1/c1"), "{m:?}");
+        }
+        p.security.privileged = false;
+        // No way out of the hierarchy through the cgroups path.
+        p.cgroups_path = "/podhost/../../etc".into();
+        assert!(matches!(container_spec(&p), Err(OciError::CgroupsPath(_))));
     }
 
     #[test]

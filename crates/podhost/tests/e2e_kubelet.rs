@@ -3,8 +3,9 @@
 //! localhost, PID namespace and emptyDir, logs in the kubelet's log directory, a killed
 //! container restarted by the kubelet, a liveness probe (ExecSync) failing into a restart,
 //! the pod's CPU and memory in the kubelet's summary API, the daemon restarted under the
-//! running kubelet without the pod being recreated, and the pod stopped and its sandbox
-//! removed when its manifest goes. A pod of the podhost CLI runs beside it throughout,
+//! running kubelet without the pod being recreated (and a container killed after it
+//! created again in the old sandbox), and the pod stopped and its sandbox removed when its
+//! manifest goes. A pod of the podhost CLI runs beside it throughout,
 //! never seen (nor its image collected) by the kubelet. Issue 14's acceptance.
 //!
 //! One kubelet per machine (it binds 127.0.0.1:10250 and 10248): the test holds a host-wide
@@ -19,11 +20,12 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{alive, crictl, Env};
+use common::{alive, crictl, scaled, Env};
 use serde_json::Value;
 
 /// The static pod: `web` serves the emptyDir over localhost, `client` fetches from it;
-/// `web`'s liveness probe needs the page it wrote.
+/// `web`'s liveness probe needs the page it wrote (a 10 s timeout, not the default 1 s: a
+/// timed-out probe is a failure, and an ExecSync takes seconds on a slow, emulated machine).
 fn static_pod(namespace: &str) -> String {
     format!(
         "apiVersion: v1
@@ -43,6 +45,7 @@ spec:
     livenessProbe:
       exec: {{command: [test, -f, /www/index.html]}}
       periodSeconds: 1
+      timeoutSeconds: 10
       failureThreshold: 1
   - name: client
     image: busybox
@@ -82,6 +85,8 @@ struct Kubelet {
 
 impl Kubelet {
     fn start(env: &Env, kit: PathBuf) -> Kubelet {
+        // /run/lock is missing where no init system made it (the cgroup v2 guest).
+        std::fs::create_dir_all("/run/lock").expect("/run/lock");
         let lock = File::create("/run/lock/podhost-kubelet-e2e.lock").expect("lock file");
         // SAFETY: flock(2) on a descriptor we own; blocks until the other test is done.
         let rc = unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) };
@@ -209,9 +214,19 @@ impl Drop for Kubelet {
             self.stop();
             return;
         }
-        // A failed test: the kubelet first (it would recreate what is removed), then its
-        // sandboxes (the daemon still runs: the Env is dropped after this guard), then
-        // what the kubelet would have cleaned up after them.
+        // A failed test: what the kubelet decided (a failure often follows from one of
+        // its kills), then the kubelet goes first (it would recreate what is removed),
+        // then its sandboxes (the daemon still runs: the Env is dropped after this
+        // guard), then what the kubelet would have cleaned up after them.
+        let log = std::fs::read_to_string(self.root.join("kubelet.log")).unwrap_or_default();
+        let decisions: Vec<&str> = log
+            .lines()
+            .filter(|l| ["probe", "Killing", "rror"].iter().any(|w| l.contains(w)))
+            .collect();
+        eprintln!(
+            "kubelet's probes, kills and errors (last 40):\n{}",
+            decisions[decisions.len().saturating_sub(40)..].join("\n")
+        );
         let _ = std::fs::remove_dir_all(&self.manifests);
         self.stop();
         let endpoint = format!("unix://{}", self.socket.display());
@@ -327,17 +342,18 @@ impl View {
     }
 }
 
-/// Poll `probe` every 200 ms until it gives a value, or fail after `secs` with the
-/// kubelet's log.
+/// Poll `probe` every 200 ms until it gives a value, or fail after `secs` ([`scaled`]) with
+/// the kubelet's log.
 fn wait<T>(what: &str, secs: u64, kubelet: &Kubelet, mut probe: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(secs);
+    let limit = scaled(Duration::from_secs(secs));
+    let deadline = Instant::now() + limit;
     loop {
         if let Some(v) = probe() {
             return v;
         }
         assert!(
             Instant::now() < deadline,
-            "timed out after {secs} s waiting for {what}; kubelet log tail:\n{}",
+            "timed out after {limit:?} waiting for {what}; kubelet log tail:\n{}",
             kubelet.log_tail()
         );
         std::thread::sleep(Duration::from_millis(200));
@@ -539,6 +555,13 @@ fn the_upstream_kubelet_runs_a_static_pod_beside_a_cli_pod() {
     assert!(alive(pause));
     let running_web = view.running(&env, "web").expect("web still running");
     assert_eq!(running_web["id"], web.as_str());
+    // And it handles the pod as before: a container killed now is created again, by the
+    // new daemon, in the sandbox (and through the shim) made before the restart.
+    let client_pid = view.pid(&env, &client);
+    // SAFETY: as above.
+    unsafe { libc::kill(client_pid as i32, libc::SIGKILL) };
+    let client = view.wait_running(&env, "client", 2, &kubelet, 90);
+    env.watched_pids.push(view.pid(&env, &client));
 
     // The manifest goes: the kubelet stops the pod and removes its sandbox, cgroup and
     // logs (its housekeeping, within about a minute).

@@ -2,6 +2,7 @@
 
 mod common;
 
+use std::path::Path;
 use std::time::Duration;
 
 use common::{alive, container_status, ns, Env};
@@ -150,6 +151,154 @@ fn shared_pid_namespace_has_pause_as_pid_1_reaping_zombies() {
         "zombie left:\n{stat}"
     );
     env.teardown();
+}
+
+/// A container restarted into its pod's PID namespace at a pid the host has no process
+/// of: libcontainer's v1 cgroup mount took that pid for the host's and failed the create
+/// ("failed to prepare rootfs", /proc/<pid> not found), so long-lived
+/// shareProcessNamespace pods (probes and execs use up the low pids, which host kernel
+/// threads hold) could not restart containers. podhost now mounts that cgroupfs itself.
+#[test]
+fn a_container_restarts_into_the_shared_pid_namespace_at_any_pid() {
+    const POD: &str = "apiVersion: v1
+kind: Pod
+metadata:
+  name: pid-gap
+spec:
+  shareProcessNamespace: true
+  containers:
+  - name: app
+    image: busybox
+    command: [sleep, '3600']
+";
+    let mut env = Env::new();
+    env.apply("pid-gap", POD);
+    env.wait_ready("pid-gap");
+    // Execs (one pid each in the namespace) until the next pids there are pids no host
+    // process has right now (the host's own come and go): the restarted container's
+    // init gets one of them.
+    const AHEAD: u32 = 8;
+    let free =
+        |first: u32| (first..first + AHEAD).all(|p| !Path::new(&format!("/proc/{p}")).exists());
+    let mut next = 0;
+    for _ in 0..500 {
+        let last = exec(
+            &env,
+            "pid-gap",
+            "app",
+            &["cat", "/proc/sys/kernel/ns_last_pid"],
+        );
+        next = last.trim().parse::<u32>().expect("ns_last_pid") + 1;
+        if free(next) {
+            break;
+        }
+    }
+    assert!(free(next), "no free host pids after {next}");
+    env.pid_of("pid-gap", "POD");
+    let app = env.pid_of("pid-gap", "app");
+    // SAFETY: plain kill(2) of a container process we started.
+    unsafe { libc::kill(app as i32, libc::SIGKILL) };
+    let pod = env.wait_for("pid-gap", "app restarted", Duration::from_secs(60), |p| {
+        let s = container_status(p, "app");
+        s["restartCount"] == 1 && s["state"]["running"].is_object()
+    });
+    assert_eq!(container_status(&pod, "app")["restartCount"], 1);
+    let app = env.pid_of("pid-gap", "app");
+    let status = std::fs::read_to_string(format!("/proc/{app}/status")).expect("status");
+    let ns_pid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("NSpid:"))
+        .and_then(|l| l.split_whitespace().last())
+        .unwrap_or_default()
+        .to_string();
+    let ns_pid: u32 = ns_pid.parse().expect("NSpid");
+    assert!(ns_pid >= next, "{next}: {status}");
+    // On cgroup v1 the container sees its own cgroups, read-only, under each hierarchy's
+    // name (a co-mounted one under each of its names too).
+    if Path::new("/sys/fs/cgroup/memory/memory.limit_in_bytes").exists() {
+        let own = std::fs::read_to_string(format!("/proc/{app}/cgroup")).expect("cgroup");
+        let memory = own
+            .lines()
+            .find_map(|l| l.split_once(":memory:").map(|(_, p)| p.to_string()))
+            .expect("memory cgroup");
+        let limit = std::fs::read_to_string(format!(
+            "/sys/fs/cgroup/memory{memory}/memory.limit_in_bytes"
+        ))
+        .expect("host view of the limit");
+        let seen = exec(
+            &env,
+            "pid-gap",
+            "app",
+            &["cat", "/sys/fs/cgroup/memory/memory.limit_in_bytes"],
+        );
+        assert_eq!(seen, limit);
+        let cpu = exec(&env, "pid-gap", "app", &["ls", "/sys/fs/cgroup/cpu/"]);
+        assert!(cpu.contains("cpu.shares"), "{cpu}");
+        let write = env.run(&[
+            "exec",
+            "pid-gap",
+            "-c",
+            "app",
+            "--",
+            "sh",
+            "-c",
+            "echo 1 > /sys/fs/cgroup/pids/pids.max",
+        ]);
+        assert!(!write.status.success());
+        assert!(
+            String::from_utf8_lossy(&write.stderr).contains("Read-only"),
+            "{write:?}"
+        );
+        assert_own_cgroupfs(app, &own);
+    }
+    env.teardown();
+}
+
+/// What process `pid` sees at `/sys/fs/cgroup` (the visible, last mount of each path):
+/// read-only, nosuid, nodev, noexec, and each v1 hierarchy as its own cgroup `own` lists
+/// (`/proc/<pid>/cgroup`), never the hierarchy's root or another cgroup of it.
+fn assert_own_cgroupfs(pid: u32, own: &str) {
+    let mountinfo = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).expect("mountinfo");
+    let mut visible: Vec<(&str, Vec<&str>)> = Vec::new();
+    for line in mountinfo.lines() {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let point = fields[4];
+        if point == "/sys/fs/cgroup" || point.starts_with("/sys/fs/cgroup/") {
+            visible.retain(|(p, _)| *p != point);
+            visible.push((point, fields));
+        }
+    }
+    let cgroups = visible
+        .iter()
+        .filter(|(_, f)| f.contains(&"cgroup"))
+        .count();
+    assert!(cgroups > 1, "{mountinfo}");
+    for (point, fields) in &visible {
+        let options: Vec<&str> = fields[5].split(',').collect();
+        for want in ["ro", "nosuid", "nodev", "noexec"] {
+            assert!(
+                options.contains(&want),
+                "{want} missing at {point}: {mountinfo}"
+            );
+        }
+        let sep = fields.iter().position(|f| *f == "-").expect("separator");
+        if fields[sep + 1] != "cgroup" {
+            continue;
+        }
+        // The hierarchy by its controllers (or name=…) in the super options.
+        let supers: Vec<&str> = fields[sep + 3].split(',').collect();
+        let path = own
+            .lines()
+            .filter_map(|l| {
+                let mut f = l.splitn(3, ':').skip(1);
+                f.next().zip(f.next())
+            })
+            .find(|(c, _)| !c.is_empty() && c.split(',').all(|c| supers.contains(&c)))
+            .map(|(_, p)| p)
+            .unwrap_or_else(|| panic!("no cgroup of {point} in {own}"));
+        assert!(path.len() > 1, "{own}");
+        assert_eq!(fields[3], path, "{point}: {mountinfo}");
+    }
 }
 
 #[test]

@@ -8,6 +8,7 @@
 
 mod seal;
 mod tenant;
+mod trace;
 
 use std::fs;
 use std::io::Write;
@@ -94,11 +95,23 @@ fn main() -> ExitCode {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     let cli = Cli::parse();
+    let trace = trace::Trace::install();
     match run(&cli) {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
-            // One paragraph: the operation's context, then the cause chain.
-            let msg = format!("podhost-runc: {err:#}");
+            // One paragraph: the operation's context, then the cause chain; then what
+            // libcontainer logged on the way, its container processes' errors included
+            // (their own error reaches us as one top-level line, without the failed
+            // mount or path).
+            let mut msg = format!("podhost-runc: {err:#}");
+            if let Some(log) = trace
+                .as_ref()
+                .map(trace::Trace::read)
+                .filter(|l| !l.is_empty())
+            {
+                msg.push_str("\nlibcontainer log:\n");
+                msg.push_str(log.trim_end());
+            }
             eprintln!("{msg}");
             if let Some(path) = &cli.error_file {
                 if let Err(e) = fs::write(path, format!("{msg}\n")) {
