@@ -23,9 +23,11 @@ use super::*;
 use crate::clock::now_nanos;
 use crate::config::RuntimeConfig;
 use crate::state_file::{private_dir, read_json, write_json_atomic};
+use crate::step;
 use podhost_oci::cgroup::CgroupFs;
 use podhost_shim::proto::ContainerState as ShimState;
 use podhost_shim::proto::ErrorCode;
+use tracing::Instrument;
 
 mod cri_ops;
 mod image_gc;
@@ -469,6 +471,9 @@ impl LocalRuntime {
                     String::from_utf8_lossy(&out.stdout)
                 ),
             })?;
+        if let Some(us) = v.get("pause_us").and_then(serde_json::Value::as_u64) {
+            tracing::Span::current().record("pause_us", us);
+        }
         v.get("pause_pid")
             .and_then(serde_json::Value::as_u64)
             .map(|p| p as u32)
@@ -823,6 +828,156 @@ fn write_file(path: &Path, text: &str) -> Result<(), RuntimeError> {
     std::fs::write(path, text).map_err(RuntimeError::io("writing", path))
 }
 
+impl LocalRuntime {
+    /// CreateContainer's steps, each a start-up span: image, rootfs, bundle, helper.
+    async fn create_container_steps(
+        &self,
+        sandbox_id: &str,
+        sandbox: SandboxRecord,
+        cfg: &ContainerConfig,
+    ) -> Result<String, RuntimeError> {
+        let status = self
+            .shim_status(sandbox_id)
+            .instrument(crate::step!("shim_status"))
+            .await;
+        let pause_pid = match status {
+            Some(ShimStatus {
+                pause_running: true,
+                pause_pid: Some(p),
+                ..
+            }) => p,
+            _ => {
+                return Err(RuntimeError::Shim {
+                    sandbox_id: sandbox_id.to_string(),
+                    op: "create_container",
+                    code: ErrorCode::FailedPrecondition,
+                    message: "sandbox is not ready (pause not running)".into(),
+                })
+            }
+        };
+        let images = self.images.clone();
+        let reference = cfg.image.clone();
+        let image_span = crate::step!("image");
+        let (image, image_cfg, layers) = tokio::task::spawn_blocking(move || {
+            let _in = image_span.enter();
+            let img = images
+                .get(&reference)
+                .map_err(|source| RuntimeError::Image {
+                    reference: reference.clone(),
+                    source,
+                })?
+                .ok_or_else(|| RuntimeError::ImageNotFound {
+                    reference: reference.clone(),
+                })?;
+            let icfg = images.config(&img).map_err(|source| RuntimeError::Image {
+                reference: reference.clone(),
+                source,
+            })?;
+            let layers = images
+                .layer_dirs(&img)
+                .map_err(|source| RuntimeError::Image {
+                    reference: reference.clone(),
+                    source,
+                })?;
+            // For least-recently-used GC. A failed write costs only GC order: the
+            // container is still created.
+            if let Err(e) = images.mark_used(&img.id, podhost_image::now_ms()) {
+                tracing::warn!("image {}: recording its use: {e}", img.id);
+            }
+            Ok::<_, RuntimeError>((img, icfg, layers))
+        })
+        .await
+        .map_err(|e| RuntimeError::Io {
+            action: "image lookup task",
+            path: PathBuf::new(),
+            source: std::io::Error::other(e),
+        })??;
+
+        let id = new_id();
+        let dir = self.config.container_dir(&id);
+        let bundle = self.config.bundle_dir(&id);
+        let rootfs = dir.join("rootfs");
+        // No log directory or path (a CRI client may give none): output is discarded.
+        let log_path =
+            match cfg.log_path.is_empty() || sandbox.config.log_directory.as_os_str().is_empty() {
+                true => PathBuf::new(),
+                false => sandbox.config.log_directory.join(&cfg.log_path),
+            };
+        let mut undo = Undo::new();
+        let steps = async {
+            step!("dirs").in_scope(|| {
+                for d in [&dir, &bundle] {
+                    private_dir(d)?;
+                    let d = d.clone();
+                    undo.push(move || mounts::remove_dir(&d));
+                }
+                Ok::<(), RuntimeError>(())
+            })?;
+            step!("overlay").in_scope(|| {
+                mounts::mount_overlay(&layers, &dir.join("upper"), &dir.join("work"), &rootfs)
+            })?;
+            let r = rootfs.clone();
+            undo.push(move || mounts::unmount(&r));
+            let bundle_span = step!("bundle").entered();
+            let params =
+                self.container_params(&sandbox, cfg, &rootfs, &image_cfg, pause_pid, &id)?;
+            let image_user = image_cfg
+                .config()
+                .as_ref()
+                .and_then(|c| c.user().clone())
+                .unwrap_or_default();
+            verify_run_as_non_root(cfg, &image_user, params.uid)?;
+            let spec =
+                podhost_oci::container_spec(&params).map_err(|source| RuntimeError::Oci {
+                    container: cfg.name.clone(),
+                    source,
+                })?;
+            // The spec holds the resolved environment: it goes to the run dir's tmpfs
+            // (0600), never next to the durable record.
+            podhost_oci::write_bundle(&bundle, &spec).map_err(|source| RuntimeError::Oci {
+                container: cfg.name.clone(),
+                source,
+            })?;
+            if let Some(p) = log_path.parent() {
+                std::fs::create_dir_all(p).map_err(RuntimeError::io("creating log dir", p))?;
+            }
+            drop(bundle_span);
+            let rec = ContainerRecord {
+                id: id.clone(),
+                sandbox_id: sandbox_id.to_string(),
+                config: cfg.clone(),
+                created_at: now_nanos(),
+                image_id: image.id.clone(),
+                log_path: log_path.clone(),
+                cgroup: self.container_cgroup(sandbox_id, &sandbox.config, &id),
+                last_seen: None,
+            };
+            step!("record").in_scope(|| write_json_atomic(&dir.join("container.json"), &rec))?;
+            let shim_log = match log_path.as_os_str().is_empty() {
+                true => Path::new("/dev/null"),
+                false => log_path.as_path(),
+            };
+            self.shim(sandbox_id)
+                .create_container(&id, &bundle, shim_log)
+                .instrument(step!("create", helper_us = tracing::field::Empty))
+                .await?;
+            // libcontainer makes its state dir 0755, and podhost-runc's exec writes the
+            // container's process there (its environment) for a moment.
+            let state = self.config.runc_root().join(&id);
+            if let Err(e) = private_dir(&state) {
+                tracing::warn!("container {id}: {e}");
+            }
+            self.lock_containers().insert(id.clone(), rec);
+            Ok::<(), RuntimeError>(())
+        }
+        .await;
+        match steps {
+            Ok(()) => Ok(id),
+            Err(e) => Err(undo.fail(e)),
+        }
+    }
+}
+
 #[async_trait::async_trait]
 impl Runtime for LocalRuntime {
     async fn run_pod_sandbox(&self, cfg: &SandboxConfig) -> Result<String, RuntimeError> {
@@ -898,138 +1053,31 @@ impl Runtime for LocalRuntime {
         _sandbox: &SandboxConfig,
     ) -> Result<String, RuntimeError> {
         let sandbox = self.sandbox(sandbox_id)?;
-        let status = self.shim_status(sandbox_id).await;
-        let pause_pid = match status {
-            Some(ShimStatus {
-                pause_running: true,
-                pause_pid: Some(p),
-                ..
-            }) => p,
-            _ => {
-                return Err(RuntimeError::Shim {
-                    sandbox_id: sandbox_id.to_string(),
-                    op: "create_container",
-                    code: ErrorCode::FailedPrecondition,
-                    message: "sandbox is not ready (pause not running)".into(),
-                })
-            }
-        };
-        let images = self.images.clone();
-        let reference = cfg.image.clone();
-        let (image, image_cfg, layers) = tokio::task::spawn_blocking(move || {
-            let img = images
-                .get(&reference)
-                .map_err(|source| RuntimeError::Image {
-                    reference: reference.clone(),
-                    source,
-                })?
-                .ok_or_else(|| RuntimeError::ImageNotFound {
-                    reference: reference.clone(),
-                })?;
-            let icfg = images.config(&img).map_err(|source| RuntimeError::Image {
-                reference: reference.clone(),
-                source,
-            })?;
-            let layers = images
-                .layer_dirs(&img)
-                .map_err(|source| RuntimeError::Image {
-                    reference: reference.clone(),
-                    source,
-                })?;
-            // For least-recently-used GC. A failed write costs only GC order: the
-            // container is still created.
-            if let Err(e) = images.mark_used(&img.id, podhost_image::now_ms()) {
-                tracing::warn!("image {}: recording its use: {e}", img.id);
-            }
-            Ok::<_, RuntimeError>((img, icfg, layers))
-        })
-        .await
-        .map_err(|e| RuntimeError::Io {
-            action: "image lookup task",
-            path: PathBuf::new(),
-            source: std::io::Error::other(e),
-        })??;
-
-        let id = new_id();
-        let dir = self.config.container_dir(&id);
-        let bundle = self.config.bundle_dir(&id);
-        let rootfs = dir.join("rootfs");
-        // No log directory or path (a CRI client may give none): output is discarded.
-        let log_path =
-            match cfg.log_path.is_empty() || sandbox.config.log_directory.as_os_str().is_empty() {
-                true => PathBuf::new(),
-                false => sandbox.config.log_directory.join(&cfg.log_path),
-            };
-        let mut undo = Undo::new();
-        let steps = async {
-            for d in [&dir, &bundle] {
-                private_dir(d)?;
-                let d = d.clone();
-                undo.push(move || mounts::remove_dir(&d));
-            }
-            mounts::mount_overlay(&layers, &dir.join("upper"), &dir.join("work"), &rootfs)?;
-            let r = rootfs.clone();
-            undo.push(move || mounts::unmount(&r));
-            let params =
-                self.container_params(&sandbox, cfg, &rootfs, &image_cfg, pause_pid, &id)?;
-            let image_user = image_cfg
-                .config()
-                .as_ref()
-                .and_then(|c| c.user().clone())
-                .unwrap_or_default();
-            verify_run_as_non_root(cfg, &image_user, params.uid)?;
-            let spec =
-                podhost_oci::container_spec(&params).map_err(|source| RuntimeError::Oci {
-                    container: cfg.name.clone(),
-                    source,
-                })?;
-            // The spec holds the resolved environment: it goes to the run dir's tmpfs
-            // (0600), never next to the durable record.
-            podhost_oci::write_bundle(&bundle, &spec).map_err(|source| RuntimeError::Oci {
-                container: cfg.name.clone(),
-                source,
-            })?;
-            if let Some(p) = log_path.parent() {
-                std::fs::create_dir_all(p).map_err(RuntimeError::io("creating log dir", p))?;
-            }
-            let rec = ContainerRecord {
-                id: id.clone(),
-                sandbox_id: sandbox_id.to_string(),
-                config: cfg.clone(),
-                created_at: now_nanos(),
-                image_id: image.id.clone(),
-                log_path: log_path.clone(),
-                cgroup: self.container_cgroup(sandbox_id, &sandbox.config, &id),
-                last_seen: None,
-            };
-            write_json_atomic(&dir.join("container.json"), &rec)?;
-            let shim_log = match log_path.as_os_str().is_empty() {
-                true => Path::new("/dev/null"),
-                false => log_path.as_path(),
-            };
-            self.shim(sandbox_id)
-                .create_container(&id, &bundle, shim_log)
-                .await?;
-            // libcontainer makes its state dir 0755, and podhost-runc's exec writes the
-            // container's process there (its environment) for a moment.
-            let state = self.config.runc_root().join(&id);
-            if let Err(e) = private_dir(&state) {
-                tracing::warn!("container {id}: {e}");
-            }
-            self.lock_containers().insert(id.clone(), rec);
-            Ok::<(), RuntimeError>(())
-        }
-        .await;
-        match steps {
-            Ok(()) => Ok(id),
-            Err(e) => Err(undo.fail(e)),
-        }
+        let root = crate::step!(
+            "container",
+            pod = %format_args!("{}/{}", sandbox.config.namespace, sandbox.config.name),
+            container = %cfg.name
+        );
+        self.create_container_steps(sandbox_id, sandbox, cfg)
+            .instrument(root)
+            .await
     }
 
     async fn start_container(&self, container_id: &str) -> Result<(), RuntimeError> {
         let rec = self.container(container_id)?;
+        let pod = self
+            .sandbox(&rec.sandbox_id)
+            .map(|s| format!("{}/{}", s.config.namespace, s.config.name))
+            .unwrap_or_default();
+        let root = crate::step!(
+            "start",
+            pod = %pod,
+            container = %rec.config.name,
+            helper_us = tracing::field::Empty
+        );
         self.shim(&rec.sandbox_id)
             .start_container(container_id)
+            .instrument(root)
             .await
     }
 

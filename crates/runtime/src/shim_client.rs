@@ -186,14 +186,18 @@ impl ShimClient {
             bundle: bundle.display().to_string(),
             log_path: log_path.display().to_string(),
         };
-        self.request("create_container", req).await.map(drop)
+        let resp = self.request("create_container", req).await?;
+        record_helper_time(&resp);
+        Ok(())
     }
 
     /// Start a created container.
     pub async fn start_container(&self, id: &str) -> Result<(), RuntimeError> {
-        self.request("start_container", Request::StartContainer { id: id.into() })
-            .await
-            .map(drop)
+        let resp = self
+            .request("start_container", Request::StartContainer { id: id.into() })
+            .await?;
+        record_helper_time(&resp);
+        Ok(())
     }
 
     /// Signal a container's main process.
@@ -342,5 +346,12 @@ impl ShimClient {
             }
         }
         Ok(())
+    }
+}
+
+/// The shim's own timing of its `podhost-runc` helper, into the caller's start-up span.
+fn record_helper_time(resp: &Response) {
+    if let Some(us) = resp.helper_us {
+        tracing::Span::current().record("helper_us", us);
     }
 }

@@ -242,12 +242,12 @@ impl Network {
             del_started: false,
         };
         // The record first: a crash from here on leaves something to clean up from.
-        self.save(&att)?;
+        crate::step!("net_record").in_scope(|| self.save(&att))?;
         self.begun_here
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(id.to_string());
-        if let Err(e) = netns::create_pinned(&pin) {
+        if let Err(e) = crate::step!("netns").in_scope(|| netns::create_pinned(&pin)) {
             let _ = std::fs::remove_file(self.record_path(id));
             return Err(e);
         }
@@ -255,7 +255,7 @@ impl Network {
             Ok(result) => {
                 att.ips = cni::result_ips(&result);
                 att.result = Some(result);
-                if let Err(e) = self.save(&att) {
+                if let Err(e) = crate::step!("net_record").in_scope(|| self.save(&att)) {
                     return Err(self.undo_failed_add(&att, None, e).await);
                 }
                 Ok(att)
