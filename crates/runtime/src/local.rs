@@ -22,7 +22,7 @@ use super::shim_client::{is_gone, ShimClient, ShimStatus};
 use super::*;
 use crate::clock::now_nanos;
 use crate::config::RuntimeConfig;
-use crate::state_file::{private_dir, read_json, write_json_atomic};
+use crate::state_file::{private_dir, read_json, write_json_atomic, write_json_replace};
 use crate::step;
 use podhost_oci::cgroup::CgroupFs;
 use podhost_shim::proto::ContainerState as ShimState;
@@ -952,7 +952,8 @@ impl LocalRuntime {
                 cgroup: self.container_cgroup(sandbox_id, &sandbox.config, &id),
                 last_seen: None,
             };
-            step!("record").in_scope(|| write_json_atomic(&dir.join("container.json"), &rec))?;
+            // No fsync (see the sandbox record): a lost record makes the dir half made.
+            step!("record").in_scope(|| write_json_replace(&dir.join("container.json"), &rec))?;
             let shim_log = match log_path.as_os_str().is_empty() {
                 true => Path::new("/dev/null"),
                 false => log_path.as_path(),

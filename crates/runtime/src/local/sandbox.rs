@@ -55,6 +55,7 @@ impl LocalRuntime {
                         name: &cfg.name,
                         namespace: &cfg.namespace,
                         uid: &cfg.uid,
+                        kubelet: cfg.owner == Owner::Cri,
                     };
                     attached = Some(
                         self.network
@@ -105,8 +106,10 @@ impl LocalRuntime {
                 pause_pid: Some(pause_pid),
                 network: attached.clone(),
             };
+            // No fsync: after a power loss the pod's processes are gone anyway, and a
+            // state dir without a readable record is removed at start as half made.
             let saved = step!("record")
-                .in_scope(|| write_json_atomic(&state_dir.join("sandbox.json"), &rec));
+                .in_scope(|| write_json_replace(&state_dir.join("sandbox.json"), &rec));
             if let Err(e) = saved {
                 let _ = self.shim(&id).shutdown().await;
                 return Err(e);

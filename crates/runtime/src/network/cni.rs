@@ -190,7 +190,7 @@ impl ConfList {
     }
 }
 
-fn plugin_type(p: &Value) -> &str {
+pub(crate) fn plugin_type(p: &Value) -> &str {
     p.get("type").and_then(Value::as_str).unwrap_or("")
 }
 
