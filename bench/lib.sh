@@ -5,8 +5,9 @@
 # The caller sets REPO, CGROUP_PARENT and BUILD (1: cargo build first), and may set
 # SERVE_ARGS (extra `podhost serve` arguments), then calls bench_start.
 
+# PODHOST_BENCH_BIN: another directory of release binaries (an older build, to compare).
 TARGET="${CARGO_TARGET_DIR:-$REPO/target}"
-BIN="$TARGET/release"
+BIN="${PODHOST_BENCH_BIN:-$TARGET/release}"
 PH="$BIN/podhost"
 ROOT=""
 DAEMON_PID=""
@@ -22,7 +23,7 @@ bench_cleanup() {
     set +eu
     trap - EXIT INT TERM
     if [ -n "$DAEMON_PID" ] && kill -0 "$DAEMON_PID" 2>/dev/null; then
-        timeout 300 "$PH" --root "$ROOT" delete pod --force >/dev/null 2>&1
+        bench_delete_all >/dev/null 2>&1
         kill -TERM "$DAEMON_PID"
         for _ in $(seq 100); do kill -0 "$DAEMON_PID" 2>/dev/null || break; sleep 0.1; done
         kill -KILL "$DAEMON_PID" 2>/dev/null
@@ -53,6 +54,15 @@ bench_args() {
         esac
     done
     [[ "$N" =~ ^[1-9][0-9]*$ ]] || die "-n needs a positive integer"
+}
+
+# Delete every pod (grace 0) in one `delete` and wait until they are gone.
+bench_delete_all() {
+    local names
+    names="$(ph get pods -o name | sed 's|^pod/||')"
+    [ -z "$names" ] && return 0
+    # shellcheck disable=SC2086 # one argument per pod name
+    timeout 600 "$PH" --root "$ROOT" delete pod --force $names
 }
 
 # Build if asked, start the daemon, load busybox.

@@ -44,7 +44,7 @@ for i in $(seq "$N"); do
         sleep 0.01
     done
     echo "$(( $(bench_now_ms) - t0 ))" >>"$ROOT/running.txt"
-    ph delete pod "$name" --force >/dev/null || die "delete $name failed"
+    ph delete pod "$name" --force >/dev/null 2>&1 || die "delete $name failed"
     log "pod $i/$N"
 done
 
