@@ -86,7 +86,7 @@ EOF
 
 echo "==> podhost daemon under $ROOT"
 # Image GC off: critest's pulls must stay while it checks them, whatever the disk holds.
-"$BIN/podhost" --root "$ROOT" --image-gc-high-threshold 100 serve > "$ROOT/daemon.log" 2>&1 &
+"$BIN/podhost" --root "$ROOT" serve --image-gc-high-threshold 100 > "$ROOT/daemon.log" 2>&1 &
 DAEMON=$!
 for _ in $(seq 100); do [ -S "$SOCK" ] && break; sleep 0.1; done
 [ -S "$SOCK" ] || { cat "$ROOT/daemon.log" >&2; die "the daemon did not open $SOCK"; }

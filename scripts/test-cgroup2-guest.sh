@@ -23,11 +23,13 @@ export CG2_DIR="${CG2_DIR:-/var/tmp/cgroup2-guest}"
 # the pod cgroups: orphans of a killed or stopped shim found and killed through them, a
 # reboot, the start-time GC of stale pod cgroups (the others test timing and logs, not
 # cgroups, and the chaos test takes minutes on the host).
-# CI has 45 minutes for everything: the guest runs the cgroup tests and the pod tests that
-# go through cgroups (shared namespaces, restarts); e2e_lifecycle (probes, hooks,
-# timing) is left to a run by hand: CG2_TESTS='e2e_lifecycle 900'.
+# CI has 45 minutes for everything: the guest runs the cgroup tests, and of the pod and
+# lifecycle tests those that go through cgroups (shared namespaces, restarts, init
+# containers and sidecars, an exec probe joining the container's cgroup); the rest
+# (HTTP/gRPC probes, hooks, timing) is left to a run by hand: CG2_TESTS='e2e_lifecycle 900'.
 DEFAULT_TESTS="e2e_resources 900
 e2e_pods 600 web_sidecar killed_container_restarts shared_pid
+e2e_lifecycle 600 init_containers sidecar_outlives failing_liveness
 e2e_crash 600 killed_shim stopped_shim reboot stale_pod_cgroup"
 TESTS="${CG2_TESTS:-$DEFAULT_TESTS}"
 TIME_SCALE="${TIME_SCALE:-5}"

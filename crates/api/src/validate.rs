@@ -37,6 +37,8 @@ pub enum FieldErrorKind {
     Forbidden,
     /// The value is too long or too large.
     TooLong,
+    /// A list has more items than allowed.
+    TooMany,
 }
 
 impl FieldErrorKind {
@@ -50,9 +52,16 @@ impl FieldErrorKind {
             FieldErrorKind::NotSupported => "Unsupported value",
             FieldErrorKind::Forbidden => "Forbidden",
             FieldErrorKind::TooLong => "Too long",
+            FieldErrorKind::TooMany => "Too many",
         }
     }
 }
+
+/// The most containers one pod may have, init, regular and ephemeral together.
+/// Kubernetes has no such bound (the API object's size limits it); on one machine every
+/// container is a process tree, a cgroup, a mount and three open files in the pod's
+/// shim, and a pod of thousands would take hours to start: refused with a clear error.
+pub const MAX_CONTAINERS: usize = 500;
 
 /// One problem with one field: `spec.containers[1].name: Duplicate value: "web"`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,6 +126,16 @@ impl FieldError {
     /// A value too long or too large.
     pub fn new_too_long(field: impl Into<String>, detail: impl Into<String>) -> Self {
         Self::new(field, FieldErrorKind::TooLong, None, detail)
+    }
+
+    /// A list longer than `max` (`Too many: 501: must have at most 500 items`).
+    pub fn too_many(field: impl Into<String>, actual: usize, max: usize, detail: &str) -> Self {
+        Self::new(
+            field,
+            FieldErrorKind::TooMany,
+            Some(actual.to_string()),
+            format!("must have at most {max} items{detail}"),
+        )
     }
 
     /// A field not allowed here.
@@ -462,6 +481,17 @@ impl Validator {
         }
         if spec.containers.is_empty() {
             self.err(FieldError::required("spec.containers", ""));
+        }
+        let total = init.len()
+            + spec.containers.len()
+            + spec.ephemeral_containers.as_ref().map_or(0, Vec::len);
+        if total > MAX_CONTAINERS {
+            self.err(FieldError::too_many(
+                "spec.containers",
+                total,
+                MAX_CONTAINERS,
+                " (containers, initContainers and ephemeralContainers together: podhost's bound per pod)",
+            ));
         }
         for (i, c) in spec.containers.iter().enumerate() {
             let cpath = format!("spec.containers[{i}]");

@@ -595,6 +595,23 @@ pub fn container_status(s: &ContainerStatus) -> cri::ContainerStatus {
     }
 }
 
+/// A status whose container was created from an image id (a kubelet resolves the pod's
+/// image to its id and creates from that) names the image as containerd does: its first
+/// tag as `image`, its first repo digest (else the id) as `image_ref`, which a kubelet
+/// shows as the pod status' `image` and `imageID`.
+pub fn name_image(s: &mut cri::ContainerStatus, image: &ImageInfo) {
+    let by_id = s.image.as_ref().is_none_or(|i| i.image == image.id);
+    if !by_id {
+        return;
+    }
+    if let Some(tag) = image.repo_tags.first() {
+        s.image = Some(image_spec(tag));
+    }
+    if let Some(digest) = image.repo_digests.first() {
+        s.image_ref = digest.clone();
+    }
+}
+
 /// `ContainerStatus`'s verbose `info`: what `crictl inspect` shows besides the status.
 pub fn container_info(s: &ContainerStatus) -> HashMap<String, String> {
     let c = &s.config;
@@ -632,7 +649,7 @@ pub fn image(i: &ImageInfo) -> cri::Image {
         uid,
         username,
         spec: Some(image_spec(&i.id)),
-        pinned: false,
+        pinned: i.pinned,
     }
 }
 
@@ -1125,6 +1142,39 @@ mod tests {
     }
 
     #[test]
+    fn a_container_made_from_an_image_id_shows_the_image_s_tag_and_digest() {
+        let image = ImageInfo {
+            id: "sha256:abc".into(),
+            repo_tags: vec!["docker.io/library/busybox:latest".into()],
+            repo_digests: vec!["docker.io/library/busybox@sha256:def".into()],
+            ..ImageInfo::default()
+        };
+        let status = |image: &str| cri::ContainerStatus {
+            image: Some(image_spec(image)),
+            image_ref: "sha256:abc".into(),
+            ..Default::default()
+        };
+        let mut s = status("sha256:abc");
+        name_image(&mut s, &image);
+        assert_eq!(s.image.unwrap().image, "docker.io/library/busybox:latest");
+        assert_eq!(s.image_ref, "docker.io/library/busybox@sha256:def");
+        // A container made from a name keeps it; an image loaded from an archive (no
+        // digest) keeps its id as the ref.
+        let mut s = status("busybox:1.36");
+        name_image(&mut s, &image);
+        assert_eq!(s.image.unwrap().image, "busybox:1.36");
+        let mut s = status("sha256:abc");
+        name_image(
+            &mut s,
+            &ImageInfo {
+                repo_digests: Vec::new(),
+                ..image
+            },
+        );
+        assert_eq!(s.image_ref, "sha256:abc");
+    }
+
+    #[test]
     fn images_report_uid_or_user_name() {
         let info = |user: Option<&str>| ImageInfo {
             id: "sha256:1".into(),
@@ -1132,7 +1182,9 @@ mod tests {
             size: 10,
             stop_signal: None,
             repo_digests: vec!["gcr.io/x/y@sha256:2".into()],
+            loaded_tags: Vec::new(),
             user: user.map(str::to_string),
+            pinned: false,
         };
         let i = image(&info(Some("1002")));
         assert_eq!(

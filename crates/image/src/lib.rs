@@ -73,6 +73,11 @@ pub struct Image {
     /// name, an index's digest for multi-platform images.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub repo_digests: Vec<String>,
+    /// Tags this image got from an archive (`image load`) and from no registry since:
+    /// the image a user loaded under a tag is the one they mean by it, even where a
+    /// pull policy of Always would ask the registry (see [`Image::loaded_as`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub loaded_tags: Vec<String>,
     /// When the store first recorded the image (ms since the Unix epoch; kubelet's
     /// `firstDetected`). Absent in indexes written before it existed: oldest.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -81,6 +86,18 @@ pub struct Image {
     /// kubelet's `lastUsed`). Absent: never used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_used_ms: Option<u64>,
+}
+
+impl Image {
+    /// Whether `reference` (normalised, `docker.io/library/busybox:latest`) names this
+    /// image because it was loaded from an archive under that name and never pulled
+    /// under it. Indexes of an older podhost recorded no provenance: there an image
+    /// without registry digests was loaded.
+    pub fn loaded_as(&self, reference: &str) -> bool {
+        self.repo_tags.iter().any(|t| t == reference)
+            && (self.loaded_tags.iter().any(|t| t == reference)
+                || (self.loaded_tags.is_empty() && self.repo_digests.is_empty()))
+    }
 }
 
 /// Milliseconds since the Unix epoch, the unit of [`Image::first_seen_ms`] and
@@ -453,6 +470,7 @@ impl ImageStore {
             diff_ids,
             size: total,
             repo_digests: Vec::new(),
+            loaded_tags: Vec::new(),
             first_seen_ms: None,
             last_used_ms: None,
         })
@@ -528,6 +546,7 @@ impl ImageStore {
             diff_ids,
             size: total,
             repo_digests: Vec::new(),
+            loaded_tags: Vec::new(),
             first_seen_ms: None,
             last_used_ms: None,
         })
@@ -648,12 +667,29 @@ impl ImageStore {
         let mut images = self.lock_index();
         let mut next = images.clone();
         let mut ids = Vec::new();
-        for image in imported {
+        for mut image in imported {
+            // A pull records the registry's digest; an archive has none.
+            let loaded = image.repo_digests.is_empty();
             for other in next.iter_mut().filter(|o| o.id != image.id) {
                 other.repo_tags.retain(|t| !image.repo_tags.contains(t));
+                other.loaded_tags.retain(|t| !image.repo_tags.contains(t));
+            }
+            if loaded {
+                image.loaded_tags.clone_from(&image.repo_tags);
             }
             match next.iter_mut().find(|o| o.id == image.id) {
                 Some(existing) => {
+                    if loaded {
+                        for tag in &image.repo_tags {
+                            if !existing.loaded_tags.contains(tag) {
+                                existing.loaded_tags.push(tag.clone());
+                            }
+                        }
+                    } else {
+                        existing
+                            .loaded_tags
+                            .retain(|t| !image.repo_tags.contains(t));
+                    }
                     // Keep the first manifest digest: re-importing the same
                     // image from another format must not change it.
                     for tag in image.repo_tags {

@@ -390,6 +390,7 @@ impl Puller {
             diff_ids,
             size,
             repo_digests: vec![repo_digest.clone()],
+            loaded_tags: Vec::new(),
             first_seen_ms: None,
             last_used_ms: None,
         };

@@ -1037,10 +1037,10 @@ mod tests {
             linux.masked_paths().as_deref(),
             Some(&["/bin/ls".to_string()][..])
         );
-        assert_eq!(
-            linux.readonly_paths().as_deref(),
-            Some(&["/tmp".to_string()][..])
-        );
+        // The cgroupfs stays read-only whatever list a caller gives.
+        let mut readonly = vec!["/tmp".to_string()];
+        readonly.extend(p.cgroupfs.readonly_paths());
+        assert_eq!(linux.readonly_paths().as_deref(), Some(&readonly[..]));
         // Privileged still means unmasked, whatever the lists say.
         p.security.privileged = true;
         let spec = container_spec(&p).unwrap();

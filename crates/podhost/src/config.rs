@@ -19,6 +19,9 @@ pub struct Config {
     pub image_gc_high_percent: u8,
     /// Image GC frees space until usage is below this (percent; kubelet: 80).
     pub image_gc_low_percent: u8,
+    /// Where the streaming server for exec, attach and port-forward sessions listens
+    /// (kubelet's protocols; a loopback address, port 0 picks one).
+    pub streaming_addr: std::net::SocketAddr,
     /// The CRI socket a kubelet or crictl talks to (`RUN/cri.sock`); `None`: no CRI server.
     pub cri_socket: Option<PathBuf>,
 }
@@ -38,6 +41,7 @@ impl Config {
             backoff_max: Duration::from_secs(300),
             image_gc_high_percent: 85,
             image_gc_low_percent: 80,
+            streaming_addr: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
         }
     }
     /// Config rooted under one directory (tests and `--root`): state, run and logs inside it.

@@ -23,6 +23,7 @@ pub mod cli;
 pub mod config;
 pub mod lifecycle;
 pub mod objects;
+pub mod selector;
 pub mod server;
 pub mod startup_trace;
 pub mod store;

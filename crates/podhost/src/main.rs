@@ -44,8 +44,17 @@ fn init_logging(trace_startup: bool) {
 async fn serve(config: podhost::config::Config) -> anyhow::Result<i32> {
     let prepared = podhost::server::prepare(&config)?;
     let runtime = podhost_runtime::local::LocalRuntime::open(config.runtime.clone())?;
-    // Exec, attach and port-forward over CRI: not yet (no streaming server).
-    let streaming = std::sync::Arc::new(podhost_cri::Unsupported);
+    // Kubelet's streaming server, on loopback: CRI's Exec, Attach and PortForward (and
+    // the API's streaming URLs) answer with one-time URLs on it. Sessions run on the
+    // shared runtime; both front doors check a container or sandbox is theirs first.
+    let streaming_config = podhost_streaming::server::StreamingConfig {
+        addr: config.streaming_addr,
+        ..Default::default()
+    };
+    let streaming = std::sync::Arc::new(
+        podhost_streaming::server::StreamingServer::start(streaming_config, runtime.clone())
+            .await?,
+    );
     podhost::server::run(
         prepared,
         runtime,

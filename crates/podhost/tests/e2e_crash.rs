@@ -114,8 +114,8 @@ spec:
           command: ["sleep", "8"]
 "#,
     );
-    // Once the container runs, the worker is inside the hook and reads no order
-    // until it returns.
+    // Once the container runs, the worker is inside the hook: it takes the order at
+    // once, and the kill lands while it acts on it.
     let deadline = Instant::now() + Duration::from_secs(60);
     while !env
         .containers()
@@ -374,6 +374,60 @@ fn stopped_shim_makes_the_pod_unknown_until_it_answers() {
     }
     wait_dead(shim, "the stopped shim");
     wait_dead(main, "the container of the deleted pod");
+    env.teardown();
+}
+
+/// The start-time cleanup (here: containers a daemon killed before saving its record
+/// never recorded) runs behind an API that already answers, and the pod it concerns is
+/// shown `StartupCleanup` until its part is done; then the pod syncs as usual. The
+/// pod's shim is stopped meanwhile so that the cleanup cannot finish early. Before, the
+/// socket was bound only once the whole cleanup was done (105 s for a pod of 10,000
+/// containers), and nothing showed why a pod was not synced.
+#[test]
+fn startup_cleanup_runs_behind_a_serving_api_and_marks_its_pods() {
+    let mut env = env();
+    let mut yaml = pod_yaml("cl", "Always", "while true; do sleep 1; done");
+    for extra in ["b", "c"] {
+        yaml.push_str(&format!(
+            "  - name: {extra}\n    image: busybox\n    command: [sleep, \"3600\"]\n"
+        ));
+    }
+    env.apply("cl.yaml", &yaml);
+    let pod = env.wait_ready("cl");
+    let forgotten: Vec<u32> = ["main", "b", "c"]
+        .iter()
+        .map(|c| env.pid_of("cl", c))
+        .collect();
+    env.stop_daemon();
+    // The record forgets its containers, as when the daemon died before saving them.
+    let uid = pod["metadata"]["uid"].as_str().expect("uid");
+    let record = env.root.join(format!("lib/pods/{uid}.json"));
+    let mut rec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&record).expect("record")).expect("json");
+    rec["containers"] = serde_json::json!({});
+    std::fs::write(&record, serde_json::to_vec(&rec).expect("json")).expect("write record");
+    let shims = procs_naming(&env.root, "podhost-shim");
+    assert_eq!(shims.len(), 1, "{shims:?}");
+    env.watched_pids.push(shims[0]);
+    signal(shims[0], libc::SIGSTOP);
+    env.start_daemon();
+    let marked = env.pod("cl");
+    signal(shims[0], libc::SIGCONT);
+    assert_eq!(
+        marked["status"]["reason"], "StartupCleanup",
+        "served during the cleanup, pod marked: {}",
+        marked["status"]
+    );
+    let why = marked["status"]["message"].as_str().unwrap_or_default();
+    assert!(why.contains("no record"), "{why}");
+    // Once its part is done: the forgotten containers are gone, new ones run.
+    for pid in forgotten {
+        wait_dead(pid, "a container no record knew");
+    }
+    let pod = env.wait_for("cl", "Ready, unmarked", Duration::from_secs(60), |p| {
+        common::condition(p, "Ready") && p["status"]["reason"].is_null()
+    });
+    assert_eq!(container_status(&pod, "main")["restartCount"], 0);
     env.teardown();
 }
 

@@ -8,18 +8,7 @@ mod common;
 
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 
-use common::{alive, crictl, Env};
-
-const CLI_POD: &str = "apiVersion: v1
-kind: Pod
-metadata:
-  name: cli-pod
-spec:
-  containers:
-  - name: app
-    image: busybox
-    command: [sleep, '3600']
-";
+use common::{crictl, Env};
 
 fn json(text: &str) -> serde_json::Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
@@ -32,10 +21,7 @@ fn crictl_runs_a_two_container_sandbox_beside_a_cli_pod() {
         return;
     }
     let mut env = Env::new();
-    env.apply("cli-pod", CLI_POD);
-    env.wait_ready("cli-pod");
-    let cli_pause = env.pid_of("cli-pod", "POD");
-    let cli_app = env.pid_of("cli-pod", "app");
+    let cli_pod = env.start_cli_pod();
 
     // The socket is root's only, and crictl 1.29 (socket path as :authority) gets in.
     let meta = std::fs::metadata(env.cri_socket()).expect("CRI socket");
@@ -223,13 +209,7 @@ fn crictl_runs_a_two_container_sandbox_beside_a_cli_pod() {
     assert!(String::from_utf8_lossy(&again.stderr).contains("NotFound"));
 
     // The CLI's pod ran through all of it, untouched.
-    assert!(alive(cli_pause) && alive(cli_app));
-    let p = env.pod("cli-pod");
-    assert_eq!(p["status"]["phase"], "Running");
-    assert_eq!(
-        common::container_status(&p, "app")["restartCount"],
-        serde_json::json!(0)
-    );
+    cli_pod.assert_untouched(&env);
 
     // The kubelet removes its pods' log directories; here the test does.
     std::fs::remove_dir_all(&logs).expect("remove CRI logs");

@@ -4,16 +4,13 @@
 
 mod common;
 
-use std::fs::File;
-use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::terminal::{canonical, winsize, Terminal, PATIENCE};
 use common::Env;
-use nix::pty::{openpty, Winsize};
 
 const POD: &str = r#"
 apiVersion: v1
@@ -26,156 +23,6 @@ spec:
     image: busybox
     command: ["sleep", "3600"]
 "#;
-
-/// Generous: only a hang protection, the machine is shared.
-const PATIENCE: Duration = Duration::from_secs(60);
-
-fn winsize(rows: u16, cols: u16) -> Winsize {
-    Winsize {
-        ws_row: rows,
-        ws_col: cols,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    }
-}
-
-/// The `podhost` CLI running on a pty of ours: what it shows, and its exit.
-struct Terminal {
-    master: File,
-    screen: Arc<Mutex<Vec<u8>>>,
-    child: Child,
-    /// The CLI's own stderr (a pipe, not the terminal): the remote's stderr must not end
-    /// up here but on the terminal.
-    stderr: Option<std::process::ChildStderr>,
-}
-
-impl Terminal {
-    /// Runs `podhost ARGS` with a new pty of `size` as its controlling terminal and stdin
-    /// and stdout; its stderr is a pipe.
-    fn spawn(env: &Env, args: &[&str], size: Winsize) -> Terminal {
-        let pty = openpty(Some(&size), None).expect("openpty");
-        let slave: OwnedFd = pty.slave;
-        let mut cmd = Command::new(common::bin());
-        cmd.args(args)
-            .env("PODHOST_ROOT", &env.root)
-            .stdin(Stdio::from(slave.try_clone().expect("dup slave")))
-            .stdout(Stdio::from(slave.try_clone().expect("dup slave")))
-            .stderr(Stdio::piped());
-        // SAFETY: only async-signal-safe calls between fork and exec.
-        unsafe {
-            cmd.pre_exec(|| {
-                // A new session whose controlling terminal is the pty, as a login shell has:
-                // SIGWINCH after a resize reaches the CLI, and raw mode matters.
-                nix::unistd::setsid().map_err(std::io::Error::from)?;
-                if libc::ioctl(0, libc::TIOCSCTTY, 0) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let mut child = cmd.spawn().expect("spawn podhost exec -it");
-        // Only the child holds the slave now, so the master reads EIO once it is gone.
-        drop(slave);
-        let master = File::from(pty.master);
-        let screen = Arc::new(Mutex::new(Vec::new()));
-        let mut reader = master.try_clone().expect("dup master");
-        let sink = screen.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = reader.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock().unwrap().extend_from_slice(&buf[..n]);
-            }
-        });
-        let stderr = child.stderr.take();
-        Terminal {
-            master,
-            screen,
-            child,
-            stderr,
-        }
-    }
-
-    fn screen(&self) -> String {
-        String::from_utf8_lossy(&self.screen.lock().unwrap()).into_owned()
-    }
-
-    /// Waits until the screen, from byte `from` on, contains `want`; returns the end of it.
-    fn wait_for(&self, from: usize, want: &str) -> usize {
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            let screen = self.screen();
-            if let Some(i) = screen.get(from..).and_then(|s| s.find(want)) {
-                return from + i + want.len();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{want:?} did not appear on the terminal; it shows:\n{screen}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn len(&self) -> usize {
-        self.screen.lock().unwrap().len()
-    }
-
-    /// Types `keys` at the terminal.
-    fn type_keys(&mut self, keys: &str) {
-        self.master.write_all(keys.as_bytes()).expect("type");
-    }
-
-    /// Runs `line` in the remote shell and waits for `want` in its output.
-    fn run(&mut self, line: &str, want: &str) -> usize {
-        let from = self.len();
-        self.type_keys(&format!("{line}\r"));
-        self.wait_for(from, want)
-    }
-
-    /// Waits for the CLI to exit; its exit code and what it wrote to its stderr.
-    fn finish(mut self) -> (i32, String) {
-        let deadline = Instant::now() + PATIENCE;
-        let status = loop {
-            if let Some(st) = self.child.try_wait().expect("wait") {
-                break st;
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!("podhost exec -it did not end; terminal:\n{}", self.screen());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        let mut err = String::new();
-        if let Some(mut e) = self.stderr.take() {
-            let _ = e.read_to_string(&mut err);
-        }
-        (status.code().unwrap_or(-1), err)
-    }
-
-    /// The local terminal's settings as the CLI left them.
-    fn local_mode(&self) -> nix::sys::termios::Termios {
-        // The master reports the pair's settings: what the CLI set on its side.
-        nix::sys::termios::tcgetattr(&self.master).expect("tcgetattr")
-    }
-}
-
-impl Drop for Terminal {
-    fn drop(&mut self) {
-        // A failed assertion must not leave the CLI behind.
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-fn canonical(t: &nix::sys::termios::Termios) -> bool {
-    use nix::sys::termios::LocalFlags;
-    t.local_flags
-        .contains(LocalFlags::ICANON | LocalFlags::ECHO | LocalFlags::ISIG)
-}
 
 fn start_pod() -> Env {
     let env = Env::new();
@@ -415,11 +262,7 @@ fn exec_it_exit_code_ctrl_c_and_the_non_tty_path() {
         std::thread::sleep(Duration::from_millis(20));
     };
     assert_eq!(sleeper.len(), 1, "sleep 1017 processes: {sleeper:?}");
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(t.child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .expect("SIGTERM the CLI");
+    nix::sys::signal::kill(t.pid(), nix::sys::signal::Signal::SIGTERM).expect("SIGTERM the CLI");
     let (code, err) = t.finish_keep_mode_check();
     assert_eq!(code, 128 + libc::SIGTERM);
     assert_eq!(err, "");

@@ -982,3 +982,344 @@ async fn a_second_delete_with_a_shorter_grace_cuts_the_running_stop_short() {
         Some(0)
     );
 }
+
+// ---- Responsiveness: orders, status and events while the worker is busy ----
+
+/// `n` regular containers `c0` … `c{n-1}`.
+fn many(n: usize) -> String {
+    let mut y =
+        String::from("apiVersion: v1\nkind: Pod\nmetadata: {name: many}\nspec:\n  containers:\n");
+    for i in 0..n {
+        y.push_str(&format!("  - {{name: c{i}, image: busybox}}\n"));
+    }
+    y
+}
+
+fn creates(fake: &FakeRuntime, name: &str) -> usize {
+    let call = format!("create:{name}");
+    fake.calls().iter().filter(|c| **c == call).count()
+}
+
+fn terminating(h: &PodHandle) -> bool {
+    h.snapshot
+        .borrow()
+        .pod
+        .metadata
+        .deletion_timestamp
+        .is_some()
+}
+
+#[tokio::test(start_paused = true)]
+async fn delete_during_a_long_start_is_taken_at_once_and_stops_it() {
+    let (fake, h, _d) = start(&many(300));
+    // Each create takes 100 ms, like podhost-runc: the start would take 30 s.
+    fake.set_slowness(Duration::from_millis(100));
+    advance(1).await;
+    let created = fake
+        .calls()
+        .iter()
+        .filter(|c| c.starts_with("create:"))
+        .count();
+    assert!((2..=15).contains(&created), "{created} creates in 1 s");
+    // The status follows the start as it goes, not once all 300 run.
+    let running = h
+        .snapshot
+        .borrow()
+        .pod
+        .status
+        .as_ref()
+        .and_then(|s| s.container_statuses.clone())
+        .unwrap_or_default()
+        .iter()
+        .filter(|c| c.state.as_ref().is_some_and(|s| s.running.is_some()))
+        .count();
+    assert!(
+        running + 1 >= created,
+        "{running} shown running of {created}"
+    );
+    h.cmd
+        .send(WorkerCmd::Delete { grace: Some(30) })
+        .await
+        .expect("send");
+    // Taken before the next container: Terminating shows, nothing more is created.
+    tokio::time::advance(Duration::from_millis(150)).await;
+    settle().await;
+    assert!(terminating(&h), "the delete is shown while the start runs");
+    advance(2).await;
+    assert!(h.cmd.is_closed(), "the worker deleted the pod");
+    let total = fake
+        .calls()
+        .iter()
+        .filter(|c| c.starts_with("create:"))
+        .count();
+    assert!(total <= created + 1, "{total} created after the delete");
+    assert_eq!(fake.running(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn delete_during_an_image_pull_drops_the_pull() {
+    let yaml = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n  - {name: a, image: reg.test/big:1}\n";
+    let (fake, h, _d) = start(yaml);
+    fake.add_pullable("reg.test/big:1");
+    fake.set_slowness(Duration::from_secs(600));
+    advance(2).await;
+    assert!(fake.calls().iter().any(|c| c == "pull:reg.test/big:1"));
+    assert!(
+        events(&h).iter().any(|(r, _)| r == "Pulling"),
+        "{:?}",
+        events(&h)
+    );
+    h.cmd
+        .send(WorkerCmd::Delete { grace: None })
+        .await
+        .expect("send");
+    advance(1).await;
+    assert!(h.cmd.is_closed(), "deleted without waiting for the pull");
+    assert_eq!(creates(&fake, "a"), 0);
+}
+
+const STUBBORN_SIDECAR: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: sc}
+spec:
+  restartPolicy: Never
+  terminationGracePeriodSeconds: 20
+  initContainers:
+  - {name: log, image: busybox, restartPolicy: Always}
+  containers:
+  - {name: main, image: busybox}
+"#;
+
+#[tokio::test(start_paused = true)]
+async fn an_exited_main_container_shows_while_its_sidecar_stops() {
+    let (fake, h, _d) = start(STUBBORN_SIDECAR);
+    settle().await;
+    fake.ignore_term("log");
+    assert_eq!(ready_col(&h), "2/2");
+    fake.exit("main", 0);
+    advance(1).await;
+    // The sidecar takes its 20 s; main's end and the Killing are shown meanwhile.
+    assert_eq!(fake.running(), 1, "the sidecar is still stopping");
+    let main = status_of(&h, "main");
+    assert_eq!(main["state"]["terminated"]["reason"], "Completed", "{main}");
+    assert_eq!(ready_col(&h), "1/2");
+    assert!(events(&h)
+        .iter()
+        .any(|(r, m)| r == "Killing" && m == "Stopping container log"));
+    advance(20).await;
+    assert_eq!(phase(&h), "Succeeded");
+}
+
+const FAILING_POST_START: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: p}
+spec:
+  terminationGracePeriodSeconds: 60
+  containers:
+  - name: web
+    image: busybox
+    lifecycle: {postStart: {exec: {command: [hook]}}}
+"#;
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_post_start_shows_at_once_and_a_shorter_delete_cuts_its_kill() {
+    let (fake, h, _d) = start(FAILING_POST_START);
+    let codes = scripted(&fake);
+    codes.lock().expect("lock").insert("hook".into(), 7);
+    fake.ignore_term("web");
+    settle().await;
+    // The kill takes the pod's 60 s; what happened is shown now, not then.
+    let evs: Vec<String> = events(&h).into_iter().map(|(r, _)| r).collect();
+    for want in ["Created", "Started", "FailedPostStartHook", "Killing"] {
+        assert!(evs.iter().any(|r| r == want), "{want} missing: {evs:?}");
+    }
+    assert_ne!(column(&h), "ContainerCreating");
+    advance(5).await;
+    assert_eq!(fake.running(), 1, "web waits out its grace");
+    h.cmd
+        .send(WorkerCmd::Delete { grace: Some(1) })
+        .await
+        .expect("send");
+    advance(3).await;
+    assert!(
+        h.cmd.is_closed(),
+        "deleted in the 1 s (at least 2 s) it allows"
+    );
+    assert_eq!(fake.running(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn delete_during_a_hanging_post_start_hook_does_not_wait_for_it() {
+    let (fake, h, _d) = start(FAILING_POST_START);
+    // The hook never ends: it would hold the worker for the pod's 60 s.
+    fake.on_exec(|_, _| None);
+    advance(2).await;
+    assert!(fake.calls().iter().any(|c| c == "exec:web:hook"));
+    h.cmd
+        .send(WorkerCmd::Delete { grace: Some(0) })
+        .await
+        .expect("send");
+    settle().await;
+    assert!(h.cmd.is_closed());
+    assert_eq!(fake.running(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_liveness_kill_shows_at_once_and_a_force_delete_cuts_it() {
+    let yaml = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: p}
+spec:
+  terminationGracePeriodSeconds: 60
+  containers:
+  - name: web
+    image: busybox
+    livenessProbe: {exec: {command: [live]}, periodSeconds: 1, failureThreshold: 1}
+"#;
+    let (fake, h, _d) = start(yaml);
+    let codes = scripted(&fake);
+    fake.ignore_term("web");
+    settle().await;
+    codes.lock().expect("lock").insert("live".into(), 1);
+    advance(2).await;
+    let evs = events(&h);
+    assert!(evs.iter().any(|(r, _)| r == "Unhealthy"), "{evs:?}");
+    assert!(
+        evs.iter().any(|(r, m)| r == "Killing"
+            && m == "Container web failed liveness probe, will be restarted"),
+        "{evs:?}"
+    );
+    assert_eq!(fake.running(), 1, "web waits out its 60 s");
+    h.cmd
+        .send(WorkerCmd::Delete { grace: Some(0) })
+        .await
+        .expect("send");
+    settle().await;
+    assert!(
+        h.cmd.is_closed(),
+        "a force delete does not wait for the liveness kill"
+    );
+    assert_eq!(fake.running(), 0);
+    assert_eq!(restarts(&h, "web"), 0, "no restart after the delete");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_longer_delete_lets_a_liveness_kill_finish() {
+    let yaml = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: p}
+spec:
+  terminationGracePeriodSeconds: 60
+  containers:
+  - name: web
+    image: busybox
+    livenessProbe: {exec: {command: [live]}, periodSeconds: 1, failureThreshold: 1, terminationGracePeriodSeconds: 5}
+"#;
+    let (fake, h, _d) = start(yaml);
+    let codes = scripted(&fake);
+    fake.ignore_term("web");
+    settle().await;
+    codes.lock().expect("lock").insert("live".into(), 1);
+    advance(2).await;
+    h.cmd
+        .send(WorkerCmd::Delete { grace: Some(30) })
+        .await
+        .expect("send");
+    settle().await;
+    assert!(terminating(&h));
+    // The kill already ends sooner than the delete's 30 s: it is not started again,
+    // and once it is done the pod goes.
+    advance(6).await;
+    assert!(h.cmd.is_closed());
+    let web: Vec<Duration> = fake.stops().into_iter().map(|s| s.1).collect();
+    assert_eq!(web.len(), 1, "{web:?}");
+    assert!(web[0] <= Duration::from_secs(5), "{web:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn create_errors_back_off_like_crash_loops_and_their_events_are_counted() {
+    let yaml = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: p}
+spec:
+  containers:
+  - {name: web, image: busybox}
+  - name: probed
+    image: busybox
+    readinessProbe: {exec: {command: [ready]}, periodSeconds: 1}
+"#;
+    let (fake, h, _d) = start(yaml);
+    let why = "exec: \"nope\": executable file not found in $PATH";
+    fake.fail_create("web", Some(why));
+    settle().await;
+    assert_eq!(
+        waiting_reason(&h, "web").as_deref(),
+        Some("CreateContainerError")
+    );
+    // Tries at 0, 10, 30, 70, 150, 310, 610 s (the readiness probe wakes the worker
+    // every second meanwhile: a wake-up is not a try).
+    let mut elapsed = 0;
+    for (n, at) in [(1, 10), (2, 30), (3, 70), (4, 150), (5, 310), (6, 610)] {
+        advance(at - elapsed - 1).await;
+        assert_eq!(creates(&fake, "web"), n, "tries before {at} s");
+        advance(2).await;
+        elapsed = at + 1;
+        assert_eq!(creates(&fake, "web"), n + 1, "tries after {at} s");
+        assert_eq!(
+            waiting_reason(&h, "web").as_deref(),
+            Some("CreateContainerError")
+        );
+    }
+    // One series per event, counted: not one line per try.
+    let rec = h.snapshot.borrow().clone();
+    let failed: Vec<_> = rec.events.iter().filter(|e| e.reason == "Failed").collect();
+    assert_eq!(failed.len(), 1, "{:?}", rec.events);
+    assert_eq!(failed[0].count, 7);
+    assert!(failed[0].message.ends_with(why), "{}", failed[0].message);
+    assert_eq!(
+        (failed[0].time - failed[0].first_time) / 1_000_000_000,
+        610,
+        "first and last try"
+    );
+    assert!(rec.events.len() < 10, "{:?}", rec.events);
+    assert_eq!(restarts(&h, "web"), 0);
+    // Fixed: the next try (at the 5 min cap) starts it, and the back-off is forgotten.
+    fake.fail_create("web", None);
+    advance(300).await;
+    assert!(status_of(&h, "web")["state"]["running"].is_object());
+    assert_eq!(creates(&fake, "web"), 8);
+    assert_eq!(h.snapshot.borrow().containers["web"].create_backoff, None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_restart_keeps_its_attempt_and_backs_off() {
+    let (fake, h, _d) = start(WEB);
+    settle().await;
+    fake.fail_create("web", Some("no space left on device"));
+    fake.exit("web", 1);
+    settle().await;
+    // The restart (attempt 1) failed to create: retried after 10 s, as attempt 1.
+    // kubelet counts restarts from the runtime's containers: none was made yet.
+    assert_eq!(creates(&fake, "web"), 2);
+    assert_eq!(restarts(&h, "web"), 0);
+    assert_eq!(
+        waiting_reason(&h, "web").as_deref(),
+        Some("CreateContainerError")
+    );
+    advance(5).await;
+    assert_eq!(creates(&fake, "web"), 2);
+    fake.fail_create("web", None);
+    advance(6).await;
+    assert_eq!(creates(&fake, "web"), 3);
+    assert_eq!(restarts(&h, "web"), 1);
+    let attempt = h.snapshot.borrow().containers["web"]
+        .current
+        .as_ref()
+        .map(|c| c.config.attempt);
+    assert_eq!(attempt, Some(1));
+}

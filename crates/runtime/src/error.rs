@@ -157,6 +157,26 @@ pub enum RuntimeError {
         /// `namespace/name` of the pod holding it.
         pod: String,
     },
+    /// A port inside a pod could not be reached (port-forward).
+    #[error("sandbox {sandbox_id}: port {port}: {source}")]
+    PortForward {
+        /// The sandbox.
+        sandbox_id: String,
+        /// The port in the pod.
+        port: u16,
+        /// Why the connection failed.
+        #[source]
+        source: super::dial::DialError,
+    },
+    /// The container's command is not in its filesystem (libcontainer finds out when
+    /// it creates the container): said as runc says it, which Kubernetes users know.
+    #[error("exec: {executable:?}: {}", if executable.contains('/') { format!("stat {executable}: no such file or directory") } else { "executable file not found in $PATH".to_string() })]
+    ExecutableNotFound {
+        /// The container.
+        container: String,
+        /// The command's first word, as the pod gives it.
+        executable: String,
+    },
     /// A create failed, and undoing its earlier steps failed too: both are kept.
     #[error("{error} (cleanup also failed: {cleanup})")]
     WithCleanup {
@@ -168,6 +188,38 @@ pub enum RuntimeError {
 }
 
 impl RuntimeError {
+    /// Whether the container could not start because its executable is missing
+    /// (kubelet's `RunContainerError`, not a create error), also under a failed cleanup.
+    pub fn is_executable_not_found(&self) -> bool {
+        match self {
+            RuntimeError::ExecutableNotFound { .. } => true,
+            RuntimeError::WithCleanup { error, .. } => error.is_executable_not_found(),
+            _ => false,
+        }
+    }
+
+    /// libcontainer's report of a missing executable (`executable 'x' not found in
+    /// $PATH`, carried as text from its init process through podhost-runc and the
+    /// shim) as [`RuntimeError::ExecutableNotFound`]; other errors unchanged.
+    pub fn executable_not_found(self, container: &str) -> Self {
+        const MARK: &str = "executable '";
+        const TAIL: &str = "' not found in $PATH";
+        let RuntimeError::Shim { message, .. } = &self else {
+            return self;
+        };
+        let found = message.rfind(TAIL).and_then(|end| {
+            let start = message[..end].rfind(MARK)? + MARK.len();
+            Some(message[start..end].to_string())
+        });
+        match found {
+            Some(executable) => RuntimeError::ExecutableNotFound {
+                container: container.to_string(),
+                executable,
+            },
+            None => self,
+        }
+    }
+
     /// Shorthand for an [`RuntimeError::Io`] with context.
     pub fn io(
         action: &'static str,
@@ -188,5 +240,34 @@ impl RuntimeError {
             path,
             source,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_executable_reads_as_runc_says_it() {
+        let shim = |message: &str| RuntimeError::Shim {
+            sandbox_id: "s".into(),
+            op: "create_container",
+            code: podhost_shim::proto::ErrorCode::Internal,
+            message: message.into(),
+        };
+        let e = shim("container c: runc create failed (exit status: 1): podhost-runc: libcontainer failed to create the container: exec process failed with error error in executing process : executable 'no-such' not found in $PATH")
+            .executable_not_found("c");
+        assert!(e.is_executable_not_found());
+        assert_eq!(
+            e.to_string(),
+            "exec: \"no-such\": executable file not found in $PATH"
+        );
+        let e = shim("… executable '/bin/nope' not found in $PATH").executable_not_found("c");
+        assert_eq!(
+            e.to_string(),
+            "exec: \"/bin/nope\": stat /bin/nope: no such file or directory"
+        );
+        let other = shim("mount failed").executable_not_found("c");
+        assert!(!other.is_executable_not_found());
     }
 }

@@ -5,7 +5,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::broadcast;
+use podhost_shim::proto::frame;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+use tokio::sync::{broadcast, watch};
 
 use super::*;
 use crate::clock::Clock;
@@ -25,6 +27,34 @@ struct State {
     stops: Vec<(String, Duration, i32)>,
     /// Images the fake registry serves to `pull_image`.
     pullable: Vec<String>,
+    /// Containers (by name) whose create fails, with the runtime's message.
+    failing_creates: HashMap<String, String>,
+    /// How long each `create_container` and `pull_image` takes (tokio's clock).
+    slowness: Duration,
+    /// Exit codes of containers, for their attach sessions (by container id).
+    exits: HashMap<String, watch::Sender<Option<i32>>>,
+    /// Ports `port_forward` finds nobody listening on.
+    refused_ports: HashSet<u16>,
+}
+
+impl State {
+    /// Marks a running container exited with `code` and tells its attach sessions.
+    fn exited(&mut self, id: &str, code: i32, now: i64) -> bool {
+        let Some(c) = self
+            .containers
+            .get_mut(id)
+            .filter(|c| c.state == ContainerState::Running)
+        else {
+            return false;
+        };
+        c.state = ContainerState::Exited;
+        c.exit_code = Some(code);
+        c.finished_at = Some(now);
+        if let Some(tx) = self.exits.get(id) {
+            tx.send_replace(Some(code));
+        }
+        true
+    }
 }
 
 /// What the fake reports for an image present under `reference`.
@@ -35,7 +65,9 @@ fn fake_image(reference: &str) -> ImageInfo {
         size: 0,
         stop_signal: None,
         repo_digests: Vec::new(),
+        loaded_tags: vec![reference.to_string()],
         user: None,
+        pinned: false,
     }
 }
 
@@ -95,6 +127,29 @@ impl FakeRuntime {
         self.lock().ignore_term.insert(name.to_string());
     }
 
+    /// Make `create_container` of the container named `name` fail with `message`
+    /// (None: succeed again), as a runtime that cannot create it would.
+    pub fn fail_create(&self, name: &str, message: Option<&str>) {
+        let mut st = self.lock();
+        match message {
+            Some(m) => st.failing_creates.insert(name.to_string(), m.to_string()),
+            None => st.failing_creates.remove(name),
+        };
+    }
+
+    /// Make every `create_container` and `pull_image` take `d` (on tokio's clock), like
+    /// a real runtime's helper process or a registry.
+    pub fn set_slowness(&self, d: Duration) {
+        self.lock().slowness = d;
+    }
+
+    async fn take_time(&self) {
+        let slowness = self.lock().slowness;
+        if !slowness.is_zero() {
+            tokio::time::sleep(slowness).await;
+        }
+    }
+
     /// Every stop so far: (container name, timeout, signal).
     pub fn stops(&self) -> Vec<(String, Duration, i32)> {
         self.lock().stops.clone()
@@ -110,18 +165,25 @@ impl FakeRuntime {
         self.lock().calls.clone()
     }
 
+    /// Make `port_forward` to `port` fail as if nothing listened there.
+    pub fn refuse_port(&self, port: u16) {
+        self.lock().refused_ports.insert(port);
+    }
+
     /// Make the running container named `name` exit with `code`.
     pub fn exit(&self, name: &str, code: i32) -> bool {
         let now = self.clock.now();
         let mut st = self.lock();
         let found = st
             .containers
-            .values_mut()
-            .find(|c| c.config.name == name && c.state == ContainerState::Running);
-        let Some(c) = found else { return false };
-        c.state = ContainerState::Exited;
-        c.exit_code = Some(code);
-        c.finished_at = Some(now);
+            .values()
+            .find(|c| c.config.name == name && c.state == ContainerState::Running)
+            .map(|c| c.id.clone());
+        let Some(id) = found else { return false };
+        st.exited(&id, code, now);
+        let Some(c) = st.containers.get_mut(&id) else {
+            return false;
+        };
         c.reason = Some(if code == 0 { "Completed" } else { "Error" }.into());
         let ev = RuntimeEvent::ContainerExited {
             sandbox_id: c.sandbox_id.clone(),
@@ -206,16 +268,14 @@ impl Runtime for FakeRuntime {
         if let Some(s) = st.sandboxes.get_mut(sandbox_id) {
             s.state = SandboxState::NotReady;
         }
-        for c in st
+        let ids: Vec<String> = st
             .containers
-            .values_mut()
+            .values()
             .filter(|c| c.sandbox_id == sandbox_id)
-        {
-            if c.state == ContainerState::Running {
-                c.state = ContainerState::Exited;
-                c.exit_code = Some(137);
-                c.finished_at = Some(now);
-            }
+            .map(|c| c.id.clone())
+            .collect();
+        for id in ids {
+            st.exited(&id, 137, now);
         }
         Ok(())
     }
@@ -242,11 +302,20 @@ impl Runtime for FakeRuntime {
         config: &ContainerConfig,
         _sandbox: &SandboxConfig,
     ) -> Result<String, RuntimeError> {
+        self.lock().calls.push(format!("create:{}", config.name));
+        self.take_time().await;
         let now = self.clock.now();
         let mut st = self.lock();
         st.next += 1;
         let id = format!("c{}", st.next);
-        st.calls.push(format!("create:{}", config.name));
+        if let Some(message) = st.failing_creates.get(&config.name) {
+            return Err(RuntimeError::Shim {
+                sandbox_id: sandbox_id.into(),
+                op: "create_container",
+                code: podhost_shim::proto::ErrorCode::Internal,
+                message: message.clone(),
+            });
+        }
         st.containers.insert(
             id.clone(),
             ContainerStatus {
@@ -264,6 +333,7 @@ impl Runtime for FakeRuntime {
                 log_path: PathBuf::new(),
             },
         );
+        st.exits.insert(id.clone(), watch::channel(None).0);
         Ok(id)
     }
     async fn start_container(&self, container_id: &str) -> Result<(), RuntimeError> {
@@ -302,18 +372,18 @@ impl Runtime for FakeRuntime {
         }
         let now = self.clock.now();
         let mut st = self.lock();
-        if let Some(c) = st.containers.get_mut(container_id) {
-            if c.state == ContainerState::Running {
-                c.state = ContainerState::Exited;
-                c.exit_code = Some(if stubborn { 137 } else { 128 + signal });
-                c.finished_at = Some(now);
+        let code = if stubborn { 137 } else { 128 + signal };
+        if st.exited(container_id, code, now) {
+            if let Some(c) = st.containers.get_mut(container_id) {
                 c.reason = Some("Error".into());
             }
         }
         Ok(())
     }
     async fn remove_container(&self, container_id: &str) -> Result<(), RuntimeError> {
-        self.lock().containers.remove(container_id);
+        let mut st = self.lock();
+        st.containers.remove(container_id);
+        st.exits.remove(container_id);
         Ok(())
     }
     async fn container_status(&self, container_id: &str) -> Result<ContainerStatus, RuntimeError> {
@@ -335,13 +405,129 @@ impl Runtime for FakeRuntime {
             .cloned()
             .collect())
     }
+    /// A session that first writes what the exec handler says (default: nothing, exit
+    /// 0), then acts as `cat`: stdin comes back as stdout, with a TTY each window size as
+    /// a `size WxH` line; the end of input ends it with the handler's exit code.
     async fn exec(
         &self,
         container_id: &str,
-        _cmd: Vec<String>,
-        _opts: ExecOptions,
+        cmd: Vec<String>,
+        opts: ExecOptions,
     ) -> Result<ExecStream, RuntimeError> {
-        Err(RuntimeError::ContainerNotFound(container_id.into()))
+        let name = {
+            let mut st = self.lock();
+            let c = st
+                .containers
+                .get(container_id)
+                .ok_or_else(|| RuntimeError::ContainerNotFound(container_id.into()))?;
+            if c.state != ContainerState::Running {
+                return Err(not_running(c, "exec"));
+            }
+            let name = c.config.name.clone();
+            st.calls
+                .push(format!("exec-session:{name}:{}", cmd.join(" ")));
+            name
+        };
+        let handler = self
+            .exec_handler
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let result = match handler {
+            Some(h) => h(&name, &cmd),
+            None => Some(ExecResult::default()),
+        };
+        let mut greeting = Vec::new();
+        if let Some(r) = &result {
+            for (kind, data) in [(frame::STDOUT, &r.stdout), (frame::STDERR, &r.stderr)] {
+                if !data.is_empty() {
+                    frame::encode(&mut greeting, kind, data);
+                }
+            }
+        }
+        if let (true, Some(size)) = (opts.tty, opts.size) {
+            let line = format!("size {}x{}\n", size.width, size.height);
+            frame::encode(&mut greeting, frame::STDOUT, line.as_bytes());
+        }
+        let session = FakeStdio {
+            greeting,
+            stdin: true,
+            stdout: true,
+            tty: opts.tty,
+            // A handler that hangs: the session never ends by itself.
+            end_of_input: result.map(|r| r.exit_code),
+            exit: None,
+        };
+        Ok(Box::new(session.spawn()))
+    }
+    /// A session on a `cat`-like container: input (with `stdin`) comes back as stdout,
+    /// a TTY's window sizes as `size WxH` lines; the end of input ends the session, the
+    /// container's exit ([`FakeRuntime::exit`], stops) sends its code.
+    async fn attach(
+        &self,
+        container_id: &str,
+        opts: AttachOptions,
+    ) -> Result<ExecStream, RuntimeError> {
+        let mut st = self.lock();
+        let c = st
+            .containers
+            .get(container_id)
+            .ok_or_else(|| RuntimeError::ContainerNotFound(container_id.into()))?;
+        if c.state != ContainerState::Running {
+            return Err(not_running(c, "attach"));
+        }
+        let tty = c.config.tty;
+        let name = c.config.name.clone();
+        let exit = st.exits.get(container_id).map(watch::Sender::subscribe);
+        st.calls.push(format!("attach:{name}"));
+        let session = FakeStdio {
+            greeting: Vec::new(),
+            stdin: opts.stdin,
+            stdout: opts.stdout,
+            tty,
+            end_of_input: None,
+            exit,
+        };
+        Ok(Box::new(session.spawn()))
+    }
+    /// An echo server on every port of a ready sandbox, but those [`FakeRuntime::refuse_port`]
+    /// closed.
+    async fn port_forward(
+        &self,
+        sandbox_id: &str,
+        port: u16,
+    ) -> Result<ForwardStream, RuntimeError> {
+        let mut st = self.lock();
+        let sandbox = st
+            .sandboxes
+            .get(sandbox_id)
+            .ok_or_else(|| RuntimeError::SandboxNotFound(sandbox_id.into()))?;
+        if sandbox.state != SandboxState::Ready {
+            return Err(RuntimeError::Shim {
+                sandbox_id: sandbox_id.into(),
+                op: "port_forward",
+                code: podhost_shim::proto::ErrorCode::FailedPrecondition,
+                message: "sandbox is not ready".into(),
+            });
+        }
+        st.calls.push(format!("port_forward:{sandbox_id}:{port}"));
+        if st.refused_ports.contains(&port) {
+            return Err(RuntimeError::PortForward {
+                sandbox_id: sandbox_id.into(),
+                port,
+                source: crate::dial::DialError::Connect {
+                    addr: format!("127.0.0.1:{port}"),
+                    source: std::io::ErrorKind::ConnectionRefused.into(),
+                },
+            });
+        }
+        let (ours, pod) = tokio::io::duplex(64 * 1024);
+        tokio::spawn(async move {
+            let (mut r, mut w) = tokio::io::split(pod);
+            let _ = tokio::io::copy(&mut r, &mut w).await;
+            let _ = w.shutdown().await;
+        });
+        Ok(Box::new(ours))
     }
     async fn exec_sync(
         &self,
@@ -398,8 +584,9 @@ impl Runtime for FakeRuntime {
         _auth: Option<AuthConfig>,
         _progress: Option<PullProgress>,
     ) -> Result<PulledImage, RuntimeError> {
+        self.lock().calls.push(format!("pull:{reference}"));
+        self.take_time().await;
         let mut st = self.lock();
-        st.calls.push(format!("pull:{reference}"));
         // The fake registry serves what `add_pullable` put there.
         if !st.pullable.iter().any(|i| i == reference) {
             return Err(RuntimeError::ImageNotFound {
@@ -414,7 +601,9 @@ impl Runtime for FakeRuntime {
                 size: 0,
                 stop_signal: None,
                 repo_digests: vec![format!("{reference}@sha256:fake")],
+                loaded_tags: Vec::new(),
                 user: None,
+                pinned: false,
             },
             repo_digest: format!("{reference}@sha256:fake"),
             downloaded: 0,
@@ -564,10 +753,181 @@ impl Runtime for FakeRuntime {
             .map(|c| ContainerRef {
                 id: c.id.clone(),
                 sandbox_id: c.sandbox_id.clone(),
+                image_id: c.image_id.clone(),
             })
             .collect())
     }
     fn events(&self) -> broadcast::Receiver<RuntimeEvent> {
         self.events.subscribe()
+    }
+}
+
+/// The container or command end of a fake exec or attach session (shim frames).
+struct FakeStdio {
+    /// Frames sent first.
+    greeting: Vec<u8>,
+    /// Input is read (else dropped).
+    stdin: bool,
+    /// Output is sent (else dropped).
+    stdout: bool,
+    /// Window sizes are reported.
+    tty: bool,
+    /// The end of input ends the session with this exit code (an exec); `None`: without
+    /// one (an attach), or never if there is no `exit` either.
+    end_of_input: Option<i32>,
+    /// The container's exit code, once it exits (an attach).
+    exit: Option<watch::Receiver<Option<i32>>>,
+}
+
+impl FakeStdio {
+    fn spawn(self) -> DuplexStream {
+        let (ours, theirs) = tokio::io::duplex(64 * 1024);
+        tokio::spawn(self.run(theirs));
+        ours
+    }
+
+    async fn run(mut self, mut io: DuplexStream) {
+        let mut out = std::mem::take(&mut self.greeting);
+        let mut inbuf = Vec::new();
+        let mut chunk = vec![0u8; 16 * 1024];
+        loop {
+            if !out.is_empty() && io.write_all(&std::mem::take(&mut out)).await.is_err() {
+                return;
+            }
+            let exited = async {
+                match &mut self.exit {
+                    Some(rx) => rx.wait_for(Option::is_some).await.ok().and_then(|c| *c),
+                    None => std::future::pending().await,
+                }
+            };
+            let n = tokio::select! {
+                n = io.read(&mut chunk) => n,
+                code = exited => {
+                    if let Some(code) = code {
+                        frame::encode(&mut out, frame::EXIT, &code.to_be_bytes());
+                        let _ = io.write_all(&out).await;
+                    }
+                    let _ = io.shutdown().await;
+                    return;
+                }
+            };
+            let n = match n {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            inbuf.extend_from_slice(&chunk[..n]);
+            let mut used = 0;
+            while let Ok(Some((kind, payload, len))) = frame::decode(&inbuf[used..]) {
+                used += len;
+                match kind {
+                    frame::STDIN if self.stdin && self.stdout => {
+                        frame::encode(&mut out, frame::STDOUT, payload)
+                    }
+                    frame::RESIZE if self.tty && self.stdout => {
+                        if let Some(size) = frame::parse_resize(payload) {
+                            let line = format!("size {}x{}\n", size.width, size.height);
+                            frame::encode(&mut out, frame::STDOUT, line.as_bytes());
+                        }
+                    }
+                    // An exec whose handler hangs takes no end of input.
+                    frame::STDIN_CLOSE
+                        if self.stdin && (self.end_of_input.is_some() || self.exit.is_some()) =>
+                    {
+                        if let Some(code) = self.end_of_input {
+                            frame::encode(&mut out, frame::EXIT, &code.to_be_bytes());
+                        }
+                        let _ = io.write_all(&out).await;
+                        let _ = io.shutdown().await;
+                        return;
+                    }
+                    _ => {}
+                }
+            }
+            inbuf.drain(..used);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn read_frame(io: &mut ExecStream) -> Option<(u8, Vec<u8>)> {
+        crate::read_frame(io).await.expect("frame")
+    }
+
+    async fn send(io: &mut ExecStream, kind: u8, payload: &[u8]) {
+        let mut buf = Vec::new();
+        frame::encode(&mut buf, kind, payload);
+        io.write_all(&buf).await.expect("write frame");
+    }
+
+    async fn running(fake: &FakeRuntime, tty: bool) -> String {
+        let sb = fake
+            .run_pod_sandbox(&crate::owned::tests::sandbox("p"))
+            .await
+            .expect("sandbox");
+        let mut config = crate::owned::tests::container("app");
+        config.tty = tty;
+        let c = fake
+            .create_container(&sb, &config, &crate::owned::tests::sandbox("p"))
+            .await
+            .expect("create");
+        fake.start_container(&c).await.expect("start");
+        c
+    }
+
+    #[tokio::test]
+    async fn attach_echoes_and_ends_with_the_containers_exit() {
+        let fake = FakeRuntime::new(Clock::default(), &["busybox"]);
+        let c = running(&fake, true).await;
+        let opts = AttachOptions {
+            stdin: true,
+            stdout: true,
+            stderr: false,
+        };
+        let mut a = fake.attach(&c, opts).await.expect("attach");
+        send(&mut a, frame::STDIN, b"hi").await;
+        assert_eq!(
+            read_frame(&mut a).await,
+            Some((frame::STDOUT, b"hi".to_vec()))
+        );
+        let size = TerminalSize {
+            width: 80,
+            height: 24,
+        };
+        send(&mut a, frame::RESIZE, &frame::resize_payload(size)).await;
+        assert_eq!(
+            read_frame(&mut a).await,
+            Some((frame::STDOUT, b"size 80x24\n".to_vec()))
+        );
+        assert!(fake.exit("app", 3));
+        assert_eq!(
+            read_frame(&mut a).await,
+            Some((frame::EXIT, 3i32.to_be_bytes().to_vec()))
+        );
+        assert_eq!(read_frame(&mut a).await, None);
+        // Exited: no more sessions.
+        assert!(fake.attach(&c, opts).await.is_err());
+        assert!(fake.calls().contains(&"attach:app".to_string()));
+    }
+
+    #[tokio::test]
+    async fn port_forward_echoes_unless_refused() {
+        let fake = FakeRuntime::new(Clock::default(), &["busybox"]);
+        let c = running(&fake, false).await;
+        let sb = fake.container_status(&c).await.expect("status").sandbox_id;
+        let mut s = fake.port_forward(&sb, 8080).await.expect("forward");
+        s.write_all(b"ping").await.expect("write");
+        let mut back = [0u8; 4];
+        s.read_exact(&mut back).await.expect("read");
+        assert_eq!(&back, b"ping");
+        fake.refuse_port(81);
+        let e = fake.port_forward(&sb, 81).await.err().expect("refused");
+        assert!(e.to_string().contains("port 81"), "{e}");
+        assert!(matches!(
+            fake.port_forward("nope", 80).await,
+            Err(RuntimeError::SandboxNotFound(_))
+        ));
     }
 }

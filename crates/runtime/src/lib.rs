@@ -13,6 +13,8 @@
 //! - [`cgroups`]: pod and container cgroups, v1 and v2.
 //! - [`linux`]: the Linux parts of sandbox and container configs (resources, security).
 //! - `shim_client`, `netns`, `mounts`: talking to a pod's shim, pinning namespaces, mounts.
+//! - [`dial`]: connecting to a port inside a pod's network namespace (probes,
+//!   port-forward).
 //! - [`config`]: where the runtime keeps its state and finds its helpers.
 //! - [`state_file`]: durable JSON files written atomically.
 //! - [`clock`]: timestamps, from a clock tests can pause.
@@ -24,6 +26,7 @@
 pub mod cgroups;
 pub mod clock;
 pub mod config;
+pub mod dial;
 pub mod error;
 #[cfg(feature = "fake")]
 pub mod fake;
@@ -123,6 +126,8 @@ pub struct ContainerRef {
     pub id: String,
     /// Its sandbox.
     pub sandbox_id: String,
+    /// `sha256:<config digest>` of the image it was created from.
+    pub image_id: String,
 }
 
 /// Cumulative resource counters of one container at one instant (CRI `ContainerStats`):
@@ -342,15 +347,16 @@ pub struct ContainerConfig {
     /// Cgroup limits and security context.
     #[serde(default)]
     pub linux: ContainerLinux,
-    /// Run on a pseudo-terminal (CRI `tty`). Kept and reported; the container itself
-    /// gets no terminal yet.
+    /// Run on a pseudo-terminal (CRI `tty`): stdout and stderr merged into the terminal's
+    /// output (logged as stdout), window sizes from attach sessions.
     #[serde(default)]
     pub tty: bool,
-    /// Keep stdin open for attach (CRI `stdin`). Kept and reported; attach comes with the
-    /// streaming server.
+    /// Keep stdin open for [`Runtime::attach`] (CRI `stdin`); otherwise it reads
+    /// `/dev/null`.
     #[serde(default)]
     pub stdin: bool,
-    /// Close stdin after the first attach ends (CRI `stdin_once`). Kept and reported.
+    /// Close stdin when the first attach session that had it ends (CRI `stdin_once`;
+    /// without a TTY, as containerd).
     #[serde(default)]
     pub stdin_once: bool,
 }
@@ -398,7 +404,7 @@ pub struct ContainerStatus {
 }
 
 /// An image known to the runtime (CRI `Image`).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct ImageInfo {
     /// `sha256:<config digest>`.
     pub id: String,
@@ -411,9 +417,19 @@ pub struct ImageInfo {
     /// `name@sha256:…` it was pulled by; empty for images loaded from archives.
     #[serde(default)]
     pub repo_digests: Vec<String>,
+    /// Of `repo_tags`, those the image got from an archive and no registry since: with
+    /// `imagePullPolicy: Always` podhost uses them as they are (nothing to ask a
+    /// registry about; the user chose this image for the name).
+    #[serde(default)]
+    pub loaded_tags: Vec<String>,
     /// The image config's `User` (`uid`, `name`, `uid:gid` …), when the runtime read it.
     #[serde(default)]
     pub user: Option<String>,
+    /// A container of another front door uses it (CRI `pinned`): this viewer must not
+    /// collect it. A kubelet's image GC skips pinned images, so it never tries to remove
+    /// the image of a pod it cannot see (the runtime would refuse anyway).
+    #[serde(default)]
+    pub pinned: bool,
 }
 
 /// Outcome of [`Runtime::pull_image`].
@@ -476,9 +492,23 @@ pub struct ExecOptions {
     pub size: Option<TerminalSize>,
 }
 
-/// Anything bidirectional and async, for [`ExecStream`].
+/// Anything bidirectional and async, for [`ExecStream`] and [`ForwardStream`].
 pub trait ExecIo: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> ExecIo for T {}
+
+/// Which of a running container's streams an attach session gets (CRI `AttachRequest`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AttachOptions {
+    /// The session writes to the container's stdin (if it was created with one).
+    pub stdin: bool,
+    /// The session receives stdout (with a TTY: the terminal's whole output).
+    pub stdout: bool,
+    /// The session receives stderr (nothing comes with a TTY).
+    pub stderr: bool,
+}
+
+/// A TCP connection to a port inside a pod's network namespace ([`Runtime::port_forward`]).
+pub type ForwardStream = Box<dyn ExecIo>;
 
 /// What a finished `exec_sync` command produced (CRI `ExecSyncResponse`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -494,13 +524,42 @@ pub struct ExecResult {
 /// Output kept per stream by `exec_sync` (kubelet keeps 10 KiB of probe output).
 pub const EXEC_SYNC_MAX_OUTPUT: usize = 16 * 1024;
 
+/// Reads one frame of an exec or attach stream (`podhost_shim::proto::frame`): its
+/// kind and payload; `None` at a clean end between frames.
+pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R) -> std::io::Result<Option<(u8, Vec<u8>)>> {
+    use podhost_shim::proto::frame;
+    use tokio::io::AsyncReadExt;
+    let mut head = [0u8; frame::HEADER];
+    let mut got = 0;
+    while got < head.len() {
+        match r.read(&mut head[got..]).await? {
+            0 if got == 0 => return Ok(None),
+            0 => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            n => got += n,
+        }
+    }
+    let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+    if len > frame::MAX_PAYLOAD {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "frame of {len} bytes exceeds the {} byte limit",
+                frame::MAX_PAYLOAD
+            ),
+        ));
+    }
+    let mut data = vec![0u8; len];
+    r.read_exact(&mut data).await?;
+    Ok(Some((head[0], data)))
+}
+
 /// Read an exec stream's frames until its exit frame (the body of `exec_sync`).
 async fn collect_exec(
     container_id: &str,
     stream: &mut ExecStream,
 ) -> Result<ExecResult, RuntimeError> {
     use podhost_shim::proto::frame;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let io = |action| {
         let path = PathBuf::from(container_id);
         move |source| RuntimeError::Io {
@@ -518,29 +577,17 @@ async fn collect_exec(
         .map_err(io("exec_sync: closing stdin of"))?;
     let mut out = ExecResult::default();
     loop {
-        let mut head = [0u8; frame::HEADER];
-        stream
-            .read_exact(&mut head)
+        let (kind, data) = read_frame(stream)
             .await
-            .map_err(io("exec_sync: reading output of"))?;
-        let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
-        if len > frame::MAX_PAYLOAD {
-            return Err(RuntimeError::Io {
-                action: "exec_sync: oversized frame from",
-                path: PathBuf::from(container_id),
-                source: std::io::Error::from(std::io::ErrorKind::InvalidData),
-            });
-        }
-        let mut data = vec![0u8; len];
-        stream
-            .read_exact(&mut data)
-            .await
-            .map_err(io("exec_sync: reading output of"))?;
+            .map_err(io("exec_sync: reading output of"))?
+            .ok_or_else(|| {
+                io("exec_sync: reading output of")(std::io::ErrorKind::UnexpectedEof.into())
+            })?;
         let keep = |buf: &mut Vec<u8>, data: &[u8]| {
             let room = EXEC_SYNC_MAX_OUTPUT.saturating_sub(buf.len());
             buf.extend_from_slice(&data[..data.len().min(room)]);
         };
-        match head[0] {
+        match kind {
             frame::STDOUT => keep(&mut out.stdout, &data),
             frame::STDERR => keep(&mut out.stderr, &data),
             frame::EXIT if data.len() == 4 => {
@@ -631,6 +678,23 @@ pub trait Runtime: Send + Sync + 'static {
             }),
         }
     }
+    /// Attach to a running container's stdio (CRI `Attach`). The stream speaks the shim's
+    /// frame protocol like an exec's: the container's output from now on, STDIN frames
+    /// into its stdin, RESIZE frames for its terminal. An EXIT frame with the container's
+    /// code ends it when the container exits; the stream ends without one when the
+    /// session's end of input (STDIN_CLOSE) ended it. Dropping it detaches.
+    async fn attach(
+        &self,
+        container_id: &str,
+        opts: AttachOptions,
+    ) -> Result<ExecStream, RuntimeError>;
+    /// Connect to `port` on 127.0.0.1 inside the sandbox's network namespace (CRI
+    /// `PortForward`; a hostNetwork pod's namespace is the host's).
+    async fn port_forward(
+        &self,
+        sandbox_id: &str,
+        port: u16,
+    ) -> Result<ForwardStream, RuntimeError>;
     /// The image a reference resolves to, if present.
     async fn image_status(&self, reference: &str) -> Result<Option<ImageInfo>, RuntimeError>;
     /// All images.

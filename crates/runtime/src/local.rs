@@ -15,6 +15,7 @@ use podhost_image::pull::Puller;
 use podhost_image::ImageStore;
 
 use super::cgroups::{self, Cgroups};
+use super::dial;
 use super::mounts;
 use super::netns;
 use super::network::{Attachment, Network};
@@ -126,6 +127,9 @@ impl Undo {
         }
     }
 }
+
+/// How long a port-forward connection may take to be accepted inside the pod.
+const FORWARD_DIAL_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn new_id() -> String {
     let bytes: [u8; 32] = rand::random();
@@ -601,7 +605,7 @@ impl LocalRuntime {
             ),
             cgroupfs: self.cgroupfs.clone(),
             readonly_rootfs: sec.readonly_rootfs,
-            terminal: false,
+            terminal: cfg.tty,
             resources: podhost_oci::Resources {
                 cpu_shares: cfg.linux.resources.cpu_shares,
                 cpu_quota: cfg.linux.resources.cpu_quota,
@@ -959,9 +963,10 @@ impl LocalRuntime {
                 false => log_path.as_path(),
             };
             self.shim(sandbox_id)
-                .create_container(&id, &bundle, shim_log)
+                .create_container(&id, &bundle, shim_log, cfg)
                 .instrument(step!("create", helper_us = tracing::field::Empty))
-                .await?;
+                .await
+                .map_err(|e| e.executable_not_found(&id))?;
             // libcontainer makes its state dir 0755, and podhost-runc's exec writes the
             // container's process there (its environment) for a moment.
             let state = self.config.runc_root().join(&id);
@@ -1187,6 +1192,38 @@ impl Runtime for LocalRuntime {
         Ok(Box::new(s))
     }
 
+    async fn attach(
+        &self,
+        container_id: &str,
+        opts: AttachOptions,
+    ) -> Result<ExecStream, RuntimeError> {
+        let rec = self.container(container_id)?;
+        let s = self
+            .shim(&rec.sandbox_id)
+            .attach(container_id, opts)
+            .await?;
+        Ok(Box::new(s))
+    }
+
+    async fn port_forward(
+        &self,
+        sandbox_id: &str,
+        port: u16,
+    ) -> Result<ForwardStream, RuntimeError> {
+        let rec = self.sandbox(sandbox_id)?;
+        // The recorded namespace, never one from the request: a pinned netns, or the
+        // daemon's own for hostNetwork pods. A forward is one connection, so it waits
+        // as long as a kubelet's dialer for the pod's accept queue.
+        let stream = dial::connect(&rec.netns_path, "127.0.0.1", port, FORWARD_DIAL_TIMEOUT)
+            .await
+            .map_err(|source| RuntimeError::PortForward {
+                sandbox_id: sandbox_id.to_string(),
+                port,
+                source,
+            })?;
+        Ok(Box::new(stream))
+    }
+
     async fn image_status(&self, reference: &str) -> Result<Option<ImageInfo>, RuntimeError> {
         let images = self.images.clone();
         let r = reference.to_string();
@@ -1205,9 +1242,11 @@ impl Runtime for LocalRuntime {
                 size: img.size,
                 stop_signal: config.as_ref().and_then(|c| c.stop_signal().clone()),
                 repo_digests: img.repo_digests.clone(),
+                loaded_tags: images::loaded_tags(&img),
                 user: config
                     .and_then(|c| c.user().clone())
                     .filter(|u| !u.is_empty()),
+                pinned: false,
             }))
         })
         .await
@@ -1228,12 +1267,14 @@ impl Runtime for LocalRuntime {
             Ok(list
                 .into_iter()
                 .map(|i| ImageInfo {
+                    loaded_tags: images::loaded_tags(&i),
                     id: i.id,
                     repo_tags: i.repo_tags,
                     size: i.size,
                     stop_signal: None,
                     repo_digests: i.repo_digests,
                     user: None,
+                    pinned: false,
                 })
                 .collect())
         })
@@ -1314,6 +1355,7 @@ impl Runtime for LocalRuntime {
             .map(|r| ContainerRef {
                 id: r.id.clone(),
                 sandbox_id: r.sandbox_id.clone(),
+                image_id: r.image_id.clone(),
             })
             .collect())
     }

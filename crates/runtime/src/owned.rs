@@ -81,6 +81,23 @@ impl Owned {
         }
     }
 
+    /// `images` with those the other front door's containers use marked pinned.
+    async fn pin(&self, mut images: Vec<ImageInfo>) -> Result<Vec<ImageInfo>, RuntimeError> {
+        let own = self.own_sandboxes().await?;
+        let theirs: HashSet<String> = self
+            .inner
+            .container_refs()
+            .await?
+            .into_iter()
+            .filter(|c| !own.contains(&c.sandbox_id))
+            .map(|c| c.image_id)
+            .collect();
+        for i in &mut images {
+            i.pinned = theirs.contains(&i.id);
+        }
+        Ok(images)
+    }
+
     fn stamped(&self, config: &SandboxConfig) -> SandboxConfig {
         SandboxConfig {
             owner: self.owner,
@@ -192,11 +209,29 @@ impl Runtime for Owned {
         self.container(container_id).await?;
         self.inner.exec_sync(container_id, cmd, timeout).await
     }
+    async fn attach(
+        &self,
+        container_id: &str,
+        opts: AttachOptions,
+    ) -> Result<ExecStream, RuntimeError> {
+        self.container(container_id).await?;
+        self.inner.attach(container_id, opts).await
+    }
+    async fn port_forward(
+        &self,
+        sandbox_id: &str,
+        port: u16,
+    ) -> Result<ForwardStream, RuntimeError> {
+        self.sandbox(sandbox_id).await?;
+        self.inner.port_forward(sandbox_id, port).await
+    }
     async fn image_status(&self, reference: &str) -> Result<Option<ImageInfo>, RuntimeError> {
-        self.inner.image_status(reference).await
+        let image = self.inner.image_status(reference).await?;
+        Ok(self.pin(image.into_iter().collect()).await?.pop())
     }
     async fn list_images(&self) -> Result<Vec<ImageInfo>, RuntimeError> {
-        self.inner.list_images().await
+        let images = self.inner.list_images().await?;
+        self.pin(images).await
     }
     async fn pull_image(
         &self,
@@ -264,12 +299,13 @@ impl Runtime for Owned {
 }
 
 #[cfg(all(test, feature = "fake"))]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::clock::Clock;
     use crate::fake::FakeRuntime;
 
-    fn sandbox(name: &str) -> SandboxConfig {
+    /// A pod's sandbox config for tests.
+    pub(crate) fn sandbox(name: &str) -> SandboxConfig {
         SandboxConfig {
             name: name.into(),
             namespace: "default".into(),
@@ -281,7 +317,8 @@ mod tests {
         }
     }
 
-    fn container(name: &str) -> ContainerConfig {
+    /// A busybox container's config for tests.
+    pub(crate) fn container(name: &str) -> ContainerConfig {
         ContainerConfig {
             name: name.into(),
             image: "busybox".into(),
@@ -360,6 +397,14 @@ mod tests {
             .exec_sync(&c, vec!["true".into()], Duration::from_secs(1))
             .await
             .is_err());
+        assert!(matches!(
+            cli.attach(&c, AttachOptions::default()).await,
+            Err(RuntimeError::ContainerNotFound(_))
+        ));
+        assert!(matches!(
+            cli.port_forward(&theirs, 80).await,
+            Err(RuntimeError::SandboxNotFound(_))
+        ));
         assert!(cli.stop_container(&c, Duration::ZERO, 9).await.is_err());
         assert!(cli
             .update_container_resources(&c, &ContainerResources::default())
@@ -386,8 +431,29 @@ mod tests {
             SandboxState::Ready
         );
 
-        // Images are shared.
-        assert_eq!(cli.list_images().await.expect("images").len(), 1);
-        assert_eq!(cri.list_images().await.expect("images").len(), 1);
+        // Images are shared; the one CRI's container uses is pinned for the CLI only
+        // (a kubelet's GC skips pinned images), whichever way it is asked for.
+        let cli_images = cli.list_images().await.expect("images");
+        let cri_images = cri.list_images().await.expect("images");
+        assert_eq!((cli_images.len(), cri_images.len()), (1, 1));
+        assert!(cli_images[0].pinned);
+        assert!(!cri_images[0].pinned);
+        let status = |v: &Owned| {
+            let v = v.clone();
+            async move {
+                v.image_status("busybox")
+                    .await
+                    .expect("status")
+                    .expect("present")
+            }
+        };
+        assert!(status(&cli).await.pinned);
+        assert!(!status(&cri).await.pinned);
+        // Once the container is gone, nothing pins it.
+        cri.stop_container(&c, Duration::ZERO, 9)
+            .await
+            .expect("stop");
+        cri.remove_container(&c).await.expect("remove");
+        assert!(!status(&cli).await.pinned);
     }
 }

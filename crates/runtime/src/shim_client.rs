@@ -174,17 +174,22 @@ impl ShimClient {
         .await
     }
 
-    /// Create a container from its bundle; output goes to `log_path`.
+    /// Create a container from its bundle; output goes to `log_path`. `config` says
+    /// whether it gets a terminal and keeps stdin for attach.
     pub async fn create_container(
         &self,
         id: &str,
         bundle: &Path,
         log_path: &Path,
+        config: &crate::ContainerConfig,
     ) -> Result<(), RuntimeError> {
         let req = Request::CreateContainer {
             id: id.into(),
             bundle: bundle.display().to_string(),
             log_path: log_path.display().to_string(),
+            tty: config.tty,
+            stdin: config.stdin,
+            stdin_once: config.stdin_once,
         };
         let resp = self.request("create_container", req).await?;
         record_helper_time(&resp);
@@ -328,6 +333,27 @@ impl ShimClient {
         self.within("exec", HELPER_TIMEOUT, async {
             let mut s = self.connect("exec").await?;
             self.request_on(&mut s, "exec", &req).await?;
+            Ok(s)
+        })
+        .await
+    }
+
+    /// Attach to a running container's stdio; the returned stream speaks the shim's frame
+    /// protocol (see [`Request::Attach`]).
+    pub async fn attach(
+        &self,
+        id: &str,
+        opts: crate::AttachOptions,
+    ) -> Result<UnixStream, RuntimeError> {
+        let req = Request::Attach {
+            id: id.into(),
+            stdin: opts.stdin,
+            stdout: opts.stdout,
+            stderr: opts.stderr,
+        };
+        self.within("attach", ANSWER_TIMEOUT, async {
+            let mut s = self.connect("attach").await?;
+            self.request_on(&mut s, "attach", &req).await?;
             Ok(s)
         })
         .await

@@ -3,7 +3,7 @@
 //! The socket carries newline-delimited JSON: each [`Request`] line gets
 //! exactly one [`Response`] line. After a successful `subscribe`, [`Event`]
 //! lines may arrive at any time on that connection. After a successful
-//! `exec`, the connection switches to binary frames (see [`frame`]).
+//! `exec` or `attach`, the connection switches to binary frames (see [`frame`]).
 
 use serde::{Deserialize, Serialize};
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -19,6 +19,19 @@ pub enum Request {
         id: String,
         bundle: String,
         log_path: String,
+        /// Run the container on a pseudo-terminal (CRI `tty`): its output is the
+        /// terminal's, logged as stdout. Left out of the JSON when false, so that shims
+        /// older than terminals still understand a request that needs none.
+        #[serde(default, skip_serializing_if = "is_false")]
+        tty: bool,
+        /// Keep the container's stdin open for [`Request::Attach`] (CRI `stdin`); without
+        /// it the container reads `/dev/null`.
+        #[serde(default, skip_serializing_if = "is_false")]
+        stdin: bool,
+        /// Close the container's stdin once the first attach session that had it ends
+        /// (CRI `stdin_once`; as containerd, not with a TTY, whose input has no end).
+        #[serde(default, skip_serializing_if = "is_false")]
+        stdin_once: bool,
     },
     /// Start a created container.
     StartContainer { id: String },
@@ -44,6 +57,24 @@ pub enum Request {
         /// Window size set on the terminal before the command gets any input.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         size: Option<TerminalSize>,
+    },
+    /// Attach to a running container's stdio (CRI `Attach`); switches to [`frame`]s:
+    /// the container's output from now on as STDOUT/STDERR frames (a TTY's all as
+    /// STDOUT), STDIN frames into its stdin (if it was created with one), RESIZE frames
+    /// to its terminal. When the container exits the shim sends EXIT with its code and
+    /// closes; STDIN_CLOSE ends the session (EOF without EXIT) unless the container is
+    /// `stdin_once` without a TTY, whose stdin is closed instead.
+    Attach {
+        id: String,
+        /// The client sends input.
+        #[serde(default)]
+        stdin: bool,
+        /// The client wants the container's stdout (a TTY's whole output).
+        #[serde(default)]
+        stdout: bool,
+        /// The client wants the container's stderr (nothing comes with a TTY).
+        #[serde(default)]
+        stderr: bool,
     },
     /// Kill everything, stop the pause process and exit the shim.
     Shutdown,
@@ -183,7 +214,7 @@ pub enum Event {
 /// `id` used in [`Event::Exit`] for the pause process.
 pub const PAUSE_ID: &str = "pause";
 
-/// Binary framing used on a connection after a successful `exec`:
+/// Binary framing used on a connection after a successful `exec` or `attach`:
 /// `[u8 kind][u32 big-endian length][payload]`.
 pub mod frame {
     use std::io::{self, Read, Write};
@@ -413,6 +444,50 @@ mod tests {
         );
         assert_eq!(serde_json::from_str::<Request>(&s).unwrap(), tty);
         assert!(serde_json::from_str::<Request>(r#"{"op":"nope"}"#).is_err());
+    }
+
+    #[test]
+    fn stdio_of_a_container_is_left_out_unless_asked() {
+        let plain = Request::CreateContainer {
+            id: "c".into(),
+            bundle: "/b".into(),
+            log_path: "/l".into(),
+            tty: false,
+            stdin: false,
+            stdin_once: false,
+        };
+        // What a shim older than attach reads (it denies unknown fields).
+        let s = serde_json::to_string(&plain).unwrap();
+        assert_eq!(
+            s,
+            r#"{"op":"create_container","id":"c","bundle":"/b","log_path":"/l"}"#
+        );
+        assert_eq!(serde_json::from_str::<Request>(&s).unwrap(), plain);
+        let interactive = Request::CreateContainer {
+            id: "c".into(),
+            bundle: "/b".into(),
+            log_path: "/l".into(),
+            tty: true,
+            stdin: true,
+            stdin_once: true,
+        };
+        let s = serde_json::to_string(&interactive).unwrap();
+        assert!(
+            s.ends_with(r#""tty":true,"stdin":true,"stdin_once":true}"#),
+            "{s}"
+        );
+        assert_eq!(serde_json::from_str::<Request>(&s).unwrap(), interactive);
+        let attach: Request =
+            serde_json::from_str(r#"{"op":"attach","id":"c","stdout":true}"#).unwrap();
+        assert_eq!(
+            attach,
+            Request::Attach {
+                id: "c".into(),
+                stdin: false,
+                stdout: true,
+                stderr: false
+            }
+        );
     }
 
     #[test]

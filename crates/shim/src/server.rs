@@ -53,6 +53,10 @@ const EXEC_DRAIN_MAX: usize = 1 << 20;
 const MAX_CLIENTS: usize = 128;
 /// How long a TTY exec's helper may take to hand over the pty master.
 const CONSOLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a TTY container's master may take to arrive once its create helper exited
+/// (libcontainer sends it before that: this only covers a helper that leaves it to a
+/// child).
+const CONSOLE_AFTER_CREATE: Duration = Duration::from_secs(10);
 const STREAMS: [&str; 2] = ["stdout", "stderr"];
 
 struct Output {
@@ -72,7 +76,29 @@ struct Container {
     finished_at: Option<i64>,
     log_path: String,
     log: Option<LogWriter>,
+    /// stdout and stderr pipes; with a TTY `[master, None]`: the terminal merges them.
     outputs: [Option<Output>; 2],
+    /// Runs on a pseudo-terminal (CRI `tty`).
+    tty: bool,
+    /// The pty master of a TTY container, for window sizes from attached clients.
+    pty: Option<OwnedFd>,
+    /// Where attached clients' input goes: the write end of the container's stdin pipe,
+    /// or a duplicate of its pty master. `None` without CRI `stdin`, or once closed.
+    stdin: Option<OwnedFd>,
+    /// Input not yet written to `stdin`.
+    stdin_buf: Vec<u8>,
+    /// Close `stdin` once `stdin_buf` is written (the container then reads EOF).
+    stdin_eof: bool,
+    /// CRI `stdin_once`: the first attach session with stdin closes it when it ends.
+    stdin_once: bool,
+}
+
+/// How a container's stdio is set up (CRI `tty`, `stdin`, `stdin_once`).
+#[derive(Clone, Copy, Default)]
+struct StdioConfig {
+    tty: bool,
+    stdin: bool,
+    stdin_once: bool,
 }
 
 struct Exec {
@@ -99,6 +125,16 @@ impl Drop for Exec {
     }
 }
 
+/// A client attached to a container's stdio.
+struct Attach {
+    /// The container's token.
+    container: u64,
+    /// Its input goes to the container's stdin (until it sends STDIN_CLOSE).
+    stdin: bool,
+    /// It receives the container's stdout, stderr.
+    out: [bool; 2],
+}
+
 struct Client {
     token: u64,
     sock: UnixStream,
@@ -106,6 +142,7 @@ struct Client {
     outbuf: Vec<u8>,
     subscribed: bool,
     exec: Option<Exec>,
+    attach: Option<Attach>,
     /// Close once `outbuf` is flushed.
     closing: bool,
     dead: bool,
@@ -117,6 +154,7 @@ enum Slot {
     Signal,
     Client(u64),
     CtrOut(u64, usize),
+    CtrIn(u64),
     ExecOut(u64, usize),
     ExecIn(u64),
 }
@@ -235,7 +273,25 @@ impl Shim {
                     break;
                 }
             }
-            self.clients.retain(|c| !c.dead);
+            self.drop_dead_clients();
+        }
+    }
+
+    /// Forgets closed connections. An attach session that had stdin has ended: a
+    /// `stdin_once` container's stdin closes with it.
+    fn drop_dead_clients(&mut self) {
+        let mut i = 0;
+        while i < self.clients.len() {
+            if !self.clients[i].dead {
+                i += 1;
+                continue;
+            }
+            let gone = self.clients.remove(i);
+            if let Some(a) = gone.attach.filter(|a| a.stdin) {
+                if let Some(c) = self.containers.iter_mut().find(|c| c.token == a.container) {
+                    attach_stdin_ended(c);
+                }
+            }
         }
     }
 
@@ -258,13 +314,28 @@ impl Shim {
                     push(o.fd.as_raw_fd(), libc::POLLIN, Slot::CtrOut(c.token, s));
                 }
             }
+            if let Some(fd) = &c.stdin {
+                if !c.stdin_buf.is_empty() {
+                    push(fd.as_raw_fd(), libc::POLLOUT, Slot::CtrIn(c.token));
+                }
+            }
         }
         for c in &self.clients {
             let mut ev = 0;
             if !c.outbuf.is_empty() {
                 ev |= libc::POLLOUT;
             }
-            let backlog = c.exec.as_ref().map_or(0, |e| e.stdin_buf.len());
+            // Input waiting for its process (an exec's, or an attached container's, which
+            // several clients may feed): read no more from this client until it drains.
+            let backlog = match (&c.exec, &c.attach) {
+                (Some(e), _) => e.stdin_buf.len(),
+                (None, Some(a)) => self
+                    .containers
+                    .iter()
+                    .find(|ctr| ctr.token == a.container)
+                    .map_or(0, |ctr| ctr.stdin_buf.len()),
+                (None, None) => 0,
+            };
             if !c.closing && c.outbuf.len() < OUT_HIGH_WATER && backlog < OUT_HIGH_WATER {
                 ev |= libc::POLLIN;
             }
@@ -290,7 +361,12 @@ impl Shim {
         match slot {
             Slot::Listener => self.accept(),
             Slot::Signal => self.on_signals(),
-            Slot::CtrOut(tok, s) => self.container_output(tok, s),
+            Slot::CtrOut(tok, s) => self.container_output(tok, s, false),
+            Slot::CtrIn(tok) => {
+                if let Some(c) = self.containers.iter_mut().find(|c| c.token == tok) {
+                    feed_container_stdin(c);
+                }
+            }
             Slot::Client(tok) => self.client_io(tok, revents),
             Slot::ExecOut(tok, s) => {
                 if let Some(i) = self.client_index(tok) {
@@ -330,6 +406,7 @@ impl Shim {
                         outbuf: Vec::new(),
                         subscribed: false,
                         exec: None,
+                        attach: None,
                         closing: false,
                         dead: false,
                     });
@@ -383,11 +460,13 @@ impl Shim {
             c.signal = signal;
             c.finished_at = Some(sys::now_ns());
             let id = c.id.clone();
+            let token = c.token;
             self.broadcast(&Event::Exit {
                 id,
                 exit_code: code,
                 signal,
             });
+            self.end_attaches(token, code);
             return;
         }
         if let Some(c) = self.clients.iter_mut().find(|c| {
@@ -427,42 +506,77 @@ impl Shim {
         }
     }
 
-    fn container_output(&mut self, tok: u64, s: usize) {
-        let Some(c) = self.containers.iter_mut().find(|c| c.token == tok) else {
+    /// Reads a container's output once (with `drain`: all that is buffered, bounded by
+    /// [`EXEC_DRAIN_MAX`]) into its log and to the clients attached to that stream.
+    fn container_output(&mut self, tok: u64, s: usize, drain: bool) {
+        let Shim {
+            containers,
+            clients,
+            buf,
+            diag,
+            ..
+        } = self;
+        let Some(c) = containers.iter_mut().find(|c| c.token == tok) else {
             return;
         };
-        let Some(out) = c.outputs[s].as_mut() else {
-            return;
-        };
-        let n = match sys::read(out.fd.as_raw_fd(), &mut self.buf) {
-            Ok(n) => n,
-            Err(e) if would_block(&e) => return,
-            Err(_) => 0,
-        };
-        let mut records = Vec::new();
-        let now = sys::now_ns();
-        let mut emit = |text: &[u8], full: bool| {
-            crilog::format_record(&mut records, now, STREAMS[s], full, text)
-        };
-        if n == 0 {
-            out.split.finish(&mut emit);
-            c.outputs[s] = None;
-        } else {
-            out.split.push(&self.buf[..n], &mut emit);
-        }
+        let mut total = 0;
         let mut failed = None;
-        if !records.is_empty() {
-            if let Some(log) = c.log.as_mut() {
-                if let Err(e) = log.append(&records, now) {
-                    failed = Some(format!("container {}: {e}", c.id));
+        while let Some(out) = c.outputs[s].as_mut() {
+            let n = match sys::read(out.fd.as_raw_fd(), buf) {
+                Ok(n) => n,
+                Err(e) if would_block(&e) => break,
+                // A pty master reads EIO once the terminal has no process left.
+                Err(_) => 0,
+            };
+            let mut records = Vec::new();
+            let now = sys::now_ns();
+            let mut emit = |text: &[u8], full: bool| {
+                crilog::format_record(&mut records, now, STREAMS[s], full, text)
+            };
+            if n == 0 {
+                out.split.finish(&mut emit);
+                c.outputs[s] = None;
+            } else {
+                out.split.push(&buf[..n], &mut emit);
+                fan_out(clients, tok, s, &buf[..n]);
+            }
+            if !records.is_empty() {
+                if let Some(log) = c.log.as_mut() {
+                    if let Err(e) = log.append(&records, now) {
+                        failed = Some(format!("container {}: {e}", c.id));
+                    }
                 }
+            }
+            total += n;
+            if !drain || n == 0 || total >= EXEC_DRAIN_MAX {
+                break;
             }
         }
         if c.outputs.iter().all(Option::is_none) {
             c.log = None;
         }
         if let Some(msg) = failed {
-            self.diag(&msg);
+            diag_line(diag, &msg);
+        }
+    }
+
+    /// The container exited: what it wrote before goes out to the attached clients, then
+    /// each gets the exit code and its session ends. Its stdin has no reader any more.
+    fn end_attaches(&mut self, tok: u64, code: i32) {
+        for s in 0..2 {
+            self.container_output(tok, s, true);
+        }
+        if let Some(c) = self.containers.iter_mut().find(|c| c.token == tok) {
+            c.stdin = None;
+            c.stdin_buf = Vec::new();
+        }
+        let attached = self.clients.iter_mut().filter(|cl| {
+            !cl.dead && !cl.closing && cl.attach.as_ref().is_some_and(|a| a.container == tok)
+        });
+        for cl in attached {
+            frame::encode(&mut cl.outbuf, frame::EXIT, &code.to_be_bytes());
+            cl.closing = true;
+            flush_client(cl);
         }
     }
 
@@ -513,6 +627,11 @@ impl Shim {
                 flush_client(c);
                 return;
             }
+            if c.attach.is_some() {
+                self.attach_frames(i);
+                flush_client(&mut self.clients[i]);
+                return;
+            }
             let Some(pos) = c.inbuf.iter().position(|&b| b == b'\n') else {
                 if c.inbuf.len() > MAX_REQUEST {
                     c.outbuf
@@ -554,7 +673,17 @@ impl Shim {
                 id,
                 bundle,
                 log_path,
-            } => self.create(&id, &bundle, &log_path),
+                tty,
+                stdin,
+                stdin_once,
+            } => {
+                let stdio = StdioConfig {
+                    tty,
+                    stdin,
+                    stdin_once,
+                };
+                self.create(&id, &bundle, &log_path, stdio)
+            }
             Request::StartContainer { id } => self.start(&id),
             Request::Signal { id, signal } => self.signal(&id, signal),
             Request::Status => Ok(self.status()),
@@ -563,6 +692,12 @@ impl Shim {
                 Ok(Response::ok())
             }
             Request::RemoveContainer { id } => self.remove(&id),
+            Request::Attach {
+                id,
+                stdin,
+                stdout,
+                stderr,
+            } => self.attach(client, &id, stdin, [stdout, stderr]),
             Request::ReopenLog { id } => self.reopen_log(&id),
             Request::Exec { id, cmd, tty, size } => {
                 if tty {
@@ -638,7 +773,13 @@ impl Shim {
         ))
     }
 
-    fn create(&mut self, id: &str, bundle: &str, log_path: &str) -> Result<Response, Failure> {
+    fn create(
+        &mut self,
+        id: &str,
+        bundle: &str,
+        log_path: &str,
+        stdio: StdioConfig,
+    ) -> Result<Response, Failure> {
         if id.is_empty() || id.contains('/') || id == PAUSE_ID {
             return Err(Failure::new(
                 ErrorCode::InvalidArgument,
@@ -677,6 +818,24 @@ impl Shim {
         let pipes = (|| -> io::Result<_> { Ok((sys::pipe()?, sys::pipe()?)) })()
             .map_err(|e| format!("container {id}: create output pipes: {e}"))?;
         let ((out_r, out_w), (err_r, err_w)) = pipes;
+        // CRI `stdin` without a TTY: a pipe whose read end the container inherits.
+        let stdin_pipe = match stdio.stdin && !stdio.tty {
+            true => Some(sys::pipe().map_err(|e| format!("container {id}: stdin pipe: {e}"))?),
+            false => None,
+        };
+        // With a TTY libcontainer makes the pty in the container's devpts and sends the
+        // master here during create, as `runc create --console-socket` does.
+        let console = match stdio.tty {
+            true => {
+                let token = self.token();
+                let path = self.cfg.dir.join(format!("tty{token}"));
+                Some(
+                    ConsoleSocket::bind(path)
+                        .map_err(|e| format!("container {id}: console socket: {e}"))?,
+                )
+            }
+            false => None,
+        };
         let mut cmd = self.runc();
         cmd.arg("--error-file")
             .arg(&err_file)
@@ -684,9 +843,16 @@ impl Shim {
             .arg("--bundle")
             .arg(bundle)
             .arg("--pid-file")
-            .arg(&pid_file)
-            .arg(id)
-            .stdin(Stdio::null())
+            .arg(&pid_file);
+        if let Some(console) = &console {
+            cmd.arg("--console-socket").arg(&console.path);
+        }
+        let (stdin_r, stdin_w) = match stdin_pipe {
+            Some((r, w)) => (Stdio::from(r), Some(w)),
+            None => (Stdio::null(), None),
+        };
+        cmd.arg(id)
+            .stdin(stdin_r)
             .stdout(Stdio::from(out_w))
             .stderr(Stdio::from(err_w));
         let helper_t0 = std::time::Instant::now();
@@ -718,10 +884,24 @@ impl Shim {
                 return Err(format!("container {id}: {e}").into());
             }
         };
-        for fd in [&out_r, &err_r] {
-            sys::set_nonblocking(fd)
-                .map_err(|e| format!("container {id}: output pipe non-blocking: {e}"))?;
-        }
+        let fds = match console {
+            // The pipes only carried the helper's own messages: the container's stdio is
+            // the terminal.
+            Some(console) => wait_for_master(&console.listener, None, CONSOLE_AFTER_CREATE)
+                .map_err(|e| match e {
+                    WaitMaster::Failed(e) => format!("no terminal from the helper: {e}"),
+                    WaitMaster::Exited(_) => "the helper exited without a terminal".into(),
+                })
+                .and_then(|m| terminal_stdio(m, stdio.stdin).map_err(|e| e.to_string())),
+            None => pipe_stdio(out_r, err_r, stdin_w).map_err(|e| e.to_string()),
+        };
+        let (outputs, pty, stdin) = match fds {
+            Ok(fds) => fds,
+            Err(e) => {
+                self.cleanup_failed(id);
+                return Err(format!("container {id}: stdio: {e}").into());
+            }
+        };
         let token = self.token();
         self.containers.push(Container {
             token,
@@ -735,16 +915,18 @@ impl Shim {
             finished_at: None,
             log_path: log_path.to_string(),
             log: Some(log),
-            outputs: [
-                Some(Output {
-                    fd: out_r,
+            outputs: outputs.map(|fd| {
+                fd.map(|fd| Output {
+                    fd,
                     split: LineSplitter::default(),
-                }),
-                Some(Output {
-                    fd: err_r,
-                    split: LineSplitter::default(),
-                }),
-            ],
+                })
+            }),
+            tty: stdio.tty,
+            pty,
+            stdin,
+            stdin_buf: Vec::new(),
+            stdin_eof: false,
+            stdin_once: stdio.stdin_once,
         });
         self.diag(&format!("container {id} created, pid {pid}"));
         Ok(Response {
@@ -962,17 +1144,10 @@ impl Shim {
         // Short names: a unix socket path must fit in 108 bytes, and shim.sock does.
         let sock_path = self.cfg.dir.join(format!("tty{token}"));
         let err_file = self.cfg.dir.join(format!("tty{token}.err"));
-        let _ = fs::remove_file(&sock_path);
-        let listener = UnixListener::bind(&sock_path)
-            .map_err(|e| format!("exec in container {id}: bind {}: {e}", sock_path.display()))?;
-        let _ = fs::set_permissions(&sock_path, fs::Permissions::from_mode(0o600));
-        if let Err(e) = listener.set_nonblocking(true) {
-            let _ = fs::remove_file(&sock_path);
-            return Err(format!("exec in container {id}: console socket: {e}").into());
-        }
-        let result = self.spawn_tty_helper(id, argv, &listener, &sock_path, &err_file);
-        drop(listener);
-        let _ = fs::remove_file(&sock_path);
+        let console = ConsoleSocket::bind(sock_path)
+            .map_err(|e| format!("exec in container {id}: console socket: {e}"))?;
+        let result = self.spawn_tty_helper(id, argv, &console, &err_file);
+        drop(console);
         let (pid, master, helper_err) = result.inspect_err(|_| {
             let _ = fs::remove_file(&err_file);
         })?;
@@ -1023,15 +1198,14 @@ impl Shim {
         &mut self,
         id: &str,
         argv: &[String],
-        listener: &UnixListener,
-        sock_path: &Path,
+        console: &ConsoleSocket,
         err_file: &Path,
     ) -> Result<(libc::pid_t, OwnedFd, OwnedFd), String> {
         let mut cmd = self.runc();
         cmd.arg("--error-file")
             .arg(err_file)
             .args(["exec", "--console-socket"])
-            .arg(sock_path)
+            .arg(&console.path)
             .args([id, "--"])
             .args(argv)
             // The process gets the pty as stdio; the pipe carries the helper's messages.
@@ -1045,7 +1219,7 @@ impl Shim {
             let _ = child.wait();
             return Err(format!("exec in container {id}: helper stderr missing"));
         };
-        match wait_for_master(listener, pid) {
+        match wait_for_master(&console.listener, Some(pid), CONSOLE_TIMEOUT) {
             Ok(master) => Ok((pid, master, helper_err)),
             Err(WaitMaster::Exited(status)) => {
                 let (code, _) = sys::decode_status(status);
@@ -1062,6 +1236,105 @@ impl Shim {
                     "exec in container {id}: receive the pty master: {e} (helper: {detail})"
                 ))
             }
+        }
+    }
+
+    /// Attaches the connection to a running container's stdio: from now on it gets the
+    /// output of the streams in `out` (stdout, stderr) as frames, and its input frames go
+    /// to the container (see [`Request::Attach`]).
+    fn attach(
+        &mut self,
+        client: usize,
+        id: &str,
+        stdin: bool,
+        out: [bool; 2],
+    ) -> Result<Response, Failure> {
+        let i = self.find(id)?;
+        let c = &self.containers[i];
+        if c.state != ContainerState::Running {
+            return Err(Failure::new(
+                ErrorCode::FailedPrecondition,
+                format!("container {id} is not running"),
+            ));
+        }
+        if !stdin && !out.contains(&true) {
+            return Err(Failure::new(
+                ErrorCode::InvalidArgument,
+                format!("attach to container {id}: no stream asked for"),
+            ));
+        }
+        // Input for a container without stdin (or whose stdin_once closed it) is dropped,
+        // as containerd does.
+        let attach = Attach {
+            container: c.token,
+            stdin,
+            out,
+        };
+        let msg = format!("attach to container {id}: stdin {stdin}, stdout/stderr {out:?}");
+        self.clients[client].attach = Some(attach);
+        self.diag(&msg);
+        Ok(Response::ok())
+    }
+
+    /// Decodes an attached client's frames: input, end of input, window sizes.
+    fn attach_frames(&mut self, i: usize) {
+        let Shim {
+            clients,
+            containers,
+            ..
+        } = self;
+        let Client {
+            inbuf,
+            attach: Some(a),
+            closing,
+            dead,
+            ..
+        } = &mut clients[i]
+        else {
+            return;
+        };
+        let mut ctr = containers.iter_mut().find(|c| c.token == a.container);
+        let mut consumed = 0;
+        loop {
+            let (kind, payload, n) = match frame::decode(&inbuf[consumed..]) {
+                Ok(Some(f)) => f,
+                Ok(None) => break,
+                Err(_) => {
+                    // A corrupt stream cannot be resynchronised.
+                    *dead = true;
+                    break;
+                }
+            };
+            consumed += n;
+            match (kind, ctr.as_deref_mut()) {
+                (frame::STDIN, Some(c)) if a.stdin && c.stdin.is_some() && !c.stdin_eof => {
+                    c.stdin_buf.extend_from_slice(payload)
+                }
+                (frame::STDIN_CLOSE, c) if a.stdin => {
+                    a.stdin = false;
+                    match c {
+                        Some(c) if c.stdin_once && !c.tty && c.stdin.is_some() => {
+                            attach_stdin_ended(c)
+                        }
+                        // containerd's rule: the client's end of input ends its session.
+                        _ => *closing = true,
+                    }
+                }
+                (frame::RESIZE, Some(c)) => {
+                    if let (Some(pty), Some(sz)) = (&c.pty, frame::parse_resize(payload)) {
+                        let _ = sys::set_winsize(pty.as_raw_fd(), sz.width, sz.height);
+                    }
+                }
+                // Unknown kinds are ignored so clients can add more later.
+                _ => {}
+            }
+            if *closing {
+                break;
+            }
+        }
+        inbuf.drain(..consumed);
+        if let Some(c) = ctr {
+            feed_container_stdin(c);
         }
     }
 
@@ -1119,11 +1392,14 @@ impl Shim {
             }
             self.pause_exit = Some((0, None));
         }
-        for c in &mut self.containers {
+        let tokens: Vec<u64> = self.containers.iter().map(|c| c.token).collect();
+        for tok in tokens {
             // Pick up whatever the dying processes wrote.
             for s in 0..2 {
-                drain_container_output(c, s, &mut self.buf);
+                self.container_output(tok, s, true);
             }
+        }
+        for c in &mut self.containers {
             flush_outputs(c);
         }
         while let Ok(Some(_)) = sys::try_wait(-1) {}
@@ -1147,28 +1423,6 @@ fn kill_session(helper: libc::pid_t) {
     let _ = sys::kill(helper, libc::SIGKILL);
 }
 
-/// Reads everything currently buffered in a container pipe into its log.
-fn drain_container_output(c: &mut Container, s: usize, buf: &mut [u8]) {
-    let Some(out) = c.outputs[s].as_mut() else {
-        return;
-    };
-    let mut records = Vec::new();
-    loop {
-        match sys::read(out.fd.as_raw_fd(), buf) {
-            Ok(n) if n > 0 => {
-                let now = sys::now_ns();
-                out.split.push(&buf[..n], &mut |t, f| {
-                    crilog::format_record(&mut records, now, STREAMS[s], f, t)
-                });
-            }
-            _ => break,
-        }
-    }
-    if let Some(log) = c.log.as_mut() {
-        let _ = log.append(&records, sys::now_ns());
-    }
-}
-
 /// Writes pending partial lines and closes the container's pipes and log.
 fn flush_outputs(c: &mut Container) {
     let mut records = Vec::new();
@@ -1184,6 +1438,112 @@ fn flush_outputs(c: &mut Container) {
     }
     c.outputs = [None, None];
     c.log = None;
+}
+
+/// A container's stdio as the loop polls it: outputs, pty master, stdin.
+type ContainerFds = ([Option<OwnedFd>; 2], Option<OwnedFd>, Option<OwnedFd>);
+
+/// Pipes: stdout, stderr and (CRI `stdin`) the write end of stdin; all non-blocking.
+fn pipe_stdio(out: OwnedFd, err: OwnedFd, stdin: Option<OwnedFd>) -> io::Result<ContainerFds> {
+    for fd in [Some(&out), Some(&err), stdin.as_ref()]
+        .into_iter()
+        .flatten()
+    {
+        sys::set_nonblocking(fd)?;
+    }
+    Ok(([Some(out), Some(err)], None, stdin))
+}
+
+/// A terminal: its master is the output, the input (with CRI `stdin`) and where window
+/// sizes go. Duplicates share the non-blocking flag.
+fn terminal_stdio(master: OwnedFd, stdin: bool) -> io::Result<ContainerFds> {
+    sys::set_nonblocking(&master)?;
+    let input = match stdin {
+        true => Some(sys::dup(&master)?),
+        false => None,
+    };
+    Ok(([Some(sys::dup(&master)?), None], Some(master), input))
+}
+
+/// A console socket (`--console-socket`): the helper sends a pty master there. The file
+/// goes with it.
+struct ConsoleSocket {
+    listener: UnixListener,
+    path: PathBuf,
+}
+
+impl ConsoleSocket {
+    /// Listens at `path` (root only), non-blocking.
+    fn bind(path: PathBuf) -> io::Result<ConsoleSocket> {
+        let _ = fs::remove_file(&path);
+        let listener =
+            UnixListener::bind(&path).map_err(|e| ctx(e, format!("bind {}", path.display())))?;
+        let console = ConsoleSocket { listener, path };
+        fs::set_permissions(&console.path, fs::Permissions::from_mode(0o600))?;
+        console.listener.set_nonblocking(true)?;
+        Ok(console)
+    }
+}
+
+impl Drop for ConsoleSocket {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+/// Sends `data` as `kind` frames to the clients attached to container `tok`'s stream `s`.
+/// A client that falls [`OUT_MAX`] behind is dropped: the container never waits for one
+/// (its output still goes to the log).
+fn fan_out(clients: &mut [Client], tok: u64, s: usize, data: &[u8]) {
+    let kind = if s == 0 { frame::STDOUT } else { frame::STDERR };
+    let attached = clients.iter_mut().filter(|cl| {
+        !cl.dead
+            && !cl.closing
+            && cl
+                .attach
+                .as_ref()
+                .is_some_and(|a| a.container == tok && a.out[s])
+    });
+    for cl in attached {
+        frame::encode(&mut cl.outbuf, kind, data);
+        flush_client(cl);
+        if cl.outbuf.len() > OUT_MAX {
+            cl.dead = true;
+        }
+    }
+}
+
+/// Writes queued input to a container's stdin; closes it once asked and written.
+fn feed_container_stdin(c: &mut Container) {
+    if let Some(fd) = &c.stdin {
+        while !c.stdin_buf.is_empty() {
+            match sys::write(fd.as_raw_fd(), &c.stdin_buf) {
+                Ok(n) => {
+                    c.stdin_buf.drain(..n);
+                }
+                Err(e) if would_block(&e) => return,
+                Err(_) => {
+                    // The container closed its stdin (EPIPE): nobody reads the rest.
+                    c.stdin_buf = Vec::new();
+                    c.stdin = None;
+                    return;
+                }
+            }
+        }
+    }
+    if c.stdin_eof && c.stdin_buf.is_empty() {
+        c.stdin = None;
+    }
+}
+
+/// An attach session with stdin ended (STDIN_CLOSE or gone): CRI `stdin_once` closes the
+/// container's stdin, as containerd does, except on a TTY (closing a terminal's input
+/// would hang it up).
+fn attach_stdin_ended(c: &mut Container) {
+    if c.stdin_once && !c.tty && c.stdin.is_some() {
+        c.stdin_eof = true;
+        feed_container_stdin(c);
+    }
 }
 
 fn read_pid(path: &Path) -> Result<libc::pid_t, String> {
@@ -1202,6 +1562,9 @@ fn read_pid(path: &Path) -> Result<libc::pid_t, String> {
 /// The helper's own error message: the error file, else its stderr.
 fn helper_error(err_file: &Path, stderr: &[u8]) -> String {
     let from_file = fs::read_to_string(err_file).unwrap_or_default();
+    // Read once: a container that fails to be created again and again would otherwise
+    // leave one file per try behind.
+    let _ = fs::remove_file(err_file);
     let msg = if from_file.trim().is_empty() {
         String::from_utf8_lossy(stderr).into_owned()
     } else {
@@ -1355,9 +1718,13 @@ enum WaitMaster {
 }
 
 /// Accepts the helper's console connection and receives the pty master, while watching
-/// the helper so that a failed exec is reported instead of waited for.
-fn wait_for_master(listener: &UnixListener, pid: libc::pid_t) -> Result<OwnedFd, WaitMaster> {
-    let deadline = Instant::now() + CONSOLE_TIMEOUT;
+/// the helper (if it still runs) so that a failed exec is reported instead of waited for.
+fn wait_for_master(
+    listener: &UnixListener,
+    pid: Option<libc::pid_t>,
+    timeout: Duration,
+) -> Result<OwnedFd, WaitMaster> {
+    let deadline = Instant::now() + timeout;
     let mut conn: Option<UnixStream> = None;
     loop {
         let fd = conn
@@ -1380,13 +1747,13 @@ fn wait_for_master(listener: &UnixListener, pid: libc::pid_t) -> Result<OwnedFd,
             }
             continue;
         }
-        if let Ok(Some((_, status))) = sys::try_wait(pid) {
+        if let Some(Ok(Some((_, status)))) = pid.map(sys::try_wait) {
             return Err(WaitMaster::Exited(status));
         }
         if Instant::now() >= deadline {
             return Err(WaitMaster::Failed(format!(
                 "nothing within {}s",
-                CONSOLE_TIMEOUT.as_secs()
+                timeout.as_secs()
             )));
         }
     }

@@ -29,14 +29,25 @@ create)
     case "$1" in
       --bundle) bundle=$2; shift 2;;
       --pid-file) pidf=$2; shift 2;;
+      --console-socket) console=$2; shift 2;;
       *) break;;
     esac
   done
   id=$1
   if [ -f "$bundle/fail" ]; then cat "$bundle/fail" > "$errf"; exit 1; fi
   mkdir -p "$root/$id" && mkfifo "$root/$id/start" || exit 1
-  # The init waits on the fifo until `start`, then becomes the workload.
-  sh -c 'read x < "$1"; exec sh "$2"' init "$root/$id/start" "$bundle/cmd" < /dev/null &
+  if [ -n "$console" ]; then
+    # A TTY container: the console part as for exec (see fake_console_helper), which
+    # sends the master at once; the workload then waits for `start` on its terminal.
+    PODHOST_FAKE_CONSOLE="$console" \
+      PODHOST_FAKE_CONSOLE_CMD="read x < '$root/$id/start'; exec sh '$bundle/cmd'" \
+      "$PODHOST_FAKE_CONSOLE_BIN" --exact fake_console_helper --quiet > /dev/null 2>&1 &
+  else
+    # The init waits on the fifo until `start`, then becomes the workload. It keeps the
+    # stdin the shim gave (a background job would get /dev/null).
+    exec 3<&0
+    sh -c 'read x < "$1"; exec sh "$2"' init "$root/$id/start" "$bundle/cmd" <&3 &
+  fi
   echo $! > "$pidf"
   ;;
 start)
@@ -261,11 +272,26 @@ impl Env {
     }
 
     fn create(&mut self, id: &str, script: &str) -> i32 {
+        self.create_with(id, script, false, false, false)
+    }
+
+    /// Creates a container with CRI's `tty`, `stdin` and `stdin_once`.
+    fn create_with(
+        &mut self,
+        id: &str,
+        script: &str,
+        tty: bool,
+        stdin: bool,
+        stdin_once: bool,
+    ) -> i32 {
         let r = self
             .call(Request::CreateContainer {
                 id: id.into(),
                 bundle: self.bundle(id, script),
                 log_path: self.log_path(id),
+                tty,
+                stdin,
+                stdin_once,
             })
             .into_result()
             .unwrap();
@@ -579,6 +605,9 @@ fn pod_lifecycle() {
         id: "bad".into(),
         bundle: b,
         log_path: env.log_path("bad"),
+        tty: false,
+        stdin: false,
+        stdin_once: false,
     });
     assert_eq!(r.code, Some(ErrorCode::Internal), "{r:?}");
     let e = r.error.unwrap();
@@ -587,6 +616,9 @@ fn pod_lifecycle() {
         id: "c2".into(),
         bundle: env.bundle("c2", "true\n"),
         log_path: env.log_path("c2"),
+        tty: false,
+        stdin: false,
+        stdin_once: false,
     });
     assert_eq!(r.code, Some(ErrorCode::AlreadyExists), "{r:?}");
     assert!(r.error.unwrap().contains("already exists"));
@@ -1121,4 +1153,293 @@ fn pause_with_the_hosts_namespaces_is_locked_down_too() {
     wait_until("shim and pause gone", Duration::from_secs(10), || {
         !alive(shim) && !alive(pause)
     });
+}
+
+/// An attach session: the shim's answer, then frames.
+fn attach(env: &Env, id: &str, stdin: bool, stdout: bool, stderr: bool) -> Client {
+    let mut c = Client::connect(&env.sock()).unwrap();
+    c.stream()
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    c.call(&Request::Attach {
+        id: id.into(),
+        stdin,
+        stdout,
+        stderr,
+    })
+    .unwrap()
+    .into_result()
+    .unwrap();
+    c
+}
+
+/// Reads frames until stdout and stderr contain `out` and `err`; returns the frames'
+/// text so far by kind. Panics on EXIT or EOF before.
+fn read_both(c: &mut Client, out: &str, err: &str) -> (String, String) {
+    let (mut o, mut e) = (String::new(), String::new());
+    while !(o.contains(out) && e.contains(err)) {
+        let (kind, payload) = frame::read(c.frames_reader())
+            .unwrap()
+            .unwrap_or_else(|| panic!("EOF before {out:?}/{err:?}; got {o:?}/{e:?}"));
+        let text = String::from_utf8_lossy(&payload);
+        match kind {
+            frame::STDOUT => o.push_str(&text),
+            frame::STDERR => e.push_str(&text),
+            k => panic!("frame {k} before {out:?}/{err:?}; got {o:?}/{e:?}"),
+        }
+    }
+    (o, e)
+}
+
+/// Reads frames to the end: (stdout text, exit code if an EXIT frame came).
+fn read_to_end(c: &mut Client) -> (String, Option<i32>) {
+    let mut out = String::new();
+    loop {
+        match frame::read(c.frames_reader()).unwrap() {
+            None => return (out, None),
+            Some((frame::STDOUT, p)) => out.push_str(&String::from_utf8_lossy(&p)),
+            Some((frame::EXIT, p)) => {
+                let code = i32::from_be_bytes(p[..4].try_into().unwrap());
+                assert!(frame::read(c.frames_reader()).unwrap().is_none());
+                return (out, Some(code));
+            }
+            Some(_) => {}
+        }
+    }
+}
+
+fn send(c: &mut Client, kind: u8, payload: &[u8]) {
+    frame::write(c.frames_writer(), kind, payload).unwrap();
+}
+
+#[test]
+fn attach_relays_a_containers_stdio_and_stdin_once_closes_it() {
+    let mut env = Env::new("attach");
+    env.start();
+    let script = "while read l; do echo \"got $l\"; echo \"err $l\" >&2; done; echo bye; exit 7\n";
+    env.create_with("c1", script, false, true, true);
+    // Not running yet: nothing to attach to.
+    let r = env.call(Request::Attach {
+        id: "c1".into(),
+        stdin: true,
+        stdout: true,
+        stderr: false,
+    });
+    assert_eq!(r.code, Some(ErrorCode::FailedPrecondition), "{r:?}");
+    env.call(Request::StartContainer { id: "c1".into() })
+        .into_result()
+        .unwrap();
+    let mut sub = Client::connect(&env.sock()).unwrap();
+    sub.call(&Request::Subscribe)
+        .unwrap()
+        .into_result()
+        .unwrap();
+
+    let mut a = attach(&env, "c1", true, true, true);
+    // A second client watching stdout only sees what the first one's input caused.
+    let mut watcher = attach(&env, "c1", false, true, false);
+    send(&mut a, frame::STDIN, b"one\n");
+    read_both(&mut a, "got one\n", "err one\n");
+    let (seen, _) = read_both(&mut watcher, "got one\n", "");
+    assert!(!seen.contains("err"), "{seen}");
+    // Without stdin, a client's input and end of input change nothing.
+    send(&mut watcher, frame::STDIN, b"ignored\n");
+    send(&mut watcher, frame::STDIN_CLOSE, &[]);
+    send(&mut a, frame::STDIN, b"two\n");
+    read_both(&mut a, "got two\n", "err two\n");
+    read_both(&mut watcher, "got two\n", "");
+    // stdin_once: the first session's end of input is the container's.
+    send(&mut a, frame::STDIN_CLOSE, &[]);
+    let (out, code) = read_to_end(&mut a);
+    assert_eq!((out.as_str(), code), ("bye\n", Some(7)));
+    let (out, code) = read_to_end(&mut watcher);
+    assert_eq!((out.as_str(), code), ("bye\n", Some(7)));
+    assert_eq!(next_exit(&mut sub, "c1"), (7, None));
+    // Everything also went to the log, as always.
+    let lines = read_log(&env.log_path("c1"), 5);
+    let texts: Vec<(String, String)> = lines
+        .iter()
+        .map(|l| {
+            let (stream, _, text) = parse_cri(l);
+            (stream, text)
+        })
+        .collect();
+    for want in [
+        ("stdout", "got one"),
+        ("stderr", "err one"),
+        ("stdout", "got two"),
+        ("stdout", "bye"),
+    ] {
+        assert!(
+            texts.contains(&(want.0.to_string(), want.1.to_string())),
+            "{want:?} not in {texts:?}"
+        );
+    }
+    assert!(
+        !texts.iter().any(|(_, t)| t.contains("ignored")),
+        "{texts:?}"
+    );
+    // An exited container cannot be attached to.
+    let r = env.call(Request::Attach {
+        id: "c1".into(),
+        stdin: false,
+        stdout: true,
+        stderr: false,
+    });
+    assert_eq!(r.code, Some(ErrorCode::FailedPrecondition), "{r:?}");
+    env.call(Request::Shutdown).into_result().unwrap();
+}
+
+/// The last `n` bytes of a file (empty if it is not there yet).
+fn tail(path: &str, n: u64) -> String {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut f) = fs::File::open(path) else {
+        return String::new();
+    };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let _ = f.seek(SeekFrom::Start(len.saturating_sub(n)));
+    let mut s = String::new();
+    let _ = f.read_to_string(&mut s);
+    s
+}
+
+#[test]
+fn an_attach_client_that_stops_reading_is_dropped_and_the_container_goes_on() {
+    let mut env = Env::new("attachflood");
+    env.start();
+    // 24 MiB of output once told to, three times what the shim queues for a client.
+    let flood = 24 << 20;
+    let script = format!(
+        "read go; yes 0123456789abcdefghijklmnopqrstuvwxyz | head -c {flood}; echo; echo flood-done; exec sleep 600\n"
+    );
+    env.create_with("c1", &script, false, true, false);
+    env.call(Request::StartContainer { id: "c1".into() })
+        .into_result()
+        .unwrap();
+    let mut hostile = attach(&env, "c1", true, true, true);
+    send(&mut hostile, frame::STDIN, b"go\n");
+    // The client reads nothing; the container writes all of it anyway (into its log).
+    let log = env.log_path("c1");
+    wait_until(
+        "the flood's end in the log",
+        Duration::from_secs(120),
+        || tail(&log, 4096).contains("flood-done"),
+    );
+    // The shim dropped the client: what was queued for it, then the end of the stream,
+    // no exit frame (the container still runs).
+    // (It may end inside a frame: the queue is dropped as it is.)
+    let mut got = 0usize;
+    loop {
+        match frame::read(hostile.frames_reader()) {
+            Ok(None) => break,
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
+            Ok(Some((frame::STDOUT, p))) => got += p.len(),
+            other => panic!("{other:?} in a flood"),
+        }
+    }
+    assert!(got < flood, "the whole flood was queued: {got} bytes");
+    // The shim serves on, and the container runs.
+    let mut late = attach(&env, "c1", true, true, false);
+    send(&mut late, frame::STDIN, b"still-here\n");
+    let r = env.call(Request::Attach {
+        id: "c1".into(),
+        stdin: false,
+        stdout: true,
+        stderr: false,
+    });
+    assert!(r.code.is_none(), "{r:?}");
+    env.call(Request::Shutdown).into_result().unwrap();
+}
+
+#[test]
+fn attach_sessions_end_without_closing_stdin_unless_stdin_once() {
+    let mut env = Env::new("attach2");
+    env.start();
+    env.create_with(
+        "c1",
+        "while read l; do echo \"got $l\"; done; exit 5\n",
+        false,
+        true,
+        false,
+    );
+    env.call(Request::StartContainer { id: "c1".into() })
+        .into_result()
+        .unwrap();
+    let mut a = attach(&env, "c1", true, true, false);
+    send(&mut a, frame::STDIN, b"one\n");
+    read_both(&mut a, "got one\n", "");
+    // The client's end of input ends its own session only: no exit code, container on.
+    send(&mut a, frame::STDIN_CLOSE, &[]);
+    assert_eq!(read_to_end(&mut a), (String::new(), None));
+    // A client that goes away does not close the container's stdin either.
+    let mut b = attach(&env, "c1", true, true, false);
+    send(&mut b, frame::STDIN, b"two\n");
+    read_both(&mut b, "got two\n", "");
+    drop(b);
+    let mut c = attach(&env, "c1", true, true, false);
+    send(&mut c, frame::STDIN, b"three\n");
+    read_both(&mut c, "got three\n", "");
+    let st = env.call(Request::Status);
+    let running = st.containers.unwrap_or_default();
+    assert_eq!(running[0].state, ContainerState::Running);
+    env.call(Request::Signal {
+        id: "c1".into(),
+        signal: libc::SIGKILL,
+    })
+    .into_result()
+    .unwrap();
+    assert_eq!(read_to_end(&mut c), (String::new(), Some(137)));
+    env.call(Request::Shutdown).into_result().unwrap();
+}
+
+#[test]
+fn a_tty_container_is_attached_through_its_terminal() {
+    let mut env = Env::new("attachtty");
+    env.start();
+    let script = "read a; stty size; echo out-$a; echo err-$a >&2; [ -t 0 ] && echo is-tty; \
+                  read b; echo bye-$b; exit 3\n";
+    env.create_with("c1", script, true, true, true);
+    env.call(Request::StartContainer { id: "c1".into() })
+        .into_result()
+        .unwrap();
+    let mut a = attach(&env, "c1", true, true, false);
+    let size = proto::TerminalSize {
+        width: 100,
+        height: 30,
+    };
+    send(&mut a, frame::RESIZE, &frame::resize_payload(size));
+    send(&mut a, frame::STDIN, b"x\n");
+    // One stream: stderr comes through the terminal too.
+    let mut seen = String::new();
+    read_until(&mut a, &mut seen, "30 100");
+    read_until(&mut a, &mut seen, "out-x");
+    read_until(&mut a, &mut seen, "err-x");
+    read_until(&mut a, &mut seen, "is-tty");
+    // A terminal's input has no end: the session ends, the container reads on (even
+    // with stdin_once, as with containerd).
+    send(&mut a, frame::STDIN_CLOSE, &[]);
+    let (_, code) = read_to_end(&mut a);
+    assert_eq!(code, None);
+    let mut b = attach(&env, "c1", true, true, false);
+    send(&mut b, frame::STDIN, b"y\n");
+    let (out, code) = read_to_end(&mut b);
+    assert!(out.contains("bye-y"), "{out}");
+    assert_eq!(code, Some(3));
+    // The terminal's output is logged as stdout.
+    let lines = read_log(&env.log_path("c1"), 4);
+    assert!(
+        lines
+            .iter()
+            .any(|l| parse_cri(l).0 == "stdout" && l.contains("err-x")),
+        "{lines:?}"
+    );
+    // No console socket is left.
+    let left: Vec<String> = fs::read_dir(env.state())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("tty"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    env.call(Request::Shutdown).into_result().unwrap();
 }

@@ -1,5 +1,5 @@
-//! Kubelet's streaming protocols, for podhost's CRI streaming server (exec, attach,
-//! port-forward) and for tests that act as kubectl or crictl.
+//! Kubelet's streaming protocols and its streaming server, for podhost's CRI Exec, Attach
+//! and PortForward, and for clients and tests that act as kubectl or crictl.
 //!
 //! # Layout
 //! - [`spdy`]: SPDY/3.1 frames, header compression and multiplexed connections
@@ -10,8 +10,11 @@
 //!   resize), the v4 exit-status JSON and terminal resize events.
 //! - [`portforward`]: port-forward stream pairs (`streamtype` data/error, `port`,
 //!   `requestid`).
+//! - [`server`]: kubelet's streaming server for CRI Exec, Attach and PortForward: one-time
+//!   URLs, sessions bridged to the runtime.
 
 pub mod portforward;
 pub mod remotecommand;
+pub mod server;
 pub mod spdy;
 pub mod upgrade;

@@ -272,6 +272,11 @@ impl Session {
         self.protocol
     }
 
+    /// Resolves once the connection has ended (the client went away, or closed it).
+    pub async fn closed(&self) {
+        self.conn.closed().await
+    }
+
     /// Standard input from the client; EOF when the client closes it.
     pub fn take_stdin(&mut self) -> Option<RecvHalf> {
         self.stdin.take()

@@ -1,5 +1,5 @@
-//! Client side of an exec session: stdin → frames, frames → stdout/stderr, exit code;
-//! with a TTY also raw mode for the local terminal and window size changes.
+//! Client side of an exec or attach session: stdin → frames, frames → stdout/stderr,
+//! exit code; with a TTY also raw mode for the local terminal and window size changes.
 
 use std::io::Read;
 use std::os::fd::AsFd;
@@ -30,11 +30,12 @@ async fn write_frame<W: AsyncWrite + Unpin>(
     w.flush().await
 }
 
-/// Relay until the exit frame; returns the command's exit code.
+/// Relay until the session ends: the exit code of its exit frame (`None`: the stream
+/// ended without one).
 pub async fn relay<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     io: S,
     with_stdin: bool,
-) -> Result<i32> {
+) -> Result<Option<i32>> {
     let (mut rd, mut wr) = tokio::io::split(io);
     let stdin_task = tokio::spawn(async move {
         if with_stdin {
@@ -55,31 +56,64 @@ pub async fn relay<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         // Keep the write half open until the session ends.
         std::future::pending::<()>().await;
     });
-    let code = print_frames(&mut rd, false).await?;
+    let code = print_frames(&mut rd, false, None).await?;
     stdin_task.abort();
     Ok(code)
 }
 
-/// Print the session's output frames until its exit code (1 if the stream ends first).
-/// On a raw terminal the runtime's own stderr messages need `\r\n` (see [`crlf`]).
+/// An exec session fed `input` on its stdin (then closed), its stdout collected, its
+/// stderr passed to ours (`cp`'s tar): the exit code (1 if the stream ends without one)
+/// and the output.
+pub async fn collect<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+    io: S,
+    input: Vec<u8>,
+) -> Result<(i32, Vec<u8>)> {
+    let (mut rd, mut wr) = tokio::io::split(io);
+    let writer = tokio::spawn(async move {
+        for chunk in input.chunks(32 * 1024) {
+            if write_frame(&mut wr, STDIN, chunk).await.is_err() {
+                return;
+            }
+        }
+        let _ = write_frame(&mut wr, STDIN_CLOSE, &[]).await;
+        // Keep the write half open until the session ends.
+        std::future::pending::<()>().await;
+    });
+    let mut out = Vec::new();
+    let code = print_frames(&mut rd, false, Some(&mut out)).await;
+    writer.abort();
+    Ok((code?.unwrap_or(1), out))
+}
+
+/// Print the session's output frames until its exit code (`None` if the stream ends
+/// first). On a raw terminal the runtime's own stderr messages need `\r\n` (see
+/// [`crlf`]). With `collect`, the process's stdout goes there instead of ours (`cp`).
 async fn print_frames<R: tokio::io::AsyncRead + Unpin>(
     rd: &mut R,
     raw_terminal: bool,
-) -> Result<i32> {
+    mut collect: Option<&mut Vec<u8>>,
+) -> Result<Option<i32>> {
     let mut stdout = tokio::io::stdout();
     let mut stderr = tokio::io::stderr();
     loop {
-        let mut head = [0u8; 5];
-        if rd.read_exact(&mut head).await.is_err() {
-            return Ok(1);
-        }
-        let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
-        let mut data = vec![0u8; len];
-        rd.read_exact(&mut data).await?;
-        match head[0] {
+        let Ok(Some((kind, data))) = podhost_runtime::read_frame(rd).await else {
+            return Ok(None);
+        };
+        match kind {
+            STDOUT if collect.is_some() => {
+                if let Some(buf) = collect.as_mut() {
+                    buf.extend_from_slice(&data);
+                }
+            }
             STDOUT => {
-                stdout.write_all(&data).await?;
-                stdout.flush().await?;
+                let written = match stdout.write_all(&data).await {
+                    Ok(()) => stdout.flush().await,
+                    Err(e) => Err(e),
+                };
+                match written {
+                    Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => super::die_of_sigpipe(),
+                    r => r?,
+                }
             }
             STDERR => {
                 let data = if raw_terminal { crlf(&data) } else { data };
@@ -87,7 +121,9 @@ async fn print_frames<R: tokio::io::AsyncRead + Unpin>(
                 stderr.flush().await?;
             }
             EXIT if data.len() == 4 => {
-                return Ok(i32::from_be_bytes([data[0], data[1], data[2], data[3]]))
+                return Ok(Some(i32::from_be_bytes([
+                    data[0], data[1], data[2], data[3],
+                ])))
             }
             _ => {}
         }
@@ -191,12 +227,13 @@ fn spawn_stdin_reader() -> tokio::sync::mpsc::Receiver<Vec<u8>> {
 
 /// Relays a TTY session (call with the terminal in [`RawMode`]): keys as stdin frames,
 /// window changes (SIGWINCH) as resize frames, the merged output to stdout. `sent_size`
-/// is the size the session was opened with. Returns the command's exit code, or
-/// 128+signal if this client is told to stop (SIGTERM, SIGHUP, SIGINT from `kill`).
+/// is the size the session was opened with. Returns the exit code of the session's exit
+/// frame (`None`: it ended without one), or 128+signal if this client is told to stop
+/// (SIGTERM, SIGHUP, SIGINT from `kill`).
 pub async fn relay_tty<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     io: S,
     sent_size: Option<TerminalSize>,
-) -> Result<i32> {
+) -> Result<Option<i32>> {
     use tokio::signal::unix::{signal, SignalKind};
     let (mut rd, mut wr) = tokio::io::split(io);
     let mut winch = signal(SignalKind::window_change()).context("watch SIGWINCH")?;
@@ -245,12 +282,12 @@ pub async fn relay_tty<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     });
     // The pty merges the process's stderr into stdout: stderr frames are the runtime's
     // own messages (e.g. a command not found), for our stderr.
-    let output = print_frames(&mut rd, true);
+    let output = print_frames(&mut rd, true, None);
     let code = tokio::select! {
         code = output => code,
-        Some(()) = term.recv() => Ok(128 + libc::SIGTERM),
-        Some(()) = hup.recv() => Ok(128 + libc::SIGHUP),
-        Some(()) = int.recv() => Ok(128 + libc::SIGINT),
+        Some(()) = term.recv() => Ok(Some(128 + libc::SIGTERM)),
+        Some(()) = hup.recv() => Ok(Some(128 + libc::SIGHUP)),
+        Some(()) = int.recv() => Ok(Some(128 + libc::SIGINT)),
     };
     writer.abort();
     code

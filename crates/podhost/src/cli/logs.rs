@@ -23,6 +23,12 @@ pub struct LogsArgs {
     pub previous: bool,
     /// Prefix lines with their timestamps.
     pub timestamps: bool,
+    /// Only the last N lines (`--tail`); negative: all.
+    pub tail: i64,
+    /// Only lines written at or after this RFC 3339 time (`--since`, `--since-time`).
+    pub since_time: Option<String>,
+    /// Prefix lines with their source, `[pod/NAME/CONTAINER] ` (`--prefix`).
+    pub prefix: bool,
 }
 
 /// How long a follower waits for a restarted daemon before giving up.
@@ -32,6 +38,8 @@ const RECONNECT_FOR: Duration = Duration::from_secs(60);
 /// resumed stream starts again.
 struct Printer {
     timestamps: bool,
+    /// `[pod/NAME/CONTAINER] ` before each line, or nothing.
+    prefix: String,
     /// Bytes of a record not yet complete.
     pending: Vec<u8>,
     /// Timestamp of the last record printed, and how many records in a row had it.
@@ -49,9 +57,9 @@ impl Printer {
             let line = String::from_utf8_lossy(&record);
             if let Some((ts, text)) = podhost_shim::crilog::parse_line(&line) {
                 let written = if self.timestamps {
-                    write!(out, "{ts} {text}")
+                    write!(out, "{}{ts} {text}", self.prefix)
                 } else {
-                    out.write_all(text.as_bytes())
+                    write!(out, "{}{text}", self.prefix)
                 };
                 if let Err(e) = written.and_then(|()| out.flush()) {
                     self.closed = e.kind() == std::io::ErrorKind::BrokenPipe;
@@ -87,12 +95,23 @@ pub async fn run(client: &Client, a: LogsArgs) -> Result<i32> {
     if let Some(c) = &a.container {
         base.push_str(&format!("&container={}", enc(c)));
     }
+    if a.tail >= 0 {
+        base.push_str(&format!("&tail={}", a.tail));
+    }
+    if let Some(t) = &a.since_time {
+        base.push_str(&format!("&since_time={}", enc(t)));
+    }
     // Records come raw so that a stream cut by a daemon restart resumes after the last
     // record printed (by its timestamp, a position that survives log rotation), in the
     // same container instance: no line lost, none twice.
     base.push_str("&raw=true");
     let mut printer = Printer {
         timestamps: a.timestamps,
+        prefix: if a.prefix {
+            format!("[pod/{}/{}] ", a.pod, a.container.as_deref().unwrap_or(""))
+        } else {
+            String::new()
+        },
         pending: Vec::new(),
         last: None,
         closed: false,

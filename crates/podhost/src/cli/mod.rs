@@ -2,14 +2,31 @@
 //!
 //! - [`client`]: HTTP over the unix socket.
 //! - [`output`]: tables, `describe`, yaml/json printing.
-//! - [`exec`]: the client side of an exec session.
+//! - [`exec`]: the client side of an exec session (and of an attach: [`attach`]).
+//! - [`portforward`]: local listeners forwarding to a pod's ports.
 //! - [`objects`]: ConfigMaps and Secrets (get, describe, delete).
 
+mod attach;
+/// `print!` that ends the CLI quietly when stdout's reader went away (`| head`).
+macro_rules! out {
+    ($($t:tt)*) => { $crate::cli::write_stdout(format_args!($($t)*)) };
+}
+
+/// `println!` that ends the CLI quietly when stdout's reader went away (`| head`).
+macro_rules! outln {
+    () => { $crate::cli::write_stdout(format_args!("\n")) };
+    ($($t:tt)*) => { $crate::cli::write_stdout(format_args!("{}\n", format_args!($($t)*))) };
+}
+
 pub mod client;
+mod cp;
 mod exec;
+mod get;
+mod jsonpath;
 mod logs;
 mod objects;
 mod output;
+mod portforward;
 mod pull;
 mod top;
 
@@ -32,35 +49,6 @@ pub struct Cli {
     /// Keep all state, runtime files and logs under this directory (tests, sandboxes).
     #[arg(long, global = true, env = "PODHOST_ROOT")]
     pub root: Option<PathBuf>,
-    /// Cgroup parent of every pod (`<parent>/pod<uid>/<container>`); daemon only.
-    #[arg(
-        long,
-        global = true,
-        env = "PODHOST_CGROUP_PARENT",
-        default_value = "podhost"
-    )]
-    pub cgroup_parent: String,
-    /// Most processes a pod may run (its cgroup's pids.max; 0 = unlimited); daemon only.
-    #[arg(
-        long,
-        global = true,
-        env = "PODHOST_POD_PIDS_LIMIT",
-        default_value_t = 4096
-    )]
-    pub pod_pids_limit: i64,
-    /// Pod networking of the daemon (`serve`); see [`NetFlags`].
-    #[command(flatten)]
-    pub net: NetFlags,
-    /// Registry configuration file (mirrors, plain HTTP, CAs, credentials); daemon only.
-    /// Default /etc/podhost/registries.json, or ROOT/registries.json with --root.
-    #[arg(long, global = true, env = "PODHOST_REGISTRY_CONFIG")]
-    pub registry_config: Option<PathBuf>,
-    /// Image GC starts above this disk usage of the image filesystem (percent, 100 = never); daemon only.
-    #[arg(long, global = true, env = "PODHOST_IMAGE_GC_HIGH_THRESHOLD", default_value_t = 85, value_parser = clap::value_parser!(u8).range(1..=100))]
-    pub image_gc_high_threshold: u8,
-    /// Image GC frees space down to this disk usage (percent); daemon only.
-    #[arg(long, global = true, env = "PODHOST_IMAGE_GC_LOW_THRESHOLD", default_value_t = 80, value_parser = clap::value_parser!(u8).range(0..=100))]
-    pub image_gc_low_threshold: u8,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -71,19 +59,19 @@ pub struct NetFlags {
     /// CNI network config directory, the first file by name is used (default
     /// /etc/podhost/cni/net.d, or ROOT/cni/net.d with --root); podhost writes its
     /// default conflist there when it is empty. Point it at /etc/cni/net.d on a node.
-    #[arg(long, global = true, env = "PODHOST_CNI_CONF_DIR")]
+    #[arg(long, env = "PODHOST_CNI_CONF_DIR")]
     pub cni_conf_dir: Option<PathBuf>,
     /// CNI plugin directories, colon-separated (default /opt/cni/bin:/usr/lib/cni).
-    #[arg(long, global = true, env = "PODHOST_CNI_BIN_DIR")]
+    #[arg(long, env = "PODHOST_CNI_BIN_DIR")]
     pub cni_bin_dir: Option<String>,
     /// Pod CIDR of the default network, like kubelet's --cluster-cidr (default 10.77.0.0/16).
-    #[arg(long, global = true, env = "PODHOST_CLUSTER_CIDR")]
+    #[arg(long, env = "PODHOST_CLUSTER_CIDR")]
     pub cluster_cidr: Option<String>,
     /// Bridge of the default network, which is named after it (default podhost0).
-    #[arg(long, global = true, env = "PODHOST_CNI_BRIDGE")]
+    #[arg(long, env = "PODHOST_CNI_BRIDGE")]
     pub cni_bridge: Option<String>,
     /// host-local IPAM store of the default network (default STATE/cni/networks).
-    #[arg(long, global = true, env = "PODHOST_CNI_DATA_DIR")]
+    #[arg(long, env = "PODHOST_CNI_DATA_DIR")]
     pub cni_data_dir: Option<PathBuf>,
 }
 
@@ -94,18 +82,44 @@ pub enum Command {
     Serve(ServeArgs),
     /// Create pods, and create or update ConfigMaps and Secrets, from Kubernetes YAML.
     Apply {
-        /// Files with Pod, ConfigMap and Secret manifests (`-` for stdin); several documents per file.
+        /// Files with Pod, ConfigMap and Secret manifests (`-` for stdin), or directories
+        /// of them (their .yaml, .yml and .json files); several documents per file.
         #[arg(short = 'f', long = "filename", required = true)]
         files: Vec<PathBuf>,
+        /// Directories' subdirectories too.
+        #[arg(short = 'R', long)]
+        recursive: bool,
+        /// `server` or `client`: check and report everything, change nothing (both are
+        /// checked by the daemon); `none` applies.
+        #[arg(long, value_parser = ["none", "client", "server"], default_value = "none")]
+        dry_run: String,
     },
+    /// Copy files and directories to and from a container (`POD:PATH`), as kubectl cp.
+    Cp {
+        /// Source: a local path or `[NAMESPACE/]POD:PATH`.
+        src: String,
+        /// Destination: a local path or `[NAMESPACE/]POD:PATH`.
+        dst: String,
+        /// Container (default: the first).
+        #[arg(short = 'c', long)]
+        container: Option<String>,
+        #[arg(short = 'n', long, default_value = "default")]
+        namespace: String,
+    },
+    /// Start a one-off pod: `podhost run NAME --image=IMAGE [-- ARGS]`.
+    Run(RunArgs),
+    /// Add, change (--overwrite) or remove (`key-`) labels of pods, ConfigMaps, Secrets.
+    Label(MetaArgs),
+    /// Add, change (--overwrite) or remove (`key-`) annotations.
+    Annotate(MetaArgs),
     /// List pods, events, ConfigMaps or Secrets.
     Get(GetArgs),
     /// Show a pod, ConfigMap or Secret in detail.
     Describe {
-        /// Resource type (`pod`, `configmap`, `secret`).
+        /// Resource type (`pod`, `configmap`, `secret`), or `TYPE/NAME`.
         kind: String,
-        /// Pod name.
-        name: String,
+        /// Names (every object of the type when none).
+        names: Vec<String>,
         #[arg(short = 'n', long, default_value = "default")]
         namespace: String,
     },
@@ -125,27 +139,10 @@ pub enum Command {
         all_namespaces: bool,
     },
     /// Print a container's logs.
-    Logs {
-        /// Pod name.
-        pod: String,
-        /// Container (default: the first).
-        #[arg(short = 'c', long)]
-        container: Option<String>,
-        /// Follow the log.
-        #[arg(short = 'f', long)]
-        follow: bool,
-        /// The previous (terminated) container's log.
-        #[arg(short = 'p', long)]
-        previous: bool,
-        /// Prefix each line with its timestamp.
-        #[arg(long)]
-        timestamps: bool,
-        #[arg(short = 'n', long, default_value = "default")]
-        namespace: String,
-    },
+    Logs(LogsCmd),
     /// Run a command in a container.
     Exec {
-        /// Pod name.
+        /// Pod name, or pod/NAME.
         pod: String,
         /// Container (default: the first).
         #[arg(short = 'c', long)]
@@ -162,6 +159,33 @@ pub enum Command {
         #[arg(last = true, required = true)]
         cmd: Vec<String>,
     },
+    /// Attach to a running container's output (and its stdin with -i), like
+    /// `kubectl attach`.
+    Attach {
+        /// Pod name.
+        pod: String,
+        /// Container (default: the first).
+        #[arg(short = 'c', long)]
+        container: Option<String>,
+        /// Pass stdin to the container (it needs `stdin: true`).
+        #[arg(short = 'i', long)]
+        stdin: bool,
+        /// Stdin is a TTY: use the container's terminal (it needs `tty: true`).
+        #[arg(short = 't', long)]
+        tty: bool,
+        #[arg(short = 'n', long, default_value = "default")]
+        namespace: String,
+    },
+    /// Forward local ports (on 127.0.0.1) to a pod's ports, like `kubectl port-forward`.
+    PortForward {
+        /// `pod/NAME` (or `NAME`).
+        pod: String,
+        /// `LOCAL:REMOTE`, `:REMOTE` (a free local port) or `PORT` (the same on both sides).
+        #[arg(required = true)]
+        ports: Vec<String>,
+        #[arg(short = 'n', long, default_value = "default")]
+        namespace: String,
+    },
     /// Delete pods, ConfigMaps or Secrets by name, or what a file names.
     Delete(DeleteArgs),
     /// List containers, each pod's pause included (like `crictl ps`).
@@ -169,6 +193,12 @@ pub enum Command {
         /// Show all containers, exited ones too.
         #[arg(short = 'a', long)]
         all: bool,
+        /// Only the containers of this pod (and its pause).
+        #[arg(short = 'p', long)]
+        pod: Option<String>,
+        /// Namespace of --pod.
+        #[arg(short = 'n', long, default_value = "default")]
+        namespace: String,
     },
     /// List images.
     Images,
@@ -203,8 +233,27 @@ pub enum Command {
 }
 
 /// `podhost serve` knobs.
-#[derive(Debug, Args, Default)]
+#[derive(Debug, Args)]
 pub struct ServeArgs {
+    /// Cgroup parent of every pod (`<parent>/pod<uid>/<container>`).
+    #[arg(long, env = "PODHOST_CGROUP_PARENT", default_value = "podhost")]
+    pub cgroup_parent: String,
+    /// Most processes a pod may run (its cgroup's pids.max; 0 = unlimited).
+    #[arg(long, env = "PODHOST_POD_PIDS_LIMIT", default_value_t = 4096)]
+    pub pod_pids_limit: i64,
+    /// Pod networking of the daemon (`serve`); see [`NetFlags`].
+    #[command(flatten)]
+    pub net: NetFlags,
+    /// Registry configuration file (mirrors, plain HTTP, CAs, credentials).
+    /// Default /etc/podhost/registries.json, or ROOT/registries.json with --root.
+    #[arg(long, env = "PODHOST_REGISTRY_CONFIG")]
+    pub registry_config: Option<PathBuf>,
+    /// Image GC starts above this disk usage of the image filesystem (percent, 100 = never).
+    #[arg(long, env = "PODHOST_IMAGE_GC_HIGH_THRESHOLD", default_value_t = 85, value_parser = clap::value_parser!(u8).range(1..=100))]
+    pub image_gc_high_threshold: u8,
+    /// Image GC frees space down to this disk usage (percent).
+    #[arg(long, env = "PODHOST_IMAGE_GC_LOW_THRESHOLD", default_value_t = 80, value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub image_gc_low_threshold: u8,
     /// First CrashLoopBackOff delay (kubelet: 10s), e.g. `1s`, `500ms`.
     #[arg(long, env = "PODHOST_BACKOFF_INITIAL", value_parser = parse_duration_arg)]
     pub backoff_initial: Option<Duration>,
@@ -219,6 +268,11 @@ pub struct ServeArgs {
     /// containerLogMaxFiles; at least 2).
     #[arg(long, env = "PODHOST_CONTAINER_LOG_MAX_FILES", value_parser = clap::value_parser!(u32).range(2..))]
     pub container_log_max_files: Option<u32>,
+    /// Where the streaming server (exec, attach, port-forward over kubelet's SPDY
+    /// protocols) listens: a loopback address; port 0 picks a free one (default
+    /// 127.0.0.1:0).
+    #[arg(long, env = "PODHOST_STREAMING_ADDRESS")]
+    pub streaming_address: Option<std::net::SocketAddr>,
     /// The CRI socket for a kubelet or crictl (default /run/podhost/cri.sock, or
     /// ROOT/run/cri.sock with --root); an empty path disables the CRI server.
     #[arg(long, env = "PODHOST_CRI_SOCKET")]
@@ -282,24 +336,240 @@ pub enum ImageCommand {
     },
 }
 
+/// `podhost run NAME --image=IMAGE [-- ARGS…]`, kubectl's generator of one pod.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The pod's (and its container's) name.
+    pub name: String,
+    /// The container's image.
+    #[arg(long)]
+    pub image: String,
+    /// The pod's restartPolicy: Always, OnFailure or Never.
+    #[arg(long, default_value = "Always", value_parser = ["Always", "OnFailure", "Never"])]
+    pub restart: String,
+    /// Labels, `k=v,k2=v2` (default run=NAME).
+    #[arg(short = 'l', long)]
+    pub labels: Option<String>,
+    /// Environment variables, `--env K=V` (repeatable).
+    #[arg(long)]
+    pub env: Vec<String>,
+    /// A containerPort the container exposes.
+    #[arg(long)]
+    pub port: Option<i32>,
+    /// The container's imagePullPolicy.
+    #[arg(long)]
+    pub image_pull_policy: Option<String>,
+    /// The words after `--` are the command, not arguments of the image's entrypoint.
+    #[arg(long)]
+    pub command: bool,
+    /// `client`: print the pod (with -o) or what would be created; `server`: checked by
+    /// the daemon; nothing is created.
+    #[arg(long, value_parser = ["none", "client", "server"], default_value = "none")]
+    pub dry_run: String,
+    /// With --dry-run=client: print the pod as yaml or json.
+    #[arg(short = 'o', long, value_parser = ["yaml", "json"])]
+    pub output: Option<String>,
+    /// Attach stdin (not supported: podhost has no attach yet).
+    #[arg(short = 'i', long)]
+    pub stdin: bool,
+    /// Allocate a TTY (not supported, see -i).
+    #[arg(short = 't', long)]
+    pub tty: bool,
+    /// Delete the pod when its attached session ends (not supported, see -i).
+    #[arg(long)]
+    pub rm: bool,
+    #[arg(short = 'n', long, default_value = "default")]
+    pub namespace: String,
+    /// Arguments (or with --command, the command).
+    #[arg(last = true)]
+    pub args: Vec<String>,
+}
+
+/// The Pod `podhost run` creates, as kubectl's generator makes it.
+fn run_pod(a: &RunArgs) -> Result<serde_json::Value> {
+    let mut labels = serde_json::Map::new();
+    match &a.labels {
+        Some(l) => {
+            for kv in l.split(',').filter(|s| !s.is_empty()) {
+                let (k, v) = kv
+                    .split_once('=')
+                    .with_context(|| format!("invalid label {kv:?}: expected KEY=VALUE"))?;
+                labels.insert(k.into(), v.into());
+            }
+        }
+        None => {
+            labels.insert("run".into(), a.name.clone().into());
+        }
+    }
+    let mut c = serde_json::json!({ "name": a.name, "image": a.image });
+    if !a.args.is_empty() {
+        let key = if a.command { "command" } else { "args" };
+        c[key] = serde_json::json!(a.args);
+    }
+    if !a.env.is_empty() {
+        let env = a
+            .env
+            .iter()
+            .map(|kv| {
+                let (k, v) = kv
+                    .split_once('=')
+                    .with_context(|| format!("invalid env {kv:?}: expected KEY=VALUE"))?;
+                Ok(serde_json::json!({ "name": k, "value": v }))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        c["env"] = serde_json::json!(env);
+    }
+    if let Some(p) = a.port {
+        c["ports"] = serde_json::json!([{ "containerPort": p }]);
+    }
+    if let Some(p) = &a.image_pull_policy {
+        c["imagePullPolicy"] = serde_json::json!(p);
+    }
+    Ok(serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": { "name": a.name, "namespace": a.namespace, "labels": labels },
+        "spec": { "containers": [c], "restartPolicy": a.restart },
+    }))
+}
+
+/// `podhost run`.
+async fn run_cmd(client: &Client, a: RunArgs) -> Result<i32> {
+    if a.stdin || a.tty || a.rm {
+        bail!("podhost run: -i, -t and --rm need attach, which podhost does not have yet: run the pod, then `podhost logs -f {}` or `podhost exec -it {} -- sh`", a.name, a.name);
+    }
+    let pod = run_pod(&a)?;
+    if a.dry_run == "client" {
+        match a.output.as_deref() {
+            Some("json") => outln!("{}", serde_json::to_string_pretty(&pod)?),
+            Some(_) => out!("{}", serde_saphyr::to_string(&pod)?),
+            None => outln!("pod/{} created (dry run)", a.name),
+        }
+        return Ok(0);
+    }
+    // JSON is YAML: the daemon's apply checks it as any manifest.
+    let body = serde_json::json!({
+        "yaml": serde_json::to_string(&pod)?,
+        "source": "podhost run",
+        "dry_run": a.dry_run == "server",
+        "create_only": true,
+    });
+    let resp: crate::server::ApplyResponse =
+        client.call(Method::POST, "/v1/apply", Some(body)).await?;
+    for w in &resp.warnings {
+        eprintln!("Warning: {w}");
+    }
+    if let Some(e) = resp.errors.first() {
+        bail!("{e}");
+    }
+    for r in &resp.results {
+        outln!("{r}");
+    }
+    Ok(0)
+}
+
+/// `podhost label|annotate TYPE NAME… KEY=VALUE… KEY-…`.
+#[derive(Debug, Args)]
+pub struct MetaArgs {
+    /// The type (`pod`, `cm`, `secret`) or `TYPE/NAME`, then names, then `KEY=VALUE`
+    /// to set and `KEY-` to remove.
+    #[arg(required = true)]
+    pub args: Vec<String>,
+    /// Replace a value already set.
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Every object of the type.
+    #[arg(long)]
+    pub all: bool,
+    /// The objects of the type whose labels match.
+    #[arg(short = 'l', long)]
+    pub selector: Option<String>,
+    #[arg(short = 'n', long, default_value = "default")]
+    pub namespace: String,
+}
+
+/// `podhost logs …`.
+#[derive(Debug, Args)]
+pub struct LogsCmd {
+    /// Pod name or pod/NAME (none with -l).
+    pub pod: Option<String>,
+    /// Container (default: the first).
+    #[arg(short = 'c', long)]
+    pub container: Option<String>,
+    /// Follow the log.
+    #[arg(short = 'f', long)]
+    pub follow: bool,
+    /// The previous (terminated) container's log.
+    #[arg(short = 'p', long)]
+    pub previous: bool,
+    /// Prefix each line with its timestamp.
+    #[arg(long)]
+    pub timestamps: bool,
+    #[arg(short = 'n', long, default_value = "default")]
+    pub namespace: String,
+    /// Only the last N lines (default all; 10 with -l, as kubectl).
+    #[arg(long, default_value_t = -1, allow_hyphen_values = true)]
+    pub tail: i64,
+    /// Only lines newer than this duration (`10s`, `5m`, `1h`).
+    #[arg(long, conflicts_with = "since_time")]
+    pub since: Option<String>,
+    /// Only lines at or after this RFC 3339 time.
+    #[arg(long)]
+    pub since_time: Option<String>,
+    /// Every container of the pod (init containers first).
+    #[arg(long)]
+    pub all_containers: bool,
+    /// Prefix each line with its source, `[pod/NAME/CONTAINER]`.
+    #[arg(long)]
+    pub prefix: bool,
+    /// Pods by label selector instead of a name.
+    #[arg(short = 'l', long)]
+    pub selector: Option<String>,
+}
+
 /// `podhost get …`.
 #[derive(Debug, Args)]
 pub struct GetArgs {
-    /// `pods` (`pod`, `po`), `events` (`ev`), `configmaps` (`cm`) or `secrets`.
+    /// `pods` (`pod`, `po`), `events` (`ev`), `configmaps` (`cm`), `secrets`, several
+    /// comma-separated (`pods,cm`), or `TYPE/NAME`.
     pub kind: String,
-    /// Pod names (all when none).
+    /// Names (all when none), or more `TYPE/NAME`.
     pub names: Vec<String>,
     #[arg(short = 'n', long, default_value = "default")]
     pub namespace: String,
     /// All namespaces.
     #[arg(short = 'A', long)]
     pub all_namespaces: bool,
-    /// Output: wide, yaml, json, name.
+    /// Output: wide, yaml, json, name, jsonpath=TEMPLATE, custom-columns=SPEC.
     #[arg(short = 'o', long)]
     pub output: Option<String>,
-    /// Label selector (`app=web,tier!=db`).
+    /// Label selector: `app=web`, `tier!=db`, `app in (a,b)`, `!canary`.
     #[arg(short = 'l', long)]
     pub selector: Option<String>,
+    /// Field selector: `status.phase=Running`, `metadata.name!=x`, `spec.nodeName=…`.
+    #[arg(long)]
+    pub field_selector: Option<String>,
+    /// A LABELS column with every label.
+    #[arg(long)]
+    pub show_labels: bool,
+    /// A column per label key given (`-L app -L tier`, or `-L app,tier`).
+    #[arg(short = 'L', long = "label-columns")]
+    pub label_columns: Vec<String>,
+    /// Sort by the value of a JSONPath, e.g. `--sort-by=.metadata.creationTimestamp`.
+    #[arg(long)]
+    pub sort_by: Option<String>,
+    /// No header row.
+    #[arg(long)]
+    pub no_headers: bool,
+    /// After the listing, print each change (until interrupted).
+    #[arg(short = 'w', long)]
+    pub watch: bool,
+    /// Print changes only, not the current listing.
+    #[arg(long)]
+    pub watch_only: bool,
+    /// With --watch: the kind of change (ADDED, MODIFIED, DELETED) first on each line.
+    #[arg(long)]
+    pub output_watch_events: bool,
 }
 
 /// `podhost delete …`.
@@ -321,15 +591,34 @@ pub struct DeleteArgs {
     /// Wait until the pods are gone.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub wait: bool,
+    /// Every object of the types given (`delete pods --all`).
+    #[arg(long)]
+    pub all: bool,
+    /// The objects of the types given whose labels match.
+    #[arg(short = 'l', long)]
+    pub selector: Option<String>,
+    /// A name that does not exist is no error.
+    #[arg(long)]
+    pub ignore_not_found: bool,
 }
 
 impl Cli {
-    /// The config these flags select.
+    /// The config these flags select: a client needs only the root (where the socket
+    /// is); the daemon's own knobs come with `serve`.
     pub fn config(&self) -> Config {
         let base = match &self.root {
             Some(r) => Config::rooted(r),
             None => Config::default(),
         };
+        match &self.command {
+            Command::Serve(serve) => serve.config(base),
+            _ => base,
+        }
+    }
+}
+
+impl ServeArgs {
+    fn config(&self, base: Config) -> Config {
         let mut network = base.runtime.network.clone();
         let n = &self.net;
         if let Some(d) = &n.cni_conf_dir {
@@ -365,35 +654,37 @@ impl Cli {
                 .min(self.image_gc_high_threshold),
             ..base
         };
-        if let Command::Serve(serve) = &self.command {
-            if let Some(d) = serve.backoff_initial {
-                config.backoff_initial = d;
-            }
-            if let Some(d) = serve.backoff_max {
-                config.backoff_max = d;
-            }
-            // A cap below the first delay would make the first delay the cap.
-            config.backoff_max = config.backoff_max.max(config.backoff_initial);
-            let default = config.runtime.container_log_rotation;
-            let max_files = serve.container_log_max_files.map_or(
-                default.map_or(podhost_shim::logrotate::DEFAULT_MAX_FILES, |p| p.max_files),
-                |n| n as usize,
-            );
-            let max_size = match serve.container_log_max_size {
-                Some(n) => u64::try_from(n).ok(),
-                None => default.map(|p| p.max_size),
-            };
-            config.runtime.container_log_rotation =
-                max_size.map(|max_size| podhost_shim::logrotate::Policy {
-                    max_size,
-                    max_files,
-                });
-            if let Some(p) = &serve.cri_socket {
-                config.cri_socket = Some(p.clone()).filter(|p| !p.as_os_str().is_empty());
-            }
-            if serve.no_cri {
-                config.cri_socket = None;
-            }
+        let serve = self;
+        if let Some(d) = serve.backoff_initial {
+            config.backoff_initial = d;
+        }
+        if let Some(d) = serve.backoff_max {
+            config.backoff_max = d;
+        }
+        // A cap below the first delay would make the first delay the cap.
+        config.backoff_max = config.backoff_max.max(config.backoff_initial);
+        let default = config.runtime.container_log_rotation;
+        let max_files = serve.container_log_max_files.map_or(
+            default.map_or(podhost_shim::logrotate::DEFAULT_MAX_FILES, |p| p.max_files),
+            |n| n as usize,
+        );
+        let max_size = match serve.container_log_max_size {
+            Some(n) => u64::try_from(n).ok(),
+            None => default.map(|p| p.max_size),
+        };
+        config.runtime.container_log_rotation =
+            max_size.map(|max_size| podhost_shim::logrotate::Policy {
+                max_size,
+                max_files,
+            });
+        if let Some(addr) = serve.streaming_address {
+            config.streaming_addr = addr;
+        }
+        if let Some(p) = &serve.cri_socket {
+            config.cri_socket = Some(p.clone()).filter(|p| !p.as_os_str().is_empty());
+        }
+        if serve.no_cri {
+            config.cri_socket = None;
         }
         config
     }
@@ -434,26 +725,59 @@ pub async fn run(cli: Cli) -> Result<i32> {
     let client = Client::new(&config.api_socket());
     match cli.command {
         Command::Serve(_) => unreachable_serve(),
-        Command::Apply { files } => {
+        Command::Run(a) => run_cmd(&client, a).await,
+        Command::Cp {
+            src,
+            dst,
+            container,
+            namespace,
+        } => cp::run(&client, &src, &dst, container.as_deref(), &namespace).await,
+        Command::Label(a) => set_meta(&client, a, "labels").await,
+        Command::Annotate(a) => set_meta(&client, a, "annotations").await,
+        Command::Apply {
+            files,
+            recursive,
+            dry_run,
+        } => {
+            // Each object on its own, as kubectl: what failed is reported at the end,
+            // the rest is applied.
+            let mut errors = Vec::new();
+            let dry = dry_run != "none";
+            let files = manifest_files(&files, recursive)?;
             for f in &files {
-                let (yaml, source) = read_manifest(f)?;
-                let resp: crate::server::ApplyResponse = client
-                    .call(
-                        Method::POST,
-                        "/v1/apply",
-                        Some(serde_json::json!({ "yaml": yaml, "source": source })),
-                    )
-                    .await?;
-                for w in &resp.warnings {
-                    eprintln!("Warning: {w}");
-                }
-                for r in &resp.results {
-                    println!("{r}");
+                let r = async {
+                    let (yaml, source) = read_manifest(f)?;
+                    let body =
+                        serde_json::json!({ "yaml": yaml, "source": source, "dry_run": dry });
+                    client
+                        .call::<crate::server::ApplyResponse>(Method::POST, "/v1/apply", Some(body))
+                        .await
+                };
+                match r.await {
+                    Ok(resp) => {
+                        for w in &resp.warnings {
+                            eprintln!("Warning: {w}");
+                        }
+                        for r in &resp.results {
+                            match dry_run.as_str() {
+                                // The daemon checked it; kubectl's client dry run says so.
+                                "client" => {
+                                    outln!("{}", r.replace(" (server dry run)", " (dry run)"))
+                                }
+                                _ => outln!("{r}"),
+                            }
+                        }
+                        errors.extend(resp.errors);
+                    }
+                    Err(e) => errors.push(format!("{e:#}")),
                 }
             }
-            Ok(0)
+            for e in &errors {
+                eprintln!("error: {e}");
+            }
+            Ok(i32::from(!errors.is_empty()))
         }
-        Command::Get(args) => get(&client, args).await,
+        Command::Get(args) => get::run(&client, args).await,
         Command::Top {
             kind,
             name,
@@ -474,56 +798,15 @@ pub async fn run(cli: Cli) -> Result<i32> {
                     bail!("pod {n:?} not found or not running");
                 }
             }
-            print!("{}", top::top_table(&rows, ns, name.as_deref(), containers));
+            out!("{}", top::top_table(&rows, ns, name.as_deref(), containers));
             Ok(0)
         }
         Command::Describe {
             kind,
-            name,
+            names,
             namespace,
-        } => {
-            if let Some(k) = objects::ObjectKind::parse(&kind) {
-                return objects::describe(&client, k, &namespace, &name).await;
-            }
-            if !is_pod_kind(&kind) {
-                bail!("the server doesn't have a resource type {kind:?} (podhost knows: pods, configmaps, secrets)");
-            }
-            let pod: Pod = client
-                .call(Method::GET, &format!("/v1/pods/{namespace}/{name}"), None)
-                .await?;
-            let events: Vec<crate::lifecycle::PodEvent> = client
-                .call(
-                    Method::GET,
-                    &format!("/v1/pods/{namespace}/{name}/events"),
-                    None,
-                )
-                .await?;
-            let rows: Vec<crate::server::ContainerRow> =
-                client.call(Method::GET, "/v1/containers", None).await?;
-            print!(
-                "{}",
-                output::describe(&pod, &events, &rows, crate::timefmt::now_nanos())
-            );
-            Ok(0)
-        }
-        Command::Logs {
-            pod,
-            container,
-            follow,
-            previous,
-            timestamps,
-            namespace,
-        } => {
-            let args = logs::LogsArgs {
-                namespace,
-                pod,
-                container,
-                follow,
-                previous,
-                timestamps,
-            };
-            logs::run(&client, args).await
-        }
+        } => describe(&client, &kind, names, &namespace).await,
+        Command::Logs(args) => logs_cmd(&client, args).await,
         Command::Exec {
             pod,
             container,
@@ -543,6 +826,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
                 }
                 terminal
             };
+            let pod = pod_arg(&pod)?;
             let mut path = format!(
                 "/v1/pods/{namespace}/{pod}/exec?cmd={}",
                 enc(&serde_json::to_string(&cmd)?)
@@ -558,18 +842,49 @@ pub async fn run(cli: Cli) -> Result<i32> {
                 }
             }
             let io = client.upgrade(&path).await?;
-            if tty {
+            // A session that ends without the command's exit code lost it.
+            let code = if tty {
                 let _raw = exec::RawMode::enter()?;
                 exec::relay_tty(io, size).await
             } else {
                 exec::relay(io, stdin).await
-            }
+            };
+            code.map(|c| c.unwrap_or(1))
         }
+        Command::Attach {
+            pod,
+            container,
+            stdin,
+            tty,
+            namespace,
+        } => {
+            let args = attach::AttachArgs {
+                pod,
+                namespace,
+                container,
+                stdin,
+                tty,
+            };
+            attach::run(&client, args).await
+        }
+        Command::PortForward {
+            pod,
+            ports,
+            namespace,
+        } => portforward::run(&client, &namespace, &pod, &ports).await,
         Command::Delete(args) => delete(&client, args).await,
-        Command::Ps { all } => {
-            let rows: Vec<crate::server::ContainerRow> =
+        Command::Ps {
+            all,
+            pod,
+            namespace,
+        } => {
+            let mut rows: Vec<crate::server::ContainerRow> =
                 client.call(Method::GET, "/v1/containers", None).await?;
-            print!(
+            if let Some(p) = &pod {
+                let key = format!("{namespace}/{}", pod_arg(p)?);
+                rows.retain(|r| r.pod == key);
+            }
+            out!(
                 "{}",
                 output::ps_table(&rows, all, crate::timefmt::now_nanos())
             );
@@ -581,7 +896,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
         } => {
             let images: Vec<podhost_runtime::ImageInfo> =
                 client.call(Method::GET, "/v1/images", None).await?;
-            print!("{}", output::images_table(&images));
+            out!("{}", output::images_table(&images));
             Ok(0)
         }
         Command::Pull { image }
@@ -602,7 +917,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
                     )
                     .await;
                 match r {
-                    Ok(_) => println!("Deleted: {image}"),
+                    Ok(_) => outln!("Deleted: {image}"),
                     Err(e) => {
                         eprintln!("error: {e:#}");
                         code = 1;
@@ -622,9 +937,9 @@ pub async fn run(cli: Cli) -> Result<i32> {
                 )
                 .await?;
             for id in &r.removed {
-                println!("Deleted: {id}");
+                outln!("Deleted: {id}");
             }
-            println!("Total reclaimed space: {}", output::human_size(r.reclaimed));
+            outln!("Total reclaimed space: {}", output::human_size(r.reclaimed));
             Ok(0)
         }
         Command::Image {
@@ -641,7 +956,7 @@ pub async fn run(cli: Cli) -> Result<i32> {
                 .await?;
             for i in images {
                 let name = i.repo_tags.first().cloned().unwrap_or_else(|| i.id.clone());
-                println!("Loaded image: {name}");
+                outln!("Loaded image: {name}");
             }
             Ok(0)
         }
@@ -654,85 +969,330 @@ pub async fn run(cli: Cli) -> Result<i32> {
     }
 }
 
+/// Writes to stdout. A reader that stopped early (`get pods -o yaml | head -1`) ends
+/// the CLI as it ends kubectl or cat: by SIGPIPE, with nothing on stderr. Rust's
+/// `print!` would panic instead (Rust ignores SIGPIPE); the signal stays ignored for the
+/// daemon's socket, whose hang-up is an error the client reports.
+pub(crate) fn write_stdout(args: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_fmt(args).and_then(|()| out.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            die_of_sigpipe();
+        }
+        eprintln!("error: writing to stdout: {e}");
+        std::process::exit(1);
+    }
+}
+
+/// Ends the process by SIGPIPE's default action, as a shell pipeline expects.
+pub(crate) fn die_of_sigpipe() -> ! {
+    // SAFETY: restoring the default action of SIGPIPE and raising it in this process.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        libc::raise(libc::SIGPIPE);
+    }
+    std::process::exit(141)
+}
+
+/// `describe TYPE [NAMES]` or `describe TYPE/NAME`: each found object, one error per
+/// missing name (kubectl's habit), every object of the type when no name is given.
+async fn describe(client: &Client, kind: &str, names: Vec<String>, ns: &str) -> Result<i32> {
+    let (kind, mut names) = match kind.split_once('/') {
+        Some((k, n)) => (k, std::iter::once(n.to_string()).chain(names).collect()),
+        None => (kind, names),
+    };
+    let object_kind = objects::ObjectKind::parse(kind);
+    if object_kind.is_none() && !is_pod_kind(kind) {
+        bail!("the server doesn't have a resource type {kind:?} (podhost knows: pods, configmaps, secrets)");
+    }
+    if names.is_empty() {
+        names = match object_kind {
+            Some(k) => objects::names(client, k, ns).await?,
+            None => {
+                let pods: Vec<Pod> = client
+                    .call(
+                        Method::GET,
+                        &format!("/v1/pods?namespace={}", enc(ns)),
+                        None,
+                    )
+                    .await?;
+                pods.into_iter().filter_map(|p| p.metadata.name).collect()
+            }
+        };
+    }
+    let mut code = 0;
+    for (i, name) in names.iter().enumerate() {
+        if i > 0 {
+            outln!();
+        }
+        let r = match object_kind {
+            Some(k) => objects::describe(client, k, ns, name).await,
+            None => describe_pod(client, ns, name).await,
+        };
+        if let Err(e) = r {
+            eprintln!("Error from server (NotFound): {e:#}");
+            code = 1;
+        }
+    }
+    Ok(code)
+}
+
+async fn describe_pod(client: &Client, namespace: &str, name: &str) -> Result<i32> {
+    let pod: Pod = client
+        .call(Method::GET, &format!("/v1/pods/{namespace}/{name}"), None)
+        .await?;
+    let events: Vec<crate::lifecycle::PodEvent> = client
+        .call(
+            Method::GET,
+            &format!("/v1/pods/{namespace}/{name}/events"),
+            None,
+        )
+        .await?;
+    let rows: Vec<crate::server::ContainerRow> =
+        client.call(Method::GET, "/v1/containers", None).await?;
+    out!(
+        "{}",
+        output::describe(&pod, &events, &rows, crate::timefmt::now_nanos())
+    );
+    Ok(0)
+}
+
+/// `logs`: one pod's container, every container (`--all-containers`), or the pods a
+/// selector picks (`-l`); several followed at once, as kubectl.
+async fn logs_cmd(client: &Client, a: LogsCmd) -> Result<i32> {
+    let pods: Vec<String> = match (&a.selector, &a.pod) {
+        (Some(sel), _) => {
+            let q = format!(
+                "/v1/pods?namespace={}&selector={}",
+                enc(&a.namespace),
+                enc(sel)
+            );
+            let pods: Vec<Pod> = client.call(Method::GET, &q, None).await?;
+            let names: Vec<String> = pods.into_iter().filter_map(|p| p.metadata.name).collect();
+            if names.is_empty() {
+                eprintln!("No resources found in {} namespace.", a.namespace);
+                return Ok(0);
+            }
+            names
+        }
+        (None, Some(p)) => vec![pod_arg(p)?.to_string()],
+        (None, None) => {
+            bail!("a pod name (or -l SELECTOR) is required: podhost logs POD [-c CONTAINER]")
+        }
+    };
+    // kubectl shows the last 10 lines of each pod a selector picks, unless told.
+    let tail = if a.selector.is_some() && a.tail < 0 {
+        10
+    } else {
+        a.tail
+    };
+    let since_time = match (&a.since, &a.since_time) {
+        (Some(d), _) => {
+            let d = parse_duration(d)?;
+            let at = crate::timefmt::now_nanos() - i64::try_from(d.as_nanos()).unwrap_or(i64::MAX);
+            Some(crate::timefmt::k8s_time(at).0.to_string())
+        }
+        (None, t) => t.clone(),
+    };
+    // Which containers: named, all, or the default one (named when lines carry it).
+    let mut targets: Vec<(String, Option<String>)> = Vec::new();
+    for pod in pods {
+        let needs_names =
+            a.all_containers || (a.container.is_none() && (a.prefix || a.selector.is_some()));
+        if !needs_names {
+            targets.push((pod, a.container.clone()));
+            continue;
+        }
+        let p: Pod = client
+            .call(
+                Method::GET,
+                &format!("/v1/pods/{}/{pod}", a.namespace),
+                None,
+            )
+            .await?;
+        let spec = p.spec.unwrap_or_default();
+        let names: Vec<String> = if a.all_containers {
+            spec.init_containers
+                .iter()
+                .flatten()
+                .chain(&spec.containers)
+                .map(|c| c.name.clone())
+                .collect()
+        } else {
+            spec.containers
+                .first()
+                .map(|c| c.name.clone())
+                .into_iter()
+                .collect()
+        };
+        targets.extend(names.into_iter().map(|c| (pod.clone(), Some(c))));
+    }
+    let many = targets.len() > 1;
+    let runs = targets.into_iter().map(|(pod, container)| {
+        logs::run(
+            client,
+            logs::LogsArgs {
+                namespace: a.namespace.clone(),
+                pod,
+                container,
+                follow: a.follow,
+                previous: a.previous,
+                timestamps: a.timestamps,
+                tail,
+                since_time: since_time.clone(),
+                prefix: a.prefix,
+            },
+        )
+    });
+    let mut code = 0;
+    if a.follow && many {
+        for r in futures_util::future::join_all(runs).await {
+            code = code.max(report(r));
+        }
+    } else {
+        for run in runs {
+            code = code.max(report(run.await));
+        }
+    }
+    Ok(code)
+}
+
+/// A per-target result: errors printed, the worst exit code kept.
+fn report(r: Result<i32>) -> i32 {
+    match r {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            1
+        }
+    }
+}
+
+/// The manifest files `-f` names: files as given, directories' `.yaml`, `.yml` and
+/// `.json` files by name (with `-R`, their subdirectories' too), as kubectl.
+fn manifest_files(paths: &[PathBuf], recursive: bool) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for p in paths {
+        if p.as_os_str() != "-" && p.is_dir() {
+            let mut found = Vec::new();
+            collect_manifests(p, recursive, &mut found)?;
+            found.sort();
+            out.extend(found);
+        } else {
+            out.push(p.clone());
+        }
+    }
+    Ok(out)
+}
+
+fn collect_manifests(dir: &std::path::Path, recursive: bool, out: &mut Vec<PathBuf>) -> Result<()> {
+    for e in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let path = e?.path();
+        if path.is_dir() {
+            if recursive {
+                collect_manifests(&path, true, out)?;
+            }
+        } else if path
+            .extension()
+            .is_some_and(|x| x == "yaml" || x == "yml" || x == "json")
+        {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// `label` and `annotate`: the objects named (or all, or by selector) get the changes;
+/// kubectl's lines (`pod/web labeled`, `… not labeled` when nothing changed).
+async fn set_meta(client: &Client, a: MetaArgs, field: &str) -> Result<i32> {
+    let verb = if field == "labels" {
+        "labeled"
+    } else {
+        "annotated"
+    };
+    let (kind, rest) = a.args.split_first().context("a resource type is needed")?;
+    let (kind, mut names): (&str, Vec<String>) = match kind.split_once('/') {
+        Some((k, n)) => (k, vec![n.to_string()]),
+        None => (kind.as_str(), Vec::new()),
+    };
+    let mut changes = serde_json::Map::new();
+    for arg in rest {
+        if let Some((k, v)) = arg.split_once('=') {
+            changes.insert(k.to_string(), serde_json::Value::String(v.to_string()));
+        } else if let Some(k) = arg.strip_suffix('-') {
+            changes.insert(k.to_string(), serde_json::Value::Null);
+        } else if changes.is_empty() {
+            names.push(pod_arg(arg).map_or(arg.clone(), str::to_string));
+        } else {
+            bail!("{arg:?}: a change is KEY=VALUE or KEY-");
+        }
+    }
+    if changes.is_empty() {
+        bail!(
+            "at least one {} update is required",
+            &field[..field.len() - 1]
+        );
+    }
+    let (plural, singular) = match objects::ObjectKind::parse(kind) {
+        Some(k) => (k.plural(), k.singular()),
+        None if is_pod_kind(kind) => ("pods", "pod"),
+        None => bail!("the server doesn't have a resource type {kind:?} (podhost knows: pods, configmaps, secrets)"),
+    };
+    if a.all || a.selector.is_some() {
+        let mut q = format!("namespace={}", enc(&a.namespace));
+        if let Some(sel) = &a.selector {
+            q.push_str(&format!("&selector={}", enc(sel)));
+        }
+        let list: Vec<serde_json::Value> = client
+            .call(Method::GET, &format!("/v1/{plural}?{q}"), None)
+            .await?;
+        names.extend(
+            list.iter()
+                .filter_map(|v| v.pointer("/metadata/name")?.as_str().map(str::to_string)),
+        );
+    } else if names.is_empty() {
+        bail!("one or more resources must be specified as <resource> <name> or <resource>/<name>");
+    }
+    let mut code = 0;
+    for name in names {
+        let body = serde_json::json!({ field: changes, "overwrite": a.overwrite });
+        let r: Result<crate::server::MetaResult> = client
+            .call(
+                Method::POST,
+                &format!("/v1/{plural}/{}/{name}/metadata", a.namespace),
+                Some(body),
+            )
+            .await;
+        match r {
+            Ok(r) if r.changed => outln!("{singular}/{name} {verb}"),
+            Ok(_) => outln!("{singular}/{name} not {verb}"),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                code = 1;
+            }
+        }
+    }
+    Ok(code)
+}
+
 fn unreachable_serve() -> Result<i32> {
     bail!("`serve` is handled by main before the CLI runs")
 }
 
-fn is_pod_kind(k: &str) -> bool {
-    matches!(k, "pod" | "pods" | "po")
+/// The pod a `NAME` or `pod/NAME` argument names (exec, logs, describe, …).
+fn pod_arg(arg: &str) -> Result<&str> {
+    match arg.split_once('/') {
+        None => Ok(arg),
+        Some((kind, name)) if is_pod_kind(kind) && !name.is_empty() => Ok(name),
+        Some((kind, _)) => bail!(
+            "the server doesn't have a resource type {kind:?} here (give a pod: NAME or pod/NAME)"
+        ),
+    }
 }
 
-async fn get(client: &Client, args: GetArgs) -> Result<i32> {
-    let kind = args.kind.as_str();
-    let kind_name = kind
-        .split_once('/')
-        .map(|(k, n)| (k, Some(n)))
-        .unwrap_or((kind, None));
-    let mut names = args.names.clone();
-    if let Some(n) = kind_name.1 {
-        names.push(n.to_string());
-    }
-    let mut q = format!(
-        "/v1/pods?namespace={}&all_namespaces={}",
-        enc(&args.namespace),
-        args.all_namespaces
-    );
-    if let Some(s) = &args.selector {
-        q.push_str(&format!("&selector={}", enc(s)));
-    }
-    if let Some(k) = objects::ObjectKind::parse(kind_name.0) {
-        return objects::get(client, k, &names, &args).await;
-    }
-    match kind_name.0 {
-        k if is_pod_kind(k) => {
-            let mut pods: Vec<Pod> = client.call(Method::GET, &q, None).await?;
-            if !names.is_empty() {
-                for n in &names {
-                    if !pods.iter().any(|p| p.metadata.name.as_deref() == Some(n)) {
-                        bail!("pods \"{n}\" not found");
-                    }
-                }
-                pods.retain(|p| names.iter().any(|n| p.metadata.name.as_deref() == Some(n)));
-            }
-            let single = names.len() == 1;
-            match args.output.as_deref() {
-                Some("yaml") => print!("{}", output::to_yaml(&pods, single)?),
-                Some("json") => println!("{}", output::to_json(&pods, single)?),
-                Some("name") => pods.iter().for_each(|p| println!("pod/{}", p.metadata.name.as_deref().unwrap_or(""))),
-                Some("wide") => print!("{}", output::pods_table(&pods, true, args.all_namespaces, crate::timefmt::now_nanos())),
-                None => {
-                    if pods.is_empty() {
-                        let where_ = if args.all_namespaces { String::new() } else { format!(" in {} namespace", args.namespace) };
-                        eprintln!("No resources found{where_}.");
-                    } else {
-                        print!("{}", output::pods_table(&pods, false, args.all_namespaces, crate::timefmt::now_nanos()));
-                    }
-                }
-                Some(o) => bail!("unable to match a printer suitable for the output format {o:?}, allowed formats are: json,name,wide,yaml"),
-            }
-            Ok(0)
-        }
-        "events" | "event" | "ev" => {
-            let pods: Vec<Pod> = client.call(Method::GET, &q, None).await?;
-            let mut rows = Vec::new();
-            for p in pods {
-                let ns = p.metadata.namespace.clone().unwrap_or_default();
-                let name = p.metadata.name.clone().unwrap_or_default();
-                let evs: Vec<crate::lifecycle::PodEvent> = client
-                    .call(Method::GET, &format!("/v1/pods/{ns}/{name}/events"), None)
-                    .await?;
-                rows.extend(evs.into_iter().map(|e| (format!("pod/{name}"), e)));
-            }
-            print!(
-                "{}",
-                output::events_table(&rows, crate::timefmt::now_nanos())
-            );
-            Ok(0)
-        }
-        other => {
-            bail!("the server doesn't have a resource type {other:?} (podhost knows: pods, events, configmaps, secrets)")
-        }
-    }
+fn is_pod_kind(k: &str) -> bool {
+    matches!(k, "pod" | "pods" | "po")
 }
 
 async fn delete(client: &Client, args: DeleteArgs) -> Result<i32> {
@@ -755,6 +1315,39 @@ async fn delete(client: &Client, args: DeleteArgs) -> Result<i32> {
         }
     }
     let mut rest = args.args.iter();
+    if args.all || args.selector.is_some() {
+        // Types only (`delete pods,cm -l app=x`): every object that matches.
+        let kinds = args.args.first().map(String::as_str).unwrap_or_default();
+        if kinds.is_empty() || args.args.len() > 1 {
+            bail!("--all and -l take resource types only, e.g. `podhost delete pods --all`");
+        }
+        let mut q = format!("namespace={}", enc(&args.namespace));
+        if let Some(sel) = &args.selector {
+            q.push_str(&format!("&selector={}", enc(sel)));
+        }
+        for kind in kinds.split(',').filter(|k| !k.is_empty()) {
+            let plural = match objects::ObjectKind::parse(kind) {
+                Some(k) => k.plural(),
+                None if is_pod_kind(kind) => "pods",
+                None => bail!("the server doesn't have a resource type {kind:?} (podhost knows: pods, configmaps, secrets)"),
+            };
+            let list: Vec<serde_json::Value> = client
+                .call(Method::GET, &format!("/v1/{plural}?{q}"), None)
+                .await?;
+            let names = list
+                .iter()
+                .filter_map(|v| v.pointer("/metadata/name")?.as_str().map(str::to_string));
+            match objects::ObjectKind::parse(kind) {
+                Some(k) => others.extend(names.map(|n| (k, args.namespace.clone(), n))),
+                None => targets.extend(names.map(|n| (args.namespace.clone(), n))),
+            }
+        }
+        if targets.is_empty() && others.is_empty() {
+            eprintln!("No resources found");
+            return Ok(0);
+        }
+        rest = [].iter();
+    }
     if let Some(first) = rest.next() {
         let (kind_word, first_name) = match first.split_once('/') {
             Some((k, n)) => (k, Some(n)),
@@ -778,7 +1371,7 @@ async fn delete(client: &Client, args: DeleteArgs) -> Result<i32> {
     }
     let mut objects_failed = false;
     for (k, ns, name) in &others {
-        if !objects::delete(client, *k, ns, name).await {
+        if !objects::delete(client, *k, ns, name, args.ignore_not_found).await {
             objects_failed = true;
         }
     }
@@ -800,9 +1393,10 @@ async fn delete(client: &Client, args: DeleteArgs) -> Result<i32> {
             .await;
         match r {
             Ok(_) => {
-                println!("pod \"{name}\" deleted");
+                outln!("pod \"{name}\" deleted");
                 deleted.push((ns, name));
             }
+            Err(e) if args.ignore_not_found && e.to_string().ends_with("not found") => {}
             Err(e) => {
                 eprintln!("Error from server (NotFound): {e}");
                 code = 1;
@@ -841,7 +1435,7 @@ async fn wait(client: &Client, for_: &str, target: &str, timeout: &str, ns: &str
     let timeout = parse_duration(timeout)?;
     if for_ == "delete" {
         if wait_gone(client, ns, name, timeout).await? {
-            println!("pod/{name} condition met");
+            outln!("pod/{name} condition met");
             return Ok(0);
         }
         bail!("timed out waiting for the condition on pods/{name}");
@@ -880,7 +1474,7 @@ async fn wait(client: &Client, for_: &str, target: &str, timeout: &str, ns: &str
             .call(Method::GET, &format!("/v1/pods/{ns}/{name}"), None)
             .await?;
         if check(&pod) {
-            println!("pod/{name} condition met");
+            outln!("pod/{name} condition met");
             return Ok(0);
         }
         if tokio::time::Instant::now() > deadline {

@@ -4,16 +4,15 @@
 
 use std::fmt::Write as _;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use hyper::Method;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use serde::Serialize;
 
 use super::client::{enc, Client};
+#[cfg(test)]
 use super::output::table;
-use super::GetArgs;
-use crate::timefmt::{from_k8s_time, now_nanos};
+use crate::timefmt::from_k8s_time;
 
 /// Which object kind a word names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,7 +64,13 @@ fn name_of(meta: &ObjectMeta) -> String {
 }
 
 /// `get configmaps`: NAME DATA AGE.
-pub fn config_maps_table(list: &[ConfigMap], all_namespaces: bool, now: i64) -> String {
+#[cfg(test)]
+fn config_maps_table(list: &[ConfigMap], all_namespaces: bool, now: i64) -> String {
+    table(&config_map_rows(list, all_namespaces, now))
+}
+
+/// The rows of `get configmaps`, header first.
+pub fn config_map_rows(list: &[ConfigMap], all_namespaces: bool, now: i64) -> Vec<Vec<String>> {
     let mut header = Vec::new();
     if all_namespaces {
         header.push("NAMESPACE".to_string());
@@ -82,11 +87,11 @@ pub fn config_maps_table(list: &[ConfigMap], all_namespaces: bool, now: i64) -> 
         row.extend([name_of(&c.metadata), n.to_string(), age(&c.metadata, now)]);
         rows.push(row);
     }
-    table(&rows)
+    rows
 }
 
-/// `get secrets`: NAME TYPE DATA AGE.
-pub fn secrets_table(list: &[Secret], all_namespaces: bool, now: i64) -> String {
+/// The rows of `get secrets` (NAME TYPE DATA AGE), header first.
+pub fn secret_rows(list: &[Secret], all_namespaces: bool, now: i64) -> Vec<Vec<String>> {
     let mut header = Vec::new();
     if all_namespaces {
         header.push("NAMESPACE".to_string());
@@ -106,7 +111,7 @@ pub fn secrets_table(list: &[Secret], all_namespaces: bool, now: i64) -> String 
         ]);
         rows.push(row);
     }
-    table(&rows)
+    rows
 }
 
 fn map_lines(
@@ -177,105 +182,14 @@ pub fn describe_secret(s: &Secret) -> String {
     out
 }
 
-/// One object alone, or a v1 List like kubectl.
-fn list_value<T: Serialize>(items: &[T], single: bool) -> Result<serde_json::Value> {
-    if single && items.len() == 1 {
-        return Ok(serde_json::to_value(&items[0])?);
-    }
-    Ok(serde_json::json!({
-        "apiVersion": "v1",
-        "kind": "List",
-        "items": items,
-        "metadata": { "resourceVersion": "" },
-    }))
-}
-
-/// Prints a list of ConfigMaps or Secrets in the requested format.
-fn print<T: Serialize>(
-    kind: ObjectKind,
-    items: &[T],
-    metas: Vec<&ObjectMeta>,
-    args: &GetArgs,
-    single: bool,
-    table_text: impl FnOnce() -> String,
-) -> Result<()> {
-    match args.output.as_deref() {
-        Some("yaml") => print!("{}", serde_saphyr::to_string(&list_value(items, single)?)?),
-        Some("json") => println!(
-            "{}",
-            serde_json::to_string_pretty(&list_value(items, single)?)?
-        ),
-        Some("name") => {
-            for m in metas {
-                println!("{}/{}", kind.singular(), name_of(m));
-            }
-        }
-        None | Some("wide") => {
-            if items.is_empty() {
-                let where_ = if args.all_namespaces {
-                    String::new()
-                } else {
-                    format!(" in {} namespace", args.namespace)
-                };
-                eprintln!("No resources found{where_}.");
-            } else {
-                print!("{}", table_text());
-            }
-        }
-        Some(o) => bail!("unable to match a printer suitable for the output format {o:?}, allowed formats are: json,name,wide,yaml"),
-    }
-    Ok(())
-}
-
-/// `get configmaps|secrets [NAMES]`.
-pub async fn get(
-    client: &Client,
-    kind: ObjectKind,
-    names: &[String],
-    args: &GetArgs,
-) -> Result<i32> {
-    let mut q = format!(
-        "/v1/{}?namespace={}&all_namespaces={}",
-        kind.plural(),
-        enc(&args.namespace),
-        args.all_namespaces
-    );
-    if let Some(s) = &args.selector {
-        q.push_str(&format!("&selector={}", enc(s)));
-    }
-    let single = names.len() == 1;
-    let keep =
-        |meta: &ObjectMeta| names.is_empty() || names.iter().any(|n| Some(n) == meta.name.as_ref());
-    let missing = |metas: Vec<&ObjectMeta>| -> Result<()> {
-        for n in names {
-            if !metas.iter().any(|m| m.name.as_ref() == Some(n)) {
-                bail!("{} \"{n}\" not found", kind.plural());
-            }
-        }
-        Ok(())
-    };
-    let now = now_nanos();
-    match kind {
-        ObjectKind::ConfigMap => {
-            let mut list: Vec<ConfigMap> = client.call(Method::GET, &q, None).await?;
-            missing(list.iter().map(|c| &c.metadata).collect())?;
-            list.retain(|c| keep(&c.metadata));
-            let metas = list.iter().map(|c| &c.metadata).collect();
-            print(kind, &list, metas, args, single, || {
-                config_maps_table(&list, args.all_namespaces, now)
-            })?;
-        }
-        ObjectKind::Secret => {
-            let mut list: Vec<Secret> = client.call(Method::GET, &q, None).await?;
-            missing(list.iter().map(|c| &c.metadata).collect())?;
-            list.retain(|c| keep(&c.metadata));
-            let metas = list.iter().map(|c| &c.metadata).collect();
-            print(kind, &list, metas, args, single, || {
-                secrets_table(&list, args.all_namespaces, now)
-            })?;
-        }
-    }
-    Ok(0)
+/// Names of every ConfigMap or Secret in namespace `ns` (`describe configmaps`).
+pub async fn names(client: &Client, kind: ObjectKind, ns: &str) -> Result<Vec<String>> {
+    let q = format!("/v1/{}?namespace={}", kind.plural(), enc(ns));
+    let list: Vec<serde_json::Value> = client.call(Method::GET, &q, None).await?;
+    Ok(list
+        .iter()
+        .filter_map(|v| v.pointer("/metadata/name")?.as_str().map(str::to_string))
+        .collect())
 }
 
 /// `describe configmap|secret NAME`.
@@ -284,18 +198,25 @@ pub async fn describe(client: &Client, kind: ObjectKind, ns: &str, name: &str) -
     match kind {
         ObjectKind::ConfigMap => {
             let c: ConfigMap = client.call(Method::GET, &path, None).await?;
-            print!("{}", describe_config_map(&c));
+            out!("{}", describe_config_map(&c));
         }
         ObjectKind::Secret => {
             let s: Secret = client.call(Method::GET, &path, None).await?;
-            print!("{}", describe_secret(&s));
+            out!("{}", describe_secret(&s));
         }
     }
     Ok(0)
 }
 
-/// `delete configmap|secret NAME`; prints kubectl's line. Returns false when not found.
-pub async fn delete(client: &Client, kind: ObjectKind, ns: &str, name: &str) -> bool {
+/// `delete configmap|secret NAME`; prints kubectl's line. Returns false when not found
+/// (unless that is no error: `--ignore-not-found`).
+pub async fn delete(
+    client: &Client,
+    kind: ObjectKind,
+    ns: &str,
+    name: &str,
+    ignore_not_found: bool,
+) -> bool {
     let r: Result<serde_json::Value> = client
         .call(
             Method::DELETE,
@@ -305,9 +226,10 @@ pub async fn delete(client: &Client, kind: ObjectKind, ns: &str, name: &str) -> 
         .await;
     match r {
         Ok(_) => {
-            println!("{} \"{name}\" deleted", kind.singular());
+            outln!("{} \"{name}\" deleted", kind.singular());
             true
         }
+        Err(e) if ignore_not_found && e.to_string().ends_with("not found") => true,
         Err(e) => {
             eprintln!("Error from server (NotFound): {e}");
             false
@@ -335,7 +257,7 @@ mod tests {
         let text = describe_secret(&s);
         assert!(text.contains("password:  7 bytes"), "{text}");
         assert!(!text.contains("hunter2"), "{text}");
-        let yaml = serde_saphyr::to_string(&list_value(&[s], true).expect("value")).expect("yaml");
+        let yaml = serde_saphyr::to_string(&s).expect("yaml");
         assert!(yaml.contains("password: aHVudGVyMg=="), "{yaml}");
         assert!(yaml.contains("kind: Secret"), "{yaml}");
     }

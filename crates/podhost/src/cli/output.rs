@@ -3,13 +3,12 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use anyhow::Result;
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
 use podhost_api::display;
 
 use crate::lifecycle::PodEvent;
 use crate::server::ContainerRow;
-use crate::timefmt::{from_k8s_time, rfc3339};
+use crate::timefmt::{from_k8s_time, rfc1123z};
 use podhost_runtime::ImageInfo;
 
 /// Columns padded like kubectl's tabwriter (3 spaces between columns).
@@ -47,8 +46,8 @@ fn age_since(nanos: Option<i64>, now: i64) -> String {
     }
 }
 
-/// `get pods` (and `-o wide`).
-pub fn pods_table(pods: &[Pod], wide: bool, all_namespaces: bool, now: i64) -> String {
+/// The rows of `get pods` (and `-o wide`), header first.
+pub fn pod_rows(pods: &[Pod], wide: bool, all_namespaces: bool, now: i64) -> Vec<Vec<String>> {
     let mut header: Vec<String> = Vec::new();
     if all_namespaces {
         header.push("NAMESPACE".into());
@@ -88,7 +87,7 @@ pub fn pods_table(pods: &[Pod], wide: bool, all_namespaces: bool, now: i64) -> S
         }
         rows.push(r);
     }
-    table(&rows)
+    rows
 }
 
 /// `ps`, like `crictl ps -a` (the pause appears as container `POD`).
@@ -172,48 +171,6 @@ pub fn images_table(images: &[ImageInfo]) -> String {
     table(&rows)
 }
 
-/// `get events`.
-pub fn events_table(rows: &[(String, PodEvent)], now: i64) -> String {
-    let mut sorted: Vec<&(String, PodEvent)> = rows.iter().collect();
-    sorted.sort_by_key(|(_, e)| e.time);
-    let mut out = vec![["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]
-        .map(String::from)
-        .to_vec()];
-    for (obj, e) in sorted {
-        out.push(vec![
-            age_since(Some(e.time), now),
-            e.kind.clone(),
-            e.reason.clone(),
-            obj.clone(),
-            e.message.clone(),
-        ]);
-    }
-    table(&out)
-}
-
-/// `-o yaml`: one Pod, or a v1 List like kubectl.
-pub fn to_yaml(pods: &[Pod], single: bool) -> Result<String> {
-    let v = list_value(pods, single)?;
-    Ok(serde_saphyr::to_string(&v)?)
-}
-
-/// `-o json`.
-pub fn to_json(pods: &[Pod], single: bool) -> Result<String> {
-    Ok(serde_json::to_string_pretty(&list_value(pods, single)?)?)
-}
-
-fn list_value(pods: &[Pod], single: bool) -> Result<serde_json::Value> {
-    if single && pods.len() == 1 {
-        return Ok(serde_json::to_value(&pods[0])?);
-    }
-    Ok(serde_json::json!({
-        "apiVersion": "v1",
-        "kind": "List",
-        "items": pods,
-        "metadata": { "resourceVersion": "" },
-    }))
-}
-
 fn state_lines(
     out: &mut String,
     title: &str,
@@ -223,7 +180,7 @@ fn state_lines(
     if let Some(r) = &st.running {
         let _ = writeln!(out, "    {title}:          Running");
         if let Some(t) = &r.started_at {
-            let _ = writeln!(out, "      Started:      {}", rfc3339(from_k8s_time(t)));
+            let _ = writeln!(out, "      Started:      {}", rfc1123z(from_k8s_time(t)));
         }
     } else if let Some(w) = &st.waiting {
         let _ = writeln!(out, "    {title}:          Waiting");
@@ -244,10 +201,10 @@ fn state_lines(
         );
         let _ = writeln!(out, "      Exit Code:    {}", t.exit_code);
         if let Some(s) = &t.started_at {
-            let _ = writeln!(out, "      Started:      {}", rfc3339(from_k8s_time(s)));
+            let _ = writeln!(out, "      Started:      {}", rfc1123z(from_k8s_time(s)));
         }
         if let Some(f) = &t.finished_at {
-            let _ = writeln!(out, "      Finished:     {}", rfc3339(from_k8s_time(f)));
+            let _ = writeln!(out, "      Finished:     {}", rfc1123z(from_k8s_time(f)));
         }
     }
 }
@@ -264,6 +221,84 @@ fn ns_line(pid: u32) -> String {
         })
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// An address of /proc/net/tcp{,6}: hex words in host byte order, then the port.
+fn proc_net_addr(hex: &str) -> Option<String> {
+    let (ip, port) = hex.split_once(':')?;
+    let port = u16::from_str_radix(port, 16).ok()?;
+    // The kernel prints each 32-bit word of the address as a number of this machine's
+    // (little-endian) byte order.
+    let words: Option<Vec<u32>> = (0..ip.len() / 8)
+        .map(|i| u32::from_str_radix(ip.get(i * 8..i * 8 + 8)?, 16).ok())
+        .collect();
+    let bytes: Vec<u8> = words?.iter().flat_map(|w| w.to_le_bytes()).collect();
+    match bytes.len() {
+        4 => Some(format!(
+            "{}.{}.{}.{}:{port}",
+            bytes[0], bytes[1], bytes[2], bytes[3]
+        )),
+        16 => {
+            let a: [u8; 16] = bytes.try_into().ok()?;
+            Some(format!("[{}]:{port}", std::net::Ipv6Addr::from(a)))
+        }
+        _ => None,
+    }
+}
+
+/// Who listens where in the pod, for the container whose first process is `pid`: the
+/// pod network namespace's listening TCP sockets (/proc/PID/net/tcp and tcp6) owned
+/// by a process of the container (same cgroup), with its command name. The notes'
+/// 127.0.0.1-for-the-pod versus 0.0.0.0-for-everyone, made visible.
+fn listening(pid: u32) -> String {
+    let mut sockets: Vec<(u64, String)> = Vec::new();
+    for file in ["tcp", "tcp6"] {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/net/{file}")).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            // st 0A: LISTEN.
+            if f.len() > 9 && f[3] == "0A" {
+                if let (Some(addr), Ok(inode)) = (proc_net_addr(f[1]), f[9].parse::<u64>()) {
+                    sockets.push((inode, addr));
+                }
+            }
+        }
+    }
+    let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok();
+    let mut owners: std::collections::HashMap<u64, String> = std::collections::HashMap::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let p = e.path();
+        if cgroup.is_none() || std::fs::read_to_string(p.join("cgroup")).ok() != cgroup {
+            continue;
+        }
+        let comm = std::fs::read_to_string(p.join("comm")).unwrap_or_default();
+        for fd in std::fs::read_dir(p.join("fd"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let target = std::fs::read_link(fd.path()).unwrap_or_default();
+            let inode = target
+                .to_str()
+                .and_then(|t| t.strip_prefix("socket:["))
+                .and_then(|t| t.strip_suffix(']'))
+                .and_then(|t| t.parse::<u64>().ok());
+            if let Some(i) = inode {
+                owners.insert(i, comm.trim().to_string());
+            }
+        }
+    }
+    let mut out: Vec<String> = sockets
+        .into_iter()
+        .filter_map(|(inode, addr)| owners.get(&inode).map(|c| format!("{addr}/TCP ({c})")))
+        .collect();
+    out.sort();
+    out.dedup();
+    if out.is_empty() {
+        "<none>".into()
+    } else {
+        out.join(", ")
+    }
 }
 
 /// A probe as `kubectl describe` prints it:
@@ -309,6 +344,259 @@ pub fn probe_line(p: &k8s_openapi::api::core::v1::Probe) -> String {
     )
 }
 
+/// `Limits:` or `Requests:` of a container, one quantity a line.
+fn quantities(
+    o: &mut String,
+    title: &str,
+    q: Option<
+        &std::collections::BTreeMap<
+            String,
+            k8s_openapi::apimachinery::pkg::api::resource::Quantity,
+        >,
+    >,
+) {
+    let Some(q) = q.filter(|q| !q.is_empty()) else {
+        return;
+    };
+    let _ = writeln!(o, "    {title}");
+    // kubectl's tabwriter: the longest `key:` and two spaces.
+    let width = q.keys().map(String::len).max().unwrap_or(0) + 3;
+    for (k, v) in q {
+        let _ = writeln!(o, "      {:<width$}{}", format!("{k}:"), v.0);
+    }
+}
+
+/// The value of a downward API field of the pod, as `kubectl describe` resolves it.
+fn field_value(pod: &Pod, path: &str) -> String {
+    let m = &pod.metadata;
+    let key = |prefix: &str| {
+        path.strip_prefix(prefix)
+            .and_then(|r| r.strip_prefix("['"))
+            .and_then(|r| r.strip_suffix("']"))
+            .map(str::to_string)
+    };
+    if let Some(k) = key("metadata.labels") {
+        return m
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(&k))
+            .cloned()
+            .unwrap_or_default();
+    }
+    if let Some(k) = key("metadata.annotations") {
+        return m
+            .annotations
+            .as_ref()
+            .and_then(|l| l.get(&k))
+            .cloned()
+            .unwrap_or_default();
+    }
+    let spec = pod.spec.as_ref();
+    let st = pod.status.as_ref();
+    match path {
+        "metadata.name" => m.name.clone(),
+        "metadata.namespace" => m.namespace.clone(),
+        "metadata.uid" => m.uid.clone(),
+        "spec.nodeName" => spec.and_then(|s| s.node_name.clone()),
+        "spec.serviceAccountName" => spec.and_then(|s| s.service_account_name.clone()),
+        "status.podIP" => st.and_then(|s| s.pod_ip.clone()),
+        "status.hostIP" => st.and_then(|s| s.host_ip.clone()),
+        _ => None,
+    }
+    .unwrap_or_default()
+}
+
+/// A container's `resourceFieldRef` value as kubectl computes it from the container's
+/// own requests and limits (0 when unset), in units of the divisor, rounded up.
+fn resource_value(
+    c: &k8s_openapi::api::core::v1::Container,
+    r: &k8s_openapi::api::core::v1::ResourceFieldSelector,
+) -> String {
+    use podhost_api::quantity::{parse_bytes, parse_cpu_millis};
+    let (which, name) = r
+        .resource
+        .split_once('.')
+        .unwrap_or(("", r.resource.as_str()));
+    let res = c.resources.as_ref();
+    let q = match which {
+        "limits" => res.and_then(|r| r.limits.as_ref()),
+        _ => res.and_then(|r| r.requests.as_ref()),
+    }
+    .and_then(|m| m.get(name));
+    let divisor = r.divisor.as_ref().map(|d| d.0.as_str());
+    let (value, unit) = if name == "cpu" {
+        (
+            q.and_then(|q| parse_cpu_millis(&q.0).ok()).unwrap_or(0),
+            divisor
+                .and_then(|d| parse_cpu_millis(d).ok())
+                .unwrap_or(1000),
+        )
+    } else {
+        (
+            q.and_then(|q| parse_bytes(&q.0).ok()).unwrap_or(0),
+            divisor.and_then(|d| parse_bytes(d).ok()).unwrap_or(1),
+        )
+    };
+    if unit <= 0 {
+        return value.to_string();
+    }
+    ((value + unit - 1).div_euclid(unit)).to_string()
+}
+
+/// `Environment Variables from:` and `Environment:` of a container, as kubectl prints
+/// them: where each value comes from, never a Secret's value.
+fn env_lines(o: &mut String, pod: &Pod, c: &k8s_openapi::api::core::v1::Container) {
+    let from = c.env_from.as_deref().unwrap_or_default();
+    if !from.is_empty() {
+        let mut rows = Vec::new();
+        for e in from {
+            let (kind, name, optional) = if let Some(r) = &e.config_map_ref {
+                ("ConfigMap", r.name.clone(), r.optional.unwrap_or(false))
+            } else if let Some(r) = &e.secret_ref {
+                ("Secret", r.name.clone(), r.optional.unwrap_or(false))
+            } else {
+                continue;
+            };
+            let kind = match e.prefix.as_deref().filter(|p| !p.is_empty()) {
+                Some(p) => format!("{kind} with prefix '{p}'"),
+                None => kind.to_string(),
+            };
+            rows.push(vec![
+                format!("      {name}"),
+                kind,
+                format!("Optional: {optional}"),
+            ]);
+        }
+        let _ = writeln!(o, "    Environment Variables from:");
+        o.push_str(&table(&rows));
+    }
+    let env = c.env.as_deref().unwrap_or_default();
+    if env.is_empty() {
+        let _ = writeln!(o, "    Environment:    <none>");
+        return;
+    }
+    let _ = writeln!(o, "    Environment:");
+    let mut rows = Vec::new();
+    for e in env {
+        let name = format!("      {}:", e.name);
+        let Some(vf) = &e.value_from else {
+            let value = e.value.clone().unwrap_or_default();
+            let mut lines = value.split('\n');
+            rows.push(vec![name, lines.next().unwrap_or("").to_string()]);
+            rows.extend(lines.map(|l| vec![String::new(), l.to_string()]));
+            continue;
+        };
+        let text = if let Some(f) = &vf.field_ref {
+            format!(
+                "{} ({}:{})",
+                field_value(pod, &f.field_path),
+                f.api_version.as_deref().unwrap_or("v1"),
+                f.field_path
+            )
+        } else if let Some(r) = &vf.resource_field_ref {
+            format!("{} ({})", resource_value(c, r), r.resource)
+        } else if let Some(k) = &vf.secret_key_ref {
+            format!(
+                "<set to the key '{}' in secret '{}'>   Optional: {}",
+                k.key,
+                k.name,
+                k.optional.unwrap_or(false)
+            )
+        } else if let Some(k) = &vf.config_map_key_ref {
+            format!(
+                "<set to the key '{}' of config map '{}'>   Optional: {}",
+                k.key,
+                k.name,
+                k.optional.unwrap_or(false)
+            )
+        } else {
+            String::new()
+        };
+        rows.push(vec![name, text]);
+    }
+    o.push_str(&table(&rows));
+}
+
+/// The lines of a volume other than emptyDir and hostPath, as `kubectl describe`.
+fn volume_lines(o: &mut String, v: &k8s_openapi::api::core::v1::Volume) {
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    let mut row = |k: &str, v: String| rows.push(vec![format!("    {k}:"), v]);
+    let opt = |b: Option<bool>| b.map_or("<nil>".to_string(), |b| b.to_string());
+    let items = |items: Option<&Vec<k8s_openapi::api::core::v1::KeyToPath>>| {
+        items
+            .into_iter()
+            .flatten()
+            .map(|i| format!("{} -> {}", i.key, i.path))
+            .collect::<Vec<_>>()
+    };
+    if let Some(c) = &v.config_map {
+        row(
+            "Type",
+            "ConfigMap (a volume populated by a ConfigMap)".into(),
+        );
+        row("Name", c.name.clone());
+        row("Optional", c.optional.unwrap_or(false).to_string());
+        for i in items(c.items.as_ref()) {
+            row("Item", i);
+        }
+    } else if let Some(s) = &v.secret {
+        row("Type", "Secret (a volume populated by a Secret)".into());
+        row("SecretName", s.secret_name.clone().unwrap_or_default());
+        row("Optional", s.optional.unwrap_or(false).to_string());
+        for i in items(s.items.as_ref()) {
+            row("Item", i);
+        }
+    } else if let Some(d) = &v.downward_api {
+        row(
+            "Type",
+            "DownwardAPI (a volume populated by information about the pod)".into(),
+        );
+        for i in d.items.iter().flatten() {
+            let what = match (&i.field_ref, &i.resource_field_ref) {
+                (Some(f), _) => f.field_path.clone(),
+                (_, Some(r)) => r.resource.clone(),
+                _ => String::new(),
+            };
+            row("Item", format!("{what} -> {}", i.path));
+        }
+    } else if let Some(p) = &v.projected {
+        row(
+            "Type",
+            "Projected (a volume that contains injected data from multiple sources)".into(),
+        );
+        for src in p.sources.iter().flatten() {
+            if let Some(c) = &src.config_map {
+                row("ConfigMapName", c.name.clone());
+                row("ConfigMapOptional", opt(c.optional));
+            }
+            if let Some(s) = &src.secret {
+                row("SecretName", s.name.clone());
+                row("SecretOptional", opt(s.optional));
+            }
+            if src.downward_api.is_some() {
+                row("DownwardAPI", "true".into());
+            }
+            if let Some(t) = &src.service_account_token {
+                row(
+                    "TokenExpirationSeconds",
+                    t.expiration_seconds.unwrap_or(3600).to_string(),
+                );
+            }
+        }
+    } else if let Some(c) = &v.persistent_volume_claim {
+        row(
+            "Type",
+            "PersistentVolumeClaim (a reference to a PersistentVolumeClaim in the same namespace)"
+                .into(),
+        );
+        row("ClaimName", c.claim_name.clone());
+        row("ReadOnly", c.read_only.unwrap_or(false).to_string());
+    } else if v.image.is_some() {
+        row("Type", "Image (a container image or OCI artifact)".into());
+    }
+    o.push_str(&table(&rows));
+}
+
 /// `describe pod`: the pod, its containers, conditions, volumes and events.
 pub fn describe(pod: &Pod, events: &[PodEvent], rows: &[ContainerRow], now: i64) -> String {
     let mut o = String::new();
@@ -319,13 +607,17 @@ pub fn describe(pod: &Pod, events: &[PodEvent], rows: &[ContainerRow], now: i64)
     let ns = m.namespace.clone().unwrap_or_default();
     let _ = writeln!(o, "Name:             {name}");
     let _ = writeln!(o, "Namespace:        {ns}");
-    let _ = writeln!(
-        o,
-        "Node:             {}",
-        spec.node_name.clone().unwrap_or_default()
-    );
+    let node = spec.node_name.clone().unwrap_or_default();
+    match st.host_ip.as_deref() {
+        Some(ip) => {
+            let _ = writeln!(o, "Node:             {node}/{ip}");
+        }
+        None => {
+            let _ = writeln!(o, "Node:             {node}");
+        }
+    }
     if let Some(t) = &st.start_time {
-        let _ = writeln!(o, "Start Time:       {}", rfc3339(from_k8s_time(t)));
+        let _ = writeln!(o, "Start Time:       {}", rfc1123z(from_k8s_time(t)));
     }
     let labels = m.labels.clone().unwrap_or_default();
     let lbl: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
@@ -396,21 +688,28 @@ pub fn describe(pod: &Pod, events: &[PodEvent], rows: &[ContainerRow], now: i64)
             if let Some(s) = s {
                 let _ = writeln!(o, "    Image ID:       {}", s.image_id);
             }
-            let ports: Vec<String> = c
-                .ports
-                .iter()
-                .flatten()
-                .map(|p| {
-                    format!(
-                        "{}/{}",
-                        p.container_port,
-                        p.protocol.clone().unwrap_or_else(|| "TCP".into())
-                    )
-                })
-                .collect();
-            if !ports.is_empty() {
-                let _ = writeln!(o, "    Port:           {}", ports.join(", "));
-            }
+            let ports = |port: &dyn Fn(&k8s_openapi::api::core::v1::ContainerPort) -> i32| {
+                let list: Vec<String> = c
+                    .ports
+                    .iter()
+                    .flatten()
+                    .map(|p| {
+                        let proto = p.protocol.as_deref().unwrap_or("TCP");
+                        format!("{}/{proto}", port(p))
+                    })
+                    .collect();
+                if list.is_empty() {
+                    "<none>".to_string()
+                } else {
+                    list.join(", ")
+                }
+            };
+            let _ = writeln!(o, "    Port:           {}", ports(&|p| p.container_port));
+            let _ = writeln!(
+                o,
+                "    Host Port:      {}",
+                ports(&|p| p.host_port.unwrap_or(0))
+            );
             if let Some(cmd) = &c.command {
                 let _ = writeln!(o, "    Command:\n      {}", cmd.join("\n      "));
             }
@@ -431,7 +730,12 @@ pub fn describe(pod: &Pod, events: &[PodEvent], rows: &[ContainerRow], now: i64)
                 if let Some(pid) = rows.iter().find(|r| r.id == cid).and_then(|r| r.pid) {
                     let _ = writeln!(o, "    PID (host):     {pid}");
                     let _ = writeln!(o, "    Namespaces:     {}", ns_line(pid));
+                    let _ = writeln!(o, "    Listening:      {}", listening(pid));
                 }
+            }
+            if let Some(r) = &c.resources {
+                quantities(o, "Limits:", r.limits.as_ref());
+                quantities(o, "Requests:", r.requests.as_ref());
             }
             for (label, probe) in [
                 ("Liveness:", &c.liveness_probe),
@@ -442,27 +746,7 @@ pub fn describe(pod: &Pod, events: &[PodEvent], rows: &[ContainerRow], now: i64)
                     let _ = writeln!(o, "    {label:<16}{}", probe_line(p));
                 }
             }
-            let env: Vec<String> = c
-                .env
-                .iter()
-                .flatten()
-                .map(|e| {
-                    format!(
-                        "{}:  {}",
-                        e.name,
-                        e.value.clone().unwrap_or_else(|| "(from field)".into())
-                    )
-                })
-                .collect();
-            let _ = writeln!(
-                o,
-                "    Environment:    {}",
-                if env.is_empty() {
-                    "<none>".into()
-                } else {
-                    env.join("\n                    ")
-                }
-            );
+            env_lines(o, pod, c);
             let mounts: Vec<String> = c
                 .volume_mounts
                 .iter()
@@ -523,6 +807,8 @@ pub fn describe(pod: &Pod, events: &[PodEvent], rows: &[ContainerRow], now: i64)
             } else if let Some(h) = v.host_path {
                 let _ = writeln!(o, "    Type:       HostPath (bare host directory volume)");
                 let _ = writeln!(o, "    Path:       {}", h.path);
+            } else {
+                volume_lines(&mut o, &v);
             }
         }
     }
@@ -545,7 +831,18 @@ pub fn describe(pod: &Pod, events: &[PodEvent], rows: &[ContainerRow], now: i64)
         );
         for e in events {
             let age = if e.count > 1 {
-                format!("{} (x{})", age_since(Some(e.time), now), e.count)
+                // kubectl: the last time, then the series' count since its first.
+                let first = if e.first_time > 0 {
+                    e.first_time
+                } else {
+                    e.time
+                };
+                format!(
+                    "{} (x{} over {})",
+                    age_since(Some(e.time), now),
+                    e.count,
+                    age_since(Some(first), now)
+                )
             } else {
                 age_since(Some(e.time), now)
             };
@@ -565,4 +862,22 @@ pub fn describe(pod: &Pod, events: &[PodEvent], rows: &[ContainerRow], now: i64)
         o.push_str(&table(&rows));
     }
     o
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn proc_net_addresses() {
+        let a = |h: &str| super::proc_net_addr(h);
+        assert_eq!(a("0100007F:1F90").as_deref(), Some("127.0.0.1:8080"));
+        assert_eq!(a("00000000:0050").as_deref(), Some("0.0.0.0:80"));
+        assert_eq!(
+            a("00000000000000000000000000000000:0050").as_deref(),
+            Some("[::]:80")
+        );
+        assert_eq!(
+            a("00000000000000000000000001000000:0016").as_deref(),
+            Some("[::1]:22")
+        );
+    }
 }

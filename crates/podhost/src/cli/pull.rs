@@ -92,18 +92,18 @@ impl View {
                 }
             }
             View::Lines { reported } => match ev {
-                PullEvent::Resolving { source, .. } => println!("Resolving {source}"),
-                PullEvent::SourceFailed { source, error } => println!("{source}: {error}"),
+                PullEvent::Resolving { source, .. } => outln!("Resolving {source}"),
+                PullEvent::SourceFailed { source, error } => outln!("{source}: {error}"),
                 PullEvent::Resolved {
                     manifest_digest,
                     layers,
-                } => println!(
+                } => outln!(
                     "Manifest {manifest_digest}: {} layer(s), {} bytes",
                     layers.len(),
                     layers.iter().map(|l| l.1).sum::<u64>()
                 ),
                 PullEvent::LayerExists { digest } => {
-                    println!("{}: already exists", short(&digest))
+                    outln!("{}: already exists", short(&digest))
                 }
                 PullEvent::LayerProgress {
                     digest,
@@ -114,13 +114,13 @@ impl View {
                     let last = reported.entry(digest.clone()).or_insert(0);
                     if tenth > *last {
                         *last = tenth;
-                        println!("{}: downloading {done}/{total} bytes", short(&digest));
+                        outln!("{}: downloading {done}/{total} bytes", short(&digest));
                     }
                 }
                 PullEvent::LayerDownloaded { digest } => {
-                    println!("{}: downloaded, unpacking", short(&digest))
+                    outln!("{}: downloaded, unpacking", short(&digest))
                 }
-                PullEvent::LayerDone { digest } => println!("{}: done", short(&digest)),
+                PullEvent::LayerDone { digest } => outln!("{}: done", short(&digest)),
             },
         }
     }
@@ -158,10 +158,12 @@ pub async fn pull(client: &Client, reference: &str) -> Result<i32> {
             let name = podhost_image::normalize_reference(reference)
                 .unwrap_or_else(|_| reference.to_string());
             let d = &done.repo_digest;
-            println!("Digest: {}", d.rsplit('@').next().unwrap_or(d));
-            println!(
+            outln!("Digest: {}", d.rsplit('@').next().unwrap_or(d));
+            outln!(
                 "Pulled {name} ({}) in {:.2}s: {} bytes downloaded",
-                done.image.id, done.seconds, done.downloaded
+                done.image.id,
+                done.seconds,
+                done.downloaded
             );
             Ok(0)
         }

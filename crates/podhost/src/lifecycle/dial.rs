@@ -1,15 +1,8 @@
-//! Reaching a pod's ports from the daemon for probes and hooks (httpGet, tcpSocket).
-//!
-//! Pods may have no routable IP (and a hostNetwork pod shares the host's), so podhost
-//! connects *inside* the pod's network namespace: a short-lived thread `setns()`s into
-//! the sandbox's pinned netns and connects to `host:port` (127.0.0.1 by default). A
-//! socket keeps the namespace it was created in, so the connected stream is then used
-//! from the async side like any other. The thread ends right after, so no daemon thread
-//! is ever left in a pod's namespace. An empty netns path means "the daemon's own"
-//! (host network, or the fake runtime in tests).
+//! Reaching a pod's ports from the daemon for probes and hooks (httpGet, tcpSocket,
+//! grpc): HTTP, TLS and gRPC over a connection made inside the pod's network namespace
+//! by [`podhost_runtime::dial`] (which port-forward uses too).
 
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use std::sync::{Arc, OnceLock};
@@ -20,38 +13,16 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+pub use podhost_runtime::dial::go_error;
+
 /// Why a connection or an HTTP request to a pod failed; the text goes into events.
 #[derive(Debug, thiserror::Error)]
 pub enum DialError {
-    /// The pod's network namespace could not be entered.
-    #[error("entering network namespace {path}: {source}")]
-    Netns {
-        /// The pinned netns.
-        path: PathBuf,
-        /// Underlying error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The host name did not resolve.
-    #[error("resolving {host}: {source}")]
-    Resolve {
-        /// The host as written.
-        host: String,
-        /// Underlying error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// TCP connect failed (refused, unreachable, timed out).
-    #[error("dial tcp {addr}: connect: {source}")]
-    Connect {
-        /// Where to.
-        addr: String,
-        /// Underlying error.
-        #[source]
-        source: std::io::Error,
-    },
+    /// The connection itself (namespace, name, TCP).
+    #[error(transparent)]
+    Dial(#[from] podhost_runtime::dial::DialError),
     /// Sending the request or reading the answer failed.
-    #[error("{url}: {source}")]
+    #[error("{url}: {}", go_error(source))]
     Http {
         /// The request URL.
         url: String,
@@ -60,7 +31,7 @@ pub enum DialError {
         source: std::io::Error,
     },
     /// The TLS handshake of an HTTPS request failed.
-    #[error("{url}: TLS handshake: {source}")]
+    #[error("{url}: TLS handshake: {}", go_error(source))]
     Tls {
         /// The request URL.
         url: String,
@@ -76,9 +47,6 @@ pub enum DialError {
         /// The first line received.
         line: String,
     },
-    /// The helper thread died.
-    #[error("connect helper thread failed")]
-    Thread,
 }
 
 /// Connect to `host:port` inside the network namespace at `netns` (empty: the daemon's).
@@ -88,72 +56,7 @@ pub async fn connect(
     port: u16,
     timeout: Duration,
 ) -> Result<tokio::net::TcpStream, DialError> {
-    let netns = netns.to_path_buf();
-    let host = host.to_string();
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    // A plain thread, not a tokio blocking-pool thread: it changes its own namespace
-    // and must die afterwards instead of going back to a pool.
-    std::thread::Builder::new()
-        .name("podhost-dial".into())
-        .spawn(move || {
-            let _ = tx.send(connect_blocking(&netns, &host, port, timeout));
-        })
-        .map_err(|_| DialError::Thread)?;
-    let std_stream = rx.await.map_err(|_| DialError::Thread)??;
-    let addr = std_stream
-        .peer_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_default();
-    let connect_err = |source| DialError::Connect {
-        addr: addr.clone(),
-        source,
-    };
-    std_stream.set_nonblocking(true).map_err(connect_err)?;
-    tokio::net::TcpStream::from_std(std_stream).map_err(connect_err)
-}
-
-fn connect_blocking(
-    netns: &Path,
-    host: &str,
-    port: u16,
-    timeout: Duration,
-) -> Result<TcpStream, DialError> {
-    if !netns.as_os_str().is_empty() {
-        enter_netns(netns).map_err(|source| DialError::Netns {
-            path: netns.to_path_buf(),
-            source,
-        })?;
-    }
-    let addrs: Vec<SocketAddr> = (host, port)
-        .to_socket_addrs()
-        .map_err(|source| DialError::Resolve {
-            host: host.to_string(),
-            source,
-        })?
-        .collect();
-    let mut last = std::io::Error::new(std::io::ErrorKind::NotFound, "no address");
-    for a in &addrs {
-        match TcpStream::connect_timeout(a, timeout.max(Duration::from_millis(1))) {
-            Ok(s) => return Ok(s),
-            Err(e) => last = e,
-        }
-    }
-    Err(DialError::Connect {
-        addr: format!("{host}:{port}"),
-        source: last,
-    })
-}
-
-/// Move the calling thread into the network namespace pinned at `path`.
-fn enter_netns(path: &Path) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let f = std::fs::File::open(path)?;
-    // SAFETY: setns on a namespace fd we hold open; only this thread changes namespace.
-    let rc = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
+    Ok(podhost_runtime::dial::connect(netns, host, port, timeout).await?)
 }
 
 /// An HTTP GET as kubelet's prober sends it.
@@ -289,7 +192,7 @@ pub async fn grpc_health(
     let addr = format!("{host}:{port}");
     let rpc = |e: String| GrpcHealth::RpcError(e);
     let channel = match tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-        .map_err(|e| DialError::Connect {
+        .map_err(|e| podhost_runtime::dial::DialError::Connect {
             addr: addr.clone(),
             source: std::io::Error::new(std::io::ErrorKind::InvalidInput, e),
         })?
@@ -394,6 +297,7 @@ impl ServerCertVerifier for AnyCertificate {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
 
     #[tokio::test]
     async fn http_get_reads_status_in_own_netns() {
@@ -569,9 +473,10 @@ mod tests {
         let e = connect(Path::new(""), "127.0.0.1", port, Duration::from_secs(1))
             .await
             .expect_err("refused");
-        assert!(
-            e.to_string().contains("connection refused") || e.to_string().contains("refused"),
-            "{e}"
+        // Go's wording, as kubelet's probe messages: no Rust `(os error 111)`.
+        assert_eq!(
+            e.to_string(),
+            format!("dial tcp 127.0.0.1:{port}: connect: connection refused")
         );
     }
 }

@@ -32,7 +32,7 @@ impl PodFacts {
     pub fn of_this_machine(pod_ip: Option<String>) -> Self {
         PodFacts {
             pod_ip,
-            host_ip: host_ip(),
+            host_ip: node_ip().to_string(),
             node_cpu_millis: std::thread::available_parallelism()
                 .map(|n| n.get() as i64 * 1000)
                 .unwrap_or(1000),
@@ -40,6 +40,14 @@ impl PodFacts {
             node_storage_bytes: fs_total("/"),
         }
     }
+}
+
+/// The node's address, as every part of podhost reports it (`status.hostIP`, the
+/// downward API, `describe`): found once per daemon, as kubelet finds its node IP at
+/// start, so that one pod never shows two.
+pub fn node_ip() -> &'static str {
+    static IP: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    IP.get_or_init(host_ip)
 }
 
 /// The machine's primary IPv4 address: the source address of its default route (a UDP

@@ -59,6 +59,41 @@ pub async fn ensure_image(
     backoff: BackoffPolicy,
     now: i64,
 ) -> Result<(), Option<Instant>> {
+    match prepare(rt, objects, rec, c, backoff, now).await? {
+        None => Ok(()),
+        Some(job) => {
+            let pulled = rt
+                .pull_image(&job.image, job.auth.clone(), None)
+                .await
+                .map_err(|e| pull_error_text(&e));
+            finish(rec, c, job, pulled, backoff, now)
+        }
+    }
+}
+
+/// A pull the pod's worker has to wait for: what [`finish`] needs once it is done.
+#[derive(Debug)]
+pub struct PullJob {
+    /// The image reference as the container names it.
+    pub image: String,
+    /// Credentials from the pod's imagePullSecrets.
+    pub auth: Option<AuthConfig>,
+    key: (String, String),
+    current: Option<Backoff>,
+    started: Instant,
+}
+
+/// The decision part of [`ensure_image`]: `Ok(None)` when the image may be used as it
+/// is, `Ok(Some(job))` when it must be pulled first (the Pulling event is recorded), so
+/// that the worker can wait for the pull while it takes orders.
+pub async fn prepare(
+    rt: &dyn Runtime,
+    objects: &Objects,
+    rec: &mut PodRecord,
+    c: &Container,
+    backoff: BackoffPolicy,
+    now: i64,
+) -> Result<Option<PullJob>, Option<Instant>> {
     let image = c.image.clone().unwrap_or_default();
     let policy = policy_of(c);
     let present = match rt.image_status(&image).await {
@@ -76,10 +111,11 @@ pub async fn ensure_image(
             rec.event(now, "Warning", "ErrImageNeverPull", msg.clone());
             return waiting(rec, c, "ErrImageNeverPull", msg, backoff.initial);
         }
-        // Images loaded from an archive have no registry to compare with
-        // (and `busybox` would mean docker.io): `Always` uses them as they
-        // are. Pulled images (with a repo digest) are re-checked.
-        (_, Some(info)) => !loaded_locally(info),
+        // A tag loaded from an archive (and never pulled since) has no registry
+        // version to compare with, and the user chose that image for the name:
+        // `Always` uses it as it is, offline too. kubelet would ask the registry
+        // each time; a tag that came from a registry is asked again here too.
+        (_, Some(info)) => !loaded_locally(info, &image),
         (_, None) => true,
     };
     if !pull {
@@ -89,7 +125,7 @@ pub async fn ensure_image(
             "Pulled",
             format!("Container image \"{image}\" already present on machine"),
         );
-        return Ok(());
+        return Ok(None);
     }
     let key = (rec.uid(), image.clone());
     let current = table()
@@ -118,9 +154,33 @@ pub async fn ensure_image(
         "Pulling",
         format!("Pulling image \"{image}\""),
     );
-    let started = Instant::now();
     let auth = pull_auth(rec, objects, &image, now);
-    match rt.pull_image(&image, auth, None).await {
+    Ok(Some(PullJob {
+        image,
+        auth,
+        key,
+        current,
+        started: Instant::now(),
+    }))
+}
+
+/// Records the outcome of a pull [`prepare`] asked for (the error as one line of text).
+pub fn finish(
+    rec: &mut PodRecord,
+    c: &Container,
+    job: PullJob,
+    pulled: Result<podhost_runtime::PulledImage, String>,
+    backoff: BackoffPolicy,
+    now: i64,
+) -> Result<(), Option<Instant>> {
+    let PullJob {
+        image,
+        key,
+        current,
+        started,
+        ..
+    } = job;
+    match pulled {
         Ok(pulled) => {
             table()
                 .lock()
@@ -138,8 +198,7 @@ pub async fn ensure_image(
             );
             Ok(())
         }
-        Err(e) => {
-            let error = pull_error_text(&e);
+        Err(error) => {
             let delay = match &current {
                 Some(b) => (b.delay * 2).min(backoff.max),
                 None => backoff.initial,
@@ -168,33 +227,58 @@ pub async fn ensure_image(
     }
 }
 
-/// Loaded by `podhost image load` (no registry digest recorded).
-fn loaded_locally(info: &ImageInfo) -> bool {
-    info.repo_digests.is_empty()
+/// Whether `image` names a tag loaded by `podhost image load` and never pulled since:
+/// by tag, not by image ID, which a pull of another tag may have given a registry
+/// digest.
+fn loaded_locally(info: &ImageInfo, image: &str) -> bool {
+    let norm = |r: &str| podhost_image::normalize_reference(r).ok();
+    let Some(wanted) = norm(image) else {
+        return false;
+    };
+    info.loaded_tags
+        .iter()
+        .any(|t| norm(t).as_deref() == Some(wanted.as_str()))
 }
 
-/// The registry's error in one line (kubelet shows the runtime's message).
-fn pull_error_text(e: &RuntimeError) -> String {
-    e.to_string().replace('\n', " ")
+/// The registry's error in one line with its causes (kubelet shows the runtime's
+/// whole message: a bare "error sending request" says nothing about why).
+pub fn pull_error_text(e: &RuntimeError) -> String {
+    error_chain(e).replace('\n', " ")
 }
 
-fn waiting(
+/// An error and its sources joined with ": ", each cause once (many errors already
+/// print their source in their own message).
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let part = s.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = s.source();
+    }
+    text
+}
+
+fn waiting<T>(
     rec: &mut PodRecord,
     c: &Container,
     reason: &str,
     message: String,
     retry: Duration,
-) -> Result<(), Option<Instant>> {
+) -> Result<T, Option<Instant>> {
     waiting_until(rec, c, reason, message, Instant::now() + retry)
 }
 
-fn waiting_until(
+fn waiting_until<T>(
     rec: &mut PodRecord,
     c: &Container,
     reason: &str,
     message: String,
     until: Instant,
-) -> Result<(), Option<Instant>> {
+) -> Result<T, Option<Instant>> {
     rec.containers.entry(c.name.clone()).or_default().waiting = Some((reason.to_string(), message));
     Err(Some(until))
 }

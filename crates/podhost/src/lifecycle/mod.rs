@@ -35,7 +35,7 @@ use serde::{Deserialize, Serialize};
 use podhost_runtime::ContainerStatus;
 use probes::{ProbeKind, ProbeResult};
 
-pub use worker::{PodHandle, PodWorker, WorkerCmd};
+pub use worker::{PodHandle, PodMeta, PodWorker, WorkerCmd};
 
 /// Everything the daemon keeps about one pod: the object and what lifecycle tracks.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -71,6 +71,10 @@ pub struct ContainerTrack {
     pub waiting: Option<(String, String)>,
     /// Current CrashLoopBackOff delay in ms (absent: next restart is immediate).
     pub backoff_ms: Option<u64>,
+    /// Back-off of failed creates and starts (CreateContainerError …): the delay in ms
+    /// and when (unix ns) the try failed. Cleared when a container is created.
+    #[serde(default)]
+    pub create_backoff: Option<(u64, i64)>,
     /// Ran to completion (exit 0) as an init container.
     pub init_done: bool,
     /// Startup probe result of the current container (absent: not decided, Unknown).
@@ -115,8 +119,11 @@ pub struct PodEvent {
     pub reason: String,
     /// Human text.
     pub message: String,
-    /// How many times it happened in a row.
+    /// How many times it happened (an event series, as the API server counts them).
     pub count: u32,
+    /// Unix nanoseconds of the first occurrence (0 in records of an older podhost).
+    #[serde(default)]
+    pub first_time: i64,
 }
 
 impl crate::store::Record for PodRecord {
@@ -151,14 +158,28 @@ impl PodRecord {
             self.pod.metadata.name.as_deref().unwrap_or("")
         )
     }
-    /// Record an event; repeats of the last one are counted, not appended.
+    /// Record an event. One seen before with the same type, reason and message is one
+    /// series, as the API server's event correlator makes it: its count grows, its last
+    /// time moves to now (and it moves to the end, the list staying in time order).
+    /// Messages that differ only in the ids they name (a new container id per failed
+    /// create) count as the same; the series keeps the latest text. A failure retried
+    /// for hours is one line, not hundreds.
     pub fn event(&mut self, now: i64, kind: &str, reason: &str, message: String) {
-        if let Some(last) = self.events.last_mut() {
-            if last.reason == reason && last.message == message {
-                last.count += 1;
-                last.time = now;
-                return;
+        let key = without_ids(&message);
+        let same = self
+            .events
+            .iter()
+            .rposition(|e| e.kind == kind && e.reason == reason && without_ids(&e.message) == key);
+        if let Some(i) = same {
+            let mut e = self.events.remove(i);
+            e.count = e.count.saturating_add(1);
+            if e.first_time == 0 {
+                e.first_time = e.time;
             }
+            e.time = now;
+            e.message = message;
+            self.events.push(e);
+            return;
         }
         self.events.push(PodEvent {
             time: now,
@@ -166,9 +187,43 @@ impl PodRecord {
             reason: reason.into(),
             message,
             count: 1,
+            first_time: now,
         });
         if self.events.len() > 100 {
             self.events.remove(0);
         }
+    }
+}
+
+/// `text` with every run of 32 or more hex digits (container and sandbox ids, digests)
+/// replaced by `*`: what two messages about different incarnations have in common.
+fn without_ids(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut run = String::new();
+    for ch in text.chars() {
+        if ch.is_ascii_hexdigit() {
+            run.push(ch);
+            continue;
+        }
+        out.push_str(if run.len() >= 32 { "*" } else { &run });
+        run.clear();
+        out.push(ch);
+    }
+    out.push_str(if run.len() >= 32 { "*" } else { &run });
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_masked_for_event_series() {
+        let a = format!("container {}: not found in $PATH", "ab".repeat(32));
+        let b = format!("container {}: not found in $PATH", "cd".repeat(32));
+        assert_eq!(without_ids(&a), without_ids(&b));
+        assert_eq!(without_ids(&a), "container *: not found in $PATH");
+        assert_eq!(without_ids("exit 1 in 0.5s é"), "exit 1 in 0.5s é");
+        assert_ne!(without_ids("deadbeef one"), without_ids("deadbeef two"));
     }
 }

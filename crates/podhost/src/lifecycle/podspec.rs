@@ -526,9 +526,10 @@ pub fn container_config(
         labels,
         annotations: Default::default(),
         linux: super::resources::container_linux(pod, container),
-        tty: false,
-        stdin: false,
-        stdin_once: false,
+        // Kubernetes' names: `podhost attach` (kubectl attach) needs them.
+        tty: container.tty.unwrap_or(false),
+        stdin: container.stdin.unwrap_or(false),
+        stdin_once: container.stdin_once.unwrap_or(false),
     })
 }
 

@@ -472,7 +472,10 @@ pub fn pod_status(rec: &PodRecord, sandbox_ready: bool, now: i64) -> PodStatus {
         container_statuses: Some(regular),
         init_container_statuses: if init.is_empty() { None } else { Some(init) },
         start_time,
-        host_ip: Some("127.0.0.1".into()),
+        host_ip: Some(super::env::node_ip().to_string()),
+        host_ips: Some(vec![k8s_openapi::api::core::v1::HostIP {
+            ip: super::env::node_ip().to_string(),
+        }]),
         qos_class: Some(qos_class(&spec)),
         ..Default::default()
     }

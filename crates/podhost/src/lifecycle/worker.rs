@@ -38,6 +38,33 @@ pub struct PodHandle {
     pub snapshot: watch::Receiver<PodRecord>,
     /// Orders to the worker.
     pub cmd: mpsc::Sender<WorkerCmd>,
+    /// The pod's labels and annotations as last applied or labelled: the worker takes
+    /// them into its record when it next publishes; readers overlay them until then.
+    pub meta: Arc<watch::Sender<PodMeta>>,
+}
+
+/// The mutable part of a pod's metadata (`apply`, `label`, `annotate`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PodMeta {
+    /// `metadata.labels`.
+    pub labels: Option<std::collections::BTreeMap<String, String>>,
+    /// `metadata.annotations`.
+    pub annotations: Option<std::collections::BTreeMap<String, String>>,
+}
+
+impl PodMeta {
+    /// The labels and annotations of `pod`.
+    pub fn of(pod: &k8s_openapi::api::core::v1::Pod) -> Self {
+        PodMeta {
+            labels: pod.metadata.labels.clone(),
+            annotations: pod.metadata.annotations.clone(),
+        }
+    }
+    /// Put them on `pod`.
+    pub fn set_on(&self, pod: &mut k8s_openapi::api::core::v1::Pod) {
+        pod.metadata.labels.clone_from(&self.labels);
+        pod.metadata.annotations.clone_from(&self.annotations);
+    }
 }
 
 pub use podhost_runtime::clock::Clock;
@@ -88,7 +115,15 @@ pub struct PodWorker {
     /// Why the pod's shim does not answer while it lives (stopped, hung): the pod is then
     /// `Unknown` and nothing is decided from what cannot be seen.
     unresponsive: Option<String>,
+    /// While the daemon's start-time cleanup has work left on this pod: what it does
+    /// (the pod's status message, reason `StartupCleanup`). The pod is not synced then.
+    held: Option<String>,
+    /// Labels and annotations changed through the API.
+    meta_rx: watch::Receiver<PodMeta>,
 }
+
+/// The pod's status reason while the start-time cleanup has work left on it.
+pub const STARTUP_CLEANUP: &str = "StartupCleanup";
 
 /// Why a step could not go on: wait until (optional) time and sync again.
 type Step = Result<(), Option<Instant>>;
@@ -120,8 +155,22 @@ impl PodWorker {
         rec: PodRecord,
         settings: Settings,
     ) -> PodHandle {
+        Self::spawn_held(rt, store, rec, settings, None)
+    }
+
+    /// Start a worker that does not sync its pod while `hold` says why (the daemon's
+    /// start-time cleanup still has work on the pod); it shows that as the pod's status
+    /// and takes orders meanwhile. `None` in `hold` releases it.
+    pub fn spawn_held(
+        rt: Arc<dyn Runtime>,
+        store: Option<PodStore<PodRecord>>,
+        rec: PodRecord,
+        settings: Settings,
+        hold: Option<watch::Receiver<Option<String>>>,
+    ) -> PodHandle {
         let (tx, snapshot) = watch::channel(rec.clone());
         let (cmd_tx, cmd_rx) = mpsc::channel(8);
+        let (meta_tx, meta_rx) = watch::channel(PodMeta::of(&rec.pod));
         let (probe_tx, probe_rx) = mpsc::channel(64);
         let events = rt.events();
         let w = PodWorker {
@@ -136,12 +185,15 @@ impl PodWorker {
             probe_tasks: HashMap::new(),
             sandbox_error: None,
             unresponsive: None,
+            held: None,
             cmd_rx,
+            meta_rx,
         };
-        tokio::spawn(w.run(events, probe_rx));
+        tokio::spawn(w.run(events, probe_rx, hold));
         PodHandle {
             snapshot,
             cmd: cmd_tx,
+            meta: Arc::new(meta_tx),
         }
     }
 
@@ -182,7 +234,13 @@ impl PodWorker {
         mut self,
         mut events: broadcast::Receiver<RuntimeEvent>,
         mut probe_rx: mpsc::Receiver<ProbeUpdate>,
+        hold: Option<watch::Receiver<Option<String>>>,
     ) {
+        if let Some(hold) = hold {
+            if !self.wait_for_release(hold).await {
+                return;
+            }
+        }
         // A status at once (Pending, Init:0/N): the first sync may take a while.
         self.publish().await;
         // A ConfigMap or Secret change may unblock a waiting container or update a volume.
@@ -192,6 +250,10 @@ impl PodWorker {
             self.publish().await;
             if self.removed {
                 return;
+            }
+            if self.rec.deleting.is_some() {
+                // A delete taken in the middle of the sync: act on it now.
+                continue;
             }
             let deadline = wake.unwrap_or_else(|| Instant::now() + self.settings.resync);
             loop {
@@ -228,6 +290,14 @@ impl PodWorker {
                         if changed.is_err() {
                             // The store is gone (daemon shutting down): plain resync.
                             tokio::time::sleep_until(deadline).await;
+                        } else {
+                            // New objects are news to a container that waits for one:
+                            // its back-off does not hold it back from trying now.
+                            for t in self.rec.containers.values_mut() {
+                                if t.waiting.as_ref().is_some_and(|(r, _)| r == "CreateContainerConfigError") {
+                                    t.create_backoff = None;
+                                }
+                            }
                         }
                         break;
                     }
@@ -251,8 +321,84 @@ impl PodWorker {
         g
     }
 
+    /// While the start-time cleanup has work on this pod: show it, take orders, and
+    /// return once released (false: the daemon dropped the pod's handle).
+    async fn wait_for_release(&mut self, mut hold: watch::Receiver<Option<String>>) -> bool {
+        loop {
+            let why = hold.borrow_and_update().clone();
+            let Some(why) = why else {
+                self.held = None;
+                return true;
+            };
+            self.held = Some(why);
+            self.publish().await;
+            tokio::select! {
+                changed = hold.changed() => {
+                    if changed.is_err() {
+                        // The cleanup task ended without a word: nothing holds the pod.
+                        self.held = None;
+                        return true;
+                    }
+                }
+                cmd = self.cmd_rx.recv() => match cmd {
+                    // Acted on once released: the cleanup may still be killing what
+                    // a delete would tear down under it.
+                    Some(WorkerCmd::Delete { grace }) => { self.on_delete(grace); }
+                    None => return false,
+                },
+            }
+        }
+    }
+
+    /// Await `fut` while taking orders: a delete is recorded and shown at once, and
+    /// ends the wait (`None`, `fut` dropped); the caller leaves its step, and the pod
+    /// is terminated. kubelet cancels a sync the same way when a pod is deleted.
+    async fn or_delete<T>(&mut self, fut: impl std::future::Future<Output = T>) -> Option<T> {
+        tokio::pin!(fut);
+        tokio::select! {
+            out = &mut fut => Some(out),
+            cmd = self.cmd_rx.recv() => match cmd {
+                Some(WorkerCmd::Delete { grace }) => {
+                    self.on_delete(grace);
+                    self.publish().await;
+                    None
+                }
+                // The handle is gone (daemon stopping): nothing can interrupt any more.
+                None => Some(fut.await),
+            },
+        }
+    }
+
+    /// Between two steps of a sync: take the orders that came meanwhile, and show what
+    /// changed (`changed`: a container started). True when the pod is being deleted:
+    /// the sync stops there.
+    async fn checkpoint(&mut self, changed: bool) -> bool {
+        let mut ordered = false;
+        while let Ok(WorkerCmd::Delete { grace }) = self.cmd_rx.try_recv() {
+            self.on_delete(grace);
+            ordered = true;
+        }
+        if changed || ordered {
+            self.publish().await;
+        }
+        self.rec.deleting.is_some()
+    }
+
     /// Compute and publish the status; persist when something changed.
     async fn publish(&mut self) {
+        if self.meta_rx.has_changed().unwrap_or(false) {
+            self.meta_rx.borrow_and_update().set_on(&mut self.rec.pod);
+        }
+        if let Some(why) = &self.held {
+            // Not synced yet: the status last stored stands (its shim is not even
+            // asked: it may be what the cleanup waits for), marked with the reason.
+            let mut st = self.rec.pod.status.clone().unwrap_or_default();
+            st.reason = Some(STARTUP_CLEANUP.into());
+            st.message = Some(why.clone());
+            self.rec.pod.status = Some(st);
+            self.tx.send_replace(self.rec.clone());
+            return;
+        }
         // An unresponsive shim would hold every publish for the request's time limit.
         let sandbox = match (&self.rec.sandbox_id, &self.unresponsive) {
             (Some(id), None) => self.rt.pod_sandbox_status(id).await.ok(),
@@ -431,6 +577,9 @@ impl PodWorker {
         // Containers whose liveness or startup probe failed are killed; the steps below
         // then restart them like any exited container (restartPolicy, backoff).
         self.kill_unhealthy(&spec).await;
+        if self.checkpoint(false).await {
+            return Err(Some(Instant::now()));
+        }
         if self.main_done(&spec, policy) {
             self.finish().await;
             return Err(None);
@@ -440,7 +589,11 @@ impl PodWorker {
         for c in spec.init_containers.iter().flatten() {
             if is_sidecar(c) {
                 // Sidecars restart whenever they exit, whatever the pod's policy.
-                if let Err(w) = self.ensure_running(c, RestartPolicy::Always).await {
+                let started = self.ensure_running_and_show(c, RestartPolicy::Always).await;
+                if self.rec.deleting.is_some() {
+                    return Err(Some(Instant::now()));
+                }
+                if let Err(w) = started {
                     if !self.rec.initialized {
                         return Err(w);
                     }
@@ -468,14 +621,19 @@ impl PodWorker {
                 Some((ContainerState::Running, _)) => return Err(wake),
                 _ => {
                     // Regular init containers restart on failure under Always and OnFailure.
-                    self.ensure_running(c, RestartPolicy::OnFailure).await?;
+                    self.ensure_running_and_show(c, RestartPolicy::OnFailure)
+                        .await?;
                     return Err(wake);
                 }
             }
         }
         self.rec.initialized = true;
         for c in &spec.containers {
-            if let Err(w) = self.ensure_running(c, policy).await {
+            let started = self.ensure_running_and_show(c, policy).await;
+            if self.rec.deleting.is_some() {
+                return Err(Some(Instant::now()));
+            }
+            if let Err(w) = started {
                 wake = earliest(wake, w);
             }
         }
@@ -488,6 +646,19 @@ impl PodWorker {
             Some(w) => Err(Some(w)),
             None => Ok(()),
         }
+    }
+
+    /// [`Self::ensure_running`], then the checkpoint between containers: the status
+    /// shows each container as it starts (a start of hundreds takes minutes), and a
+    /// delete that came meanwhile stops the sync before the next one.
+    async fn ensure_running_and_show(&mut self, c: &Container, policy: RestartPolicy) -> Step {
+        let before = self.current(&c.name).map(|s| s.id.clone());
+        let r = self.ensure_running(c, policy).await;
+        let after = self.current(&c.name).map(|s| s.id.clone());
+        if self.checkpoint(before != after).await {
+            return Err(Some(Instant::now()));
+        }
+        r
     }
 
     /// Sidecars and regular containers: the ones that may have probes.
@@ -504,6 +675,10 @@ impl PodWorker {
     /// Kill running containers whose liveness or startup probe result is Failure.
     async fn kill_unhealthy(&mut self, spec: &PodSpec) {
         for c in Self::long_running(spec) {
+            // A delete taken during an earlier kill stops the rest of the pod itself.
+            if self.rec.deleting.is_some() {
+                return;
+            }
             if self.state_of(&c.name) != Some(ContainerState::Running) {
                 continue;
             }
@@ -526,13 +701,39 @@ impl PodWorker {
         }
     }
 
-    /// Stop one container (Killing event, preStop, signal, grace) and wait for it.
+    /// Stop one container (Killing event, preStop, signal, grace) and wait for it,
+    /// showing the Killing at once and taking orders meanwhile: a delete whose grace
+    /// ends sooner cuts this stop short (the deletion then stops the container within
+    /// its own grace), a longer one lets it finish.
     async fn stop_now(&mut self, name: &str, grace: i64, message: String) {
         let deadline = Instant::now() + Duration::from_secs(u64::try_from(grace).unwrap_or(0));
         if let Some(job) = self.stop_job(name, message).await {
+            self.publish().await;
             let fut = self.stop_future(job, deadline, grace == 0).await;
-            let failure = fut.await;
-            self.record_prestop_failure(failure);
+            tokio::pin!(fut);
+            loop {
+                tokio::select! {
+                    failure = &mut fut => {
+                        self.record_prestop_failure(failure);
+                        break;
+                    }
+                    cmd = self.cmd_rx.recv() => match cmd {
+                        Some(WorkerCmd::Delete { grace: asked }) => {
+                            let g = self.on_delete(asked);
+                            self.publish().await;
+                            let ends = Instant::now() + Duration::from_secs(u64::try_from(g).unwrap_or(0));
+                            if g <= 0 || ends < deadline {
+                                break;
+                            }
+                        }
+                        None => {
+                            let failure = (&mut fut).await;
+                            self.record_prestop_failure(failure);
+                            break;
+                        }
+                    },
+                }
+            }
         }
         self.refresh().await;
     }
@@ -796,7 +997,24 @@ impl PodWorker {
     async fn ensure_running(&mut self, c: &Container, policy: RestartPolicy) -> Step {
         let track = self.track(&c.name);
         let Some(cur) = track.current.clone() else {
-            return self.create_and_start(c, 0).await;
+            // Never created, or a restart whose create failed: tried again once its
+            // create back-off is over, as the same attempt (restartCount moves only
+            // when a container is created, as kubelet counts the runtime's containers).
+            if let Some((delay_ms, at)) = track.create_backoff {
+                let until =
+                    at.saturating_add(i64::try_from(delay_ms).unwrap_or(i64::MAX / 2) * 1_000_000);
+                let now = self.now();
+                if now < until {
+                    let left = Duration::from_nanos(u64::try_from(until - now).unwrap_or(0));
+                    return Err(Some(Instant::now() + left));
+                }
+            }
+            let attempt = if track.previous.is_some() {
+                track.restart_count + 1
+            } else {
+                0
+            };
+            return self.create_and_start(c, attempt).await;
         };
         if cur.state == ContainerState::Running {
             return Ok(());
@@ -857,25 +1075,29 @@ impl PodWorker {
                 t.backoff_ms = Some(next_delay_ms);
                 t.previous = Some(cur);
                 t.current = None;
-                t.restart_count += 1;
-                let attempt = t.restart_count;
+                let attempt = t.restart_count + 1;
                 self.create_and_start(c, attempt).await
             }
         }
     }
 
-    fn set_waiting(
-        &mut self,
-        name: &str,
-        reason: &str,
-        message: String,
-        kind: &str,
-        event_reason: &str,
-    ) -> Step {
+    /// A container could not be created or started (CreateContainerConfigError,
+    /// CreateContainerError, RunContainerError): it waits with that reason, and the next
+    /// try comes after a back-off like a crash loop's (the same initial delay, doubled
+    /// per failure up to the same cap), so a broken container costs a try every five
+    /// minutes, not one per sync. The Failed event is one counted series.
+    fn create_failed(&mut self, name: &str, reason: &str, message: String) -> Step {
         let now = self.now();
-        self.rec.event(now, kind, event_reason, message.clone());
-        self.track_mut(name).waiting = Some((reason.to_string(), message));
-        Err(Some(Instant::now() + self.settings.backoff.initial))
+        self.rec.event(now, "Warning", "Failed", message.clone());
+        let backoff = self.settings.backoff;
+        let t = self.track_mut(name);
+        t.waiting = Some((reason.to_string(), message));
+        let delay = match t.create_backoff {
+            Some((ms, _)) => (Duration::from_millis(ms) * 2).min(backoff.max),
+            None => backoff.initial,
+        };
+        t.create_backoff = Some((u64::try_from(delay.as_millis()).unwrap_or(u64::MAX), now));
+        Err(Some(Instant::now() + delay))
     }
 
     async fn create_and_start(&mut self, c: &Container, attempt: u32) -> Step {
@@ -884,7 +1106,7 @@ impl PodWorker {
         };
         let now = self.now();
         let backoff = self.settings.backoff;
-        super::image_pull::ensure_image(
+        let pull = super::image_pull::prepare(
             self.rt.as_ref(),
             &self.settings.objects,
             &mut self.rec,
@@ -893,6 +1115,24 @@ impl PodWorker {
             now,
         )
         .await?;
+        if let Some(job) = pull {
+            // A pull may take minutes: Pulling shows now, and a delete does not wait
+            // for it. The pull goes on by itself (the image is the machine's, and
+            // an abandoned download would only be resumed later).
+            self.publish().await;
+            let (rt, image, auth) = (self.rt.clone(), job.image.clone(), job.auth.clone());
+            let pulling = tokio::spawn(async move {
+                rt.pull_image(&image, auth, None)
+                    .await
+                    .map_err(|e| super::image_pull::pull_error_text(&e))
+            });
+            let Some(joined) = self.or_delete(pulling).await else {
+                return Err(Some(Instant::now()));
+            };
+            let pulled = joined.unwrap_or_else(|e| Err(format!("the pull stopped: {e}")));
+            let now = self.now();
+            super::image_pull::finish(&mut self.rec, c, job, pulled, backoff, now)?;
+        }
         let volumes = self.settings.volumes_dir.join(self.rec.uid());
         let facts = self.pod_facts(&sid).await;
         let inputs = podspec::Inputs {
@@ -903,13 +1143,7 @@ impl PodWorker {
         let cfg = match podspec::container_config(&self.rec.pod, c, attempt, &inputs) {
             Ok(cfg) => cfg,
             Err(e) => {
-                return self.set_waiting(
-                    &c.name,
-                    "CreateContainerConfigError",
-                    e.to_string(),
-                    "Warning",
-                    "Failed",
-                )
+                return self.create_failed(&c.name, "CreateContainerConfigError", e.to_string())
             }
         };
         let sandbox_cfg = podspec::sandbox_config(
@@ -927,9 +1161,11 @@ impl PodWorker {
                     podhost_runtime::RuntimeError::ContainerConfig(_) => {
                         "CreateContainerConfigError"
                     }
+                    // runc finds it when it starts the process, kubelet reports it so.
+                    ref e if e.is_executable_not_found() => "RunContainerError",
                     _ => "CreateContainerError",
                 };
-                return self.set_waiting(&c.name, reason, e.to_string(), "Warning", "Failed");
+                return self.create_failed(&c.name, reason, e.to_string());
             }
         };
         let now = self.now();
@@ -942,13 +1178,7 @@ impl PodWorker {
         if let Err(e) = self.rt.start_container(&id).await {
             let _ = self.rt.remove_container(&id).await;
             self.release_sub_paths(Some(&c.name));
-            return self.set_waiting(
-                &c.name,
-                "RunContainerError",
-                e.to_string(),
-                "Warning",
-                "Failed",
-            );
+            return self.create_failed(&c.name, "RunContainerError", e.to_string());
         }
         let now = self.now();
         self.rec.event(
@@ -961,6 +1191,8 @@ impl PodWorker {
         let t = self.track_mut(&c.name);
         t.waiting = None;
         t.current = st;
+        t.create_backoff = None;
+        t.restart_count = t.restart_count.max(attempt);
         // A new container ID: probe results start over from their initial values.
         t.startup = None;
         t.liveness = None;
@@ -968,18 +1200,32 @@ impl PodWorker {
         // postStart runs before the container counts as started: the worker waits here,
         // so a sidecar's next init container and the pod's status wait too.
         if let Some(handler) = Hook::PostStart.of(c) {
+            // Created and Started show now; a delete does not wait for the hook.
+            self.publish().await;
             let netns = self.netns().await;
             let grace = Duration::from_secs(u64::try_from(self.pod_grace()).unwrap_or(30));
-            let r = hooks::run(
-                &self.rt,
-                &id,
-                &netns,
-                c,
-                handler,
-                &self.pod_ref(),
-                grace.max(MIN_STOP_GRACE),
-            )
-            .await;
+            let (rt, cid, spec, handler, pod_ref) = (
+                self.rt.clone(),
+                id.clone(),
+                c.clone(),
+                handler.clone(),
+                self.pod_ref(),
+            );
+            let hook = async move {
+                hooks::run(
+                    &rt,
+                    &cid,
+                    &netns,
+                    &spec,
+                    &handler,
+                    &pod_ref,
+                    grace.max(MIN_STOP_GRACE),
+                )
+                .await
+            };
+            let Some(r) = self.or_delete(hook).await else {
+                return Err(Some(Instant::now()));
+            };
             if let Err(msg) = r {
                 let now = self.now();
                 self.rec
@@ -1070,6 +1316,11 @@ impl PodWorker {
                     set.spawn(self.stop_future(job, deadline, immediate).await);
                 }
             }
+            // The Killing events, and the containers that already ended (the main
+            // container of a pod whose sidecars now stop), show while the stops run.
+            if !set.is_empty() {
+                self.publish().await;
+            }
             loop {
                 tokio::select! {
                     r = set.join_next() => match r {
@@ -1078,7 +1329,10 @@ impl PodWorker {
                     },
                     Some(WorkerCmd::Delete { grace: asked }) = self.cmd_rx.recv() => {
                         let now_grace = self.on_delete(asked);
-                        if now_grace < grace {
+                        self.publish().await;
+                        // Cut short only when the new grace ends sooner than the running one.
+                        let ends = Instant::now() + Duration::from_secs(u64::try_from(now_grace).unwrap_or(0));
+                        if now_grace <= 0 || ends < deadline {
                             set.abort_all();
                             return Some(now_grace);
                         }

@@ -258,16 +258,16 @@ impl Objects {
         self.apply(secret, now, |s| &mut s.secrets)
     }
 
-    /// Whether applying would be refused because the object is immutable (checked for
-    /// every document before anything is created).
-    pub fn check_config_map(&self, cm: &ConfigMap) -> Result<(), ObjectError> {
-        check_update(self.config_map_of(cm).as_ref(), cm)
+    /// What applying would do, or why it would be refused (the object is immutable):
+    /// `apply --dry-run=server`.
+    pub fn check_config_map(&self, cm: &ConfigMap) -> Result<Applied, ObjectError> {
+        would_apply(self.config_map_of(cm).as_ref(), cm)
     }
 
     /// Like [`Objects::check_config_map`] for a Secret.
-    pub fn check_secret(&self, secret: &Secret) -> Result<(), ObjectError> {
+    pub fn check_secret(&self, secret: &Secret) -> Result<Applied, ObjectError> {
         let (ns, name) = key_of(&secret.metadata);
-        check_update(self.secret(&ns, &name).as_ref(), secret)
+        would_apply(self.secret(&ns, &name).as_ref(), secret)
     }
 
     fn config_map_of(&self, cm: &ConfigMap) -> Option<ConfigMap> {
@@ -357,6 +357,15 @@ impl Objects {
 }
 
 /// Refuses changes to an immutable object's data, and making it mutable again.
+fn would_apply<T: Kind>(existing: Option<&T>, new: &T) -> Result<Applied, ObjectError> {
+    check_update(existing, new)?;
+    Ok(match existing {
+        None => Applied::Created,
+        Some(old) if old.same_content(new) => Applied::Unchanged,
+        Some(_) => Applied::Configured,
+    })
+}
+
 fn check_update<T: Kind>(existing: Option<&T>, new: &T) -> Result<(), ObjectError> {
     let Some(old) = existing.filter(|o| o.immutable()) else {
         return Ok(());

@@ -1,17 +1,19 @@
-//! `POST /v1/apply`: parse, default, validate every document first, then create.
-//! Nothing is created unless every document is valid (one bad pod, no pods).
-//! ConfigMaps and Secrets are created or updated (unless immutable); pods are created.
+//! `POST /v1/apply`: parse the file, then apply each object on its own, as kubectl
+//! does: one object's failure (invalid, forbidden update, port conflict) is reported
+//! and the others are applied. A file that does not parse applies nothing.
+//! ConfigMaps and Secrets are created or updated (unless immutable); pods are created,
+//! or get their labels and annotations updated (the rest of a pod's spec is fixed).
 
 use std::sync::Arc;
 
 use axum::extract::State;
 use axum::Json;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
+use k8s_openapi::api::core::v1::Pod;
 use podhost_api::Manifest;
 use serde::{Deserialize, Serialize};
 
 use super::{ApiError, Daemon};
-use crate::lifecycle::PodRecord;
+use crate::lifecycle::{PodMeta, PodRecord};
 use crate::timefmt::k8s_time;
 
 /// Body of an apply: the manifest text and where it came from (for error positions).
@@ -21,175 +23,200 @@ pub struct ApplyRequest {
     pub yaml: String,
     /// File name shown in errors.
     pub source: String,
+    /// Check and report as usual, change nothing (`--dry-run=server`).
+    #[serde(default)]
+    pub dry_run: bool,
+    /// Create only: a pod that exists already is an error (`podhost run`, like
+    /// kubectl create), never updated.
+    #[serde(default)]
+    pub create_only: bool,
 }
 
 /// Result of an apply: one line per object and the warnings.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub struct ApplyResponse {
-    /// `pod/web created`, `pod/web unchanged`.
+    /// `pod/web created`, `pod/web unchanged`, `configmap/cfg configured`.
     pub results: Vec<String>,
     /// Valid fields podhost does not honour, one line each.
     pub warnings: Vec<String>,
+    /// Objects that were not applied, one message each, in document order.
+    #[serde(default)]
+    pub errors: Vec<String>,
 }
 
-/// One checked document.
-enum Checked {
-    Pod(Box<Pod>),
-    ConfigMap(Box<ConfigMap>),
-    Secret(Box<Secret>),
-}
-
-/// Parse and check everything; return the objects in document order and the warnings.
-async fn check(d: &Daemon, req: &ApplyRequest) -> Result<(Vec<Checked>, Vec<String>), ApiError> {
-    let manifests = podhost_api::parse_manifests(&req.yaml, &req.source)
-        .map_err(|e| ApiError::bad(e.to_string()))?;
-    let mut checked = Vec::new();
-    let mut warnings = Vec::new();
-    for m in manifests {
-        let pod = match m {
-            Manifest::Pod(pod) => pod,
-            Manifest::ConfigMap(mut cm) => {
-                podhost_api::default_config_map(&mut cm);
-                podhost_api::validate_config_map(&cm).map_err(|e| ApiError::bad(e.to_string()))?;
-                d.objects
-                    .check_config_map(&cm)
-                    .map_err(|e| ApiError::bad(e.to_string()))?;
-                checked.push(Checked::ConfigMap(cm));
-                continue;
-            }
-            Manifest::Secret(mut secret) => {
-                podhost_api::default_secret(&mut secret);
-                podhost_api::validate_secret(&secret).map_err(|e| ApiError::bad(e.to_string()))?;
-                d.objects
-                    .check_secret(&secret)
-                    .map_err(|e| ApiError::bad(e.to_string()))?;
-                checked.push(Checked::Secret(secret));
-                continue;
-            }
-        };
-        let mut pod = *pod;
-        podhost_api::default_pod(&mut pod);
-        let name = pod.metadata.name.clone().unwrap_or_default();
-        let pod_warnings = podhost_api::validate_pod(&pod)
-            .into_result(&name)
-            .map_err(|e| ApiError::bad(e.to_string()))?;
-        warnings.extend(pod_warnings.into_iter().map(|w| format!("pod/{name}: {w}")));
-        let spec = pod.spec.clone().unwrap_or_default();
-        for c in spec
-            .init_containers
-            .iter()
-            .flatten()
-            .chain(spec.containers.iter())
-        {
-            // Images are pulled when containers start; only `Never` needs
-            // the image here already (kubelet would report ErrImageNeverPull).
-            let image = c.image.clone().unwrap_or_default();
-            let present = d
-                .runtime
-                .image_status(&image)
-                .await
-                .map_err(|e| ApiError::bad(format!("pod/{name}: container {:?}: {e}", c.name)))?
-                .is_some();
-            if !present && c.image_pull_policy.as_deref() == Some("Never") {
-                return Err(ApiError::bad(format!(
-                    "pod/{name}: container {:?}: image {image:?} is not in podhost's image store and imagePullPolicy is Never: load it with `podhost image load -i FILE` or pull it with `podhost pull {image}`",
-                    c.name
-                )));
-            }
-        }
-        checked.push(Checked::Pod(Box::new(pod)));
-    }
-    Ok((checked, warnings))
-}
+/// Outcome of one document: its result line, or why it was not applied.
+type Outcome = Result<String, String>;
 
 pub(super) async fn apply(
     State(d): State<Arc<Daemon>>,
     Json(req): Json<ApplyRequest>,
 ) -> Result<Json<ApplyResponse>, ApiError> {
-    let (checked, warnings) = check(&d, &req).await?;
-    // One result line per document, in document order.
-    let mut results: Vec<String> = vec![String::new(); checked.len()];
-    // Conflicts are checked for all documents before any pod is created.
-    let mut to_create = Vec::new();
-    let mut objects = Vec::new();
-    for (i, doc) in checked.into_iter().enumerate() {
-        let pod = match doc {
-            Checked::Pod(pod) => *pod,
-            other => {
-                objects.push((i, other));
+    let manifests = podhost_api::parse_manifests(&req.yaml, &req.source)
+        .map_err(|e| ApiError::bad(e.to_string()))?;
+    let suffix = if req.dry_run { " (server dry run)" } else { "" };
+    let now = d.settings.clock.now();
+    let mut outcomes: Vec<Option<Outcome>> = vec![None; manifests.len()];
+    let mut pods = Vec::new();
+    // ConfigMaps and Secrets first, so pods of the same file find them when they start.
+    for (i, m) in manifests.into_iter().enumerate() {
+        let outcome = match m {
+            Manifest::Pod(pod) => {
+                pods.push((i, *pod));
                 continue;
             }
-        };
-        let ns = pod
-            .metadata
-            .namespace
-            .clone()
-            .unwrap_or_else(|| "default".into());
-        let name = pod.metadata.name.clone().unwrap_or_default();
-        match d.record(&ns, &name) {
-            Some(existing) if existing.deleting.is_some() => {
-                return Err(ApiError::bad(format!(
-                    "pod/{name} is being deleted; apply again once it is gone"
-                )));
-            }
-            Some(existing)
-                if existing.pod.spec == pod.spec
-                    && existing.pod.metadata.labels == pod.metadata.labels =>
-            {
-                results[i] = format!("pod/{name} unchanged");
-            }
-            Some(_) => {
-                return Err(ApiError::bad(format!(
-                    "The Pod \"{name}\" is invalid: spec: Forbidden: pod updates may not change fields other than those podhost can update in place; delete the pod first (`podhost delete pod {name}`)"
-                )));
-            }
-            None => {
-                let pending: Vec<Pod> = to_create
-                    .iter()
-                    .map(|(_, p): &(usize, Pod)| p.clone())
-                    .collect();
-                check_host_ports(&d, &pod, &pending)?;
-                to_create.push((i, pod));
-            }
-        }
-    }
-    let now = d.settings.clock.now();
-    // ConfigMaps and Secrets first, so pods of the same file find them when they start.
-    for (i, doc) in objects {
-        let (kind, name, outcome) = match doc {
-            Checked::ConfigMap(cm) => {
+            Manifest::ConfigMap(mut cm) => {
+                podhost_api::default_config_map(&mut cm);
                 let name = cm.metadata.name.clone().unwrap_or_default();
-                ("configmap", name, d.objects.apply_config_map(*cm, now))
+                podhost_api::validate_config_map(&cm)
+                    .map_err(|e| e.to_string())
+                    .and_then(|()| {
+                        if req.dry_run {
+                            let would = d.objects.check_config_map(&cm);
+                            return would.map(|o| o.as_str()).map_err(|e| e.to_string());
+                        }
+                        d.objects
+                            .apply_config_map(*cm, now)
+                            .map(|o| o.as_str())
+                            .map_err(|e| e.to_string())
+                    })
+                    .map(|word| format!("configmap/{name} {word}{suffix}"))
             }
-            Checked::Secret(s) => {
-                let name = s.metadata.name.clone().unwrap_or_default();
-                ("secret", name, d.objects.apply_secret(*s, now))
+            Manifest::Secret(mut secret) => {
+                podhost_api::default_secret(&mut secret);
+                let name = secret.metadata.name.clone().unwrap_or_default();
+                podhost_api::validate_secret(&secret)
+                    .map_err(|e| e.to_string())
+                    .and_then(|()| {
+                        if req.dry_run {
+                            let would = d.objects.check_secret(&secret);
+                            return would.map(|o| o.as_str()).map_err(|e| e.to_string());
+                        }
+                        d.objects
+                            .apply_secret(*secret, now)
+                            .map(|o| o.as_str())
+                            .map_err(|e| e.to_string())
+                    })
+                    .map(|word| format!("secret/{name} {word}{suffix}"))
             }
-            Checked::Pod(_) => continue,
         };
-        let outcome = outcome.map_err(|e| ApiError::bad(e.to_string()))?;
-        results[i] = format!("{kind}/{name} {}", outcome.as_str());
+        outcomes[i] = Some(outcome);
     }
-    for (i, mut pod) in to_create {
-        let name = pod.metadata.name.clone().unwrap_or_default();
-        pod.metadata.uid = Some(crate::objects::new_uid());
-        pod.metadata.creation_timestamp = Some(k8s_time(now));
-        pod.metadata.resource_version = Some("1".into());
-        if let Some(spec) = pod.spec.as_mut() {
-            spec.node_name = Some(hostname());
+    let mut warnings = Vec::new();
+    // Pods this apply creates, for host port conflicts among them.
+    let mut created: Vec<Pod> = Vec::new();
+    for (i, pod) in pods {
+        let outcome = apply_pod(&d, pod, &mut created, &mut warnings, &req, now)
+            .await
+            .map(|line| format!("{line}{suffix}"));
+        outcomes[i] = Some(outcome);
+    }
+    let mut resp = ApplyResponse {
+        warnings,
+        ..Default::default()
+    };
+    for o in outcomes.into_iter().flatten() {
+        match o {
+            Ok(line) => resp.results.push(line),
+            Err(e) => resp.errors.push(e),
         }
-        let mut rec = PodRecord::new(pod);
-        rec.event(
-            now,
-            "Normal",
-            "Scheduled",
-            format!("Successfully assigned {} to {}", rec.key(), hostname()),
-        );
-        d.store.save(&rec).map_err(ApiError::internal)?;
-        d.start_worker(rec);
-        results[i] = format!("pod/{name} created");
     }
-    Ok(Json(ApplyResponse { results, warnings }))
+    Ok(Json(resp))
+}
+
+/// Check and apply one pod: created, unchanged, or its labels and annotations updated.
+async fn apply_pod(
+    d: &Daemon,
+    mut pod: Pod,
+    created: &mut Vec<Pod>,
+    warnings: &mut Vec<String>,
+    req: &ApplyRequest,
+    now: i64,
+) -> Outcome {
+    let dry_run = req.dry_run;
+    podhost_api::default_pod(&mut pod);
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let pod_warnings = podhost_api::validate_pod(&pod)
+        .into_result(&name)
+        .map_err(|e| e.to_string())?;
+    warnings.extend(pod_warnings.into_iter().map(|w| format!("pod/{name}: {w}")));
+    let spec = pod.spec.clone().unwrap_or_default();
+    for c in spec
+        .init_containers
+        .iter()
+        .flatten()
+        .chain(spec.containers.iter())
+    {
+        // Images are pulled when containers start; only `Never` needs
+        // the image here already (kubelet would report ErrImageNeverPull).
+        let image = c.image.clone().unwrap_or_default();
+        let present = d
+            .runtime
+            .image_status(&image)
+            .await
+            .map_err(|e| format!("pod/{name}: container {:?}: {e}", c.name))?
+            .is_some();
+        if !present && c.image_pull_policy.as_deref() == Some("Never") {
+            return Err(format!(
+                "pod/{name}: container {:?}: image {image:?} is not in podhost's image store and imagePullPolicy is Never: load it with `podhost image load -i FILE` or pull it with `podhost pull {image}`",
+                c.name
+            ));
+        }
+    }
+    let ns = pod
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
+    if let Some(handle) = d.handle(&ns, &name) {
+        if req.create_only {
+            return Err(format!("pods \"{name}\" already exists"));
+        }
+        let existing = super::view(&handle);
+        if existing.deleting.is_some() {
+            return Err(format!(
+                "pod/{name} is being deleted; apply again once it is gone"
+            ));
+        }
+        // spec.nodeName is the server's: a manifest without it asks for no change.
+        let mut old_spec = existing.pod.spec.clone().unwrap_or_default();
+        if spec.node_name.is_none() {
+            old_spec.node_name = None;
+        }
+        if old_spec != spec {
+            return Err(format!(
+                "The Pod \"{name}\" is invalid: spec: Forbidden: pod updates may not change fields other than metadata.labels and metadata.annotations in podhost; delete the pod first (`podhost delete pod {name}`) and apply again"
+            ));
+        }
+        let meta = PodMeta::of(&pod);
+        if meta == PodMeta::of(&existing.pod) {
+            return Ok(format!("pod/{name} unchanged"));
+        }
+        if !dry_run {
+            handle.meta.send_replace(meta);
+        }
+        return Ok(format!("pod/{name} configured"));
+    }
+    check_host_ports(d, &pod, created).map_err(|e| e.1)?;
+    created.push(pod.clone());
+    if dry_run {
+        return Ok(format!("pod/{name} created"));
+    }
+    pod.metadata.uid = Some(crate::objects::new_uid());
+    pod.metadata.creation_timestamp = Some(k8s_time(now));
+    pod.metadata.resource_version = Some("1".into());
+    if let Some(spec) = pod.spec.as_mut() {
+        spec.node_name = Some(hostname());
+    }
+    let mut rec = PodRecord::new(pod);
+    rec.event(
+        now,
+        "Normal",
+        "Scheduled",
+        format!("Successfully assigned {} to {}", rec.key(), hostname()),
+    );
+    d.store.save(&rec).map_err(|e| e.to_string())?;
+    d.start_worker(rec);
+    Ok(format!("pod/{name} created"))
 }
 
 /// A hostPort another pod (running, or created by this apply) already publishes is an

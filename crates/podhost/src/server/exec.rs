@@ -44,6 +44,97 @@ impl ExecQuery {
     }
 }
 
+/// A running container of a pod, found for a session.
+pub(super) struct Target {
+    /// Its runtime id.
+    pub id: String,
+    /// Its spec (tty, stdin).
+    pub spec: k8s_openapi::api::core::v1::Container,
+}
+
+/// The running container `container` (default: the first) of pod `ns/name`; refused
+/// while the pod's shim does not answer (it would hold the session's handshake for a
+/// minute).
+pub(super) fn running_container(
+    d: &Daemon,
+    ns: &str,
+    name: &str,
+    container: Option<&str>,
+) -> Result<Target, ApiError> {
+    let rec = d
+        .record(ns, name)
+        .ok_or_else(|| ApiError::not_found("pods", name))?;
+    check_reachable(&rec, name)?;
+    let container = pick_container(&rec.pod, container)?;
+    let cur = rec
+        .containers
+        .get(&container)
+        .and_then(|t| t.current.clone())
+        .filter(|c| c.state == ContainerState::Running)
+        .ok_or_else(|| {
+            ApiError(StatusCode::BAD_REQUEST, format!("unable to upgrade connection: container {container} not found or not running in pod {name}"))
+        })?;
+    let spec = rec
+        .pod
+        .spec
+        .iter()
+        .flat_map(|s| {
+            s.init_containers
+                .iter()
+                .flatten()
+                .chain(s.containers.iter())
+        })
+        .find(|c| c.name == container)
+        .cloned()
+        .unwrap_or_default();
+    Ok(Target { id: cur.id, spec })
+}
+
+/// A pod whose shim does not answer cannot have a session.
+pub(super) fn check_reachable(
+    rec: &crate::lifecycle::PodRecord,
+    name: &str,
+) -> Result<(), ApiError> {
+    let unreachable = rec
+        .pod
+        .status
+        .as_ref()
+        .filter(|s| s.reason.as_deref() == Some(crate::lifecycle::status::SHIM_UNREACHABLE));
+    match unreachable {
+        Some(st) => Err(ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "pod {name} is Unknown: {}",
+                st.message.as_deref().unwrap_or("its shim does not answer")
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Answers 101 and relays the upgraded connection and `io` byte for byte until either
+/// side ends.
+pub(super) fn relay_upgraded(
+    req: &mut Request,
+    mut io: Box<dyn podhost_runtime::ExecIo>,
+    protocol: &'static str,
+) -> Result<Response, ApiError> {
+    let on_upgrade = hyper::upgrade::on(req);
+    tokio::spawn(async move {
+        let Ok(upgraded) = on_upgrade.await else {
+            return;
+        };
+        let mut client = TokioIo::new(upgraded);
+        let _ = tokio::io::copy_bidirectional(&mut client, &mut io).await;
+    });
+    Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header(header::CONNECTION, "upgrade")
+        .header(header::UPGRADE, protocol)
+        .body(Body::empty())
+        .map_err(ApiError::internal)
+}
+
 pub(super) async fn exec(
     State(d): State<Arc<Daemon>>,
     Path((ns, name)): Path<(String, String)>,
@@ -57,54 +148,14 @@ pub(super) async fn exec(
             "you must specify at least one command for the container",
         ));
     }
-    let rec = d
-        .record(&ns, &name)
-        .ok_or_else(|| ApiError::not_found("pods", &name))?;
-    let container = pick_container(&rec.pod, q.container.as_deref())?;
-    // A shim that does not answer would hold the session's handshake for a minute.
-    if let Some(st) = rec
-        .pod
-        .status
-        .as_ref()
-        .filter(|s| s.reason.as_deref() == Some(crate::lifecycle::status::SHIM_UNREACHABLE))
-    {
-        return Err(ApiError(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!(
-                "pod {name} is Unknown: {}",
-                st.message.as_deref().unwrap_or("its shim does not answer")
-            ),
-        ));
-    }
-    let cur = rec
-        .containers
-        .get(&container)
-        .and_then(|t| t.current.clone())
-        .filter(|c| c.state == ContainerState::Running)
-        .ok_or_else(|| {
-            ApiError(StatusCode::BAD_REQUEST, format!("unable to upgrade connection: container {container} not found or not running in pod {name}"))
-        })?;
+    let target = running_container(&d, &ns, &name, q.container.as_deref())?;
     let opts = q.options();
     let shim_stream = d
         .runtime
-        .exec(&cur.id, cmd, opts)
+        .exec(&target.id, cmd, opts)
         .await
         .map_err(|e| ApiError::bad(e.to_string()))?;
-    let on_upgrade = hyper::upgrade::on(&mut req);
-    tokio::spawn(async move {
-        let Ok(upgraded) = on_upgrade.await else {
-            return;
-        };
-        let mut client = TokioIo::new(upgraded);
-        let mut shim = shim_stream;
-        let _ = tokio::io::copy_bidirectional(&mut client, &mut shim).await;
-    });
-    Response::builder()
-        .status(StatusCode::SWITCHING_PROTOCOLS)
-        .header(header::CONNECTION, "upgrade")
-        .header(header::UPGRADE, "podhost-exec")
-        .body(Body::empty())
-        .map_err(ApiError::internal)
+    relay_upgraded(&mut req, shim_stream, "podhost-exec")
 }
 
 #[cfg(test)]

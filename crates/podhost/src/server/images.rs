@@ -62,7 +62,7 @@ pub(super) async fn pull(State(d): State<Arc<Daemon>>, Json(req): Json<PullReque
         let last = match result_rx.await {
             Ok(Ok(done)) => PullLine::Done { done },
             Ok(Err(e)) => PullLine::Error {
-                error: e.to_string(),
+                error: crate::lifecycle::image_pull::error_chain(&e),
             },
             Err(_) => PullLine::Error {
                 error: "the pull task ended without a result".into(),

@@ -39,6 +39,10 @@ pub(super) struct LogQuery {
     /// where a count of records from the start would not once old files are removed.
     #[serde(default)]
     after_count: usize,
+    /// Only the last N records of the log (`logs --tail=N`); negative: all.
+    tail: Option<i64>,
+    /// Only records at or after this RFC 3339 time (`logs --since`, `--since-time`).
+    since_time: Option<String>,
 }
 
 /// Response header naming the container instance whose log is streamed.
@@ -116,6 +120,20 @@ pub(super) async fn logs(
         ts,
         remaining: q.after_count,
     });
+    let since = match q.since_time.as_deref() {
+        Some(t) => Some(
+            t.parse::<k8s_openapi::jiff::Timestamp>()
+                .map_err(|e| ApiError::bad(format!("invalid sinceTime {t:?}: {e}")))?,
+        ),
+        None => None,
+    };
+    // The last N records are known once the log was read to its current end: they
+    // wait here until then. A resumed stream (`after`) has had its tail already.
+    let mut tail: Option<(usize, std::collections::VecDeque<String>)> = q
+        .tail
+        .filter(|_| cursor.is_none())
+        .and_then(|n| usize::try_from(n).ok())
+        .map(|n| (n, std::collections::VecDeque::new()));
     tokio::spawn(async move {
         let start = cursor.as_ref().map(|c| c.ts.clone());
         // Without follow: what the log holds now, not what the container writes while
@@ -163,8 +181,27 @@ pub(super) async fn logs(
                     continue;
                 }
                 cursor = None;
+                if since.is_some_and(|since| before(&line, since)) {
+                    continue;
+                }
+                if let Some((n, buf)) = &mut tail {
+                    buf.push_back(line.into_owned());
+                    if buf.len() > *n {
+                        buf.pop_front();
+                    }
+                    continue;
+                }
                 if send_line(&tx, &line, format).await.is_err() {
                     return;
+                }
+            }
+            if matches!(end, Some(Advance::AtCurrent | Advance::Finished)) {
+                if let Some((_, buf)) = tail.take() {
+                    for line in buf {
+                        if send_line(&tx, &line, format).await.is_err() {
+                            return;
+                        }
+                    }
                 }
             }
             match end {
@@ -231,6 +268,15 @@ impl Cursor {
             _ => false,
         }
     }
+}
+
+/// Whether a CRI record was written before `since`.
+fn before(record: &str, since: k8s_openapi::jiff::Timestamp) -> bool {
+    record
+        .split(' ')
+        .next()
+        .and_then(|ts| ts.parse::<k8s_openapi::jiff::Timestamp>().ok())
+        .is_some_and(|ts| ts < since)
 }
 
 async fn send_line(

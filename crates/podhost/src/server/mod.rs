@@ -3,17 +3,28 @@
 //!
 //! - [`apply`]: manifests in, validated pods out, workers started.
 //! - [`logs`]: CRI log files streamed as plain text (`logs -f`).
-//! - [`exec`]: HTTP upgrade, then the shim's frame protocol end to end.
+//! - [`exec`]: HTTP upgrade, then the shim's frame protocol end to end; [`attach`] the
+//!   same for a running container's stdio; [`portforward`] one TCP connection inside the
+//!   pod's network namespace per upgrade.
+//! - [`streaming`]: URLs of sessions on the daemon's streaming server (kubelet's SPDY
+//!   protocols, `podhost_streaming::server`).
 
 mod apply;
 pub use apply::{ApplyRequest, ApplyResponse};
+mod attach;
 mod exec;
+mod portforward;
+mod streaming;
+pub use streaming::{StreamingRequest, StreamingUrl};
 mod images;
 pub use images::{PruneResult, PullLine};
 mod logfiles;
 mod logs;
 pub use logs::CONTAINER_ID_HEADER;
+mod meta;
+pub use meta::MetaResult;
 mod objects;
+mod startup;
 
 use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt;
@@ -44,6 +55,9 @@ pub struct Daemon {
     objects: crate::objects::Objects,
     pods: Mutex<HashMap<String, PodHandle>>,
     settings: Settings,
+    /// Exec, attach and port-forward sessions in kubelet's protocols, for podhost's pods
+    /// as for CRI's (the same streaming server).
+    streaming: Arc<dyn podhost_cri::StreamingProvider>,
 }
 
 /// An API error: status code and a message for the user.
@@ -108,6 +122,9 @@ fn io_err(
     }
 }
 
+/// How long a starting daemon waits for the state lock before refusing to run.
+const LOCK_GRACE: Duration = Duration::from_secs(5);
+
 /// Hold an exclusive lock on `<state>/podhost.lock` for the daemon's lifetime.
 fn lock_state_dir(config: &Config) -> Result<std::fs::File, ServeError> {
     use std::os::fd::AsRawFd;
@@ -118,12 +135,21 @@ fn lock_state_dir(config: &Config) -> Result<std::fs::File, ServeError> {
         .write(true)
         .open(&path)
         .map_err(io_err("opening", &path))?;
-    // SAFETY: flock on a file descriptor we own.
-    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    if rc != 0 {
-        return Err(ServeError::AlreadyRunning(config.runtime.state_dir.clone()));
+    // A supervisor restarting a killed daemon at once can find the lock still held for a
+    // moment (the chaos test saw it right after reaping the old one): a few seconds'
+    // grace, then a second daemon is refused.
+    let deadline = std::time::Instant::now() + LOCK_GRACE;
+    loop {
+        // SAFETY: flock on a file descriptor we own.
+        let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc == 0 {
+            return Ok(f);
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(ServeError::AlreadyRunning(config.runtime.state_dir.clone()));
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
-    Ok(f)
 }
 
 /// How long a stopping daemon lets open streams (logs -f, exec) finish.
@@ -237,6 +263,7 @@ pub async fn run(
         objects,
         pods: Mutex::new(HashMap::new()),
         settings,
+        streaming: streaming.clone(),
     });
     let records = daemon.store.load_all();
     daemon.store.collect_orphan_requests();
@@ -247,12 +274,16 @@ pub async fn run(
             tracing::warn!("pod {}: rewriting its record: {e}", rec.key());
         }
     }
-    collect_unreferenced_sandboxes(&daemon, &records).await;
-    collect_orphan_pod_dirs(&daemon, &records);
+    // Serve first: the cleanup of what a crash left may take minutes (a pod of
+    // hundreds of containers). Each pod waits, marked, until its own part is done.
+    let plan = startup::Plan::of(&records);
+    let mut holds = HashMap::new();
     for rec in records {
         let uid = rec.uid();
         let key = rec.key();
-        daemon.start_worker(rec);
+        let (hold_tx, hold_rx) = tokio::sync::watch::channel(Some(startup::LOOKING.to_string()));
+        holds.insert(uid.clone(), hold_tx);
+        daemon.start_worker_held(rec, Some(hold_rx));
         // Deletes acknowledged before a crash go on.
         for grace in daemon.store.delete_requests(&uid) {
             let handle = daemon.lock_pods().get(&key).cloned();
@@ -261,6 +292,12 @@ pub async fn run(
             }
         }
     }
+    // Logged before the cleanup can say it is done (tests read the two in order).
+    tracing::info!(
+        "podhost daemon listening on {}",
+        config.api_socket().display()
+    );
+    tokio::spawn(startup::clean_up(daemon.clone(), plan, holds));
     images::spawn_image_gc(
         daemon.clone(),
         config.image_gc_high_percent,
@@ -273,7 +310,6 @@ pub async fn run(
         socket,
         cri,
     } = prepared;
-    tracing::info!("podhost daemon listening on {}", socket.display());
     let app = router(daemon);
     // One stop signal for both servers.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -321,102 +357,6 @@ pub async fn run(
     Ok(())
 }
 
-/// Sandboxes (and containers) no pod record points at: a daemon killed between creating a sandbox and
-/// saving the pod's record (or between removing the record and the sandbox) left them,
-/// and the pod's worker makes a new one. Removed before any worker starts: a new sandbox
-/// is unreferenced until its pod is saved, and removal kills what is left in the pod's
-/// cgroup, which a new sandbox of the same pod shares. A pod whose
-/// record file exists but is unreadable keeps its sandbox: it is the user's to repair.
-/// The daemon's runtime view holds only podhost's own sandboxes: CRI's are never seen.
-async fn collect_unreferenced_sandboxes(daemon: &Arc<Daemon>, records: &[PodRecord]) {
-    let referenced: std::collections::HashSet<&str> = records
-        .iter()
-        .filter_map(|r| r.sandbox_id.as_deref())
-        .collect();
-    let loaded: std::collections::HashSet<String> = records.iter().map(|r| r.uid()).collect();
-    let (sandboxes, containers) = match (
-        daemon.runtime.sandbox_refs().await,
-        daemon.runtime.container_refs().await,
-    ) {
-        (Ok(s), Ok(c)) => (s, c),
-        (Err(e), _) | (_, Err(e)) => {
-            tracing::warn!("start-time cleanup skipped: listing the runtime's records: {e}");
-            return;
-        }
-    };
-    let stale: Vec<String> = sandboxes
-        .into_iter()
-        .filter(|s| {
-            !referenced.contains(s.id.as_str())
-                && (loaded.contains(&s.pod_uid) || !daemon.store.has_file(&s.pod_uid))
-        })
-        .map(|s| s.id)
-        .collect();
-    // Containers created in a live sandbox by a daemon killed before it saved the pod:
-    // the worker makes another, so these would run unseen until the pod is deleted.
-    let known: std::collections::HashSet<&str> = records
-        .iter()
-        .flat_map(|r| r.containers.values())
-        .flat_map(|t| [t.current.as_ref(), t.previous.as_ref()])
-        .flatten()
-        .map(|c| c.id.as_str())
-        .collect();
-    for c in containers {
-        let cid = c.id;
-        if known.contains(cid.as_str()) || !referenced.contains(c.sandbox_id.as_str()) {
-            continue;
-        }
-        let removed = async {
-            daemon
-                .runtime
-                .stop_container(&cid, Duration::ZERO, libc::SIGKILL)
-                .await?;
-            daemon.runtime.remove_container(&cid).await
-        };
-        match removed.await {
-            Ok(()) => tracing::info!("removed container {cid}: no pod record refers to it"),
-            Err(e) => tracing::warn!("removing container {cid} no pod record refers to: {e}"),
-        }
-    }
-    for id in stale {
-        match daemon.runtime.remove_pod_sandbox(&id).await {
-            Ok(()) => tracing::info!("removed sandbox {id}: no pod record refers to it"),
-            Err(e) => tracing::warn!("removing sandbox {id} no pod record refers to: {e}"),
-        }
-    }
-}
-
-/// Volume directories of pods that have no record file (a corrupt record the user
-/// removed, as the README advises): their tmpfs mounts are unmounted and the trees
-/// removed, so no secret stays in memory and nothing is left on disk. Their sandboxes
-/// went in [`collect_unreferenced_sandboxes`].
-fn collect_orphan_pod_dirs(daemon: &Arc<Daemon>, records: &[PodRecord]) {
-    let loaded: std::collections::HashSet<String> = records.iter().map(|r| r.uid()).collect();
-    let gone = |uid: &str| !loaded.contains(uid) && !daemon.store.has_file(uid);
-    let volumes = &daemon.settings.volumes_dir;
-    for e in std::fs::read_dir(volumes).into_iter().flatten().flatten() {
-        let uid = e.file_name().to_string_lossy().into_owned();
-        if !gone(&uid) {
-            continue;
-        }
-        let path = e.path();
-        let busy = crate::lifecycle::volumes::unmount_all_under(&path);
-        if !busy.is_empty() {
-            tracing::warn!(
-                "volumes of gone pod {uid}: {} still mounted; left in place",
-                busy.len()
-            );
-            continue;
-        }
-        match std::fs::remove_dir_all(&path) {
-            Ok(()) => tracing::info!("removed volumes of pod {uid}: no pod record refers to them"),
-            Err(e) => tracing::warn!("removing volumes {}: {e}", path.display()),
-        }
-    }
-    // Log directories stay: `/var/log/pods` may hold other runtimes' pods, and
-    // nothing marks which are podhost's.
-}
-
 fn router(d: Arc<Daemon>) -> Router {
     Router::new()
         .route("/v1/version", get(version))
@@ -427,6 +367,19 @@ fn router(d: Arc<Daemon>) -> Router {
         .route("/v1/pods/{ns}/{name}/events", get(pod_events))
         .route("/v1/pods/{ns}/{name}/log", get(logs::logs))
         .route("/v1/pods/{ns}/{name}/exec", post(exec::exec))
+        .route("/v1/pods/{ns}/{name}/attach", post(attach::attach))
+        .route(
+            "/v1/pods/{ns}/{name}/portforward",
+            post(portforward::port_forward),
+        )
+        .route(
+            "/v1/pods/{ns}/{name}/streaming/{kind}",
+            post(streaming::streaming_url),
+        )
+        .route(
+            "/v1/{plural}/{ns}/{name}/metadata",
+            post(meta::set_metadata),
+        )
         .route("/v1/configmaps", get(objects::list_config_maps))
         .route("/v1/configmaps/{ns}/{name}", get(objects::get_config_map))
         .route(
@@ -448,12 +401,21 @@ fn router(d: Arc<Daemon>) -> Router {
 
 impl Daemon {
     fn start_worker(&self, rec: PodRecord) {
+        self.start_worker_held(rec, None);
+    }
+
+    fn start_worker_held(
+        &self,
+        rec: PodRecord,
+        hold: Option<tokio::sync::watch::Receiver<Option<String>>>,
+    ) {
         let key = rec.key();
-        let handle = PodWorker::spawn(
+        let handle = PodWorker::spawn_held(
             self.runtime.clone(),
             Some(self.store.clone()),
             rec,
             self.settings.clone(),
+            hold,
         );
         self.lock_pods().insert(key, handle);
     }
@@ -462,8 +424,8 @@ impl Daemon {
         self.pods.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Latest record of a pod; pods whose worker finished deleting are dropped here.
-    fn record(&self, ns: &str, name: &str) -> Option<PodRecord> {
+    /// The handle of a live pod worker; pods whose worker finished deleting are dropped here.
+    fn handle(&self, ns: &str, name: &str) -> Option<PodHandle> {
         let key = format!("{ns}/{name}");
         let mut pods = self.lock_pods();
         let closed = pods.get(&key)?.cmd.is_closed();
@@ -471,14 +433,26 @@ impl Daemon {
             pods.remove(&key);
             return None;
         }
-        pods.get(&key).map(|h| h.snapshot.borrow().clone())
+        pods.get(&key).cloned()
+    }
+
+    /// Latest record of a pod.
+    fn record(&self, ns: &str, name: &str) -> Option<PodRecord> {
+        self.handle(ns, name).map(|h| view(&h))
     }
 
     fn records(&self) -> Vec<PodRecord> {
         let mut pods = self.lock_pods();
         pods.retain(|_, h| !h.cmd.is_closed());
-        pods.values().map(|h| h.snapshot.borrow().clone()).collect()
+        pods.values().map(view).collect()
     }
+}
+
+/// A worker's latest record with the labels and annotations set since it last published.
+fn view(h: &PodHandle) -> PodRecord {
+    let mut rec = h.snapshot.borrow().clone();
+    h.meta.borrow().set_on(&mut rec.pod);
+    rec
 }
 
 async fn version() -> Json<serde_json::Value> {
@@ -494,40 +468,32 @@ pub(crate) struct ListQuery {
     selector: Option<String>,
 }
 
-/// `a=b,c!=d,e` label selector match.
-pub(crate) fn matches_selector(
-    labels: Option<&std::collections::BTreeMap<String, String>>,
-    selector: &str,
-) -> bool {
-    selector.split(',').filter(|s| !s.is_empty()).all(|term| {
-        let get = |k: &str| labels.and_then(|l| l.get(k.trim()));
-        if let Some((k, v)) = term.split_once("!=") {
-            get(k).map(String::as_str) != Some(v.trim())
-        } else if let Some((k, v)) = term.split_once("==").or_else(|| term.split_once('=')) {
-            get(k).map(String::as_str) == Some(v.trim())
-        } else {
-            get(term).is_some()
-        }
-    })
+impl ListQuery {
+    /// The label selector asked for; an invalid one is the client's error (400), as the
+    /// API server's, not a filter that silently matches nothing.
+    pub(crate) fn selector(&self) -> Result<crate::selector::Selector, ApiError> {
+        crate::selector::Selector::parse(self.selector.as_deref().unwrap_or(""))
+            .map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.to_string()))
+    }
 }
 
-async fn list_pods(State(d): State<Arc<Daemon>>, Query(q): Query<ListQuery>) -> Json<Vec<Pod>> {
+async fn list_pods(
+    State(d): State<Arc<Daemon>>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Vec<Pod>>, ApiError> {
+    let selector = q.selector()?;
     let ns = q.namespace.unwrap_or_else(|| "default".into());
     let mut pods: Vec<Pod> = d
         .records()
         .into_iter()
         .map(|r| r.pod)
         .filter(|p| q.all_namespaces || p.metadata.namespace.as_deref() == Some(ns.as_str()))
-        .filter(|p| {
-            q.selector
-                .as_deref()
-                .is_none_or(|s| matches_selector(p.metadata.labels.as_ref(), s))
-        })
+        .filter(|p| selector.matches(p.metadata.labels.as_ref()))
         .collect();
     pods.sort_by(|a, b| {
         (&a.metadata.namespace, &a.metadata.name).cmp(&(&b.metadata.namespace, &b.metadata.name))
     });
-    Json(pods)
+    Ok(Json(pods))
 }
 
 async fn get_pod(

@@ -6,7 +6,7 @@ use axum::extract::{Path, Query, State};
 use axum::Json;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 
-use super::{matches_selector, ApiError, Daemon, ListQuery};
+use super::{ApiError, Daemon, ListQuery};
 
 /// The namespace a list asks for (`None`: all namespaces).
 fn namespace(q: &ListQuery) -> Option<String> {
@@ -17,28 +17,24 @@ fn namespace(q: &ListQuery) -> Option<String> {
     }
 }
 
-fn selected(labels: Option<&std::collections::BTreeMap<String, String>>, q: &ListQuery) -> bool {
-    q.selector
-        .as_deref()
-        .is_none_or(|s| matches_selector(labels, s))
-}
-
 pub(super) async fn list_config_maps(
     State(d): State<Arc<Daemon>>,
     Query(q): Query<ListQuery>,
-) -> Json<Vec<ConfigMap>> {
+) -> Result<Json<Vec<ConfigMap>>, ApiError> {
+    let selector = q.selector()?;
     let mut list = d.objects.config_maps(namespace(&q).as_deref());
-    list.retain(|c| selected(c.metadata.labels.as_ref(), &q));
-    Json(list)
+    list.retain(|c| selector.matches(c.metadata.labels.as_ref()));
+    Ok(Json(list))
 }
 
 pub(super) async fn list_secrets(
     State(d): State<Arc<Daemon>>,
     Query(q): Query<ListQuery>,
-) -> Json<Vec<Secret>> {
+) -> Result<Json<Vec<Secret>>, ApiError> {
+    let selector = q.selector()?;
     let mut list = d.objects.secrets(namespace(&q).as_deref());
-    list.retain(|c| selected(c.metadata.labels.as_ref(), &q));
-    Json(list)
+    list.retain(|c| selector.matches(c.metadata.labels.as_ref()));
+    Ok(Json(list))
 }
 
 pub(super) async fn get_config_map(

@@ -98,6 +98,7 @@ mod tests {
             diff_ids: Vec::new(),
             size: 10,
             repo_digests: Vec::new(),
+            loaded_tags: Vec::new(),
             first_seen_ms: first_seen,
             last_used_ms: last_used,
         }

@@ -8,13 +8,24 @@ use super::*;
 /// An image of the store as the runtime reports it (CRI `Image`).
 pub(super) fn image_info(i: podhost_image::Image, stop_signal: Option<String>) -> ImageInfo {
     ImageInfo {
+        loaded_tags: loaded_tags(&i),
         id: i.id,
         repo_tags: i.repo_tags,
         size: i.size,
         stop_signal,
         repo_digests: i.repo_digests,
         user: None,
+        pinned: false,
     }
+}
+
+/// The tags `loaded_as` holds for (old indexes included).
+pub(super) fn loaded_tags(i: &podhost_image::Image) -> Vec<String> {
+    i.repo_tags
+        .iter()
+        .filter(|t| i.loaded_as(t))
+        .cloned()
+        .collect()
 }
 
 /// Runs blocking image store work off the async threads.
