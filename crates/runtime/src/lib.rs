@@ -38,6 +38,7 @@ pub mod network;
 pub mod owned;
 mod shim_client;
 pub mod state_file;
+mod status_cache;
 pub mod trace;
 
 use std::collections::BTreeMap;

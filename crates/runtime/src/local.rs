@@ -24,6 +24,7 @@ use super::*;
 use crate::clock::now_nanos;
 use crate::config::RuntimeConfig;
 use crate::state_file::{private_dir, read_json, write_json_atomic, write_json_replace};
+use crate::status_cache::{Answer, StatusCache};
 use crate::step;
 use podhost_oci::cgroup::CgroupFs;
 use podhost_shim::proto::ContainerState as ShimState;
@@ -87,6 +88,9 @@ pub struct LocalRuntime {
     sandboxes: Mutex<HashMap<String, SandboxRecord>>,
     containers: Mutex<HashMap<String, ContainerRecord>>,
     events: broadcast::Sender<RuntimeEvent>,
+    /// What each shim last said, for listings and container statuses without a request
+    /// per shim (see [`crate::status_cache`]).
+    statuses: Arc<StatusCache>,
     network: Network,
     /// Held from the hostPort check until the sandbox is recorded, so two pods cannot
     /// both pass the check for the same port.
@@ -124,6 +128,27 @@ impl Undo {
                 error: Box::new(error),
                 cleanup: Box::new(c),
             },
+        }
+    }
+}
+
+/// How often a stopping container's status is asked when no exit event came.
+const STOP_POLL: Duration = Duration::from_millis(100);
+
+/// Until `events` tells of the exit of `container_id` (or its sandbox), or they lag.
+async fn exit_of(
+    events: &mut broadcast::Receiver<RuntimeEvent>,
+    sandbox_id: &str,
+    container_id: &str,
+) {
+    loop {
+        match events.recv().await {
+            Ok(RuntimeEvent::ContainerExited {
+                container_id: c, ..
+            }) if c == container_id => return,
+            Ok(RuntimeEvent::SandboxExited { sandbox_id: s }) if s == sandbox_id => return,
+            Ok(_) => {}
+            Err(_) => return,
         }
     }
 }
@@ -181,6 +206,7 @@ impl LocalRuntime {
             sandboxes: Mutex::new(HashMap::new()),
             containers: Mutex::new(HashMap::new()),
             events,
+            statuses: Arc::default(),
             config,
         });
         rt.load_records();
@@ -377,10 +403,12 @@ impl LocalRuntime {
     }
 
     fn shim(&self, sandbox_id: &str) -> ShimClient {
-        ShimClient::new(
-            sandbox_id,
-            &self.config.sandbox_run_dir(sandbox_id).join("shim.sock"),
-        )
+        ShimClient::new(sandbox_id, &self.shim_socket(sandbox_id))
+            .invalidating(self.statuses.clone())
+    }
+
+    fn shim_socket(&self, sandbox_id: &str) -> PathBuf {
+        self.config.sandbox_run_dir(sandbox_id).join("shim.sock")
     }
 
     /// Forward the shim's exit events to subscribers; report the sandbox gone when the shim is.
@@ -388,11 +416,15 @@ impl LocalRuntime {
         let client = self.shim(sandbox_id);
         let tx = self.events.clone();
         let sid = sandbox_id.to_string();
+        let statuses = self.statuses.clone();
         tokio::spawn(async move {
             let tx2 = tx.clone();
             let sid2 = sid.clone();
+            let statuses2 = statuses.clone();
             let _ = client
                 .subscribe(move |id| {
+                    // Before the event goes out: whoever acts on it asks the shim.
+                    statuses2.invalidate(&sid2);
                     let ev = if id == "pause" {
                         RuntimeEvent::SandboxExited {
                             sandbox_id: sid2.clone(),
@@ -406,12 +438,83 @@ impl LocalRuntime {
                     let _ = tx2.send(ev);
                 })
                 .await;
+            statuses.invalidate(&sid);
             let _ = tx.send(RuntimeEvent::SandboxExited { sandbox_id: sid });
         });
     }
 
     async fn shim_status(&self, sandbox_id: &str) -> Option<ShimStatus> {
-        self.shim(sandbox_id).status().await.ok()
+        self.ask_shim(sandbox_id).await.ok()
+    }
+
+    /// The shim's status, asked now; the answer is kept for [`Self::cached_shim_status`].
+    async fn ask_shim(&self, sandbox_id: &str) -> Result<ShimStatus, RuntimeError> {
+        let generation = self.statuses.begin(sandbox_id);
+        let r = self.shim(sandbox_id).status().await;
+        let answer = match &r {
+            Ok(s) => Some(Answer::Status(s.clone())),
+            Err(RuntimeError::ShimUnresponsive { op, timeout, .. }) => Some(Answer::Unresponsive {
+                op: *op,
+                timeout: *timeout,
+            }),
+            // Gone: asking again costs a failed connect, and the record may yet change.
+            Err(_) => None,
+        };
+        if let Some(a) = answer {
+            self.statuses
+                .store(sandbox_id, generation, a, std::time::Instant::now());
+        }
+        r
+    }
+
+    /// The shim's last status while nothing can have changed it (no exit event, no
+    /// request of ours since, younger than the cache's time to live), else asked now.
+    async fn cached_shim_status(&self, sandbox_id: &str) -> Result<ShimStatus, RuntimeError> {
+        match self.statuses.get(sandbox_id, std::time::Instant::now()) {
+            Some(Answer::Status(s)) => Ok(s),
+            Some(Answer::Unresponsive { op, timeout }) => Err(RuntimeError::ShimUnresponsive {
+                sandbox_id: sandbox_id.to_string(),
+                op,
+                socket: self.shim_socket(sandbox_id),
+                timeout,
+            }),
+            None => self.ask_shim(sandbox_id).await,
+        }
+    }
+
+    /// A sandbox's status from its record and its shim's answer.
+    fn sandbox_status_of(
+        &self,
+        rec: &SandboxRecord,
+        shim: Result<ShimStatus, RuntimeError>,
+    ) -> SandboxStatus {
+        let (st, state, not_ready_reason) = match shim {
+            Ok(s) if s.pause_running => (Some(s), SandboxState::Ready, None),
+            Ok(s) => (
+                Some(s),
+                SandboxState::NotReady,
+                Some("the pause process exited".to_string()),
+            ),
+            Err(e @ RuntimeError::ShimUnresponsive { .. }) => {
+                (None, SandboxState::Unknown, Some(e.to_string()))
+            }
+            Err(e) => (None, SandboxState::NotReady, Some(e.to_string())),
+        };
+        SandboxStatus {
+            not_ready_reason,
+            id: rec.id.clone(),
+            config: rec.config.clone(),
+            state,
+            created_at: rec.created_at,
+            pause_pid: st.and_then(|s| s.pause_pid).or(rec.pause_pid),
+            ip: rec.network.as_ref().and_then(|a| a.ips.first().cloned()),
+            additional_ips: rec
+                .network
+                .as_ref()
+                .map(|a| a.ips.iter().skip(1).cloned().collect())
+                .unwrap_or_default(),
+            netns_path: rec.netns_path.clone(),
+        }
     }
 
     async fn start_shim(
@@ -1012,42 +1115,23 @@ impl Runtime for LocalRuntime {
         self.remove_sandbox(sandbox_id, false).await.map(drop)
     }
 
+    /// Always asks the shim: the pod worker's check of a shim that cannot report being
+    /// stopped or hung relies on it.
     async fn pod_sandbox_status(&self, sandbox_id: &str) -> Result<SandboxStatus, RuntimeError> {
         let rec = self.sandbox(sandbox_id)?;
-        let (st, state, not_ready_reason) = match self.shim(sandbox_id).status().await {
-            Ok(s) if s.pause_running => (Some(s), SandboxState::Ready, None),
-            Ok(s) => (
-                Some(s),
-                SandboxState::NotReady,
-                Some("the pause process exited".to_string()),
-            ),
-            Err(e @ RuntimeError::ShimUnresponsive { .. }) => {
-                (None, SandboxState::Unknown, Some(e.to_string()))
-            }
-            Err(e) => (None, SandboxState::NotReady, Some(e.to_string())),
-        };
-        Ok(SandboxStatus {
-            not_ready_reason,
-            id: rec.id.clone(),
-            config: rec.config.clone(),
-            state,
-            created_at: rec.created_at,
-            pause_pid: st.and_then(|s| s.pause_pid).or(rec.pause_pid),
-            ip: rec.network.as_ref().and_then(|a| a.ips.first().cloned()),
-            additional_ips: rec
-                .network
-                .as_ref()
-                .map(|a| a.ips.iter().skip(1).cloned().collect())
-                .unwrap_or_default(),
-            netns_path: rec.netns_path.clone(),
-        })
+        let shim = self.ask_shim(sandbox_id).await;
+        Ok(self.sandbox_status_of(&rec, shim))
     }
 
     async fn list_pod_sandboxes(&self) -> Result<Vec<SandboxStatus>, RuntimeError> {
-        let ids = self.sandbox_ids();
-        let all =
-            futures_util::future::join_all(ids.iter().map(|id| self.pod_sandbox_status(id))).await;
-        let mut out: Vec<SandboxStatus> = all.into_iter().flatten().collect();
+        let recs: Vec<SandboxRecord> = self.lock_sandboxes().values().cloned().collect();
+        // From the cache; the shims of the others all at once.
+        let all = futures_util::future::join_all(recs.into_iter().map(|rec| async move {
+            let shim = self.cached_shim_status(&rec.id).await;
+            self.sandbox_status_of(&rec, shim)
+        }))
+        .await;
+        let mut out: Vec<SandboxStatus> = all;
         out.sort_by_key(|s| s.created_at);
         Ok(out)
     }
@@ -1100,11 +1184,21 @@ impl Runtime for LocalRuntime {
             Ok(s) if running(&s) => {}
             _ => return Ok(()),
         }
-        let _ = shim.signal(container_id, signal).await;
+        // Subscribed before the signal, so that its exit cannot be missed.
+        let mut exits = self.events.subscribe();
+        // No grace: the SIGKILL at once (containerd's StopContainer with timeout 0).
+        let mut killed = timeout.is_zero();
+        let first = if killed { sigkill() } else { signal };
+        let _ = shim.signal(container_id, first).await;
         let deadline = tokio::time::Instant::now() + timeout;
-        let mut killed = false;
         loop {
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            // Woken by the shim's exit event; the status is still asked now and then
+            // (an event lost to a lagging receiver, the shim gone).
+            let _ = tokio::time::timeout(
+                STOP_POLL,
+                exit_of(&mut exits, &rec.sandbox_id, container_id),
+            )
+            .await;
             match shim.status().await {
                 Ok(s) if running(&s) => {}
                 _ => return Ok(()),
@@ -1147,7 +1241,7 @@ impl Runtime for LocalRuntime {
 
     async fn container_status(&self, container_id: &str) -> Result<ContainerStatus, RuntimeError> {
         let rec = self.container(container_id)?;
-        let st = self.shim_status(&rec.sandbox_id).await;
+        let st = self.cached_shim_status(&rec.sandbox_id).await.ok();
         Ok(self.status_from(&rec, st.as_ref()))
     }
 
@@ -1165,8 +1259,11 @@ impl Runtime for LocalRuntime {
         ids.sort();
         ids.dedup();
         // All shims at once: one that does not answer costs its time limit once.
-        let statuses =
-            futures_util::future::join_all(ids.iter().map(|id| self.shim_status(id))).await;
+        let statuses = futures_util::future::join_all(
+            ids.iter()
+                .map(|id| async { self.cached_shim_status(id).await.ok() }),
+        )
+        .await;
         let by_sandbox: HashMap<String, Option<ShimStatus>> =
             ids.into_iter().zip(statuses).collect();
         let mut out = Vec::new();

@@ -2,6 +2,7 @@
 //! `podhost_shim::proto` (newline-delimited JSON, then exec frames).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use podhost_shim::proto::{
@@ -11,6 +12,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 
 use super::RuntimeError;
+use crate::status_cache::StatusCache;
 
 /// The shim's answer to `status`.
 #[derive(Debug, Clone)]
@@ -37,6 +39,9 @@ impl ShimStatus {
 pub struct ShimClient {
     sandbox_id: String,
     socket: PathBuf,
+    /// Cached status answers, invalidated by every request that may change the shim's
+    /// state (see [`crate::status_cache`]).
+    statuses: Option<Arc<StatusCache>>,
 }
 
 /// How long a quick request (status, signal, remove, shutdown) may wait for its answer.
@@ -68,7 +73,15 @@ impl ShimClient {
         ShimClient {
             sandbox_id: sandbox_id.to_string(),
             socket: socket.to_path_buf(),
+            statuses: None,
         }
+    }
+
+    /// The same client, invalidating `statuses` of its sandbox after each request that
+    /// may change the shim's state.
+    pub fn invalidating(mut self, statuses: Arc<StatusCache>) -> Self {
+        self.statuses = Some(statuses);
+        self
     }
 
     fn err(&self, op: &'static str, message: impl ToString) -> RuntimeError {
@@ -167,11 +180,18 @@ impl ShimClient {
             // These run the container helper (create, start, delete) inside the shim.
             _ => HELPER_TIMEOUT,
         };
-        self.within(op, limit, async {
-            let mut s = self.connect(op).await?;
-            self.request_on(&mut s, op, &req).await
-        })
-        .await
+        let changes = !matches!(req, Request::Status | Request::ReopenLog { .. });
+        let out = self
+            .within(op, limit, async {
+                let mut s = self.connect(op).await?;
+                self.request_on(&mut s, op, &req).await
+            })
+            .await;
+        // Also after an error or a timeout: the request may have done part of its work.
+        if let (true, Some(c)) = (changes, &self.statuses) {
+            c.invalidate(&self.sandbox_id);
+        }
+        out
     }
 
     /// Create a container from its bundle; output goes to `log_path`. `config` says
@@ -304,6 +324,9 @@ impl ShimClient {
             nix::unistd::Pid::from_raw(pid),
             nix::sys::signal::Signal::SIGKILL,
         );
+        if let Some(c) = &self.statuses {
+            c.invalidate(&self.sandbox_id);
+        }
         // Not our child: it is reaped by init (or a subreaper); wait until it is.
         for _ in 0..100 {
             if !ours(pid) {

@@ -261,6 +261,7 @@ impl LocalRuntime {
             })
             .await;
             self.lock_sandboxes().remove(sandbox_id);
+            self.statuses.forget(sandbox_id);
             Ok::<(), RuntimeError>(())
         }
         .await;
