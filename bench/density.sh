@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Density: N web + sidecar pods applied in one `podhost apply` (one multi-document
-# file), then: time until all are Running, `get pods` and `ps -a` latency with N pods
-# (median of 10 calls each), the daemon's VmRSS, VmRSS/Pss of every shim + pause, the
-# memory cgroup of an idle pod, and the time to delete them all (grace 0).
+# file), then: time until all are Running, daemon CPU while they idle, `get pods` and
+# `ps -a` latency (median of 10 calls each), daemon VmRSS, VmRSS/Pss of every shim +
+# pause, the memory cgroup of an idle pod, and the time to delete them all (grace 0).
 #
 # Usage: sudo bench/density.sh [-n N] [-o DIR] [--no-build]   (default N=100)
 #   Writes DIR/density.md (default bench/results). Release binaries from
@@ -47,6 +47,15 @@ lat() { # command... -> ms of each of 10 calls, one per line
     local k s
     for k in $(seq 10); do s=$(bench_now_ms); "$@" >/dev/null; echo $(( $(bench_now_ms) - s )); done
 }
+# Daemon CPU with N idle pods: its utime + stime over IDLE_SECS (default 30), as a
+# percentage of one core.
+idle_secs="${IDLE_SECS:-30}"
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$DAEMON_PID/stat"; }
+c0="$(cpu_ticks)"
+sleep "$idle_secs"
+idle_cpu="$(awk -v a="$c0" -v b="$(cpu_ticks)" -v hz="$(getconf CLK_TCK)" -v s="$idle_secs" \
+    'BEGIN { printf "%.2f", (b - a) / hz / s * 100 }')"
+log "daemon CPU with $N idle pods: $idle_cpu % of a core"
 get_ms="$(lat ph get pods | bench_stats)"
 ps_ms="$(lat ph ps -a | bench_stats)"
 daemon_rss="$(awk '/^VmRSS:/ { print $2 }' "/proc/$DAEMON_PID/status")"
@@ -88,6 +97,7 @@ MD="$OUT/density.md"
     echo "| all $N pods 2/2 Running | $t_running ms |"
     echo "| \`get pods\` with $N pods (n / median / p90, ms) | $get_ms |"
     echo "| \`ps -a\` with $N pods (n / median / p90, ms) | $ps_ms |"
+    echo "| daemon CPU, $N idle pods (over $idle_secs s) | $idle_cpu % of a core |"
     echo "| daemon VmRSS | $daemon_rss KiB |"
     echo "| shim + pause VmRSS per pod (n / median / p90, KiB) | $(awk '{ print $1 }' "$ROOT/mem.txt" | bench_stats) |"
     echo "| shim + pause Pss per pod (n / median / p90, KiB) | $(awk '{ print $2 }' "$ROOT/mem.txt" | bench_stats) |"

@@ -454,7 +454,7 @@ impl LocalRuntime {
         let answer = match &r {
             Ok(s) => Some(Answer::Status(s.clone())),
             Err(RuntimeError::ShimUnresponsive { op, timeout, .. }) => Some(Answer::Unresponsive {
-                op: *op,
+                op,
                 timeout: *timeout,
             }),
             // Gone: asking again costs a failed connect, and the record may yet change.
