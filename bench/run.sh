@@ -54,7 +54,7 @@ for tool in jq awk sed sort timeout; do
 done
 [ -f "$EXAMPLE" ] || die "example not found: $EXAMPLE"
 
-BIN="$REPO/target/release"
+BIN="${CARGO_TARGET_DIR:-$REPO/target}/release"
 PH="$BIN/podhost"
 ROOT=""
 DAEMON_PID=""

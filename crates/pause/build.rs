@@ -48,4 +48,10 @@ fn main() {
     }
     // `-static` also selects the non-PIE crt1.o and drops the ELF interpreter.
     println!("cargo:rustc-link-arg-bins=-static");
+    // The pause has its own `_start` and calls no libc: without the C start-up files
+    // glibc's initialisation never runs, so its pages are never touched (see
+    // crates/pause/src/main.rs).
+    if env::var("CARGO_PKG_NAME").as_deref() == Ok("pause") {
+        println!("cargo:rustc-link-arg-bins=-nostartfiles");
+    }
 }

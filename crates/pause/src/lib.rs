@@ -10,6 +10,8 @@
 
 use core::ffi::c_long;
 
+pub mod sys;
+
 /// `AUDIT_ARCH_*` of the target: the filter refuses system calls made with any other
 /// calling convention (i386 `int 0x80`, x32 on x86_64) whose numbers mean other calls.
 #[cfg(target_arch = "x86_64")]
@@ -116,35 +118,38 @@ const fn build() -> [libc::sock_filter; LEN] {
 /// Non-dumpable makes /proc/<pause>/* root's and ptrace need CAP_SYS_PTRACE, so a
 /// container that happens to run as uid 65535 in a shared PID namespace cannot attach
 /// to the pause or open its /proc files.
+#[inline]
 pub fn lock_down() -> Result<(), (&'static str, i32)> {
     let prog = libc::sock_fprog {
         len: LEN as u16,
         filter: FILTER.as_ptr().cast_mut(),
     };
-    // SAFETY: prctl with integer arguments; the filter program outlives the call (the
-    // kernel copies it).
-    unsafe {
-        if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
-            return Err(("prctl(PR_SET_NO_NEW_PRIVS)", errno()));
+    let prctl = |op: libc::c_int, arg: usize| {
+        // SAFETY: prctl with integer arguments, or (seccomp) a filter program that
+        // outlives the call (the kernel copies it).
+        let r = unsafe { sys::syscall4(libc::SYS_prctl, op as usize, arg, 0, 0) };
+        match r {
+            0 => Ok(()),
+            e => Err(-(e as i32)),
         }
-        if libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) != 0 {
-            return Err(("prctl(PR_SET_DUMPABLE)", errno()));
-        }
-        if libc::prctl(
-            libc::PR_SET_SECCOMP,
-            libc::SECCOMP_MODE_FILTER,
-            &prog as *const libc::sock_fprog,
-        ) != 0
-        {
-            return Err(("seccomp filter", errno()));
-        }
+    };
+    prctl(libc::PR_SET_NO_NEW_PRIVS, 1).map_err(|e| ("prctl(PR_SET_NO_NEW_PRIVS)", e))?;
+    prctl(libc::PR_SET_DUMPABLE, 0).map_err(|e| ("prctl(PR_SET_DUMPABLE)", e))?;
+    // PR_SET_SECCOMP takes the mode then the program: shift them into place.
+    // SAFETY: as above.
+    let r = unsafe {
+        sys::syscall4(
+            libc::SYS_prctl,
+            libc::PR_SET_SECCOMP as usize,
+            libc::SECCOMP_MODE_FILTER as usize,
+            &prog as *const libc::sock_fprog as usize,
+            0,
+        )
+    };
+    if r != 0 {
+        return Err(("seccomp filter", -(r as i32)));
     }
     Ok(())
-}
-
-fn errno() -> i32 {
-    // SAFETY: errno of the calling thread.
-    unsafe { *libc::__errno_location() }
 }
 
 #[cfg(test)]

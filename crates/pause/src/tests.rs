@@ -106,6 +106,11 @@ fn in_locked_child(f: fn() -> [c_long; 4]) -> (Vec<c_long>, i32) {
     }
 }
 
+fn errno() -> i32 {
+    // SAFETY: errno of the calling thread.
+    unsafe { *libc::__errno_location() }
+}
+
 /// -errno of a failed call, else its result.
 fn result(r: c_long) -> c_long {
     if r == -1 {

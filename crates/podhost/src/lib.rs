@@ -13,6 +13,7 @@
 //! - [`objects`]: ConfigMaps and Secrets, stored per namespace and watched by workers.
 //! - [`store`]: the daemon's durable state (one JSON file per pod, written atomically).
 //! - [`config`]: where everything lives on disk and the daemon's knobs.
+//! - [`startup_trace`]: `serve --trace-startup`, the time of each step of a pod's start.
 //!
 //! Sibling crates: `podhost-api` (Pod YAML, validation, kubectl columns), `podhost-image`
 //! (content store), `podhost-oci` (config.json), `podhost-shim` (per-pod supervisor and
@@ -24,5 +25,6 @@ pub mod lifecycle;
 pub mod objects;
 pub mod selector;
 pub mod server;
+pub mod startup_trace;
 pub mod store;
 pub mod timefmt;

@@ -8,14 +8,8 @@ use podhost::cli::{Cli, Command};
 fn main() {
     let cli = Cli::parse();
     let code = match cli.command {
-        Command::Serve(_) => {
-            tracing_subscriber::fmt()
-                .with_env_filter(
-                    tracing_subscriber::EnvFilter::try_from_default_env()
-                        .unwrap_or_else(|_| "info".into()),
-                )
-                .with_writer(std::io::stderr)
-                .init();
+        Command::Serve(ref args) => {
+            init_logging(args.trace_startup);
             // The daemon serves many pods at once; the CLI does one request at a time.
             let config = cli.config();
             run(true, serve(config))
@@ -23,6 +17,27 @@ fn main() {
         _ => run(false, podhost::cli::run(cli)),
     };
     std::process::exit(code);
+}
+
+/// The daemon's log on stderr (RUST_LOG, default `info`), plus the start-up trace's
+/// lines with `--trace-startup`. Each has its own filter: the trace's DEBUG spans never
+/// reach the log's formatter.
+fn init_logging(trace_startup: bool) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
+    let log = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        );
+    let trace = trace_startup.then(|| {
+        podhost::startup_trace::StartupTrace::new(std::io::stderr()).with_filter(
+            tracing_subscriber::filter::Targets::new()
+                .with_target(podhost_runtime::trace::TARGET, tracing::Level::DEBUG),
+        )
+    });
+    tracing_subscriber::registry().with(log).with(trace).init();
 }
 
 /// `podhost serve`: the daemon on this machine's runtime (the only place that names it).

@@ -33,6 +33,8 @@ fn start(yaml: &str) -> (Arc<FakeRuntime>, PodHandle, tempfile::TempDir) {
         volumes_dir: dir.path().join("vol"),
         clock,
         resync: Duration::from_secs(1),
+        steady_check: Duration::from_secs(10),
+        steady_resync: Duration::from_secs(300),
         objects: podhost::objects::Objects::in_memory(),
     };
     let rt: Arc<dyn Runtime> = fake.clone();
@@ -917,12 +919,40 @@ async fn unresponsive_shim_makes_the_pod_unknown_and_nothing_is_decided_meanwhil
     assert_eq!(sandboxes, 1);
 }
 
+/// A steady pod (sandbox ready, its containers running, no probes) is not synced
+/// without an event: its shim is only asked now and then whether it still answers
+/// (steady_check, 10 s ±25 % here), and an exit is still acted on at once.
+#[tokio::test(start_paused = true)]
+async fn a_steady_pod_costs_one_question_per_check_and_events_still_act_at_once() {
+    let (fake, h, _d) = start(WEB);
+    settle().await;
+    assert_eq!(phase(&h), "Running");
+    let before = fake.queries();
+    // Under 7.5 s: not even the check.
+    tokio::time::advance(Duration::from_secs(7)).await;
+    settle().await;
+    assert_eq!(
+        fake.queries(),
+        before,
+        "nothing asked before the first check"
+    );
+    // Past 12.5 s: exactly one check, and it found nothing to sync.
+    tokio::time::advance(Duration::from_millis(5600)).await;
+    settle().await;
+    assert_eq!(fake.queries(), before + 1, "one status question: the check");
+    assert!(fake.exit("web", 1));
+    settle().await;
+    assert_eq!(restarts(&h, "web"), 1, "the exit is handled at once");
+    assert_eq!(phase(&h), "Running");
+}
+
 #[tokio::test(start_paused = true)]
 async fn unknown_pod_can_be_deleted() {
     let (fake, h, _d) = start(WEB);
     settle().await;
     fake.set_unresponsive(true);
-    tokio::time::advance(Duration::from_secs(2)).await;
+    // A stopped shim cannot say so: the steady check (10 s ±25 %) finds it.
+    tokio::time::advance(Duration::from_secs(13)).await;
     settle().await;
     assert_eq!(phase(&h), "Unknown");
     h.cmd

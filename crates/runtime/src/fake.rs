@@ -19,6 +19,9 @@ struct State {
     next: u64,
     /// Every call, for assertions on order (`run_pod_sandbox`, `start:<name>` …).
     calls: Vec<String>,
+    /// Status questions (sandbox and container status and lists): what a real runtime
+    /// would ask its shims.
+    queries: usize,
     /// Images present.
     images: Vec<String>,
     /// Containers (by name) that ignore the stop signal and need the SIGKILL.
@@ -148,6 +151,11 @@ impl FakeRuntime {
         if !slowness.is_zero() {
             tokio::time::sleep(slowness).await;
         }
+    }
+
+    /// How many status questions were asked so far (see `State::queries`).
+    pub fn queries(&self) -> usize {
+        self.lock().queries
     }
 
     /// Every stop so far: (container name, timeout, signal).
@@ -287,14 +295,17 @@ impl Runtime for FakeRuntime {
         Ok(())
     }
     async fn pod_sandbox_status(&self, sandbox_id: &str) -> Result<SandboxStatus, RuntimeError> {
-        self.lock()
-            .sandboxes
+        let mut st = self.lock();
+        st.queries += 1;
+        st.sandboxes
             .get(sandbox_id)
             .cloned()
             .ok_or_else(|| RuntimeError::SandboxNotFound(sandbox_id.into()))
     }
     async fn list_pod_sandboxes(&self) -> Result<Vec<SandboxStatus>, RuntimeError> {
-        Ok(self.lock().sandboxes.values().cloned().collect())
+        let mut st = self.lock();
+        st.queries += 1;
+        Ok(st.sandboxes.values().cloned().collect())
     }
     async fn create_container(
         &self,
@@ -387,8 +398,9 @@ impl Runtime for FakeRuntime {
         Ok(())
     }
     async fn container_status(&self, container_id: &str) -> Result<ContainerStatus, RuntimeError> {
-        self.lock()
-            .containers
+        let mut st = self.lock();
+        st.queries += 1;
+        st.containers
             .get(container_id)
             .cloned()
             .ok_or_else(|| RuntimeError::ContainerNotFound(container_id.into()))
@@ -397,8 +409,9 @@ impl Runtime for FakeRuntime {
         &self,
         sandbox_id: Option<&str>,
     ) -> Result<Vec<ContainerStatus>, RuntimeError> {
-        Ok(self
-            .lock()
+        let mut st = self.lock();
+        st.queries += 1;
+        Ok(st
             .containers
             .values()
             .filter(|c| sandbox_id.is_none_or(|s| c.sandbox_id == s))

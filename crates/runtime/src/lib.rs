@@ -18,6 +18,7 @@
 //! - [`config`]: where the runtime keeps its state and finds its helpers.
 //! - [`state_file`]: durable JSON files written atomically.
 //! - [`clock`]: timestamps, from a clock tests can pause.
+//! - [`trace`]: the start-up trace (a span per step of a pod's creation).
 //! - [`owned`]: one front door's view (podhost's lifecycle or CRI): only its sandboxes.
 //! - [`fake`] (feature `fake`): an in-memory runtime for tests.
 //! - [`error`]: the errors, [`RuntimeError`].
@@ -38,6 +39,8 @@ pub mod network;
 pub mod owned;
 mod shim_client;
 pub mod state_file;
+mod status_cache;
+pub mod trace;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

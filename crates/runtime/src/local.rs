@@ -23,10 +23,13 @@ use super::shim_client::{is_gone, ShimClient, ShimStatus};
 use super::*;
 use crate::clock::now_nanos;
 use crate::config::RuntimeConfig;
-use crate::state_file::{private_dir, read_json, write_json_atomic};
+use crate::state_file::{private_dir, read_json, write_json_atomic, write_json_replace};
+use crate::status_cache::{Answer, StatusCache};
+use crate::step;
 use podhost_oci::cgroup::CgroupFs;
 use podhost_shim::proto::ContainerState as ShimState;
 use podhost_shim::proto::ErrorCode;
+use tracing::Instrument;
 
 mod cri_ops;
 mod image_gc;
@@ -85,6 +88,9 @@ pub struct LocalRuntime {
     sandboxes: Mutex<HashMap<String, SandboxRecord>>,
     containers: Mutex<HashMap<String, ContainerRecord>>,
     events: broadcast::Sender<RuntimeEvent>,
+    /// What each shim last said, for listings and container statuses without a request
+    /// per shim (see [`crate::status_cache`]).
+    statuses: Arc<StatusCache>,
     network: Network,
     /// Held from the hostPort check until the sandbox is recorded, so two pods cannot
     /// both pass the check for the same port.
@@ -122,6 +128,27 @@ impl Undo {
                 error: Box::new(error),
                 cleanup: Box::new(c),
             },
+        }
+    }
+}
+
+/// How often a stopping container's status is asked when no exit event came.
+const STOP_POLL: Duration = Duration::from_millis(100);
+
+/// Until `events` tells of the exit of `container_id` (or its sandbox), or they lag.
+async fn exit_of(
+    events: &mut broadcast::Receiver<RuntimeEvent>,
+    sandbox_id: &str,
+    container_id: &str,
+) {
+    loop {
+        match events.recv().await {
+            Ok(RuntimeEvent::ContainerExited {
+                container_id: c, ..
+            }) if c == container_id => return,
+            Ok(RuntimeEvent::SandboxExited { sandbox_id: s }) if s == sandbox_id => return,
+            Ok(_) => {}
+            Err(_) => return,
         }
     }
 }
@@ -192,6 +219,7 @@ impl LocalRuntime {
             sandboxes: Mutex::new(HashMap::new()),
             containers: Mutex::new(HashMap::new()),
             events,
+            statuses: Arc::default(),
             config,
         });
         rt.load_records();
@@ -388,10 +416,12 @@ impl LocalRuntime {
     }
 
     fn shim(&self, sandbox_id: &str) -> ShimClient {
-        ShimClient::new(
-            sandbox_id,
-            &self.config.sandbox_run_dir(sandbox_id).join("shim.sock"),
-        )
+        ShimClient::new(sandbox_id, &self.shim_socket(sandbox_id))
+            .invalidating(self.statuses.clone())
+    }
+
+    fn shim_socket(&self, sandbox_id: &str) -> PathBuf {
+        self.config.sandbox_run_dir(sandbox_id).join("shim.sock")
     }
 
     /// Forward the shim's exit events to subscribers; report the sandbox gone when the shim is.
@@ -399,11 +429,15 @@ impl LocalRuntime {
         let client = self.shim(sandbox_id);
         let tx = self.events.clone();
         let sid = sandbox_id.to_string();
+        let statuses = self.statuses.clone();
         tokio::spawn(async move {
             let tx2 = tx.clone();
             let sid2 = sid.clone();
+            let statuses2 = statuses.clone();
             let _ = client
                 .subscribe(move |id| {
+                    // Before the event goes out: whoever acts on it asks the shim.
+                    statuses2.invalidate(&sid2);
                     let ev = if id == "pause" {
                         RuntimeEvent::SandboxExited {
                             sandbox_id: sid2.clone(),
@@ -417,12 +451,83 @@ impl LocalRuntime {
                     let _ = tx2.send(ev);
                 })
                 .await;
+            statuses.invalidate(&sid);
             let _ = tx.send(RuntimeEvent::SandboxExited { sandbox_id: sid });
         });
     }
 
     async fn shim_status(&self, sandbox_id: &str) -> Option<ShimStatus> {
-        self.shim(sandbox_id).status().await.ok()
+        self.ask_shim(sandbox_id).await.ok()
+    }
+
+    /// The shim's status, asked now; the answer is kept for [`Self::cached_shim_status`].
+    async fn ask_shim(&self, sandbox_id: &str) -> Result<ShimStatus, RuntimeError> {
+        let generation = self.statuses.begin(sandbox_id);
+        let r = self.shim(sandbox_id).status().await;
+        let answer = match &r {
+            Ok(s) => Some(Answer::Status(s.clone())),
+            Err(RuntimeError::ShimUnresponsive { op, timeout, .. }) => Some(Answer::Unresponsive {
+                op,
+                timeout: *timeout,
+            }),
+            // Gone: asking again costs a failed connect, and the record may yet change.
+            Err(_) => None,
+        };
+        if let Some(a) = answer {
+            self.statuses
+                .store(sandbox_id, generation, a, std::time::Instant::now());
+        }
+        r
+    }
+
+    /// The shim's last status while nothing can have changed it (no exit event, no
+    /// request of ours since, younger than the cache's time to live), else asked now.
+    async fn cached_shim_status(&self, sandbox_id: &str) -> Result<ShimStatus, RuntimeError> {
+        match self.statuses.get(sandbox_id, std::time::Instant::now()) {
+            Some(Answer::Status(s)) => Ok(s),
+            Some(Answer::Unresponsive { op, timeout }) => Err(RuntimeError::ShimUnresponsive {
+                sandbox_id: sandbox_id.to_string(),
+                op,
+                socket: self.shim_socket(sandbox_id),
+                timeout,
+            }),
+            None => self.ask_shim(sandbox_id).await,
+        }
+    }
+
+    /// A sandbox's status from its record and its shim's answer.
+    fn sandbox_status_of(
+        &self,
+        rec: &SandboxRecord,
+        shim: Result<ShimStatus, RuntimeError>,
+    ) -> SandboxStatus {
+        let (st, state, not_ready_reason) = match shim {
+            Ok(s) if s.pause_running => (Some(s), SandboxState::Ready, None),
+            Ok(s) => (
+                Some(s),
+                SandboxState::NotReady,
+                Some("the pause process exited".to_string()),
+            ),
+            Err(e @ RuntimeError::ShimUnresponsive { .. }) => {
+                (None, SandboxState::Unknown, Some(e.to_string()))
+            }
+            Err(e) => (None, SandboxState::NotReady, Some(e.to_string())),
+        };
+        SandboxStatus {
+            not_ready_reason,
+            id: rec.id.clone(),
+            config: rec.config.clone(),
+            state,
+            created_at: rec.created_at,
+            pause_pid: st.and_then(|s| s.pause_pid).or(rec.pause_pid),
+            ip: rec.network.as_ref().and_then(|a| a.ips.first().cloned()),
+            additional_ips: rec
+                .network
+                .as_ref()
+                .map(|a| a.ips.iter().skip(1).cloned().collect())
+                .unwrap_or_default(),
+            netns_path: rec.netns_path.clone(),
+        }
     }
 
     async fn start_shim(
@@ -486,6 +591,9 @@ impl LocalRuntime {
                     String::from_utf8_lossy(&out.stdout)
                 ),
             })?;
+        if let Some(us) = v.get("pause_us").and_then(serde_json::Value::as_u64) {
+            tracing::Span::current().record("pause_us", us);
+        }
         v.get("pause_pid")
             .and_then(serde_json::Value::as_u64)
             .map(|p| p as u32)
@@ -840,82 +948,18 @@ fn write_file(path: &Path, text: &str) -> Result<(), RuntimeError> {
     std::fs::write(path, text).map_err(RuntimeError::io("writing", path))
 }
 
-#[async_trait::async_trait]
-impl Runtime for LocalRuntime {
-    async fn run_pod_sandbox(&self, cfg: &SandboxConfig) -> Result<String, RuntimeError> {
-        self.create_sandbox(cfg, None).await
-    }
-
-    async fn recreate_pod_sandbox(
-        &self,
-        old_id: &str,
-        cfg: &SandboxConfig,
-    ) -> Result<String, RuntimeError> {
-        // Same pod, same network mode: the new sandbox takes the old one's netns and CNI
-        // result over, so the pod keeps its IP (Kubernetes would give a new one).
-        let keep = self
-            .sandbox(old_id)
-            .is_ok_and(|r| r.config.uid == cfg.uid && r.config.host_network == cfg.host_network);
-        let kept = self.remove_sandbox(old_id, keep).await?;
-        self.create_sandbox(cfg, kept).await
-    }
-
-    async fn stop_pod_sandbox(&self, sandbox_id: &str) -> Result<(), RuntimeError> {
-        self.stop_sandbox(sandbox_id, true).await
-    }
-
-    async fn remove_pod_sandbox(&self, sandbox_id: &str) -> Result<(), RuntimeError> {
-        self.remove_sandbox(sandbox_id, false).await.map(drop)
-    }
-
-    async fn pod_sandbox_status(&self, sandbox_id: &str) -> Result<SandboxStatus, RuntimeError> {
-        let rec = self.sandbox(sandbox_id)?;
-        let (st, state, not_ready_reason) = match self.shim(sandbox_id).status().await {
-            Ok(s) if s.pause_running => (Some(s), SandboxState::Ready, None),
-            Ok(s) => (
-                Some(s),
-                SandboxState::NotReady,
-                Some("the pause process exited".to_string()),
-            ),
-            Err(e @ RuntimeError::ShimUnresponsive { .. }) => {
-                (None, SandboxState::Unknown, Some(e.to_string()))
-            }
-            Err(e) => (None, SandboxState::NotReady, Some(e.to_string())),
-        };
-        Ok(SandboxStatus {
-            not_ready_reason,
-            id: rec.id.clone(),
-            config: rec.config.clone(),
-            state,
-            created_at: rec.created_at,
-            pause_pid: st.and_then(|s| s.pause_pid).or(rec.pause_pid),
-            ip: rec.network.as_ref().and_then(|a| a.ips.first().cloned()),
-            additional_ips: rec
-                .network
-                .as_ref()
-                .map(|a| a.ips.iter().skip(1).cloned().collect())
-                .unwrap_or_default(),
-            netns_path: rec.netns_path.clone(),
-        })
-    }
-
-    async fn list_pod_sandboxes(&self) -> Result<Vec<SandboxStatus>, RuntimeError> {
-        let ids = self.sandbox_ids();
-        let all =
-            futures_util::future::join_all(ids.iter().map(|id| self.pod_sandbox_status(id))).await;
-        let mut out: Vec<SandboxStatus> = all.into_iter().flatten().collect();
-        out.sort_by_key(|s| s.created_at);
-        Ok(out)
-    }
-
-    async fn create_container(
+impl LocalRuntime {
+    /// CreateContainer's steps, each a start-up span: image, rootfs, bundle, helper.
+    async fn create_container_steps(
         &self,
         sandbox_id: &str,
+        sandbox: SandboxRecord,
         cfg: &ContainerConfig,
-        _sandbox: &SandboxConfig,
     ) -> Result<String, RuntimeError> {
-        let sandbox = self.sandbox(sandbox_id)?;
-        let status = self.shim_status(sandbox_id).await;
+        let status = self
+            .shim_status(sandbox_id)
+            .instrument(crate::step!("shim_status"))
+            .await;
         let pause_pid = match status {
             Some(ShimStatus {
                 pause_running: true,
@@ -933,7 +977,9 @@ impl Runtime for LocalRuntime {
         };
         let images = self.images.clone();
         let reference = cfg.image.clone();
+        let image_span = crate::step!("image");
         let (image, image_cfg, layers) = tokio::task::spawn_blocking(move || {
+            let _in = image_span.enter();
             let img = images
                 .get(&reference)
                 .map_err(|source| RuntimeError::Image {
@@ -979,14 +1025,20 @@ impl Runtime for LocalRuntime {
             };
         let mut undo = Undo::new();
         let steps = async {
-            for d in [&dir, &bundle] {
-                private_dir(d)?;
-                let d = d.clone();
-                undo.push(move || mounts::remove_dir(&d));
-            }
-            mounts::mount_overlay(&layers, &dir.join("upper"), &dir.join("work"), &rootfs)?;
+            step!("dirs").in_scope(|| {
+                for d in [&dir, &bundle] {
+                    private_dir(d)?;
+                    let d = d.clone();
+                    undo.push(move || mounts::remove_dir(&d));
+                }
+                Ok::<(), RuntimeError>(())
+            })?;
+            step!("overlay").in_scope(|| {
+                mounts::mount_overlay(&layers, &dir.join("upper"), &dir.join("work"), &rootfs)
+            })?;
             let r = rootfs.clone();
             undo.push(move || mounts::unmount(&r));
+            let bundle_span = step!("bundle").entered();
             let params =
                 self.container_params(&sandbox, cfg, &rootfs, &image_cfg, pause_pid, &id)?;
             let image_user = image_cfg
@@ -1009,6 +1061,7 @@ impl Runtime for LocalRuntime {
             if let Some(p) = log_path.parent() {
                 std::fs::create_dir_all(p).map_err(RuntimeError::io("creating log dir", p))?;
             }
+            drop(bundle_span);
             let rec = ContainerRecord {
                 id: id.clone(),
                 sandbox_id: sandbox_id.to_string(),
@@ -1019,13 +1072,15 @@ impl Runtime for LocalRuntime {
                 cgroup: self.container_cgroup(sandbox_id, &sandbox.config, &id),
                 last_seen: None,
             };
-            write_json_atomic(&dir.join("container.json"), &rec)?;
+            // No fsync (see the sandbox record): a lost record makes the dir half made.
+            step!("record").in_scope(|| write_json_replace(&dir.join("container.json"), &rec))?;
             let shim_log = match log_path.as_os_str().is_empty() {
                 true => Path::new("/dev/null"),
                 false => log_path.as_path(),
             };
             self.shim(sandbox_id)
                 .create_container(&id, &bundle, shim_log, cfg)
+                .instrument(step!("create", helper_us = tracing::field::Empty))
                 .await
                 .map_err(|e| e.executable_not_found(&id))?;
             // libcontainer makes its state dir 0755, and podhost-runc's exec writes the
@@ -1043,11 +1098,89 @@ impl Runtime for LocalRuntime {
             Err(e) => Err(undo.fail(e)),
         }
     }
+}
+
+#[async_trait::async_trait]
+impl Runtime for LocalRuntime {
+    async fn run_pod_sandbox(&self, cfg: &SandboxConfig) -> Result<String, RuntimeError> {
+        self.create_sandbox(cfg, None).await
+    }
+
+    async fn recreate_pod_sandbox(
+        &self,
+        old_id: &str,
+        cfg: &SandboxConfig,
+    ) -> Result<String, RuntimeError> {
+        // Same pod, same network mode: the new sandbox takes the old one's netns and CNI
+        // result over, so the pod keeps its IP (Kubernetes would give a new one).
+        let keep = self
+            .sandbox(old_id)
+            .is_ok_and(|r| r.config.uid == cfg.uid && r.config.host_network == cfg.host_network);
+        let kept = self.remove_sandbox(old_id, keep).await?;
+        self.create_sandbox(cfg, kept).await
+    }
+
+    async fn stop_pod_sandbox(&self, sandbox_id: &str) -> Result<(), RuntimeError> {
+        self.stop_sandbox(sandbox_id, true).await
+    }
+
+    async fn remove_pod_sandbox(&self, sandbox_id: &str) -> Result<(), RuntimeError> {
+        self.remove_sandbox(sandbox_id, false).await.map(drop)
+    }
+
+    /// Always asks the shim: the pod worker's check of a shim that cannot report being
+    /// stopped or hung relies on it.
+    async fn pod_sandbox_status(&self, sandbox_id: &str) -> Result<SandboxStatus, RuntimeError> {
+        let rec = self.sandbox(sandbox_id)?;
+        let shim = self.ask_shim(sandbox_id).await;
+        Ok(self.sandbox_status_of(&rec, shim))
+    }
+
+    async fn list_pod_sandboxes(&self) -> Result<Vec<SandboxStatus>, RuntimeError> {
+        let recs: Vec<SandboxRecord> = self.lock_sandboxes().values().cloned().collect();
+        // From the cache; the shims of the others all at once.
+        let all = futures_util::future::join_all(recs.into_iter().map(|rec| async move {
+            let shim = self.cached_shim_status(&rec.id).await;
+            self.sandbox_status_of(&rec, shim)
+        }))
+        .await;
+        let mut out: Vec<SandboxStatus> = all;
+        out.sort_by_key(|s| s.created_at);
+        Ok(out)
+    }
+
+    async fn create_container(
+        &self,
+        sandbox_id: &str,
+        cfg: &ContainerConfig,
+        _sandbox: &SandboxConfig,
+    ) -> Result<String, RuntimeError> {
+        let sandbox = self.sandbox(sandbox_id)?;
+        let root = crate::step!(
+            "container",
+            pod = %format_args!("{}/{}", sandbox.config.namespace, sandbox.config.name),
+            container = %cfg.name
+        );
+        self.create_container_steps(sandbox_id, sandbox, cfg)
+            .instrument(root)
+            .await
+    }
 
     async fn start_container(&self, container_id: &str) -> Result<(), RuntimeError> {
         let rec = self.container(container_id)?;
+        let pod = self
+            .sandbox(&rec.sandbox_id)
+            .map(|s| format!("{}/{}", s.config.namespace, s.config.name))
+            .unwrap_or_default();
+        let root = crate::step!(
+            "start",
+            pod = %pod,
+            container = %rec.config.name,
+            helper_us = tracing::field::Empty
+        );
         self.shim(&rec.sandbox_id)
             .start_container(container_id)
+            .instrument(root)
             .await
     }
 
@@ -1064,11 +1197,21 @@ impl Runtime for LocalRuntime {
             Ok(s) if running(&s) => {}
             _ => return Ok(()),
         }
-        let _ = shim.signal(container_id, signal).await;
+        // Subscribed before the signal, so that its exit cannot be missed.
+        let mut exits = self.events.subscribe();
+        // No grace: the SIGKILL at once (containerd's StopContainer with timeout 0).
+        let mut killed = timeout.is_zero();
+        let first = if killed { sigkill() } else { signal };
+        let _ = shim.signal(container_id, first).await;
         let deadline = tokio::time::Instant::now() + timeout;
-        let mut killed = false;
         loop {
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            // Woken by the shim's exit event; the status is still asked now and then
+            // (an event lost to a lagging receiver, the shim gone).
+            let _ = tokio::time::timeout(
+                STOP_POLL,
+                exit_of(&mut exits, &rec.sandbox_id, container_id),
+            )
+            .await;
             match shim.status().await {
                 Ok(s) if running(&s) => {}
                 _ => return Ok(()),
@@ -1111,7 +1254,7 @@ impl Runtime for LocalRuntime {
 
     async fn container_status(&self, container_id: &str) -> Result<ContainerStatus, RuntimeError> {
         let rec = self.container(container_id)?;
-        let st = self.shim_status(&rec.sandbox_id).await;
+        let st = self.cached_shim_status(&rec.sandbox_id).await.ok();
         Ok(self.status_from(&rec, st.as_ref()))
     }
 
@@ -1129,8 +1272,11 @@ impl Runtime for LocalRuntime {
         ids.sort();
         ids.dedup();
         // All shims at once: one that does not answer costs its time limit once.
-        let statuses =
-            futures_util::future::join_all(ids.iter().map(|id| self.shim_status(id))).await;
+        let statuses = futures_util::future::join_all(
+            ids.iter()
+                .map(|id| async { self.cached_shim_status(id).await.ok() }),
+        )
+        .await;
         let by_sandbox: HashMap<String, Option<ShimStatus>> =
             ids.into_iter().zip(statuses).collect();
         let mut out = Vec::new();

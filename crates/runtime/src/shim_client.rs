@@ -2,6 +2,7 @@
 //! `podhost_shim::proto` (newline-delimited JSON, then exec frames).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use podhost_shim::proto::{
@@ -11,6 +12,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 
 use super::RuntimeError;
+use crate::status_cache::StatusCache;
 
 /// The shim's answer to `status`.
 #[derive(Debug, Clone)]
@@ -37,6 +39,9 @@ impl ShimStatus {
 pub struct ShimClient {
     sandbox_id: String,
     socket: PathBuf,
+    /// Cached status answers, invalidated by every request that may change the shim's
+    /// state (see [`crate::status_cache`]).
+    statuses: Option<Arc<StatusCache>>,
 }
 
 /// How long a quick request (status, signal, remove, shutdown) may wait for its answer.
@@ -68,7 +73,15 @@ impl ShimClient {
         ShimClient {
             sandbox_id: sandbox_id.to_string(),
             socket: socket.to_path_buf(),
+            statuses: None,
         }
+    }
+
+    /// The same client, invalidating `statuses` of its sandbox after each request that
+    /// may change the shim's state.
+    pub fn invalidating(mut self, statuses: Arc<StatusCache>) -> Self {
+        self.statuses = Some(statuses);
+        self
     }
 
     fn err(&self, op: &'static str, message: impl ToString) -> RuntimeError {
@@ -167,11 +180,18 @@ impl ShimClient {
             // These run the container helper (create, start, delete) inside the shim.
             _ => HELPER_TIMEOUT,
         };
-        self.within(op, limit, async {
-            let mut s = self.connect(op).await?;
-            self.request_on(&mut s, op, &req).await
-        })
-        .await
+        let changes = !matches!(req, Request::Status | Request::ReopenLog { .. });
+        let out = self
+            .within(op, limit, async {
+                let mut s = self.connect(op).await?;
+                self.request_on(&mut s, op, &req).await
+            })
+            .await;
+        // Also after an error or a timeout: the request may have done part of its work.
+        if let (true, Some(c)) = (changes, &self.statuses) {
+            c.invalidate(&self.sandbox_id);
+        }
+        out
     }
 
     /// Create a container from its bundle; output goes to `log_path`. `config` says
@@ -191,14 +211,18 @@ impl ShimClient {
             stdin: config.stdin,
             stdin_once: config.stdin_once,
         };
-        self.request("create_container", req).await.map(drop)
+        let resp = self.request("create_container", req).await?;
+        record_helper_time(&resp);
+        Ok(())
     }
 
     /// Start a created container.
     pub async fn start_container(&self, id: &str) -> Result<(), RuntimeError> {
-        self.request("start_container", Request::StartContainer { id: id.into() })
-            .await
-            .map(drop)
+        let resp = self
+            .request("start_container", Request::StartContainer { id: id.into() })
+            .await?;
+        record_helper_time(&resp);
+        Ok(())
     }
 
     /// Signal a container's main process.
@@ -300,6 +324,9 @@ impl ShimClient {
             nix::unistd::Pid::from_raw(pid),
             nix::sys::signal::Signal::SIGKILL,
         );
+        if let Some(c) = &self.statuses {
+            c.invalidate(&self.sandbox_id);
+        }
         // Not our child: it is reaped by init (or a subreaper); wait until it is.
         for _ in 0..100 {
             if !ours(pid) {
@@ -368,5 +395,12 @@ impl ShimClient {
             }
         }
         Ok(())
+    }
+}
+
+/// The shim's own timing of its `podhost-runc` helper, into the caller's start-up span.
+fn record_helper_time(resp: &Response) {
+    if let Some(us) = resp.helper_us {
+        tracing::Span::current().record("helper_us", us);
     }
 }

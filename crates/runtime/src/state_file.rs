@@ -37,6 +37,19 @@ pub fn private_dir(path: &Path) -> Result<(), RuntimeError> {
 /// the old or the new content, never a torn file. The file is 0600; missing parents are
 /// made 0700.
 pub fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> Result<(), RuntimeError> {
+    write_json(path, value, true)
+}
+
+/// [`write_json_atomic`] without the two fsyncs: a crash of the daemon still leaves the
+/// old or the new file (rename is atomic in the page cache), but a power loss may lose
+/// it. For records whose loss a reboot turns into garbage anyway: a sandbox's or a
+/// container's record at creation (after a reboot its processes are gone, and a
+/// directory without a readable record is removed at start as half made).
+pub fn write_json_replace<T: Serialize>(path: &Path, value: &T) -> Result<(), RuntimeError> {
+    write_json(path, value, false)
+}
+
+fn write_json<T: Serialize>(path: &Path, value: &T, durable: bool) -> Result<(), RuntimeError> {
     use std::io::Write;
     let bytes = serde_json::to_vec_pretty(value).map_err(|source| RuntimeError::State {
         path: path.to_path_buf(),
@@ -65,8 +78,13 @@ pub fn write_json_atomic<T: Serialize>(path: &Path, value: &T) -> Result<(), Run
         .map_err(RuntimeError::io("creating", &tmp))?;
     f.write_all(&bytes)
         .map_err(RuntimeError::io("writing", &tmp))?;
-    f.sync_all().map_err(RuntimeError::io("syncing", &tmp))?;
+    if durable {
+        f.sync_all().map_err(RuntimeError::io("syncing", &tmp))?;
+    }
     std::fs::rename(&tmp, path).map_err(RuntimeError::io("renaming into", path))?;
+    if !durable {
+        return Ok(());
+    }
     // The rename is atomic but only durable once the directory entry is on disk: without
     // this a power loss right after could bring the old file back (or none, when new).
     if let Ok(d) = std::fs::File::open(dir) {

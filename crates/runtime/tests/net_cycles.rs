@@ -149,10 +149,13 @@ async fn two_hundred_attach_detach_cycles_leave_nothing() {
     for i in 0..200 {
         let id = sandbox_id(i);
         let (name, uid) = pod(i);
+        // Every third one is a kubelet's: the whole list runs (podhost's own pods skip
+        // loopback, and portmap when they publish no port).
         let pr = PodRef {
             name: &name,
             namespace: "default",
             uid: &uid,
+            kubelet: i % 3 == 0,
         };
         // Every tenth one publishes a hostPort, so portmap's rules come and go too.
         let ports = if i % 10 == 0 {
@@ -195,6 +198,7 @@ async fn missing_plugin_fails_naming_it_and_undoes_the_bridge() {
         name: "a",
         namespace: "default",
         uid: "u",
+        kubelet: false,
     };
     let err = net
         .attach(&sandbox_id(0), &pr, &[port()])
@@ -239,6 +243,7 @@ async fn plugin_failing_on_add_after_portmap_is_undone() {
         name: "a",
         namespace: "default",
         uid: "u",
+        kubelet: false,
     };
     for i in 0..3 {
         let err = net
@@ -272,6 +277,7 @@ async fn records_left_by_a_crash_are_collected() {
         name: "a",
         namespace: "default",
         uid: "u",
+        kubelet: false,
     };
     // "Crash": attached, never detached, and a stray pin without a record.
     let _att = net
@@ -304,6 +310,7 @@ async fn a_pin_without_its_namespace_is_released() {
         name: "a",
         namespace: "default",
         uid: "u",
+        kubelet: false,
     };
     let att = net
         .attach(&sandbox_id(0), &pr, &[port()])

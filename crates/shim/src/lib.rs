@@ -76,6 +76,8 @@ fn setup(cfg: Config) -> Result<(server::Shim, String), String> {
     let set = sys::block_signals(&[libc::SIGCHLD, libc::SIGTERM, libc::SIGINT])
         .map_err(|e| fail(sys::ctx(e, "block signals")))?;
     let sigfd = sys::signalfd(&set).map_err(|e| fail(sys::ctx(e, "signalfd")))?;
+    // How long the pause took to start, for the daemon's start-up trace.
+    let pause_t0 = std::time::Instant::now();
     let pause_pid = match pause::start_pause(&cfg) {
         Ok(p) => p,
         Err(e) => {
@@ -95,11 +97,12 @@ fn setup(cfg: Config) -> Result<(server::Shim, String), String> {
         fs::write(&p, format!("{pid}\n")).map_err(|e| format!("write {}: {e}", p.display()))
     };
     write("pause.pid", pause_pid).map_err(undo)?;
+    let pause_us = pause_t0.elapsed().as_micros();
     let shim_pid = std::process::id() as i32;
     let shim = server::Shim::new(cfg.clone(), diag, pause_pid, sigfd).map_err(|e| undo(fail(e)))?;
     write("shim.pid", shim_pid).map_err(undo)?;
     Ok((
         shim,
-        format!("{{\"pause_pid\":{pause_pid},\"shim_pid\":{shim_pid}}}"),
+        format!("{{\"pause_pid\":{pause_pid},\"shim_pid\":{shim_pid},\"pause_us\":{pause_us}}}"),
     ))
 }

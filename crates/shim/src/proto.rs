@@ -156,6 +156,9 @@ pub struct Response {
     pub pause_running: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub containers: Option<Vec<ContainerStatus>>,
+    /// Microseconds the `podhost-runc` helper of a create or start ran (start-up trace).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub helper_us: Option<u64>,
 }
 
 impl Response {

@@ -855,6 +855,7 @@ impl Shim {
             .stdin(stdin_r)
             .stdout(Stdio::from(out_w))
             .stderr(Stdio::from(err_w));
+        let helper_t0 = std::time::Instant::now();
         let spawned = cmd.spawn();
         // Drop our copies of the write ends now, or the pipes never hit EOF.
         drop(cmd);
@@ -867,6 +868,7 @@ impl Shim {
         let status = child
             .wait()
             .map_err(|e| format!("container {id}: wait for runc create: {e}"))?;
+        let helper_us = helper_t0.elapsed().as_micros() as u64;
         if !status.success() {
             let mut early = vec![0u8; 4096];
             let _ = sys::set_nonblocking(&err_r);
@@ -929,6 +931,7 @@ impl Shim {
         self.diag(&format!("container {id} created, pid {pid}"));
         Ok(Response {
             pid: Some(pid),
+            helper_us: Some(helper_us),
             ..Response::ok()
         })
     }
@@ -962,12 +965,17 @@ impl Shim {
         cmd.arg("--error-file")
             .arg(self.err_file(id))
             .args(["start", id]);
+        let helper_t0 = std::time::Instant::now();
         self.run_helper(id, "runc start", cmd)?;
+        let helper_us = helper_t0.elapsed().as_micros() as u64;
         // Reaping happens only in the loop, so the state cannot have moved on.
         let c = &mut self.containers[i];
         c.state = ContainerState::Running;
         c.started_at = Some(sys::now_ns());
-        Ok(Response::ok())
+        Ok(Response {
+            helper_us: Some(helper_us),
+            ..Response::ok()
+        })
     }
 
     fn signal(&mut self, id: &str, sig: i32) -> Result<Response, Failure> {

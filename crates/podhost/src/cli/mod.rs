@@ -307,6 +307,11 @@ pub struct ServeArgs {
     /// No CRI server (same as `--cri-socket ''`).
     #[arg(long, conflicts_with = "cri_socket")]
     pub no_cri: bool,
+    /// Log where each pod's start-up time goes: one `podhost-startup` line per sandbox,
+    /// container create and start, with the time of every step (netns, CNI plugins, shim,
+    /// pause, overlay, bundle, `podhost-runc`).
+    #[arg(long, env = "PODHOST_TRACE_STARTUP")]
+    pub trace_startup: bool,
 }
 
 /// A log size limit: bytes of a quantity; 0 is refused (kubelet would rotate at every

@@ -87,8 +87,15 @@ pub struct Settings {
     pub volumes_dir: PathBuf,
     /// Where "now" comes from.
     pub clock: Clock,
-    /// How often to resync without events.
+    /// How often a pod with work left (starting, restarting, Unknown …) syncs without
+    /// events.
     pub resync: Duration,
+    /// How often a steady pod (see [`PodWorker::steady`]) asks its shim whether it still
+    /// answers: what a shim cannot report by event (stopped, hung). Spread ±25 %.
+    pub steady_check: Duration,
+    /// A steady pod's full sync without events, like kubelet's evented PLEG relist
+    /// (300 s). Spread ±25 %.
+    pub steady_resync: Duration,
     /// ConfigMaps and Secrets the pod's env and volumes read.
     pub objects: crate::objects::Objects,
 }
@@ -127,6 +134,8 @@ pub struct PodWorker {
     held: Option<String>,
     /// Labels and annotations changed through the API.
     meta_rx: watch::Receiver<PodMeta>,
+    /// The sandbox status a failed steady check got, for the sync it triggers.
+    checked: Option<Result<SandboxStatus, RuntimeError>>,
 }
 
 /// The pod's status reason while the start-time cleanup has work left on it.
@@ -141,6 +150,11 @@ fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
     }
+}
+
+/// `d` ±25 %, at random: periodic work of many pods spread over time.
+fn spread(d: Duration) -> Duration {
+    d.mul_f64(rand::random_range(0.75..1.25))
 }
 
 /// Kubelet never gives a container less than this to stop, even past the grace period.
@@ -195,6 +209,7 @@ impl PodWorker {
             held: None,
             cmd_rx,
             meta_rx,
+            checked: None,
         };
         tokio::spawn(w.run(events, probe_rx, hold));
         PodHandle {
@@ -262,7 +277,21 @@ impl PodWorker {
                 // A delete or eviction taken in the middle of the sync: act on it now.
                 continue;
             }
-            let deadline = wake.unwrap_or_else(|| Instant::now() + self.settings.resync);
+            // A steady pod is woken by events (exits, probes, orders); between them only
+            // a look at its shim now and then, and rarely a full sync. Spread, so that
+            // pods applied together do not all wake together.
+            let steady = wake.is_none() && self.steady();
+            let full = Instant::now()
+                + match steady {
+                    true => spread(self.settings.steady_resync),
+                    false => self.settings.resync,
+                };
+            let (checks, every) = (steady && !self.rec.finished, self.settings.steady_check);
+            let next_check = move || match checks {
+                true => full.min(Instant::now() + spread(every)),
+                false => full,
+            };
+            let mut deadline = wake.unwrap_or_else(next_check);
             loop {
                 tokio::select! {
                     cmd = self.cmd_rx.recv() => {
@@ -308,7 +337,13 @@ impl PodWorker {
                         }
                         break;
                     }
-                    _ = tokio::time::sleep_until(deadline) => break,
+                    _ = tokio::time::sleep_until(deadline) => {
+                        if steady && deadline < full && self.steady_check().await {
+                            deadline = next_check();
+                            continue;
+                        }
+                        break;
+                    }
                 }
             }
         }
@@ -340,6 +375,46 @@ impl PodWorker {
     /// A delete or an eviction waits to be acted on: the sync in progress stops.
     fn interrupted(&self) -> bool {
         self.rec.deleting.is_some() || (self.rec.evicted.is_some() && !self.rec.finished)
+    }
+
+    /// Nothing to do until something happens: the pod finished, or its sandbox is there
+    /// and answers, every regular container and sidecar runs, and no delete is pending.
+    /// Whatever would change that (an exit, the pause or shim dying, a probe result, an
+    /// order, an eviction) comes as an event; only a shim that stops answering does not, which the
+    /// steady check looks for.
+    fn steady(&self) -> bool {
+        if self.interrupted() || self.held.is_some() || self.unresponsive.is_some() {
+            return false;
+        }
+        if self.rec.finished {
+            return true;
+        }
+        let spec = self.rec.pod.spec.as_ref();
+        self.rec.sandbox_id.is_some()
+            && self.rec.initialized
+            && spec.is_some_and(|s| {
+                s.init_containers
+                    .iter()
+                    .flatten()
+                    .filter(|c| is_sidecar(c))
+                    .chain(&s.containers)
+                    .all(|c| self.state_of(&c.name) == Some(ContainerState::Running))
+            })
+    }
+
+    /// The steady check: one status request to the shim. True when it answers and the
+    /// pause runs (nothing to sync); otherwise the caller syncs, with this answer (a
+    /// shim that does not answer is not waited for twice).
+    async fn steady_check(&mut self) -> bool {
+        let Some(id) = &self.rec.sandbox_id else {
+            return false;
+        };
+        let st = self.rt.pod_sandbox_status(id).await;
+        if st.as_ref().is_ok_and(|s| s.state == SandboxState::Ready) {
+            return true;
+        }
+        self.checked = Some(st);
+        false
     }
 
     /// Record a delete order; returns the grace period now in force. A shorter grace
@@ -526,6 +601,7 @@ impl PodWorker {
 
     /// One pass of kubelet's SyncPod. Returns when to come back (None: resync period).
     async fn sync(&mut self) -> Option<Instant> {
+        let checked = self.checked.take();
         if let Some(grace) = self.rec.deleting {
             self.stop_probes();
             self.terminate(grace).await;
@@ -555,7 +631,10 @@ impl PodWorker {
             return None;
         }
         let sandbox = match self.rec.sandbox_id.clone() {
-            Some(id) => Some(self.rt.pod_sandbox_status(&id).await),
+            Some(id) => Some(match checked {
+                Some(st) => st,
+                None => self.rt.pod_sandbox_status(&id).await,
+            }),
             None => None,
         };
         if self.note_unresponsive(sandbox.as_ref()) {

@@ -257,6 +257,8 @@ pub async fn run(
         volumes_dir: config.volumes_dir(),
         clock: Clock::default(),
         resync: Duration::from_secs(1),
+        steady_check: Duration::from_secs(10),
+        steady_resync: Duration::from_secs(300),
         objects: objects.clone(),
     };
     let (node_tx, node_rx) = tokio::sync::watch::channel(Default::default());

@@ -3,6 +3,8 @@
 
 use super::*;
 use crate::network::{files, PodRef};
+use crate::step;
+use tracing::Instrument;
 
 impl LocalRuntime {
     /// RunPodSandbox: pod files, `/dev/shm`, the network (new, or `reuse`d from a
@@ -23,17 +25,23 @@ impl LocalRuntime {
             false => Some(self.host_ports.lock().await),
         };
         let mut attached: Option<Attachment> = reuse;
+        let root = step!("sandbox", pod = %format_args!("{}/{}", cfg.namespace, cfg.name));
         let steps = async {
             self.check_host_ports(cfg)?;
-            for d in [&run_dir, &state_dir] {
-                private_dir(d)?;
-                let d = d.clone();
-                undo.push(move || mounts::remove_dir(&d));
-            }
-            write_file(&state_dir.join("hostname"), &format!("{}\n", cfg.hostname))?;
-            let shm = run_dir.join("shm");
-            mounts::mount_shm(&shm)?;
-            undo.push(move || mounts::unmount(&shm));
+            step!("dirs").in_scope(|| {
+                for d in [&run_dir, &state_dir] {
+                    private_dir(d)?;
+                    let d = d.clone();
+                    undo.push(move || mounts::remove_dir(&d));
+                }
+                write_file(&state_dir.join("hostname"), &format!("{}\n", cfg.hostname))
+            })?;
+            step!("shm").in_scope(|| {
+                let shm = run_dir.join("shm");
+                mounts::mount_shm(&shm)?;
+                undo.push(move || mounts::unmount(&shm));
+                Ok::<(), RuntimeError>(())
+            })?;
             let netns_path = if cfg.host_network {
                 host_netns()
             } else {
@@ -47,16 +55,23 @@ impl LocalRuntime {
                         name: &cfg.name,
                         namespace: &cfg.namespace,
                         uid: &cfg.uid,
+                        kubelet: cfg.owner == Owner::Cri,
                     };
-                    attached = Some(self.network.attach(&id, &pod, &cfg.port_mappings).await?);
+                    attached = Some(
+                        self.network
+                            .attach(&id, &pod, &cfg.port_mappings)
+                            .instrument(step!("network"))
+                            .await?,
+                    );
                 }
                 attached
                     .as_ref()
                     .map(|a| a.netns.clone())
                     .unwrap_or_default()
             };
-            self.write_pod_files(&state_dir, cfg, attached.as_ref())?;
-            self.create_pod_cgroup(&id, cfg)?;
+            step!("pod_files")
+                .in_scope(|| self.write_pod_files(&state_dir, cfg, attached.as_ref()))?;
+            step!("cgroup").in_scope(|| self.create_pod_cgroup(&id, cfg))?;
             let (rt_cg, sb_cg) = (self.cgroups.clone(), self.pod_cgroup(&id, cfg));
             let (parent, qos, uid, kubelet) = (
                 self.config.cgroup_parent.clone(),
@@ -71,10 +86,15 @@ impl LocalRuntime {
                 }
                 Ok(())
             });
-            let pause_pid = self.start_shim(&id, cfg, &netns_path).await?;
+            let pause_pid = self
+                .start_shim(&id, cfg, &netns_path)
+                .instrument(step!("shim", pause_us = tracing::field::Empty))
+                .await?;
             // The pause belongs to the pod: its memory and pids count toward the pod's.
             let pause_cg = format!("{}/{}", self.pod_cgroup(&id, cfg), cgroups::PAUSE_CGROUP);
-            if let Err(e) = self.cgroups.add_process(&pause_cg, pause_pid) {
+            let joined =
+                step!("pause_cgroup").in_scope(|| self.cgroups.add_process(&pause_cg, pause_pid));
+            if let Err(e) = joined {
                 let _ = self.shim(&id).shutdown().await;
                 return Err(e.into());
             }
@@ -86,13 +106,18 @@ impl LocalRuntime {
                 pause_pid: Some(pause_pid),
                 network: attached.clone(),
             };
-            if let Err(e) = write_json_atomic(&state_dir.join("sandbox.json"), &rec) {
+            // No fsync: after a power loss the pod's processes are gone anyway, and a
+            // state dir without a readable record is removed at start as half made.
+            let saved = step!("record")
+                .in_scope(|| write_json_replace(&state_dir.join("sandbox.json"), &rec));
+            if let Err(e) = saved {
                 let _ = self.shim(&id).shutdown().await;
                 return Err(e);
             }
             self.lock_sandboxes().insert(id.clone(), rec);
             Ok::<(), RuntimeError>(())
         }
+        .instrument(root)
         .await;
         match steps {
             Ok(()) => {
@@ -236,6 +261,7 @@ impl LocalRuntime {
             })
             .await;
             self.lock_sandboxes().remove(sandbox_id);
+            self.statuses.forget(sandbox_id);
             Ok::<(), RuntimeError>(())
         }
         .await;

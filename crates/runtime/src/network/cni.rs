@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 use tokio::io::AsyncWriteExt;
+use tracing::Instrument;
 
 /// A plugin that runs longer than this is killed: a hung plugin must not hang the pod.
 pub(super) const PLUGIN_TIMEOUT: Duration = Duration::from_secs(60);
@@ -189,7 +190,7 @@ impl ConfList {
     }
 }
 
-fn plugin_type(p: &Value) -> &str {
+pub(crate) fn plugin_type(p: &Value) -> &str {
     p.get("type").and_then(Value::as_str).unwrap_or("")
 }
 
@@ -396,11 +397,13 @@ impl Cni {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
-        let mut child = child.spawn().map_err(exec_err)?;
+        let span = crate::step!("cni", plugin = %kind, cmd = command);
+        let mut child = span.in_scope(|| child.spawn()).map_err(exec_err)?;
         if let Some(mut input) = child.stdin.take() {
             input.write_all(&stdin).await.map_err(exec_err)?;
         }
-        let out = match tokio::time::timeout(PLUGIN_TIMEOUT, child.wait_with_output()).await {
+        let waited = tokio::time::timeout(PLUGIN_TIMEOUT, child.wait_with_output());
+        let out = match waited.instrument(span).await {
             Ok(r) => r.map_err(exec_err)?,
             Err(_) => {
                 return Err(CniError::Timeout {

@@ -23,7 +23,7 @@ use super::netns;
 use super::RuntimeError;
 use crate::config::NetworkSettings;
 use crate::state_file::{read_json, write_json_atomic};
-use cni::{Cni, CniError, ConfList, RuntimeConf};
+use cni::{plugin_type, Cni, CniError, ConfList, RuntimeConf};
 pub use files::{DnsConfig, HostAlias};
 
 /// Interface name of the pod's network in the container, as in Kubernetes.
@@ -64,6 +64,8 @@ pub struct PodRef<'a> {
     pub namespace: &'a str,
     /// Pod UID.
     pub uid: &'a str,
+    /// A kubelet's sandbox (CRI): it always gets the configured list as it is.
+    pub kubelet: bool,
 }
 
 /// One pod's attachment to the CNI network: everything DEL needs, even after a crash.
@@ -198,6 +200,7 @@ impl Network {
                 source,
             }
         })?;
+        let list = self.plugins_to_run(list, pod, ports);
         let pin = self.netns_dir.join(id);
         let mut runtime = RuntimeConf {
             container_id: id.to_string(),
@@ -242,12 +245,12 @@ impl Network {
             del_started: false,
         };
         // The record first: a crash from here on leaves something to clean up from.
-        self.save(&att)?;
+        crate::step!("net_record").in_scope(|| self.save(&att))?;
         self.begun_here
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(id.to_string());
-        if let Err(e) = netns::create_pinned(&pin) {
+        if let Err(e) = crate::step!("netns").in_scope(|| netns::create_pinned(&pin)) {
             let _ = std::fs::remove_file(self.record_path(id));
             return Err(e);
         }
@@ -255,7 +258,7 @@ impl Network {
             Ok(result) => {
                 att.ips = cni::result_ips(&result);
                 att.result = Some(result);
-                if let Err(e) = self.save(&att) {
+                if let Err(e) = crate::step!("net_record").in_scope(|| self.save(&att)) {
                     return Err(self.undo_failed_add(&att, None, e).await);
                 }
                 Ok(att)
@@ -266,6 +269,37 @@ impl Network {
                 Err(self.undo_failed_add(&att, undo_upto, e).await)
             }
         }
+    }
+
+    /// The plugins to run for a pod: `list` itself, except that podhost's own default
+    /// list, unchanged, skips the plugins whose ADD would change nothing for a pod of
+    /// podhost's (not a kubelet's): `loopback`, since [`netns::create_pinned`] brought
+    /// `lo` up already, and `portmap` when the pod publishes no port (it then passes the
+    /// previous result on). Each is a process start, and portmap's DEL runs iptables even
+    /// when ADD had no mappings. The attachment records the list that ran, so DEL, also
+    /// after a crash, runs the same plugins; any other config runs exactly as written.
+    fn plugins_to_run(&self, list: ConfList, pod: &PodRef<'_>, ports: &[PortMapping]) -> ConfList {
+        if pod.kubelet || !self.is_default(&list) {
+            return list;
+        }
+        let mut list = list;
+        list.plugins.retain(|p| match plugin_type(p) {
+            "loopback" => false,
+            "portmap" => !ports.is_empty(),
+            _ => true,
+        });
+        list
+    }
+
+    /// Whether `list` is the default conflist podhost wrote, as written.
+    fn is_default(&self, list: &ConfList) -> bool {
+        if list.source.file_name() != Some(std::ffi::OsStr::new(DEFAULT_CONFLIST)) {
+            return false;
+        }
+        let text = Self::default_conflist(&self.settings).to_string();
+        ConfList::parse(&text, &list.source, false).is_ok_and(|d| {
+            d.name == list.name && d.cni_version == list.cni_version && d.plugins == list.plugins
+        })
     }
 
     /// DEL what a failed ADD did (plugins up to the failed one, whose own DEL may fail
@@ -598,5 +632,62 @@ mod masquerade_tests {
                 "CNI-0123"
             ]
         );
+    }
+}
+
+#[cfg(test)]
+mod plugin_tests {
+    use super::*;
+
+    fn types(list: &ConfList) -> Vec<&str> {
+        list.plugins.iter().map(plugin_type).collect()
+    }
+
+    fn pod(kubelet: bool) -> PodRef<'static> {
+        PodRef {
+            name: "p",
+            namespace: "default",
+            uid: "u",
+            kubelet,
+        }
+    }
+
+    #[test]
+    fn only_podhosts_own_unchanged_list_skips_the_plugins_that_change_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let settings = NetworkSettings {
+            cni_conf_dir: dir.path().join("net.d"),
+            cni_bin_dirs: Vec::new(),
+            cluster_cidr: "10.99.0.0/24".into(),
+            bridge: "ptest0".into(),
+            ipam_data_dir: dir.path().join("ipam"),
+        };
+        let net = Network::open(&settings, &dir.path().join("rec"), &dir.path().join("ns"))
+            .expect("open");
+        let list = ConfList::load_dir(&settings.cni_conf_dir).expect("default list");
+        let port = PortMapping {
+            protocol: "TCP".into(),
+            container_port: 80,
+            host_port: 8080,
+            host_ip: String::new(),
+        };
+        let all = ["bridge", "portmap", "loopback"];
+        assert_eq!(types(&list), all);
+        let run =
+            |kubelet, ports: &[PortMapping]| net.plugins_to_run(list.clone(), &pod(kubelet), ports);
+        assert_eq!(types(&run(false, &[])), ["bridge"]);
+        assert_eq!(
+            types(&run(false, std::slice::from_ref(&port))),
+            ["bridge", "portmap"]
+        );
+        // A kubelet's pod gets the list as written.
+        assert_eq!(types(&run(true, &[])), all);
+        // Any edit makes it the user's list: it runs as written.
+        let mut edited = list.clone();
+        edited.plugins[0]["hairpinMode"] = Value::Bool(false);
+        assert_eq!(types(&net.plugins_to_run(edited, &pod(false), &[])), all);
+        let mut renamed = list.clone();
+        renamed.source = settings.cni_conf_dir.join("05-mine.conflist");
+        assert_eq!(types(&net.plugins_to_run(renamed, &pod(false), &[])), all);
     }
 }

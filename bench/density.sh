@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# Density: N web + sidecar pods applied in one `podhost apply` (one multi-document
+# file), then: time until all are Running, daemon CPU while they idle, `get pods` and
+# `ps -a` latency (median of 10 calls each), daemon VmRSS, VmRSS/Pss of every shim +
+# pause, the memory cgroup of an idle pod, and the time to delete them all (grace 0).
+#
+# Usage: sudo bench/density.sh [-n N] [-o DIR] [--no-build]   (default N=100)
+#   Writes DIR/density.md (default bench/results). Release binaries from
+#   ${CARGO_TARGET_DIR:-target}/release; own root, cgroup parent and bridge.
+set -euo pipefail
+
+N=100
+BUILD=1
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO="$(cd "$HERE/.." && pwd)"
+OUT="$HERE/results"
+CGROUP_PARENT="podhost-bench-density"
+SERVE_ARGS=()
+# shellcheck source=bench/lib.sh
+. "$HERE/lib.sh"
+
+usage() { sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+bench_args "$@"
+bench_start
+mkdir -p "$OUT"
+
+for i in $(seq "$N"); do
+    [ "$i" -gt 1 ] && echo "---"
+    bench_pod "dens-$i"
+done >"$ROOT/pods.yaml"
+
+t0=$(bench_now_ms)
+ph apply -f "$ROOT/pods.yaml" >/dev/null || die "apply failed"
+t_apply=$(( $(bench_now_ms) - t0 ))
+deadline=$(( $(date +%s) + 600 ))
+while :; do
+    running="$(ph get pods 2>/dev/null | awk '$2 == "2/2" && $3 == "Running"' | wc -l)"
+    [ "$running" -ge "$N" ] && break
+    [ "$(date +%s)" -lt "$deadline" ] || die "only $running of $N pods Running after 600 s"
+    sleep 0.1
+done
+t_running=$(( $(bench_now_ms) - t0 ))
+log "$N pods Running after $t_running ms"
+sleep 5   # let the pods settle (first sidecar fetches, log lines)
+
+lat() { # command... -> ms of each of 10 calls, one per line
+    local k s
+    for k in $(seq 10); do s=$(bench_now_ms); "$@" >/dev/null; echo $(( $(bench_now_ms) - s )); done
+}
+# Daemon CPU with N idle pods: its utime + stime over IDLE_SECS (default 30), as a
+# percentage of one core.
+idle_secs="${IDLE_SECS:-30}"
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$DAEMON_PID/stat"; }
+c0="$(cpu_ticks)"
+sleep "$idle_secs"
+idle_cpu="$(awk -v a="$c0" -v b="$(cpu_ticks)" -v hz="$(getconf CLK_TCK)" -v s="$idle_secs" \
+    'BEGIN { printf "%.2f", (b - a) / hz / s * 100 }')"
+log "daemon CPU with $N idle pods: $idle_cpu % of a core"
+get_ms="$(lat ph get pods | bench_stats)"
+ps_ms="$(lat ph ps -a | bench_stats)"
+daemon_rss="$(awk '/^VmRSS:/ { print $2 }' "/proc/$DAEMON_PID/status")"
+
+# Per pod: shim + pause VmRSS and Pss (pause = the POD rows of `ps -a`, shim its parent).
+: >"$ROOT/mem.txt"
+for pause in $(ph ps -a | awk '$(NF-4) == "POD" && $NF ~ /^[0-9]+$/ { print $NF }'); do
+    shim="$(awk '{ print $4 }' "/proc/$pause/stat")"
+    rss=0; pss=0
+    for p in "$shim" "$pause"; do
+        rss=$(( rss + $(awk '/^VmRSS:/ { print $2 }' "/proc/$p/status") ))
+        pss=$(( pss + $(awk '/^Pss:/ { print $2 }' "/proc/$p/smaps_rollup") ))
+    done
+    echo "$rss $pss" >>"$ROOT/mem.txt"
+done
+# An idle pod's memory cgroup (v1 memory controller, or v2): its usage, kernel memory included.
+cg_kib=""
+for base in /sys/fs/cgroup/memory /sys/fs/cgroup; do
+    [ -d "$base/$CGROUP_PARENT" ] || continue
+    find "$base/$CGROUP_PARENT" -mindepth 1 -maxdepth 3 -type d -name 'pod*' | while read -r d; do
+        for f in memory.usage_in_bytes memory.current; do
+            [ -r "$d/$f" ] && { echo $(( $(cat "$d/$f") / 1024 )); break; }
+        done
+    done >"$ROOT/cg.txt"
+    [ -s "$ROOT/cg.txt" ] && { cg_kib="$(bench_stats <"$ROOT/cg.txt")"; break; }
+done
+
+t0=$(bench_now_ms)
+bench_delete_all >/dev/null 2>&1 || die "delete failed"
+t_delete=$(( $(bench_now_ms) - t0 ))
+
+MD="$OUT/density.md"
+{
+    echo "Density, $N web + sidecar pods in one apply; $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), podhost $(git -C "$REPO" rev-parse --short HEAD)"
+    echo
+    echo "| figure | value |"
+    echo "|---|---|"
+    echo "| \`apply\` of $N pods returns | $t_apply ms |"
+    echo "| all $N pods 2/2 Running | $t_running ms |"
+    echo "| \`get pods\` with $N pods (n / median / p90, ms) | $get_ms |"
+    echo "| \`ps -a\` with $N pods (n / median / p90, ms) | $ps_ms |"
+    echo "| daemon CPU, $N idle pods (over $idle_secs s) | $idle_cpu % of a core |"
+    echo "| daemon VmRSS | $daemon_rss KiB |"
+    echo "| shim + pause VmRSS per pod (n / median / p90, KiB) | $(awk '{ print $1 }' "$ROOT/mem.txt" | bench_stats) |"
+    echo "| shim + pause Pss per pod (n / median / p90, KiB) | $(awk '{ print $2 }' "$ROOT/mem.txt" | bench_stats) |"
+    echo "| memory cgroup of a pod (n / median / p90, KiB) | ${cg_kib:-not found} |"
+    echo "| \`delete pod --force\` of all $N | $t_delete ms |"
+} >"$MD"
+cat "$MD"
