@@ -14,6 +14,8 @@ use core::arch::asm;
 pub unsafe fn syscall4(nr: i64, a: usize, b: usize, c: usize, d: usize) -> isize {
     let ret: isize;
     // SAFETY: the caller vouches for the arguments; `syscall` clobbers rcx and r11.
+    // The fifth and sixth arguments are zero, not whatever r8/r9 held: prctl checks
+    // them (PR_SET_NO_NEW_PRIVS fails with EINVAL unless arguments 3-5 are 0).
     unsafe {
         asm!(
             "syscall",
@@ -22,6 +24,8 @@ pub unsafe fn syscall4(nr: i64, a: usize, b: usize, c: usize, d: usize) -> isize
             in("rsi") b,
             in("rdx") c,
             in("r10") d,
+            in("r8") 0usize,
+            in("r9") 0usize,
             lateout("rcx") _,
             lateout("r11") _,
             options(nostack),
@@ -38,7 +42,8 @@ pub unsafe fn syscall4(nr: i64, a: usize, b: usize, c: usize, d: usize) -> isize
 #[inline(always)]
 pub unsafe fn syscall4(nr: i64, a: usize, b: usize, c: usize, d: usize) -> isize {
     let ret: isize;
-    // SAFETY: the caller vouches for the arguments.
+    // SAFETY: the caller vouches for the arguments. Arguments five and six are zero
+    // (see the x86_64 version).
     unsafe {
         asm!(
             "svc 0",
@@ -47,6 +52,8 @@ pub unsafe fn syscall4(nr: i64, a: usize, b: usize, c: usize, d: usize) -> isize
             in("x1") b,
             in("x2") c,
             in("x3") d,
+            in("x4") 0usize,
+            in("x5") 0usize,
             options(nostack),
         );
     }
