@@ -474,16 +474,19 @@ pub fn container_config(
     }
     let linux = c.linux.clone().unwrap_or_default();
     let sc = linux.security_context.clone().unwrap_or_default();
-    if sc
-        .namespace_options
-        .as_ref()
-        .is_some_and(|n| n.pid() == cri::NamespaceMode::Target)
-    {
-        return Err(invalid(format!(
-            "container {}: namespace mode TARGET (ephemeral containers) is not supported",
-            meta.name
-        )));
-    }
+    // Ephemeral containers: the target container's PID namespace (kubelet names it by id).
+    let pid_target = match sc.namespace_options.as_ref() {
+        Some(n) if n.pid() == cri::NamespaceMode::Target => {
+            if n.target_id.is_empty() {
+                return Err(invalid(format!(
+                    "container {}: namespace mode TARGET without a target_id",
+                    meta.name
+                )));
+            }
+            Some(n.target_id.clone())
+        }
+        _ => None,
+    };
     Ok(ContainerConfig {
         name: meta.name.clone(),
         attempt: meta.attempt,
@@ -504,6 +507,7 @@ pub fn container_config(
         linux: ContainerLinux {
             resources: linux.resources.as_ref().map(resources).unwrap_or_default(),
             security: security(&sc, sandbox)?,
+            pid_target,
         },
         tty: c.tty,
         stdin: c.stdin,
