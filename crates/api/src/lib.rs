@@ -41,7 +41,8 @@ pub use objects::{
 pub use parse::{parse_manifests, Manifest, ParseError};
 pub use quantity::QuantityError;
 pub use validate::{
-    validate_ephemeral_update, validate_pod, FieldError, FieldErrorKind, InvalidPod, Validation};
+    validate_ephemeral_update, validate_pod, FieldError, FieldErrorKind, InvalidPod, Validation,
+};
 
 /// The namespace of objects that do not name one.
 pub const DEFAULT_NAMESPACE: &str = "default";

@@ -243,11 +243,17 @@ pub fn validate_ephemeral_update(old: &Pod, new: &Pod) -> Result<Vec<String>, In
         match after.iter().find(|n| n.name == o.name) {
             None => errors.push(FieldError::forbidden(
                 "spec.ephemeralContainers",
-                format!("existing ephemeral containers {} may not be removed", quote(&o.name)),
+                format!(
+                    "existing ephemeral containers {} may not be removed",
+                    quote(&o.name)
+                ),
             )),
             Some(n) if n != o => errors.push(FieldError::forbidden(
                 format!("spec.ephemeralContainers[{}]", o.name),
-                format!("existing ephemeral containers {} may not be changed", quote(&o.name)),
+                format!(
+                    "existing ephemeral containers {} may not be changed",
+                    quote(&o.name)
+                ),
             )),
             Some(_) => {}
         }
@@ -1811,7 +1817,10 @@ mod tests {
         }
         // Another ephemeral container is no target.
         let v = check(&format!("{WEB}  ephemeralContainers:\n  - {{name: a, image: busybox}}\n  - {{name: b, image: busybox, targetContainerName: a}}\n"));
-        assert_error(&v, r#"spec.ephemeralContainers[1].targetContainerName: Not found: "a""#);
+        assert_error(
+            &v,
+            r#"spec.ephemeralContainers[1].targetContainerName: Not found: "a""#,
+        );
         // Its security context is checked as any container's.
         let v = check(&format!("{WEB}  ephemeralContainers:\n  - name: a\n    image: busybox\n    securityContext: {{capabilities: {{add: [FLY]}}}}\n"));
         assert!(!v.is_ok(), "{v:?}");
@@ -1828,15 +1837,26 @@ mod tests {
         let added = pod_of(&format!("{WEB}{DEBUG}  - {{name: two, image: busybox}}\n"));
         assert!(validate_ephemeral_update(&old, &added).is_ok());
         let removed = pod_of(WEB);
-        let err = validate_ephemeral_update(&old, &removed).unwrap_err().to_string();
-        assert_eq!(err, r#"The Pod "web" is invalid: spec.ephemeralContainers: Forbidden: existing ephemeral containers "debugger" may not be removed"#);
+        let err = validate_ephemeral_update(&old, &removed)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            r#"The Pod "web" is invalid: spec.ephemeralContainers: Forbidden: existing ephemeral containers "debugger" may not be removed"#
+        );
         let changed = pod_of(&format!("{WEB}{}", DEBUG.replace("busybox", "alpine")));
-        let err = validate_ephemeral_update(&old, &changed).unwrap_err().to_string();
+        let err = validate_ephemeral_update(&old, &changed)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains(r#"spec.ephemeralContainers[debugger]: Forbidden: existing ephemeral containers "debugger" may not be changed"#), "{err}");
         // The bound counts them.
-        let many: String = (0..500).map(|i| format!("  - {{name: d{i}, image: busybox}}\n")).collect();
+        let many: String = (0..500)
+            .map(|i| format!("  - {{name: d{i}, image: busybox}}\n"))
+            .collect();
         let full = pod_of(&format!("{WEB}  ephemeralContainers:\n{many}"));
-        let err = validate_ephemeral_update(&pod_of(WEB), &full).unwrap_err().to_string();
+        let err = validate_ephemeral_update(&pod_of(WEB), &full)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("spec.containers: Too many: 501"), "{err}");
     }
 

@@ -22,8 +22,10 @@ fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-/// `podhost ARGS` with `input` on its stdin (then closed).
-fn with_input(env: &Env, args: &[&str], input: &str) -> std::process::Output {
+/// `podhost ARGS` fed `input`, its stdin kept open until its output shows `want` (an
+/// attach session ends with its input, as containerd's: what the container says after
+/// that goes only to its log), then closed; its exit status, stdout and stderr.
+fn converse(env: &Env, args: &[&str], input: &str, want: &str) -> std::process::Output {
     let mut child = Command::new(bin())
         .args(args)
         .env("PODHOST_ROOT", &env.root)
@@ -32,13 +34,22 @@ fn with_input(env: &Env, args: &[&str], input: &str) -> std::process::Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn podhost");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(input.as_bytes())
-        .expect("write stdin");
-    child.wait_with_output().expect("podhost output")
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(input.as_bytes()).expect("write stdin");
+    let mut out = child.stdout.take().expect("stdout");
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains(want) {
+        match out.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+        }
+    }
+    drop(stdin);
+    out.read_to_end(&mut seen).expect("read stdout");
+    let mut done = child.wait_with_output().expect("podhost output");
+    done.stdout = seen;
+    done
 }
 
 /// A raw request to the daemon's API (what no CLI verb sends: an edit of the list).
@@ -63,18 +74,28 @@ fn api_post(env: &Env, path: &str, body: &str) -> (u16, String) {
 
 /// Waits until the pod is gone.
 fn gone(env: &Env, pod: &str) {
-    env.ok(&["wait", "--for=delete", &format!("pod/{pod}"), "--timeout=60s"]);
+    env.ok(&[
+        "wait",
+        "--for=delete",
+        &format!("pod/{pod}"),
+        "--timeout=60s",
+    ]);
 }
 
 /// Waits until container `name` of pod `pod` runs; returns its status.
 fn wait_running(env: &Env, pod: &str, name: &str) -> serde_json::Value {
-    let p = env.wait_for(pod, &format!("{name} running"), Duration::from_secs(90), |p| {
-        p["status"]["ephemeralContainerStatuses"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|s| s["name"] == name && s["state"]["running"].is_object())
-    });
+    let p = env.wait_for(
+        pod,
+        &format!("{name} running"),
+        Duration::from_secs(90),
+        |p| {
+            p["status"]["ephemeralContainerStatuses"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|s| s["name"] == name && s["state"]["running"].is_object())
+        },
+    );
     ephemeral_status(&p, name)
 }
 
@@ -97,7 +118,10 @@ fn debug_with_an_ephemeral_container() {
     env.apply("web", POD);
     env.wait_ready("web");
     // A pod's manifest may not bring ephemeral containers.
-    let bad = POD.replace("name: web\nspec:", "name: bad\nspec:\n  ephemeralContainers:\n  - {name: d, image: busybox}");
+    let bad = POD.replace(
+        "name: web\nspec:",
+        "name: bad\nspec:\n  ephemeralContainers:\n  - {name: d, image: busybox}",
+    );
     let err = env.fails(&["apply", "-f", &env.manifest("bad", &bad)]);
     assert!(
         err.contains("spec.ephemeralContainers: Forbidden: cannot be set on create"),
@@ -118,7 +142,11 @@ fn debug_with_an_ephemeral_container() {
         "ps -o pid,args; wget -qO- http://127.0.0.1:8080/index.html; exec sleep 3602",
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stderr(&out).contains("Targeting container \"web\""), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("Targeting container \"web\""),
+        "{}",
+        stderr(&out)
+    );
     let st = wait_running(&env, "web", "probe");
     assert_eq!(st["ready"], false);
     assert_eq!(st["restartCount"], 0);
@@ -137,31 +165,60 @@ fn debug_with_an_ephemeral_container() {
     // Not the other container's processes: only the target's PID namespace is joined.
     assert!(!logs.contains("sleep 3601"), "{logs}");
     // The target's PID 1 is the server (its own namespace), the debugger's shell is in it.
-    assert!(logs.lines().any(|l| l.trim().starts_with("1 ") && l.contains("httpd")), "{logs}");
+    assert!(
+        logs.lines()
+            .any(|l| l.trim().starts_with("1 ") && l.contains("httpd")),
+        "{logs}"
+    );
     // exec -c reaches it; get -o json shows it in spec and status.
-    assert_eq!(env.ok(&["exec", "web", "-c", "probe", "--", "echo", "in-probe"]), "in-probe\n");
+    assert_eq!(
+        env.ok(&["exec", "web", "-c", "probe", "--", "echo", "in-probe"]),
+        "in-probe\n"
+    );
     let p = env.pod("web");
     assert_eq!(p["spec"]["ephemeralContainers"][0]["name"], "probe");
-    assert_eq!(p["spec"]["ephemeralContainers"][0]["targetContainerName"], "web");
+    assert_eq!(
+        p["spec"]["ephemeralContainers"][0]["targetContainerName"],
+        "web"
+    );
     let id = ephemeral_status(&p, "probe")["containerID"].clone();
-    assert!(id.as_str().is_some_and(|i| i.starts_with("podhost://")), "{p:#}");
+    assert!(
+        id.as_str().is_some_and(|i| i.starts_with("podhost://")),
+        "{p:#}"
+    );
     // The pod stays Running and Ready: ephemeral containers do not count.
     assert_eq!(p["status"]["phase"], "Running");
     assert!(common::condition(&p, "Ready"));
     let yaml = env.ok(&["get", "pod", "web", "-o", "yaml"]);
     assert!(yaml.contains("ephemeralContainerStatuses:"), "{yaml}");
     let described = env.ok(&["describe", "pod", "web"]);
-    assert!(described.contains("Ephemeral Containers:\n  probe:"), "{described}");
+    assert!(
+        described.contains("Ephemeral Containers:\n  probe:"),
+        "{described}"
+    );
 
     // -i: attached to its stdin; a generated name.
-    let out = with_input(
+    let out = converse(
         &env,
-        &["debug", "web", "-i", "--image=busybox", "--target=web", "--", "sh"],
-        "ps -o args; wget -qO- http://127.0.0.1:8080/index.html\nexit\n",
+        &[
+            "debug",
+            "web",
+            "-i",
+            "--image=busybox",
+            "--target=web",
+            "--",
+            "sh",
+        ],
+        "ps -o args; wget -qO- http://127.0.0.1:8080/index.html; exit\n",
+        "pod-local",
     );
     assert!(out.status.success(), "{}", stderr(&out));
     let said = stdout(&out);
-    assert!(said.contains("httpd -f") && said.contains("pod-local"), "{said}\n{}", stderr(&out));
+    assert!(
+        said.contains("httpd -f") && said.contains("pod-local"),
+        "{said}\n{}",
+        stderr(&out)
+    );
     let err = stderr(&out);
     let generated = err
         .split("Defaulting debug container name to ")
@@ -169,7 +226,10 @@ fn debug_with_an_ephemeral_container() {
         .and_then(|r| r.split('.').next())
         .unwrap_or_else(|| panic!("no generated name in {err}"))
         .to_string();
-    assert!(generated.starts_with("debugger-") && generated.len() == 14, "{generated}");
+    assert!(
+        generated.starts_with("debugger-") && generated.len() == 14,
+        "{generated}"
+    );
     // It ended with its shell and is never restarted.
     let p = env.wait_for("web", "debugger ended", Duration::from_secs(30), |p| {
         ephemeral_status(p, &generated)["state"]["terminated"].is_object()
@@ -180,14 +240,20 @@ fn debug_with_an_ephemeral_container() {
     let err = env.fails(&["debug", "web", "--image=busybox", "-c", "side"]);
     assert!(err.contains("Duplicate value: \"side\""), "{err}");
     let err = env.fails(&["debug", "web", "--image=busybox", "--target=nope"]);
-    assert!(err.contains("targetContainerName: Not found: \"nope\""), "{err}");
+    assert!(
+        err.contains("targetContainerName: Not found: \"nope\""),
+        "{err}"
+    );
     let (code, answer) = api_post(
         &env,
         "/v1/pods/default/web/ephemeralcontainers",
         r#"{"ephemeralContainers":[{"name":"probe","image":"busybox","command":["true"]}]}"#,
     );
     assert_eq!(code, 422, "{answer}");
-    assert!(answer.contains("existing ephemeral containers \\\"probe\\\" may not be changed"), "{answer}");
+    assert!(
+        answer.contains("existing ephemeral containers \\\"probe\\\" may not be changed"),
+        "{answer}"
+    );
     assert!(answer.contains("may not be removed"), "{answer}");
     let (code, answer) = api_post(
         &env,
@@ -197,7 +263,12 @@ fn debug_with_an_ephemeral_container() {
     assert_eq!(code, 422, "{answer}");
     // A manifest re-applied as it was is unchanged: the debuggers are not the file's.
     assert_eq!(env.apply("web", POD), "pod/web unchanged\n");
-    assert_eq!(env.pod("web")["spec"]["ephemeralContainers"].as_array().map(Vec::len), Some(3));
+    assert_eq!(
+        env.pod("web")["spec"]["ephemeralContainers"]
+            .as_array()
+            .map(Vec::len),
+        Some(2)
+    );
 
     // A daemon restart keeps it, running, with the same container.
     let before = wait_running(&env, "web", "probe")["containerID"].clone();
@@ -205,7 +276,10 @@ fn debug_with_an_ephemeral_container() {
     env.start_daemon();
     let after = wait_running(&env, "web", "probe");
     assert_eq!(after["containerID"], before);
-    assert_eq!(env.ok(&["exec", "web", "-c", "probe", "--", "echo", "still"]), "still\n");
+    assert_eq!(
+        env.ok(&["exec", "web", "-c", "probe", "--", "echo", "still"]),
+        "still\n"
+    );
 
     // Deleting the pod removes it with the rest (the teardown's leak check).
     env.ok(&["delete", "pod", "web"]);
@@ -218,7 +292,14 @@ fn debug_with_an_ephemeral_container() {
 fn debug_refuses_a_pod_that_is_not_running() {
     let env = Env::new();
     assert_eq!(
-        env.ok(&["run", "done", "--image=busybox", "--restart=Never", "--", "true"]),
+        env.ok(&[
+            "run",
+            "done",
+            "--image=busybox",
+            "--restart=Never",
+            "--",
+            "true"
+        ]),
         "pod/done created\n"
     );
     env.wait_for("done", "Succeeded", Duration::from_secs(60), |p| {
@@ -237,12 +318,28 @@ fn debug_refuses_a_pod_that_is_not_running() {
 #[test]
 fn run_attached_and_removed() {
     let env = Env::new();
-    let out = with_input(
+    let out = converse(
         &env,
-        &["run", "once", "--image=busybox", "--rm", "-i", "--restart=Never", "--", "sh"],
+        &[
+            "run",
+            "once",
+            "--image=busybox",
+            "--rm",
+            "-i",
+            "--restart=Never",
+            "--",
+            "sh",
+        ],
         "echo hello-from-run; exit 3\n",
+        "deleted",
     );
-    assert_eq!(out.status.code(), Some(3), "{}\n{}", stdout(&out), stderr(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
     let said = stdout(&out);
     assert!(said.contains("hello-from-run\n"), "{said}");
     assert!(said.ends_with("pod \"once\" deleted\n"), "{said}");
@@ -251,10 +348,19 @@ fn run_attached_and_removed() {
     // A terminal: a shell, then exit; the pod goes too.
     let mut t = Terminal::spawn(
         &env,
-        &["run", "tty", "--image=busybox", "--rm", "-it", "--restart=Never", "--", "sh"],
+        &[
+            "run",
+            "tty",
+            "--image=busybox",
+            "--rm",
+            "-it",
+            "--restart=Never",
+            "--",
+            "sh",
+        ],
         winsize(24, 80),
     );
-    t.wait_for(0, "try pressing enter");
+    // The hint goes to stderr, as kubectl's; the prompt shows once a key is pressed.
     let from = t.len();
     t.type_keys("\r");
     t.wait_for(from, "# ");
@@ -295,6 +401,9 @@ fn run_attached_and_removed() {
 
     // --rm without -i is refused, as kubectl refuses it.
     let err = env.fails(&["run", "x", "--image=busybox", "--rm"]);
-    assert!(err.contains("--rm should only be used for attached containers"), "{err}");
+    assert!(
+        err.contains("--rm should only be used for attached containers"),
+        "{err}"
+    );
     env.teardown();
 }

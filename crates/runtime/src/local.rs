@@ -743,16 +743,23 @@ fn target_pid_namespace(
     };
     let pid = status
         .and_then(|s| {
-            s.containers.iter().find(|c| {
-                c.id == target && c.state == ShimState::Running
-            })
+            s.containers
+                .iter()
+                .find(|c| c.id == target && c.state == ShimState::Running)
         })
         .and_then(|c| u32::try_from(c.pid).ok())
         .filter(|p| *p > 0)
-        .ok_or_else(|| refuse(format!("target container {target} is not running in this sandbox")))?;
+        .ok_or_else(|| {
+            refuse(format!(
+                "target container {target} is not running in this sandbox"
+            ))
+        })?;
     let path = PathBuf::from(format!("/proc/{pid}/ns/pid"));
     let inode = |p: &Path| std::fs::metadata(p).map(|m| std::os::unix::fs::MetadataExt::ino(&m));
-    let theirs = inode(&path).map_err(RuntimeError::io("reading the target's PID namespace", &path))?;
+    let theirs = inode(&path).map_err(RuntimeError::io(
+        "reading the target's PID namespace",
+        &path,
+    ))?;
     let host = Path::new("/proc/self/ns/pid");
     let ours = inode(host).map_err(RuntimeError::io("reading the host's PID namespace", host))?;
     if theirs == ours && !sandbox.linux.host_pid {

@@ -129,7 +129,11 @@ pub async fn run(client: &Client, a: DebugArgs, pod: &str) -> Result<i32> {
     list.push(debug_container(&a, &name)?);
     let body = serde_json::json!({ "ephemeralContainers": list });
     let _: Pod = client
-        .call(Method::POST, &format!("{path}/ephemeralcontainers"), Some(body))
+        .call(
+            Method::POST,
+            &format!("{path}/ephemeralcontainers"),
+            Some(body),
+        )
         .await?;
     if let Some(t) = &a.target {
         eprintln!("Targeting container {t:?}. If you don't see processes from this container it may be because the container runtime doesn't support this feature.");

@@ -690,7 +690,10 @@ impl PodWorker {
     /// Start each ephemeral container once; none is ever restarted (kubelet's
     /// EphemeralContainersToStart). One whose create failed is tried again after its
     /// create back-off, as any container's.
-    async fn ensure_ephemeral(&mut self, spec: &PodSpec) -> Result<Option<Instant>, Option<Instant>> {
+    async fn ensure_ephemeral(
+        &mut self,
+        spec: &PodSpec,
+    ) -> Result<Option<Instant>, Option<Instant>> {
         let mut wake = None;
         for e in spec.ephemeral_containers.iter().flatten() {
             let c = podhost_api::ephemeral_as_container(e);
