@@ -1102,6 +1102,19 @@ mod tests {
         assert!(with(&|r| r.metadata.as_mut().unwrap().name.clear()).is_err());
         assert!(with(&|r| r.mounts[0].container_path = "data".into()).is_err());
         assert!(with(&|r| r.devices.push(cri::Device::default())).is_err());
+        // Ephemeral containers: TARGET names the container whose PID namespace it joins.
+        let target = |id: &'static str| {
+            with(&move |r| {
+                let ns = sc(r).namespace_options.get_or_insert_with(Default::default);
+                ns.pid = cri::NamespaceMode::Target as i32;
+                ns.target_id = id.into();
+            })
+        };
+        assert!(target("").is_err());
+        assert_eq!(
+            target("abc").unwrap().linux.pid_target.as_deref(),
+            Some("abc")
+        );
         assert!(
             with(&|r| sc(r).run_as_user = None).is_err(),
             "group without user"
