@@ -175,6 +175,21 @@ fn debug_with_an_ephemeral_container() {
         env.ok(&["exec", "web", "-c", "probe", "--", "echo", "in-probe"]),
         "in-probe\n"
     );
+    // Joining the target's PID namespace gives no capability beyond a container's defaults.
+    let caps = |c: &str| {
+        env.ok(&[
+            "exec",
+            "web",
+            "-c",
+            c,
+            "--",
+            "grep",
+            "^Cap",
+            "/proc/self/status",
+        ])
+    };
+    assert!(caps("probe").contains("CapEff"));
+    assert_eq!(caps("probe"), caps("side"));
     let p = env.pod("web");
     assert_eq!(p["spec"]["ephemeralContainers"][0]["name"], "probe");
     assert_eq!(
