@@ -40,7 +40,9 @@ pub use objects::{
 };
 pub use parse::{parse_manifests, Manifest, ParseError};
 pub use quantity::QuantityError;
-pub use validate::{validate_pod, FieldError, FieldErrorKind, InvalidPod, Validation};
+pub use validate::{
+    validate_ephemeral_update, validate_pod, FieldError, FieldErrorKind, InvalidPod, Validation,
+};
 
 /// The namespace of objects that do not name one.
 pub const DEFAULT_NAMESPACE: &str = "default";
@@ -62,6 +64,56 @@ pub fn pod_key(pod: &Pod) -> String {
 /// Whether an init container is a native sidecar (`restartPolicy: Always`).
 pub fn is_sidecar(c: &Container) -> bool {
     c.restart_policy.as_deref() == Some("Always")
+}
+
+/// An ephemeral container as a container: the fields they share (all but
+/// `targetContainerName`), so that what creates, logs or addresses containers treats
+/// both alike. The fields ephemeral containers may not have are validated away.
+pub fn ephemeral_as_container(e: &EphemeralContainer) -> Container {
+    Container {
+        args: e.args.clone(),
+        command: e.command.clone(),
+        env: e.env.clone(),
+        env_from: e.env_from.clone(),
+        image: e.image.clone(),
+        image_pull_policy: e.image_pull_policy.clone(),
+        lifecycle: e.lifecycle.clone(),
+        liveness_probe: e.liveness_probe.clone(),
+        name: e.name.clone(),
+        ports: e.ports.clone(),
+        readiness_probe: e.readiness_probe.clone(),
+        resize_policy: e.resize_policy.clone(),
+        resources: e.resources.clone(),
+        restart_policy: e.restart_policy.clone(),
+        restart_policy_rules: e.restart_policy_rules.clone(),
+        security_context: e.security_context.clone(),
+        startup_probe: e.startup_probe.clone(),
+        stdin: e.stdin,
+        stdin_once: e.stdin_once,
+        termination_message_path: e.termination_message_path.clone(),
+        termination_message_policy: e.termination_message_policy.clone(),
+        tty: e.tty,
+        volume_devices: e.volume_devices.clone(),
+        volume_mounts: e.volume_mounts.clone(),
+        working_dir: e.working_dir.clone(),
+    }
+}
+
+/// Every container of a pod a user can address by name (`logs -c`, `exec -c`,
+/// `attach -c`): init containers, regular ones, then ephemeral ones.
+pub fn all_containers(spec: &PodSpec) -> Vec<Container> {
+    spec.init_containers
+        .iter()
+        .flatten()
+        .cloned()
+        .chain(spec.containers.iter().cloned())
+        .chain(
+            spec.ephemeral_containers
+                .iter()
+                .flatten()
+                .map(ephemeral_as_container),
+        )
+        .collect()
 }
 
 #[cfg(test)]

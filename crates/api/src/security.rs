@@ -125,12 +125,19 @@ pub fn check(pod: &Pod, errors: &mut Vec<FieldError>, warnings: &mut Vec<String>
             }
         }
     }
-    let groups: [(&str, &[Container]); 2] = [
+    let ephemeral: Vec<Container> = spec
+        .ephemeral_containers
+        .iter()
+        .flatten()
+        .map(crate::ephemeral_as_container)
+        .collect();
+    let groups: [(&str, &[Container]); 3] = [
         (
             "initContainers",
             spec.init_containers.as_deref().unwrap_or_default(),
         ),
         ("containers", &spec.containers),
+        ("ephemeralContainers", &ephemeral),
     ];
     for (group, containers) in groups {
         for (i, c) in containers.iter().enumerate() {

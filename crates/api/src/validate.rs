@@ -223,6 +223,67 @@ pub fn validate_pod(pod: &Pod) -> Validation {
     Validation { errors, warnings }
 }
 
+/// The API server's rules for a pod's `ephemeralcontainers` subresource: `new` is the
+/// pod with its new list of ephemeral containers. Existing ones may be neither removed
+/// nor changed; the new list is validated with the rest of the pod (names unique across
+/// all containers, the container bound, what ephemeral containers may not have).
+pub fn validate_ephemeral_update(old: &Pod, new: &Pod) -> Result<Vec<String>, InvalidPod> {
+    let empty = Vec::new();
+    let list = |p: &Pod| {
+        p.spec
+            .as_ref()
+            .and_then(|s| s.ephemeral_containers.as_ref())
+            .unwrap_or(&empty)
+            .clone()
+    };
+    let (before, after) = (list(old), list(new));
+    let mut errors = Vec::new();
+    for o in &before {
+        match after.iter().find(|n| n.name == o.name) {
+            None => errors.push(FieldError::forbidden(
+                "spec.ephemeralContainers",
+                format!(
+                    "existing ephemeral containers {} may not be removed",
+                    quote(&o.name)
+                ),
+            )),
+            Some(n) if n != o => errors.push(FieldError::forbidden(
+                format!("spec.ephemeralContainers[{}]", o.name),
+                format!(
+                    "existing ephemeral containers {} may not be changed",
+                    quote(&o.name)
+                ),
+            )),
+            Some(_) => {}
+        }
+    }
+    let mut v = validate_pod(new);
+    errors.append(&mut v.errors);
+    Validation {
+        errors,
+        warnings: v.warnings,
+    }
+    .into_result(new.metadata.name.as_deref().unwrap_or_default())
+}
+
+/// The API server's rule for a new pod: ephemeral containers are added to a running pod
+/// through its `ephemeralcontainers` subresource (`podhost debug`), never in the manifest.
+pub fn validate_pod_create(pod: &Pod) -> Vec<FieldError> {
+    let set = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.ephemeral_containers.as_ref())
+        .is_some_and(|e| !e.is_empty());
+    if set {
+        vec![FieldError::forbidden(
+            "spec.ephemeralContainers",
+            "cannot be set on create",
+        )]
+    } else {
+        Vec::new()
+    }
+}
+
 /// The JSON names of the volume sources set on `v` (normally exactly one).
 pub fn volume_sources(v: &Volume) -> Vec<&'static str> {
     let set = [
@@ -497,10 +558,12 @@ impl Validator {
             self.unique_name(&cpath, &c.name, &mut seen_names);
             self.container(c, &cpath, Role::Regular, &volumes, host_network);
         }
+        // A target is one of the pod's own containers, never another ephemeral one.
+        let targets = seen_names.clone();
         for (i, c) in spec.ephemeral_containers.iter().flatten().enumerate() {
             let cpath = format!("spec.ephemeralContainers[{i}]");
             self.unique_name(&cpath, &c.name, &mut seen_names);
-            self.ephemeral(c, &cpath);
+            self.ephemeral(c, &cpath, &targets, &volumes, host_network);
         }
         self.host_port_conflicts(spec);
     }
@@ -1030,9 +1093,16 @@ impl Validator {
         }
     }
 
-    /// Ephemeral containers are debugging shells: no ports, probes or resources.
-    fn ephemeral(&mut self, c: &EphemeralContainer, cpath: &str) {
-        self.container_basics(cpath, &c.name, c.image.as_deref());
+    /// Ephemeral containers are debugging shells: no ports, probes, resources, hooks or
+    /// restart policy (the API server's list); otherwise checked as a container is.
+    fn ephemeral(
+        &mut self,
+        c: &EphemeralContainer,
+        cpath: &str,
+        targets: &HashSet<String>,
+        volumes: &HashSet<String>,
+        host_network: bool,
+    ) {
         let forbidden = [
             ("ports", c.ports.is_some()),
             ("livenessProbe", c.liveness_probe.is_some()),
@@ -1045,6 +1115,11 @@ impl Validator {
                     .as_ref()
                     .is_some_and(|r| r != &Default::default()),
             ),
+            (
+                "resizePolicy",
+                c.resize_policy.as_ref().is_some_and(|r| !r.is_empty()),
+            ),
+            ("restartPolicy", c.restart_policy.is_some()),
         ];
         for (field, set) in forbidden {
             if set {
@@ -1054,6 +1129,28 @@ impl Validator {
                 ));
             }
         }
+        for (i, m) in c.volume_mounts.iter().flatten().enumerate() {
+            if m.sub_path.as_deref().is_some_and(|s| !s.is_empty()) {
+                self.err(FieldError::forbidden(
+                    format!("{cpath}.volumeMounts[{i}].subPath"),
+                    "cannot be set for an Ephemeral Container",
+                ));
+            }
+        }
+        if let Some(target) = c.target_container_name.as_deref() {
+            if !targets.contains(target) {
+                self.err(FieldError::not_found(
+                    format!("{cpath}.targetContainerName"),
+                    quote(target),
+                ));
+            }
+        }
+        // The rest as any container's (env, mounts, pull policy …), without the fields
+        // reported above.
+        let mut as_container = crate::ephemeral_as_container(c);
+        as_container.ports = None;
+        as_container.restart_policy = None;
+        self.container(&as_container, cpath, Role::Regular, volumes, host_network);
     }
 
     fn ports(&mut self, ports: &[ContainerPort], cpath: &str, host_network: bool) {
@@ -1683,6 +1780,83 @@ mod tests {
             errs.contains(&r#"spec.containers[1].name: Duplicate value: "web""#.to_string()),
             "{errs:?}"
         );
+    }
+
+    fn pod_of(spec_yaml: &str) -> Pod {
+        let text = format!("apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\nspec:\n{spec_yaml}");
+        let Manifest::Pod(mut pod) = parse_manifests(&text, "test.yaml")
+            .expect("test YAML parses")
+            .remove(0)
+        else {
+            panic!("not a pod")
+        };
+        default_pod(&mut pod);
+        *pod
+    }
+
+    const DEBUG: &str = "  ephemeralContainers:\n  - name: debugger\n    image: busybox\n    targetContainerName: web\n";
+
+    #[test]
+    fn ephemeral_containers_fields_and_targets() {
+        assert!(check(&format!("{WEB}{DEBUG}")).is_ok());
+        let v = check(&format!("{WEB}  volumes:\n  - name: data\n    emptyDir: {{}}\n  ephemeralContainers:\n  - name: web\n    image: busybox\n    targetContainerName: nope\n    restartPolicy: Always\n    ports: [{{containerPort: 80}}]\n    readinessProbe: {{exec: {{command: ['true']}}}}\n    resources: {{limits: {{cpu: '1'}}}}\n    lifecycle: {{preStop: {{sleep: {{seconds: 1}}}}}}\n    volumeMounts:\n    - {{name: data, mountPath: /d, subPath: x}}\n    - {{name: missing, mountPath: /m}}\n    env:\n    - {{name: '', value: x}}\n"));
+        for want in [
+            r#"spec.ephemeralContainers[0].name: Duplicate value: "web""#,
+            r#"spec.ephemeralContainers[0].targetContainerName: Not found: "nope""#,
+            "spec.ephemeralContainers[0].restartPolicy: Forbidden: cannot be set for an Ephemeral Container",
+            "spec.ephemeralContainers[0].ports: Forbidden",
+            "spec.ephemeralContainers[0].readinessProbe: Forbidden",
+            "spec.ephemeralContainers[0].resources: Forbidden",
+            "spec.ephemeralContainers[0].lifecycle: Forbidden",
+            "spec.ephemeralContainers[0].volumeMounts[0].subPath: Forbidden",
+            r#"spec.ephemeralContainers[0].volumeMounts[1].name: Not found: "missing""#,
+            "spec.ephemeralContainers[0].env[0].name: Required value",
+        ] {
+            assert_error(&v, want);
+        }
+        // Another ephemeral container is no target.
+        let v = check(&format!("{WEB}  ephemeralContainers:\n  - {{name: a, image: busybox}}\n  - {{name: b, image: busybox, targetContainerName: a}}\n"));
+        assert_error(
+            &v,
+            r#"spec.ephemeralContainers[1].targetContainerName: Not found: "a""#,
+        );
+        // Its security context is checked as any container's.
+        let v = check(&format!("{WEB}  ephemeralContainers:\n  - name: a\n    image: busybox\n    securityContext: {{capabilities: {{add: [FLY]}}}}\n"));
+        assert!(!v.is_ok(), "{v:?}");
+    }
+
+    #[test]
+    fn ephemeral_containers_are_added_never_changed_or_removed() {
+        let old = pod_of(&format!("{WEB}{DEBUG}"));
+        assert_eq!(
+            validate_pod_create(&old)[0].to_string(),
+            "spec.ephemeralContainers: Forbidden: cannot be set on create"
+        );
+        assert!(validate_pod_create(&pod_of(WEB)).is_empty());
+        let added = pod_of(&format!("{WEB}{DEBUG}  - {{name: two, image: busybox}}\n"));
+        assert!(validate_ephemeral_update(&old, &added).is_ok());
+        let removed = pod_of(WEB);
+        let err = validate_ephemeral_update(&old, &removed)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            r#"The Pod "web" is invalid: spec.ephemeralContainers: Forbidden: existing ephemeral containers "debugger" may not be removed"#
+        );
+        let changed = pod_of(&format!("{WEB}{}", DEBUG.replace("busybox", "alpine")));
+        let err = validate_ephemeral_update(&old, &changed)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(r#"spec.ephemeralContainers[debugger]: Forbidden: existing ephemeral containers "debugger" may not be changed"#), "{err}");
+        // The bound counts them.
+        let many: String = (0..500)
+            .map(|i| format!("  - {{name: d{i}, image: busybox}}\n"))
+            .collect();
+        let full = pod_of(&format!("{WEB}  ephemeralContainers:\n{many}"));
+        let err = validate_ephemeral_update(&pod_of(WEB), &full)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("spec.containers: Too many: 501"), "{err}");
     }
 
     #[test]

@@ -474,16 +474,19 @@ pub fn container_config(
     }
     let linux = c.linux.clone().unwrap_or_default();
     let sc = linux.security_context.clone().unwrap_or_default();
-    if sc
-        .namespace_options
-        .as_ref()
-        .is_some_and(|n| n.pid() == cri::NamespaceMode::Target)
-    {
-        return Err(invalid(format!(
-            "container {}: namespace mode TARGET (ephemeral containers) is not supported",
-            meta.name
-        )));
-    }
+    // Ephemeral containers: the target container's PID namespace (kubelet names it by id).
+    let pid_target = match sc.namespace_options.as_ref() {
+        Some(n) if n.pid() == cri::NamespaceMode::Target => {
+            if n.target_id.is_empty() {
+                return Err(invalid(format!(
+                    "container {}: namespace mode TARGET without a target_id",
+                    meta.name
+                )));
+            }
+            Some(n.target_id.clone())
+        }
+        _ => None,
+    };
     Ok(ContainerConfig {
         name: meta.name.clone(),
         attempt: meta.attempt,
@@ -504,6 +507,7 @@ pub fn container_config(
         linux: ContainerLinux {
             resources: linux.resources.as_ref().map(resources).unwrap_or_default(),
             security: security(&sc, sandbox)?,
+            pid_target,
         },
         tty: c.tty,
         stdin: c.stdin,
@@ -1098,6 +1102,19 @@ mod tests {
         assert!(with(&|r| r.metadata.as_mut().unwrap().name.clear()).is_err());
         assert!(with(&|r| r.mounts[0].container_path = "data".into()).is_err());
         assert!(with(&|r| r.devices.push(cri::Device::default())).is_err());
+        // Ephemeral containers: TARGET names the container whose PID namespace it joins.
+        let target = |id: &'static str| {
+            with(&move |r| {
+                let ns = sc(r).namespace_options.get_or_insert_with(Default::default);
+                ns.pid = cri::NamespaceMode::Target as i32;
+                ns.target_id = id.into();
+            })
+        };
+        assert!(target("").is_err());
+        assert_eq!(
+            target("abc").unwrap().linux.pid_target.as_deref(),
+            Some("abc")
+        );
         assert!(
             with(&|r| sc(r).run_as_user = None).is_err(),
             "group without user"

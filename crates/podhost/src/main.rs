@@ -80,7 +80,12 @@ fn run<E: std::fmt::Display>(multi_thread: bool, fut: impl Future<Output = Resul
             return 1;
         }
     };
-    match rt.block_on(fut) {
+    let result = rt.block_on(fut);
+    // A read of stdin (an attach session's input) may still block in a blocking-pool
+    // thread: a session ended by the container's exit or a signal must not wait for the
+    // user's next line. The process exits right after.
+    rt.shutdown_background();
+    match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");

@@ -105,6 +105,10 @@ pub struct ContainerLinux {
     pub resources: ContainerResources,
     /// Security context.
     pub security: SecurityConfig,
+    /// CRI's namespace mode TARGET (ephemeral containers' `targetContainerName`): the id
+    /// of a running container of the same sandbox whose PID namespace this one joins,
+    /// as `docker run --pid=container:ID`.
+    pub pid_target: Option<String>,
 }
 
 /// An image's `STOPSIGNAL` (`SIGTERM`, `TERM` or `15`) → signal number; `None` for names

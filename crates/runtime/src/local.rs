@@ -846,6 +846,51 @@ impl LocalRuntime {
 /// Moves the regular file `spec` (an older podhost's `config.json` on the disk) to
 /// `bundle/config.json` (0600 in a 0700 dir) and puts a symlink to it in its place.
 /// Returns whether there was one to move.
+/// The PID namespace a container joins with CRI's mode TARGET: the target's, seen
+/// through its process. The target must run in the same sandbox. Its namespace is never
+/// the host's unless the pod runs with hostPID: a pid reused by a host process since the
+/// shim reported it must not hand the new container the host's processes.
+fn target_pid_namespace(
+    sandbox_id: &str,
+    sandbox: &SandboxConfig,
+    status: Option<&ShimStatus>,
+    target: &str,
+) -> Result<PathBuf, RuntimeError> {
+    let refuse = |message: String| RuntimeError::Shim {
+        sandbox_id: sandbox_id.to_string(),
+        op: "create_container",
+        code: ErrorCode::FailedPrecondition,
+        message,
+    };
+    let pid = status
+        .and_then(|s| {
+            s.containers
+                .iter()
+                .find(|c| c.id == target && c.state == ShimState::Running)
+        })
+        .and_then(|c| u32::try_from(c.pid).ok())
+        .filter(|p| *p > 0)
+        .ok_or_else(|| {
+            refuse(format!(
+                "target container {target} is not running in this sandbox"
+            ))
+        })?;
+    let path = PathBuf::from(format!("/proc/{pid}/ns/pid"));
+    let inode = |p: &Path| std::fs::metadata(p).map(|m| std::os::unix::fs::MetadataExt::ino(&m));
+    let theirs = inode(&path).map_err(RuntimeError::io(
+        "reading the target's PID namespace",
+        &path,
+    ))?;
+    let host = Path::new("/proc/self/ns/pid");
+    let ours = inode(host).map_err(RuntimeError::io("reading the host's PID namespace", host))?;
+    if theirs == ours && !sandbox.linux.host_pid {
+        return Err(refuse(format!(
+            "target container {target}: process {pid} is in the host's PID namespace (it exited and its pid was reused?)"
+        )));
+    }
+    Ok(path)
+}
+
 fn move_bundle_spec(spec: &Path, bundle: &Path) -> Result<bool, RuntimeError> {
     use std::os::unix::fs::OpenOptionsExt;
     if !std::fs::symlink_metadata(spec).is_ok_and(|m| m.is_file()) {
@@ -960,12 +1005,12 @@ impl LocalRuntime {
             .shim_status(sandbox_id)
             .instrument(crate::step!("shim_status"))
             .await;
-        let pause_pid = match status {
+        let pause_pid = match &status {
             Some(ShimStatus {
                 pause_running: true,
                 pause_pid: Some(p),
                 ..
-            }) => p,
+            }) => *p,
             _ => {
                 return Err(RuntimeError::Shim {
                     sandbox_id: sandbox_id.to_string(),
@@ -974,6 +1019,15 @@ impl LocalRuntime {
                     message: "sandbox is not ready (pause not running)".into(),
                 })
             }
+        };
+        let pid_ns = match &cfg.linux.pid_target {
+            Some(target) => Some(target_pid_namespace(
+                sandbox_id,
+                &sandbox.config,
+                status.as_ref(),
+                target,
+            )?),
+            None => None,
         };
         let images = self.images.clone();
         let reference = cfg.image.clone();
@@ -1041,6 +1095,10 @@ impl LocalRuntime {
             let bundle_span = step!("bundle").entered();
             let params =
                 self.container_params(&sandbox, cfg, &rootfs, &image_cfg, pause_pid, &id)?;
+            let mut params = params;
+            if let Some(ns) = &pid_ns {
+                params.namespaces.pid = Some(ns.clone());
+            }
             let image_user = image_cfg
                 .config()
                 .as_ref()

@@ -30,14 +30,9 @@ pub async fn run(client: &Client, a: AttachArgs) -> Result<i32> {
     let path = format!("/v1/pods/{}/{}", a.namespace, a.pod);
     let pod: Pod = client.call(Method::GET, &path, None).await?;
     let spec = pod.spec.unwrap_or_default();
-    let all: Vec<_> = spec
-        .init_containers
-        .iter()
-        .flatten()
-        .chain(spec.containers.iter())
-        .collect();
+    let all = podhost_api::all_containers(&spec);
     let chosen = match &a.container {
-        Some(c) => all.iter().copied().find(|x| &x.name == c),
+        Some(c) => all.iter().find(|x| &x.name == c),
         None => spec.containers.first(),
     };
     let Some(container) = chosen else {

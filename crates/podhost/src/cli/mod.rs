@@ -21,6 +21,7 @@ macro_rules! outln {
 
 pub mod client;
 mod cp;
+mod debug;
 mod exec;
 mod get;
 mod gotemplate;
@@ -115,8 +116,12 @@ pub enum Command {
         #[arg(short = 'n', long, default_value = "default")]
         namespace: String,
     },
-    /// Start a one-off pod: `podhost run NAME --image=IMAGE [-- ARGS]`.
+    /// Start a one-off pod: `podhost run NAME --image=IMAGE [-- ARGS]`; with `-i` (and
+    /// `-t`) attach to it, with `--rm` delete it when the session ends.
     Run(RunArgs),
+    /// Debug a running pod with an ephemeral container (kubectl debug): `podhost debug
+    /// POD -it --image=IMAGE [--target=CONTAINER] [-- CMD]`.
+    Debug(debug::DebugArgs),
     /// Add, change (--overwrite) or remove (`key-`) labels of pods, ConfigMaps, Secrets.
     Label(MetaArgs),
     /// Add, change (--overwrite) or remove (`key-`) annotations.
@@ -408,13 +413,14 @@ pub struct RunArgs {
     /// With --dry-run=client: print the pod as yaml or json.
     #[arg(short = 'o', long, value_parser = ["yaml", "json"])]
     pub output: Option<String>,
-    /// Attach stdin (not supported: podhost has no attach yet).
+    /// Keep the container's stdin open and attach to it (the pod's `stdin`, `stdinOnce`).
     #[arg(short = 'i', long)]
     pub stdin: bool,
-    /// Allocate a TTY (not supported, see -i).
+    /// Allocate a TTY for the container (with -i).
     #[arg(short = 't', long)]
     pub tty: bool,
-    /// Delete the pod when its attached session ends (not supported, see -i).
+    /// Delete the pod when the attached session ends (also on Ctrl-C or a closed
+    /// terminal).
     #[arg(long)]
     pub rm: bool,
     #[arg(short = 'n', long, default_value = "default")]
@@ -446,17 +452,13 @@ fn run_pod(a: &RunArgs) -> Result<serde_json::Value> {
         c[key] = serde_json::json!(a.args);
     }
     if !a.env.is_empty() {
-        let env = a
-            .env
-            .iter()
-            .map(|kv| {
-                let (k, v) = kv
-                    .split_once('=')
-                    .with_context(|| format!("invalid env {kv:?}: expected KEY=VALUE"))?;
-                Ok(serde_json::json!({ "name": k, "value": v }))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        c["env"] = serde_json::json!(env);
+        c["env"] = serde_json::json!(debug::env_list(&a.env)?);
+    }
+    if a.stdin {
+        // kubectl run -i: the session's input is the container's, once.
+        c["stdin"] = serde_json::json!(true);
+        c["stdinOnce"] = serde_json::json!(true);
+        c["tty"] = serde_json::json!(a.tty);
     }
     if let Some(p) = a.port {
         c["ports"] = serde_json::json!([{ "containerPort": p }]);
@@ -474,8 +476,11 @@ fn run_pod(a: &RunArgs) -> Result<serde_json::Value> {
 
 /// `podhost run`.
 async fn run_cmd(client: &Client, a: RunArgs) -> Result<i32> {
-    if a.stdin || a.tty || a.rm {
-        bail!("podhost run: -i, -t and --rm need attach, which podhost does not have yet: run the pod, then `podhost logs -f {}` or `podhost exec -it {} -- sh`", a.name, a.name);
+    if a.tty && !a.stdin {
+        bail!("-i/--stdin is required for containers with -t/--tty=true");
+    }
+    if a.rm && !a.stdin {
+        bail!("--rm should only be used for attached containers (with -i)");
     }
     let pod = run_pod(&a)?;
     if a.dry_run == "client" {
@@ -501,10 +506,44 @@ async fn run_cmd(client: &Client, a: RunArgs) -> Result<i32> {
     if let Some(e) = resp.errors.first() {
         bail!("{e}");
     }
-    for r in &resp.results {
-        outln!("{r}");
+    if !a.stdin || a.dry_run == "server" {
+        for r in &resp.results {
+            outln!("{r}");
+        }
+        return Ok(0);
     }
-    Ok(0)
+    let args = attach::AttachArgs {
+        pod: a.name.clone(),
+        namespace: a.namespace.clone(),
+        container: Some(a.name.clone()),
+        stdin: true,
+        tty: a.tty,
+    };
+    let session = async {
+        let code = debug::session(client, args).await?;
+        // A pod that does not restart ends with its container: its exit code is the
+        // session's, as kubectl run's.
+        if a.restart == "Never" && code == 0 {
+            let exited = debug::exit_code(client, &a.namespace, &a.name, &a.name).await;
+            return Ok(exited.unwrap_or(0));
+        }
+        Ok(code)
+    };
+    let code = if a.rm {
+        debug::until_signal(session).await
+    } else {
+        session.await
+    };
+    if a.rm {
+        // Whatever ended the session (its end, an error, Ctrl-C, a closed terminal).
+        let path = format!("/v1/pods/{}/{}", enc(&a.namespace), enc(&a.name));
+        let deleted: Result<serde_json::Value> = client.call(Method::DELETE, &path, None).await;
+        match deleted {
+            Ok(_) => outln!("pod \"{}\" deleted", a.name),
+            Err(e) => eprintln!("error: deleting pod {}: {e}", a.name),
+        }
+    }
+    code
 }
 
 /// `podhost label|annotate TYPE NAME… KEY=VALUE… KEY-…`.
@@ -781,6 +820,10 @@ pub async fn run(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Serve(_) => unreachable_serve(),
         Command::Run(a) => run_cmd(&client, a).await,
+        Command::Debug(a) => {
+            let pod = pod_arg(&a.pod)?.to_string();
+            debug::run(&client, a, &pod).await
+        }
         Command::Cp {
             src,
             dst,

@@ -701,6 +701,18 @@ pub fn describe(pod: &Pod, events: &[PodEvent], rows: &[ContainerRow], now: i64)
         &spec.containers,
         &st.container_statuses.clone().unwrap_or_default(),
     );
+    let ephemeral: Vec<_> = spec
+        .ephemeral_containers
+        .iter()
+        .flatten()
+        .map(podhost_api::ephemeral_as_container)
+        .collect();
+    section(
+        &mut o,
+        "Ephemeral Containers",
+        &ephemeral,
+        &st.ephemeral_container_statuses.clone().unwrap_or_default(),
+    );
     let _ = writeln!(o, "Conditions:\n  Type                        Status");
     for c in st.conditions.iter().flatten() {
         let _ = writeln!(o, "  {:<27} {}", c.type_, c.status);

@@ -290,6 +290,8 @@ pub fn container_linux(pod: &Pod, c: &Container) -> ContainerLinux {
     ContainerLinux {
         resources: container_resources(pod, c, node_memory()),
         security: security(pod, c),
+        // Set by the worker for ephemeral containers with a target.
+        pid_target: None,
     }
 }
 

@@ -331,6 +331,18 @@ pub fn pod_status(rec: &PodRecord, sandbox_ready: bool, now: i64) -> PodStatus {
         .iter()
         .map(|c| container_status(c, rec.containers.get(&c.name), default_waiting))
         .collect();
+    // Ephemeral containers do not count for phase or readiness; they are never ready.
+    let ephemeral: Vec<K8sStatus> = spec
+        .ephemeral_containers
+        .iter()
+        .flatten()
+        .map(|e| {
+            let c = podhost_api::ephemeral_as_container(e);
+            let mut s = container_status(&c, rec.containers.get(&c.name), "ContainerCreating");
+            s.ready = false;
+            s
+        })
+        .collect();
     let mut ph = phase(&rec.pod, &init, &regular, rec.finished);
     if rec.evicted.is_some() {
         // kubelet's eviction ends the pod: Failed, whatever its containers did.
@@ -486,6 +498,7 @@ pub fn pod_status(rec: &PodRecord, sandbox_ready: bool, now: i64) -> PodStatus {
         conditions: Some(conditions),
         container_statuses: Some(regular),
         init_container_statuses: if init.is_empty() { None } else { Some(init) },
+        ephemeral_container_statuses: (!ephemeral.is_empty()).then_some(ephemeral),
         start_time,
         host_ip: Some(super::env::node_ip().to_string()),
         host_ips: Some(vec![k8s_openapi::api::core::v1::HostIP {

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Container, PodSpec};
+use k8s_openapi::api::core::v1::{Container, EphemeralContainer, PodSpec};
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::Instant;
 
@@ -48,6 +48,9 @@ pub struct PodHandle {
     /// The pod's labels and annotations as last applied or labelled: the worker takes
     /// them into its record when it next publishes; readers overlay them until then.
     pub meta: Arc<watch::Sender<PodMeta>>,
+    /// The pod's `spec.ephemeralContainers` (`podhost debug` adds to them): the worker
+    /// takes them into its spec when it next publishes and starts the new ones.
+    pub ephemeral: Arc<watch::Sender<Vec<EphemeralContainer>>>,
 }
 
 /// The mutable part of a pod's metadata (`apply`, `label`, `annotate`).
@@ -136,6 +139,8 @@ pub struct PodWorker {
     meta_rx: watch::Receiver<PodMeta>,
     /// The sandbox status a failed steady check got, for the sync it triggers.
     checked: Option<Result<SandboxStatus, RuntimeError>>,
+    /// Ephemeral containers added through the API.
+    ephemeral_rx: watch::Receiver<Vec<EphemeralContainer>>,
 }
 
 /// The pod's status reason while the start-time cleanup has work left on it.
@@ -192,6 +197,7 @@ impl PodWorker {
         let (tx, snapshot) = watch::channel(rec.clone());
         let (cmd_tx, cmd_rx) = mpsc::channel(8);
         let (meta_tx, meta_rx) = watch::channel(PodMeta::of(&rec.pod));
+        let (ephemeral_tx, ephemeral_rx) = watch::channel(ephemeral_of(&rec.pod));
         let (probe_tx, probe_rx) = mpsc::channel(64);
         let events = rt.events();
         let w = PodWorker {
@@ -210,12 +216,14 @@ impl PodWorker {
             cmd_rx,
             meta_rx,
             checked: None,
+            ephemeral_rx,
         };
         tokio::spawn(w.run(events, probe_rx, hold));
         PodHandle {
             snapshot,
             cmd: cmd_tx,
             meta: Arc::new(meta_tx),
+            ephemeral: Arc::new(ephemeral_tx),
         }
     }
 
@@ -337,6 +345,18 @@ impl PodWorker {
                         }
                         break;
                     }
+                    changed = self.ephemeral_rx.changed() => {
+                        if changed.is_err() {
+                            // The handle is gone (daemon shutting down): plain resync.
+                            tokio::time::sleep_until(deadline).await;
+                        } else {
+                            // A debug container to start: into the spec, shown at once.
+                            let list = self.ephemeral_rx.borrow_and_update().clone();
+                            set_ephemeral(&mut self.rec.pod, list);
+                            self.publish().await;
+                        }
+                        break;
+                    }
                     _ = tokio::time::sleep_until(deadline) => {
                         if steady && deadline < full && self.steady_check().await {
                             deadline = next_check();
@@ -399,6 +419,13 @@ impl PodWorker {
                     .filter(|c| is_sidecar(c))
                     .chain(&s.containers)
                     .all(|c| self.state_of(&c.name) == Some(ContainerState::Running))
+                    // An ephemeral container is started once: steady once it was.
+                    && s.ephemeral_containers.iter().flatten().all(|c| {
+                        matches!(
+                            self.state_of(&c.name),
+                            Some(ContainerState::Running | ContainerState::Exited)
+                        )
+                    })
             })
     }
 
@@ -498,6 +525,10 @@ impl PodWorker {
     async fn publish(&mut self) {
         if self.meta_rx.has_changed().unwrap_or(false) {
             self.meta_rx.borrow_and_update().set_on(&mut self.rec.pod);
+        }
+        if self.ephemeral_rx.has_changed().unwrap_or(false) {
+            let list = self.ephemeral_rx.borrow_and_update().clone();
+            set_ephemeral(&mut self.rec.pod, list);
         }
         if let Some(why) = &self.held {
             // Not synced yet: the status last stored stands (its shim is not even
@@ -717,7 +748,9 @@ impl PodWorker {
             self.finish().await;
             return Err(None);
         }
-        let mut wake: Option<Instant> = None;
+        // Ephemeral containers start before init containers, as kubelet starts them: a
+        // debugger must reach a pod whose init container fails.
+        let mut wake = self.ensure_ephemeral(&spec).await?;
         // Init containers, one at a time; sidecars start in order and keep running.
         for c in spec.init_containers.iter().flatten() {
             if is_sidecar(c) {
@@ -792,6 +825,50 @@ impl PodWorker {
             return Err(Some(Instant::now()));
         }
         r
+    }
+
+    /// Start each ephemeral container once; none is ever restarted (kubelet's
+    /// EphemeralContainersToStart). One whose create failed is tried again after its
+    /// create back-off, as any container's.
+    async fn ensure_ephemeral(
+        &mut self,
+        spec: &PodSpec,
+    ) -> Result<Option<Instant>, Option<Instant>> {
+        let mut wake = None;
+        for e in spec.ephemeral_containers.iter().flatten() {
+            let c = podhost_api::ephemeral_as_container(e);
+            let started = self.ensure_running_and_show(&c, RestartPolicy::Never).await;
+            if self.rec.deleting.is_some() {
+                return Err(Some(Instant::now()));
+            }
+            if let Err(w) = started {
+                wake = earliest(wake, w);
+            }
+        }
+        Ok(wake)
+    }
+
+    /// The container whose PID namespace `name` joins: the running container of its
+    /// `targetContainerName` (ephemeral containers only). An error while that one does
+    /// not run.
+    fn pid_target(&self, name: &str) -> Result<Option<String>, String> {
+        let target = self
+            .rec
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.ephemeral_containers.as_ref())
+            .and_then(|list| list.iter().find(|e| e.name == name))
+            .and_then(|e| e.target_container_name.clone());
+        let Some(target) = target else {
+            return Ok(None);
+        };
+        match self.current(&target) {
+            Some(c) if c.state == ContainerState::Running => Ok(Some(c.id.clone())),
+            _ => Err(format!(
+                "target container {target:?} of container {name:?} is not running: its PID namespace cannot be joined"
+            )),
+        }
     }
 
     /// Sidecars and regular containers: the ones that may have probes.
@@ -1273,12 +1350,19 @@ impl PodWorker {
             objects: &self.settings.objects,
             facts: &facts,
         };
-        let cfg = match podspec::container_config(&self.rec.pod, c, attempt, &inputs) {
+        let mut cfg = match podspec::container_config(&self.rec.pod, c, attempt, &inputs) {
             Ok(cfg) => cfg,
             Err(e) => {
                 return self.create_failed(&c.name, "CreateContainerConfigError", e.to_string())
             }
         };
+        match self.pid_target(&c.name) {
+            Ok(target) => cfg.linux.pid_target = target,
+            Err(msg) => {
+                self.release_sub_paths(Some(&c.name));
+                return self.create_failed(&c.name, "CreateContainerConfigError", msg);
+            }
+        }
         let sandbox_cfg = podspec::sandbox_config(
             &self.rec.pod,
             self.rec.sandbox_attempts.saturating_sub(1),
@@ -1436,9 +1520,19 @@ impl PodWorker {
         let immediate = grace <= 0;
         let mut inits: Vec<Container> = spec.init_containers.clone().unwrap_or_default();
         inits.reverse();
-        // Regular containers in one batch, then each sidecar alone.
-        let batches =
-            std::iter::once(spec.containers.clone()).chain(inits.into_iter().map(|c| vec![c]));
+        // Regular and ephemeral containers in one batch, then each sidecar alone.
+        let first: Vec<Container> = spec
+            .containers
+            .iter()
+            .cloned()
+            .chain(
+                spec.ephemeral_containers
+                    .iter()
+                    .flatten()
+                    .map(podhost_api::ephemeral_as_container),
+            )
+            .collect();
+        let batches = std::iter::once(first).chain(inits.into_iter().map(|c| vec![c]));
         for batch in batches {
             let mut set = tokio::task::JoinSet::new();
             for c in &batch {
@@ -1626,6 +1720,21 @@ impl PodWorker {
             }
         }
         self.removed = true;
+    }
+}
+
+/// The pod's ephemeral containers.
+fn ephemeral_of(pod: &k8s_openapi::api::core::v1::Pod) -> Vec<EphemeralContainer> {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.ephemeral_containers.clone())
+        .unwrap_or_default()
+}
+
+/// Put `list` as the pod's ephemeral containers (none: the field stays unset).
+pub fn set_ephemeral(pod: &mut k8s_openapi::api::core::v1::Pod, list: Vec<EphemeralContainer>) {
+    if let Some(spec) = pod.spec.as_mut() {
+        spec.ephemeral_containers = (!list.is_empty()).then_some(list);
     }
 }
 

@@ -192,7 +192,13 @@ async fn apply_pod(
         if spec.node_name.is_none() {
             old_spec.node_name = None;
         }
-        if old_spec != spec {
+        // Ephemeral containers change through their own subresource (`podhost debug`),
+        // never by an update of the pod, whatever the file says: the API server
+        // keeps the old ones in an update.
+        let mut new_spec = spec.clone();
+        new_spec.ephemeral_containers = None;
+        old_spec.ephemeral_containers = None;
+        if old_spec != new_spec {
             return Err(format!(
                 "The Pod \"{name}\" is invalid: spec: Forbidden: pod updates may not change fields other than metadata.labels and metadata.annotations in podhost; delete the pod first (`podhost delete pod {name}`) and apply again"
             ));
@@ -205,6 +211,14 @@ async fn apply_pod(
             handle.meta.send_replace(meta);
         }
         return Ok(format!("pod/{name} configured"));
+    }
+    let create_errors = podhost_api::validate::validate_pod_create(&pod);
+    if !create_errors.is_empty() {
+        return Err(podhost_api::InvalidPod {
+            name,
+            errors: create_errors,
+        }
+        .to_string());
     }
     check_host_ports(d, &pod, created).map_err(|e| e.1)?;
     created.push(pod.clone());

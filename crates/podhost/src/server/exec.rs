@@ -78,14 +78,8 @@ pub(super) fn running_container(
         .pod
         .spec
         .iter()
-        .flat_map(|s| {
-            s.init_containers
-                .iter()
-                .flatten()
-                .chain(s.containers.iter())
-        })
+        .flat_map(podhost_api::all_containers)
         .find(|c| c.name == container)
-        .cloned()
         .unwrap_or_default();
     Ok(Target { id: cur.id, spec })
 }

@@ -55,12 +55,9 @@ pub(super) fn pick_container(
 ) -> Result<String, ApiError> {
     let spec = pod.spec.clone().unwrap_or_default();
     let pod_name = pod.metadata.name.clone().unwrap_or_default();
-    let all: Vec<String> = spec
-        .init_containers
-        .iter()
-        .flatten()
-        .chain(spec.containers.iter())
-        .map(|c| c.name.clone())
+    let all: Vec<String> = podhost_api::all_containers(&spec)
+        .into_iter()
+        .map(|c| c.name)
         .collect();
     match name {
         Some(n) if all.iter().any(|c| c == n) => Ok(n.to_string()),

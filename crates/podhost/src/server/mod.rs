@@ -12,6 +12,8 @@
 mod apply;
 pub use apply::{ApplyRequest, ApplyResponse};
 mod attach;
+mod ephemeral;
+pub use ephemeral::EphemeralRequest;
 mod exec;
 mod portforward;
 mod streaming;
@@ -387,6 +389,10 @@ fn router(d: Arc<Daemon>) -> Router {
         .route("/v1/pods/{ns}/{name}/exec", post(exec::exec))
         .route("/v1/pods/{ns}/{name}/attach", post(attach::attach))
         .route(
+            "/v1/pods/{ns}/{name}/ephemeralcontainers",
+            post(ephemeral::update),
+        )
+        .route(
             "/v1/pods/{ns}/{name}/portforward",
             post(portforward::port_forward),
         )
@@ -473,10 +479,12 @@ impl Daemon {
     }
 }
 
-/// A worker's latest record with the labels and annotations set since it last published.
+/// A worker's latest record with the labels, annotations and ephemeral containers set
+/// since it last published.
 fn view(h: &PodHandle) -> PodRecord {
     let mut rec = h.snapshot.borrow().clone();
     h.meta.borrow().set_on(&mut rec.pod);
+    crate::lifecycle::worker::set_ephemeral(&mut rec.pod, h.ephemeral.borrow().clone());
     rec
 }
 
