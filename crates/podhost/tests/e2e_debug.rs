@@ -190,6 +190,24 @@ fn debug_with_an_ephemeral_container() {
     };
     assert!(caps("probe").contains("CapEff"));
     assert_eq!(caps("probe"), caps("side"));
+    // After execs into the target (the next pids of its namespace are then likely ones
+    // no host process has) a second debugger still joins it: libcontainer's v1 cgroup
+    // mount took such a pid for the host's and failed the create (failed to prepare
+    // rootfs); podhost mounts that cgroupfs itself now.
+    assert_eq!(caps("web"), caps("side"));
+    let out = env.run(&[
+        "debug",
+        "web",
+        "--image=busybox",
+        "--target=web",
+        "-c",
+        "probe2",
+        "--",
+        "sleep",
+        "3603",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    wait_running(&env, "web", "probe2");
     let p = env.pod("web");
     assert_eq!(p["spec"]["ephemeralContainers"][0]["name"], "probe");
     assert_eq!(
@@ -282,7 +300,7 @@ fn debug_with_an_ephemeral_container() {
         env.pod("web")["spec"]["ephemeralContainers"]
             .as_array()
             .map(Vec::len),
-        Some(2)
+        Some(3)
     );
 
     // A daemon restart keeps it, running, with the same container.
