@@ -476,6 +476,11 @@ pub enum RuntimeEvent {
         /// The sandbox.
         sandbox_id: String,
     },
+    /// A sandbox's shim has been silent past its heartbeat: it may be stopped or hung.
+    ShimSilent {
+        /// The sandbox.
+        sandbox_id: String,
+    },
 }
 
 /// Byte stream of an exec session, speaking the shim's frame protocol

@@ -23,12 +23,13 @@ use super::shim_client::{is_gone, ShimClient, ShimStatus};
 use super::*;
 use crate::clock::now_nanos;
 use crate::config::RuntimeConfig;
+use crate::shim_client::ShimNews;
 use crate::state_file::{private_dir, read_json, write_json_atomic, write_json_replace};
-use crate::status_cache::{Answer, StatusCache};
+use crate::status_cache::{Answer, StatusCache, HEARTBEAT_STALE};
 use crate::step;
 use podhost_oci::cgroup::CgroupFs;
 use podhost_shim::proto::ContainerState as ShimState;
-use podhost_shim::proto::ErrorCode;
+use podhost_shim::proto::{ErrorCode, PAUSE_ID};
 use tracing::Instrument;
 
 mod cri_ops;
@@ -424,30 +425,36 @@ impl LocalRuntime {
         self.config.sandbox_run_dir(sandbox_id).join("shim.sock")
     }
 
-    /// Forward the shim's exit events to subscribers; report the sandbox gone when the shim is.
+    /// Forward the shim's exit events to subscribers, and its silence (a stopped or
+    /// hung shim cannot report itself); keep its heartbeats for the status cache; report
+    /// the sandbox gone when the shim is.
     fn watch_shim(&self, sandbox_id: &str) {
         let client = self.shim(sandbox_id);
         let tx = self.events.clone();
         let sid = sandbox_id.to_string();
         let statuses = self.statuses.clone();
         tokio::spawn(async move {
-            let tx2 = tx.clone();
-            let sid2 = sid.clone();
-            let statuses2 = statuses.clone();
+            let (tx2, sid2, statuses2) = (tx.clone(), sid.clone(), statuses.clone());
             let _ = client
-                .subscribe(move |id| {
-                    // Before the event goes out: whoever acts on it asks the shim.
-                    statuses2.invalidate(&sid2);
-                    let ev = if id == "pause" {
-                        RuntimeEvent::SandboxExited {
-                            sandbox_id: sid2.clone(),
+                .subscribe(HEARTBEAT_STALE, move |news| {
+                    let ev = match news {
+                        ShimNews::Alive => {
+                            statuses2.alive(&sid2, std::time::Instant::now());
+                            return;
                         }
-                    } else {
-                        RuntimeEvent::ContainerExited {
+                        ShimNews::Silent => RuntimeEvent::ShimSilent {
+                            sandbox_id: sid2.clone(),
+                        },
+                        ShimNews::Exit(id) if id == PAUSE_ID => RuntimeEvent::SandboxExited {
+                            sandbox_id: sid2.clone(),
+                        },
+                        ShimNews::Exit(id) => RuntimeEvent::ContainerExited {
                             sandbox_id: sid2.clone(),
                             container_id: id,
-                        }
+                        },
                     };
+                    // Before the event goes out: whoever acts on it asks the shim.
+                    statuses2.invalidate(&sid2);
                     let _ = tx2.send(ev);
                 })
                 .await;
@@ -1186,11 +1193,18 @@ impl Runtime for LocalRuntime {
         self.remove_sandbox(sandbox_id, false).await.map(drop)
     }
 
-    /// Always asks the shim: the pod worker's check of a shim that cannot report being
-    /// stopped or hung relies on it.
+    /// Asks the shim unless its heartbeat is recent and nothing changed since its last
+    /// answer: the pod worker's check of a shim that cannot report being stopped or hung
+    /// relies on that (a silent shim is asked, and found unresponsive).
     async fn pod_sandbox_status(&self, sandbox_id: &str) -> Result<SandboxStatus, RuntimeError> {
         let rec = self.sandbox(sandbox_id)?;
-        let shim = self.ask_shim(sandbox_id).await;
+        let shim = match self
+            .statuses
+            .get_live(sandbox_id, std::time::Instant::now())
+        {
+            Some(s) => Ok(s),
+            None => self.ask_shim(sandbox_id).await,
+        };
         Ok(self.sandbox_status_of(&rec, shim))
     }
 

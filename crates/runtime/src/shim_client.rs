@@ -382,20 +382,52 @@ impl ShimClient {
         .await
     }
 
-    /// Subscribe to exit events: calls `on_exit(container id or "pause")` per exit until the
-    /// shim goes away. Unbounded: a stopped shim answers once it is continued.
-    pub async fn subscribe(&self, mut on_exit: impl FnMut(String)) -> Result<(), RuntimeError> {
+    /// Subscribe to the shim's news until it goes away: each exit, each heartbeat, and
+    /// a heartbeat overdue by `silent_after` (once per silence). Unbounded: a stopped
+    /// shim answers once it is continued, and its heartbeats resume.
+    pub async fn subscribe(
+        &self,
+        silent_after: Duration,
+        mut on_news: impl FnMut(ShimNews),
+    ) -> Result<(), RuntimeError> {
         let mut s = self.connect("subscribe").await?;
         self.request_on(&mut s, "subscribe", &Request::Subscribe)
             .await?;
         let mut lines = BufReader::new(s).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            if let Ok(Event::Exit { id, .. }) = serde_json::from_str::<Event>(&line) {
-                on_exit(id);
+        let mut silent = false;
+        loop {
+            let line = match tokio::time::timeout(silent_after, lines.next_line()).await {
+                Ok(Ok(Some(line))) => line,
+                Ok(_) => return Ok(()),
+                Err(_) => {
+                    if !silent {
+                        silent = true;
+                        on_news(ShimNews::Silent);
+                    }
+                    continue;
+                }
+            };
+            silent = false;
+            match serde_json::from_str::<Event>(&line) {
+                Ok(Event::Exit { id, .. }) => on_news(ShimNews::Exit(id)),
+                Ok(Event::Alive) => on_news(ShimNews::Alive),
+                // A newer shim's event this daemon does not know.
+                Err(_) => {}
             }
         }
-        Ok(())
     }
+}
+
+/// What a shim's event subscription brings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ShimNews {
+    /// A container (its id) or the pause (`"pause"`) exited.
+    Exit(String),
+    /// The shim's heartbeat: its loop runs.
+    Alive,
+    /// No heartbeat for longer than expected: the shim may be stopped or hung (or be
+    /// from before heartbeats).
+    Silent,
 }
 
 /// The shim's own timing of its `podhost-runc` helper, into the caller's start-up span.

@@ -5,9 +5,12 @@
 //! An answer stays valid until something may have changed it: an exit event from the
 //! shim's subscription, or any request of ours that changes the shim's state (create,
 //! start, signal, remove, shutdown) invalidates it. What the shim cannot report itself
-//! (it was stopped or hangs) is bounded by the time to live: an older answer is asked
-//! again. A request that was already under way when its sandbox was invalidated may
-//! carry the old state: its answer is dropped (generations).
+//! (it was stopped or hangs) shows as silence: a shim whose subscription brought a
+//! heartbeat within [`HEARTBEAT_STALE`] is known to be running its loop, so its answer
+//! holds however old; without one (a silent shim, or one from before heartbeats) the
+//! time to live bounds it and an older answer is asked again. A request that was
+//! already under way when its sandbox was invalidated may carry the old state: its
+//! answer is dropped (generations).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -15,11 +18,17 @@ use std::time::{Duration, Instant};
 
 use crate::shim_client::ShimStatus;
 
-/// How long a cached answer is used without news from the shim. Longer than a pod
-/// worker's steady check (10 s ±25 %), which asks every shim of podhost's pods and so
-/// keeps their answers fresh: a listing then asks no shim. A kubelet's relist (every
-/// second) keeps those of its sandboxes fresh the same way.
+/// How long a cached answer of a shim without a recent heartbeat is used. Longer than a
+/// pod worker's steady check (10 s ±25 %), which asks such a shim and so keeps its
+/// answer fresh. A kubelet's relist (every second) keeps those of its sandboxes fresh
+/// the same way.
 pub const STATUS_TTL: Duration = Duration::from_secs(30);
+
+/// A shim whose last heartbeat is older than this is no longer known to be running its
+/// loop: two and a half of the shim's heartbeat intervals (5 s, `podhost-shim
+/// --heartbeat-ms`), so one late beat does not count. The subscription reports such a
+/// silence as an event, which wakes the pod's worker to ask the shim.
+pub const HEARTBEAT_STALE: Duration = Duration::from_millis(12_500);
 
 /// A shim's last answer to `status`.
 #[derive(Debug, Clone)]
@@ -41,6 +50,8 @@ struct Entry {
     /// its request started in.
     generation: u64,
     answer: Option<(Instant, Answer)>,
+    /// When the shim's subscription last brought a heartbeat.
+    alive_at: Option<Instant>,
 }
 
 #[derive(Debug, Default)]
@@ -56,6 +67,7 @@ struct Inner {
 pub struct StatusCache {
     inner: Mutex<Inner>,
     ttl: Duration,
+    stale: Duration,
 }
 
 impl Default for StatusCache {
@@ -65,11 +77,21 @@ impl Default for StatusCache {
 }
 
 impl StatusCache {
-    /// An empty cache whose answers live `ttl`.
+    /// An empty cache whose answers live `ttl`, or as long as heartbeats keep coming.
     pub fn new(ttl: Duration) -> Self {
         StatusCache {
             inner: Mutex::new(Inner::default()),
             ttl,
+            stale: HEARTBEAT_STALE,
+        }
+    }
+
+    /// The same with heartbeats counted for `stale`.
+    #[cfg(test)]
+    fn with_stale(ttl: Duration, stale: Duration) -> Self {
+        StatusCache {
+            stale,
+            ..Self::new(ttl)
         }
     }
 
@@ -91,9 +113,28 @@ impl StatusCache {
             Entry {
                 generation,
                 answer: None,
+                alive_at: None,
             },
         );
         generation
+    }
+
+    /// The shim of `id` sent a heartbeat at `now`. An `Unresponsive` answer it had is
+    /// dropped: the shim runs its loop again (it was stopped and continued). A sandbox
+    /// never asked about, or forgotten, is left out (a late beat of a removed sandbox
+    /// must not bring its entry back); the next beat counts once it was asked.
+    pub fn alive(&self, id: &str, now: Instant) {
+        let mut inner = self.lock();
+        inner.next += 1;
+        let fresh = inner.next;
+        let Some(e) = inner.entries.get_mut(id) else {
+            return;
+        };
+        e.alive_at = Some(now);
+        if matches!(e.answer, Some((_, Answer::Unresponsive { .. }))) {
+            e.generation = fresh;
+            e.answer = None;
+        }
     }
 
     /// Keep `answer`, got at `now` by a request begun in `generation`, unless `id` was
@@ -107,11 +148,30 @@ impl StatusCache {
         }
     }
 
-    /// The answer about `id` if one is known and younger than the time to live at `now`.
+    /// The answer about `id` if one is known and either its shim's heartbeat is recent
+    /// or the answer is younger than the time to live at `now`.
     pub fn get(&self, id: &str, now: Instant) -> Option<Answer> {
         let inner = self.lock();
-        let (at, answer) = inner.entries.get(id)?.answer.as_ref()?;
-        (now.saturating_duration_since(*at) < self.ttl).then(|| answer.clone())
+        let e = inner.entries.get(id)?;
+        let (at, answer) = e.answer.as_ref()?;
+        (self.is_live(e, now) || now.saturating_duration_since(*at) < self.ttl)
+            .then(|| answer.clone())
+    }
+
+    /// The shim's last status only while its heartbeat is recent: what a check for a
+    /// stopped or hung shim may take without asking.
+    pub fn get_live(&self, id: &str, now: Instant) -> Option<crate::shim_client::ShimStatus> {
+        let inner = self.lock();
+        let e = inner.entries.get(id)?;
+        match &e.answer {
+            Some((_, Answer::Status(s))) if self.is_live(e, now) => Some(s.clone()),
+            _ => None,
+        }
+    }
+
+    fn is_live(&self, e: &Entry, now: Instant) -> bool {
+        e.alive_at
+            .is_some_and(|t| now.saturating_duration_since(t) < self.stale)
     }
 
     /// Something about `id` changed (an exit, a request of ours): the next reader asks.
@@ -192,6 +252,66 @@ mod tests {
         assert_ne!(g, late);
         c.store("a", late, status(true), t0);
         assert!(c.get("a", t0).is_none());
+    }
+
+    #[test]
+    fn a_beating_shims_answer_holds_past_the_time_to_live() {
+        let c = StatusCache::with_stale(Duration::from_secs(10), Duration::from_secs(25));
+        let t0 = Instant::now();
+        let s = |secs| t0 + Duration::from_secs(secs);
+        let g = c.begin("a");
+        c.store("a", g, status(true), t0);
+        assert!(c.get_live("a", t0).is_none(), "no heartbeat yet: ask");
+        c.alive("a", s(8));
+        assert!(c.get_live("a", s(9)).is_some_and(|st| st.pause_running));
+        assert_eq!(
+            running(c.get("a", s(30))),
+            Some(true),
+            "past the ttl, beating"
+        );
+        // Silence: stale 25 s after the last beat, for both readers.
+        assert!(c.get_live("a", s(33)).is_none());
+        assert!(c.get("a", s(33)).is_none());
+        // A beat does not make a changed state valid: an exit still invalidates.
+        c.alive("a", s(40));
+        c.invalidate("a");
+        assert!(c.get("a", s(40)).is_none() && c.get_live("a", s(40)).is_none());
+        let g = c.begin("a");
+        c.store("a", g, status(false), s(41));
+        assert_eq!(
+            running(c.get("a", s(60))),
+            Some(false),
+            "the beat of 40 s holds"
+        );
+    }
+
+    #[test]
+    fn a_heartbeat_drops_an_unresponsive_answer() {
+        let c = StatusCache::new(Duration::from_secs(10));
+        let t0 = Instant::now();
+        let g = c.begin("a");
+        let a = Answer::Unresponsive {
+            op: "status",
+            timeout: Duration::from_secs(5),
+        };
+        c.store("a", g, a, t0);
+        assert!(c.get("a", t0).is_some());
+        // Continued after a stop: it beats again, so the next reader asks it.
+        c.alive("a", t0);
+        assert!(c.get("a", t0).is_none());
+        // A heartbeat of a sandbox never asked about is not kept.
+        c.alive("b", t0);
+        let g = c.begin("b");
+        c.store("b", g, status(true), t0);
+        assert!(c.get_live("b", t0).is_none());
+        c.alive("b", t0);
+        assert!(c.get_live("b", t0).is_some());
+        // Forgotten, its heartbeats are gone too, and a late one brings nothing back.
+        c.forget("b");
+        c.alive("b", t0);
+        let g = c.begin("b");
+        c.store("b", g, status(true), t0);
+        assert!(c.get_live("b", t0).is_none());
     }
 
     #[test]

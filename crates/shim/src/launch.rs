@@ -5,6 +5,7 @@ use std::ffi::OsString;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Parsed command line of `podhost-shim`.
 #[derive(Debug, Clone)]
@@ -26,11 +27,19 @@ pub struct Config {
     /// Rotation of the containers' logs (`--log-max-size`, `--log-max-files`); none
     /// when the daemon that started us did not ask for it.
     pub log_rotation: Option<crate::logrotate::Policy>,
+    /// How often subscribers get an `alive` event (`--heartbeat-ms`): the daemon's proof
+    /// that this loop still answers, cheaper than a status request per pod.
+    pub heartbeat: Duration,
 }
+
+/// The heartbeat when `--heartbeat-ms` is not given. The daemon counts a shim silent for
+/// two and a half of these as one to ask (`podhost_runtime::status_cache`).
+pub const HEARTBEAT: Duration = Duration::from_secs(5);
 
 const USAGE: &str = "usage: podhost-shim --id <sandbox-id> --dir <state-dir> --netns <netns-file> \
 --hostname <name> --pause <pause-binary> --runc <podhost-runc> --runc-root <dir> \
-[--host-pid] [--host-ipc] [--host-uts] [--log-max-size <bytes> [--log-max-files <n>]]";
+[--host-pid] [--host-ipc] [--host-uts] [--log-max-size <bytes> [--log-max-files <n>]] \
+[--heartbeat-ms <ms>]";
 
 impl Config {
     /// Parses `--flag value` pairs (all required, no defaults) and the optional
@@ -49,6 +58,7 @@ impl Config {
         let mut it = args.into_iter();
         let (mut host_pid, mut host_ipc, mut host_uts) = (false, false, false);
         let mut log_flags = crate::logrotate::Flags::default();
+        let mut heartbeat = HEARTBEAT;
         while let Some(flag) = it.next() {
             let flag = flag.to_string_lossy().into_owned();
             match flag.as_str() {
@@ -65,6 +75,18 @@ impl Config {
                     continue;
                 }
                 _ => {}
+            }
+            if flag == "--heartbeat-ms" {
+                let v = it
+                    .next()
+                    .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
+                heartbeat = v
+                    .to_str()
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .filter(|ms| *ms > 0)
+                    .map(Duration::from_millis)
+                    .ok_or_else(|| format!("invalid --heartbeat-ms {v:?}: a number of ms > 0"))?;
+                continue;
             }
             if crate::logrotate::Flags::NAMES.contains(&flag.as_str()) {
                 let v = it
@@ -113,6 +135,7 @@ impl Config {
             host_ipc,
             host_uts,
             log_rotation: log_flags.policy()?,
+            heartbeat,
         })
     }
 }

@@ -209,6 +209,9 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         signal: Option<i32>,
     },
+    /// The shim's loop still runs (every `--heartbeat-ms`): a subscriber that stops
+    /// getting these has a shim that hangs or was stopped.
+    Alive,
 }
 
 /// `id` used in [`Event::Exit`] for the pause process.

@@ -172,6 +172,8 @@ pub struct Shim {
     next_token: u64,
     buf: Vec<u8>,
     stop: bool,
+    /// When subscribers get their next `alive` event.
+    next_heartbeat: Instant,
 }
 
 fn would_block(e: &io::Error) -> bool {
@@ -232,6 +234,7 @@ impl Shim {
             next_token: 1,
             buf: vec![0u8; 64 * 1024],
             stop: false,
+            next_heartbeat: Instant::now(),
         })
     }
 
@@ -254,8 +257,9 @@ impl Shim {
             fds.clear();
             slots.clear();
             self.build_pollset(&mut fds, &mut slots);
+            let timeout = self.heartbeat_due();
             // SAFETY: fds is a valid array of fds.len() pollfd entries.
-            let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
+            let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
             if n < 0 {
                 let e = io::Error::last_os_error();
                 if e.kind() != io::ErrorKind::Interrupted {
@@ -275,6 +279,24 @@ impl Shim {
             }
             self.drop_dead_clients();
         }
+    }
+
+    /// Sends the heartbeat when it is due; returns poll's timeout until the next one in
+    /// ms (-1, none, without subscribers: an idle pod's shim then sleeps for good).
+    fn heartbeat_due(&mut self) -> libc::c_int {
+        if !self.clients.iter().any(|c| c.subscribed && !c.dead) {
+            return -1;
+        }
+        let now = Instant::now();
+        if now >= self.next_heartbeat {
+            self.broadcast(&Event::Alive);
+            self.next_heartbeat = now + self.cfg.heartbeat;
+        }
+        let left = self.next_heartbeat.saturating_duration_since(now);
+        // Rounded up: woken a little late rather than early and spinning.
+        left.as_millis()
+            .saturating_add(1)
+            .min(libc::c_int::MAX as u128) as libc::c_int
     }
 
     /// Forgets closed connections. An attach session that had stdin has ended: a

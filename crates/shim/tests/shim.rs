@@ -378,13 +378,15 @@ fn parse_cri(line: &str) -> (String, String, String) {
 
 fn next_exit(sub: &mut Client, id: &str) -> (i32, Option<i32>) {
     loop {
-        let Event::Exit {
+        if let Event::Exit {
             id: got,
             exit_code,
             signal,
-        } = sub.next_event().unwrap();
-        if got == id {
-            return (exit_code, signal);
+        } = sub.next_event().unwrap()
+        {
+            if got == id {
+                return (exit_code, signal);
+            }
         }
     }
 }
@@ -828,6 +830,67 @@ fn sigterm_shuts_the_pod_down() {
     });
     assert!(!env.sock().exists());
     assert_eq!(env.leftovers(), Vec::<String>::new());
+}
+
+/// Subscribers get an `alive` event at once and then every `--heartbeat-ms`, between
+/// exits too; a stopped shim sends none (what the daemon's staleness check relies on).
+#[test]
+fn subscribers_get_a_heartbeat_while_the_loop_runs() {
+    let mut env = Env::new("beat");
+    let (_pause, shim) = env.start_with(&["--heartbeat-ms", "200"]);
+    let mut sub = Client::connect(&env.sock()).unwrap();
+    sub.stream()
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    sub.call(&Request::Subscribe)
+        .unwrap()
+        .into_result()
+        .unwrap();
+    assert_eq!(sub.next_event().unwrap(), Event::Alive, "the first at once");
+    for _ in 0..3 {
+        assert_eq!(sub.next_event().unwrap(), Event::Alive);
+    }
+    // An exit in between comes as it happens, and the beat goes on.
+    env.create("c", "exit 4\n");
+    env.call(Request::StartContainer { id: "c".into() })
+        .into_result()
+        .unwrap();
+    assert_eq!(next_exit(&mut sub, "c"), (4, None));
+    assert_eq!(sub.next_event().unwrap(), Event::Alive);
+    // Stopped, it goes silent; continued, it beats again.
+    unsafe { libc::kill(shim, libc::SIGSTOP) };
+    wait_until("the shim stopped", Duration::from_secs(5), || {
+        status_field(shim, "State").starts_with('T')
+    });
+    // What it sent before it stopped is still on the way: take it.
+    sub.stream()
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    while sub.next_event().is_ok() {}
+    sub.stream()
+        .set_read_timeout(Some(Duration::from_millis(600)))
+        .unwrap();
+    let err = sub.next_event().expect_err("a stopped shim sends nothing");
+    assert!(
+        matches!(
+            err.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+        "{err}"
+    );
+    unsafe { libc::kill(shim, libc::SIGCONT) };
+    sub.stream()
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    assert_eq!(sub.next_event().unwrap(), Event::Alive);
+    // Bad values are refused at start.
+    let out = env
+        .shim_cmd(&pause_bin(), &env.netns.clone())
+        .args(["--heartbeat-ms", "0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--heartbeat-ms"));
 }
 
 /// Not a test on its own: the fake runc runs this test binary with

@@ -93,8 +93,9 @@ pub struct Settings {
     /// How often a pod with work left (starting, restarting, Unknown …) syncs without
     /// events.
     pub resync: Duration,
-    /// How often a steady pod (see [`PodWorker::steady`]) asks its shim whether it still
-    /// answers: what a shim cannot report by event (stopped, hung). Spread ±25 %.
+    /// How often a steady pod (see [`PodWorker::steady`]) checks that its shim still
+    /// answers (by its heartbeat, or by asking): what a shim cannot report by event
+    /// (stopped, hung). Spread ±25 %.
     pub steady_check: Duration,
     /// A steady pod's full sync without events, like kubelet's evented PLEG relist
     /// (300 s). Spread ±25 %.
@@ -320,7 +321,9 @@ impl PodWorker {
                     }
                     ev = events.recv() => {
                         match ev {
-                            Ok(RuntimeEvent::ContainerExited { sandbox_id, .. }) | Ok(RuntimeEvent::SandboxExited { sandbox_id })
+                            Ok(RuntimeEvent::ContainerExited { sandbox_id, .. })
+                            | Ok(RuntimeEvent::SandboxExited { sandbox_id })
+                            | Ok(RuntimeEvent::ShimSilent { sandbox_id })
                                 if Some(&sandbox_id) == self.rec.sandbox_id.as_ref() => break,
                             Ok(_) => continue,
                             Err(broadcast::error::RecvError::Lagged(_)) => break,
@@ -429,9 +432,10 @@ impl PodWorker {
             })
     }
 
-    /// The steady check: one status request to the shim. True when it answers and the
-    /// pause runs (nothing to sync); otherwise the caller syncs, with this answer (a
-    /// shim that does not answer is not waited for twice).
+    /// The steady check: the sandbox's status, for which the runtime asks the shim only
+    /// when its heartbeat has gone quiet (a stopped or hung shim). True when the pause
+    /// runs (nothing to sync); otherwise the caller syncs, with this answer (a shim that
+    /// does not answer is not waited for twice).
     async fn steady_check(&mut self) -> bool {
         let Some(id) = &self.rec.sandbox_id else {
             return false;
