@@ -4,9 +4,11 @@
 # `ps -a` latency (median of 10 calls each), daemon VmRSS, VmRSS/Pss of every shim +
 # pause, the memory cgroup of an idle pod, and the time to delete them all (grace 0).
 #
-# Usage: sudo bench/density.sh [-n N] [-o DIR] [--no-build]   (default N=100)
+# Usage: sudo [BATCH=B] bench/density.sh [-n N] [-o DIR] [--no-build]   (default N=100)
 #   Writes DIR/density.md (default bench/results). Release binaries from
-#   ${CARGO_TARGET_DIR:-target}/release; own root, cgroup parent and bridge.
+#   ${CARGO_TARGET_DIR:-target}/release (or PODHOST_BENCH_BIN); own root, cgroup parent
+#   and bridge. BATCH=B applies the pods B at a time, each batch waited for until all
+#   pods so far run, and reports each batch's time.
 set -euo pipefail
 
 N=100
@@ -19,25 +21,47 @@ SERVE_ARGS=()
 # shellcheck source=bench/lib.sh
 . "$HERE/lib.sh"
 
-usage() { sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 bench_args "$@"
+BATCH="${BATCH:-$N}"
+[[ "$BATCH" =~ ^[1-9][0-9]*$ ]] || die "BATCH needs a positive integer"
+# More pods than a /24 holds: a /16 of its own.
+[ "$N" -gt 250 ] && export BENCH_CLUSTER_CIDR="10.$(( 150 + $$ % 50 )).0.0/16"
 bench_start
 mkdir -p "$OUT"
 
-for i in $(seq "$N"); do
-    [ "$i" -gt 1 ] && echo "---"
-    bench_pod "dens-$i"
-done >"$ROOT/pods.yaml"
+# Pods [FROM, TO] applied in one file; waits until TO pods run; prints apply's ms.
+apply_batch() {
+    local from="$1" to="$2" i t running deadline
+    for i in $(seq "$from" "$to"); do
+        [ "$i" -gt "$from" ] && echo "---"
+        bench_pod "dens-$i"
+    done >"$ROOT/pods-$from.yaml"
+    t=$(bench_now_ms)
+    ph apply -f "$ROOT/pods-$from.yaml" >/dev/null || die "apply failed"
+    echo $(( $(bench_now_ms) - t ))
+    deadline=$(( $(date +%s) + 600 ))
+    while :; do
+        running="$(ph get pods 2>/dev/null | awk '$2 == "2/2" && $3 == "Running"' | wc -l)"
+        [ "$running" -ge "$to" ] && break
+        [ "$(date +%s)" -lt "$deadline" ] || die "only $running of $to pods Running after 600 s"
+        sleep 0.1
+    done
+}
 
 t0=$(bench_now_ms)
-ph apply -f "$ROOT/pods.yaml" >/dev/null || die "apply failed"
-t_apply=$(( $(bench_now_ms) - t0 ))
-deadline=$(( $(date +%s) + 600 ))
-while :; do
-    running="$(ph get pods 2>/dev/null | awk '$2 == "2/2" && $3 == "Running"' | wc -l)"
-    [ "$running" -ge "$N" ] && break
-    [ "$(date +%s)" -lt "$deadline" ] || die "only $running of $N pods Running after 600 s"
-    sleep 0.1
+batches=""
+t_apply=""
+from=1
+while [ "$from" -le "$N" ]; do
+    to=$(( from + BATCH - 1 )); [ "$to" -gt "$N" ] && to="$N"
+    tb=$(bench_now_ms)
+    a="$(apply_batch "$from" "$to")"
+    t_apply="${t_apply:+$t_apply, }$a"
+    tb=$(( $(bench_now_ms) - tb ))
+    batches="${batches:+$batches, }$tb"
+    log "pods $from-$to Running after $tb ms (apply returned in $a ms)"
+    from=$(( to + 1 ))
 done
 t_running=$(( $(bench_now_ms) - t0 ))
 log "$N pods Running after $t_running ms"
@@ -89,12 +113,13 @@ t_delete=$(( $(bench_now_ms) - t0 ))
 
 MD="$OUT/density.md"
 {
-    echo "Density, $N web + sidecar pods in one apply; $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), podhost $(git -C "$REPO" rev-parse --short HEAD)"
+    echo "Density, $N web + sidecar pods applied $BATCH at a time; binaries $BIN; $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), podhost $(git -C "$REPO" rev-parse --short HEAD)"
     echo
     echo "| figure | value |"
     echo "|---|---|"
-    echo "| \`apply\` of $N pods returns | $t_apply ms |"
+    echo "| \`apply\` of $BATCH pods returns | $t_apply ms |"
     echo "| all $N pods 2/2 Running | $t_running ms |"
+    [ "$BATCH" -lt "$N" ] && echo "| each batch of $BATCH applied → all so far Running | $batches ms |"
     echo "| \`get pods\` with $N pods (n / median / p90, ms) | $get_ms |"
     echo "| \`ps -a\` with $N pods (n / median / p90, ms) | $ps_ms |"
     echo "| daemon CPU, $N idle pods (over $idle_secs s) | $idle_cpu % of a core |"

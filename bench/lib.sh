@@ -79,7 +79,7 @@ bench_start() {
     done
     ROOT="$(mktemp -d /tmp/phb.XXXX)"
     PODHOST_CGROUP_PARENT="$CGROUP_PARENT" PODHOST_CNI_BRIDGE="$BRIDGE" \
-        PODHOST_CLUSTER_CIDR="10.251.$(( $$ % 250 )).0/24" \
+        PODHOST_CLUSTER_CIDR="${BENCH_CLUSTER_CIDR:-10.251.$(( $$ % 250 )).0/24}" \
         "$PH" --root "$ROOT" serve --no-cri "${SERVE_ARGS[@]}" </dev/null >"$ROOT/daemon.log" 2>&1 &
     DAEMON_PID=$!
     for _ in $(seq 400); do ph get pods >/dev/null 2>&1 && break; sleep 0.05; done
