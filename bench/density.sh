@@ -17,7 +17,9 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/.." && pwd)"
 OUT="$HERE/results"
 CGROUP_PARENT="podhost-bench-density"
-SERVE_ARGS=()
+# BENCH_SERVE_ARGS: extra `podhost serve` arguments, space-separated (e.g. to switch a
+# periodic task off and see what it costs).
+read -r -a SERVE_ARGS <<<"${BENCH_SERVE_ARGS:-}"
 # shellcheck source=bench/lib.sh
 . "$HERE/lib.sh"
 
@@ -122,7 +124,7 @@ MD="$OUT/density.md"
     [ "$BATCH" -lt "$N" ] && echo "| each batch of $BATCH applied → all so far Running | $batches ms |"
     echo "| \`get pods\` with $N pods (n / median / p90, ms) | $get_ms |"
     echo "| \`ps -a\` with $N pods (n / median / p90, ms) | $ps_ms |"
-    echo "| daemon CPU, $N idle pods (over $idle_secs s) | $idle_cpu % of a core |"
+    echo "| daemon CPU, $N idle pods (over $idle_secs s) | $idle_cpu % of a core${SERVE_ARGS[*]:+ (serve ${SERVE_ARGS[*]})} |"
     echo "| daemon VmRSS | $daemon_rss KiB |"
     echo "| shim + pause VmRSS per pod (n / median / p90, KiB) | $(awk '{ print $1 }' "$ROOT/mem.txt" | bench_stats) |"
     echo "| shim + pause Pss per pod (n / median / p90, KiB) | $(awk '{ print $2 }' "$ROOT/mem.txt" | bench_stats) |"

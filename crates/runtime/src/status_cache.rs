@@ -203,6 +203,13 @@ mod tests {
         })
     }
 
+    fn unresponsive() -> Answer {
+        Answer::Unresponsive {
+            op: "status",
+            timeout: Duration::from_secs(5),
+        }
+    }
+
     fn running(a: Option<Answer>) -> Option<bool> {
         match a? {
             Answer::Status(s) => Some(s.pause_running),
@@ -290,11 +297,7 @@ mod tests {
         let c = StatusCache::new(Duration::from_secs(10));
         let t0 = Instant::now();
         let g = c.begin("a");
-        let a = Answer::Unresponsive {
-            op: "status",
-            timeout: Duration::from_secs(5),
-        };
-        c.store("a", g, a, t0);
+        c.store("a", g, unresponsive(), t0);
         assert!(c.get("a", t0).is_some());
         // Continued after a stop: it beats again, so the next reader asks it.
         c.alive("a", t0);
@@ -319,11 +322,7 @@ mod tests {
         let c = StatusCache::new(Duration::from_secs(10));
         let t0 = Instant::now();
         let g = c.begin("a");
-        let a = Answer::Unresponsive {
-            op: "status",
-            timeout: Duration::from_secs(5),
-        };
-        c.store("a", g, a, t0);
+        c.store("a", g, unresponsive(), t0);
         assert!(matches!(
             c.get("a", t0),
             Some(Answer::Unresponsive { op: "status", .. })
