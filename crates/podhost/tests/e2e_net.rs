@@ -287,3 +287,164 @@ fn cni_error_is_the_pod_status_reason_and_the_pod_recovers() {
     assert!(p["status"]["reason"].is_null(), "{}", p["status"]);
     env.teardown();
 }
+
+/// A network namespace standing for "outside" the host: a veth pair with the host's end
+/// at `host_ip` and the other end at `ip` inside it, on a /30 of the benchmarking range
+/// (198.18.0.0/15) with no route back to any pod CIDR. Removed on drop.
+struct Outside {
+    netns: String,
+    host_if: String,
+    host_ip: String,
+    ip: String,
+}
+
+impl Outside {
+    fn new() -> Outside {
+        let pid = std::process::id();
+        let third = pid % 250;
+        let o = Outside {
+            netns: format!("phm-out-{pid}"),
+            host_if: format!("phm{}h", pid % 100_000),
+            host_ip: format!("198.18.{third}.1"),
+            ip: format!("198.18.{third}.2"),
+        };
+        let peer = format!("phm{}o", pid % 100_000);
+        let host_cidr = format!("{}/30", o.host_ip);
+        let ip_cidr = format!("{}/30", o.ip);
+        let steps: [Vec<&str>; 6] = [
+            vec!["netns", "add", &o.netns],
+            vec![
+                "link", "add", &o.host_if, "type", "veth", "peer", "name", &peer, "netns", &o.netns,
+            ],
+            vec!["addr", "add", &host_cidr, "dev", &o.host_if],
+            vec!["link", "set", &o.host_if, "up"],
+            vec!["-n", &o.netns, "addr", "add", &ip_cidr, "dev", &peer],
+            vec!["-n", &o.netns, "link", "set", &peer, "up"],
+        ];
+        for args in steps {
+            let st = std::process::Command::new("ip")
+                .args(&args)
+                .status()
+                .expect("ip");
+            assert!(st.success(), "ip {args:?}");
+        }
+        o
+    }
+
+    /// Serves one HTTP request on `ip:port` inside the namespace, answering with the
+    /// address the connection came from; returns that address.
+    fn serve_once(&self, port: u16) -> std::thread::JoinHandle<String> {
+        let (netns, ip) = (format!("/run/netns/{}", self.netns), self.ip.clone());
+        std::thread::spawn(move || {
+            let f = std::fs::File::open(&netns).expect("open netns");
+            use std::os::fd::AsRawFd;
+            // SAFETY: setns on this thread only, with a valid netns fd.
+            let rc = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
+            let l = std::net::TcpListener::bind((ip.as_str(), port)).expect("bind outside");
+            l.set_nonblocking(true).expect("nonblocking");
+            let end = std::time::Instant::now() + common::scaled(Duration::from_secs(60));
+            loop {
+                match l.accept() {
+                    Ok((mut s, peer)) => {
+                        let _ = s.set_nonblocking(false);
+                        let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+                        let mut req = [0u8; 1024];
+                        let _ = s.read(&mut req);
+                        let _ = write!(s, "HTTP/1.0 200 OK\r\n\r\nseen {}\n", peer.ip());
+                        return peer.ip().to_string();
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        assert!(std::time::Instant::now() < end, "no connection came");
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    Err(e) => panic!("accept: {e}"),
+                }
+            }
+        })
+    }
+}
+
+impl Drop for Outside {
+    fn drop(&mut self) {
+        // The namespace takes its veth end, and so the pair, with it.
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.netns])
+            .status();
+        let _ = std::process::Command::new("ip")
+            .args(["link", "del", &self.host_if])
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
+
+/// The default network's nat rules tagged with `tag`.
+fn nat_rules(tag: &str) -> Vec<String> {
+    let out = std::process::Command::new("iptables-save")
+        .args(["-t", "nat"])
+        .output()
+        .expect("iptables-save");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains(tag))
+        .map(String::from)
+        .collect()
+}
+
+/// A pod's traffic to an address outside the host leaves with the host's address, through
+/// one masquerade rule the network shares (put in place by the first pod, taken away with
+/// the last), not a chain per pod: the reply comes back although "outside" has no route
+/// to the pod CIDR.
+#[test]
+fn traffic_out_of_the_pod_network_is_masqueraded_by_one_shared_rule() {
+    let env = Env::new();
+    let outside = Outside::new();
+    let shared_tag = format!("name: \\\"{}\\\" podhost shared masquerade", env.bridge);
+    let per_pod_tag = format!("name: \\\"{}\\\" id:", env.bridge);
+    for name in ["a", "b"] {
+        env.apply(
+            &format!("{name}.yaml"),
+            &format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - {{name: c, image: busybox, command: [sleep, '3600']}}\n"),
+        );
+    }
+    env.wait_ready("a");
+    env.wait_ready("b");
+    let rules = nat_rules(&shared_tag);
+    assert_eq!(
+        rules
+            .iter()
+            .filter(|r| r.starts_with("-A POSTROUTING"))
+            .count(),
+        1,
+        "one jump for both pods: {rules:#?}"
+    );
+    assert_eq!(
+        rules.len(),
+        4,
+        "the jump and its chain's 3 rules: {rules:#?}"
+    );
+    assert!(nat_rules(&per_pod_tag).is_empty(), "no per-pod chain");
+
+    let server = outside.serve_once(8080);
+    let got = exec(
+        &env,
+        "a",
+        "c",
+        &["wget", "-qO-", &format!("http://{}:8080/", outside.ip)],
+    );
+    let peer = server.join().expect("server thread");
+    assert_eq!(peer, outside.host_ip, "masqueraded to the host's address");
+    assert_eq!(got.trim(), format!("seen {}", outside.host_ip));
+
+    // The rule stays while a pod needs it, and goes with the last one.
+    env.ok(&["delete", "pod", "a"]);
+    assert_eq!(nat_rules(&shared_tag).len(), 4, "b still needs it");
+    env.ok(&["delete", "pod", "b"]);
+    assert!(
+        nat_rules(&shared_tag).is_empty(),
+        "{:#?}",
+        nat_rules(&shared_tag)
+    );
+    drop(outside);
+    env.teardown();
+}

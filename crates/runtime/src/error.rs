@@ -138,6 +138,15 @@ pub enum RuntimeError {
         /// The limit that passed.
         timeout: std::time::Duration,
     },
+    /// The default network's shared masquerade rule could not be put in place.
+    #[error("network {network:?}: shared masquerade rule: {source}")]
+    Masquerade {
+        /// Network name.
+        network: String,
+        /// Underlying error.
+        #[source]
+        source: super::network::masquerade::MasqueradeError,
+    },
     /// A CNI plugin or network config failed (the plugin is named in the source).
     #[error("network {network:?}: {source}")]
     Cni {

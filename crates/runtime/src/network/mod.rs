@@ -12,12 +12,14 @@
 
 pub mod cni;
 pub mod files;
+pub mod masquerade;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use tracing::Instrument;
 
 use super::netns;
 use super::RuntimeError;
@@ -91,6 +93,10 @@ pub struct Attachment {
     /// gone, and the bridge plugin then forgets the masquerade rules of the address.
     #[serde(default)]
     pub del_started: bool,
+    /// Masqueraded by the network's one shared rule (podhost's own default network,
+    /// bridge run without `ipMasq`), not by per-pod rules of the bridge plugin.
+    #[serde(default)]
+    pub shared_masquerade: bool,
 }
 
 /// The pod network manager of one daemon.
@@ -105,6 +111,17 @@ pub struct Network {
     /// Attachments this daemon process began: no plugin of a previous daemon can still
     /// be working on them.
     begun_here: std::sync::Mutex<HashSet<String>>,
+    /// The shared masquerade rule and the attachments that need it.
+    shared: tokio::sync::Mutex<SharedMasquerade>,
+}
+
+/// Who needs the default network's shared masquerade rule, and whether it is in place.
+#[derive(Debug, Default)]
+struct SharedMasquerade {
+    /// Attachment ids with [`Attachment::shared_masquerade`].
+    users: HashSet<String>,
+    /// Put in place by this daemon (unknown, so checked, at start).
+    installed: bool,
 }
 
 impl Network {
@@ -124,8 +141,16 @@ impl Network {
             records_dir: records_dir.to_path_buf(),
             netns_dir: netns_dir.to_path_buf(),
             begun_here: Default::default(),
+            shared: Default::default(),
         };
         net.write_default_conflist()?;
+        let users = net
+            .records()
+            .into_iter()
+            .filter(|a| a.shared_masquerade)
+            .map(|a| a.id)
+            .collect();
+        net.shared.try_lock().map(|mut s| s.users = users).ok();
         Ok(net)
     }
 
@@ -200,7 +225,7 @@ impl Network {
                 source,
             }
         })?;
-        let list = self.plugins_to_run(list, pod, ports);
+        let (list, shared_masquerade) = self.plugins_to_run(list, pod, ports);
         let pin = self.netns_dir.join(id);
         let mut runtime = RuntimeConf {
             container_id: id.to_string(),
@@ -243,6 +268,7 @@ impl Network {
             ips: Vec::new(),
             port_mappings: ports.to_vec(),
             del_started: false,
+            shared_masquerade,
         };
         // The record first: a crash from here on leaves something to clean up from.
         crate::step!("net_record").in_scope(|| self.save(&att))?;
@@ -250,7 +276,20 @@ impl Network {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(id.to_string());
+        if att.shared_masquerade {
+            // Before the pod can send anything: its traffic out is masqueraded from the start.
+            let ensured = self
+                .use_shared_masquerade(id)
+                .instrument(crate::step!("masquerade"))
+                .await;
+            if let Err(e) = ensured {
+                self.release_shared_masquerade(id).await;
+                let _ = std::fs::remove_file(self.record_path(id));
+                return Err(e);
+            }
+        }
         if let Err(e) = crate::step!("netns").in_scope(|| netns::create_pinned(&pin)) {
+            self.release_shared_masquerade(id).await;
             let _ = std::fs::remove_file(self.record_path(id));
             return Err(e);
         }
@@ -276,11 +315,20 @@ impl Network {
     /// podhost's (not a kubelet's): `loopback`, since [`netns::create_pinned`] brought
     /// `lo` up already, and `portmap` when the pod publishes no port (it then passes the
     /// previous result on). Each is a process start, and portmap's DEL runs iptables even
-    /// when ADD had no mappings. The attachment records the list that ran, so DEL, also
-    /// after a crash, runs the same plugins; any other config runs exactly as written.
-    fn plugins_to_run(&self, list: ConfList, pod: &PodRef<'_>, ports: &[PortMapping]) -> ConfList {
+    /// when ADD had no mappings. Its bridge then runs without `ipMasq` (true: the pod
+    /// uses the network's shared masquerade rule instead): the plugin's per-pod chain
+    /// costs several iptables runs at each ADD and DEL, each slower the more pods have
+    /// one (iptables reads the whole table), which made every batch of 100 pods slower
+    /// than the last. The attachment records the list that ran, so DEL, also after a
+    /// crash, runs the same plugins; any other config runs exactly as written.
+    fn plugins_to_run(
+        &self,
+        list: ConfList,
+        pod: &PodRef<'_>,
+        ports: &[PortMapping],
+    ) -> (ConfList, bool) {
         if pod.kubelet || !self.is_default(&list) {
-            return list;
+            return (list, false);
         }
         let mut list = list;
         list.plugins.retain(|p| match plugin_type(p) {
@@ -288,7 +336,54 @@ impl Network {
             "portmap" => !ports.is_empty(),
             _ => true,
         });
-        list
+        for p in list.plugins.iter_mut() {
+            if plugin_type(p) == "bridge" {
+                p["ipMasq"] = Value::Bool(false);
+            }
+        }
+        (list, true)
+    }
+
+    /// Count attachment `id` as a user of the shared masquerade rule, and put the rule
+    /// in place unless this daemon did already.
+    async fn use_shared_masquerade(&self, id: &str) -> Result<(), RuntimeError> {
+        let mut shared = self.shared.lock().await;
+        shared.users.insert(id.to_string());
+        if !shared.installed {
+            masquerade::ensure(&masquerade::Rule::of(&self.settings))
+                .await
+                .map_err(|source| RuntimeError::Masquerade {
+                    network: self.settings.bridge.clone(),
+                    source,
+                })?;
+            shared.installed = true;
+        }
+        Ok(())
+    }
+
+    /// Attachment `id` no longer needs the shared masquerade rule: the last one out
+    /// removes it.
+    async fn release_shared_masquerade(&self, id: &str) {
+        let mut shared = self.shared.lock().await;
+        if !shared.users.remove(id) || !shared.users.is_empty() {
+            return;
+        }
+        masquerade::remove(&masquerade::Rule::of(&self.settings)).await;
+        shared.installed = false;
+    }
+
+    /// At start, once the garbage is collected: a rule no attachment needs (its last
+    /// user's DEL was cut short by a crash) is removed.
+    pub async fn sweep_shared_masquerade(&self) {
+        let mut shared = self.shared.lock().await;
+        if !shared.users.is_empty() {
+            return;
+        }
+        let rule = masquerade::Rule::of(&self.settings);
+        if masquerade::exists(&rule).await {
+            masquerade::remove(&rule).await;
+        }
+        shared.installed = false;
     }
 
     /// Whether `list` is the default conflist podhost wrote, as written.
@@ -326,6 +421,9 @@ impl Network {
             Ok(()) => self.forget(att),
             Err(c) => Err(Self::cni_error(&att.network, c)),
         };
+        if cleanup.is_ok() {
+            self.release_shared_masquerade(&att.id).await;
+        }
         match cleanup {
             Ok(()) => error,
             Err(c) => RuntimeError::WithCleanup {
@@ -388,7 +486,9 @@ impl Network {
         if sweep {
             remove_masquerade(&att.network.name, &att.runtime.container_id).await;
         }
-        self.forget(att)
+        self.forget(att)?;
+        self.release_shared_masquerade(&att.id).await;
+        Ok(())
     }
 
     /// Every attachment record on disk.
@@ -448,6 +548,7 @@ impl Network {
                 tracing::warn!("removing stale netns pin: {e}");
             }
         }
+        self.sweep_shared_masquerade().await;
     }
 }
 
@@ -673,9 +774,18 @@ mod plugin_tests {
         };
         let all = ["bridge", "portmap", "loopback"];
         assert_eq!(types(&list), all);
-        let run =
-            |kubelet, ports: &[PortMapping]| net.plugins_to_run(list.clone(), &pod(kubelet), ports);
+        let run = |kubelet, ports: &[PortMapping]| {
+            net.plugins_to_run(list.clone(), &pod(kubelet), ports).0
+        };
         assert_eq!(types(&run(false, &[])), ["bridge"]);
+        // Its bridge masquerades through the shared rule, not per pod.
+        let (trimmed, shared) = net.plugins_to_run(list.clone(), &pod(false), &[]);
+        assert!(shared);
+        assert_eq!(trimmed.plugins[0]["ipMasq"], Value::Bool(false));
+        assert_eq!(list.plugins[0]["ipMasq"], Value::Bool(true), "as written");
+        let (as_written, shared) = net.plugins_to_run(list.clone(), &pod(true), &[]);
+        assert!(!shared);
+        assert_eq!(as_written.plugins[0]["ipMasq"], Value::Bool(true));
         assert_eq!(
             types(&run(false, std::slice::from_ref(&port))),
             ["bridge", "portmap"]
@@ -685,9 +795,11 @@ mod plugin_tests {
         // Any edit makes it the user's list: it runs as written.
         let mut edited = list.clone();
         edited.plugins[0]["hairpinMode"] = Value::Bool(false);
-        assert_eq!(types(&net.plugins_to_run(edited, &pod(false), &[])), all);
+        assert_eq!(types(&net.plugins_to_run(edited, &pod(false), &[]).0), all);
         let mut renamed = list.clone();
         renamed.source = settings.cni_conf_dir.join("05-mine.conflist");
-        assert_eq!(types(&net.plugins_to_run(renamed, &pod(false), &[])), all);
+        let (renamed, shared) = net.plugins_to_run(renamed, &pod(false), &[]);
+        assert_eq!(types(&renamed), all);
+        assert!(!shared && renamed.plugins[0]["ipMasq"] == Value::Bool(true));
     }
 }
