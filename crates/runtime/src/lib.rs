@@ -42,7 +42,7 @@ pub mod state_file;
 mod status_cache;
 pub mod trace;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -156,6 +156,16 @@ pub struct ContainerStats {
     /// Bytes and inodes of the container's writable layer (the overlay's upper dir).
     #[serde(default)]
     pub writable_layer: Option<LayerUsage>,
+}
+
+/// Whose writable layers a stats call measures: walking every file a container wrote
+/// is the costly part of the stats.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LayerWalk {
+    /// Every container's.
+    All,
+    /// Only those of the containers of these sandboxes (ids).
+    Sandboxes(HashSet<String>),
 }
 
 /// Space used by a container's writable layer.
@@ -735,6 +745,15 @@ pub trait Runtime: Send + Sync + 'static {
     /// Cumulative CPU and memory counters of every ready sandbox and its containers (CRI
     /// `ListPodSandboxStats` and `ListContainerStats`).
     async fn list_pod_sandbox_stats(&self) -> Result<Vec<SandboxStats>, RuntimeError>;
+    /// [`Runtime::list_pod_sandbox_stats`] with only the writable layers `walk` names
+    /// measured (the others' `writable_layer` is `None`).
+    async fn pod_sandbox_stats_walking(
+        &self,
+        walk: &LayerWalk,
+    ) -> Result<Vec<SandboxStats>, RuntimeError> {
+        let _ = walk;
+        self.list_pod_sandbox_stats().await
+    }
     /// Change the cgroup limits of a created or running container (CRI
     /// `UpdateContainerResources`); its status reports them from then on. The OOM score
     /// is fixed at creation and not changed.

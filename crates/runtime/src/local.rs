@@ -1502,7 +1502,14 @@ impl Runtime for LocalRuntime {
     }
 
     async fn list_pod_sandbox_stats(&self) -> Result<Vec<SandboxStats>, RuntimeError> {
-        self.stats().await
+        self.stats(&crate::LayerWalk::All).await
+    }
+
+    async fn pod_sandbox_stats_walking(
+        &self,
+        walk: &crate::LayerWalk,
+    ) -> Result<Vec<SandboxStats>, RuntimeError> {
+        self.stats(walk).await
     }
 
     async fn update_container_resources(

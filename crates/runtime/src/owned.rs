@@ -261,8 +261,21 @@ impl Runtime for Owned {
         self.inner.image_fs_info().await
     }
     async fn list_pod_sandbox_stats(&self) -> Result<Vec<SandboxStats>, RuntimeError> {
+        self.pod_sandbox_stats_walking(&crate::LayerWalk::All).await
+    }
+    async fn pod_sandbox_stats_walking(
+        &self,
+        walk: &crate::LayerWalk,
+    ) -> Result<Vec<SandboxStats>, RuntimeError> {
         let own = self.own_sandboxes().await?;
-        let mut all = self.inner.list_pod_sandbox_stats().await?;
+        // Only the walks of this owner's sandboxes.
+        let walk = match walk {
+            crate::LayerWalk::All => crate::LayerWalk::Sandboxes(own.iter().cloned().collect()),
+            crate::LayerWalk::Sandboxes(ids) => crate::LayerWalk::Sandboxes(
+                ids.iter().filter(|id| own.contains(*id)).cloned().collect(),
+            ),
+        };
+        let mut all = self.inner.pod_sandbox_stats_walking(&walk).await?;
         all.retain(|s| own.contains(&s.id));
         Ok(all)
     }

@@ -3,11 +3,12 @@
 
 use super::LocalRuntime;
 use crate::clock::now_nanos;
-use crate::{ContainerStats, Runtime, RuntimeError, SandboxState, SandboxStats};
+use crate::{ContainerStats, LayerWalk, Runtime, RuntimeError, SandboxState, SandboxStats};
 
 impl LocalRuntime {
-    /// Counters of every ready sandbox and of its containers.
-    pub(super) async fn stats(&self) -> Result<Vec<SandboxStats>, RuntimeError> {
+    /// Counters of every ready sandbox and of its containers, with the writable layers
+    /// `walk` names.
+    pub(super) async fn stats(&self, walk: &LayerWalk) -> Result<Vec<SandboxStats>, RuntimeError> {
         let cg = self.cgroups.clone();
         let mut out = Vec::new();
         for sb in self.list_pod_sandboxes().await? {
@@ -18,9 +19,16 @@ impl LocalRuntime {
             let pod_cgroup = self.pod_cgroup(&sb.id, c);
             let mut containers = Vec::new();
             let listed = self.list_containers(Some(&sb.id)).await?;
+            let walked = match walk {
+                LayerWalk::All => true,
+                LayerWalk::Sandboxes(ids) => ids.contains(&sb.id),
+            };
             // Writable layers are walked on a blocking thread: a container decides how
             // many files its layer holds.
-            let uppers: Vec<_> = listed.iter().map(|ct| self.upper_dir(&ct.id)).collect();
+            let uppers: Vec<_> = match walked {
+                true => listed.iter().map(|ct| self.upper_dir(&ct.id)).collect(),
+                false => Vec::new(),
+            };
             let mountpoint = self.config.state_dir.join("containers");
             let layers = tokio::task::spawn_blocking(move || {
                 uppers

@@ -65,6 +65,20 @@ pub fn pod_limit(pod: &Pod) -> Option<u64> {
     Some(sum.max(inits.unwrap_or(0)))
 }
 
+/// Whether `pod` has anything [`verdict`] checks: an emptyDir `sizeLimit` or an
+/// ephemeral-storage limit. A pod without one can only be evicted for the node's disk.
+pub fn has_limits(pod: &Pod) -> bool {
+    let Some(spec) = pod.spec.as_ref() else {
+        return false;
+    };
+    spec.volumes
+        .iter()
+        .flatten()
+        .any(|v| v.empty_dir.as_ref().is_some_and(|e| e.size_limit.is_some()))
+        || pod_limit(pod).is_some()
+        || spec.containers.iter().any(|c| storage_limit(c).is_some())
+}
+
 /// Why `pod` must be evicted given what it uses, worded like kubelet; `None` when it
 /// stays.
 pub fn verdict(pod: &Pod, usage: &PodUsage) -> Option<String> {
@@ -191,6 +205,20 @@ mod tests {
         assert_eq!(
             verdict(&p, &u).as_deref(),
             Some("Pod ephemeral local storage usage exceeds the total limit of containers 40Mi. ")
+        );
+    }
+
+    #[test]
+    fn only_a_size_limit_or_an_ephemeral_storage_limit_is_a_limit() {
+        assert!(has_limits(&pod(TWO)));
+        let none = "metadata: {name: p}\nspec:\n  containers:\n  - {name: app, image: i, resources: {limits: {memory: 1Gi}, requests: {ephemeral-storage: 1Gi}}}\n  volumes:\n  - {name: v, emptyDir: {}}\n  - {name: m, emptyDir: {medium: Memory}}\n";
+        assert!(!has_limits(&pod(none)));
+        let size = "metadata: {name: p}\nspec:\n  containers:\n  - {name: app, image: i}\n  volumes:\n  - {name: v, emptyDir: {sizeLimit: 1Mi}}\n";
+        assert!(has_limits(&pod(size)));
+        let init = "metadata: {name: p}\nspec:\n  initContainers:\n  - {name: i, image: i, resources: {limits: {ephemeral-storage: 1Mi}}}\n  containers:\n  - {name: app, image: i}\n";
+        assert!(
+            has_limits(&pod(init)),
+            "the pod's total counts init containers"
         );
     }
 
