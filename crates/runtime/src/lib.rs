@@ -769,6 +769,18 @@ pub trait Runtime: Send + Sync + 'static {
     async fn sandbox_refs(&self) -> Result<Vec<SandboxRef>, RuntimeError>;
     /// Every recorded container, without asking shims.
     async fn container_refs(&self) -> Result<Vec<ContainerRef>, RuntimeError>;
+    /// The recorded sandbox `id`, if any, without asking its shim.
+    async fn sandbox_ref(&self, id: &str) -> Result<Option<SandboxRef>, RuntimeError> {
+        Ok(self.sandbox_refs().await?.into_iter().find(|r| r.id == id))
+    }
+    /// The recorded container `id`, if any, without asking its shim.
+    async fn container_ref(&self, id: &str) -> Result<Option<ContainerRef>, RuntimeError> {
+        Ok(self
+            .container_refs()
+            .await?
+            .into_iter()
+            .find(|r| r.id == id))
+    }
     /// Events about exits, so lifecycle reacts without polling (CRI `GetContainerEvents`).
     fn events(&self) -> tokio::sync::broadcast::Receiver<RuntimeEvent>;
 }

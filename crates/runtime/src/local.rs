@@ -1549,6 +1549,24 @@ impl Runtime for LocalRuntime {
             .collect())
     }
 
+    // One record looked up, not all of them listed: ownership checks of the owned views
+    // run on every per-pod call (a steady pod's check too).
+    async fn sandbox_ref(&self, id: &str) -> Result<Option<SandboxRef>, RuntimeError> {
+        Ok(self.lock_sandboxes().get(id).map(|r| SandboxRef {
+            id: r.id.clone(),
+            pod_uid: r.config.uid.clone(),
+            owner: r.config.owner,
+        }))
+    }
+
+    async fn container_ref(&self, id: &str) -> Result<Option<ContainerRef>, RuntimeError> {
+        Ok(self.lock_containers().get(id).map(|r| ContainerRef {
+            id: r.id.clone(),
+            sandbox_id: r.sandbox_id.clone(),
+            image_id: r.image_id.clone(),
+        }))
+    }
+
     fn events(&self) -> broadcast::Receiver<RuntimeEvent> {
         self.events.subscribe()
     }

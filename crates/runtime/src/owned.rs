@@ -42,27 +42,20 @@ impl Owned {
             .collect())
     }
 
+    /// One lookup, not a listing: this runs on every per-pod call through the view.
     async fn owns_sandbox(&self, id: &str) -> Result<bool, RuntimeError> {
         Ok(self
             .inner
-            .sandbox_refs()
+            .sandbox_ref(id)
             .await?
-            .iter()
-            .any(|r| r.id == id && r.owner == self.owner))
+            .is_some_and(|r| r.owner == self.owner))
     }
 
     async fn owns_container(&self, id: &str) -> Result<bool, RuntimeError> {
-        let Some(sandbox) = self
-            .inner
-            .container_refs()
-            .await?
-            .into_iter()
-            .find(|c| c.id == id)
-            .map(|c| c.sandbox_id)
-        else {
+        let Some(c) = self.inner.container_ref(id).await? else {
             return Ok(false);
         };
-        self.owns_sandbox(&sandbox).await
+        self.owns_sandbox(&c.sandbox_id).await
     }
 
     async fn sandbox(&self, id: &str) -> Result<(), RuntimeError> {
