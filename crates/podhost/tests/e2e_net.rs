@@ -448,3 +448,85 @@ fn traffic_out_of_the_pod_network_is_masqueraded_by_one_shared_rule() {
     drop(outside);
     env.teardown();
 }
+
+/// Removes a shared masquerade rule made by hand, whatever the test's outcome.
+struct HandMadeRule {
+    jump: Vec<String>,
+    chain: String,
+}
+
+impl Drop for HandMadeRule {
+    fn drop(&mut self) {
+        let ipt = |args: &[&str]| {
+            let _ = std::process::Command::new("iptables")
+                .args(["-w", "-t", "nat"])
+                .args(args)
+                .stderr(std::process::Stdio::null())
+                .status();
+        };
+        let mut del = vec!["-D"];
+        del.extend(self.jump.iter().map(String::as_str));
+        ipt(&del);
+        ipt(&["-F", &self.chain]);
+        ipt(&["-X", &self.chain]);
+    }
+}
+
+/// A shared masquerade rule no pod needs (left by a daemon that died between the last
+/// pod's DEL and the rule's removal) is swept when the daemon starts again.
+#[test]
+fn a_leftover_shared_masquerade_rule_is_swept_at_start() {
+    let mut env = Env::new();
+    env.stop_daemon();
+    let chain = format!("PH-MASQ-{}", env.bridge);
+    let comment = format!("name: \"{}\" podhost shared masquerade", env.bridge);
+    let jump: Vec<String> = [
+        "POSTROUTING",
+        "-s",
+        &env.cidr,
+        "-m",
+        "comment",
+        "--comment",
+        &comment,
+        "-j",
+        &chain,
+    ]
+    .map(String::from)
+    .to_vec();
+    let rule = HandMadeRule {
+        jump: jump.clone(),
+        chain: chain.clone(),
+    };
+    let ipt = |args: &[&str]| {
+        let st = std::process::Command::new("iptables")
+            .args(["-w", "-t", "nat"])
+            .args(args)
+            .status()
+            .expect("iptables");
+        assert!(st.success(), "iptables {args:?}");
+    };
+    ipt(&["-N", &chain]);
+    ipt(&[
+        "-A",
+        &chain,
+        "-m",
+        "comment",
+        "--comment",
+        &comment,
+        "-j",
+        "MASQUERADE",
+    ]);
+    let mut add = vec!["-A"];
+    add.extend(jump.iter().map(String::as_str));
+    ipt(&add);
+    let tag = format!("name: \\\"{}\\\" podhost shared masquerade", env.bridge);
+    assert_eq!(nat_rules(&tag).len(), 2);
+    env.start_daemon();
+    let end = std::time::Instant::now() + common::scaled(Duration::from_secs(30));
+    while !nat_rules(&tag).is_empty() {
+        assert!(std::time::Instant::now() < end, "{:#?}", nat_rules(&tag));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(rule);
+    env.teardown();
+}

@@ -242,11 +242,11 @@ impl LocalRuntime {
             let rt2 = rt.clone();
             tokio::spawn(async move { rt2.collect_half_made(half_made).await });
         }
+        // Always, even with nothing listed: its end sweeps a shared masquerade rule that
+        // a crash between the last pod's DEL and the rule's removal left.
         let (orphans, pins) = rt.network.garbage(&in_use);
-        if !orphans.is_empty() || !pins.is_empty() {
-            let rt2 = rt.clone();
-            tokio::spawn(async move { rt2.network.collect_garbage(orphans, pins).await });
-        }
+        let rt2 = rt.clone();
+        tokio::spawn(async move { rt2.network.collect_garbage(orphans, pins).await });
         Ok(rt)
     }
 
