@@ -749,9 +749,8 @@ pub trait Runtime: Send + Sync + 'static {
     /// measured (the others' `writable_layer` is `None`).
     async fn pod_sandbox_stats_walking(
         &self,
-        walk: &LayerWalk,
+        _walk: &LayerWalk,
     ) -> Result<Vec<SandboxStats>, RuntimeError> {
-        let _ = walk;
         self.list_pod_sandbox_stats().await
     }
     /// Change the cgroup limits of a created or running container (CRI

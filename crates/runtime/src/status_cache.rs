@@ -25,10 +25,11 @@ use crate::shim_client::ShimStatus;
 pub const STATUS_TTL: Duration = Duration::from_secs(30);
 
 /// A shim whose last heartbeat is older than this is no longer known to be running its
-/// loop: two and a half of the shim's heartbeat intervals (5 s, `podhost-shim
-/// --heartbeat-ms`), so one late beat does not count. The subscription reports such a
-/// silence as an event, which wakes the pod's worker to ask the shim.
-pub const HEARTBEAT_STALE: Duration = Duration::from_millis(12_500);
+/// loop: two and a half of the shim's heartbeat intervals, so one late beat does not
+/// count. The subscription reports such a silence as an event, which wakes the pod's
+/// worker to ask the shim.
+pub const HEARTBEAT_STALE: Duration =
+    Duration::from_millis(podhost_shim::proto::HEARTBEAT.as_millis() as u64 * 5 / 2);
 
 /// A shim's last answer to `status`.
 #[derive(Debug, Clone)]
@@ -60,6 +61,18 @@ struct Inner {
     /// Source of generations, unique over the cache's life (also across a sandbox
     /// forgotten and asked about again).
     next: u64,
+}
+
+impl Inner {
+    /// Forget `id`'s answer, and one under way (a new generation).
+    fn drop_answer(&mut self, id: &str) {
+        self.next += 1;
+        let generation = self.next;
+        if let Some(e) = self.entries.get_mut(id) {
+            e.generation = generation;
+            e.answer = None;
+        }
+    }
 }
 
 /// Last shim answers per sandbox id.
@@ -125,15 +138,12 @@ impl StatusCache {
     /// must not bring its entry back); the next beat counts once it was asked.
     pub fn alive(&self, id: &str, now: Instant) {
         let mut inner = self.lock();
-        inner.next += 1;
-        let fresh = inner.next;
         let Some(e) = inner.entries.get_mut(id) else {
             return;
         };
         e.alive_at = Some(now);
         if matches!(e.answer, Some((_, Answer::Unresponsive { .. }))) {
-            e.generation = fresh;
-            e.answer = None;
+            inner.drop_answer(id);
         }
     }
 
@@ -176,13 +186,7 @@ impl StatusCache {
 
     /// Something about `id` changed (an exit, a request of ours): the next reader asks.
     pub fn invalidate(&self, id: &str) {
-        let mut inner = self.lock();
-        inner.next += 1;
-        let generation = inner.next;
-        if let Some(e) = inner.entries.get_mut(id) {
-            e.generation = generation;
-            e.answer = None;
-        }
+        self.lock().drop_answer(id);
     }
 
     /// The sandbox is gone: drop what is known about it.

@@ -32,10 +32,6 @@ pub struct Config {
     pub heartbeat: Duration,
 }
 
-/// The heartbeat when `--heartbeat-ms` is not given. The daemon counts a shim silent for
-/// two and a half of these as one to ask (`podhost_runtime::status_cache`).
-pub const HEARTBEAT: Duration = Duration::from_secs(5);
-
 const USAGE: &str = "usage: podhost-shim --id <sandbox-id> --dir <state-dir> --netns <netns-file> \
 --hostname <name> --pause <pause-binary> --runc <podhost-runc> --runc-root <dir> \
 [--host-pid] [--host-ipc] [--host-uts] [--log-max-size <bytes> [--log-max-files <n>]] \
@@ -58,7 +54,7 @@ impl Config {
         let mut it = args.into_iter();
         let (mut host_pid, mut host_ipc, mut host_uts) = (false, false, false);
         let mut log_flags = crate::logrotate::Flags::default();
-        let mut heartbeat = HEARTBEAT;
+        let mut heartbeat = crate::proto::HEARTBEAT;
         while let Some(flag) = it.next() {
             let flag = flag.to_string_lossy().into_owned();
             match flag.as_str() {

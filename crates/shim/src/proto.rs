@@ -214,6 +214,10 @@ pub enum Event {
     Alive,
 }
 
+/// How often subscribers get [`Event::Alive`] when `--heartbeat-ms` is not given. The
+/// daemon counts a shim silent for two and a half of these as one to ask.
+pub const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// `id` used in [`Event::Exit`] for the pause process.
 pub const PAUSE_ID: &str = "pause";
 

@@ -13,10 +13,8 @@
 
 use std::process::Output;
 
+use super::SBIN_PATH;
 use crate::config::NetworkSettings;
-
-/// Where iptables lives on Debian and most distributions (the daemon's PATH may lack sbin).
-const SBIN_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// A failed iptables run.
 #[derive(Debug, thiserror::Error)]

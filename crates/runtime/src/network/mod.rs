@@ -135,7 +135,7 @@ impl Network {
             std::fs::create_dir_all(d).map_err(RuntimeError::io("creating", d))?;
         }
         crate::state_file::remove_stale_temps(records_dir);
-        let net = Network {
+        let mut net = Network {
             settings: settings.clone(),
             cni: Cni::new(settings.cni_bin_dirs.clone()),
             records_dir: records_dir.to_path_buf(),
@@ -144,13 +144,12 @@ impl Network {
             shared: Default::default(),
         };
         net.write_default_conflist()?;
-        let users = net
+        net.shared.get_mut().users = net
             .records()
             .into_iter()
             .filter(|a| a.shared_masquerade)
             .map(|a| a.id)
             .collect();
-        net.shared.try_lock().map(|mut s| s.users = users).ok();
         Ok(net)
     }
 

@@ -124,6 +124,16 @@ impl Measure {
     }
 }
 
+/// Whether the eviction manager looks at `rec`: not done, being deleted or already
+/// evicted, with a sandbox and a spec.
+fn running(rec: &PodRecord) -> bool {
+    !rec.finished
+        && rec.deleting.is_none()
+        && rec.evicted.is_none()
+        && rec.sandbox_id.is_some()
+        && rec.pod.spec.is_some()
+}
+
 /// Tell `h`'s worker to evict its pod; false when its queue is full (told again at the
 /// next tick).
 fn evict(h: &PodHandle, rec: &PodRecord, message: String) -> bool {
@@ -401,12 +411,11 @@ impl Manager {
         // cannot be read, a threshold met (to rank the pods).
         let limited_walk = LayerWalk::Sandboxes(limited.clone());
         let node_needs_stats = self.node.as_ref().is_some_and(|n| !n.reads_pods_memory());
-        let mut stats = Vec::new();
-        let mut have_stats = false;
-        if !limited.is_empty() || node_needs_stats {
-            stats = self.stats(&limited_walk).await;
-            have_stats = true;
-        }
+        let read_now = !limited.is_empty() || node_needs_stats;
+        let mut stats = match read_now {
+            true => self.stats(&limited_walk).await,
+            false => Vec::new(),
+        };
         let met = self
             .node
             .as_ref()
@@ -417,7 +426,7 @@ impl Manager {
             .any(|(t, _)| matches!(t.signal, Signal::NodeFsAvailable | Signal::NodeFsInodesFree));
         if short_of_disk && limited.len() < pods.len() {
             stats = self.stats(&LayerWalk::All).await;
-        } else if !met.is_empty() && !have_stats {
+        } else if !met.is_empty() && !read_now {
             stats = self.stats(&limited_walk).await;
         }
         // Writable layers by container id, as the runtime measured them.
@@ -429,20 +438,20 @@ impl Manager {
         let mut evicted = 0;
         let mut seen = Vec::new();
         for (h, rec) in pods {
-            let Some(measure) = self.measure_of(&rec, &layers) else {
+            if !running(&rec) {
                 continue;
-            };
+            }
             let walk = short_of_disk
                 || rec
                     .sandbox_id
                     .as_ref()
                     .is_some_and(|id| limited.contains(id));
-            let usage = match walk {
-                true => match tokio::task::spawn_blocking(move || measure.run()).await {
+            let usage = match walk.then(|| self.measure_of(&rec, &layers)).flatten() {
+                Some(measure) => match tokio::task::spawn_blocking(move || measure.run()).await {
                     Ok(usage) => usage,
                     Err(_) => continue,
                 },
-                false => PodUsage::default(),
+                None => PodUsage::default(),
             };
             if let Some(message) = local_storage::verdict(&rec.pod, &usage) {
                 if evict(&h, &rec, message) {
@@ -481,13 +490,8 @@ impl Manager {
         }
     }
 
-    /// What to measure of `rec`; `None` for a pod that is not running (done, being
-    /// deleted, already evicted, no sandbox).
+    /// What to measure of a [`running`] `rec`; `None` without a spec.
     fn measure_of(&self, rec: &PodRecord, layers: &HashMap<String, u64>) -> Option<Measure> {
-        if rec.finished || rec.deleting.is_some() || rec.evicted.is_some() {
-            return None;
-        }
-        rec.sandbox_id.as_ref()?;
         let spec = rec.pod.spec.as_ref()?;
         let logs = podspec::sandbox_config(&rec.pod, 0, &self.paths.log_dir).log_directory;
         let containers = spec
