@@ -109,6 +109,10 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// How precisely [`ImageStore::mark_used`] records an image's last use, in ms: far
+/// below [`GC_MIN_AGE`], so GC's order and its minimum age barely move.
+pub const USE_GRANULARITY_MS: u64 = 10_000;
+
 /// kubelet's default `--minimum-image-ttl-duration`: an image seen (or used) more
 /// recently is not garbage collected, so a pull is not undone before its container
 /// is created.
@@ -367,14 +371,20 @@ impl ImageStore {
     }
 
     /// Records that a container is being created from image `id` at `at_ms` (for
-    /// least-recently-used GC), persisted in the index. An unknown id is a no-op (the
-    /// image went meanwhile; creating the container will say so).
+    /// least-recently-used GC), persisted in the index. A use within
+    /// [`USE_GRANULARITY_MS`] of the recorded one is not written: a hundred pods of one
+    /// image would otherwise rewrite and fsync the whole index a hundred times, each
+    /// under the index lock. An unknown id is a no-op (the image went meanwhile;
+    /// creating the container will say so).
     pub fn mark_used(&self, id: &str, at_ms: u64) -> Result<(), ImageError> {
         let mut images = self.lock_index();
         let Some(i) = images.iter().position(|i| i.id == id) else {
             return Ok(());
         };
-        if images[i].last_used_ms.is_some_and(|t| t >= at_ms) {
+        if images[i]
+            .last_used_ms
+            .is_some_and(|t| t.saturating_add(USE_GRANULARITY_MS) > at_ms)
+        {
             return Ok(());
         }
         let mut next = images.clone();

@@ -386,8 +386,12 @@ fn last_use_is_recorded_persisted_and_orders_gc() {
     // Imported first, used last: kept longest. "second" is never used: removed first.
     store.mark_used(&ids[2], 1_000).unwrap();
     store.mark_used(&ids[0], 2_000).unwrap();
-    // An older use never moves the time back; an unknown id is no error.
+    // An older use never moves the time back, a use within the granularity is not
+    // written; an unknown id is no error.
     store.mark_used(&ids[0], 1_500).unwrap();
+    store
+        .mark_used(&ids[0], 2_000 + podhost_image::USE_GRANULARITY_MS - 1)
+        .unwrap();
     store.mark_used("sha256:gone", 3_000).unwrap();
     let reopened = ImageStore::open(&root).unwrap();
     let list = reopened.list().unwrap();
