@@ -81,11 +81,43 @@ impl Rule {
         ]
     }
 
+    fn restore_program(&self) -> &'static str {
+        match self.program {
+            "ip6tables" => "ip6tables-restore",
+            _ => "iptables-restore",
+        }
+    }
+
+    /// iptables-restore input (with `--noflush`) that makes the chain, empties it if a
+    /// removal cut short left it, fills it, and adds the jump.
+    fn restore_input(&self) -> String {
+        let mut s = format!("*nat\n:{} - [0:0]\n", self.chain);
+        for r in self.chain_rules().iter().chain([&self.jump()]) {
+            let line: Vec<String> = r.iter().map(|a| restore_word(a)).collect();
+            s.push_str(&format!("-A {}\n", line.join(" ")));
+        }
+        s.push_str("COMMIT\n");
+        s
+    }
+
     fn tagged(&self, head: &[&str], target: &str) -> Vec<String> {
         let mut v: Vec<String> = head.iter().map(|s| s.to_string()).collect();
         v.extend(["-m", "comment", "--comment", &self.comment, "-j", target].map(String::from));
         v
     }
+}
+
+/// One word of an iptables-restore line: quoted, with `"` and `\\` escaped, when it
+/// holds anything but plain characters (the comment does).
+fn restore_word(w: &str) -> String {
+    if !w.is_empty()
+        && w.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:".contains(c))
+    {
+        return w.to_string();
+    }
+    let escaped = w.replace('\\', "\\\\").replace('"', "\\\"");
+    format!("\"{escaped}\"")
 }
 
 async fn run(rule: &Rule, op: &str, args: &[String]) -> Result<Output, MasqueradeError> {
@@ -124,13 +156,34 @@ pub async fn ensure(rule: &Rule) -> Result<(), MasqueradeError> {
     if exists(rule).await {
         return Ok(());
     }
-    // A chain left without its jump (a removal cut short) is refilled.
-    let _ = run(rule, "-N", std::slice::from_ref(&rule.chain)).await;
-    must(rule, "-F", std::slice::from_ref(&rule.chain)).await?;
-    for r in rule.chain_rules() {
-        must(rule, "-A", &r).await?;
+    // One iptables-restore, one transaction, instead of an iptables run per rule (each
+    // a process start and a read and write of the whole table; ~13 ms for the six).
+    let program = rule.restore_program();
+    let mut child = tokio::process::Command::new(program)
+        .env("PATH", SBIN_PATH)
+        .args(["-w", "--noflush"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|source| MasqueradeError::Exec { program, source })?;
+    let input = rule.restore_input();
+    if let Some(mut stdin) = child.stdin.take() {
+        use tokio::io::AsyncWriteExt;
+        // A failed write shows as the program's failure below.
+        let _ = stdin.write_all(input.as_bytes()).await;
     }
-    must(rule, "-A", &rule.jump()).await
+    let out = child
+        .wait_with_output()
+        .await
+        .map_err(|source| MasqueradeError::Exec { program, source })?;
+    if out.status.success() {
+        return Ok(());
+    }
+    Err(MasqueradeError::Failed {
+        command: format!("{program} -w --noflush <<< {input:?}"),
+        stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+    })
 }
 
 /// Take the rule away; what is already gone is no error (best effort: a failure is
@@ -195,6 +248,25 @@ mod tests {
             ]
         );
         assert!(r.chain.len() <= 28);
+    }
+
+    #[test]
+    fn restore_input_makes_the_chain_and_its_jump_in_one_transaction() {
+        let r = Rule::of(&settings("10.99.0.0/16"));
+        let tag = r#""name: \"podhost0\" podhost shared masquerade""#;
+        assert_eq!(
+            r.restore_input(),
+            format!(
+                "*nat\n:PH-MASQ-podhost0 - [0:0]\n\
+                 -A PH-MASQ-podhost0 -d 10.99.0.0/16 -m comment --comment {tag} -j ACCEPT\n\
+                 -A PH-MASQ-podhost0 -d 224.0.0.0/4 -m comment --comment {tag} -j ACCEPT\n\
+                 -A PH-MASQ-podhost0 -m comment --comment {tag} -j MASQUERADE\n\
+                 -A POSTROUTING -s 10.99.0.0/16 -m comment --comment {tag} -j PH-MASQ-podhost0\n\
+                 COMMIT\n"
+            )
+        );
+        assert_eq!(restore_word(r#"a\b"#), r#""a\\b""#);
+        assert_eq!(restore_word(""), r#""""#);
     }
 
     #[test]
