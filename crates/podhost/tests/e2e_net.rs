@@ -6,7 +6,7 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{container_status, ns, Env};
 
@@ -281,6 +281,16 @@ fn cni_error_is_the_pod_status_reason_and_the_pod_recovers() {
         .expect("netns")
         .next()
         .is_none());
+    // The shim started the pause while the plugins ran: each failed try shut it down
+    // and removed the pod's cgroup. A retry (every 5 s) may be under way: the state
+    // between two tries is what must be empty.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut left = sandbox_leftovers(&env);
+    while !left.is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        left = sandbox_leftovers(&env);
+    }
+    assert!(left.is_empty(), "after failed sandbox creations: {left:?}");
     std::fs::write(&conf, good).expect("restore conflist");
     let p = env.wait_ready("a");
     assert!(in_cidr(&env, &pod_ip(&p)));
@@ -529,4 +539,29 @@ fn a_leftover_shared_masquerade_rule_is_swept_at_start() {
     }
     drop(rule);
     env.teardown();
+}
+
+/// Shim processes of `env` and pod cgroups under its cgroup parent.
+fn sandbox_leftovers(env: &Env) -> Vec<String> {
+    let root = env.root.display().to_string();
+    let mut left = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let cmd = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        if cmd.contains("podhost-shim") && cmd.contains(&root) {
+            left.push(format!("shim {}", entry.file_name().to_string_lossy()));
+        }
+    }
+    let mut dirs = vec![env.cgroup_parent_dir("memory")];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            if e.path().is_dir() {
+                if e.file_name().to_string_lossy().starts_with("pod") {
+                    left.push(format!("cgroup {}", e.path().display()));
+                }
+                dirs.push(e.path());
+            }
+        }
+    }
+    left
 }

@@ -42,6 +42,9 @@ impl LocalRuntime {
                 undo.push(move || mounts::unmount(&shm));
                 Ok::<(), RuntimeError>(())
             })?;
+            // The namespace first; then the plugins run on it while the shim starts the
+            // pause in it (both are tens of ms, and neither needs the other's result).
+            let mut pending = None;
             let netns_path = if cfg.host_network {
                 host_netns()
             } else {
@@ -50,53 +53,84 @@ impl LocalRuntime {
                     tracing::warn!("sandbox {id}: netns {} is gone", old.netns.display());
                     self.network.detach(&old).await?;
                 }
-                if attached.is_none() {
-                    let pod = PodRef {
-                        name: &cfg.name,
-                        namespace: &cfg.namespace,
-                        uid: &cfg.uid,
-                        kubelet: cfg.owner == Owner::Cri,
-                    };
-                    attached = Some(
-                        self.network
-                            .attach(&id, &pod, &cfg.port_mappings)
-                            .instrument(step!("network"))
-                            .await?,
-                    );
+                match &attached {
+                    Some(a) => a.netns.clone(),
+                    None => {
+                        let pod = PodRef {
+                            name: &cfg.name,
+                            namespace: &cfg.namespace,
+                            uid: &cfg.uid,
+                            kubelet: cfg.owner == Owner::Cri,
+                        };
+                        let p = self
+                            .network
+                            .begin_attach(&id, &pod, &cfg.port_mappings)
+                            .await?;
+                        let pin = p.netns().to_path_buf();
+                        pending = Some(p);
+                        pin
+                    }
                 }
-                attached
-                    .as_ref()
-                    .map(|a| a.netns.clone())
-                    .unwrap_or_default()
             };
-            step!("pod_files")
-                .in_scope(|| self.write_pod_files(&state_dir, cfg, attached.as_ref()))?;
-            step!("cgroup").in_scope(|| self.create_pod_cgroup(&id, cfg))?;
-            let (rt_cg, sb_cg) = (self.cgroups.clone(), self.pod_cgroup(&id, cfg));
-            let (parent, qos, uid, kubelet) = (
-                self.config.cgroup_parent.clone(),
-                cfg.linux.qos_class.clone(),
-                cfg.uid.clone(),
-                cfg.linux.cgroup_parent.is_some(),
-            );
-            undo.push(move || {
-                match kubelet {
-                    true => rt_cg.remove_sandbox(&sb_cg),
-                    false => rt_cg.remove_pod(&parent, &qos, &uid),
+            let network = async {
+                match pending {
+                    Some(p) => self
+                        .network
+                        .finish_attach(p)
+                        .instrument(step!("network"))
+                        .await
+                        .map(Some),
+                    None => Ok(None),
                 }
-                Ok(())
-            });
-            let pause_pid = self
-                .start_shim(&id, cfg, &netns_path)
-                .instrument(step!("shim", pause_us = tracing::field::Empty))
-                .await?;
-            // The pause belongs to the pod: its memory and pids count toward the pod's.
-            let pause_cg = format!("{}/{}", self.pod_cgroup(&id, cfg), cgroups::PAUSE_CGROUP);
-            let joined =
-                step!("pause_cgroup").in_scope(|| self.cgroups.add_process(&pause_cg, pause_pid));
-            if let Err(e) = joined {
+            };
+            let pause = async {
+                step!("cgroup").in_scope(|| self.create_pod_cgroup(&id, cfg))?;
+                let (rt_cg, sb_cg) = (self.cgroups.clone(), self.pod_cgroup(&id, cfg));
+                let (parent, qos, uid, kubelet) = (
+                    self.config.cgroup_parent.clone(),
+                    cfg.linux.qos_class.clone(),
+                    cfg.uid.clone(),
+                    cfg.linux.cgroup_parent.is_some(),
+                );
+                undo.push(move || {
+                    match kubelet {
+                        true => rt_cg.remove_sandbox(&sb_cg),
+                        false => rt_cg.remove_pod(&parent, &qos, &uid),
+                    }
+                    Ok(())
+                });
+                let pause_pid = self
+                    .start_shim(&id, cfg, &netns_path)
+                    .instrument(step!("shim", pause_us = tracing::field::Empty))
+                    .await?;
+                // The pause belongs to the pod: its memory and pids count toward the pod's.
+                let pause_cg = format!("{}/{}", self.pod_cgroup(&id, cfg), cgroups::PAUSE_CGROUP);
+                let joined = step!("pause_cgroup")
+                    .in_scope(|| self.cgroups.add_process(&pause_cg, pause_pid));
+                if let Err(e) = joined {
+                    let _ = self.shim(&id).shutdown().await;
+                    return Err(RuntimeError::from(e));
+                }
+                Ok::<u32, RuntimeError>(pause_pid)
+            };
+            let (network, pause) = tokio::join!(network, pause);
+            match network {
+                // The error path below detaches it when the pause failed.
+                Ok(Some(a)) => attached = Some(a),
+                Ok(None) => {}
+                Err(e) => {
+                    if pause.is_ok() {
+                        let _ = self.shim(&id).shutdown().await;
+                    }
+                    return Err(e);
+                }
+            }
+            let pause_pid = pause?;
+            let written = step!("pod_files")
+                .in_scope(|| self.write_pod_files(&state_dir, cfg, attached.as_ref()));
+            if let Err(e) = written {
                 let _ = self.shim(&id).shutdown().await;
-                return Err(e.into());
+                return Err(e);
             }
             let rec = SandboxRecord {
                 id: id.clone(),
@@ -209,7 +243,8 @@ impl LocalRuntime {
         let Ok(rec) = self.sandbox(sandbox_id) else {
             return Ok(None);
         };
-        let removed = async {
+        // The processes first: nothing may run in the netns or the cgroup when they go.
+        let stopped = async {
             self.stop_sandbox(sandbox_id, false).await?;
             // A shim that crashed (or a daemon that lost it) left its pause and containers
             // running, reparented to init: they are found by the pod cgroup and killed, so
@@ -229,6 +264,11 @@ impl LocalRuntime {
                     rec.config.name
                 );
             }
+            Ok::<(), RuntimeError>(())
+        }
+        .await;
+        let removed = async {
+            stopped?;
             let ids: Vec<String> = self
                 .lock_containers()
                 .values()
@@ -263,17 +303,29 @@ impl LocalRuntime {
             self.lock_sandboxes().remove(sandbox_id);
             self.statuses.forget(sandbox_id);
             Ok::<(), RuntimeError>(())
-        }
-        .await;
-        let network = match (&rec.network, keep_network && removed.is_ok()) {
-            (Some(a), true) => return Ok(Some(a.clone())),
-            // DEL with the stored config and result; on failure its record stays for the
-            // garbage collection at the next start.
-            (Some(a), false) => self.network.detach(a).await,
-            // A sandbox recorded before pod networking: its pin is all there is.
-            (None, _) if !rec.config.host_network => netns::remove_pinned(&rec.netns_path),
-            (None, _) => Ok(()),
         };
+        if keep_network {
+            // Whether the network is kept depends on the removal: one after the other.
+            let removed = removed.await;
+            if let (Some(a), true) = (&rec.network, removed.is_ok()) {
+                return Ok(Some(a.clone()));
+            }
+            let network = self.release_network(&rec).await;
+            return removed.and(network).map(|()| None);
+        }
+        // The files and cgroups go while the plugins' DEL runs: neither needs the other.
+        let (removed, network) = tokio::join!(removed, self.release_network(&rec));
         removed.and(network).map(|()| None)
+    }
+
+    /// DEL with the stored config and result; on failure its record stays for the
+    /// garbage collection at the next start. A sandbox recorded before pod networking:
+    /// its pin is all there is.
+    async fn release_network(&self, rec: &SandboxRecord) -> Result<(), RuntimeError> {
+        match &rec.network {
+            Some(a) => self.network.detach(a).await,
+            None if !rec.config.host_network => netns::remove_pinned(&rec.netns_path),
+            None => Ok(()),
+        }
     }
 }

@@ -115,6 +115,20 @@ pub struct Network {
     shared: tokio::sync::Mutex<SharedMasquerade>,
 }
 
+/// A namespace pinned and recorded for a sandbox whose plugins have not run yet
+/// ([`Network::begin_attach`]); [`Network::finish_attach`] consumes it.
+#[derive(Debug)]
+pub struct PendingAttachment {
+    att: Attachment,
+}
+
+impl PendingAttachment {
+    /// The pinned namespace the pause joins.
+    pub fn netns(&self) -> &Path {
+        &self.att.netns
+    }
+}
+
 /// Who needs the default network's shared masquerade rule, and whether it is in place.
 #[derive(Debug, Default)]
 struct SharedMasquerade {
@@ -218,6 +232,20 @@ impl Network {
         pod: &PodRef<'_>,
         ports: &[PortMapping],
     ) -> Result<Attachment, RuntimeError> {
+        let pending = self.begin_attach(id, pod, ports).await?;
+        self.finish_attach(pending).await
+    }
+
+    /// The first half of [`Self::attach`]: the record, the shared masquerade rule when
+    /// the pod uses it, and the pinned namespace, which a pause can join at once while
+    /// [`Self::finish_attach`] runs the plugins on it (the sandbox starts its shim
+    /// meanwhile). On failure nothing is left.
+    pub async fn begin_attach(
+        &self,
+        id: &str,
+        pod: &PodRef<'_>,
+        ports: &[PortMapping],
+    ) -> Result<PendingAttachment, RuntimeError> {
         let list = ConfList::load_dir(&self.settings.cni_conf_dir).map_err(|source| {
             RuntimeError::Cni {
                 network: self.settings.cni_conf_dir.display().to_string(),
@@ -258,7 +286,7 @@ impl Network {
                 .capability_args
                 .insert("portMappings".into(), Value::Array(pm));
         }
-        let mut att = Attachment {
+        let att = Attachment {
             id: id.to_string(),
             netns: pin.clone(),
             network: list,
@@ -276,22 +304,42 @@ impl Network {
             .unwrap_or_else(|p| p.into_inner())
             .insert(id.to_string());
         if att.shared_masquerade {
-            // Before the pod can send anything: its traffic out is masqueraded from the start.
+            // Before the pod can send anything: its traffic out is masqueraded from the
+            // start. Not while the shim starts: iptables' commit and the pause's cgroup
+            // move each wait for the kernel, and together both took longer.
             let ensured = self
                 .use_shared_masquerade(id)
                 .instrument(crate::step!("masquerade"))
                 .await;
             if let Err(e) = ensured {
                 self.release_shared_masquerade(id).await;
+                self.begun_here
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(id);
                 let _ = std::fs::remove_file(self.record_path(id));
                 return Err(e);
             }
         }
         if let Err(e) = crate::step!("netns").in_scope(|| netns::create_pinned(&pin)) {
             self.release_shared_masquerade(id).await;
+            self.begun_here
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(id);
             let _ = std::fs::remove_file(self.record_path(id));
             return Err(e);
         }
+        Ok(PendingAttachment { att })
+    }
+
+    /// The second half of [`Self::attach`]: the plugins' ADD. On failure everything
+    /// [`Self::begin_attach`] did is undone too.
+    pub async fn finish_attach(
+        &self,
+        pending: PendingAttachment,
+    ) -> Result<Attachment, RuntimeError> {
+        let PendingAttachment { mut att } = pending;
         match self.cni.add_list(&att.network, &att.runtime).await {
             Ok(result) => {
                 att.ips = cni::result_ips(&result);
