@@ -1415,7 +1415,11 @@ fn is_pod_kind(k: &str) -> bool {
     matches!(k, "pod" | "pods" | "po")
 }
 
+/// Pod deletions `delete` has in flight at once.
+const DELETES_IN_FLIGHT: usize = 16;
+
 async fn delete(client: &Client, args: DeleteArgs) -> Result<i32> {
+    use futures_util::StreamExt;
     let mut targets: Vec<(String, String)> = Vec::new();
     // ConfigMaps and Secrets: (kind, namespace, name).
     let mut others: Vec<(objects::ObjectKind, String, String)> = Vec::new();
@@ -1507,10 +1511,19 @@ async fn delete(client: &Client, args: DeleteArgs) -> Result<i32> {
         eprintln!("Warning: Immediate deletion does not wait for confirmation that the running resource has been terminated.");
     }
     let mut deleted = Vec::new();
-    for (ns, name) in targets {
-        let r: Result<serde_json::Value> = client
-            .call(Method::DELETE, &format!("/v1/pods/{ns}/{name}?{q}"), None)
-            .await;
+    // Several requests in flight, answers printed in the order asked: each answer waits
+    // until its pod's worker shows it Terminating, which one after another made a delete
+    // of hundreds of pods take as long as their workers took to notice, one by one.
+    let q = &q;
+    let mut answers =
+        futures_util::stream::iter(targets.into_iter().map(|(ns, name)| async move {
+            let r: Result<serde_json::Value> = client
+                .call(Method::DELETE, &format!("/v1/pods/{ns}/{name}?{q}"), None)
+                .await;
+            (ns, name, r)
+        }))
+        .buffered(DELETES_IN_FLIGHT);
+    while let Some((ns, name, r)) = answers.next().await {
         match r {
             Ok(_) => {
                 outln!("pod \"{name}\" deleted");
