@@ -29,6 +29,7 @@ use nix::unistd::Pid;
 use oci_spec::runtime::Spec;
 
 mod named_cgroups;
+mod teardown;
 
 /// Command line of the helper.
 #[derive(Parser, Debug)]
@@ -392,6 +393,15 @@ fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
     let Some(mut container) = load(root, id)? else {
         return Ok(());
     };
+    // Without poststop hooks to run (podhost's bundles have none), a forced delete is
+    // done here: libcontainer's reads the host's whole mount table 24 times.
+    if force {
+        if let Some(config) = container.spec().ok().filter(|c| c.hooks.is_none()) {
+            let cgroups_path = config.cgroup_path.to_string_lossy().into_owned();
+            // Every hierarchy, the named ones of named_cgroups included.
+            return teardown::delete_forced(&cgroups_path, &container.root);
+        }
+    }
     if force {
         // Kill every process of the cgroup even when the init is already
         // gone: with a shared PID namespace, children of the init survive it.

@@ -33,7 +33,7 @@ const MANAGED: [&str; 12] = [
 ];
 
 /// Where the hierarchies are mounted (libcontainer looks nowhere else either).
-const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+pub const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 
 /// One unmanaged hierarchy of this process: its directory under `/sys/fs/cgroup` and the
 /// cgroup this process is in there.
@@ -69,7 +69,7 @@ pub fn unmanaged(proc_cgroup: &str) -> Vec<Hierarchy> {
 }
 
 /// A cgroups path from a bundle, checked to stay inside a hierarchy.
-fn relative(cgroups_path: &str) -> Result<PathBuf> {
+pub fn relative(cgroups_path: &str) -> Result<PathBuf> {
     let rel = Path::new(cgroups_path.trim_start_matches('/'));
     if rel.as_os_str().is_empty() || rel.components().any(|c| !matches!(c, Component::Normal(_))) {
         bail!("cgroups path {cgroups_path:?} is not a plain relative path");
@@ -139,7 +139,7 @@ pub fn remove(cgroups_path: &str) {
 }
 
 /// The last processes leave a cgroup slightly after they die: EBUSY is retried for 1 s.
-fn rmdir_retry(dir: &Path) {
+pub fn rmdir_retry(dir: &Path) {
     for _ in 0..20 {
         match fs::remove_dir(dir) {
             Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {

@@ -938,3 +938,68 @@ fn a_sealed_memfd_copy_serves_where_overlayfs_cannot() {
     let out = c.run(&["exec", &c.id, "--", "echo", "hi"]);
     assert_eq!(String::from_utf8_lossy(&out.stdout), "hi\n");
 }
+
+#[test]
+fn forced_delete_kills_what_the_init_left_in_a_shared_pid_namespace() {
+    become_subreaper();
+    let holder = Holder::start();
+    // In the pod's PID namespace the init's children outlive it (reparented to the
+    // namespace's init, the holder): delete --force must find them by the cgroup.
+    let mut c = TestContainer::new(
+        &[
+            "sh",
+            "-c",
+            "sleep 1000 & sleep 1000 & echo forked; exec sleep 1000",
+        ],
+        PodNamespaces {
+            net: Some(holder.ns("net")),
+            ipc: Some(holder.ns("ipc")),
+            uts: Some(holder.ns("uts")),
+            pid: Some(holder.ns("pid")),
+            host_pid: false,
+        },
+    );
+    let (reader, writer) = std::io::pipe().unwrap();
+    let lines = line_reader(reader);
+    let pid = c.create(writer);
+    let out = c.run(&["start", &c.id]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(next_line(&lines), "forked");
+    let procs = c.cgroup_dir("pids").join("cgroup.procs");
+    let members: Vec<i32> = fs::read_to_string(&procs)
+        .expect("cgroup.procs")
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect();
+    assert_eq!(members.len(), 3, "init and two children: {members:?}");
+    // The init dies first, as when its container exits on its own.
+    nix::sys::signal::kill(Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL)
+        .expect("kill init");
+    wait_for_exit(pid);
+    c.init_pid = None;
+    let out = c.run(&["delete", "--force", &c.id]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let alive = |p: &i32| {
+        fs::read_to_string(format!("/proc/{p}/stat")).is_ok_and(|s| {
+            s.rsplit_once(')')
+                .is_some_and(|(_, r)| !r.trim_start().starts_with('Z'))
+        })
+    };
+    while members.iter().any(alive) {
+        assert!(Instant::now() < deadline, "left alive: {members:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for ctrl in CONTROLLERS {
+        assert!(!c.cgroup_dir(ctrl).exists(), "{ctrl} cgroup left behind");
+    }
+    assert!(!c.state_root().join(&c.id).exists());
+}
