@@ -477,6 +477,15 @@ impl Daemon {
         pods.retain(|_, h| !h.cmd.is_closed());
         pods.values().map(view).collect()
     }
+
+    /// The Pods of every live worker, as [`view`] shows them, without the rest of their
+    /// records (events, container tracks): a listing of hundreds of pods cloned all of
+    /// it under the pods' lock to throw most of it away.
+    fn pods(&self) -> Vec<Pod> {
+        let mut pods = self.lock_pods();
+        pods.retain(|_, h| !h.cmd.is_closed());
+        pods.values().map(view_pod).collect()
+    }
 }
 
 /// A worker's latest record with the labels, annotations and ephemeral containers set
@@ -486,6 +495,14 @@ fn view(h: &PodHandle) -> PodRecord {
     h.meta.borrow().set_on(&mut rec.pod);
     crate::lifecycle::worker::set_ephemeral(&mut rec.pod, h.ephemeral.borrow().clone());
     rec
+}
+
+/// [`view`]'s Pod alone.
+fn view_pod(h: &PodHandle) -> Pod {
+    let mut pod = h.snapshot.borrow().pod.clone();
+    h.meta.borrow().set_on(&mut pod);
+    crate::lifecycle::worker::set_ephemeral(&mut pod, h.ephemeral.borrow().clone());
+    pod
 }
 
 async fn version() -> Json<serde_json::Value> {
@@ -517,9 +534,8 @@ async fn list_pods(
     let selector = q.selector()?;
     let ns = q.namespace.unwrap_or_else(|| "default".into());
     let mut pods: Vec<Pod> = d
-        .records()
+        .pods()
         .into_iter()
-        .map(|r| r.pod)
         .filter(|p| q.all_namespaces || p.metadata.namespace.as_deref() == Some(ns.as_str()))
         .filter(|p| selector.matches(p.metadata.labels.as_ref()))
         .collect();
