@@ -107,6 +107,17 @@ impl Holder {
         }
     }
 
+    /// The pod's network, IPC, UTS and PID namespaces, all joined.
+    fn pod_namespaces(&self) -> PodNamespaces {
+        PodNamespaces {
+            net: Some(self.ns("net")),
+            ipc: Some(self.ns("ipc")),
+            uts: Some(self.ns("uts")),
+            pid: Some(self.ns("pid")),
+            host_pid: false,
+        }
+    }
+
     fn ns(&self, name: &str) -> PathBuf {
         PathBuf::from(format!("/proc/{}/ns/{name}", self.pid))
     }
@@ -345,13 +356,7 @@ fn joined_namespaces_full_lifecycle() {
             "-c",
             "echo started; hostname; cat /etc/hosts; echo $GREETING; exec sleep 1000",
         ],
-        PodNamespaces {
-            net: Some(holder.ns("net")),
-            ipc: Some(holder.ns("ipc")),
-            uts: Some(holder.ns("uts")),
-            pid: Some(holder.ns("pid")),
-            host_pid: false,
-        },
+        holder.pod_namespaces(),
     );
     let (reader, writer) = std::io::pipe().unwrap();
     let lines = line_reader(reader);
@@ -951,13 +956,7 @@ fn forced_delete_kills_what_the_init_left_in_a_shared_pid_namespace() {
             "-c",
             "sleep 1000 & sleep 1000 & echo forked; exec sleep 1000",
         ],
-        PodNamespaces {
-            net: Some(holder.ns("net")),
-            ipc: Some(holder.ns("ipc")),
-            uts: Some(holder.ns("uts")),
-            pid: Some(holder.ns("pid")),
-            host_pid: false,
-        },
+        holder.pod_namespaces(),
     );
     let (reader, writer) = std::io::pipe().unwrap();
     let lines = line_reader(reader);
