@@ -393,27 +393,24 @@ fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
     let Some(mut container) = load(root, id)? else {
         return Ok(());
     };
-    // Without poststop hooks to run (podhost's bundles have none), a forced delete is
-    // done here: libcontainer's reads the host's whole mount table 24 times.
+    let config = container.spec().ok();
     if force {
-        if let Some(config) = container.spec().ok().filter(|c| c.hooks.is_none()) {
-            let cgroups_path = config.cgroup_path.to_string_lossy().into_owned();
+        // Without poststop hooks to run (podhost's bundles have none), a forced delete is
+        // done here: libcontainer's reads the host's whole mount table 24 times.
+        if let Some(c) = config.as_ref().filter(|c| c.hooks.is_none()) {
             // Every hierarchy, the named ones of named_cgroups included.
-            return teardown::delete_forced(&cgroups_path, &container.root);
+            return teardown::delete_forced(&c.cgroup_path.to_string_lossy(), &container.root);
         }
-    }
-    if force {
         // Kill every process of the cgroup even when the init is already
         // gone: with a shared PID namespace, children of the init survive it.
         // Errors are ignored because delete() kills and checks again.
         let _ = container.kill(Signal::SIGKILL, true);
     }
-    let cgroups_path = container.spec().ok().map(|c| c.cgroup_path);
     container
         .delete(force)
         .context("libcontainer failed to delete the container")?;
-    if let Some(p) = cgroups_path {
-        named_cgroups::remove(&p.to_string_lossy());
+    if let Some(c) = config {
+        named_cgroups::remove(&c.cgroup_path.to_string_lossy());
     }
     Ok(())
 }

@@ -473,18 +473,21 @@ impl Daemon {
     }
 
     fn records(&self) -> Vec<PodRecord> {
-        let mut pods = self.lock_pods();
-        pods.retain(|_, h| !h.cmd.is_closed());
-        pods.values().map(view).collect()
+        self.live(view)
     }
 
     /// The Pods of every live worker, as [`view`] shows them, without the rest of their
     /// records (events, container tracks): a listing of hundreds of pods cloned all of
     /// it under the pods' lock to throw most of it away.
     fn pods(&self) -> Vec<Pod> {
+        self.live(view_pod)
+    }
+
+    /// `f` of every live worker's handle; finished workers are dropped here.
+    fn live<T>(&self, f: fn(&PodHandle) -> T) -> Vec<T> {
         let mut pods = self.lock_pods();
         pods.retain(|_, h| !h.cmd.is_closed());
-        pods.values().map(view_pod).collect()
+        pods.values().map(f).collect()
     }
 }
 
@@ -492,17 +495,21 @@ impl Daemon {
 /// since it last published.
 fn view(h: &PodHandle) -> PodRecord {
     let mut rec = h.snapshot.borrow().clone();
-    h.meta.borrow().set_on(&mut rec.pod);
-    crate::lifecycle::worker::set_ephemeral(&mut rec.pod, h.ephemeral.borrow().clone());
+    set_unpublished(h, &mut rec.pod);
     rec
 }
 
 /// [`view`]'s Pod alone.
 fn view_pod(h: &PodHandle) -> Pod {
     let mut pod = h.snapshot.borrow().pod.clone();
-    h.meta.borrow().set_on(&mut pod);
-    crate::lifecycle::worker::set_ephemeral(&mut pod, h.ephemeral.borrow().clone());
+    set_unpublished(h, &mut pod);
     pod
+}
+
+/// The labels, annotations and ephemeral containers set since the worker last published.
+fn set_unpublished(h: &PodHandle, pod: &mut Pod) {
+    h.meta.borrow().set_on(pod);
+    crate::lifecycle::worker::set_ephemeral(pod, h.ephemeral.borrow().clone());
 }
 
 async fn version() -> Json<serde_json::Value> {

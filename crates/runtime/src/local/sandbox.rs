@@ -126,28 +126,31 @@ impl LocalRuntime {
                 }
             }
             let pause_pid = pause?;
-            let written = step!("pod_files")
-                .in_scope(|| self.write_pod_files(&state_dir, cfg, attached.as_ref()));
-            if let Err(e) = written {
-                let _ = self.shim(&id).shutdown().await;
-                return Err(e);
-            }
-            let rec = SandboxRecord {
-                id: id.clone(),
-                config: cfg.clone(),
-                created_at: now_nanos(),
-                netns_path,
-                pause_pid: Some(pause_pid),
-                network: attached.clone(),
+            // From here on a failure also stops the running shim (and its pause).
+            let saved = (|| {
+                step!("pod_files")
+                    .in_scope(|| self.write_pod_files(&state_dir, cfg, attached.as_ref()))?;
+                let rec = SandboxRecord {
+                    id: id.clone(),
+                    config: cfg.clone(),
+                    created_at: now_nanos(),
+                    netns_path,
+                    pause_pid: Some(pause_pid),
+                    network: attached.clone(),
+                };
+                // No fsync: after a power loss the pod's processes are gone anyway, and a
+                // state dir without a readable record is removed at start as half made.
+                step!("record")
+                    .in_scope(|| write_json_replace(&state_dir.join("sandbox.json"), &rec))?;
+                Ok::<_, RuntimeError>(rec)
+            })();
+            let rec = match saved {
+                Ok(rec) => rec,
+                Err(e) => {
+                    let _ = self.shim(&id).shutdown().await;
+                    return Err(e);
+                }
             };
-            // No fsync: after a power loss the pod's processes are gone anyway, and a
-            // state dir without a readable record is removed at start as half made.
-            let saved = step!("record")
-                .in_scope(|| write_json_replace(&state_dir.join("sandbox.json"), &rec));
-            if let Err(e) = saved {
-                let _ = self.shim(&id).shutdown().await;
-                return Err(e);
-            }
             self.lock_sandboxes().insert(id.clone(), rec);
             Ok::<(), RuntimeError>(())
         }

@@ -312,25 +312,22 @@ impl Network {
                 .instrument(crate::step!("masquerade"))
                 .await;
             if let Err(e) = ensured {
-                self.release_shared_masquerade(id).await;
-                self.begun_here
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(id);
-                let _ = std::fs::remove_file(self.record_path(id));
+                self.abandon(&att).await;
                 return Err(e);
             }
         }
         if let Err(e) = crate::step!("netns").in_scope(|| netns::create_pinned(&pin)) {
-            self.release_shared_masquerade(id).await;
-            self.begun_here
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(id);
-            let _ = std::fs::remove_file(self.record_path(id));
+            self.abandon(&att).await;
             return Err(e);
         }
         Ok(PendingAttachment { att })
+    }
+
+    /// Undo [`Self::begin_attach`] when it fails before any plugin ran: nothing to
+    /// DEL, a pin file half made (if any), the record and the masquerade user to drop.
+    async fn abandon(&self, att: &Attachment) {
+        self.release_shared_masquerade(&att.id).await;
+        let _ = self.forget(att);
     }
 
     /// The second half of [`Self::attach`]: the plugins' ADD. On failure everything
