@@ -24,10 +24,13 @@ fn assert_evicted(env: &Env, pod: &str, message: &str) -> serde_json::Value {
         describe.contains("Evicted") && describe.contains(message.trim_end()),
         "{describe}"
     );
+    // kubectl prints the pod's reason until the killed containers' terminated states
+    // come in, then theirs ("Error" for a kill), as it does for a kubelet's evicted pod
+    // (kubernetes#105467): either is right, a running pod's status is not.
     let get = env.ok(&["get", "pods"]);
     assert!(
         get.lines()
-            .any(|l| l.starts_with(pod) && l.contains("Evicted")),
+            .any(|l| l.starts_with(pod) && (l.contains(" Evicted ") || l.contains(" Error "))),
         "{get}"
     );
     // Killed, and never started again (restartPolicy Always notwithstanding).

@@ -753,7 +753,13 @@ mod masquerade_tests {
             .env(name, value)
             .spawn()
             .expect("spawn sleep");
-        let found = processes_with_env(&entry);
+        // Until the child has exec'd, its environment is still the test's own.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let mut found = processes_with_env(&entry);
+        while found.is_empty() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            found = processes_with_env(&entry);
+        }
         let _ = child.kill();
         let _ = child.wait();
         assert_eq!(found, [child.id() as libc::pid_t]);
