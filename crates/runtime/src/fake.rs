@@ -393,7 +393,9 @@ impl Runtime for FakeRuntime {
     }
     async fn remove_container(&self, container_id: &str) -> Result<(), RuntimeError> {
         let mut st = self.lock();
-        st.containers.remove(container_id);
+        if let Some(c) = st.containers.remove(container_id) {
+            st.calls.push(format!("remove:{}", c.config.name));
+        }
         st.exits.remove(container_id);
         Ok(())
     }

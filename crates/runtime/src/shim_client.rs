@@ -45,8 +45,8 @@ pub struct ShimClient {
 }
 
 /// How long a quick request (status, signal, remove, shutdown) may wait for its answer.
-/// The shim answers in microseconds unless it is running a container helper, which blocks
-/// its loop for a second or two on a loaded machine.
+/// The shim answers in microseconds unless it is running a start or delete helper, which
+/// blocks its loop for a second or two on a loaded machine (a create's helper does not).
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
 /// Create, start and exec run the container helper inside the shim.
 const HELPER_TIMEOUT: Duration = Duration::from_secs(60);

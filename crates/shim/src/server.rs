@@ -1,7 +1,8 @@
 //! The shim's single-threaded event loop: one poll(2) over the listening
 //! socket, client connections, container output pipes, exec pipes and a
 //! signalfd. Nothing in here may block on a container or a client, except
-//! the short synchronous `podhost-runc` create/start/delete helpers.
+//! the short synchronous `podhost-runc` start/delete helpers: a create's helper runs
+//! while the loop goes on (creates of one pod overlap), and is answered when it exits.
 
 use crate::crilog::{self, LineSplitter};
 use crate::launch::Config;
@@ -51,6 +52,8 @@ const MAX_REQUEST: usize = 1 << 20;
 /// (a background process may keep writing forever).
 const EXEC_DRAIN_MAX: usize = 1 << 20;
 const MAX_CLIENTS: usize = 128;
+/// Exits of unknown processes kept while creates are pending (see `Shim::unknown_exits`).
+const MAX_UNKNOWN_EXITS: usize = 1024;
 /// How long a TTY exec's helper may take to hand over the pty master.
 const CONSOLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a TTY container's master may take to arrive once its create helper exited
@@ -101,6 +104,23 @@ struct StdioConfig {
     stdin_once: bool,
 }
 
+/// A container whose create helper is still running; answered when the helper exits.
+struct PendingCreate {
+    /// The client waiting for the answer (gone if it gave up).
+    client: u64,
+    id: String,
+    helper: libc::pid_t,
+    started: Instant,
+    stdio: StdioConfig,
+    log_path: String,
+    log: LogWriter,
+    pid_file: PathBuf,
+    out_r: OwnedFd,
+    err_r: OwnedFd,
+    stdin_w: Option<OwnedFd>,
+    console: Option<ConsoleSocket>,
+}
+
 struct Exec {
     pid: libc::pid_t,
     /// The pty master of a TTY session, kept for TIOCSWINSZ (stdin and `out[0]` are
@@ -143,6 +163,8 @@ struct Client {
     subscribed: bool,
     exec: Option<Exec>,
     attach: Option<Attach>,
+    /// Its create is running: read no further request until it is answered.
+    awaiting: bool,
     /// Close once `outbuf` is flushed.
     closing: bool,
     dead: bool,
@@ -168,6 +190,11 @@ pub struct Shim {
     pause_pid: libc::pid_t,
     pause_exit: Option<(i32, Option<i32>)>,
     containers: Vec<Container>,
+    /// Creates whose helper runs.
+    pending: Vec<PendingCreate>,
+    /// Exits of processes not known when they were reaped, kept while creates are
+    /// pending: a container's init may die before its create helper has exited.
+    unknown_exits: Vec<(libc::pid_t, libc::c_int, i64)>,
     clients: Vec<Client>,
     next_token: u64,
     buf: Vec<u8>,
@@ -230,6 +257,8 @@ impl Shim {
             pause_pid,
             pause_exit: None,
             containers: Vec::new(),
+            pending: Vec::new(),
+            unknown_exits: Vec::new(),
             clients: Vec::new(),
             next_token: 1,
             buf: vec![0u8; 64 * 1024],
@@ -429,6 +458,7 @@ impl Shim {
                         subscribed: false,
                         exec: None,
                         attach: None,
+                        awaiting: false,
                         closing: false,
                         dead: false,
                     });
@@ -455,12 +485,28 @@ impl Shim {
     }
 
     fn reap(&mut self) {
-        while let Ok(Some((pid, status))) = sys::try_wait(-1) {
+        let mut exits = Vec::new();
+        while let Ok(Some(exit)) = sys::try_wait(-1) {
+            exits.push(exit);
+        }
+        // Create helpers first: a container's init reaped in the same round then finds
+        // its container registered.
+        exits.sort_by_key(|(pid, _)| !self.pending.iter().any(|p| p.helper == *pid));
+        for (pid, status) in exits {
             self.on_exit(pid, status);
         }
     }
 
     fn on_exit(&mut self, pid: libc::pid_t, status: libc::c_int) {
+        if let Some(i) = self.pending.iter().position(|p| p.helper == pid) {
+            let p = self.pending.swap_remove(i);
+            self.answer_create(p, status);
+            return;
+        }
+        self.container_exited(pid, status, sys::now_ns());
+    }
+
+    fn container_exited(&mut self, pid: libc::pid_t, status: libc::c_int, at: i64) {
         let (code, signal) = sys::decode_status(status);
         if pid == self.pause_pid && self.pause_exit.is_none() {
             self.pause_exit = Some((code, signal));
@@ -480,7 +526,7 @@ impl Shim {
             c.state = ContainerState::Exited;
             c.exit_code = Some(code);
             c.signal = signal;
-            c.finished_at = Some(sys::now_ns());
+            c.finished_at = Some(at);
             let id = c.id.clone();
             let token = c.token;
             self.broadcast(&Event::Exit {
@@ -510,8 +556,16 @@ impl Shim {
             }
             finish_exec_if_done(c);
             flush_client(c);
+            return;
         }
-        // Anything else is an orphan reparented to us: nothing to record.
+        // An orphan reparented to us, or the init of a container still being created.
+        if !self.pending.is_empty() {
+            // Bounded: a hostPID container's orphans come here too, at any rate.
+            if self.unknown_exits.len() >= MAX_UNKNOWN_EXITS {
+                self.unknown_exits.remove(0);
+            }
+            self.unknown_exits.push((pid, status, at));
+        }
     }
 
     fn broadcast(&mut self, ev: &Event) {
@@ -641,7 +695,7 @@ impl Shim {
     fn process_input(&mut self, i: usize) {
         loop {
             let c = &mut self.clients[i];
-            if c.closing || c.dead {
+            if c.closing || c.dead || c.awaiting {
                 return;
             }
             if c.exec.is_some() {
@@ -670,26 +724,21 @@ impl Shim {
             }
             let resp = match serde_json::from_slice::<Request>(line) {
                 Ok(req) => self.handle(i, req),
-                Err(e) => Response::err(format!("invalid request: {e}")),
+                Err(e) => Some(Response::err(format!("invalid request: {e}"))),
             };
             if self.stop {
                 return;
             }
-            let c = &mut self.clients[i];
-            match serde_json::to_vec(&resp) {
-                Ok(mut v) => {
-                    v.push(b'\n');
-                    c.outbuf.extend_from_slice(&v);
-                }
-                Err(_) => c
-                    .outbuf
-                    .extend_from_slice(b"{\"ok\":false,\"error\":\"cannot encode response\"}\n"),
+            match resp {
+                Some(resp) => respond(&mut self.clients[i], &resp),
+                // Answered when its helper exits.
+                None => self.clients[i].awaiting = true,
             }
-            flush_client(c);
         }
     }
 
-    fn handle(&mut self, client: usize, req: Request) -> Response {
+    /// The answer to `req`, or `None` when it comes later (a create).
+    fn handle(&mut self, client: usize, req: Request) -> Option<Response> {
         let res = match req {
             Request::CreateContainer {
                 id,
@@ -704,7 +753,10 @@ impl Shim {
                     stdin,
                     stdin_once,
                 };
-                self.create(&id, &bundle, &log_path, stdio)
+                match self.create(client, &id, &bundle, &log_path, stdio) {
+                    Ok(()) => return None,
+                    Err(f) => Err(f),
+                }
             }
             Request::StartContainer { id } => self.start(&id),
             Request::Signal { id, signal } => self.signal(&id, signal),
@@ -735,10 +787,10 @@ impl Shim {
                 let _ = c.sock.set_nonblocking(false);
                 let _ = c.sock.write_all(&c.outbuf);
                 let _ = c.sock.write_all(b"{\"ok\":true}\n");
-                return Response::ok();
+                return Some(Response::ok());
             }
         };
-        res.unwrap_or_else(|f| Response::fail(f.code, f.message))
+        Some(res.unwrap_or_else(|f| Response::fail(f.code, f.message)))
     }
 
     fn find(&mut self, id: &str) -> Result<usize, Failure> {
@@ -795,20 +847,23 @@ impl Shim {
         ))
     }
 
+    /// Validates and spawns the create helper; the answer goes to `client` when the
+    /// helper exits ([`Self::answer_create`]), the loop serving others meanwhile.
     fn create(
         &mut self,
+        client: usize,
         id: &str,
         bundle: &str,
         log_path: &str,
         stdio: StdioConfig,
-    ) -> Result<Response, Failure> {
+    ) -> Result<(), Failure> {
         if id.is_empty() || id.contains('/') || id == PAUSE_ID {
             return Err(Failure::new(
                 ErrorCode::InvalidArgument,
                 format!("invalid container id {id:?}"),
             ));
         }
-        if self.containers.iter().any(|c| c.id == id) {
+        if self.containers.iter().any(|c| c.id == id) || self.pending.iter().any(|p| p.id == id) {
             return Err(Failure::new(
                 ErrorCode::AlreadyExists,
                 format!("container {id:?} already exists in sandbox {}", self.cfg.id),
@@ -877,36 +932,85 @@ impl Shim {
             .stdin(stdin_r)
             .stdout(Stdio::from(out_w))
             .stderr(Stdio::from(err_w));
-        let helper_t0 = std::time::Instant::now();
+        let started = Instant::now();
         let spawned = cmd.spawn();
         // Drop our copies of the write ends now, or the pipes never hit EOF.
         drop(cmd);
-        let mut child = spawned.map_err(|e| {
+        let child = spawned.map_err(|e| {
             format!(
                 "container {id}: run {} create: {e}",
                 self.cfg.runc.display()
             )
         })?;
-        let status = child
-            .wait()
-            .map_err(|e| format!("container {id}: wait for runc create: {e}"))?;
-        let helper_us = helper_t0.elapsed().as_micros() as u64;
-        if !status.success() {
-            let mut early = vec![0u8; 4096];
-            let _ = sys::set_nonblocking(&err_r);
-            let n = sys::read(err_r.as_raw_fd(), &mut early).unwrap_or(0);
-            let detail = helper_error(&err_file, &early[..n]);
-            self.cleanup_failed(id);
-            return Err(format!("container {id}: runc create failed ({status}): {detail}").into());
+        // From here the helper is reaped by the loop's waitpid(-1).
+        self.pending.push(PendingCreate {
+            client: self.clients[client].token,
+            id: id.to_string(),
+            helper: child.id() as libc::pid_t,
+            started,
+            stdio,
+            log_path: log_path.to_string(),
+            log,
+            pid_file,
+            out_r,
+            err_r,
+            stdin_w,
+            console,
+        });
+        Ok(())
+    }
+
+    /// The create helper of `p` exited with `status`: register the container (or undo
+    /// a failed create) and answer the client that asked.
+    fn answer_create(&mut self, p: PendingCreate, status: libc::c_int) {
+        let helper_us = p.started.elapsed().as_micros() as u64;
+        let client = p.client;
+        let resp = match self.register(p, status) {
+            Ok(pid) => Response {
+                pid: Some(pid),
+                helper_us: Some(helper_us),
+                ..Response::ok()
+            },
+            Err(f) => Response::fail(f.code, f.message),
+        };
+        if self.pending.is_empty() {
+            self.unknown_exits.clear();
         }
-        let pid = match read_pid(&pid_file) {
-            Ok(p) => p,
+        let Some(i) = self.client_index(client) else {
+            // The client gave up (its timeout): the container stays, as a create that
+            // finished just after the answer was read would.
+            return;
+        };
+        let c = &mut self.clients[i];
+        c.awaiting = false;
+        respond(c, &resp);
+        // Requests that came behind the create.
+        self.process_input(i);
+    }
+
+    fn register(&mut self, p: PendingCreate, status: libc::c_int) -> Result<libc::pid_t, Failure> {
+        let id = p.id.clone();
+        let (code, signal) = sys::decode_status(status);
+        if code != 0 || signal.is_some() {
+            let mut early = vec![0u8; 4096];
+            let _ = sys::set_nonblocking(&p.err_r);
+            let n = sys::read(p.err_r.as_raw_fd(), &mut early).unwrap_or(0);
+            let detail = helper_error(&self.err_file(&id), &early[..n]);
+            let how = match signal {
+                Some(sig) => format!("signal: {sig}"),
+                None => format!("exit status: {code}"),
+            };
+            self.cleanup_failed(&id);
+            return Err(format!("container {id}: runc create failed ({how}): {detail}").into());
+        }
+        let pid = match read_pid(&p.pid_file) {
+            Ok(pid) => pid,
             Err(e) => {
-                self.cleanup_failed(id);
+                self.cleanup_failed(&id);
                 return Err(format!("container {id}: {e}").into());
             }
         };
-        let fds = match console {
+        let fds = match p.console {
             // The pipes only carried the helper's own messages: the container's stdio is
             // the terminal.
             Some(console) => wait_for_master(&console.listener, None, CONSOLE_AFTER_CREATE)
@@ -914,20 +1018,20 @@ impl Shim {
                     WaitMaster::Failed(e) => format!("no terminal from the helper: {e}"),
                     WaitMaster::Exited(_) => "the helper exited without a terminal".into(),
                 })
-                .and_then(|m| terminal_stdio(m, stdio.stdin).map_err(|e| e.to_string())),
-            None => pipe_stdio(out_r, err_r, stdin_w).map_err(|e| e.to_string()),
+                .and_then(|m| terminal_stdio(m, p.stdio.stdin).map_err(|e| e.to_string())),
+            None => pipe_stdio(p.out_r, p.err_r, p.stdin_w).map_err(|e| e.to_string()),
         };
         let (outputs, pty, stdin) = match fds {
             Ok(fds) => fds,
             Err(e) => {
-                self.cleanup_failed(id);
+                self.cleanup_failed(&id);
                 return Err(format!("container {id}: stdio: {e}").into());
             }
         };
         let token = self.token();
         self.containers.push(Container {
             token,
-            id: id.to_string(),
+            id: id.clone(),
             pid,
             state: ContainerState::Created,
             exit_code: None,
@@ -935,27 +1039,28 @@ impl Shim {
             created_at: sys::now_ns(),
             started_at: None,
             finished_at: None,
-            log_path: log_path.to_string(),
-            log: Some(log),
+            log_path: p.log_path,
+            log: Some(p.log),
             outputs: outputs.map(|fd| {
                 fd.map(|fd| Output {
                     fd,
                     split: LineSplitter::default(),
                 })
             }),
-            tty: stdio.tty,
+            tty: p.stdio.tty,
             pty,
             stdin,
             stdin_buf: Vec::new(),
             stdin_eof: false,
-            stdin_once: stdio.stdin_once,
+            stdin_once: p.stdio.stdin_once,
         });
         self.diag(&format!("container {id} created, pid {pid}"));
-        Ok(Response {
-            pid: Some(pid),
-            helper_us: Some(helper_us),
-            ..Response::ok()
-        })
+        // Its init died before the helper was done: that exit is the container's.
+        if let Some(k) = self.unknown_exits.iter().position(|(q, _, _)| *q == pid) {
+            let (_, status, at) = self.unknown_exits.swap_remove(k);
+            self.container_exited(pid, status, at);
+        }
+        Ok(pid)
     }
 
     fn cleanup_failed(&mut self, id: &str) {
@@ -1363,6 +1468,22 @@ impl Shim {
     /// Stops everything synchronously and marks the loop to end.
     fn shutdown(&mut self) {
         self.stop = true;
+        // A create under way finishes first (killing its helper midway could leave a
+        // half-made container behind); the container is then stopped with the others.
+        for p in std::mem::take(&mut self.pending) {
+            let id = p.id.clone();
+            match sys::wait_pid(p.helper) {
+                Ok(status) => {
+                    if let Err(f) = self.register(p, status) {
+                        self.diag(&f.message);
+                    }
+                }
+                Err(e) => {
+                    self.diag(&format!("container {id}: wait for its create helper: {e}"));
+                    self.cleanup_failed(&id);
+                }
+            }
+        }
         for i in 0..self.containers.len() {
             let (id, pid, state) = {
                 let c = &self.containers[i];
@@ -1601,6 +1722,20 @@ fn helper_error(err_file: &Path, stderr: &[u8]) -> String {
 }
 
 /// Writes as much of the client's output as the socket takes.
+/// Queue one answer line for `c` and send what it can take now.
+fn respond(c: &mut Client, resp: &Response) {
+    match serde_json::to_vec(resp) {
+        Ok(mut v) => {
+            v.push(b'\n');
+            c.outbuf.extend_from_slice(&v);
+        }
+        Err(_) => c
+            .outbuf
+            .extend_from_slice(b"{\"ok\":false,\"error\":\"cannot encode response\"}\n"),
+    }
+    flush_client(c);
+}
+
 fn flush_client(c: &mut Client) {
     while !c.outbuf.is_empty() && !c.dead {
         match c.sock.write(&c.outbuf) {

@@ -35,6 +35,20 @@ create)
   done
   id=$1
   if [ -f "$bundle/fail" ]; then cat "$bundle/fail" > "$errf"; exit 1; fi
+  if [ -f "$bundle/gate" ]; then
+    # A slow create: runs until the test opens the gate.
+    : > "$bundle/entered"
+    while [ ! -e "$bundle/open" ]; do sleep 0.01; done
+  fi
+  if [ -f "$bundle/die-early" ]; then
+    # The init is handed to the shim (its parent exits) and dies while this helper still
+    # runs; the helper exits once the shim has reaped it.
+    sh -c 'sh -c "echo \$\$ > \"\$1\"; exit 7" init "$1" &' x "$pidf"
+    while [ ! -s "$pidf" ]; do sleep 0.01; done
+    pid=$(cat "$pidf")
+    while kill -0 "$pid" 2>/dev/null; do sleep 0.01; done
+    exit 0
+  fi
   mkdir -p "$root/$id" && mkfifo "$root/$id/start" || exit 1
   if [ -n "$console" ]; then
     # A TTY container: the console part as for exec (see fake_console_helper), which
@@ -814,6 +828,92 @@ fn an_abandoned_exec_session_kills_its_command() {
     })
     .into_result()
     .unwrap();
+}
+
+/// A create whose helper takes long holds up neither the shim's other answers nor the
+/// other creates of the pod; its own client gets its answer when the helper is done.
+#[test]
+fn a_slow_create_holds_up_no_other_request() {
+    let mut env = Env::new("overlap");
+    env.start();
+    let slow = PathBuf::from(env.bundle("slow", "exec sleep 1000\n"));
+    fs::write(slow.join("gate"), "").unwrap();
+    let (sock, log) = (env.sock(), env.log_path("slow"));
+    let req = Request::CreateContainer {
+        id: "slow".into(),
+        bundle: slow.to_str().unwrap().into(),
+        log_path: log,
+        tty: false,
+        stdin: false,
+        stdin_once: false,
+    };
+    let again = req.clone();
+    let waiting = std::thread::spawn(move || proto::call(&sock, &req));
+    wait_until("the slow helper runs", Duration::from_secs(10), || {
+        slow.join("entered").exists()
+    });
+    // Meanwhile: another create, a status, and the same id again.
+    let fast = env.create("fast", "exec sleep 1000\n");
+    let st = env.call(Request::Status).into_result().unwrap();
+    let st = st.containers.unwrap_or_default();
+    let ids: Vec<&str> = st.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(ids, ["fast"], "{st:?}");
+    let r = env.call(again);
+    assert_eq!(r.code, Some(ErrorCode::AlreadyExists), "{r:?}");
+    assert!(!waiting.is_finished(), "answered before its helper exited");
+    fs::write(slow.join("open"), "").unwrap();
+    let r = waiting.join().unwrap().unwrap().into_result().unwrap();
+    let slow_pid = r.pid.unwrap();
+    env.pids.push(slow_pid);
+    for id in ["slow", "fast"] {
+        env.call(Request::StartContainer { id: id.into() })
+            .into_result()
+            .unwrap();
+    }
+    let st = env.call(Request::Status).into_result().unwrap();
+    let st = st.containers.unwrap_or_default();
+    for (id, pid) in [("slow", slow_pid), ("fast", fast)] {
+        let c = st.iter().find(|c| c.id == id).unwrap();
+        assert_eq!((c.pid, c.state), (pid, ContainerState::Running), "{st:?}");
+    }
+    env.call(Request::Shutdown).into_result().unwrap();
+    wait_until("no leftovers", Duration::from_secs(10), || {
+        env.leftovers().is_empty()
+    });
+}
+
+/// A container's init that dies before its create helper has exited (the shim reaps it
+/// first, not knowing it yet) is reported exited with its code once created.
+#[test]
+fn an_init_dying_during_its_create_is_reported_exited() {
+    let mut env = Env::new("early");
+    env.start();
+    let mut sub = Client::connect(&env.sock()).unwrap();
+    sub.stream()
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    sub.call(&Request::Subscribe)
+        .unwrap()
+        .into_result()
+        .unwrap();
+    let b = PathBuf::from(env.bundle("early", "exit 0\n"));
+    fs::write(b.join("die-early"), "").unwrap();
+    env.create("early", "");
+    assert_eq!(next_exit(&mut sub, "early"), (7, None));
+    let st = env.call(Request::Status).into_result().unwrap();
+    let st = st.containers.unwrap_or_default();
+    let c = st.iter().find(|c| c.id == "early").unwrap();
+    assert_eq!(
+        (c.state, c.exit_code),
+        (ContainerState::Exited, Some(7)),
+        "{st:?}"
+    );
+    let r = env.call(Request::StartContainer { id: "early".into() });
+    assert_eq!(r.code, Some(ErrorCode::FailedPrecondition), "{r:?}");
+    env.call(Request::Shutdown).into_result().unwrap();
+    wait_until("no leftovers", Duration::from_secs(10), || {
+        env.leftovers().is_empty()
+    });
 }
 
 #[test]

@@ -164,6 +164,18 @@ pub async fn prepare(
     }))
 }
 
+/// Whether `c`'s image is there to be used as it is: [`prepare`] would not pull it.
+pub async fn ready(rt: &dyn Runtime, c: &Container) -> bool {
+    let image = c.image.clone().unwrap_or_default();
+    match rt.image_status(&image).await {
+        Ok(Some(info)) => match policy_of(c).as_str() {
+            "Never" | "IfNotPresent" => true,
+            _ => loaded_locally(&info, &image),
+        },
+        _ => false,
+    }
+}
+
 /// Records the outcome of a pull [`prepare`] asked for (the error as one line of text).
 pub fn finish(
     rec: &mut PodRecord,

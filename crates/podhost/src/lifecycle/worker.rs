@@ -142,6 +142,8 @@ pub struct PodWorker {
     checked: Option<Result<SandboxStatus, RuntimeError>>,
     /// Ephemeral containers added through the API.
     ephemeral_rx: watch::Receiver<Vec<EphemeralContainer>>,
+    /// Regular containers created ahead of their start in this sync, by name.
+    premade: HashMap<String, Premade>,
 }
 
 /// The pod's status reason while the start-time cleanup has work left on it.
@@ -165,6 +167,17 @@ fn spread(d: Duration) -> Duration {
 
 /// Kubelet never gives a container less than this to stop, even past the grace period.
 const MIN_STOP_GRACE: Duration = Duration::from_secs(2);
+
+/// How many regular containers of a pod are created at once when they start together
+/// (a pod's first start): their create helpers overlap, their starts keep the order.
+const CREATE_AHEAD: usize = 4;
+
+/// A regular container created ahead of its turn ([`PodWorker::create_ahead`]), taken
+/// by its start in order; one no start took is removed at the end of the sync.
+struct Premade {
+    attempt: u32,
+    created: Result<String, RuntimeError>,
+}
 
 /// What stopping one container needs, gathered before the stop runs concurrently.
 struct StopJob {
@@ -218,6 +231,7 @@ impl PodWorker {
             meta_rx,
             checked: None,
             ephemeral_rx,
+            premade: HashMap::new(),
         };
         tokio::spawn(w.run(events, probe_rx, hold));
         PodHandle {
@@ -682,6 +696,7 @@ impl PodWorker {
             Ok(()) => None,
             Err(wake) => wake,
         };
+        self.discard_premade().await;
         if self.rec.finished {
             self.stop_probes();
         } else {
@@ -798,7 +813,10 @@ impl PodWorker {
             }
         }
         self.rec.initialized = true;
-        for c in &spec.containers {
+        for (i, c) in spec.containers.iter().enumerate() {
+            if self.fresh(c) {
+                self.create_ahead(&spec.containers[i..]).await;
+            }
             let started = self.ensure_running_and_show(c, policy).await;
             if self.interrupted() {
                 return Err(Some(Instant::now()));
@@ -1347,32 +1365,23 @@ impl PodWorker {
             let now = self.now();
             super::image_pull::finish(&mut self.rec, c, job, pulled, backoff, now)?;
         }
-        let volumes = self.settings.volumes_dir.join(self.rec.uid());
-        let facts = self.pod_facts(&sid).await;
-        let inputs = podspec::Inputs {
-            volumes_root: &volumes,
-            objects: &self.settings.objects,
-            facts: &facts,
-        };
-        let mut cfg = match podspec::container_config(&self.rec.pod, c, attempt, &inputs) {
-            Ok(cfg) => cfg,
-            Err(e) => {
-                return self.create_failed(&c.name, "CreateContainerConfigError", e.to_string())
+        let created = match self.premade.remove(&c.name) {
+            Some(p) if p.attempt == attempt => p.created,
+            stale => {
+                if let Some(p) = stale {
+                    self.discard(&c.name, p).await;
+                }
+                let cfg = match self.container_config(c, attempt, &sid).await {
+                    Ok(cfg) => cfg,
+                    Err(msg) => {
+                        return self.create_failed(&c.name, "CreateContainerConfigError", msg)
+                    }
+                };
+                let sandbox_cfg = self.sandbox_config();
+                self.rt.create_container(&sid, &cfg, &sandbox_cfg).await
             }
         };
-        match self.pid_target(&c.name) {
-            Ok(target) => cfg.linux.pid_target = target,
-            Err(msg) => {
-                self.release_sub_paths(Some(&c.name));
-                return self.create_failed(&c.name, "CreateContainerConfigError", msg);
-            }
-        }
-        let sandbox_cfg = podspec::sandbox_config(
-            &self.rec.pod,
-            self.rec.sandbox_attempts.saturating_sub(1),
-            &self.settings.log_dir,
-        );
-        let id = match self.rt.create_container(&sid, &cfg, &sandbox_cfg).await {
+        let id = match created {
             Ok(id) => id,
             Err(e) => {
                 self.release_sub_paths(Some(&c.name));
@@ -1460,6 +1469,104 @@ impl PodWorker {
             }
         }
         Ok(())
+    }
+
+    /// The runtime config of `c` for `attempt`, or why there is none (kubelet's
+    /// CreateContainerConfigError).
+    async fn container_config(
+        &self,
+        c: &Container,
+        attempt: u32,
+        sid: &str,
+    ) -> Result<podhost_runtime::ContainerConfig, String> {
+        let volumes = self.settings.volumes_dir.join(self.rec.uid());
+        let facts = self.pod_facts(sid).await;
+        let inputs = podspec::Inputs {
+            volumes_root: &volumes,
+            objects: &self.settings.objects,
+            facts: &facts,
+        };
+        let mut cfg = podspec::container_config(&self.rec.pod, c, attempt, &inputs)
+            .map_err(|e| e.to_string())?;
+        match self.pid_target(&c.name) {
+            Ok(target) => cfg.linux.pid_target = target,
+            Err(msg) => {
+                self.release_sub_paths(Some(&c.name));
+                return Err(msg);
+            }
+        }
+        Ok(cfg)
+    }
+
+    fn sandbox_config(&self) -> podhost_runtime::SandboxConfig {
+        podspec::sandbox_config(
+            &self.rec.pod,
+            self.rec.sandbox_attempts.saturating_sub(1),
+            &self.settings.log_dir,
+        )
+    }
+
+    /// `c` was never created (nor is it waiting out a failed create): its start creates
+    /// it, and may create it ahead.
+    fn fresh(&self, c: &Container) -> bool {
+        let t = self.track(&c.name);
+        t.current.is_none() && t.create_backoff.is_none() && !self.premade.contains_key(&c.name)
+    }
+
+    /// Creates the fresh containers among the first [`CREATE_AHEAD`] of `rest` whose
+    /// image is there and whose config can be made, all at once: each create waits on
+    /// its helper for most of its time. Their starts then take them in the pod's order
+    /// (events, postStart hooks and the checkpoint between containers as before); any
+    /// container left out is created by its start as usual.
+    async fn create_ahead(&mut self, rest: &[Container]) {
+        let Some(sid) = self.rec.sandbox_id.clone() else {
+            return;
+        };
+        let mut jobs = Vec::new();
+        for c in rest.iter().take(CREATE_AHEAD) {
+            if !self.fresh(c) || !super::image_pull::ready(self.rt.as_ref(), c).await {
+                continue;
+            }
+            let t = self.track(&c.name);
+            let attempt = if t.previous.is_some() {
+                t.restart_count + 1
+            } else {
+                0
+            };
+            // A config error is reported by the container's own start.
+            if let Ok(cfg) = self.container_config(c, attempt, &sid).await {
+                jobs.push((c.name.clone(), attempt, cfg));
+            }
+        }
+        let sandbox_cfg = self.sandbox_config();
+        let rt = self.rt.clone();
+        let created = futures_util::future::join_all(
+            jobs.iter()
+                .map(|(_, _, cfg)| rt.create_container(&sid, cfg, &sandbox_cfg)),
+        )
+        .await;
+        for ((name, attempt, _), created) in jobs.into_iter().zip(created) {
+            self.premade.insert(name, Premade { attempt, created });
+        }
+    }
+
+    /// Removes a container created ahead that no start took (the sync was cut short).
+    async fn discard(&mut self, name: &str, p: Premade) {
+        if let Ok(id) = p.created {
+            if let Err(e) = self.rt.remove_container(&id).await {
+                tracing::warn!(
+                    "pod {}: removing container {id} ({name}) created ahead: {e}",
+                    self.rec.key()
+                );
+            }
+        }
+        self.release_sub_paths(Some(name));
+    }
+
+    async fn discard_premade(&mut self) {
+        for (name, p) in std::mem::take(&mut self.premade) {
+            self.discard(&name, p).await;
+        }
     }
 
     /// Unmount and remove the private subPath mount points of one container (a failed
