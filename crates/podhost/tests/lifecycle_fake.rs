@@ -946,6 +946,27 @@ async fn a_steady_pod_costs_one_question_per_check_and_events_still_act_at_once(
     assert_eq!(phase(&h), "Running");
 }
 
+/// With a runtime that reports a silent shim itself, a steady pod asks nothing at all
+/// between its rare full syncs, and a shim that stops answering still makes it Unknown
+/// at once.
+#[tokio::test(start_paused = true)]
+async fn a_steady_pod_asks_nothing_when_the_runtime_reports_silence() {
+    let (fake, h, _d) = start(WEB);
+    fake.set_reports_silence(true);
+    settle().await;
+    assert_eq!(phase(&h), "Running");
+    let before = fake.queries();
+    // Well past the steady check (10 s), short of the full resync (300 s −25 %).
+    advance(200).await;
+    assert_eq!(fake.queries(), before, "no status question in 200 s");
+    fake.set_unresponsive(true);
+    settle().await;
+    assert_eq!(phase(&h), "Unknown");
+    fake.set_unresponsive(false);
+    advance(2).await;
+    assert_eq!(phase(&h), "Running");
+}
+
 #[tokio::test(start_paused = true)]
 async fn unknown_pod_can_be_deleted() {
     let (fake, h, _d) = start(WEB);

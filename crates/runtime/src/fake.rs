@@ -38,6 +38,8 @@ struct State {
     exits: HashMap<String, watch::Sender<Option<i32>>>,
     /// Ports `port_forward` finds nobody listening on.
     refused_ports: HashSet<u16>,
+    /// Sends `ShimSilent` when the shims stop answering, as the local runtime does.
+    reports_silence: bool,
 }
 
 impl State {
@@ -153,6 +155,12 @@ impl FakeRuntime {
         }
     }
 
+    /// Report shims that stop answering by a `ShimSilent` event (see
+    /// [`Runtime::reports_silence`]), as the local runtime does.
+    pub fn set_reports_silence(&self, on: bool) {
+        self.lock().reports_silence = on;
+    }
+
     /// How many status questions were asked so far (see `State::queries`).
     pub fn queries(&self) -> usize {
         self.lock().queries
@@ -220,7 +228,15 @@ impl FakeRuntime {
     /// Make every shim stop answering (sandboxes `Unknown`), or answer again (`Ready`
     /// when the pause was), like a SIGSTOPped shim and its SIGCONT.
     pub fn set_unresponsive(&self, unresponsive: bool) {
-        for s in self.lock().sandboxes.values_mut() {
+        let mut st = self.lock();
+        if unresponsive && st.reports_silence {
+            for id in st.sandboxes.keys() {
+                let _ = self.events.send(RuntimeEvent::ShimSilent {
+                    sandbox_id: id.clone(),
+                });
+            }
+        }
+        for s in st.sandboxes.values_mut() {
             match (unresponsive, s.state) {
                 (true, SandboxState::Ready) => {
                     s.state = SandboxState::Unknown;
@@ -774,6 +790,9 @@ impl Runtime for FakeRuntime {
     }
     fn events(&self) -> broadcast::Receiver<RuntimeEvent> {
         self.events.subscribe()
+    }
+    fn reports_silence(&self) -> bool {
+        self.lock().reports_silence
     }
 }
 

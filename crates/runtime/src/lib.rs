@@ -782,6 +782,12 @@ pub trait Runtime: Send + Sync + 'static {
     }
     /// Events about exits, so lifecycle reacts without polling (CRI `GetContainerEvents`).
     fn events(&self) -> tokio::sync::broadcast::Receiver<RuntimeEvent>;
+    /// Whether [`Self::events`] also tells of a sandbox that stops answering
+    /// ([`RuntimeEvent::ShimSilent`]) and of one that is gone: a steady pod then needs no
+    /// periodic look of its own.
+    fn reports_silence(&self) -> bool {
+        false
+    }
 }
 
 #[cfg(test)]

@@ -1570,6 +1570,11 @@ impl Runtime for LocalRuntime {
     fn events(&self) -> broadcast::Receiver<RuntimeEvent> {
         self.events.subscribe()
     }
+    /// Each shim's subscription ([`Self::watch_shim`]) reports its heartbeats going quiet
+    /// and its end.
+    fn reports_silence(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]

@@ -302,6 +302,9 @@ impl Runtime for Owned {
     fn events(&self) -> broadcast::Receiver<RuntimeEvent> {
         self.inner.events()
     }
+    fn reports_silence(&self) -> bool {
+        self.inner.reports_silence()
+    }
 }
 
 #[cfg(all(test, feature = "fake"))]

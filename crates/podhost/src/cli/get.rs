@@ -9,6 +9,8 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use hyper::Method;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::Metadata;
 use serde_json::Value;
 
 use super::client::{enc, Client};
@@ -210,7 +212,16 @@ fn event_value(pod: &Pod, i: usize, e: &PodEvent) -> Value {
 }
 
 /// Lists one type from the daemon, filtered by namespace and label selector.
-async fn list(client: &Client, kind: Kind, args: &GetArgs, wide: bool) -> Result<Listing> {
+/// `values`: whether each item keeps its JSON (outputs other than the table and names,
+/// field selectors, sorting and watching read it); making it cost more than all else of
+/// a `get pods` of hundreds of pods.
+async fn list(
+    client: &Client,
+    kind: Kind,
+    args: &GetArgs,
+    wide: bool,
+    values: bool,
+) -> Result<Listing> {
     let mut q = format!(
         "namespace={}&all_namespaces={}",
         enc(&args.namespace),
@@ -244,20 +255,20 @@ async fn list(client: &Client, kind: Kind, args: &GetArgs, wide: bool) -> Result
     Ok(match kind {
         Kind::Pods => {
             let rows = |p: &[Pod]| output::pod_rows(p, wide, all_ns, now);
-            typed(client, kind, &format!("/v1/pods?{q}"), rows, &item).await?
+            typed(client, kind, &format!("/v1/pods?{q}"), rows, values).await?
         }
         Kind::Nodes => {
             // One node, cluster-scoped: namespaces and selectors do not narrow it.
             let nodes = vec![super::node::fetch(client).await?];
-            listing(kind, &nodes, |n| super::node::rows(n, wide, now), &item)?
+            listing(kind, &nodes, |n| super::node::rows(n, wide, now), values)?
         }
         Kind::Object(ObjectKind::ConfigMap) => {
             let rows = |c: &[ConfigMap]| objects::config_map_rows(c, all_ns, now);
-            typed(client, kind, &format!("/v1/configmaps?{q}"), rows, &item).await?
+            typed(client, kind, &format!("/v1/configmaps?{q}"), rows, values).await?
         }
         Kind::Object(ObjectKind::Secret) => {
             let rows = |c: &[Secret]| objects::secret_rows(c, all_ns, now);
-            typed(client, kind, &format!("/v1/secrets?{q}"), rows, &item).await?
+            typed(client, kind, &format!("/v1/secrets?{q}"), rows, values).await?
         }
         Kind::Events => {
             let pods: Vec<Pod> = client
@@ -308,30 +319,43 @@ async fn list(client: &Client, kind: Kind, args: &GetArgs, wide: bool) -> Result
 }
 
 /// A list of one typed kind, each object with its table row (`rows`: header first).
-async fn typed<T: serde::de::DeserializeOwned + serde::Serialize>(
+async fn typed<T: serde::de::DeserializeOwned + serde::Serialize + Metadata<Ty = ObjectMeta>>(
     client: &Client,
     kind: Kind,
     path: &str,
     rows: impl FnOnce(&[T]) -> Vec<Vec<String>>,
-    item: &dyn Fn(Value, Vec<String>) -> Item,
+    values: bool,
 ) -> Result<Listing> {
     let list: Vec<T> = client.call(Method::GET, path, None).await?;
-    listing(kind, &list, rows, item)
+    listing(kind, &list, rows, values)
 }
 
-/// The listing of `list`, each object with its table row (`rows`: header first).
-fn listing<T: serde::Serialize>(
+/// The listing of `list`, each object with its table row (`rows`: header first) and,
+/// with `values`, its JSON.
+fn listing<T: serde::Serialize + Metadata<Ty = ObjectMeta>>(
     kind: Kind,
     list: &[T],
     rows: impl FnOnce(&[T]) -> Vec<Vec<String>>,
-    item: &dyn Fn(Value, Vec<String>) -> Item,
+    values: bool,
 ) -> Result<Listing> {
     let mut rows = rows(list).into_iter();
     let header = rows.next().unwrap_or_default();
     let items = list
         .iter()
         .zip(rows)
-        .map(|(o, row)| Ok(item(serde_json::to_value(o)?, row)))
+        .map(|(o, row)| {
+            let meta = o.metadata();
+            Ok(Item {
+                name: meta.name.clone().unwrap_or_default(),
+                namespace: meta.namespace.clone().unwrap_or_default(),
+                labels: meta.labels.clone().unwrap_or_default(),
+                row,
+                value: match values {
+                    true => serde_json::to_value(o)?,
+                    false => Value::Null,
+                },
+            })
+        })
         .collect::<Result<_>>()?;
     Ok(Listing {
         kind,
@@ -423,10 +447,15 @@ fn sort_items(items: &mut [Item], by: &Template) {
 /// Fetch, filter and order what `req` asks for; prints one error per missing name.
 async fn fetch(client: &Client, args: &GetArgs, req: &Request) -> Result<(Vec<Listing>, usize)> {
     let wide = matches!(req.output, Output::Table { wide: true });
+    let values = !matches!(req.output, Output::Table { .. } | Output::Name)
+        || args.watch
+        || args.watch_only
+        || req.sort_by.is_some()
+        || req.fields.iter().any(|f| !f.is_empty());
     let mut listings = Vec::new();
     let mut missing = 0;
     for ((kind, names), fields) in req.kinds.iter().zip(&req.fields) {
-        let mut l = list(client, *kind, args, wide).await?;
+        let mut l = list(client, *kind, args, wide, values).await?;
         l.items.retain(|i| {
             fields
                 .iter()

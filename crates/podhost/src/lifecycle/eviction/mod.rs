@@ -394,17 +394,17 @@ impl Manager {
     /// tick cost an idle daemon more than all else (3 % of a core at 500 pods), and the
     /// pods' counters are read only when needed (another 2 %).
     pub async fn tick(&self) -> usize {
-        let pods: Vec<(PodHandle, PodRecord)> = (self.pods)()
-            .into_iter()
-            .map(|h| {
-                let rec = h.snapshot.borrow().clone();
-                (h, rec)
-            })
-            .collect();
-        let limited: HashSet<String> = pods
+        // Records are cloned below only for the pods this tick looks at: cloning every
+        // pod's record (events included) each tick was most of an idle tick's cost.
+        let handles: Vec<PodHandle> = (self.pods)();
+        let limited: HashSet<String> = handles
             .iter()
-            .filter(|(_, r)| local_storage::has_limits(&r.pod))
-            .filter_map(|(_, r)| r.sandbox_id.clone())
+            .filter_map(|h| {
+                let r = h.snapshot.borrow();
+                local_storage::has_limits(&r.pod)
+                    .then(|| r.sandbox_id.clone())
+                    .flatten()
+            })
             .collect();
         // The pods' counters (a few cgroup files per container) are read when something
         // needs them: the limited pods' layers, the node's memory when its pods' cgroup
@@ -424,7 +424,7 @@ impl Manager {
         let short_of_disk = met
             .iter()
             .any(|(t, _)| matches!(t.signal, Signal::NodeFsAvailable | Signal::NodeFsInodesFree));
-        if short_of_disk && limited.len() < pods.len() {
+        if short_of_disk && limited.len() < handles.len() {
             stats = self.stats(&LayerWalk::All).await;
         } else if !met.is_empty() && !read_now {
             stats = self.stats(&limited_walk).await;
@@ -437,15 +437,19 @@ impl Manager {
             .collect();
         let mut evicted = 0;
         let mut seen = Vec::new();
-        for (h, rec) in pods {
-            if !running(&rec) {
-                continue;
-            }
-            let walk = short_of_disk
-                || rec
-                    .sandbox_id
-                    .as_ref()
-                    .is_some_and(|id| limited.contains(id));
+        // Without a node threshold met, only the walked pods can be evicted (by their
+        // own limits) and none needs ranking.
+        let rank = !met.is_empty();
+        for h in handles {
+            let (rec, walk) = {
+                let r = h.snapshot.borrow();
+                let walk =
+                    short_of_disk || r.sandbox_id.as_ref().is_some_and(|id| limited.contains(id));
+                if !running(&r) || !(walk || rank) {
+                    continue;
+                }
+                (r.clone(), walk)
+            };
             let usage = match walk.then(|| self.measure_of(&rec, &layers)).flatten() {
                 Some(measure) => match tokio::task::spawn_blocking(move || measure.run()).await {
                     Ok(usage) => usage,
