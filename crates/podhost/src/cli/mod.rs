@@ -30,7 +30,7 @@ pub mod lint;
 mod logs;
 mod node;
 mod objects;
-mod output;
+pub(crate) mod output;
 mod portforward;
 mod procinfo;
 mod pull;

@@ -11,6 +11,7 @@ use crate::lifecycle::PodEvent;
 use crate::server::ContainerRow;
 use crate::timefmt::{from_k8s_time, rfc1123z};
 use podhost_runtime::ImageInfo;
+use serde::{Deserialize, Serialize};
 
 /// Columns padded like kubectl's tabwriter (3 spaces between columns).
 pub fn table(rows: &[Vec<String>]) -> String {
@@ -44,6 +45,48 @@ fn age_since(nanos: Option<i64>, now: i64) -> String {
     match nanos {
         Some(t) => display::age(Duration::from_nanos(now.saturating_sub(t).max(0) as u64)),
         None => "<unknown>".into(),
+    }
+}
+
+/// `get pods` as a table the daemon makes (`/v1/pods?table=true`), as kubectl asks the
+/// API server for `as=Table`: the CLI then decodes rows, not hundreds of whole Pods.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PodTable {
+    /// Column names.
+    pub header: Vec<String>,
+    /// One per pod, in the listing's order.
+    pub rows: Vec<PodTableRow>,
+}
+
+/// One pod of a [`PodTable`]: what `get` prints and filters by, without the Pod.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PodTableRow {
+    /// `metadata.name`.
+    pub name: String,
+    /// `metadata.namespace`.
+    pub namespace: String,
+    /// `metadata.labels` (for `--show-labels`, `-L`).
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// The cells, under [`PodTable::header`].
+    pub cells: Vec<String>,
+}
+
+/// [`pod_rows`] as a [`PodTable`].
+pub fn pod_table(pods: &[Pod], wide: bool, all_namespaces: bool, now: i64) -> PodTable {
+    let mut rows = pod_rows(pods, wide, all_namespaces, now).into_iter();
+    let header = rows.next().unwrap_or_default();
+    PodTable {
+        header,
+        rows: pods
+            .iter()
+            .zip(rows)
+            .map(|(p, cells)| PodTableRow {
+                name: p.metadata.name.clone().unwrap_or_default(),
+                namespace: p.metadata.namespace.clone().unwrap_or_default(),
+                labels: p.metadata.labels.clone().unwrap_or_default(),
+                cells,
+            })
+            .collect(),
     }
 }
 
@@ -788,4 +831,37 @@ pub fn describe(pod: &Pod, events: &[PodEvent], rows: &[ContainerRow], now: i64)
         o.push_str(&table(&rows));
     }
     o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The daemon's table is what the CLI made from the Pods itself: the same header
+    /// and cells, with each pod's name, namespace and labels beside them.
+    #[test]
+    fn the_pod_table_is_the_rows_of_the_same_pods() {
+        let pod = |name: &str, ns: &str, app: &str| {
+            let mut p = Pod::default();
+            p.metadata.name = Some(name.into());
+            p.metadata.namespace = Some(ns.into());
+            p.metadata.labels = Some([("app".to_string(), app.to_string())].into());
+            p
+        };
+        let pods = [pod("a", "default", "web"), pod("b", "kube-system", "dns")];
+        for (wide, all) in [(false, false), (true, true)] {
+            let rows = pod_rows(&pods, wide, all, 0);
+            let table = pod_table(&pods, wide, all, 0);
+            assert_eq!(table.header, rows[0]);
+            let cells: Vec<&Vec<String>> = table.rows.iter().map(|r| &r.cells).collect();
+            assert_eq!(cells, rows[1..].iter().collect::<Vec<_>>());
+        }
+        let t = pod_table(&pods, false, true, 0);
+        let b = &t.rows[1];
+        assert_eq!(
+            (b.name.as_str(), b.namespace.as_str()),
+            ("b", "kube-system")
+        );
+        assert_eq!(b.labels.get("app").map(String::as_str), Some("dns"));
+    }
 }

@@ -523,6 +523,11 @@ pub(crate) struct ListQuery {
     #[serde(default)]
     all_namespaces: bool,
     selector: Option<String>,
+    /// Pods only: `get`'s table instead of the Pods (`wide`: `-o wide`'s columns).
+    #[serde(default)]
+    table: bool,
+    #[serde(default)]
+    wide: bool,
 }
 
 impl ListQuery {
@@ -537,7 +542,7 @@ impl ListQuery {
 async fn list_pods(
     State(d): State<Arc<Daemon>>,
     Query(q): Query<ListQuery>,
-) -> Result<Json<Vec<Pod>>, ApiError> {
+) -> Result<Response, ApiError> {
     let selector = q.selector()?;
     let ns = q.namespace.unwrap_or_else(|| "default".into());
     let mut pods: Vec<Pod> = d
@@ -549,7 +554,12 @@ async fn list_pods(
     pods.sort_by(|a, b| {
         (&a.metadata.namespace, &a.metadata.name).cmp(&(&b.metadata.namespace, &b.metadata.name))
     });
-    Ok(Json(pods))
+    if q.table {
+        let now = crate::timefmt::now_nanos();
+        let table = crate::cli::output::pod_table(&pods, q.wide, q.all_namespaces, now);
+        return Ok(Json(table).into_response());
+    }
+    Ok(Json(pods).into_response())
 }
 
 async fn get_node(State(d): State<Arc<Daemon>>) -> Json<k8s_openapi::api::core::v1::Node> {
