@@ -163,8 +163,6 @@ struct Client {
     subscribed: bool,
     exec: Option<Exec>,
     attach: Option<Attach>,
-    /// Its create is running: read no further request until it is answered.
-    awaiting: bool,
     /// Close once `outbuf` is flushed.
     closing: bool,
     dead: bool,
@@ -387,7 +385,13 @@ impl Shim {
                     .map_or(0, |ctr| ctr.stdin_buf.len()),
                 (None, None) => 0,
             };
-            if !c.closing && c.outbuf.len() < OUT_HIGH_WATER && backlog < OUT_HIGH_WATER {
+            // Nor from one whose create runs (a hang-up still shows as POLLHUP).
+            let creating = self.pending.iter().any(|p| p.client == c.token);
+            if !c.closing
+                && !creating
+                && c.outbuf.len() < OUT_HIGH_WATER
+                && backlog < OUT_HIGH_WATER
+            {
                 ev |= libc::POLLIN;
             }
             push(c.sock.as_raw_fd(), ev, Slot::Client(c.token));
@@ -458,7 +462,6 @@ impl Shim {
                         subscribed: false,
                         exec: None,
                         attach: None,
-                        awaiting: false,
                         closing: false,
                         dead: false,
                     });
@@ -694,8 +697,13 @@ impl Shim {
 
     fn process_input(&mut self, i: usize) {
         loop {
+            // A client whose create runs gets no further request read until it is answered.
+            let token = self.clients[i].token;
+            if self.pending.iter().any(|p| p.client == token) {
+                return;
+            }
             let c = &mut self.clients[i];
-            if c.closing || c.dead || c.awaiting {
+            if c.closing || c.dead {
                 return;
             }
             if c.exec.is_some() {
@@ -729,10 +737,9 @@ impl Shim {
             if self.stop {
                 return;
             }
-            match resp {
-                Some(resp) => respond(&mut self.clients[i], &resp),
-                // Answered when its helper exits.
-                None => self.clients[i].awaiting = true,
+            // None: a create, answered when its helper exits.
+            if let Some(resp) = resp {
+                respond(&mut self.clients[i], &resp);
             }
         }
     }
@@ -981,9 +988,7 @@ impl Shim {
             // finished just after the answer was read would.
             return;
         };
-        let c = &mut self.clients[i];
-        c.awaiting = false;
-        respond(c, &resp);
+        respond(&mut self.clients[i], &resp);
         // Requests that came behind the create.
         self.process_input(i);
     }

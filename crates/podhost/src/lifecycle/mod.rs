@@ -94,6 +94,17 @@ pub struct ContainerTrack {
 }
 
 impl ContainerTrack {
+    /// The attempt number of a container created now while none is current: a restart
+    /// (after a failed create too) once one ran, else the first.
+    pub fn next_attempt(&self) -> u32 {
+        match self.previous {
+            Some(_) => self.restart_count + 1,
+            None => 0,
+        }
+    }
+}
+
+impl ContainerTrack {
     /// The stored result of a probe kind, or its initial value.
     pub fn probe(&self, kind: ProbeKind) -> ProbeResult {
         let r = match kind {

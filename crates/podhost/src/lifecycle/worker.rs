@@ -1245,12 +1245,7 @@ impl PodWorker {
                     return Err(Some(Instant::now() + left));
                 }
             }
-            let attempt = if track.previous.is_some() {
-                track.restart_count + 1
-            } else {
-                0
-            };
-            return self.create_and_start(c, attempt).await;
+            return self.create_and_start(c, track.next_attempt()).await;
         };
         if cur.state == ContainerState::Running {
             return Ok(());
@@ -1375,7 +1370,8 @@ impl PodWorker {
                 if let Some(p) = stale {
                     self.discard(&c.name, p).await;
                 }
-                let cfg = match self.container_config(c, attempt, &sid).await {
+                let facts = self.pod_facts(&sid).await;
+                let cfg = match self.container_config(c, attempt, &facts) {
                     Ok(cfg) => cfg,
                     Err(msg) => {
                         return self.create_failed(&c.name, "CreateContainerConfigError", msg)
@@ -1477,18 +1473,17 @@ impl PodWorker {
 
     /// The runtime config of `c` for `attempt`, or why there is none (kubelet's
     /// CreateContainerConfigError).
-    async fn container_config(
+    fn container_config(
         &self,
         c: &Container,
         attempt: u32,
-        sid: &str,
+        facts: &super::env::PodFacts,
     ) -> Result<podhost_runtime::ContainerConfig, String> {
         let volumes = self.settings.volumes_dir.join(self.rec.uid());
-        let facts = self.pod_facts(sid).await;
         let inputs = podspec::Inputs {
             volumes_root: &volumes,
             objects: &self.settings.objects,
-            facts: &facts,
+            facts,
         };
         let mut cfg = podspec::container_config(&self.rec.pod, c, attempt, &inputs)
             .map_err(|e| e.to_string())?;
@@ -1526,21 +1521,20 @@ impl PodWorker {
         let Some(sid) = self.rec.sandbox_id.clone() else {
             return;
         };
+        let facts = self.pod_facts(&sid).await;
         let mut jobs = Vec::new();
         for c in rest.iter().take(CREATE_AHEAD) {
             if !self.fresh(c) || !super::image_pull::ready(self.rt.as_ref(), c).await {
                 continue;
             }
-            let t = self.track(&c.name);
-            let attempt = if t.previous.is_some() {
-                t.restart_count + 1
-            } else {
-                0
-            };
+            let attempt = self.track(&c.name).next_attempt();
             // A config error is reported by the container's own start.
-            if let Ok(cfg) = self.container_config(c, attempt, &sid).await {
+            if let Ok(cfg) = self.container_config(c, attempt, &facts) {
                 jobs.push((c.name.clone(), attempt, cfg));
             }
+        }
+        if jobs.is_empty() {
+            return;
         }
         let sandbox_cfg = self.sandbox_config();
         let rt = self.rt.clone();
