@@ -21,25 +21,27 @@ fn pod(yaml: &str) -> PodRecord {
 }
 
 fn start(yaml: &str) -> (Arc<FakeRuntime>, PodHandle, tempfile::TempDir) {
-    let clock = Clock::default();
-    let fake = Arc::new(FakeRuntime::new(clock, &["busybox"]));
+    let fake = Arc::new(FakeRuntime::new(Clock::default(), &["busybox"]));
     let dir = tempfile::tempdir().expect("tempdir");
-    let settings = Settings {
+    let rt: Arc<dyn Runtime> = fake.clone();
+    let h = PodWorker::spawn(rt, None, pod(yaml), settings(dir.path()));
+    (fake, h, dir)
+}
+
+fn settings(dir: &std::path::Path) -> Settings {
+    Settings {
         backoff: BackoffPolicy {
             initial: Duration::from_secs(10),
             max: Duration::from_secs(300),
         },
-        log_dir: dir.path().join("log"),
-        volumes_dir: dir.path().join("vol"),
-        clock,
+        log_dir: dir.join("log"),
+        volumes_dir: dir.join("vol"),
+        clock: Clock::default(),
         resync: Duration::from_secs(1),
         steady_check: Duration::from_secs(10),
         steady_resync: Duration::from_secs(300),
         objects: podhost::objects::Objects::in_memory(),
-    };
-    let rt: Arc<dyn Runtime> = fake.clone();
-    let h = PodWorker::spawn(rt, None, pod(yaml), settings);
-    (fake, h, dir)
+    }
 }
 
 /// Let the worker run until it is idle at the current instant.
@@ -1535,4 +1537,70 @@ async fn the_eviction_tick_evicts_a_pod_over_its_empty_dir_limit() {
         1
     );
     task.abort();
+}
+
+/// A container whose state cannot be read right after its start (its shim slow to
+/// answer on a loaded machine) shows running, is not killed, and is never started a
+/// second time beside itself.
+#[tokio::test(start_paused = true)]
+async fn a_started_container_whose_state_cannot_be_read_is_not_started_again() {
+    let (fake, h, _d) = start(WEB);
+    fake.set_unknown_statuses(true);
+    settle().await;
+    advance(30).await;
+    assert_eq!((creates(&fake, "web"), creates(&fake, "sidecar")), (1, 1));
+    assert_eq!(phase(&h), "Running");
+    assert!(status_of(&h, "web")["state"]["running"].is_object());
+    assert!(!events(&h).iter().any(|(r, _)| r == "Killing"));
+    fake.set_unknown_statuses(false);
+    advance(30).await;
+    assert_eq!((creates(&fake, "web"), creates(&fake, "sidecar")), (1, 1));
+    assert_eq!((restarts(&h, "web"), restarts(&h, "sidecar")), (0, 0));
+    assert_eq!(fake.running(), 2);
+}
+
+/// kubelet: a container in `Unknown` state may still run, so it is killed before
+/// anything replaces it. While the kill cannot be confirmed nothing starts; once its
+/// state can be read again, a container found running is kept.
+#[tokio::test(start_paused = true)]
+async fn a_container_in_unknown_state_is_killed_before_it_is_replaced() {
+    let (fake, h, dir) = start(WEB);
+    settle().await;
+    assert_eq!(fake.running(), 2);
+    // A daemon restart that finds the record an older daemon left: web Unknown.
+    let mut rec = h.snapshot.borrow().clone();
+    drop(h);
+    settle().await;
+    let calls_before = fake.calls().len();
+    advance(2).await;
+    assert_eq!(fake.calls().len(), calls_before, "the first worker ended");
+    let web = rec
+        .containers
+        .get_mut("web")
+        .and_then(|t| t.current.as_mut());
+    web.expect("web's status").state = podhost_runtime::ContainerState::Unknown;
+    fake.set_unknown_statuses(true);
+    let rt: Arc<dyn Runtime> = fake.clone();
+    let h = PodWorker::spawn(rt, None, rec, settings(dir.path()));
+    settle().await;
+    advance(20).await;
+    assert_eq!(
+        creates(&fake, "web"),
+        1,
+        "nothing replaced it: {:?}",
+        fake.calls()
+    );
+    assert!(fake.calls().iter().any(|c| c == "stop:web"));
+    assert!(
+        events(&h).iter().any(|(r, m)| r == "Killing"
+            && m == "Container web is in \"Unknown\" state, try killing it before restart"),
+        "{:?}",
+        events(&h)
+    );
+    fake.set_unknown_statuses(false);
+    advance(5).await;
+    assert_eq!(creates(&fake, "web"), 1);
+    assert_eq!(fake.running(), 2);
+    assert_eq!(restarts(&h, "web"), 0);
+    assert!(status_of(&h, "web")["state"]["running"].is_object());
 }

@@ -40,6 +40,21 @@ struct State {
     refused_ports: HashSet<u16>,
     /// Sends `ShimSilent` when the shims stop answering, as the local runtime does.
     reports_silence: bool,
+    /// Container states cannot be read (see [`FakeRuntime::set_unknown_statuses`]).
+    unknown_statuses: bool,
+}
+
+/// What the local runtime reports of a container whose shim gave no answer.
+fn unknown(c: &ContainerStatus) -> ContainerStatus {
+    ContainerStatus {
+        state: ContainerState::Unknown,
+        started_at: None,
+        finished_at: None,
+        exit_code: None,
+        reason: None,
+        pid: None,
+        ..c.clone()
+    }
 }
 
 impl State {
@@ -159,6 +174,14 @@ impl FakeRuntime {
     /// [`Runtime::reports_silence`]), as the local runtime does.
     pub fn set_reports_silence(&self, on: bool) {
         self.lock().reports_silence = on;
+    }
+
+    /// Make container states unreadable (`Unknown`, as the local runtime reports them
+    /// when a shim does not answer in time) while the sandboxes still look ready, or
+    /// readable again. Meanwhile a stop reaches nothing: the local runtime signals only
+    /// a container it was told runs.
+    pub fn set_unknown_statuses(&self, on: bool) {
+        self.lock().unknown_statuses = on;
     }
 
     /// How many status questions were asked so far (see `State::queries`).
@@ -390,6 +413,9 @@ impl Runtime for FakeRuntime {
             let name = c.config.name.clone();
             let running = c.state == ContainerState::Running;
             st.calls.push(format!("stop:{name}"));
+            if st.unknown_statuses {
+                return Ok(());
+            }
             st.stops.push((name.clone(), timeout, signal));
             (st.ignore_term.contains(&name), running)
         };
@@ -418,10 +444,14 @@ impl Runtime for FakeRuntime {
     async fn container_status(&self, container_id: &str) -> Result<ContainerStatus, RuntimeError> {
         let mut st = self.lock();
         st.queries += 1;
-        st.containers
+        let c = st
+            .containers
             .get(container_id)
-            .cloned()
-            .ok_or_else(|| RuntimeError::ContainerNotFound(container_id.into()))
+            .ok_or_else(|| RuntimeError::ContainerNotFound(container_id.into()))?;
+        Ok(match st.unknown_statuses {
+            true => unknown(c),
+            false => c.clone(),
+        })
     }
     async fn list_containers(
         &self,
@@ -429,11 +459,15 @@ impl Runtime for FakeRuntime {
     ) -> Result<Vec<ContainerStatus>, RuntimeError> {
         let mut st = self.lock();
         st.queries += 1;
+        let unknown_statuses = st.unknown_statuses;
         Ok(st
             .containers
             .values()
             .filter(|c| sandbox_id.is_none_or(|s| c.sandbox_id == s))
-            .cloned()
+            .map(|c| match unknown_statuses {
+                true => unknown(c),
+                false => c.clone(),
+            })
             .collect())
     }
     /// A session that first writes what the exec handler says (default: nothing, exit

@@ -169,6 +169,10 @@ fn spread(d: Duration) -> Duration {
 /// Kubelet never gives a container less than this to stop, even past the grace period.
 const MIN_STOP_GRACE: Duration = Duration::from_secs(2);
 
+/// How soon a container whose state is not known, and whose kill could not be
+/// confirmed, is tried again (nothing replaces it meanwhile).
+const UNKNOWN_RETRY: Duration = Duration::from_secs(1);
+
 /// How many regular containers of a pod are created at once when they start together
 /// (a pod's first start): their create helpers overlap, their starts keep the order.
 const CREATE_AHEAD: usize = 4;
@@ -1250,6 +1254,20 @@ impl PodWorker {
         if cur.state == ContainerState::Running {
             return Ok(());
         }
+        if cur.state == ContainerState::Unknown {
+            // kubelet: whether it still runs is not known, so it is killed before a new
+            // one starts (two instances of one container must never run); while that
+            // cannot be confirmed, nothing starts.
+            let message = format!(
+                "Container {} is in \"Unknown\" state, try killing it before restart",
+                c.name
+            );
+            self.stop_now(&c.name, self.pod_grace(), message).await;
+            if self.state_of(&c.name) == Some(ContainerState::Unknown) {
+                return Err(Some(Instant::now() + UNKNOWN_RETRY));
+            }
+            return Err(Some(Instant::now()));
+        }
         if !should_restart(policy, &cur) {
             return Ok(());
         }
@@ -1417,7 +1435,18 @@ impl PodWorker {
             "Started",
             format!("Started container {}", c.name),
         );
-        let st = self.rt.container_status(&id).await.ok();
+        let st = match self.rt.container_status(&id).await {
+            // The start succeeded: a status that cannot tell (a shim slow to answer on
+            // a loaded machine) is not news, and taken for `Created` or `Unknown` it
+            // would have this container started a second time beside itself. It runs
+            // since now; the next refresh or its exit event says more.
+            Ok(mut s) if s.state == ContainerState::Unknown => {
+                s.state = ContainerState::Running;
+                s.started_at = Some(now);
+                Some(s)
+            }
+            st => st.ok(),
+        };
         let t = self.track_mut(&c.name);
         t.waiting = None;
         t.current = st;
@@ -1682,7 +1711,10 @@ impl PodWorker {
     /// Gather what stopping a running container needs, and record the Killing event.
     async fn stop_job(&mut self, name: &str, message: String) -> Option<StopJob> {
         let cur = self.current(name)?.clone();
-        if cur.state != ContainerState::Running && cur.state != ContainerState::Created {
+        if !matches!(
+            cur.state,
+            ContainerState::Running | ContainerState::Created | ContainerState::Unknown
+        ) {
             return None;
         }
         let now = self.now();
