@@ -714,6 +714,12 @@ pub trait Runtime: Send + Sync + 'static {
     ) -> Result<ForwardStream, RuntimeError>;
     /// The image a reference resolves to, if present.
     async fn image_status(&self, reference: &str) -> Result<Option<ImageInfo>, RuntimeError>;
+    /// The same without `pinned` (which a view computes over every container): what a
+    /// pod worker asks before each create and stop, where only presence and the stop
+    /// signal count.
+    async fn image_info(&self, reference: &str) -> Result<Option<ImageInfo>, RuntimeError> {
+        self.image_status(reference).await
+    }
     /// All images.
     async fn list_images(&self) -> Result<Vec<ImageInfo>, RuntimeError>;
     /// Pull an image from its registry (CRI `PullImage`), with credentials for that

@@ -222,6 +222,9 @@ impl Runtime for Owned {
         let image = self.inner.image_status(reference).await?;
         Ok(self.pin(image.into_iter().collect()).await?.pop())
     }
+    async fn image_info(&self, reference: &str) -> Result<Option<ImageInfo>, RuntimeError> {
+        self.inner.image_info(reference).await
+    }
     async fn list_images(&self) -> Result<Vec<ImageInfo>, RuntimeError> {
         let images = self.inner.list_images().await?;
         self.pin(images).await

@@ -96,7 +96,7 @@ pub async fn prepare(
 ) -> Result<Option<PullJob>, Option<Instant>> {
     let image = c.image.clone().unwrap_or_default();
     let policy = policy_of(c);
-    let present = match rt.image_status(&image).await {
+    let present = match rt.image_info(&image).await {
         Ok(p) => p,
         Err(e) => {
             rec.event(now, "Warning", "InspectFailed", e.to_string());
@@ -167,7 +167,7 @@ pub async fn prepare(
 /// Whether `c`'s image is there to be used as it is: [`prepare`] would not pull it.
 pub async fn ready(rt: &dyn Runtime, c: &Container) -> bool {
     let image = c.image.clone().unwrap_or_default();
-    match rt.image_status(&image).await {
+    match rt.image_info(&image).await {
         Ok(Some(info)) => match policy_of(c).as_str() {
             "Never" | "IfNotPresent" => true,
             _ => loaded_locally(&info, &image),

@@ -404,8 +404,50 @@ pub fn prepare_volumes(pod: &Pod, volumes_root: &Path) -> Result<(), ConfigError
 /// The mount table, not the spec, says what is mounted, so a crash between mount and
 /// record leaves nothing. False when something stays mounted: the tree must then not
 /// be removed (a subPath of a hostPath volume would be removed through its mount).
-pub fn unmount_volumes(volumes_root: &Path) -> bool {
-    volumes::unmount_all_under(volumes_root).is_empty()
+///
+/// A pod whose spec can have put no mount there is not looked up: the mount table lists
+/// every mount of the machine (each pod's rootfs, shm, netns …), and reading it for each
+/// of hundreds of pods deleted together made the delete quadratic.
+pub fn unmount_volumes(pod: &Pod, volumes_root: &Path) -> bool {
+    !volumes_may_hold_mounts(pod) || volumes::unmount_all_under(volumes_root).is_empty()
+}
+
+/// Whether anything can be mounted under the pod's volume directory. Only podhost mounts
+/// there (tmpfs for memory-backed emptyDirs and secret/projected volumes, subPath
+/// binds) and, through Bidirectional propagation, a container; a container's own mounts
+/// otherwise stay in its mount namespace. Volume kinds not known to be mount-free count
+/// as mounted, so a new kind errs on the side of looking.
+pub fn volumes_may_hold_mounts(pod: &Pod) -> bool {
+    let Some(spec) = pod.spec.as_ref() else {
+        return false;
+    };
+    let plain = |v: &k8s_openapi::api::core::v1::Volume| {
+        let disk_empty_dir = v
+            .empty_dir
+            .as_ref()
+            .is_some_and(|e| e.medium.as_deref() != Some("Memory"));
+        let written_to_disk =
+            (v.config_map.is_some() || v.downward_api.is_some()) && !volumes::on_tmpfs(v);
+        disk_empty_dir || v.host_path.is_some() || written_to_disk
+    };
+    let mounts_anything = |m: &k8s_openapi::api::core::v1::VolumeMount| {
+        m.sub_path.as_deref().is_some_and(|p| !p.is_empty())
+            || m.sub_path_expr.as_deref().is_some_and(|p| !p.is_empty())
+            || m.mount_propagation.as_deref() == Some("Bidirectional")
+    };
+    let mounts = spec
+        .containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten())
+        .flat_map(|c| c.volume_mounts.iter().flatten())
+        .chain(
+            spec.ephemeral_containers
+                .iter()
+                .flatten()
+                .flat_map(|c| c.volume_mounts.iter().flatten()),
+        )
+        .any(mounts_anything);
+    mounts || !spec.volumes.iter().flatten().all(plain)
 }
 
 /// Expand `$(VAR)` references from `vars` as Kubernetes does (`$$` escapes; unknown stays).
@@ -536,6 +578,53 @@ pub fn container_config(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn parsed(text: &str) -> Pod {
+        let podhost_api::Manifest::Pod(pod) = podhost_api::parse_manifests(text, "p")
+            .expect("parses")
+            .remove(0)
+        else {
+            panic!("not a pod")
+        };
+        *pod
+    }
+
+    /// The pod of `volumes` (YAML flow list) with container `mounts`.
+    fn with(volumes: &str, mounts: &str) -> Pod {
+        parsed(&format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: p}}\nspec:\n  containers:\n  - {{name: c, image: busybox, volumeMounts: {mounts}}}\n  volumes: {volumes}\n"
+        ))
+    }
+
+    #[test]
+    fn only_a_spec_that_can_mount_under_the_volumes_is_looked_up() {
+        let plain = "[{name: a, emptyDir: {}}, {name: h, hostPath: {path: /tmp}}, {name: m, configMap: {name: x}}, {name: d, downwardAPI: {items: []}}]";
+        let mounts = "[{name: a, mountPath: /a}, {name: h, mountPath: /h, mountPropagation: HostToContainer}]";
+        assert!(!volumes_may_hold_mounts(&with(plain, mounts)));
+        assert!(!volumes_may_hold_mounts(&with("[]", "[]")));
+        for volumes in [
+            "[{name: a, emptyDir: {medium: Memory}}]",
+            "[{name: s, secret: {secretName: x}}]",
+            "[{name: p, projected: {sources: []}}]",
+            // A kind not known to be mount-free.
+            "[{name: pvc, persistentVolumeClaim: {claimName: x}}]",
+        ] {
+            assert!(volumes_may_hold_mounts(&with(volumes, "[]")), "{volumes}");
+        }
+        for mounts in [
+            "[{name: a, mountPath: /a, subPath: x}]",
+            "[{name: a, mountPath: /a, subPathExpr: x}]",
+            "[{name: h, mountPath: /h, mountPropagation: Bidirectional}]",
+        ] {
+            assert!(volumes_may_hold_mounts(&with(plain, mounts)), "{mounts}");
+        }
+        let mut debugged = with(plain, "[]");
+        let ephemeral = parsed("apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n  - {name: c, image: busybox}\n  ephemeralContainers:\n  - {name: e, image: busybox, volumeMounts: [{name: a, mountPath: /a, subPath: x}]}\n");
+        if let (Some(spec), Some(e)) = (debugged.spec.as_mut(), ephemeral.spec) {
+            spec.ephemeral_containers = e.ephemeral_containers;
+        }
+        assert!(volumes_may_hold_mounts(&debugged));
+    }
 
     // Runs as root (like the daemon): the subPath is bind mounted.
     #[test]

@@ -431,7 +431,14 @@ pub fn is_mount_point(path: &Path) -> bool {
 /// can be unmounted in that order. A path mounted over twice is listed twice: each
 /// unmount takes off one layer.
 pub fn mounts_under(root: &Path) -> Vec<PathBuf> {
-    let root = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
+    let root = match std::fs::canonicalize(root) {
+        Ok(r) => r,
+        // Nothing is mounted at or under a path that does not exist (a pod without
+        // subPaths has no private mount points): the mount table, which lists every
+        // mount of the machine, is not read.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
+        Err(_) => root.to_path_buf(),
+    };
     let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let mut found: Vec<PathBuf> = info
         .lines()

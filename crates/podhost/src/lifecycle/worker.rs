@@ -679,7 +679,7 @@ impl PodWorker {
             // Memory-backed volumes (tmpfs emptyDirs, secrets) are what an eviction for
             // memory must give back: unmounted now; disk volumes stay until the delete.
             let volumes = self.settings.volumes_dir.join(self.rec.uid());
-            if !podspec::unmount_volumes(&volumes) {
+            if !podspec::unmount_volumes(&self.rec.pod, &volumes) {
                 tracing::warn!(
                     "pod {}: evicted, but its volumes stay mounted",
                     self.rec.key()
@@ -1719,7 +1719,7 @@ impl PodWorker {
         }
         let now = self.now();
         self.rec.event(now, "Normal", "Killing", message);
-        let signal = match self.rt.image_status(&cur.config.image).await {
+        let signal = match self.rt.image_info(&cur.config.image).await {
             Ok(Some(img)) => img
                 .stop_signal
                 .as_deref()
@@ -1843,18 +1843,26 @@ impl PodWorker {
         let uid = self.rec.uid();
         let volumes = self.settings.volumes_dir.join(&uid);
         super::image_pull::forget_pod(&uid);
-        if podspec::unmount_volumes(&volumes) {
-            let _ = std::fs::remove_dir_all(&volumes);
-        } else {
-            // Removing through a mount would remove what it shows (a hostPath's files).
-            tracing::error!(
-                "pod {}: {} stays mounted; left in place",
-                self.rec.key(),
-                volumes.display()
-            );
-        }
         let cfg = podspec::sandbox_config(&self.rec.pod, 0, &self.settings.log_dir);
-        let _ = std::fs::remove_dir_all(&cfg.log_directory);
+        let (pod, key) = (self.rec.pod.clone(), self.rec.key());
+        // Blocking file work (a mount table read, trees of files): off the threads that
+        // run every other pod's worker.
+        let removed = tokio::task::spawn_blocking(move || {
+            if podspec::unmount_volumes(&pod, &volumes) {
+                let _ = std::fs::remove_dir_all(&volumes);
+            } else {
+                // Removing through a mount would remove what it shows (a hostPath's files).
+                tracing::error!(
+                    "pod {key}: {} stays mounted; left in place",
+                    volumes.display()
+                );
+            }
+            let _ = std::fs::remove_dir_all(&cfg.log_directory);
+        })
+        .await;
+        if let Err(e) = removed {
+            tracing::error!("pod {}: removing its volumes and logs: {e}", self.rec.key());
+        }
         if let Some(store) = &self.store {
             if let Err(e) = store.remove(&uid) {
                 tracing::error!("pod {}: {e}", self.rec.key());

@@ -166,7 +166,7 @@ async fn apply_pod(
         let image = c.image.clone().unwrap_or_default();
         let present = d
             .runtime
-            .image_status(&image)
+            .image_info(&image)
             .await
             .map_err(|e| format!("pod/{name}: container {:?}: {e}", c.name))?
             .is_some();
