@@ -1844,25 +1844,17 @@ impl PodWorker {
         let volumes = self.settings.volumes_dir.join(&uid);
         super::image_pull::forget_pod(&uid);
         let cfg = podspec::sandbox_config(&self.rec.pod, 0, &self.settings.log_dir);
-        let (pod, key) = (self.rec.pod.clone(), self.rec.key());
-        // Blocking file work (a mount table read, trees of files): off the threads that
-        // run every other pod's worker.
-        let removed = tokio::task::spawn_blocking(move || {
-            if podspec::unmount_volumes(&pod, &volumes) {
-                let _ = std::fs::remove_dir_all(&volumes);
-            } else {
-                // Removing through a mount would remove what it shows (a hostPath's files).
-                tracing::error!(
-                    "pod {key}: {} stays mounted; left in place",
-                    volumes.display()
-                );
-            }
-            let _ = std::fs::remove_dir_all(&cfg.log_directory);
-        })
-        .await;
-        if let Err(e) = removed {
-            tracing::error!("pod {}: removing its volumes and logs: {e}", self.rec.key());
+        if podspec::unmount_volumes(&self.rec.pod, &volumes) {
+            let _ = std::fs::remove_dir_all(&volumes);
+        } else {
+            // Removing through a mount would remove what it shows (a hostPath's files).
+            tracing::error!(
+                "pod {}: {} stays mounted; left in place",
+                self.rec.key(),
+                volumes.display()
+            );
         }
+        let _ = std::fs::remove_dir_all(&cfg.log_directory);
         if let Some(store) = &self.store {
             if let Err(e) = store.remove(&uid) {
                 tracing::error!("pod {}: {e}", self.rec.key());
