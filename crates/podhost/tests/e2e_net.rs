@@ -252,6 +252,46 @@ fn ip_stays_when_a_container_crashes_and_when_the_pause_dies() {
     env.teardown();
 }
 
+/// On podhost's own network a deleted pod's namespace goes before the plugins' DEL, and
+/// the kernel takes the veth with it. A namespace something still holds keeps its veth:
+/// the daemon then deletes the veth itself, before the address is given back.
+#[test]
+fn a_deleted_pods_veth_goes_with_its_namespace_also_when_something_holds_it() {
+    let env = Env::new();
+    env.apply(
+        "a.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: a}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - {name: c, image: busybox, command: [sleep, '3600']}\n",
+    );
+    env.wait_ready("a");
+    let pins: Vec<_> = std::fs::read_dir(env.root.join("run/netns"))
+        .expect("netns dir")
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(pins.len(), 1, "{pins:?}");
+    let ports = || {
+        let out = std::process::Command::new("ip")
+            .args(["-o", "link", "show", "master", &env.bridge])
+            .output()
+            .expect("ip link");
+        String::from_utf8_lossy(&out.stdout).lines().count()
+    };
+    assert_eq!(ports(), 1, "the pod's veth is on the bridge");
+    // An open descriptor keeps the namespace, and with it the veth, after its pin goes.
+    let held = std::fs::File::open(&pins[0]).expect("open the pinned netns");
+    env.ok(&["delete", "pod", "a", "--force"]);
+    assert_eq!(ports(), 0, "the veth went before the pod did");
+    assert!(env.network_leaks().is_empty(), "{:?}", env.network_leaks());
+    drop(held);
+    assert!(
+        env.daemon_log()
+            .contains("outlived its pod's network namespace; deleting it"),
+        "{}",
+        env.daemon_log()
+    );
+    env.teardown();
+}
+
 #[test]
 fn cni_error_is_the_pod_status_reason_and_the_pod_recovers() {
     let env = Env::new();

@@ -838,15 +838,38 @@ impl LocalRuntime {
     /// Remove a container's host-side resources (rootfs mount, its directory, its bundle,
     /// its record).
     fn remove_container_files(&self, id: &str) -> Result<(), RuntimeError> {
-        let dir = self.config.container_dir(id);
-        mounts::unmount(&dir.join("rootfs"))?;
-        mounts::remove_dir(&dir)?;
-        mounts::remove_dir(&self.config.bundle_dir(id))?;
-        // libcontainer's state of the container: the shim deletes it, unless the shim
-        // died first; then it is ours to remove.
-        mounts::remove_dir(&self.config.runc_root().join(id))?;
+        self.container_files(id).remove()?;
         self.lock_containers().remove(id);
         Ok(())
+    }
+
+    /// Where container `id`'s host-side files are.
+    fn container_files(&self, id: &str) -> ContainerFiles {
+        ContainerFiles {
+            dir: self.config.container_dir(id),
+            bundle: self.config.bundle_dir(id),
+            runc_state: self.config.runc_root().join(id),
+        }
+    }
+}
+
+/// A container's host-side files: its directory (with the rootfs mount), its bundle and
+/// libcontainer's state of it.
+struct ContainerFiles {
+    dir: PathBuf,
+    bundle: PathBuf,
+    runc_state: PathBuf,
+}
+
+impl ContainerFiles {
+    /// Unmount the rootfs and remove the three trees.
+    fn remove(&self) -> Result<(), RuntimeError> {
+        mounts::unmount(&self.dir.join("rootfs"))?;
+        mounts::remove_dir(&self.dir)?;
+        mounts::remove_dir(&self.bundle)?;
+        // libcontainer's state of the container: the shim deletes it, unless the shim
+        // died first; then it is ours to remove.
+        mounts::remove_dir(&self.runc_state)
     }
 }
 

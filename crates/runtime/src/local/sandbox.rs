@@ -278,13 +278,37 @@ impl LocalRuntime {
                 .filter(|c| c.sandbox_id == sandbox_id)
                 .map(|c| c.id.clone())
                 .collect();
-            for id in ids {
-                self.remove_container_files(&id)?;
-            }
+            // Unmounts and trees of files: blocking, and an unmount may wait for the
+            // kernel (an RCU grace period). On the async threads, hundreds of pods
+            // removed together left the CPU idle while every pod's worker waited.
+            let files: Vec<ContainerFiles> =
+                ids.iter().map(|id| self.container_files(id)).collect();
             let run_dir = self.config.sandbox_run_dir(sandbox_id);
-            mounts::unmount(&run_dir.join("shm"))?;
-            mounts::remove_dir(&run_dir)?;
-            mounts::remove_dir(&self.config.sandbox_state_dir(sandbox_id))?;
+            let state_dir = self.config.sandbox_state_dir(sandbox_id);
+            let sandbox_files = tokio::task::spawn_blocking(move || {
+                for f in &files {
+                    f.remove()?;
+                }
+                mounts::unmount(&run_dir.join("shm"))?;
+                mounts::remove_dir(&run_dir)?;
+                mounts::remove_dir(&state_dir)
+            });
+            match sandbox_files.await {
+                Ok(r) => r?,
+                Err(e) => {
+                    return Err(RuntimeError::Io {
+                        action: "removing the files of sandbox",
+                        path: self.config.sandbox_run_dir(sandbox_id),
+                        source: std::io::Error::other(e),
+                    })
+                }
+            }
+            {
+                let mut containers = self.lock_containers();
+                for id in &ids {
+                    containers.remove(id);
+                }
+            }
             let (cg, parent, qos, uid) = (
                 self.cgroups.clone(),
                 self.config.cgroup_parent.clone(),
