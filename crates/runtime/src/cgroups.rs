@@ -352,19 +352,16 @@ impl Cgroups {
         }
     }
 
-    /// Remove a sandbox's cgroup `rel` and its children in every hierarchy; the levels
-    /// above stay (they are a kubelet's, or [`Cgroups::remove_pod`] handles them).
+    /// Remove a sandbox's cgroup `rel` and everything below it (the containers' cgroups,
+    /// which a shut-down shim leaves, and any a container made inside its own) in every
+    /// hierarchy; the levels above stay (they are a kubelet's, or
+    /// [`Cgroups::remove_pod`] handles them).
     pub fn remove_sandbox(&self, rel: &str) {
         let rel = rel.trim_matches('/');
         for h in self.hierarchies() {
             let dir = h.join(rel);
             if dir.is_dir() {
-                for k in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-                    if k.path().is_dir() {
-                        rmdir_retry(&k.path());
-                    }
-                }
-                rmdir_retry(&dir);
+                remove_tree(&dir);
             }
         }
     }
@@ -530,6 +527,28 @@ fn zombie(pid: u32) -> bool {
             .and_then(|r| r.split_whitespace().next())
             .is_some_and(|st| st == "Z" || st == "X")
     })
+}
+
+/// Remove cgroup `top` with its descendants, deepest first. Iterative: a container may
+/// nest cgroups deeply (no depth limit on v1).
+fn remove_tree(top: &Path) {
+    // Directories in the order found (parents before children); removed in reverse.
+    let mut found = vec![top.to_path_buf()];
+    let mut next = 0;
+    while next < found.len() {
+        let subdirs: Vec<PathBuf> = std::fs::read_dir(&found[next])
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .map(|e| e.path())
+            .collect();
+        found.extend(subdirs);
+        next += 1;
+    }
+    for dir in found.iter().rev() {
+        rmdir_retry(dir);
+    }
 }
 
 fn rmdir_retry(path: &Path) {
@@ -746,7 +765,9 @@ mod tests {
                 .is_dir());
         }
         assert_eq!(read(kubelet.join("memory.limit_in_bytes")), "1000");
-        std::fs::create_dir_all(kubelet.join("sb1/ctr")).unwrap();
+        // A container's cgroup, and cgroups the container made inside its own.
+        std::fs::create_dir_all(kubelet.join("sb1/ctr/nested/deeper")).unwrap();
+        std::fs::create_dir_all(kubelet.join("sb1/ctr/other")).unwrap();
         cg.remove_sandbox("kubepods/burstable/podk1/sb1");
         assert!(!kubelet.join("sb1").exists());
         assert!(kubelet.is_dir(), "the kubelet's own cgroup stays");

@@ -333,7 +333,7 @@ impl LocalRuntime {
             let sock = p.join("shim.sock");
             if sock.exists() {
                 let client = ShimClient::new("(no record)", &sock);
-                if let Err(e) = client.stop().await {
+                if let Err(e) = client.stop(false).await {
                     tracing::warn!("shutting down the shim at {}: {e}", sock.display())
                 }
             }
@@ -1209,7 +1209,7 @@ impl Runtime for LocalRuntime {
     }
 
     async fn stop_pod_sandbox(&self, sandbox_id: &str) -> Result<(), RuntimeError> {
-        self.stop_sandbox(sandbox_id, true).await
+        self.stop_sandbox(sandbox_id, true, false).await
     }
 
     async fn remove_pod_sandbox(&self, sandbox_id: &str) -> Result<(), RuntimeError> {

@@ -265,19 +265,24 @@ impl ShimClient {
         })
     }
 
-    /// Kill what remains, stop the pause, and let the shim exit.
-    pub async fn shutdown(&self) -> Result<(), RuntimeError> {
-        self.request("shutdown", Request::Shutdown).await.map(drop)
+    /// Kill what remains, stop the pause, and let the shim exit. With `removing` the
+    /// caller removes the sandbox next (its cgroups and the containers' runtime state):
+    /// the shim leaves that to it.
+    pub async fn shutdown(&self, removing: bool) -> Result<(), RuntimeError> {
+        self.request("shutdown", Request::Shutdown { removing })
+            .await
+            .map(drop)
     }
 
     /// Shut the shim down (it kills what still runs and the pause, then exits). A shim that
     /// does not answer is killed instead; what it leaves in the pod cgroup is for the
-    /// caller's removal to kill. A shim already gone is fine.
-    pub async fn stop(&self) -> Result<(), RuntimeError> {
+    /// caller's removal to kill. A shim already gone is fine. `removing`: as for
+    /// [`ShimClient::shutdown`].
+    pub async fn stop(&self, removing: bool) -> Result<(), RuntimeError> {
         // A quick question first: a stopped or hung shim would hold a shutdown for the
         // helper's whole time limit.
         let asked = match self.status().await {
-            Ok(_) => self.shutdown().await,
+            Ok(_) => self.shutdown(removing).await,
             Err(e) => Err(e),
         };
         match asked {

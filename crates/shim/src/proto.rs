@@ -77,7 +77,15 @@ pub enum Request {
         stderr: bool,
     },
     /// Kill everything, stop the pause process and exit the shim.
-    Shutdown,
+    Shutdown {
+        /// The daemon removes the sandbox next, and with it the pod cgroup (the
+        /// containers' below it) and libcontainer's state of each container: the shim
+        /// skips its `delete` of each container (a helper process each, most of a
+        /// shutdown's time). Left out of the JSON when false; a shim older than it
+        /// ignores it and deletes them.
+        #[serde(default, skip_serializing_if = "is_false")]
+        removing: bool,
+    },
 }
 
 fn is_false(b: &bool) -> bool {

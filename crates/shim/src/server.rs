@@ -483,7 +483,7 @@ impl Shim {
         }
         if let Some(&s) = sigs.iter().find(|&&s| s != libc::SIGCHLD as u32) {
             self.diag(&format!("received signal {s}, shutting down"));
-            self.shutdown();
+            self.shutdown(false);
         }
     }
 
@@ -787,8 +787,8 @@ impl Shim {
                     self.exec(client, &id, &cmd)
                 }
             }
-            Request::Shutdown => {
-                self.shutdown();
+            Request::Shutdown { removing } => {
+                self.shutdown(removing);
                 // Answer synchronously: the process exits right after.
                 let c = &mut self.clients[client];
                 let _ = c.sock.set_nonblocking(false);
@@ -1470,8 +1470,9 @@ impl Shim {
         }
     }
 
-    /// Stops everything synchronously and marks the loop to end.
-    fn shutdown(&mut self) {
+    /// Stops everything synchronously and marks the loop to end. With `removing` the
+    /// containers are killed but not deleted (the caller removes their state).
+    fn shutdown(&mut self, removing: bool) {
         self.stop = true;
         // A create under way finishes first (killing its helper midway could leave a
         // half-made container behind); the container is then stopped with the others.
@@ -1504,6 +1505,9 @@ impl Shim {
                     c.signal = signal;
                     c.finished_at = Some(sys::now_ns());
                 }
+            }
+            if removing {
+                continue;
             }
             let mut cmd = self.runc();
             cmd.args(["delete", "--force", &id]);

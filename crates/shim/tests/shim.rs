@@ -650,7 +650,9 @@ fn pod_lifecycle() {
         .find(|c| c.id == "c3")
         .unwrap()
         .pid;
-    env.call(Request::Shutdown).into_result().unwrap();
+    env.call(Request::Shutdown { removing: false })
+        .into_result()
+        .unwrap();
     wait_until("shim, pause and c3 gone", Duration::from_secs(10), || {
         !alive(shim) && !alive(pause) && !alive(c3)
     });
@@ -876,7 +878,9 @@ fn a_slow_create_holds_up_no_other_request() {
         let c = st.iter().find(|c| c.id == id).unwrap();
         assert_eq!((c.pid, c.state), (pid, ContainerState::Running), "{st:?}");
     }
-    env.call(Request::Shutdown).into_result().unwrap();
+    env.call(Request::Shutdown { removing: false })
+        .into_result()
+        .unwrap();
     wait_until("no leftovers", Duration::from_secs(10), || {
         env.leftovers().is_empty()
     });
@@ -910,7 +914,9 @@ fn an_init_dying_during_its_create_is_reported_exited() {
     );
     let r = env.call(Request::StartContainer { id: "early".into() });
     assert_eq!(r.code, Some(ErrorCode::FailedPrecondition), "{r:?}");
-    env.call(Request::Shutdown).into_result().unwrap();
+    env.call(Request::Shutdown { removing: false })
+        .into_result()
+        .unwrap();
     wait_until("no leftovers", Duration::from_secs(10), || {
         env.leftovers().is_empty()
     });
@@ -1148,7 +1154,9 @@ fn tty_exec_relays_a_terminal_with_its_size() {
         .filter(|n| n.starts_with("tty"))
         .collect();
     assert!(left.is_empty(), "{left:?}");
-    env.call(Request::Shutdown).into_result().unwrap();
+    env.call(Request::Shutdown { removing: false })
+        .into_result()
+        .unwrap();
 }
 
 /// `name:` of /proc/<pid>/status, trimmed ("" when absent).
@@ -1286,7 +1294,9 @@ fn pause_runs_locked_down() {
     for ns in ["net", "ipc", "uts", "pid"] {
         assert_ne!(ns_ino(&pause.to_string(), ns), ns_ino("self", ns), "{ns}");
     }
-    env.call(Request::Shutdown).into_result().unwrap();
+    env.call(Request::Shutdown { removing: false })
+        .into_result()
+        .unwrap();
     wait_until("shim and pause gone", Duration::from_secs(10), || {
         !alive(shim) && !alive(pause)
     });
@@ -1312,7 +1322,9 @@ fn pause_with_the_hosts_namespaces_is_locked_down_too() {
         p,
         "one PID namespace: the host's"
     );
-    env.call(Request::Shutdown).into_result().unwrap();
+    env.call(Request::Shutdown { removing: false })
+        .into_result()
+        .unwrap();
     wait_until("shim and pause gone", Duration::from_secs(10), || {
         !alive(shim) && !alive(pause)
     });
@@ -1450,7 +1462,9 @@ fn attach_relays_a_containers_stdio_and_stdin_once_closes_it() {
         stderr: false,
     });
     assert_eq!(r.code, Some(ErrorCode::FailedPrecondition), "{r:?}");
-    env.call(Request::Shutdown).into_result().unwrap();
+    env.call(Request::Shutdown { removing: false })
+        .into_result()
+        .unwrap();
 }
 
 /// The last `n` bytes of a file (empty if it is not there yet).
@@ -1511,7 +1525,9 @@ fn an_attach_client_that_stops_reading_is_dropped_and_the_container_goes_on() {
         stderr: false,
     });
     assert!(r.code.is_none(), "{r:?}");
-    env.call(Request::Shutdown).into_result().unwrap();
+    env.call(Request::Shutdown { removing: false })
+        .into_result()
+        .unwrap();
 }
 
 #[test]
@@ -1552,7 +1568,9 @@ fn attach_sessions_end_without_closing_stdin_unless_stdin_once() {
     .into_result()
     .unwrap();
     assert_eq!(read_to_end(&mut c), (String::new(), Some(137)));
-    env.call(Request::Shutdown).into_result().unwrap();
+    env.call(Request::Shutdown { removing: false })
+        .into_result()
+        .unwrap();
 }
 
 #[test]
@@ -1604,5 +1622,33 @@ fn a_tty_container_is_attached_through_its_terminal() {
         .filter(|n| n.starts_with("tty"))
         .collect();
     assert!(left.is_empty(), "{left:?}");
-    env.call(Request::Shutdown).into_result().unwrap();
+    env.call(Request::Shutdown { removing: false })
+        .into_result()
+        .unwrap();
+}
+
+/// A shutdown before the sandbox's removal kills the containers (running and created)
+/// and the pause but leaves their deletion to the caller: no helper runs for them.
+#[test]
+fn a_shutdown_for_removal_kills_but_deletes_nothing() {
+    let mut env = Env::new("rmshut");
+    let (pause, shim) = env.start();
+    let running = env.create("run", "sleep 1000\n");
+    env.call(Request::StartContainer { id: "run".into() })
+        .into_result()
+        .unwrap();
+    let created = env.create("made", "sleep 1000\n");
+    env.call(Request::Shutdown { removing: true })
+        .into_result()
+        .unwrap();
+    wait_until(
+        "shim, pause and containers gone",
+        Duration::from_secs(10),
+        || !alive(shim) && !alive(pause) && !alive(running) && !alive(created),
+    );
+    assert_eq!(env.leftovers(), Vec::<String>::new());
+    // The fake runtime's state of both is still there: no `delete` ran.
+    for id in ["run", "made"] {
+        assert!(env.dir.join("runc-root").join(id).exists(), "{id} deleted");
+    }
 }

@@ -34,11 +34,13 @@ impl LocalRuntime {
     /// keep what the shim last knew of each container (its exit code survives the
     /// shim), shut the shim and pause down, and with `release_network` give the pod's
     /// IP and host ports back (CNI DEL; a stopped sandbox is never started again).
-    /// Idempotent.
+    /// `removing`: the sandbox is removed next, which deletes the containers' cgroups
+    /// and runtime state; the shim then skips deleting each. Idempotent.
     pub(super) async fn stop_sandbox(
         &self,
         sandbox_id: &str,
         release_network: bool,
+        removing: bool,
     ) -> Result<(), RuntimeError> {
         let rec = self.sandbox(sandbox_id)?;
         let shim = self.shim(sandbox_id);
@@ -46,7 +48,7 @@ impl LocalRuntime {
             let status = self.kill_all(&shim, status).await;
             self.save_last_seen(sandbox_id, &status)?;
         }
-        shim.stop().await?;
+        shim.stop(removing).await?;
         match (release_network, rec.network) {
             (true, Some(att)) => {
                 self.network.detach(&att).await?;

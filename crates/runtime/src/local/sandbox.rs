@@ -108,7 +108,7 @@ impl LocalRuntime {
                 let joined = step!("pause_cgroup")
                     .in_scope(|| self.cgroups.add_process(&pause_cg, pause_pid));
                 if let Err(e) = joined {
-                    let _ = self.shim(&id).shutdown().await;
+                    let _ = self.shim(&id).shutdown(false).await;
                     return Err(RuntimeError::from(e));
                 }
                 Ok::<u32, RuntimeError>(pause_pid)
@@ -120,7 +120,7 @@ impl LocalRuntime {
                 Ok(None) => {}
                 Err(e) => {
                     if pause.is_ok() {
-                        let _ = self.shim(&id).shutdown().await;
+                        let _ = self.shim(&id).shutdown(false).await;
                     }
                     return Err(e);
                 }
@@ -147,7 +147,7 @@ impl LocalRuntime {
             let rec = match saved {
                 Ok(rec) => rec,
                 Err(e) => {
-                    let _ = self.shim(&id).shutdown().await;
+                    let _ = self.shim(&id).shutdown(false).await;
                     return Err(e);
                 }
             };
@@ -248,7 +248,7 @@ impl LocalRuntime {
         };
         // The processes first: nothing may run in the netns or the cgroup when they go.
         let stopped = async {
-            self.stop_sandbox(sandbox_id, false).await?;
+            self.stop_sandbox(sandbox_id, false, true).await?;
             // A shim that crashed (or a daemon that lost it) left its pause and containers
             // running, reparented to init: they are found by the pod cgroup and killed, so
             // that their mounts, netns and cgroups can go. After a clean shutdown the

@@ -2,6 +2,8 @@
 //!
 //! - [`cni`]: running plugins (the CNI protocol).
 //! - [`files`]: the pod's `/etc/hosts` and `/etc/resolv.conf`.
+//! - [`host_local`]: host-local's address store, released in-process for podhost's own
+//!   network.
 //!
 //! An [`Attachment`] is the durable record of one pod's network: the pinned netns, the
 //! network config used and the CNI result. It is written to `<state>/networks/<id>.json`
@@ -12,6 +14,7 @@
 
 pub mod cni;
 pub mod files;
+pub mod host_local;
 pub mod masquerade;
 
 use std::collections::HashSet;
@@ -28,6 +31,7 @@ use crate::config::NetworkSettings;
 use crate::state_file::{read_json, write_json_atomic};
 use cni::{plugin_type, Cni, CniError, ConfList, RuntimeConf};
 pub use files::{DnsConfig, HostAlias};
+use host_local::HostLocalStore;
 
 /// Interface name of the pod's network in the container, as in Kubernetes.
 const POD_IFNAME: &str = "eth0";
@@ -524,6 +528,11 @@ impl Network {
             release_host_links(att.result.as_ref(), &self.settings.bridge).await;
             netns_gone = true;
         }
+        if att.shared_masquerade && netns_gone && self.release_in_process(att).await? {
+            self.forget(att)?;
+            self.release_shared_masquerade(&att.id).await;
+            return Ok(());
+        }
         let mut runtime = att.runtime.clone();
         if netns_gone {
             runtime.netns = PathBuf::new();
@@ -549,6 +558,26 @@ impl Network {
         self.forget(att)?;
         self.release_shared_masquerade(&att.id).await;
         Ok(())
+    }
+
+    /// The DEL of podhost's own network without its namespace, done here: the bridge
+    /// plugin has nothing left to do, and host-local would read the address file of
+    /// every pod of the network to find this one's. Returns false (nothing done) when the
+    /// attachment's plugins or result are not that plain shape; they then run.
+    async fn release_in_process(&self, att: &Attachment) -> Result<bool, RuntimeError> {
+        let (Some(store), Some(ips)) = (
+            HostLocalStore::of(&att.network),
+            att.result.as_ref().and_then(host_local::result_addresses),
+        ) else {
+            return Ok(false);
+        };
+        let rt = att.runtime.clone();
+        let dir = store.dir().to_path_buf();
+        let released = tokio::task::spawn_blocking(move || store.release(&rt, &ips))
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+        released.map_err(RuntimeError::io("releasing the pod's addresses in", dir))?;
+        Ok(true)
     }
 
     /// Every attachment record on disk.
@@ -612,11 +641,6 @@ impl Network {
     }
 }
 
-/// Wait until no plugin of a previous daemon (killed while they ran; plugins outlive it,
-/// and so do the iptables they run) is still working on attachment `id`: a DEL racing
-/// their ADD removes what they add a moment later (rules of a released address). They
-/// are found by the `CNI_CONTAINERID` of their environment; past the plugin time limit
-/// they are killed.
 /// How long the host end of a removed namespace's veth may take to go with it (the
 /// kernel removes namespaces in batches, from a work queue).
 const HOST_LINK_WAIT: Duration = Duration::from_secs(5);
@@ -680,6 +704,11 @@ async fn release_host_links(result: Option<&Value>, bridge: &str) {
     }
 }
 
+/// Wait until no plugin of a previous daemon (killed while they ran; plugins outlive it,
+/// and so do the iptables they run) is still working on attachment `id`: a DEL racing
+/// their ADD removes what they add a moment later (rules of a released address). They
+/// are found by the `CNI_CONTAINERID` of their environment; past the plugin time limit
+/// they are killed.
 async fn wait_for_orphan_plugins(id: &str) {
     let deadline = tokio::time::Instant::now() + cni::PLUGIN_TIMEOUT;
     loop {
