@@ -58,6 +58,16 @@ fn unknown(c: &ContainerStatus) -> ContainerStatus {
 }
 
 impl State {
+    /// What a status question gets for `c`: its state, or `Unknown` while states cannot
+    /// be read.
+    fn reported(&self, c: &ContainerStatus) -> ContainerStatus {
+        if self.unknown_statuses {
+            unknown(c)
+        } else {
+            c.clone()
+        }
+    }
+
     /// Marks a running container exited with `code` and tells its attach sessions.
     fn exited(&mut self, id: &str, code: i32, now: i64) -> bool {
         let Some(c) = self
@@ -444,14 +454,10 @@ impl Runtime for FakeRuntime {
     async fn container_status(&self, container_id: &str) -> Result<ContainerStatus, RuntimeError> {
         let mut st = self.lock();
         st.queries += 1;
-        let c = st
-            .containers
+        st.containers
             .get(container_id)
-            .ok_or_else(|| RuntimeError::ContainerNotFound(container_id.into()))?;
-        Ok(match st.unknown_statuses {
-            true => unknown(c),
-            false => c.clone(),
-        })
+            .map(|c| st.reported(c))
+            .ok_or_else(|| RuntimeError::ContainerNotFound(container_id.into()))
     }
     async fn list_containers(
         &self,
@@ -459,15 +465,11 @@ impl Runtime for FakeRuntime {
     ) -> Result<Vec<ContainerStatus>, RuntimeError> {
         let mut st = self.lock();
         st.queries += 1;
-        let unknown_statuses = st.unknown_statuses;
         Ok(st
             .containers
             .values()
             .filter(|c| sandbox_id.is_none_or(|s| c.sandbox_id == s))
-            .map(|c| match unknown_statuses {
-                true => unknown(c),
-                false => c.clone(),
-            })
+            .map(|c| st.reported(c))
             .collect())
     }
     /// A session that first writes what the exec handler says (default: nothing, exit

@@ -435,17 +435,9 @@ pub fn volumes_may_hold_mounts(pod: &Pod) -> bool {
             || m.sub_path_expr.as_deref().is_some_and(|p| !p.is_empty())
             || m.mount_propagation.as_deref() == Some("Bidirectional")
     };
-    let mounts = spec
-        .containers
+    let mounts = podhost_api::all_containers(spec)
         .iter()
-        .chain(spec.init_containers.iter().flatten())
         .flat_map(|c| c.volume_mounts.iter().flatten())
-        .chain(
-            spec.ephemeral_containers
-                .iter()
-                .flatten()
-                .flat_map(|c| c.volume_mounts.iter().flatten()),
-        )
         .any(mounts_anything);
     mounts || !spec.volumes.iter().flatten().all(plain)
 }

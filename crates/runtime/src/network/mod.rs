@@ -515,24 +515,34 @@ impl Network {
             wait_for_orphan_plugins(&att.id).await;
         }
         let mut netns_gone = !netns::is_pinned(&att.netns);
-        if att.shared_masquerade && !netns_gone {
-            // podhost's own network (see `plugins_to_run`): the namespace goes first, and
-            // the kernel removes the pod's veth with it, the namespaces of many pods in
-            // one batch. The bridge plugin's DEL would delete it from inside, and each
-            // such delete waits for an RCU barrier: pods deleted together queued behind
-            // one another (100 veths: 2.3 s one by one, 0.2 s with their namespaces, on
-            // an idle machine). The plugins then release the address (and host ports)
-            // without a netns, as the CNI spec allows; only once the host end is gone,
-            // so that no other pod gets the address while the old interface has it.
-            netns::remove_pinned(&att.netns)?;
-            release_host_links(att.result.as_ref(), &self.settings.bridge).await;
-            netns_gone = true;
+        let mut released = false;
+        if att.shared_masquerade {
+            if !netns_gone {
+                // podhost's own network (see `plugins_to_run`): the namespace goes first,
+                // and the kernel removes the pod's veth with it, the namespaces of many
+                // pods in one batch. The bridge plugin's DEL would delete it from inside,
+                // and each such delete waits for an RCU barrier: pods deleted together
+                // queued behind one another (100 veths: 2.3 s one by one, 0.2 s with
+                // their namespaces, on an idle machine). The address is released without
+                // a netns, as the CNI spec allows; only once the host end is gone, so
+                // that no other pod gets the address while the old interface has it.
+                netns::remove_pinned(&att.netns)?;
+                release_host_links(att.result.as_ref(), &self.settings.bridge).await;
+                netns_gone = true;
+            }
+            released = self.release_in_process(att).await?;
         }
-        if att.shared_masquerade && netns_gone && self.release_in_process(att).await? {
-            self.forget(att)?;
-            self.release_shared_masquerade(&att.id).await;
-            return Ok(());
+        if !released {
+            self.del_plugins(att, netns_gone).await?;
         }
+        self.forget(att)?;
+        self.release_shared_masquerade(&att.id).await;
+        Ok(())
+    }
+
+    /// The plugins' DEL of `att` (without a netns when it is gone), marked as begun first,
+    /// and the sweep of masquerade rules the plugins can no longer find.
+    async fn del_plugins(&self, att: &Attachment, netns_gone: bool) -> Result<(), RuntimeError> {
         let mut runtime = att.runtime.clone();
         if netns_gone {
             runtime.netns = PathBuf::new();
@@ -555,8 +565,6 @@ impl Network {
         if sweep {
             remove_masquerade(&att.network.name, &att.runtime.container_id).await;
         }
-        self.forget(att)?;
-        self.release_shared_masquerade(&att.id).await;
         Ok(())
     }
 
